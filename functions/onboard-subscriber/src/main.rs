@@ -1,0 +1,32 @@
+//! `POST /subscribers`: create a subscriber's queues and topic subscriptions.
+
+use hub::aws::{
+    DynamoSubscriberStore, QueueSettings, SqsQueueProvisioner, required_env, topic_arns_from_env,
+};
+use hub::lambda::{self, Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda::init_tracing();
+    let config = lambda::sdk_config().await;
+    let subscribers = DynamoSubscriberStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        required_env("SUBSCRIBERS_TABLE")?,
+    );
+    let settings = QueueSettings {
+        name_prefix: required_env("QUEUE_NAME_PREFIX")?,
+        max_receive_count: required_env("QUEUE_MAX_RECEIVE_COUNT")?.parse()?,
+        retention_seconds: required_env("QUEUE_RETENTION_SECONDS")?.parse()?,
+    };
+    let provisioner = SqsQueueProvisioner::new(
+        aws_sdk_sqs::Client::new(&config),
+        aws_sdk_sns::Client::new(&config),
+        topic_arns_from_env(),
+        settings,
+    );
+    let (subscribers, provisioner) = (&subscribers, &provisioner);
+    lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(lambda::onboard(subscribers, provisioner, &event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,580 @@
+//! Adapters of the ports over the AWS SDK: DynamoDB for state, SNS for
+//! fan-out, SQS for subscriber queues. They run unchanged against AWS and
+//! against the local emulator (the endpoint comes from AWS_ENDPOINT_URL).
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::catalogue::EventType;
+use crate::criteria::Target;
+use crate::dispatch::{Delivery, SUBSCRIBER_ATTRIBUTE};
+use crate::events::StoredEvent;
+use crate::nhs_number::NhsNumber;
+use crate::ports::{
+    DeliveryPublisher, EventStore, Insert, QueueProvisioner, StoreError, SubscriberStore,
+    SubscriptionStore,
+};
+use crate::subscriber::{Queues, Subscriber};
+use crate::subscription::Subscription;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn unavailable(context: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {error}"))
+}
+
+/// Reads a required environment variable: configuration a function cannot run without.
+pub fn required_env(name: &str) -> Result<String, StoreError> {
+    std::env::var(name)
+        .map_err(|_| StoreError::Unavailable(format!("environment variable {name} is not set")))
+}
+
+/// The environment variable that holds an event type's SNS topic ARN, e.g.
+/// TOPIC_ARN_VACCINATIONS_1.
+pub fn topic_env_var(event_type: EventType) -> String {
+    format!(
+        "TOPIC_ARN_{}",
+        event_type.code().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The topic ARNs of the event types this deployment has topics for.
+pub fn topic_arns_from_env() -> BTreeMap<EventType, String> {
+    EventType::ALL
+        .iter()
+        .filter_map(|&event_type| {
+            Some((event_type, std::env::var(topic_env_var(event_type)).ok()?))
+        })
+        .collect()
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|error| unavailable("encoding an item", error))
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|error| unavailable("decoding an item", error))
+}
+
+/// The events table: one item per MessageHeader.id, written once.
+#[derive(Clone)]
+pub struct DynamoEventStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoEventStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoEventStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl EventStore for DynamoEventStore {
+    async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(event)?))
+            .condition_expression("attribute_not_exists(eventId)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Insert::Stored),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let existing = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("eventId", AttributeValue::S(event.event_id.clone()))
+                    .projection_expression("payloadSha256")
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|error| unavailable("reading the stored event", error))?;
+                let stored_hash = existing
+                    .item()
+                    .and_then(|item| item.get("payloadSha256"))
+                    .and_then(|value| value.as_s().ok());
+                if stored_hash == Some(&event.payload_sha256) {
+                    Ok(Insert::Duplicate)
+                } else {
+                    Ok(Insert::Conflict)
+                }
+            }
+            Err(error) => Err(unavailable(
+                "storing the event",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
+}
+
+/// The subscriptions table. Each subscription is one resource item
+/// (pk SUBSCRIPTION#id) plus one match item per event type it names
+/// (pk EXPLICIT#<nhs number>#<event type>, sk = subscription id) holding a
+/// copy of the subscription, so dispatch finds every candidate for an event
+/// with a single Query, however many subscriptions exist.
+#[derive(Clone)]
+pub struct DynamoSubscriptionStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const RESOURCE_SORT_KEY: &str = "SUBSCRIPTION";
+
+fn resource_key(id: &str) -> String {
+    format!("SUBSCRIPTION#{id}")
+}
+
+fn explicit_key(nhs_number: NhsNumber, event_type: EventType) -> String {
+    format!("EXPLICIT#{nhs_number}#{event_type}")
+}
+
+impl DynamoSubscriptionStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoSubscriptionStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn item(
+        &self,
+        pk: String,
+        sk: String,
+        subscription: &Subscription,
+    ) -> Result<Item, StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), AttributeValue::S(pk));
+        item.insert("sk".into(), AttributeValue::S(sk));
+        item.insert(
+            "subscriberId".into(),
+            AttributeValue::S(subscription.subscriber_id.clone()),
+        );
+        item.insert(
+            "subscription".into(),
+            AttributeValue::M(to_item(subscription)?),
+        );
+        Ok(item)
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|error| unavailable("building a write", error))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn subscription_of(mut item: Item) -> Result<Subscription, StoreError> {
+    match item.remove("subscription") {
+        Some(AttributeValue::M(fields)) => from_item(fields),
+        _ => Err(StoreError::Unavailable(
+            "a subscription item has no subscription".into(),
+        )),
+    }
+}
+
+impl SubscriptionStore for DynamoSubscriptionStore {
+    async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let mut writes = vec![self.put(
+            self.item(
+                resource_key(&subscription.id),
+                RESOURCE_SORT_KEY.into(),
+                subscription,
+            )?,
+            Some("attribute_not_exists(pk)"),
+        )?];
+        if let Target::Explicit(nhs_number) = subscription.criteria.target {
+            for &event_type in &subscription.criteria.events {
+                writes.push(self.put(
+                    self.item(
+                        explicit_key(nhs_number, event_type),
+                        subscription.id.clone(),
+                        subscription,
+                    )?,
+                    None,
+                )?);
+            }
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "storing the subscription",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(resource_key(id)))
+            .key("sk", AttributeValue::S(RESOURCE_SORT_KEY.into()))
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a subscription", error))?;
+        output.item.map(subscription_of).transpose()
+    }
+
+    async fn explicit_candidates(
+        &self,
+        nhs_number: NhsNumber,
+        event_type: EventType,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut candidates = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(explicit_key(nhs_number, event_type)),
+                )
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|error| unavailable("finding subscriptions", error))?;
+            for item in page.items.unwrap_or_default() {
+                candidates.push(subscription_of(item)?);
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(candidates);
+            }
+        }
+    }
+}
+
+/// The subscribers table: one item per subscriber id.
+#[derive(Clone)]
+pub struct DynamoSubscriberStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoSubscriberStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoSubscriberStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl SubscriberStore for DynamoSubscriberStore {
+    async fn create(&self, subscriber: &Subscriber) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(subscriber)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(|error| unavailable("storing the subscriber", error))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Subscriber>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a subscriber", error))?;
+        output.item.map(from_item).transpose()
+    }
+}
+
+/// SNS PublishBatch takes at most ten entries a call.
+const SNS_BATCH_LIMIT: usize = 10;
+/// Entries SNS reports as failed are retried this many times before the
+/// whole event is handed back for the stream to retry.
+const SNS_ENTRY_ATTEMPTS: usize = 3;
+
+/// Publishes one message per recipient to the event type's topic.
+#[derive(Clone)]
+pub struct SnsDeliveryPublisher {
+    client: aws_sdk_sns::Client,
+    topics: BTreeMap<EventType, String>,
+}
+
+impl SnsDeliveryPublisher {
+    pub fn new(client: aws_sdk_sns::Client, topics: BTreeMap<EventType, String>) -> Self {
+        SnsDeliveryPublisher { client, topics }
+    }
+}
+
+impl DeliveryPublisher for SnsDeliveryPublisher {
+    async fn publish(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
+        let topic = self.topics.get(&event.event_type).ok_or_else(|| {
+            StoreError::Unavailable(format!("no topic is configured for {}", event.event_type))
+        })?;
+        for chunk in deliveries.chunks(SNS_BATCH_LIMIT) {
+            let mut pending: Vec<PublishBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, delivery)| entry(index, event, delivery))
+                .collect::<Result<_, _>>()?;
+            for attempt in 1..=SNS_ENTRY_ATTEMPTS {
+                let output = self
+                    .client
+                    .publish_batch()
+                    .topic_arn(topic)
+                    .set_publish_batch_request_entries(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        unavailable(
+                            "publishing deliveries",
+                            aws_sdk_sns::error::DisplayErrorContext(error),
+                        )
+                    })?;
+                let failed: Vec<&str> =
+                    output.failed().iter().map(|failure| failure.id()).collect();
+                if failed.is_empty() {
+                    break;
+                }
+                if attempt == SNS_ENTRY_ATTEMPTS {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} deliveries of event {} failed after {attempt} attempts",
+                        failed.len(),
+                        event.event_id
+                    )));
+                }
+                pending.retain(|entry| failed.contains(&entry.id()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn entry(
+    index: usize,
+    event: &StoredEvent,
+    delivery: &Delivery,
+) -> Result<PublishBatchRequestEntry, StoreError> {
+    let attributes = delivery
+        .attributes(event)
+        .into_iter()
+        .map(|(name, value)| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map(|value| (name.to_owned(), value))
+                .map_err(|error| unavailable("building a message attribute", error))
+        })
+        .collect::<Result<HashMap<_, _>, _>>()?;
+    PublishBatchRequestEntry::builder()
+        .id(index.to_string())
+        .message(&event.payload)
+        .set_message_attributes(Some(attributes))
+        .build()
+        .map_err(|error| unavailable("building a batch entry", error))
+}
+
+/// Settings of the queues onboarding creates.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Prefix of every queue name (the stack's name), at most 39 characters
+    /// so that `<prefix>-<uuid>-dlq` fits SQS's 80.
+    pub name_prefix: String,
+    /// Receives after which a message moves to the DLQ.
+    pub max_receive_count: u32,
+    /// How long an undelivered message is kept, in seconds (SQS allows 14 days).
+    pub retention_seconds: u32,
+}
+
+/// Creates each subscriber's queue and DLQ and subscribes the queue to the
+/// topics of the event types it may receive, filtered to its own id.
+#[derive(Clone)]
+pub struct SqsQueueProvisioner {
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+    topics: BTreeMap<EventType, String>,
+    settings: QueueSettings,
+}
+
+impl SqsQueueProvisioner {
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        sns: aws_sdk_sns::Client,
+        topics: BTreeMap<EventType, String>,
+        settings: QueueSettings,
+    ) -> Self {
+        SqsQueueProvisioner {
+            sqs,
+            sns,
+            topics,
+            settings,
+        }
+    }
+
+    async fn create_queue(
+        &self,
+        name: String,
+        attributes: Vec<(QueueAttributeName, String)>,
+    ) -> Result<(String, String), StoreError> {
+        let mut request = self.sqs.create_queue().queue_name(name);
+        for (key, value) in attributes {
+            request = request.attributes(key, value);
+        }
+        let url = request
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "creating a queue",
+                    aws_sdk_sqs::error::DisplayErrorContext(error),
+                )
+            })?
+            .queue_url
+            .ok_or_else(|| StoreError::Unavailable("SQS returned no queue URL".into()))?;
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a queue's ARN", error))?
+            .attributes
+            .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| StoreError::Unavailable("SQS returned no queue ARN".into()))?;
+        Ok((url, arn))
+    }
+}
+
+/// The queue policy that lets exactly the given topics deliver to the queue,
+/// over TLS only.
+pub fn queue_policy(queue_arn: &str, topic_arns: &[&str]) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "HubTopicsDeliver",
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}}
+            },
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+            }
+        ]
+    })
+}
+
+impl QueueProvisioner for SqsQueueProvisioner {
+    async fn provision(
+        &self,
+        subscriber_id: &str,
+        event_types: &[EventType],
+    ) -> Result<Queues, StoreError> {
+        let topic_arns = event_types
+            .iter()
+            .map(|event_type| {
+                self.topics
+                    .get(event_type)
+                    .map(String::as_str)
+                    .ok_or_else(|| {
+                        StoreError::Unavailable(format!("no topic is configured for {event_type}"))
+                    })
+            })
+            .collect::<Result<Vec<&str>, _>>()?;
+        let retention = self.settings.retention_seconds.to_string();
+        let base_name = format!("{}-{subscriber_id}", self.settings.name_prefix);
+        let (dlq_url, dlq_arn) = self
+            .create_queue(
+                format!("{base_name}-dlq"),
+                vec![(
+                    QueueAttributeName::MessageRetentionPeriod,
+                    retention.clone(),
+                )],
+            )
+            .await?;
+        let redrive = json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": self.settings.max_receive_count.to_string(),
+        });
+        let (queue_url, queue_arn) = self
+            .create_queue(
+                base_name,
+                vec![
+                    (QueueAttributeName::MessageRetentionPeriod, retention),
+                    (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+                ],
+            )
+            .await?;
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&queue_url)
+            .attributes(
+                QueueAttributeName::Policy,
+                queue_policy(&queue_arn, &topic_arns).to_string(),
+            )
+            .send()
+            .await
+            .map_err(|error| unavailable("setting the queue policy", error))?;
+        let filter = json!({ SUBSCRIBER_ATTRIBUTE: [subscriber_id] }).to_string();
+        for topic_arn in topic_arns {
+            self.sns
+                .subscribe()
+                .topic_arn(topic_arn)
+                .protocol("sqs")
+                .endpoint(&queue_arn)
+                .attributes("RawMessageDelivery", "true")
+                .attributes("FilterPolicy", &filter)
+                .return_subscription_arn(true)
+                .send()
+                .await
+                .map_err(|error| unavailable("subscribing the queue to a topic", error))?;
+        }
+        Ok(Queues {
+            queue_url,
+            queue_arn,
+            dead_letter_queue_url: dlq_url,
+            dead_letter_queue_arn: dlq_arn,
+        })
+    }
+}

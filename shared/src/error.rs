@@ -1,0 +1,132 @@
+//! Every way a request can fail, and the one place that turns each into an
+//! HTTP status and an OperationOutcome.
+
+use crate::catalogue::EventType;
+use crate::criteria::CriteriaError;
+use crate::message::{MessageError, ProblemKind};
+use crate::outcome::{Issue, OperationOutcome, Severity};
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("the Content-Type {0:?} is not application/fhir+xml or application/fhir+json")]
+    UnsupportedMediaType(Option<String>),
+    #[error("the body is {size} bytes; the hub accepts at most {limit}")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("the body is not valid UTF-8 text")]
+    NotText,
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("this endpoint takes {expected} messages, but MessageHeader.event.code is {found}")]
+    EventTypeMismatch {
+        expected: EventType,
+        found: EventType,
+    },
+    #[error("message {message_id} was already accepted with a different body")]
+    DuplicateConflict { message_id: String },
+    #[error("{expression}: {problem}")]
+    BadRequest { expression: String, problem: String },
+    #[error("{expression}: {problem}")]
+    Unprocessable { expression: String, problem: String },
+    #[error(transparent)]
+    Criteria(#[from] CriteriaError),
+    #[error("{0} was not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HubError {
+    pub fn bad_request(expression: impl Into<String>, problem: impl Into<String>) -> Self {
+        HubError::BadRequest {
+            expression: expression.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn unprocessable(expression: impl Into<String>, problem: impl Into<String>) -> Self {
+        HubError::Unprocessable {
+            expression: expression.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            HubError::UnsupportedMediaType(_) => 415,
+            HubError::PayloadTooLarge { .. } => 413,
+            HubError::NotText | HubError::BadRequest { .. } => 400,
+            HubError::Message(MessageError::Unreadable(_) | MessageError::NotABundle { .. }) => 400,
+            HubError::Message(MessageError::Invalid { .. })
+            | HubError::EventTypeMismatch { .. }
+            | HubError::Unprocessable { .. }
+            | HubError::Criteria(_) => 422,
+            HubError::DuplicateConflict { .. } => 409,
+            HubError::NotFound(_) => 404,
+            HubError::Store(StoreError::Unavailable(_)) => 503,
+        }
+    }
+
+    pub fn outcome(&self) -> OperationOutcome {
+        let (code, spine_code, expression): (&'static str, &'static str, Vec<String>) = match self {
+            HubError::UnsupportedMediaType(_) => {
+                ("not-supported", "UNSUPPORTED_MEDIA_TYPE", vec![])
+            }
+            HubError::PayloadTooLarge { .. } => ("too-long", "MESSAGE_TOO_LARGE", vec![]),
+            HubError::NotText => ("structure", "MESSAGE_NOT_WELL_FORMED", vec![]),
+            HubError::Message(MessageError::Unreadable(_)) => {
+                ("structure", "MESSAGE_NOT_WELL_FORMED", vec![])
+            }
+            HubError::Message(MessageError::NotABundle { .. }) => {
+                ("structure", "INVALID_RESOURCE", vec![])
+            }
+            HubError::Message(MessageError::Invalid {
+                expression, kind, ..
+            }) => {
+                let (code, spine_code) = match kind {
+                    ProblemKind::Missing => ("required", "MISSING_OR_INVALID_HEADER"),
+                    ProblemKind::BadValue => ("value", "INVALID_VALUE"),
+                    ProblemKind::BadNhsNumber => ("value", "INVALID_NHS_NUMBER"),
+                };
+                (code, spine_code, vec![expression.clone()])
+            }
+            HubError::EventTypeMismatch { .. } => (
+                "value",
+                "INVALID_VALUE",
+                vec!["Bundle.entry[0].resource.ofType(MessageHeader).event.code".into()],
+            ),
+            HubError::DuplicateConflict { .. } => (
+                "conflict",
+                "DUPLICATE_REJECTED",
+                vec!["Bundle.entry[0].resource.ofType(MessageHeader).id".into()],
+            ),
+            HubError::BadRequest { expression, .. } => {
+                ("invalid", "BAD_REQUEST", vec![expression.clone()])
+            }
+            HubError::Unprocessable { expression, .. } => {
+                ("value", "INVALID_VALUE", vec![expression.clone()])
+            }
+            HubError::Criteria(_) => (
+                "value",
+                "INVALID_PARAMETER",
+                vec!["Subscription.criteria".into()],
+            ),
+            HubError::NotFound(_) => ("not-found", "NO_RECORD_FOUND", vec![]),
+            HubError::Store(_) => ("transient", "SERVICE_UNAVAILABLE", vec![]),
+        };
+        let diagnostics = match self {
+            // The cause of a storage failure stays in the logs.
+            HubError::Store(_) => {
+                "the hub could not complete the request; try again later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        OperationOutcome::single(Issue {
+            severity: Severity::Error,
+            code,
+            spine_code,
+            diagnostics,
+            expression,
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! In-memory adapters of the ports: real implementations, for unit tests
+//! and benchmarks of the domain without AWS.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::catalogue::EventType;
+use crate::criteria::Target;
+use crate::dispatch::Delivery;
+use crate::events::StoredEvent;
+use crate::nhs_number::NhsNumber;
+use crate::ports::{
+    DeliveryPublisher, EventStore, Insert, QueueProvisioner, StoreError, SubscriberStore,
+    SubscriptionStore,
+};
+use crate::subscriber::{Queues, Subscriber};
+use crate::subscription::Subscription;
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("in-memory store lock poisoned".into())
+}
+
+#[derive(Default)]
+pub struct MemoryEventStore {
+    events: Mutex<HashMap<String, StoredEvent>>,
+}
+
+impl MemoryEventStore {
+    pub fn get(&self, event_id: &str) -> Option<StoredEvent> {
+        self.events.lock().ok()?.get(event_id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.lock().map(|events| events.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EventStore for MemoryEventStore {
+    async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
+        let mut events = self.events.lock().map_err(|_| poisoned())?;
+        match events.get(&event.event_id) {
+            Some(existing) if existing.payload_sha256 == event.payload_sha256 => {
+                Ok(Insert::Duplicate)
+            }
+            Some(_) => Ok(Insert::Conflict),
+            None => {
+                events.insert(event.event_id.clone(), event.clone());
+                Ok(Insert::Stored)
+            }
+        }
+    }
+}
+
+/// Subscriptions by id, with an index by (NHS number, event type): the same
+/// keyed access the DynamoDB adapter offers.
+#[derive(Default)]
+pub struct MemorySubscriptionStore {
+    inner: Mutex<SubscriptionIndex>,
+}
+
+#[derive(Default)]
+struct SubscriptionIndex {
+    by_id: HashMap<String, Subscription>,
+    explicit: HashMap<(NhsNumber, EventType), Vec<String>>,
+}
+
+impl SubscriptionStore for MemorySubscriptionStore {
+    async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        if let Target::Explicit(nhs_number) = subscription.criteria.target {
+            for event_type in &subscription.criteria.events {
+                inner
+                    .explicit
+                    .entry((nhs_number, *event_type))
+                    .or_default()
+                    .push(subscription.id.clone());
+            }
+        }
+        inner
+            .by_id
+            .insert(subscription.id.clone(), subscription.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| poisoned())?
+            .by_id
+            .get(id)
+            .cloned())
+    }
+
+    async fn explicit_candidates(
+        &self,
+        nhs_number: NhsNumber,
+        event_type: EventType,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(inner
+            .explicit
+            .get(&(nhs_number, event_type))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct MemorySubscriberStore {
+    subscribers: Mutex<HashMap<String, Subscriber>>,
+}
+
+impl SubscriberStore for MemorySubscriberStore {
+    async fn create(&self, subscriber: &Subscriber) -> Result<(), StoreError> {
+        self.subscribers
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(subscriber.id.clone(), subscriber.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Subscriber>, StoreError> {
+        Ok(self
+            .subscribers
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(id)
+            .cloned())
+    }
+}
+
+/// A sent message: the event and the attributes one recipient got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub event_type: EventType,
+    pub body: String,
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+impl SentMessage {
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Records what would have been published to SNS.
+#[derive(Default)]
+pub struct MemoryPublisher {
+    sent: Mutex<Vec<SentMessage>>,
+}
+
+impl MemoryPublisher {
+    pub fn sent(&self) -> Vec<SentMessage> {
+        self.sent
+            .lock()
+            .map(|sent| sent.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl DeliveryPublisher for MemoryPublisher {
+    async fn publish(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
+        let mut sent = self.sent.lock().map_err(|_| poisoned())?;
+        for delivery in deliveries {
+            sent.push(SentMessage {
+                event_type: event.event_type,
+                body: event.payload.clone(),
+                attributes: delivery.attributes(event),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Hands out queue names without creating anything.
+#[derive(Default)]
+pub struct MemoryQueueProvisioner {
+    provisioned: Mutex<Vec<(String, Vec<EventType>)>>,
+}
+
+impl MemoryQueueProvisioner {
+    pub fn provisioned(&self) -> Vec<(String, Vec<EventType>)> {
+        self.provisioned
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl QueueProvisioner for MemoryQueueProvisioner {
+    async fn provision(
+        &self,
+        subscriber_id: &str,
+        event_types: &[EventType],
+    ) -> Result<Queues, StoreError> {
+        self.provisioned
+            .lock()
+            .map_err(|_| poisoned())?
+            .push((subscriber_id.to_owned(), event_types.to_vec()));
+        Ok(Queues {
+            queue_url: format!("memory://queues/{subscriber_id}"),
+            queue_arn: format!("arn:memory:sqs:{subscriber_id}"),
+            dead_letter_queue_url: format!("memory://queues/{subscriber_id}-dlq"),
+            dead_letter_queue_arn: format!("arn:memory:sqs:{subscriber_id}-dlq"),
+        })
+    }
+}

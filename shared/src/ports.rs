@@ -1,0 +1,86 @@
+//! Ports: what the domain needs from storage and messaging. The AWS adapters
+//! (module `aws`) and the in-memory adapters (module `memory`) implement them.
+
+use std::future::Future;
+
+use crate::catalogue::EventType;
+use crate::dispatch::Delivery;
+use crate::events::StoredEvent;
+use crate::nhs_number::NhsNumber;
+use crate::subscriber::{Queues, Subscriber};
+use crate::subscription::Subscription;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store or service could not be reached or refused the call; the
+    /// detail is for logs, never for clients.
+    #[error("a backing service failed: {0}")]
+    Unavailable(String),
+}
+
+/// The result of offering an event to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored now: it will be dispatched.
+    Stored,
+    /// The same message (same id, same body) was stored before.
+    Duplicate,
+    /// The id was stored before with a different body.
+    Conflict,
+}
+
+pub trait EventStore: Send + Sync {
+    /// Stores the event unless one with its id exists (a conditional write).
+    fn insert(
+        &self,
+        event: &StoredEvent,
+    ) -> impl Future<Output = Result<Insert, StoreError>> + Send;
+}
+
+pub trait SubscriptionStore: Send + Sync {
+    fn create(
+        &self,
+        subscription: &Subscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
+
+    /// The explicit subscriptions for one patient and event type: the only
+    /// candidates an event can match, found with one keyed read.
+    fn explicit_candidates(
+        &self,
+        nhs_number: NhsNumber,
+        event_type: EventType,
+    ) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
+}
+
+pub trait SubscriberStore: Send + Sync {
+    fn create(
+        &self,
+        subscriber: &Subscriber,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Subscriber>, StoreError>> + Send;
+}
+
+/// Sends deliveries to the event type's topic, one message per recipient.
+pub trait DeliveryPublisher: Send + Sync {
+    fn publish(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Creates a subscriber's queue and DLQ and wires them to the topics of the
+/// event types it may receive.
+pub trait QueueProvisioner: Send + Sync {
+    fn provision(
+        &self,
+        subscriber_id: &str,
+        event_types: &[EventType],
+    ) -> impl Future<Output = Result<Queues, StoreError>> + Send;
+}

@@ -1,0 +1,178 @@
+//! Subscribers: an organisation's system with one delivery queue, onboarded
+//! by an operator for the event types it may receive.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::catalogue::EventType;
+use crate::error::HubError;
+use crate::fhir_time::format_instant;
+use crate::ports::{QueueProvisioner, SubscriberStore};
+
+/// An ODS organisation code: 3 to 10 upper-case letters and digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OdsCode(String);
+
+impl OdsCode {
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = (3..=10).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        valid.then(|| OdsCode(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OdsCode {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        OdsCode::parse(&text).ok_or_else(|| format!("'{text}' is not an ODS code"))
+    }
+}
+
+impl From<OdsCode> for String {
+    fn from(code: OdsCode) -> Self {
+        code.0
+    }
+}
+
+/// The queues onboarding created for a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queues {
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub dead_letter_queue_url: String,
+    pub dead_letter_queue_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscriber {
+    pub id: String,
+    pub ods_code: OdsCode,
+    pub name: String,
+    pub event_types: BTreeSet<EventType>,
+    #[serde(flatten)]
+    pub queues: Queues,
+    pub created_at: String,
+}
+
+impl Subscriber {
+    pub fn may_receive(&self, event_type: EventType) -> bool {
+        self.event_types.contains(&event_type)
+    }
+
+    /// The subscriber as the onboarding API shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "odsCode": self.ods_code,
+            "name": self.name,
+            "eventTypes": self.event_types,
+            "queueUrl": self.queues.queue_url,
+            "deadLetterQueueUrl": self.queues.dead_letter_queue_url,
+            "createdAt": self.created_at,
+        })
+    }
+}
+
+/// `POST /subscribers`: who the subscriber is and what it may receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnboardRequest {
+    pub ods_code: OdsCode,
+    pub name: String,
+    pub event_types: BTreeSet<EventType>,
+}
+
+const MAX_NAME_LENGTH: usize = 200;
+
+impl OnboardRequest {
+    pub fn parse(body: &str) -> Result<Self, HubError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Raw {
+            ods_code: Option<String>,
+            name: Option<String>,
+            event_types: Option<Vec<String>>,
+        }
+        let raw: Raw = serde_json::from_str(body).map_err(|error| {
+            HubError::bad_request(
+                "$",
+                format!("the body is not a valid onboarding request: {error}"),
+            )
+        })?;
+        let ods_code = raw
+            .ods_code
+            .ok_or_else(|| HubError::bad_request("odsCode", "odsCode is required"))?;
+        let ods_code = OdsCode::parse(&ods_code).ok_or_else(|| {
+            HubError::unprocessable(
+                "odsCode",
+                format!("'{ods_code}' is not an ODS code (3 to 10 capitals and digits)"),
+            )
+        })?;
+        let name = raw
+            .name
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_default();
+        if name.is_empty() || name.chars().count() > MAX_NAME_LENGTH {
+            return Err(HubError::unprocessable(
+                "name",
+                format!("name is required, at most {MAX_NAME_LENGTH} characters"),
+            ));
+        }
+        let codes = raw
+            .event_types
+            .ok_or_else(|| HubError::bad_request("eventTypes", "eventTypes is required"))?;
+        let mut event_types = BTreeSet::new();
+        for (index, code) in codes.iter().enumerate() {
+            let event_type = code.parse::<EventType>().map_err(|_| {
+                HubError::unprocessable(
+                    format!("eventTypes[{index}]"),
+                    format!("'{code}' is not an event type of the catalogue"),
+                )
+            })?;
+            event_types.insert(event_type);
+        }
+        if event_types.is_empty() {
+            return Err(HubError::unprocessable(
+                "eventTypes",
+                "name at least one event type",
+            ));
+        }
+        Ok(OnboardRequest {
+            ods_code,
+            name,
+            event_types,
+        })
+    }
+}
+
+/// Creates the subscriber's queues and topic subscriptions, then records it.
+pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
+    store: &S,
+    provisioner: &Q,
+    request: OnboardRequest,
+    now: OffsetDateTime,
+) -> Result<Subscriber, HubError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let event_types: Vec<EventType> = request.event_types.iter().copied().collect();
+    let queues = provisioner.provision(&id, &event_types).await?;
+    let subscriber = Subscriber {
+        id,
+        ods_code: request.ods_code,
+        name: request.name,
+        event_types: request.event_types,
+        queues,
+        created_at: format_instant(now),
+    };
+    store.create(&subscriber).await?;
+    Ok(subscriber)
+}

@@ -1,0 +1,316 @@
+//! Subscriptions: FHIR Subscription resources (profile EMS-Subscription-1)
+//! that say which events a subscriber wants.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::criteria::{Criteria, CriteriaError, Target};
+use crate::error::HubError;
+use crate::fhir::Element;
+use crate::fhir_time::{format_instant, parse_instant};
+use crate::message::{Encoding, ODS_DIRECTORY_PREFIX};
+use crate::outcome::escape_xml;
+use crate::ports::{SubscriberStore, SubscriptionStore};
+use crate::subscriber::OdsCode;
+
+pub const SUBSCRIPTION_PROFILE: &str =
+    "https://fhir.nhs.uk/STU3/StructureDefinition/EMS-Subscription-1";
+/// The one delivery channel: a message on the subscriber's queue.
+pub const CHANNEL_TYPE: &str = "message";
+
+impl Serialize for Criteria {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_criteria_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Criteria {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Criteria::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A stored subscription. Its criteria are kept in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub subscriber_id: String,
+    pub contact_ods: OdsCode,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    pub criteria: Criteria,
+    pub version_id: u32,
+    pub last_updated: String,
+}
+
+impl Subscription {
+    /// Active until its end instant; `off` after it.
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        match self.end.as_deref().map(parse_instant) {
+            None => true,
+            Some(Ok(end)) => now < end,
+            // An unreadable end is treated as past: never deliver on doubt.
+            Some(Err(_)) => false,
+        }
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.criteria.tag.as_deref()
+    }
+
+    fn status(&self, now: OffsetDateTime) -> &'static str {
+        if self.is_active(now) { "active" } else { "off" }
+    }
+
+    pub fn to_json(&self, now: OffsetDateTime) -> serde_json::Value {
+        let mut resource = json!({
+            "resourceType": "Subscription",
+            "id": self.id,
+            "meta": {
+                "versionId": self.version_id.to_string(),
+                "lastUpdated": self.last_updated,
+                "profile": [SUBSCRIPTION_PROFILE],
+            },
+            "status": self.status(now),
+            "contact": [{
+                "system": "url",
+                "value": format!("{ODS_DIRECTORY_PREFIX}{}", self.contact_ods.as_str()),
+                "use": "work",
+            }],
+            "reason": self.reason,
+            "criteria": self.criteria.to_criteria_string(),
+            "channel": {"type": CHANNEL_TYPE, "endpoint": self.subscriber_id},
+        });
+        if let Some(end) = &self.end {
+            resource["end"] = json!(end);
+        }
+        resource
+    }
+
+    pub fn to_xml(&self, now: OffsetDateTime) -> String {
+        let mut xml = format!(
+            "<Subscription xmlns=\"http://hl7.org/fhir\"><id value=\"{id}\"/><meta><versionId value=\"{version}\"/>\
+             <lastUpdated value=\"{updated}\"/><profile value=\"{SUBSCRIPTION_PROFILE}\"/></meta>\
+             <status value=\"{status}\"/><contact><system value=\"url\"/><value value=\"{ODS_DIRECTORY_PREFIX}{ods}\"/>\
+             <use value=\"work\"/></contact>",
+            id = escape_xml(&self.id),
+            version = self.version_id,
+            updated = escape_xml(&self.last_updated),
+            status = self.status(now),
+            ods = escape_xml(self.contact_ods.as_str()),
+        );
+        if let Some(end) = &self.end {
+            xml.push_str(&format!("<end value=\"{}\"/>", escape_xml(end)));
+        }
+        xml.push_str(&format!(
+            "<reason value=\"{}\"/><criteria value=\"{}\"/><channel><type value=\"{CHANNEL_TYPE}\"/>\
+             <endpoint value=\"{}\"/></channel></Subscription>",
+            escape_xml(&self.reason),
+            escape_xml(&self.criteria.to_criteria_string()),
+            escape_xml(&self.subscriber_id),
+        ));
+        xml
+    }
+
+    pub fn render(&self, encoding: Encoding, now: OffsetDateTime) -> String {
+        match encoding {
+            Encoding::Json => self.to_json(now).to_string(),
+            Encoding::Xml => self.to_xml(now),
+        }
+    }
+}
+
+/// A `POST /Subscription` body, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRequest {
+    pub contact_ods: OdsCode,
+    pub reason: String,
+    pub end: Option<OffsetDateTime>,
+    pub criteria: Criteria,
+    pub subscriber_id: String,
+}
+
+impl SubscriptionRequest {
+    pub fn read(body: &str, encoding: Encoding, now: OffsetDateTime) -> Result<Self, HubError> {
+        let resource = encoding
+            .read(body)
+            .map_err(|error| HubError::bad_request("Subscription", error.to_string()))?;
+        Self::from_resource(&resource, now)
+    }
+
+    fn from_resource(resource: &Element, now: OffsetDateTime) -> Result<Self, HubError> {
+        if resource.name != "Subscription" {
+            return Err(HubError::bad_request(
+                "Subscription",
+                format!("the body is a FHIR {}, not a Subscription", resource.name),
+            ));
+        }
+        let set_by_hub = |expression: &str| {
+            HubError::unprocessable(
+                expression,
+                "is set by the hub and must not be sent on create",
+            )
+        };
+        if resource.child("id").is_some() {
+            return Err(set_by_hub("Subscription.id"));
+        }
+        if let Some(meta) = resource.child("meta") {
+            if meta.child("versionId").is_some() {
+                return Err(set_by_hub("Subscription.meta.versionId"));
+            }
+            if meta.child("lastUpdated").is_some() {
+                return Err(set_by_hub("Subscription.meta.lastUpdated"));
+            }
+        }
+        match resource.value_of("status") {
+            Some("requested" | "active") => {}
+            Some(other) => {
+                return Err(HubError::unprocessable(
+                    "Subscription.status",
+                    format!("'{other}' is not 'requested'; the hub sets the status"),
+                ));
+            }
+            None => {
+                return Err(HubError::unprocessable(
+                    "Subscription.status",
+                    "status 'requested' is required",
+                ));
+            }
+        }
+        let contact_ods = resource
+            .children("contact")
+            .filter(|contact| contact.value_of("system") == Some("url"))
+            .find_map(|contact| contact.value_of("value")?.strip_prefix(ODS_DIRECTORY_PREFIX))
+            .ok_or_else(|| {
+                HubError::unprocessable(
+                    "Subscription.contact",
+                    format!("a contact with system 'url' and value {ODS_DIRECTORY_PREFIX}<ODS code> is required"),
+                )
+            })?;
+        let contact_ods = OdsCode::parse(contact_ods).ok_or_else(|| {
+            HubError::unprocessable(
+                "Subscription.contact.value",
+                format!("'{contact_ods}' is not an ODS code"),
+            )
+        })?;
+        let reason = resource
+            .value_of("reason")
+            .map(str::trim)
+            .filter(|reason| !reason.is_empty())
+            .ok_or_else(|| HubError::unprocessable("Subscription.reason", "a reason is required"))?
+            .to_owned();
+        let end = resource
+            .value_of("end")
+            .map(|end| {
+                let end = parse_instant(end).map_err(|error| {
+                    HubError::unprocessable("Subscription.end", format!("'{end}' {error}"))
+                })?;
+                if end <= now {
+                    return Err(HubError::unprocessable(
+                        "Subscription.end",
+                        "the end is in the past",
+                    ));
+                }
+                Ok(end)
+            })
+            .transpose()?;
+        let criteria = resource.value_of("criteria").ok_or_else(|| {
+            HubError::unprocessable("Subscription.criteria", "criteria are required")
+        })?;
+        let criteria = Criteria::parse(criteria)?;
+        let channel = resource.child("channel").ok_or_else(|| {
+            HubError::unprocessable("Subscription.channel", "a channel is required")
+        })?;
+        match channel.value_of("type") {
+            Some(CHANNEL_TYPE) => {}
+            _ => {
+                return Err(HubError::unprocessable(
+                    "Subscription.channel.type",
+                    format!(
+                        "the channel type must be '{CHANNEL_TYPE}' (delivery to the subscriber's queue)"
+                    ),
+                ));
+            }
+        }
+        let subscriber_id = channel
+            .value_of("endpoint")
+            .filter(|endpoint| !endpoint.is_empty())
+            .ok_or_else(|| {
+                HubError::unprocessable(
+                    "Subscription.channel.endpoint",
+                    "the endpoint (the subscriber id) is required",
+                )
+            })?
+            .to_owned();
+        Ok(SubscriptionRequest {
+            contact_ods,
+            reason,
+            end,
+            criteria,
+            subscriber_id,
+        })
+    }
+}
+
+/// Checks a request against its subscriber and stores the subscription.
+pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
+    subscriptions: &S,
+    subscribers: &R,
+    request: SubscriptionRequest,
+    now: OffsetDateTime,
+) -> Result<Subscription, HubError> {
+    let subscriber = subscribers
+        .get(&request.subscriber_id)
+        .await?
+        .ok_or_else(|| {
+            HubError::unprocessable(
+                "Subscription.channel.endpoint",
+                format!("'{}' is not an onboarded subscriber", request.subscriber_id),
+            )
+        })?;
+    if subscriber.ods_code != request.contact_ods {
+        return Err(HubError::unprocessable(
+            "Subscription.contact",
+            format!(
+                "the contact's ODS code {} is not the subscriber's ({})",
+                request.contact_ods.as_str(),
+                subscriber.ods_code.as_str()
+            ),
+        ));
+    }
+    if let Target::Generic { .. } = request.criteria.target {
+        return Err(HubError::Criteria(CriteriaError {
+            component: "subscriptionRuleType".into(),
+            problem: "generic (area and practice) subscriptions are not supported yet; \
+                      use an explicit subscription with Patient.identifier"
+                .into(),
+        }));
+    }
+    if let Some(refused) = request
+        .criteria
+        .events
+        .iter()
+        .find(|event| !subscriber.may_receive(**event))
+    {
+        return Err(HubError::Criteria(CriteriaError {
+            component: "MessageHeader.event".into(),
+            problem: format!("the subscriber is not onboarded for {refused}"),
+        }));
+    }
+    let subscription = Subscription {
+        id: uuid::Uuid::new_v4().to_string(),
+        subscriber_id: subscriber.id,
+        contact_ods: request.contact_ods,
+        reason: request.reason,
+        end: request.end.map(format_instant),
+        criteria: request.criteria,
+        version_id: 1,
+        last_updated: format_instant(now),
+    };
+    subscriptions.create(&subscription).await?;
+    Ok(subscription)
+}
