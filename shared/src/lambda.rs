@@ -157,7 +157,8 @@ pub async fn publish<S: EventStore>(
     };
     match published {
         Ok(outcome) => {
-            info!(status = outcome.status(), event_type = %event_type, outcome = ?outcome_kind(&outcome), "publish");
+            let (kind, event_id) = outcome_kind(&outcome);
+            info!(status = outcome.status(), event_type = %event_type, event_id, outcome = kind, "publish");
             fhir_response(
                 outcome.status(),
                 encoding,

@@ -1,0 +1,243 @@
+//! The DynamoDB stream event source mapping: what Lambda does for the
+//! deployed dispatch function. Records are read from the emulator's stream
+//! in order, handed over in batches as aws_lambda_events' DynamoDB event,
+//! and a batch that fails is retried from the first failed record (partial
+//! batch response), halved on function errors when the template asks for
+//! bisection, and sent to the on-failure queue after the retry limit.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use serde_json::json;
+
+use crate::runtime::{Function, InvokeError};
+use crate::template::{REGION, StreamSource};
+
+pub struct StreamMapping {
+    pub source: StreamSource,
+    pub stream_arn: String,
+    pub function: Function,
+    pub on_failure_queue_url: Option<String>,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+impl StreamMapping {
+    pub async fn run(self) {
+        let mut iterators: Vec<(String, Option<String>)> = Vec::new();
+        let mut pending: VecDeque<Record> = VecDeque::new();
+        let mut attempts: u32 = 0;
+        let mut batch_limit = self.source.batch_size.max(1);
+        loop {
+            if pending.len() < batch_limit {
+                self.fill(&mut iterators, &mut pending).await;
+            }
+            if pending.is_empty() {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                continue;
+            }
+            let size = batch_limit.min(pending.len());
+            let batch: Vec<Record> = pending.iter().take(size).cloned().collect();
+            match self.invoke(&batch).await {
+                Ok(None) => {
+                    pending.drain(..size);
+                    attempts = 0;
+                    batch_limit = self.source.batch_size.max(1);
+                }
+                Ok(Some(failed_at)) => {
+                    // Everything before the first failed record is done.
+                    pending.drain(..failed_at);
+                    attempts += 1;
+                    if attempts > self.source.maximum_retry_attempts {
+                        self.give_up(
+                            &batch[failed_at..],
+                            "the function reported the record as failed",
+                        )
+                        .await;
+                        pending.drain(..size - failed_at);
+                        attempts = 0;
+                    } else {
+                        tokio::time::sleep(backoff(attempts)).await;
+                    }
+                }
+                Err(error) => {
+                    eprintln!("[hub] stream batch of {size} failed: {error}");
+                    attempts += 1;
+                    if self.source.bisect_on_error && size > 1 {
+                        batch_limit = size.div_ceil(2);
+                    } else if attempts > self.source.maximum_retry_attempts {
+                        self.give_up(&batch, &error.to_string()).await;
+                        pending.drain(..size);
+                        attempts = 0;
+                        batch_limit = self.source.batch_size.max(1);
+                        continue;
+                    }
+                    tokio::time::sleep(backoff(attempts)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads what the stream has beyond what is pending.
+    async fn fill(
+        &self,
+        iterators: &mut Vec<(String, Option<String>)>,
+        pending: &mut VecDeque<Record>,
+    ) {
+        if iterators.is_empty() {
+            let Ok(description) = self
+                .streams
+                .describe_stream()
+                .stream_arn(&self.stream_arn)
+                .send()
+                .await
+            else {
+                return;
+            };
+            for shard in description
+                .stream_description
+                .and_then(|d| d.shards)
+                .unwrap_or_default()
+            {
+                let Some(shard_id) = shard.shard_id else {
+                    continue;
+                };
+                let iterator = self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(&shard_id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|output| output.shard_iterator);
+                iterators.push((shard_id, iterator));
+            }
+        }
+        for (_, iterator) in iterators.iter_mut() {
+            let Some(current) = iterator.clone() else {
+                continue;
+            };
+            match self
+                .streams
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    pending.extend(output.records.unwrap_or_default());
+                    *iterator = output.next_shard_iterator;
+                }
+                Err(error) => eprintln!(
+                    "[hub] reading the stream: {}",
+                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(error)
+                ),
+            }
+        }
+    }
+
+    /// Invokes the function; Ok(Some(index)) names the first failed record.
+    async fn invoke(&self, batch: &[Record]) -> Result<Option<usize>, InvokeError> {
+        let mut event = Event::default();
+        event.records = batch
+            .iter()
+            .map(|record| lambda_record(record, &self.stream_arn))
+            .collect();
+        let payload =
+            serde_json::to_vec(&event).map_err(|e| InvokeError::Runtime(e.to_string()))?;
+        let answer = self.function.invoke(payload).await?;
+        if !self.source.report_batch_item_failures {
+            return Ok(None);
+        }
+        let response: DynamoDbEventResponse = serde_json::from_slice(&answer).unwrap_or_default();
+        let first_failed = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|failure| failure.item_identifier.as_deref())
+            .filter_map(|sequence| {
+                batch.iter().position(|record| {
+                    record
+                        .dynamodb
+                        .as_ref()
+                        .and_then(|d| d.sequence_number.as_deref())
+                        == Some(sequence)
+                })
+            })
+            .min();
+        Ok(first_failed)
+    }
+
+    /// Sends the context of records given up on to the on-failure queue, as
+    /// Lambda's on-failure destination does, so an operator can redrive them.
+    async fn give_up(&self, records: &[Record], reason: &str) {
+        let sequence_numbers: Vec<&str> = records
+            .iter()
+            .filter_map(|r| r.dynamodb.as_ref()?.sequence_number.as_deref())
+            .collect();
+        eprintln!(
+            "[hub] giving up on {} stream record(s) after retries: {reason}",
+            records.len()
+        );
+        let Some(queue_url) = &self.on_failure_queue_url else {
+            return;
+        };
+        let context = json!({
+            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.function.name()},
+            "responseContext": {"functionError": reason},
+            "DDBStreamBatchInfo": {
+                "streamArn": self.stream_arn,
+                "batchSize": records.len(),
+                "startSequenceNumber": sequence_numbers.first(),
+                "endSequenceNumber": sequence_numbers.last(),
+            }
+        });
+        if let Err(error) = self
+            .sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(context.to_string())
+            .send()
+            .await
+        {
+            eprintln!("[hub] could not record the failure: {error}");
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(attempt.min(5)))
+}
+
+fn lambda_record(record: &Record, stream_arn: &str) -> EventRecord {
+    let change = record
+        .dynamodb
+        .clone()
+        .unwrap_or_else(|| aws_sdk_dynamodbstreams::types::StreamRecord::builder().build());
+    let mut stream_record = StreamRecord::default();
+    stream_record.keys = change.keys.clone().unwrap_or_default().into();
+    stream_record.new_image = change.new_image.clone().unwrap_or_default().into();
+    stream_record.old_image = change.old_image.clone().unwrap_or_default().into();
+    stream_record.sequence_number = change.sequence_number.clone();
+    stream_record.size_bytes = change.size_bytes.unwrap_or_default();
+    stream_record.stream_view_type = Some(StreamViewType::NewImage);
+    let mut event_record = EventRecord::default();
+    event_record.aws_region = REGION.into();
+    event_record.change = stream_record;
+    event_record.event_id = record.event_id.clone().unwrap_or_default();
+    event_record.event_name = record
+        .event_name
+        .as_ref()
+        .map(|name| name.as_str().to_owned())
+        .unwrap_or_default();
+    event_record.event_source = Some("aws:dynamodb".into());
+    event_record.event_version = record.event_version.clone();
+    event_record.event_source_arn = Some(stream_arn.to_owned());
+    event_record
+}
