@@ -209,7 +209,8 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         queue.recv().await
     };
     let Some(invocation) = invocation else {
-        return StatusCode::GONE.into_response();
+        // The hub is stopping: the function is ended with it, so it waits.
+        return std::future::pending().await;
     };
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

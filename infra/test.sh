@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, template checks, fixtures, unit,
+# adapter and end-to-end tests. The end-to-end tests start the emulator and
+# the local hub themselves, on free ports, and stop them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SAM_CLI_TELEMETRY=0
+
+bash infra/setup.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> template lint (cfn-lint, sam validate --lint)"
+.venv/bin/cfn-lint template.yaml
+.venv/bin/sam validate --lint --region eu-west-2 --template template.yaml
+
+echo "==> JSON fixtures are what the converter produces"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for xml in events/nems/*.xml; do
+  name=$(basename "$xml" .xml)
+  .venv/bin/python infra/tools/fhir_xml_to_json.py "$xml" "$scratch/$name.json"
+  cmp -s "$scratch/$name.json" "events/nems-json/$name.json" \
+    || { echo "events/nems-json/$name.json is stale: run infra/tools/make-json-fixtures.sh"; exit 1; }
+done
+
+echo "==> cargo test"
+cargo test --workspace

@@ -1,0 +1,234 @@
+//! The SDK adapters against the emulator: the same code that runs on AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use e2e_tests::{Emulator, attribute, fixture, receive_all};
+use hub::aws::{
+    DynamoEventStore, DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings,
+    SnsDeliveryPublisher, SqsQueueProvisioner,
+};
+use hub::criteria::Criteria;
+use hub::dispatch::{Delivery, Match};
+use hub::events::StoredEvent;
+use hub::ports::{
+    DeliveryPublisher, EventStore, Insert, QueueProvisioner, SubscriberStore, SubscriptionStore,
+};
+use hub::subscriber::{OdsCode, Subscriber};
+use hub::subscription::Subscription;
+use hub::{Encoding, EventMessage, EventType, NhsNumber};
+use time::OffsetDateTime;
+
+async fn table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &[(&str, KeyType)]) {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (key, key_type) in keys {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*key)
+                    .key_type(key_type.clone())
+                    .build()
+                    .unwrap(),
+            );
+    }
+    request.send().await.unwrap();
+}
+
+fn stored_vaccination(body: &str) -> StoredEvent {
+    let message = EventMessage::read(body, Encoding::Xml).unwrap();
+    StoredEvent::new(&message, Encoding::Xml, body, OffsetDateTime::now_utc())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "events", &[("eventId", KeyType::Hash)]).await;
+    let store = DynamoEventStore::new(client, "events");
+    let body = fixture("nems/vaccinations-1-new.xml");
+    let event = stored_vaccination(&body);
+    assert_eq!(store.insert(&event).await.unwrap(), Insert::Stored);
+    assert_eq!(store.insert(&event).await.unwrap(), Insert::Duplicate);
+    let altered = stored_vaccination(&body.replace("CCJN12M", "CCJN99X"));
+    assert_eq!(altered.event_id, event.event_id);
+    assert_eq!(store.insert(&altered).await.unwrap(), Insert::Conflict);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(
+        &client,
+        "subscriptions",
+        &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
+    )
+    .await;
+    table(&client, "subscribers", &[("id", KeyType::Hash)]).await;
+    let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
+    let subscription = Subscription {
+        id: "sub-1".into(),
+        subscriber_id: "subscriber-1".into(),
+        contact_ods: OdsCode::parse("A83627").unwrap(),
+        reason: "care".into(),
+        end: None,
+        criteria: Criteria::parse(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
+             &MessageHeader.event=vaccinations-1&MessageHeader.event=pds-change-of-address-1&tag=t1",
+        )
+        .unwrap(),
+        version_id: 1,
+        last_updated: "2026-01-01T00:00:00Z".into(),
+    };
+    subscriptions.create(&subscription).await.unwrap();
+    assert_eq!(
+        subscriptions.get("sub-1").await.unwrap(),
+        Some(subscription.clone())
+    );
+    assert_eq!(subscriptions.get("sub-2").await.unwrap(), None);
+    let patient = NhsNumber::parse("9912003888").unwrap();
+    let other = NhsNumber::parse("9449305552").unwrap();
+    for event_type in [EventType::Vaccinations, EventType::PdsChangeOfAddress] {
+        assert_eq!(
+            subscriptions
+                .explicit_candidates(patient, event_type)
+                .await
+                .unwrap(),
+            vec![subscription.clone()]
+        );
+    }
+    assert!(
+        subscriptions
+            .explicit_candidates(patient, EventType::NipeOutcome)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        subscriptions
+            .explicit_candidates(other, EventType::Vaccinations)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let subscribers = DynamoSubscriberStore::new(client, "subscribers");
+    let subscriber = Subscriber {
+        id: "subscriber-1".into(),
+        ods_code: OdsCode::parse("A83627").unwrap(),
+        name: "GP".into(),
+        event_types: BTreeSet::from([EventType::Vaccinations]),
+        queues: hub::subscriber::Queues {
+            queue_url: "u".into(),
+            queue_arn: "a".into(),
+            dead_letter_queue_url: "du".into(),
+            dead_letter_queue_arn: "da".into(),
+        },
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    subscribers.create(&subscriber).await.unwrap();
+    assert_eq!(
+        subscribers.get("subscriber-1").await.unwrap(),
+        Some(subscriber.clone())
+    );
+    assert!(
+        subscribers.create(&subscriber).await.is_err(),
+        "a subscriber id is never overwritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_queues_receive_only_their_own_deliveries() {
+    let emulator = Emulator::start().await;
+    let sns = aws_sdk_sns::Client::new(&emulator.config);
+    let sqs = aws_sdk_sqs::Client::new(&emulator.config);
+    let topic = sns
+        .create_topic()
+        .name("vaccinations-1")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let topics = BTreeMap::from([(EventType::Vaccinations, topic)]);
+    let provisioner = SqsQueueProvisioner::new(
+        sqs.clone(),
+        sns.clone(),
+        topics.clone(),
+        QueueSettings {
+            name_prefix: "test-sub".into(),
+            max_receive_count: 3,
+            retention_seconds: 3600,
+        },
+    );
+    let first = provisioner
+        .provision("first", &[EventType::Vaccinations])
+        .await
+        .unwrap();
+    let second = provisioner
+        .provision("second", &[EventType::Vaccinations])
+        .await
+        .unwrap();
+    assert!(
+        provisioner
+            .provision("third", &[EventType::NipeOutcome])
+            .await
+            .is_err(),
+        "no topic, no queue"
+    );
+
+    let publisher = SnsDeliveryPublisher::new(sns, topics);
+    let body = fixture("nems/vaccinations-1-new.xml");
+    let event = stored_vaccination(&body);
+    // Eleven recipients: more than one PublishBatch call.
+    let mut deliveries: Vec<Delivery> = (0..10)
+        .map(|n| Delivery {
+            subscriber_id: format!("nobody-{n}"),
+            matches: vec![Match {
+                subscription_id: format!("s{n}"),
+                tag: None,
+            }],
+        })
+        .collect();
+    deliveries.push(Delivery {
+        subscriber_id: "first".into(),
+        matches: vec![
+            Match {
+                subscription_id: "s-a".into(),
+                tag: Some("a".into()),
+            },
+            Match {
+                subscription_id: "s-b".into(),
+                tag: None,
+            },
+        ],
+    });
+    publisher.publish(&event, &deliveries).await.unwrap();
+
+    let received = receive_all(&sqs, &first.queue_url, Duration::from_secs(2)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body(), Some(body.as_str()));
+    assert_eq!(attribute(&received[0], "subscriber"), Some("first"));
+    assert_eq!(
+        attribute(&received[0], "subscriptions"),
+        Some(r#"[{"id":"s-a","tag":"a"},{"id":"s-b"}]"#)
+    );
+    assert!(
+        receive_all(&sqs, &second.queue_url, Duration::from_secs(1))
+            .await
+            .is_empty()
+    );
+}
