@@ -299,6 +299,9 @@ impl Criteria {
         if events.is_empty() {
             return fail("MessageHeader.event", "at least one event type is required");
         }
+        if age.less_than == Some(0) {
+            return fail("Patient.age", "lt0 matches no age");
+        }
         if let (Some(over), Some(under)) = (age.greater_than, age.less_than)
             && under <= over + 1
         {
@@ -450,8 +453,10 @@ fn percent_decode(text: &str) -> Option<String> {
     while index < bytes.len() {
         if bytes[index] == b'%' {
             let hex = bytes.get(index + 1..index + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             index += 3;
         } else {
             decoded.push(bytes[index]);

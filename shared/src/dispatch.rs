@@ -87,7 +87,7 @@ pub async fn recipients<S: SubscriptionStore>(
         event_date: parse_instant(&event.timestamp)
             .map(|moment| moment.date())
             .unwrap_or_else(|_| now.date()),
-        has_gp: Some(event.gp_ods.is_some()),
+        has_gp: event.registered_with_gp,
     };
     let candidates = subscriptions
         .explicit_candidates(nhs_number, event.event_type)

@@ -46,6 +46,10 @@ pub struct StoredEvent {
     pub responsible_ods: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gp_ods: Option<String>,
+    /// Whether the patient is registered with a GP; unknown (None) when the
+    /// message has no Patient entry to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_with_gp: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_postcode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +83,7 @@ impl StoredEvent {
             version_id: message.version_id,
             responsible_ods: message.responsible_ods.clone(),
             gp_ods: patient.and_then(|p| p.gp_ods.clone()),
+            registered_with_gp: patient.map(|p| p.gp_ods.is_some()),
             home_postcode: patient.and_then(|p| p.home_postcode.clone()),
             previous_postcode: patient.and_then(|p| p.previous_postcode.clone()),
             sensitive: message.sensitive,

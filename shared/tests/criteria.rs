@@ -173,7 +173,6 @@ fn accepted_cases() -> Vec<(String, Criteria)> {
     for (query, range) in [
         ("&Patient.age=lt5", age(None, Some(5))),
         ("&Patient.age=gt2", age(Some(2), None)),
-        ("&Patient.age=lt0", age(None, Some(0))),
         ("&Patient.age=gt0", age(Some(0), None)),
         ("&Patient.age=gt999", age(Some(999), None)),
         ("&Patient.age=lt007", age(None, Some(7))),
@@ -603,7 +602,6 @@ fn a_malformed_escape_is_reported_as_such() {
 }
 
 #[test]
-#[ignore = "bug: percent_decode accepts a sign in a %-escape (%+1 decodes to 0x01)"]
 fn a_percent_escape_with_a_sign_is_malformed() {
     // RFC 3986: pct-encoded = "%" HEXDIG HEXDIG. `%+1` is not an escape, but
     // u8::from_str_radix accepts a leading '+', so it decodes to byte 0x01
@@ -614,7 +612,6 @@ fn a_percent_escape_with_a_sign_is_malformed() {
 }
 
 #[test]
-#[ignore = "bug: Patient.age=lt0 is accepted though no whole age satisfies it"]
 fn an_empty_age_range_on_its_own_is_refused() {
     // gt5&lt6 is refused for leaving no whole age; lt0 (age < 0) leaves none
     // either and should be refused the same way, not stored as a
@@ -864,7 +861,7 @@ fn target_and_events_strategy() -> impl Strategy<Value = (Target, BTreeSet<Event
 fn age_strategy() -> impl Strategy<Value = AgeRange> {
     (
         proptest::option::of(0u32..=997),
-        proptest::option::of(0u32..=999),
+        proptest::option::of(1u32..=999),
     )
         .prop_filter_map("a consistent range", |(over, under)| match (over, under) {
             (Some(over), Some(under)) if under <= over + 1 => None,

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Writes events/apigw/*.json: API Gateway REST proxy events wrapping sample
+requests, for `cargo lambda invoke --data-file` and `sam local invoke -e`.
+Bodies come from the fixtures under events/, so the two never drift apart.
+Run from anywhere: python3 infra/tools/make-sample-events.py"""
+
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+
+
+def proxy_event(method, path, resource, body, content_type, path_parameters=None):
+    headers = {"content-type": content_type, "accept": content_type}
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/dev{path}",
+            "stage": "dev",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def write(name, event):
+    target = EVENTS / "apigw" / f"{name}.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main():
+    for code, example in [
+        ("vaccinations-1", "vaccinations-1-new"),
+        ("pds-change-of-address-1", "PDS-Change-Of-Address-ems-example"),
+    ]:
+        path = f"/events/{code}"
+        xml = (EVENTS / "nems" / f"{example}.xml").read_text(encoding="utf-8")
+        json_body = (EVENTS / "nems-json" / f"{example}.json").read_text(encoding="utf-8")
+        write(f"publish-{code}-xml", proxy_event("POST", path, path, xml, "application/fhir+xml"))
+        write(f"publish-{code}-json", proxy_event("POST", path, path, json_body, "application/fhir+json"))
+    onboard = {"odsCode": "A83627", "name": "Silverdale Family Practice", "eventTypes": ["vaccinations-1"]}
+    write("onboard-subscriber", proxy_event("POST", "/subscribers", "/subscribers", json.dumps(onboard), "application/json"))
+    subscription = (EVENTS / "subscriptions" / "explicit-vaccinations.json").read_text(encoding="utf-8")
+    write("subscription-create", proxy_event("POST", "/Subscription", "/Subscription", subscription, "application/fhir+json"))
+    write("subscription-read", proxy_event("GET", "/Subscription/6f66834b-753a-4076-9a95-b54b84520b59",
+                                           "/Subscription/{id}", None, "application/fhir+json",
+                                           {"id": "6f66834b-753a-4076-9a95-b54b84520b59"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2027 @@
+//! The whole domain flow with the in-memory adapters: publishing (checks,
+//! refusals, duplicates), onboarding, subscribing, and dispatch.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use hub::criteria::Criteria;
+use hub::dispatch::{Dispatched, SUBSCRIBER_ATTRIBUTE, dispatch};
+use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, StoredEvent, publish, sha256_hex};
+use hub::memory::{
+    MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner, MemorySubscriberStore,
+    MemorySubscriptionStore, SentMessage,
+};
+use hub::message::{MessageError, ProblemKind};
+use hub::ports::{SubscriberStore, SubscriptionStore};
+use hub::subscriber::{OdsCode, OnboardRequest, Subscriber, onboard};
+use hub::subscription::{Subscription, SubscriptionRequest, create_subscription};
+use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
+use serde_json::{Value, json};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const FHIR_XML: &str = "application/fhir+xml";
+const FHIR_JSON: &str = "application/fhir+json";
+const LEGACY_XML: &str = "application/xml+fhir";
+
+const HEADER: &str = "Bundle.entry[0].resource.ofType(MessageHeader)";
+const ROUTING_URL: &str =
+    "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-RoutingDemographics-1";
+const LIFECYCLE_URL: &str =
+    "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-MessageEventType-1";
+const ODS_PREFIX: &str = "https://directory.spineservices.nhs.uk/STU3/Organization/";
+
+const VACCINATION_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
+const PATIENT: &str = "9912003888";
+const OTHER_PATIENT: &str = "9449305552";
+
+/// When the hub received the events of these tests.
+const RECEIVED: OffsetDateTime = datetime!(2024-06-01 09:30:00 UTC);
+/// When subscriptions are created and events dispatched.
+const NOW: OffsetDateTime = datetime!(2024-06-01 12:00:00 UTC);
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn xml_fixture(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(format!("nems/{name}.xml")))
+        .unwrap_or_else(|error| panic!("events/nems/{name}.xml: {error}"))
+}
+
+fn json_fixture(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(format!("nems-json/{name}.json")))
+        .unwrap_or_else(|error| panic!("events/nems-json/{name}.json: {error}"))
+}
+
+/// Every example message, with the event type its name says it is.
+fn all_fixtures() -> Vec<(String, EventType)> {
+    let mut names: Vec<String> = std::fs::read_dir(events_dir().join("nems"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".xml").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let event_type = [
+                ("BirthNotification", EventType::PdsBirthNotification),
+                ("PDS-Change-Of-Address", EventType::PdsChangeOfAddress),
+                ("PDS-Change-Of-GP", EventType::PdsChangeOfGp),
+                ("PDS-Death-Notification", EventType::PdsDeathNotification),
+                ("PDS-Record-Change", EventType::PdsRecordChange),
+                ("Professional-Contacts-1", EventType::ProfessionalContacts),
+                ("blood-spot-test-outcome-1", EventType::BloodSpotTestOutcome),
+                ("newborn-hearing-1", EventType::NewbornHearing),
+                ("nipe-outcome-1", EventType::NipeOutcome),
+                ("vaccinations-1", EventType::Vaccinations),
+            ]
+            .into_iter()
+            .find(|(prefix, _)| name.starts_with(prefix))
+            .map(|(_, event_type)| event_type)
+            .unwrap_or_else(|| panic!("no event type for fixture {name}"));
+            (name, event_type)
+        })
+        .collect()
+}
+
+/// Replaces every occurrence of `from`, which must occur.
+fn mutate(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the fixture does not contain {from:?}");
+    text.replace(from, to)
+}
+
+fn vaccination_xml() -> String {
+    xml_fixture("vaccinations-1-new")
+}
+
+fn vaccination_json() -> String {
+    json_fixture("vaccinations-1-new")
+}
+
+/// The vaccination example with the patient's routing date of birth and the
+/// event's timestamp set.
+fn vaccination_born(birth: &str, timestamp: &str) -> String {
+    let born = mutate(
+        &vaccination_xml(),
+        "<valueDateTime value=\"2017-10-02T12:00:00+00:00\"/>",
+        &format!("<valueDateTime value=\"{birth}\"/>"),
+    );
+    mutate(
+        &born,
+        "<timestamp value=\"2017-02-14T15:00:00+00:00\"/>",
+        &format!("<timestamp value=\"{timestamp}\"/>"),
+    )
+}
+
+/// The vaccination example with the Patient marked with a confidentiality code.
+fn vaccination_with_security(code: &str) -> String {
+    let patient_profile = "<profile value=\"https://fhir.hl7.org.uk/STU3/StructureDefinition/CareConnect-Patient-1\"/>";
+    mutate(
+        &vaccination_xml(),
+        patient_profile,
+        &format!(
+            "{patient_profile}<security><system value=\"http://hl7.org/fhir/v3/Confidentiality\"/>\
+             <code value=\"{code}\"/></security>"
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Publishing helpers
+// ---------------------------------------------------------------------------
+
+async fn publish_to(
+    store: &MemoryEventStore,
+    expected: EventType,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<PublishOutcome, HubError> {
+    publish(store, expected, content_type, body, RECEIVED).await
+}
+
+/// Publishes into a fresh store and returns the event as stored.
+async fn stored(expected: EventType, content_type: &str, body: &str) -> StoredEvent {
+    let store = MemoryEventStore::default();
+    let outcome = publish_to(&store, expected, Some(content_type), body.as_bytes())
+        .await
+        .unwrap_or_else(|error| panic!("publish refused: {error}"));
+    let PublishOutcome::Accepted { event_id, .. } = outcome else {
+        panic!("a fresh store cannot hold a duplicate: {outcome:?}");
+    };
+    store.get(&event_id).expect("the accepted event is stored")
+}
+
+fn first_issue(error: &HubError) -> Value {
+    error.outcome().to_json()["issue"][0].clone()
+}
+
+/// Checks a refusal's status, Spine code and the element it names (if any).
+fn assert_refusal(
+    error: &HubError,
+    status: u16,
+    spine_code: &str,
+    expression: Option<&str>,
+    context: &str,
+) {
+    assert_eq!(error.status(), status, "{context}: {error}");
+    let issue = first_issue(error);
+    assert_eq!(issue["severity"], "error", "{context}");
+    assert_eq!(
+        issue["details"]["coding"][0]["code"], spine_code,
+        "{context}: {issue}"
+    );
+    match expression {
+        Some(expected) => {
+            assert_eq!(issue["expression"], json!([expected]), "{context}: {issue}")
+        }
+        None => assert!(issue.get("expression").is_none(), "{context}: {issue}"),
+    }
+    // Both renderings carry the same issue.
+    let xml = error.outcome().to_xml();
+    assert!(xml.contains(spine_code), "{context}: {xml}");
+}
+
+fn routing_nhs_number_expression() -> String {
+    format!("{HEADER}.extension('{ROUTING_URL}').extension('nhsNumber').valueIdentifier.value")
+}
+
+// ---------------------------------------------------------------------------
+// Publishing: accepted
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn publishes_fhir_xml_and_stores_the_routing_data() {
+    let store = MemoryEventStore::default();
+    let body = vaccination_xml();
+    let outcome = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        PublishOutcome::Accepted {
+            event_id: VACCINATION_ID.into(),
+            sensitive: false,
+            warnings: vec![],
+        }
+    );
+    assert_eq!(outcome.status(), 202);
+    let answer = outcome.outcome().to_json();
+    assert_eq!(answer["issue"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["issue"][0]["severity"], "information");
+    assert_eq!(
+        answer["issue"][0]["details"]["coding"][0]["code"],
+        "ACCEPTED"
+    );
+
+    assert_eq!(store.len(), 1);
+    let event = store.get(VACCINATION_ID).unwrap();
+    assert_eq!(event.event_id, VACCINATION_ID);
+    assert_eq!(event.event_type, EventType::Vaccinations);
+    assert_eq!(event.lifecycle, Lifecycle::New);
+    assert_eq!(event.content_type, FHIR_XML);
+    assert_eq!(event.payload, body);
+    assert_eq!(event.payload_sha256, sha256_hex(&body));
+    assert_eq!(event.payload_sha256.len(), 64);
+    assert_eq!(event.nhs_number, Some(NhsNumber::parse(PATIENT).unwrap()));
+    // The routing birthDateTime, not the Patient's (different) birthDate.
+    assert_eq!(event.birth_date.as_deref(), Some("2017-10-02"));
+    assert_eq!(event.timestamp, "2017-02-14T15:00:00Z");
+    assert_eq!(event.last_updated.as_deref(), Some("2017-11-01T15:00:33Z"));
+    assert_eq!(event.responsible_ods.as_deref(), Some("A83627"));
+    assert_eq!(event.home_postcode.as_deref(), Some("DH1 2TF"));
+    assert_eq!(event.gp_ods, None);
+    assert!(!event.sensitive);
+    assert_eq!(event.received_at, "2024-06-01T09:30:00Z");
+}
+
+#[tokio::test]
+async fn publishes_fhir_json() {
+    let store = MemoryEventStore::default();
+    let body = vaccination_json();
+    let outcome = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_JSON),
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.status(), 202);
+    let event = store.get(VACCINATION_ID).unwrap();
+    assert_eq!(event.content_type, FHIR_JSON);
+    assert_eq!(event.payload, body);
+    // The same routing data as from the XML.
+    let from_xml = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+    assert_eq!(
+        StoredEvent {
+            content_type: FHIR_XML.into(),
+            payload: from_xml.payload.clone(),
+            payload_sha256: from_xml.payload_sha256.clone(),
+            ..event
+        },
+        from_xml
+    );
+}
+
+#[tokio::test]
+async fn accepts_the_legacy_and_parameterised_content_types() {
+    for (content_type, body, stored_as) in [
+        (LEGACY_XML, vaccination_xml(), FHIR_XML),
+        ("application/json+fhir", vaccination_json(), FHIR_JSON),
+        (
+            "application/fhir+xml; charset=utf-8",
+            vaccination_xml(),
+            FHIR_XML,
+        ),
+        (
+            "Application/FHIR+JSON;charset=UTF-8",
+            vaccination_json(),
+            FHIR_JSON,
+        ),
+        (" application/xml+fhir ", vaccination_xml(), FHIR_XML),
+    ] {
+        let store = MemoryEventStore::default();
+        let outcome = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{content_type}: {error}"));
+        assert_eq!(outcome.status(), 202, "{content_type}");
+        assert_eq!(
+            store.get(VACCINATION_ID).unwrap().content_type,
+            stored_as,
+            "{content_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_example_is_accepted_in_both_encodings() {
+    let fixtures = all_fixtures();
+    assert_eq!(fixtures.len(), 19);
+    for (name, event_type) in fixtures {
+        for (content_type, body) in [
+            (FHIR_XML, xml_fixture(&name)),
+            (FHIR_JSON, json_fixture(&name)),
+        ] {
+            // The birth notification example's mother has an invalid number.
+            let body = if name == "BirthNotificationWithMother" {
+                mutate(&body, "1112223330", OTHER_PATIENT)
+            } else {
+                body
+            };
+            let store = MemoryEventStore::default();
+            let outcome = publish_to(&store, event_type, Some(content_type), body.as_bytes())
+                .await
+                .unwrap_or_else(|error| panic!("{name} as {content_type}: {error}"));
+            let PublishOutcome::Accepted { event_id, .. } = &outcome else {
+                panic!("{name}: {outcome:?}");
+            };
+            let event = store.get(event_id).unwrap();
+            assert_eq!(event.event_type, event_type, "{name}");
+            assert_eq!(event.payload, body, "{name}");
+            assert!(
+                event_type.allowed_lifecycles().contains(&event.lifecycle),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_birth_notification_example_is_refused_for_the_mothers_number() {
+    for (content_type, body) in [
+        (FHIR_XML, xml_fixture("BirthNotificationWithMother")),
+        (FHIR_JSON, json_fixture("BirthNotificationWithMother")),
+    ] {
+        let store = MemoryEventStore::default();
+        let error = publish_to(
+            &store,
+            EventType::PdsBirthNotification,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+        assert_refusal(
+            &error,
+            422,
+            "INVALID_NHS_NUMBER",
+            Some(&routing_nhs_number_expression()),
+            content_type,
+        );
+        assert!(store.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_out_of_range_zone_offset_is_accepted_with_a_warning() {
+    let store = MemoryEventStore::default();
+    let outcome = publish_to(
+        &store,
+        EventType::NipeOutcome,
+        Some(FHIR_XML),
+        xml_fixture("nipe-outcome-1-update").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let PublishOutcome::Accepted { warnings, .. } = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].expression, format!("{HEADER}.timestamp"));
+    let answer = outcome.outcome().to_json();
+    assert_eq!(answer["issue"][1]["severity"], "warning");
+    assert_eq!(
+        answer["issue"][1]["expression"],
+        json!([format!("{HEADER}.timestamp")])
+    );
+    let event = store.get("5d87d039-e0e7-43e6-9839-76edeeeefb99").unwrap();
+    assert_eq!(event.timestamp, "2017-11-01T16:02:04Z");
+}
+
+#[tokio::test]
+async fn a_sensitive_patient_is_accepted_and_flagged() {
+    let store = MemoryEventStore::default();
+    let outcome = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        vaccination_with_security("R").as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        PublishOutcome::Accepted {
+            event_id: VACCINATION_ID.into(),
+            sensitive: true,
+            warnings: vec![],
+        }
+    );
+    let answer = outcome.outcome().to_json();
+    assert_eq!(
+        answer["issue"][1]["details"]["coding"][0]["code"],
+        "SENSITIVE_PATIENT"
+    );
+    assert!(store.get(VACCINATION_ID).unwrap().sensitive);
+
+    // A normal confidentiality code is not sensitive.
+    let normal = stored(
+        EventType::Vaccinations,
+        FHIR_XML,
+        &vaccination_with_security("N"),
+    )
+    .await;
+    assert!(!normal.sensitive);
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_the_limit_is_accepted() {
+    for (content_type, fixture) in [
+        (FHIR_XML, vaccination_xml()),
+        (FHIR_JSON, vaccination_json()),
+    ] {
+        let mut body = fixture;
+        body.push_str(&" ".repeat(MAX_PAYLOAD_BYTES - body.len()));
+        assert_eq!(body.len(), MAX_PAYLOAD_BYTES);
+        let store = MemoryEventStore::default();
+        let outcome = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{content_type}: {error}"));
+        assert_eq!(outcome.status(), 202);
+        assert_eq!(store.get(VACCINATION_ID).unwrap().payload, body);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Publishing: refused
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn refuses_a_missing_or_wrong_content_type_with_415() {
+    let body = vaccination_xml();
+    for content_type in [
+        None,
+        Some(""),
+        Some("application/xml"),
+        Some("text/xml"),
+        Some("application/json"),
+        Some("application/fhir+yaml"),
+        Some("application/fhir"),
+        Some("fhir+xml"),
+    ] {
+        let store = MemoryEventStore::default();
+        let error = publish_to(
+            &store,
+            EventType::Vaccinations,
+            content_type,
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&error, HubError::UnsupportedMediaType(found) if found.as_deref() == content_type),
+            "{content_type:?}: {error:?}"
+        );
+        assert_refusal(
+            &error,
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            None,
+            &format!("{content_type:?}"),
+        );
+        assert!(store.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn refuses_a_body_over_the_limit_with_413() {
+    let mut body = vaccination_xml();
+    body.push_str(&" ".repeat(MAX_PAYLOAD_BYTES + 1 - body.len()));
+    let store = MemoryEventStore::default();
+    let error = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        body.as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, HubError::PayloadTooLarge { size, limit } if size == MAX_PAYLOAD_BYTES + 1 && limit == MAX_PAYLOAD_BYTES),
+        "{error:?}"
+    );
+    assert_refusal(&error, 413, "MESSAGE_TOO_LARGE", None, "one byte over");
+    assert!(store.is_empty());
+
+    // The size is checked before the body is read: garbage is 413, not 400.
+    let garbage = vec![0xFFu8; MAX_PAYLOAD_BYTES * 2];
+    let error = publish_to(&store, EventType::Vaccinations, Some(FHIR_JSON), &garbage)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 413);
+}
+
+#[tokio::test]
+async fn refuses_a_body_that_is_not_utf8_with_400() {
+    let xml = vaccination_xml();
+    // DAWKINS with a Latin-1 byte in it.
+    let mut body = xml.into_bytes();
+    let at = body.windows(7).position(|w| w == b"DAWKINS").unwrap();
+    body[at + 1] = 0xC1;
+    let store = MemoryEventStore::default();
+    let error = publish_to(&store, EventType::Vaccinations, Some(FHIR_XML), &body)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HubError::NotText), "{error:?}");
+    assert_refusal(&error, 400, "MESSAGE_NOT_WELL_FORMED", None, "Latin-1");
+
+    let mut json = vaccination_json().into_bytes();
+    json.push(0xFF);
+    let error = publish_to(&store, EventType::Vaccinations, Some(FHIR_JSON), &json)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HubError::NotText), "{error:?}");
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn refuses_a_body_that_cannot_be_read_with_400() {
+    let xml = vaccination_xml();
+    let json = vaccination_json();
+    let truncated_xml = xml[..xml.len() / 2].to_owned();
+    let truncated_json = json[..json.len() / 2].to_owned();
+    for (content_type, body) in [
+        (FHIR_XML, "this is not XML".to_owned()),
+        (FHIR_XML, String::new()),
+        (FHIR_XML, truncated_xml),
+        (FHIR_XML, json.clone()),
+        (FHIR_XML, xml.replace("xmlns=\"http://hl7.org/fhir\"", "")),
+        (FHIR_JSON, xml.clone()),
+        (FHIR_JSON, truncated_json),
+        (FHIR_JSON, "[]".to_owned()),
+        (FHIR_JSON, "{\"type\": \"message\"}".to_owned()),
+    ] {
+        let store = MemoryEventStore::default();
+        let error = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+        let context = format!("{content_type}: {:.40}", body);
+        assert!(
+            matches!(error, HubError::Message(MessageError::Unreadable(_))),
+            "{context}: {error:?}"
+        );
+        assert_refusal(&error, 400, "MESSAGE_NOT_WELL_FORMED", None, &context);
+        assert!(store.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn refuses_a_resource_that_is_not_a_bundle_with_400() {
+    for (content_type, body) in [
+        (
+            FHIR_XML,
+            "<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"1\"/></Patient>",
+        ),
+        (FHIR_JSON, "{\"resourceType\": \"Patient\", \"id\": \"1\"}"),
+        (
+            FHIR_XML,
+            "<MessageHeader xmlns=\"http://hl7.org/fhir\"><id value=\"85c8a1c5-a8a1-41c9-bb99-20956fa66218\"/></MessageHeader>",
+        ),
+    ] {
+        let store = MemoryEventStore::default();
+        let error = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&error, HubError::Message(MessageError::NotABundle { .. })),
+            "{body}: {error:?}"
+        );
+        assert_refusal(&error, 400, "INVALID_RESOURCE", None, body);
+    }
+}
+
+#[tokio::test]
+async fn refuses_an_event_of_another_type_with_422() {
+    let store = MemoryEventStore::default();
+    let error = publish_to(
+        &store,
+        EventType::NewbornHearing,
+        Some(FHIR_XML),
+        vaccination_xml().as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HubError::EventTypeMismatch {
+                expected: EventType::NewbornHearing,
+                found: EventType::Vaccinations
+            }
+        ),
+        "{error:?}"
+    );
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some(&format!("{HEADER}.event.code")),
+        "mismatch",
+    );
+    assert!(store.is_empty());
+
+    // An event code outside the catalogue names the same element.
+    let unknown = mutate(
+        &vaccination_xml(),
+        "<code value=\"vaccinations-1\"/>",
+        "<code value=\"vaccinations-2\"/>",
+    );
+    let error = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        unknown.as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some(&format!("{HEADER}.event.code")),
+        "unknown code",
+    );
+}
+
+/// One invalid message, as XML and JSON, and what the refusal must say.
+struct Invalid {
+    what: &'static str,
+    xml: String,
+    json: String,
+    kind: ProblemKind,
+    spine_code: &'static str,
+    expression: String,
+}
+
+fn invalid_messages() -> Vec<Invalid> {
+    let xml = vaccination_xml();
+    let json = vaccination_json();
+    vec![
+        Invalid {
+            what: "invalid routing NHS number",
+            xml: mutate(&xml, PATIENT, "9912003880"),
+            json: mutate(&json, PATIENT, "9912003880"),
+            kind: ProblemKind::BadNhsNumber,
+            spine_code: "INVALID_NHS_NUMBER",
+            expression: routing_nhs_number_expression(),
+        },
+        Invalid {
+            what: "NHS number of nine digits",
+            xml: mutate(&xml, PATIENT, "991200388"),
+            json: mutate(&json, PATIENT, "991200388"),
+            kind: ProblemKind::BadNhsNumber,
+            spine_code: "INVALID_NHS_NUMBER",
+            expression: routing_nhs_number_expression(),
+        },
+        Invalid {
+            what: "missing MessageHeader.id",
+            xml: mutate(&xml, &format!("<id value=\"{VACCINATION_ID}\"/>"), ""),
+            json: mutate(&json, &format!("\"id\": \"{VACCINATION_ID}\","), ""),
+            kind: ProblemKind::Missing,
+            spine_code: "MISSING_OR_INVALID_HEADER",
+            expression: format!("{HEADER}.id"),
+        },
+        Invalid {
+            what: "MessageHeader.id not a UUID",
+            xml: mutate(
+                &xml,
+                &format!("<id value=\"{VACCINATION_ID}\"/>"),
+                "<id value=\"message-1\"/>",
+            ),
+            json: mutate(
+                &json,
+                &format!("\"id\": \"{VACCINATION_ID}\","),
+                "\"id\": \"message-1\",",
+            ),
+            kind: ProblemKind::BadValue,
+            spine_code: "INVALID_VALUE",
+            expression: format!("{HEADER}.id"),
+        },
+        Invalid {
+            what: "missing routing demographics extension",
+            xml: mutate(&xml, "Extension-RoutingDemographics-1", "Extension-Other-1"),
+            json: mutate(
+                &json,
+                "Extension-RoutingDemographics-1",
+                "Extension-Other-1",
+            ),
+            kind: ProblemKind::Missing,
+            spine_code: "MISSING_OR_INVALID_HEADER",
+            expression: format!("{HEADER}.extension('{ROUTING_URL}')"),
+        },
+        Invalid {
+            what: "missing lifecycle extension",
+            xml: mutate(&xml, LIFECYCLE_URL, "https://example.org/other"),
+            json: mutate(&json, LIFECYCLE_URL, "https://example.org/other"),
+            kind: ProblemKind::Missing,
+            spine_code: "MISSING_OR_INVALID_HEADER",
+            expression: format!("{HEADER}.extension('{LIFECYCLE_URL}')"),
+        },
+        Invalid {
+            what: "lifecycle not allowed for the type",
+            xml: mutate(&xml, "<code value=\"new\"/>", "<code value=\"cancel\"/>"),
+            json: mutate(&json, "\"code\": \"new\"", "\"code\": \"cancel\""),
+            kind: ProblemKind::BadValue,
+            spine_code: "INVALID_VALUE",
+            expression: format!("{HEADER}.extension('{LIFECYCLE_URL}')"),
+        },
+        Invalid {
+            what: "timestamp without a zone offset",
+            xml: mutate(&xml, "2017-02-14T15:00:00+00:00", "2017-02-14T15:00:00"),
+            json: mutate(&json, "2017-02-14T15:00:00+00:00", "2017-02-14T15:00:00"),
+            kind: ProblemKind::BadValue,
+            spine_code: "INVALID_VALUE",
+            expression: format!("{HEADER}.timestamp"),
+        },
+        Invalid {
+            what: "timestamp without seconds",
+            xml: mutate(&xml, "2017-02-14T15:00:00+00:00", "2017-02-14T15:00+00:00"),
+            json: mutate(&json, "2017-02-14T15:00:00+00:00", "2017-02-14T15:00+00:00"),
+            kind: ProblemKind::BadValue,
+            spine_code: "INVALID_VALUE",
+            expression: format!("{HEADER}.timestamp"),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn refuses_invalid_messages_with_422_naming_the_element() {
+    for invalid in invalid_messages() {
+        for (content_type, body) in [(FHIR_XML, &invalid.xml), (FHIR_JSON, &invalid.json)] {
+            let context = format!("{} ({content_type})", invalid.what);
+            let store = MemoryEventStore::default();
+            let error = publish_to(
+                &store,
+                EventType::Vaccinations,
+                Some(content_type),
+                body.as_bytes(),
+            )
+            .await
+            .unwrap_err();
+            match &error {
+                HubError::Message(MessageError::Invalid {
+                    expression, kind, ..
+                }) => {
+                    assert_eq!(*kind, invalid.kind, "{context}");
+                    assert_eq!(*expression, invalid.expression, "{context}");
+                }
+                other => panic!("{context}: {other:?}"),
+            }
+            assert_refusal(
+                &error,
+                422,
+                invalid.spine_code,
+                Some(&invalid.expression),
+                &context,
+            );
+            assert!(store.is_empty(), "{context}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_message_is_a_duplicate_and_stored_once() {
+    for (content_type, body) in [
+        (FHIR_XML, vaccination_xml()),
+        (FHIR_JSON, vaccination_json()),
+    ] {
+        let store = MemoryEventStore::default();
+        let first = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(first.status(), 202);
+        let second = publish_to(
+            &store,
+            EventType::Vaccinations,
+            Some(content_type),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            second,
+            PublishOutcome::Duplicate {
+                event_id: VACCINATION_ID.into()
+            }
+        );
+        assert_eq!(second.status(), 200);
+        let answer = second.outcome().to_json();
+        assert_eq!(answer["issue"][0]["severity"], "information");
+        assert_eq!(
+            answer["issue"][0]["details"]["coding"][0]["code"],
+            "DUPLICATE"
+        );
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            store.get(VACCINATION_ID).unwrap().received_at,
+            "2024-06-01T09:30:00Z"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_id_with_another_body_is_a_409_conflict() {
+    let store = MemoryEventStore::default();
+    let original = vaccination_xml();
+    publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        original.as_bytes(),
+    )
+    .await
+    .unwrap();
+    let changed = mutate(&original, "CCJN12M", "CCJN99X");
+    let error = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        changed.as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, HubError::DuplicateConflict { message_id } if message_id == VACCINATION_ID),
+        "{error:?}"
+    );
+    assert_refusal(
+        &error,
+        409,
+        "DUPLICATE_REJECTED",
+        Some(&format!("{HEADER}.id")),
+        "conflict",
+    );
+    // The first body stays.
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.get(VACCINATION_ID).unwrap().payload, original);
+
+    // The same message in the other encoding is another body too.
+    let error = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_JSON),
+        vaccination_json().as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.status(), 409);
+}
+
+#[tokio::test]
+async fn message_ids_are_compared_without_regard_to_case() {
+    let store = MemoryEventStore::default();
+    publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        vaccination_xml().as_bytes(),
+    )
+    .await
+    .unwrap();
+    let upper = mutate(
+        &vaccination_xml(),
+        &format!("<id value=\"{VACCINATION_ID}\"/>"),
+        &format!("<id value=\"{}\"/>", VACCINATION_ID.to_ascii_uppercase()),
+    );
+    let error = publish_to(
+        &store,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        upper.as_bytes(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, HubError::DuplicateConflict { message_id } if message_id == VACCINATION_ID),
+        "{error:?}"
+    );
+    assert_eq!(store.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Onboarding and subscribing
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Hub {
+    subscribers: MemorySubscriberStore,
+    provisioner: MemoryQueueProvisioner,
+    subscriptions: MemorySubscriptionStore,
+    publisher: MemoryPublisher,
+}
+
+impl Hub {
+    async fn onboard(&self, ods: &str, event_types: &[EventType]) -> Subscriber {
+        let codes: Vec<&str> = event_types.iter().map(|t| t.code()).collect();
+        let body = json!({"odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});
+        let request = OnboardRequest::parse(&body.to_string()).unwrap();
+        onboard(&self.subscribers, &self.provisioner, request, NOW)
+            .await
+            .unwrap()
+    }
+
+    async fn create(
+        &self,
+        body: &str,
+        encoding: Encoding,
+        now: OffsetDateTime,
+    ) -> Result<Subscription, HubError> {
+        let request = SubscriptionRequest::read(body, encoding, now)?;
+        create_subscription(&self.subscriptions, &self.subscribers, request, now).await
+    }
+
+    /// Subscribes with explicit criteria, created at NOW.
+    async fn subscribe(&self, subscriber: &Subscriber, criteria: &str) -> Subscription {
+        self.subscribe_until(subscriber, criteria, None, NOW).await
+    }
+
+    async fn subscribe_until(
+        &self,
+        subscriber: &Subscriber,
+        criteria: &str,
+        end: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Subscription {
+        let body = subscription_json(subscriber.ods_code.as_str(), criteria, &subscriber.id, end);
+        self.create(&body.to_string(), Encoding::Json, now)
+            .await
+            .unwrap_or_else(|error| panic!("{criteria}: {error}"))
+    }
+
+    async fn candidates(&self, patient: &str, event_type: EventType) -> Vec<Subscription> {
+        self.subscriptions
+            .explicit_candidates(NhsNumber::parse(patient).unwrap(), event_type)
+            .await
+            .unwrap()
+    }
+
+    async fn dispatch(&self, event: &StoredEvent, now: OffsetDateTime) -> Dispatched {
+        dispatch(&self.subscriptions, &self.publisher, event, now)
+            .await
+            .unwrap()
+    }
+}
+
+fn criteria_for(patient: &str, events: &[EventType], extra: &str) -> String {
+    let mut text = format!(
+        "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{patient}"
+    );
+    for event in events {
+        text.push_str("&MessageHeader.event=");
+        text.push_str(event.code());
+    }
+    text.push_str(extra);
+    text
+}
+
+fn subscription_json(ods: &str, criteria: &str, endpoint: &str, end: Option<&str>) -> Value {
+    let mut body = json!({
+        "resourceType": "Subscription",
+        "meta": {"profile": ["https://fhir.nhs.uk/STU3/StructureDefinition/EMS-Subscription-1"]},
+        "status": "requested",
+        "contact": [{"system": "url", "value": format!("{ODS_PREFIX}{ods}"), "use": "work"}],
+        "reason": "Health visiting for the child",
+        "criteria": criteria,
+        "channel": {"type": "message", "endpoint": endpoint},
+    });
+    if let Some(end) = end {
+        body["end"] = json!(end);
+    }
+    body
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+fn subscription_xml(ods: &str, criteria: &str, endpoint: &str, end: Option<&str>) -> String {
+    let end = end
+        .map(|end| format!("<end value=\"{}\"/>", escape(end)))
+        .unwrap_or_default();
+    format!(
+        "<Subscription xmlns=\"http://hl7.org/fhir\">\
+           <meta><profile value=\"https://fhir.nhs.uk/STU3/StructureDefinition/EMS-Subscription-1\"/></meta>\
+           <status value=\"requested\"/>\
+           <contact><system value=\"url\"/><value value=\"{ODS_PREFIX}{ods}\"/><use value=\"work\"/></contact>\
+           {end}\
+           <reason value=\"Health visiting for the child\"/>\
+           <criteria value=\"{}\"/>\
+           <channel><type value=\"message\"/><endpoint value=\"{}\"/></channel>\
+         </Subscription>",
+        escape(criteria),
+        escape(endpoint),
+    )
+}
+
+#[tokio::test]
+async fn onboarding_provisions_queues_and_records_the_subscriber() {
+    let hub = Hub::default();
+    let subscriber = hub
+        .onboard(
+            "A83627",
+            &[EventType::Vaccinations, EventType::NewbornHearing],
+        )
+        .await;
+    assert!(uuid_like(&subscriber.id), "{}", subscriber.id);
+    assert_eq!(subscriber.ods_code, OdsCode::parse("A83627").unwrap());
+    assert_eq!(subscriber.name, "System of A83627");
+    assert_eq!(
+        subscriber.event_types,
+        BTreeSet::from([EventType::Vaccinations, EventType::NewbornHearing])
+    );
+    assert_eq!(subscriber.created_at, "2024-06-01T12:00:00Z");
+    assert_eq!(
+        subscriber.queues.queue_url,
+        format!("memory://queues/{}", subscriber.id)
+    );
+    assert!(subscriber.may_receive(EventType::Vaccinations));
+    assert!(!subscriber.may_receive(EventType::PdsChangeOfAddress));
+
+    let provisioned = hub.provisioner.provisioned();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0].0, subscriber.id);
+    assert_eq!(
+        provisioned[0].1.iter().copied().collect::<BTreeSet<_>>(),
+        subscriber.event_types
+    );
+    assert_eq!(
+        hub.subscribers.get(&subscriber.id).await.unwrap(),
+        Some(subscriber.clone())
+    );
+
+    // A second subscriber is another id and another queue.
+    let other = hub.onboard("B12345", &[EventType::Vaccinations]).await;
+    assert_ne!(other.id, subscriber.id);
+    assert_ne!(other.queues.queue_url, subscriber.queues.queue_url);
+    assert_eq!(hub.provisioner.provisioned().len(), 2);
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.len() == 36
+        && text.chars().enumerate().all(|(i, c)| {
+            matches!(i, 8 | 13 | 18 | 23) == (c == '-') && (c == '-' || c.is_ascii_hexdigit())
+        })
+}
+
+#[tokio::test]
+async fn reads_a_subscription_request_alike_in_json_and_xml() {
+    let criteria = criteria_for(
+        PATIENT,
+        &[EventType::Vaccinations, EventType::NewbornHearing],
+        "&Patient.age=lt5&tag=team-1",
+    );
+    let end = "2025-01-01T00:00:00Z";
+    let from_json = SubscriptionRequest::read(
+        &subscription_json("A83627", &criteria, "subscriber-1", Some(end)).to_string(),
+        Encoding::Json,
+        NOW,
+    )
+    .unwrap();
+    let from_xml = SubscriptionRequest::read(
+        &subscription_xml("A83627", &criteria, "subscriber-1", Some(end)),
+        Encoding::Xml,
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(from_json, from_xml);
+    assert_eq!(from_json.contact_ods.as_str(), "A83627");
+    assert_eq!(from_json.reason, "Health visiting for the child");
+    assert_eq!(from_json.end, Some(datetime!(2025-01-01 00:00:00 UTC)));
+    assert_eq!(from_json.subscriber_id, "subscriber-1");
+    assert_eq!(from_json.criteria, Criteria::parse(&criteria).unwrap());
+
+    // Criteria written with `&amp;` inside the XML attribute (escaped twice).
+    let twice = subscription_xml(
+        "A83627",
+        &criteria.replace('&', "&amp;"),
+        "subscriber-1",
+        Some(end),
+    );
+    assert!(twice.contains("&amp;amp;"));
+    assert_eq!(
+        SubscriptionRequest::read(&twice, Encoding::Xml, NOW).unwrap(),
+        from_json
+    );
+}
+
+#[tokio::test]
+async fn refuses_subscription_requests_that_cannot_be_read() {
+    let criteria = criteria_for(PATIENT, &[EventType::Vaccinations], "");
+    let good = subscription_json("A83627", &criteria, "subscriber-1", None);
+    let with = |pointer: &str, value: Value| {
+        let mut body = good.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body.to_string()
+    };
+    let plus = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body.to_string()
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("id", plus("id", json!("abc")), 422, "Subscription.id"),
+        (
+            "versionId",
+            with("/meta", json!({"versionId": "1"})),
+            422,
+            "Subscription.meta.versionId",
+        ),
+        (
+            "lastUpdated",
+            with("/meta", json!({"lastUpdated": "2024-01-01T00:00:00Z"})),
+            422,
+            "Subscription.meta.lastUpdated",
+        ),
+        (
+            "end in the past",
+            plus("end", json!("2024-06-01T11:59:59Z")),
+            422,
+            "Subscription.end",
+        ),
+        (
+            "end now",
+            plus("end", json!("2024-06-01T12:00:00Z")),
+            422,
+            "Subscription.end",
+        ),
+        (
+            "end without offset",
+            plus("end", json!("2025-06-01T12:00:00")),
+            422,
+            "Subscription.end",
+        ),
+        (
+            "status off",
+            with("/status", json!("off")),
+            422,
+            "Subscription.status",
+        ),
+        (
+            "contact not a directory URL",
+            with("/contact/0/value", json!("A83627")),
+            422,
+            "Subscription.contact",
+        ),
+        (
+            "contact ODS malformed",
+            with("/contact/0/value", json!(format!("{ODS_PREFIX}a8"))),
+            422,
+            "Subscription.contact.value",
+        ),
+        (
+            "no reason",
+            with("/reason", json!("  ")),
+            422,
+            "Subscription.reason",
+        ),
+        (
+            "channel type",
+            with("/channel/type", json!("rest-hook")),
+            422,
+            "Subscription.channel.type",
+        ),
+        (
+            "no endpoint",
+            with("/channel/endpoint", json!("")),
+            422,
+            "Subscription.channel.endpoint",
+        ),
+        (
+            "invalid criteria",
+            with(
+                "/criteria",
+                json!(criteria_for("1112223330", &[EventType::Vaccinations], "")),
+            ),
+            422,
+            "Subscription.criteria",
+        ),
+        (
+            "not a Subscription",
+            "{\"resourceType\": \"Patient\"}".to_owned(),
+            400,
+            "Subscription",
+        ),
+        ("not JSON", "{".to_owned(), 400, "Subscription"),
+    ];
+    for (what, body, status, expression) in cases {
+        let error = SubscriptionRequest::read(&body, Encoding::Json, NOW).unwrap_err();
+        assert_eq!(error.status(), status, "{what}: {error}");
+        assert_eq!(
+            first_issue(&error)["expression"],
+            json!([expression]),
+            "{what}: {error}"
+        );
+    }
+
+    // The same checks hold in XML.
+    let with_id = subscription_xml("A83627", &criteria, "subscriber-1", None)
+        .replace("<meta>", "<id value=\"abc\"/><meta>");
+    let error = SubscriptionRequest::read(&with_id, Encoding::Xml, NOW).unwrap_err();
+    assert_eq!(
+        first_issue(&error)["expression"],
+        json!(["Subscription.id"])
+    );
+    let with_version = subscription_xml("A83627", &criteria, "subscriber-1", None)
+        .replace("<meta>", "<meta><versionId value=\"2\"/>");
+    let error = SubscriptionRequest::read(&with_version, Encoding::Xml, NOW).unwrap_err();
+    assert_eq!(
+        first_issue(&error)["expression"],
+        json!(["Subscription.meta.versionId"])
+    );
+    let past = subscription_xml(
+        "A83627",
+        &criteria,
+        "subscriber-1",
+        Some("2020-01-01T00:00:00+01:00"),
+    );
+    let error = SubscriptionRequest::read(&past, Encoding::Xml, NOW).unwrap_err();
+    assert_eq!(error.status(), 422);
+    assert_eq!(
+        first_issue(&error)["expression"],
+        json!(["Subscription.end"])
+    );
+}
+
+#[tokio::test]
+async fn creates_a_subscription_for_an_onboarded_subscriber() {
+    let hub = Hub::default();
+    let subscriber = hub
+        .onboard(
+            "A83627",
+            &[EventType::Vaccinations, EventType::NewbornHearing],
+        )
+        .await;
+    let criteria = format!(
+        "/Bundle?type=message&amp;MessageHeader.event=vaccinations-1&amp;Patient.identifier=\
+         http://fhir.nhs.net/Id/nhs-number%7C{PATIENT}&amp;MessageHeader.event=newborn-hearing-1"
+    );
+    let body = subscription_xml(
+        "A83627",
+        &criteria,
+        &subscriber.id,
+        Some("2025-06-01T12:00:00+01:00"),
+    );
+    let subscription = hub.create(&body, Encoding::Xml, NOW).await.unwrap();
+    assert!(uuid_like(&subscription.id));
+    assert_eq!(subscription.subscriber_id, subscriber.id);
+    assert_eq!(subscription.contact_ods.as_str(), "A83627");
+    assert_eq!(subscription.version_id, 1);
+    assert_eq!(subscription.last_updated, "2024-06-01T12:00:00Z");
+    assert_eq!(subscription.end.as_deref(), Some("2025-06-01T11:00:00Z"));
+    // Kept in canonical form.
+    assert_eq!(
+        subscription.criteria.to_criteria_string(),
+        criteria_for(
+            PATIENT,
+            &[EventType::NewbornHearing, EventType::Vaccinations],
+            ""
+        )
+    );
+    assert!(subscription.is_active(NOW));
+    assert_eq!(
+        hub.subscriptions.get(&subscription.id).await.unwrap(),
+        Some(subscription.clone())
+    );
+    // Indexed under the patient for each of its event types.
+    for event_type in [EventType::Vaccinations, EventType::NewbornHearing] {
+        let candidates = hub.candidates(PATIENT, event_type).await;
+        assert_eq!(candidates, vec![subscription.clone()], "{event_type}");
+    }
+    assert!(
+        hub.candidates(OTHER_PATIENT, EventType::Vaccinations)
+            .await
+            .is_empty()
+    );
+    assert!(
+        hub.candidates(PATIENT, EventType::NipeOutcome)
+            .await
+            .is_empty()
+    );
+
+    // The stored subscription renders as an active FHIR Subscription.
+    let rendered = subscription.to_json(NOW);
+    assert_eq!(rendered["status"], "active");
+    assert_eq!(rendered["meta"]["versionId"], "1");
+    assert_eq!(rendered["channel"]["endpoint"], json!(subscriber.id));
+    assert_eq!(
+        subscription.to_json(datetime!(2025-06-01 11:00:00 UTC))["status"],
+        "off"
+    );
+}
+
+#[tokio::test]
+async fn refuses_subscriptions_the_subscriber_may_not_have() {
+    let hub = Hub::default();
+    let subscriber = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    hub.onboard("B12345", &[EventType::NewbornHearing]).await;
+    let vaccinations = criteria_for(PATIENT, &[EventType::Vaccinations], "");
+
+    // Unknown subscriber.
+    let body = subscription_json("A83627", &vaccinations, "no-such-subscriber", None);
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some("Subscription.channel.endpoint"),
+        "unknown subscriber",
+    );
+
+    // The contact is another organisation (even an onboarded one).
+    let body = subscription_json("B12345", &vaccinations, &subscriber.id, None);
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some("Subscription.contact"),
+        "contact ODS",
+    );
+
+    // An event type the subscriber was not onboarded for, alone or with others.
+    for events in [
+        vec![EventType::NewbornHearing],
+        vec![EventType::Vaccinations, EventType::NewbornHearing],
+    ] {
+        let body = subscription_json(
+            "A83627",
+            &criteria_for(PATIENT, &events, ""),
+            &subscriber.id,
+            None,
+        );
+        let error = hub
+            .create(&body.to_string(), Encoding::Json, NOW)
+            .await
+            .unwrap_err();
+        match &error {
+            HubError::Criteria(criteria) => {
+                assert_eq!(criteria.component, "MessageHeader.event");
+                assert!(criteria.problem.contains("newborn-hearing-1"), "{criteria}");
+            }
+            other => panic!("{events:?}: {other:?}"),
+        }
+        assert_refusal(
+            &error,
+            422,
+            "INVALID_PARAMETER",
+            Some("Subscription.criteria"),
+            "not onboarded",
+        );
+    }
+
+    // Generic criteria.
+    let generic = "/Bundle?type=message&subscriptionRuleType=GP_GP_GP\
+                   &Organization.identifier=A83627&MessageHeader.event=vaccinations-1";
+    let body = subscription_json("A83627", generic, &subscriber.id, None);
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    match &error {
+        HubError::Criteria(criteria) => assert_eq!(criteria.component, "subscriptionRuleType"),
+        other => panic!("generic: {other:?}"),
+    }
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_PARAMETER",
+        Some("Subscription.criteria"),
+        "generic",
+    );
+
+    // id and meta.versionId are the hub's; an end in the past is refused.
+    let mut body = subscription_json("A83627", &vaccinations, &subscriber.id, None);
+    body["id"] = json!("my-own-id");
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert_refusal(&error, 422, "INVALID_VALUE", Some("Subscription.id"), "id");
+    let mut body = subscription_json("A83627", &vaccinations, &subscriber.id, None);
+    body["meta"]["versionId"] = json!("3");
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some("Subscription.meta.versionId"),
+        "versionId",
+    );
+    let body = subscription_json(
+        "A83627",
+        &vaccinations,
+        &subscriber.id,
+        Some("2024-05-31T12:00:00Z"),
+    );
+    let error = hub
+        .create(&body.to_string(), Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &error,
+        422,
+        "INVALID_VALUE",
+        Some("Subscription.end"),
+        "end",
+    );
+
+    // Nothing was stored by any refusal.
+    for event_type in EventType::ALL {
+        assert!(hub.candidates(PATIENT, *event_type).await.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------
+
+/// The (subscription id, tag) pairs a delivery names.
+type Matches = BTreeSet<(String, Option<String>)>;
+
+fn subscriptions_attribute(sent: &SentMessage) -> Matches {
+    let value: Value = serde_json::from_str(sent.attribute("subscriptions").unwrap()).unwrap();
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let object = entry.as_object().unwrap();
+            // An absent tag is left out, never sent empty.
+            assert!(object.keys().all(|k| k == "id" || k == "tag"), "{entry}");
+            assert_ne!(entry.get("tag"), Some(&json!("")), "{entry}");
+            (
+                entry["id"].as_str().unwrap().to_owned(),
+                entry.get("tag").and_then(Value::as_str).map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn matched_tags(sent: &SentMessage) -> BTreeSet<String> {
+    subscriptions_attribute(sent)
+        .into_iter()
+        .filter_map(|(_, tag)| tag)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_delivery_per_subscriber_with_every_matching_subscription() {
+    let hub = Hub::default();
+    let a = hub
+        .onboard(
+            "A83627",
+            &[EventType::Vaccinations, EventType::NewbornHearing],
+        )
+        .await;
+    let b = hub
+        .onboard(
+            "B12345",
+            &[EventType::Vaccinations, EventType::NewbornHearing],
+        )
+        .await;
+    let first = hub
+        .subscribe(
+            &a,
+            &criteria_for(PATIENT, &[EventType::Vaccinations], "&tag=team-1"),
+        )
+        .await;
+    let second = hub
+        .subscribe(
+            &a,
+            &criteria_for(
+                PATIENT,
+                &[EventType::NewbornHearing, EventType::Vaccinations],
+                "",
+            ),
+        )
+        .await;
+    // B subscribes to another patient, and to this patient's other events.
+    hub.subscribe(
+        &b,
+        &criteria_for(OTHER_PATIENT, &[EventType::Vaccinations], ""),
+    )
+    .await;
+    hub.subscribe(
+        &b,
+        &criteria_for(PATIENT, &[EventType::NewbornHearing], "&tag=b"),
+    )
+    .await;
+
+    let body = vaccination_xml();
+    let event = stored(EventType::Vaccinations, FHIR_XML, &body).await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 1 }
+    );
+    let sent = hub.publisher.sent();
+    assert_eq!(sent.len(), 1);
+    let delivery = &sent[0];
+    assert_eq!(delivery.event_type, EventType::Vaccinations);
+    assert_eq!(
+        delivery.attribute(SUBSCRIBER_ATTRIBUTE),
+        Some(a.id.as_str())
+    );
+    assert_eq!(delivery.attribute("eventId"), Some(VACCINATION_ID));
+    assert_eq!(delivery.attribute("eventType"), Some("vaccinations-1"));
+    assert_eq!(delivery.attribute("lifecycle"), Some("new"));
+    assert_eq!(delivery.attribute("contentType"), Some(FHIR_XML));
+    assert_eq!(delivery.attribute("nhsNumber"), Some(PATIENT));
+    assert_eq!(
+        subscriptions_attribute(delivery),
+        BTreeSet::from([
+            (first.id.clone(), Some("team-1".to_owned())),
+            (second.id.clone(), None),
+        ])
+    );
+    // No attribute is empty (SNS refuses those) and none is repeated.
+    let names: BTreeSet<&str> = delivery.attributes.iter().map(|(k, _)| *k).collect();
+    assert_eq!(names.len(), delivery.attributes.len());
+    assert!(delivery.attributes.iter().all(|(_, v)| !v.is_empty()));
+    assert_eq!(delivery.body.as_bytes(), body.as_bytes());
+}
+
+#[tokio::test]
+async fn two_matching_subscribers_each_get_their_own_copy() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    let b = hub.onboard("B12345", &[EventType::Vaccinations]).await;
+    let c = hub.onboard("C00001", &[EventType::Vaccinations]).await;
+    let for_a = hub
+        .subscribe(
+            &a,
+            &criteria_for(PATIENT, &[EventType::Vaccinations], "&tag=a"),
+        )
+        .await;
+    let for_b = hub
+        .subscribe(
+            &b,
+            &criteria_for(PATIENT, &[EventType::Vaccinations], "&tag=b"),
+        )
+        .await;
+    // C's subscription is for someone else.
+    hub.subscribe(
+        &c,
+        &criteria_for(OTHER_PATIENT, &[EventType::Vaccinations], ""),
+    )
+    .await;
+
+    let body = vaccination_json();
+    let event = stored(EventType::Vaccinations, FHIR_JSON, &body).await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 2 }
+    );
+    let sent = hub.publisher.sent();
+    assert_eq!(sent.len(), 2);
+    let by_subscriber: Vec<(String, Matches)> = sent
+        .iter()
+        .map(|message| {
+            (
+                message.attribute(SUBSCRIBER_ATTRIBUTE).unwrap().to_owned(),
+                subscriptions_attribute(message),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (
+            a.id.clone(),
+            BTreeSet::from([(for_a.id, Some("a".to_owned()))]),
+        ),
+        (
+            b.id.clone(),
+            BTreeSet::from([(for_b.id, Some("b".to_owned()))]),
+        ),
+    ];
+    let mut actual = by_subscriber;
+    expected.sort();
+    actual.sort();
+    assert_eq!(actual, expected);
+    assert!(
+        !sent
+            .iter()
+            .any(|m| m.attribute(SUBSCRIBER_ATTRIBUTE) == Some(c.id.as_str()))
+    );
+    for message in &sent {
+        assert_eq!(message.attribute("contentType"), Some(FHIR_JSON));
+        assert_eq!(message.body.as_bytes(), body.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn no_matching_subscription_means_no_delivery() {
+    let hub = Hub::default();
+    let a = hub
+        .onboard(
+            "A83627",
+            &[EventType::Vaccinations, EventType::NewbornHearing],
+        )
+        .await;
+    hub.subscribe(&a, &criteria_for(PATIENT, &[EventType::NewbornHearing], ""))
+        .await;
+    hub.subscribe(
+        &a,
+        &criteria_for(OTHER_PATIENT, &[EventType::Vaccinations], ""),
+    )
+    .await;
+    let event = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 0 }
+    );
+    assert!(hub.publisher.sent().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_subscription_does_not_match() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    let b = hub.onboard("B12345", &[EventType::Vaccinations]).await;
+    let end = NOW + Duration::hours(1);
+    let ending = hub
+        .subscribe_until(
+            &a,
+            &criteria_for(PATIENT, &[EventType::Vaccinations], ""),
+            Some("2024-06-01T13:00:00Z"),
+            NOW,
+        )
+        .await;
+    let open = hub
+        .subscribe(&b, &criteria_for(PATIENT, &[EventType::Vaccinations], ""))
+        .await;
+    let event = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+
+    let recipients_at = |sent: Vec<SentMessage>| -> BTreeSet<String> {
+        sent.iter()
+            .map(|m| m.attribute(SUBSCRIBER_ATTRIBUTE).unwrap().to_owned())
+            .collect()
+    };
+
+    // Still active a second before the end.
+    assert_eq!(
+        hub.dispatch(&event, end - Duration::seconds(1)).await,
+        Dispatched::Delivered { recipients: 2 }
+    );
+    assert_eq!(
+        recipients_at(hub.publisher.sent()),
+        BTreeSet::from([a.id.clone(), b.id.clone()])
+    );
+    assert!(ending.is_active(end - Duration::seconds(1)));
+    assert!(!ending.is_active(end));
+
+    // At the end and after it, only the open subscription matches.
+    for now in [end, end + Duration::days(30)] {
+        let hub_after = Hub::default();
+        hub_after.subscriptions.create(&ending).await.unwrap();
+        hub_after.subscriptions.create(&open).await.unwrap();
+        assert_eq!(
+            hub_after.dispatch(&event, now).await,
+            Dispatched::Delivered { recipients: 1 },
+            "{now}"
+        );
+        assert_eq!(
+            recipients_at(hub_after.publisher.sent()),
+            BTreeSet::from([b.id.clone()])
+        );
+    }
+}
+
+#[tokio::test]
+async fn age_filters_at_their_edges() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    for (tag, filter) in [
+        ("gt2", "&Patient.age=gt2"),
+        ("gt3", "&Patient.age=gt3"),
+        ("lt3", "&Patient.age=lt3"),
+        ("lt4", "&Patient.age=lt4"),
+        ("only3", "&Patient.age=gt2&Patient.age=lt4"),
+        ("only2", "&Patient.age=gt1&Patient.age=lt3"),
+        ("any", ""),
+    ] {
+        hub.subscribe(
+            &a,
+            &criteria_for(
+                PATIENT,
+                &[EventType::Vaccinations],
+                &format!("{filter}&tag={tag}"),
+            ),
+        )
+        .await;
+    }
+    // Each birth date and event time, and the tags that match.
+    let cases = [
+        // Third birthday on the event's day.
+        (
+            "2014-02-14T12:00:00+00:00",
+            "2017-02-14T15:00:00+00:00",
+            vec!["any", "gt2", "lt4", "only3"],
+        ),
+        // Third birthday the day after: still two.
+        (
+            "2014-02-15T12:00:00+00:00",
+            "2017-02-14T15:00:00+00:00",
+            vec!["any", "lt3", "lt4", "only2"],
+        ),
+        // Fourth birthday on the event's day (a birth date without a time).
+        (
+            "2013-02-14",
+            "2017-02-14T15:00:00+00:00",
+            vec!["any", "gt2", "gt3"],
+        ),
+        // Born on a leap day: still two on 28 February of a common year...
+        (
+            "2012-02-29",
+            "2015-02-28T15:00:00+00:00",
+            vec!["any", "lt3", "lt4", "only2"],
+        ),
+        // ...and three on 1 March.
+        (
+            "2012-02-29",
+            "2015-03-01T15:00:00+00:00",
+            vec!["any", "gt2", "lt4", "only3"],
+        ),
+        // Born after the event (as the unmodified example is): no age, so
+        // only the subscription without an age filter matches.
+        (
+            "2017-10-02T12:00:00+00:00",
+            "2017-02-14T15:00:00+00:00",
+            vec!["any"],
+        ),
+    ];
+    for (birth, timestamp, expected) in cases {
+        let hub_sent_before = hub.publisher.sent().len();
+        let body = vaccination_born(birth, timestamp);
+        let event = stored(EventType::Vaccinations, FHIR_XML, &body).await;
+        assert_eq!(
+            hub.dispatch(&event, NOW).await,
+            Dispatched::Delivered { recipients: 1 },
+            "{birth}"
+        );
+        let sent = hub.publisher.sent();
+        assert_eq!(sent.len(), hub_sent_before + 1, "{birth}");
+        let tags = matched_tags(sent.last().unwrap());
+        let expected: BTreeSet<String> = expected.into_iter().map(str::to_owned).collect();
+        assert_eq!(tags, expected, "born {birth}");
+    }
+}
+
+#[tokio::test]
+async fn gp_registration_filters_use_the_patients_practice() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::PdsChangeOfGp]).await;
+    for (tag, filter) in [
+        ("registered", "&GPRegistration=RegisteredOnly"),
+        ("unregistered", "&GPRegistration=UnregisteredOnly"),
+    ] {
+        hub.subscribe(
+            &a,
+            &criteria_for(
+                PATIENT,
+                &[EventType::PdsChangeOfGp],
+                &format!("{filter}&tag={tag}"),
+            ),
+        )
+        .await;
+    }
+    let with_gp = xml_fixture("PDS-Change-Of-GP-ems-example");
+    let event = stored(EventType::PdsChangeOfGp, FHIR_XML, &with_gp).await;
+    assert!(event.gp_ods.is_some());
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 1 }
+    );
+    assert_eq!(
+        matched_tags(&hub.publisher.sent()[0]),
+        BTreeSet::from(["registered".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_gp_filter_does_not_match_a_patient_with_no_practice_known() {
+    // The newborn hearing delete example has no Patient entry at all: whether
+    // the child is registered with a GP is unknown, and a GP filter must not
+    // match (Criteria::filters_allow: "where a filter is set and the fact it
+    // needs is unknown, the event does not match").
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::NewbornHearing]).await;
+    hub.subscribe(
+        &a,
+        &criteria_for(
+            PATIENT,
+            &[EventType::NewbornHearing],
+            "&GPRegistration=RegisteredOnly",
+        ),
+    )
+    .await;
+    let event = stored(
+        EventType::NewbornHearing,
+        FHIR_XML,
+        &xml_fixture("newborn-hearing-1-delete"),
+    )
+    .await;
+    assert_eq!(event.lifecycle, Lifecycle::Delete);
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 0 }
+    );
+    assert!(hub.publisher.sent().is_empty());
+}
+
+#[tokio::test]
+async fn unregistered_only_does_not_match_a_patient_with_no_practice_known() {
+    // dispatch.rs builds PatientAtEvent with has_gp: Some(event.gp_ods.is_some()),
+    // so an event with no Patient entry counts as an unregistered patient and
+    // an UnregisteredOnly subscription receives it.
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::NewbornHearing]).await;
+    hub.subscribe(
+        &a,
+        &criteria_for(
+            PATIENT,
+            &[EventType::NewbornHearing],
+            "&GPRegistration=UnregisteredOnly",
+        ),
+    )
+    .await;
+    let event = stored(
+        EventType::NewbornHearing,
+        FHIR_XML,
+        &xml_fixture("newborn-hearing-1-delete"),
+    )
+    .await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 0 }
+    );
+    assert!(hub.publisher.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_sensitive_patient_is_withheld_from_every_subscriber() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    hub.subscribe(&a, &criteria_for(PATIENT, &[EventType::Vaccinations], ""))
+        .await;
+    for code in ["R", "V", "REDACTED"] {
+        let event = stored(
+            EventType::Vaccinations,
+            FHIR_XML,
+            &vaccination_with_security(code),
+        )
+        .await;
+        assert!(event.sensitive, "{code}");
+        assert_eq!(
+            hub.dispatch(&event, NOW).await,
+            Dispatched::Withheld,
+            "{code}"
+        );
+    }
+    assert!(hub.publisher.sent().is_empty());
+
+    // The same event without the label is delivered.
+    let event = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 1 }
+    );
+}
+
+#[tokio::test]
+async fn an_event_without_an_nhs_number_reaches_no_explicit_subscription() {
+    let hub = Hub::default();
+    let a = hub
+        .onboard("A83627", &[EventType::PdsBirthNotification])
+        .await;
+    hub.subscribe(
+        &a,
+        &criteria_for(PATIENT, &[EventType::PdsBirthNotification], ""),
+    )
+    .await;
+    // A birth notification whose mother is unknown to PDS: no routing number.
+    let xml = xml_fixture("BirthNotificationWithMother");
+    let start = xml.find("<extension url=\"nhsNumber\">").unwrap();
+    let end = start + xml[start..].find("</extension>").unwrap() + "</extension>".len();
+    let without_number = format!("{}{}", &xml[..start], &xml[end..]);
+    let event = stored(EventType::PdsBirthNotification, FHIR_XML, &without_number).await;
+    assert_eq!(event.nhs_number, None);
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 0 }
+    );
+    assert!(hub.publisher.sent().is_empty());
+}
+
+#[tokio::test]
+async fn the_delivered_body_is_the_published_payload_byte_for_byte() {
+    let hub = Hub::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    hub.subscribe(&a, &criteria_for(PATIENT, &[EventType::Vaccinations], ""))
+        .await;
+    // CRLF line ends, non-ASCII text, a comment and odd spacing all survive.
+    let odd = mutate(&vaccination_xml(), "\n", "\r\n")
+        .replacen("DAWKINS", "DAWKINS-Ó Briain", 1)
+        .replacen(
+            "<type value=\"message\"/>",
+            "<!-- é -->  <type   value=\"message\" />",
+            1,
+        );
+    for (content_type, body) in [
+        (FHIR_XML, vaccination_xml()),
+        (FHIR_JSON, vaccination_json()),
+        (LEGACY_XML, odd),
+    ] {
+        let hub_sent_before = hub.publisher.sent().len();
+        let event = stored(EventType::Vaccinations, content_type, &body).await;
+        hub.dispatch(&event, NOW).await;
+        let sent = hub.publisher.sent();
+        assert_eq!(sent.len(), hub_sent_before + 1, "{content_type}");
+        let delivered = sent.last().unwrap();
+        assert_eq!(delivered.body.as_bytes(), body.as_bytes(), "{content_type}");
+        assert_eq!(sha256_hex(&delivered.body), sha256_hex(&body));
+    }
+}
+
+#[tokio::test]
+async fn publish_then_dispatch_end_to_end() {
+    let hub = Hub::default();
+    let events = MemoryEventStore::default();
+    let a = hub.onboard("A83627", &[EventType::Vaccinations]).await;
+    let subscription = hub
+        .subscribe(
+            &a,
+            &criteria_for(PATIENT, &[EventType::Vaccinations], "&tag=e2e"),
+        )
+        .await;
+    let body = vaccination_xml();
+    let outcome = publish_to(
+        &events,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.status(), 202);
+    // A repeat is not stored again, so it would not be dispatched again.
+    let repeat = publish_to(
+        &events,
+        EventType::Vaccinations,
+        Some(FHIR_XML),
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repeat.status(), 200);
+    assert_eq!(events.len(), 1);
+    let event = events.get(VACCINATION_ID).unwrap();
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 1 }
+    );
+    let sent = hub.publisher.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        subscriptions_attribute(&sent[0]),
+        BTreeSet::from([(subscription.id, Some("e2e".to_owned()))])
+    );
+    assert_eq!(sent[0].body, body);
+}
