@@ -18,7 +18,7 @@ echo "==> template lint (cfn-lint, sam validate --lint)"
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint --region eu-west-2 --template template.yaml
 
-echo "==> JSON fixtures are what the converter produces"
+echo "==> fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for xml in events/nems/*.xml; do
@@ -27,6 +27,10 @@ for xml in events/nems/*.xml; do
   cmp -s "$scratch/$name.json" "events/nems-json/$name.json" \
     || { echo "events/nems-json/$name.json is stale: run infra/tools/make-json-fixtures.sh"; exit 1; }
 done
+
+python3 infra/tools/make-sample-events.py "$scratch/apigw"
+diff -r "$scratch/apigw" events/apigw \
+  || { echo "events/apigw is stale: run infra/tools/make-sample-events.py"; exit 1; }
 
 echo "==> cargo test"
 cargo test --workspace

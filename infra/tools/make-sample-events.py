@@ -2,13 +2,16 @@
 """Writes events/apigw/*.json: API Gateway REST proxy events wrapping sample
 requests, for `cargo lambda invoke --data-file` and `sam local invoke -e`.
 Bodies come from the fixtures under events/, so the two never drift apart.
-Run from anywhere: python3 infra/tools/make-sample-events.py"""
+Run from anywhere: python3 infra/tools/make-sample-events.py [OUT_DIR]
+(OUT_DIR defaults to events/apigw)."""
 
 import json
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
+OUT = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else EVENTS / "apigw"
 
 
 def proxy_event(method, path, resource, body, content_type, path_parameters=None):
@@ -37,8 +40,8 @@ def proxy_event(method, path, resource, body, content_type, path_parameters=None
 
 
 def write(name, event):
-    target = EVENTS / "apigw" / f"{name}.json"
-    target.parent.mkdir(exist_ok=True)
+    target = OUT / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -98,3 +98,106 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     let unknown = lambda::read_subscription(&subscriptions, &sample("subscription-read")).await;
     assert_eq!(unknown.status_code, 404);
 }
+
+/// events/dynamodb/dispatch-vaccinations-1.json is the stream event dispatch
+/// receives for the stored vaccination example. It is generated from the
+/// fixture (HUB_WRITE_SAMPLES=1 rewrites it) and must match what the code
+/// would store today.
+#[tokio::test]
+async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
+    use aws_lambda_events::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType};
+    use hub::events::StoredEvent;
+    use hub::memory::MemoryPublisher;
+    use hub::ports::SubscriptionStore;
+    use hub::subscription::Subscription;
+    use hub::{Encoding, EventMessage};
+
+    let body = fixture("nems/vaccinations-1-new.xml");
+    let message = EventMessage::read(&body, Encoding::Xml).unwrap();
+    let received_at = time::macros::datetime!(2026-01-05 09:30:00 UTC);
+    let stored = StoredEvent::new(&message, Encoding::Xml, &body, received_at);
+    let mut change = StreamRecord::default();
+    change.keys = serde_dynamo::to_item(serde_json::json!({"eventId": stored.event_id})).unwrap();
+    change.new_image = serde_dynamo::to_item(&stored).unwrap();
+    change.sequence_number = Some("100000000000000000001".into());
+    change.size_bytes = i64::try_from(body.len()).unwrap();
+    change.stream_view_type = Some(StreamViewType::NewImage);
+    let mut record = EventRecord::default();
+    record.aws_region = "eu-west-2".into();
+    record.event_id = "1".into();
+    record.event_name = "INSERT".into();
+    record.event_source = Some("aws:dynamodb".into());
+    record.event_version = Some("1.1".into());
+    record.change = change;
+    let mut event = Event::default();
+    event.records = vec![record];
+    let generated = serde_json::to_string_pretty(&event).unwrap() + "\n";
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events/dynamodb/dispatch-vaccinations-1.json");
+    if std::env::var_os("HUB_WRITE_SAMPLES").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let on_disk =
+        std::fs::read_to_string(&path).expect("run with HUB_WRITE_SAMPLES=1 to create the sample");
+    assert_eq!(
+        on_disk, generated,
+        "the sample is stale: rerun with HUB_WRITE_SAMPLES=1"
+    );
+
+    let subscriptions = MemorySubscriptionStore::default();
+    let subscription = Subscription {
+        id: "sub-1".into(),
+        subscriber_id: "gp".into(),
+        contact_ods: hub::subscriber::OdsCode::parse("A83627").unwrap(),
+        reason: "care".into(),
+        end: None,
+        criteria: hub::criteria::Criteria::parse(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1",
+        )
+        .unwrap(),
+        version_id: 1,
+        last_updated: "2026-01-01T00:00:00Z".into(),
+    };
+    subscriptions.create(&subscription).await.unwrap();
+    let publisher = MemoryPublisher::default();
+    let sample: Event = serde_json::from_str(&on_disk).unwrap();
+    let response = lambda::dispatch_batch(&subscriptions, &publisher, sample).await;
+    assert!(response.batch_item_failures.is_empty());
+    let sent = publisher.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, body);
+    assert_eq!(sent[0].attribute("subscriber"), Some("gp"));
+}
+
+#[tokio::test]
+async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_batch() {
+    use aws_lambda_events::dynamodb::{Event, EventRecord};
+    use hub::memory::MemoryPublisher;
+
+    let mut broken = EventRecord::default();
+    broken.event_name = "INSERT".into();
+    broken.change.sequence_number = Some("7".into());
+    broken.change.new_image = serde_dynamo::to_item(serde_json::json!({"eventId": "x"})).unwrap();
+    let mut later = broken.clone();
+    later.change.sequence_number = Some("8".into());
+    let mut event = Event::default();
+    event.records = vec![broken, later];
+    let response = lambda::dispatch_batch(
+        &MemorySubscriptionStore::default(),
+        &MemoryPublisher::default(),
+        event,
+    )
+    .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![Some("7".to_owned())],
+        "the first failure only: the retry resumes there"
+    );
+}
