@@ -279,10 +279,15 @@ pub async fn read_subscription<S: SubscriptionStore>(
         .get("id")
         .map(String::as_str)
         .unwrap_or_default();
-    let found = match subscriptions.get(id).await {
-        Ok(Some(subscription)) => Ok(subscription),
-        Ok(None) => Err(HubError::NotFound(format!("Subscription/{id}"))),
-        Err(error) => Err(HubError::from(error)),
+    // Ids are UUIDs: anything else cannot exist, and must not reach DynamoDB,
+    // which refuses keys over 2 KB with an error.
+    let found = match uuid::Uuid::try_parse(id) {
+        Err(_) => Err(HubError::NotFound("that Subscription".into())),
+        Ok(_) => match subscriptions.get(id).await {
+            Ok(Some(subscription)) => Ok(subscription),
+            Ok(None) => Err(HubError::NotFound(format!("Subscription/{id}"))),
+            Err(error) => Err(HubError::from(error)),
+        },
     };
     match found {
         Ok(subscription) => fhir_response(
