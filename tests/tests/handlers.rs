@@ -138,12 +138,17 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
         .join("../events/dynamodb/dispatch-vaccinations-1.json");
     if std::env::var_os("HUB_WRITE_SAMPLES").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &generated).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let on_disk =
         std::fs::read_to_string(&path).expect("run with HUB_WRITE_SAMPLES=1 to create the sample");
-    assert_eq!(
-        on_disk, generated,
+    let on_disk_value: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
+    assert!(
+        on_disk_value == generated,
         "the sample is stale: rerun with HUB_WRITE_SAMPLES=1"
     );
 
