@@ -21,13 +21,11 @@ echo "==> template lint (cfn-lint, sam validate --lint)"
 echo "==> fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for xml in events/nems/*.xml; do
-  name=$(basename "$xml" .xml)
-  .venv/bin/python infra/tools/fhir_xml_to_json.py "$xml" "$scratch/$name.json"
-  cmp -s "$scratch/$name.json" "events/nems-json/$name.json" \
-    || { echo "events/nems-json/$name.json is stale: run infra/tools/make-json-fixtures.sh"; exit 1; }
+bash infra/tools/make-json-fixtures.sh "$scratch" > /dev/null
+for folder in nems-json derived; do
+  diff -r "$scratch/$folder" "events/$folder" --exclude NOTICE.md \
+    || { echo "events/$folder is stale: run infra/tools/make-json-fixtures.sh"; exit 1; }
 done
-
 python3 infra/tools/make-sample-events.py "$scratch/apigw"
 diff -r "$scratch/apigw" events/apigw \
   || { echo "events/apigw is stale: run infra/tools/make-sample-events.py"; exit 1; }

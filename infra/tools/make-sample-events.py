@@ -14,6 +14,21 @@ EVENTS = ROOT / "events"
 OUT = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else EVENTS / "apigw"
 
 
+# One sample message per event type: (code, folder, example name).
+SAMPLES = [
+    ("pds-birth-notification-1", "derived", "BirthNotificationWithMother-valid-mother"),
+    ("pds-change-of-address-1", "nems", "PDS-Change-Of-Address-ems-example"),
+    ("pds-change-of-gp-1", "nems", "PDS-Change-Of-GP-ems-example"),
+    ("pds-death-notification-1", "nems", "PDS-Death-Notification-formal-ems-example"),
+    ("pds-record-change-1", "nems", "PDS-Record-Change"),
+    ("blood-spot-test-outcome-1", "nems", "blood-spot-test-outcome-1-new"),
+    ("newborn-hearing-1", "nems", "newborn-hearing-1-new"),
+    ("nipe-outcome-1", "nems", "nipe-outcome-1-new"),
+    ("professional-contacts-1", "nems", "Professional-Contacts-1-new"),
+    ("vaccinations-1", "nems", "vaccinations-1-new"),
+]
+
+
 def proxy_event(method, path, resource, body, content_type, path_parameters=None):
     headers = {"content-type": content_type, "accept": content_type}
     return {
@@ -46,13 +61,11 @@ def write(name, event):
 
 
 def main():
-    for code, example in [
-        ("vaccinations-1", "vaccinations-1-new"),
-        ("pds-change-of-address-1", "PDS-Change-Of-Address-ems-example"),
-    ]:
+    for code, folder, example in SAMPLES:
         path = f"/events/{code}"
-        xml = (EVENTS / "nems" / f"{example}.xml").read_text(encoding="utf-8")
-        json_body = (EVENTS / "nems-json" / f"{example}.json").read_text(encoding="utf-8")
+        xml_folder, json_folder = (folder, folder) if folder == "derived" else (folder, "nems-json")
+        xml = (EVENTS / xml_folder / f"{example}.xml").read_text(encoding="utf-8")
+        json_body = (EVENTS / json_folder / f"{example}.json").read_text(encoding="utf-8")
         write(f"publish-{code}-xml", proxy_event("POST", path, path, xml, "application/fhir+xml"))
         write(f"publish-{code}-json", proxy_event("POST", path, path, json_body, "application/fhir+json"))
     onboard = {"odsCode": "A83627", "name": "Silverdale Family Practice", "eventTypes": ["vaccinations-1"]}

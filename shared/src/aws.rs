@@ -62,7 +62,7 @@ fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|error| unavailable("decoding an item", error))
 }
 
-/// The events table: one item per MessageHeader.id, written once.
+/// The events table: one item per event type and MessageHeader.id, written once.
 #[derive(Clone)]
 pub struct DynamoEventStore {
     client: aws_sdk_dynamodb::Client,
@@ -85,7 +85,7 @@ impl EventStore for DynamoEventStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(event)?))
-            .condition_expression("attribute_not_exists(eventId)")
+            .condition_expression("attribute_not_exists(eventKey)")
             .send()
             .await;
         match written {
@@ -99,7 +99,7 @@ impl EventStore for DynamoEventStore {
                     .client
                     .get_item()
                     .table_name(&self.table)
-                    .key("eventId", AttributeValue::S(event.event_id.clone()))
+                    .key("eventKey", AttributeValue::S(event.event_key.clone()))
                     .projection_expression("payloadSha256")
                     .consistent_read(true)
                     .send()

@@ -24,6 +24,10 @@ pub const MAX_PAYLOAD_BYTES: usize = 192 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredEvent {
+    /// The table key: `<event type>/<MessageHeader.id>`. Duplicates are
+    /// detected per event type (see docs/architecture.md).
+    pub event_key: String,
+    /// MessageHeader.id, lower case.
     pub event_id: String,
     pub event_type: EventType,
     pub lifecycle: Lifecycle,
@@ -67,6 +71,7 @@ impl StoredEvent {
     ) -> Self {
         let patient = message.patient.as_ref();
         StoredEvent {
+            event_key: event_key(message.event_type, &message.message_id),
             event_id: message.message_id.clone(),
             event_type: message.event_type,
             lifecycle: message.lifecycle,
@@ -90,6 +95,11 @@ impl StoredEvent {
             received_at: format_instant(received_at),
         }
     }
+}
+
+/// The key an event is stored and deduplicated under.
+pub fn event_key(event_type: EventType, message_id: &str) -> String {
+    format!("{event_type}/{message_id}")
 }
 
 pub fn sha256_hex(text: &str) -> String {

@@ -26,8 +26,13 @@ pub struct MemoryEventStore {
 }
 
 impl MemoryEventStore {
-    pub fn get(&self, event_id: &str) -> Option<StoredEvent> {
-        self.events.lock().ok()?.get(event_id).cloned()
+    /// The stored event with this MessageHeader.id (of any event type).
+    pub fn get(&self, message_id: &str) -> Option<StoredEvent> {
+        let events = self.events.lock().ok()?;
+        events
+            .values()
+            .find(|event| event.event_id == message_id)
+            .cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -42,13 +47,13 @@ impl MemoryEventStore {
 impl EventStore for MemoryEventStore {
     async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
         let mut events = self.events.lock().map_err(|_| poisoned())?;
-        match events.get(&event.event_id) {
+        match events.get(&event.event_key) {
             Some(existing) if existing.payload_sha256 == event.payload_sha256 => {
                 Ok(Insert::Duplicate)
             }
             Some(_) => Ok(Insert::Conflict),
             None => {
-                events.insert(event.event_id.clone(), event.clone());
+                events.insert(event.event_key.clone(), event.clone());
                 Ok(Insert::Stored)
             }
         }

@@ -56,7 +56,7 @@ fn stored_vaccination(body: &str) -> StoredEvent {
 async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(&client, "events", &[("eventId", KeyType::Hash)]).await;
+    table(&client, "events", &[("eventKey", KeyType::Hash)]).await;
     let store = DynamoEventStore::new(client, "events");
     let body = fixture("nems/vaccinations-1-new.xml");
     let event = stored_vaccination(&body);

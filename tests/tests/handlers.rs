@@ -25,36 +25,28 @@ fn body_json(body: &Option<Body>) -> serde_json::Value {
 
 #[tokio::test]
 async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
-    for (name, event_type) in [
-        ("publish-vaccinations-1-xml", EventType::Vaccinations),
-        ("publish-vaccinations-1-json", EventType::Vaccinations),
-        (
-            "publish-pds-change-of-address-1-xml",
-            EventType::PdsChangeOfAddress,
-        ),
-        (
-            "publish-pds-change-of-address-1-json",
-            EventType::PdsChangeOfAddress,
-        ),
-    ] {
-        let store = MemoryEventStore::default();
-        let request = sample(name);
-        let response = lambda::publish(&store, event_type, &request).await;
-        assert_eq!(response.status_code, 202, "{name}");
-        assert_eq!(store.len(), 1, "{name}");
-        let again = lambda::publish(&store, event_type, &request).await;
-        assert_eq!(again.status_code, 200, "{name}");
-        // The same body on the other event type's route is refused.
-        let other = if event_type == EventType::Vaccinations {
-            EventType::PdsChangeOfAddress
-        } else {
-            EventType::Vaccinations
-        };
-        assert_eq!(
-            lambda::publish(&store, other, &request).await.status_code,
-            422,
-            "{name}"
-        );
+    for &event_type in EventType::ALL {
+        for encoding in ["xml", "json"] {
+            let name = format!("publish-{event_type}-{encoding}");
+            let store = MemoryEventStore::default();
+            let request = sample(&name);
+            let response = lambda::publish(&store, event_type, &request).await;
+            assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
+            assert_eq!(store.len(), 1, "{name}");
+            let again = lambda::publish(&store, event_type, &request).await;
+            assert_eq!(again.status_code, 200, "{name}");
+            // The same body on another event type's route is refused.
+            let other = EventType::ALL
+                .iter()
+                .copied()
+                .find(|other| *other != event_type)
+                .unwrap();
+            assert_eq!(
+                lambda::publish(&store, other, &request).await.status_code,
+                422,
+                "{name}"
+            );
+        }
     }
 }
 

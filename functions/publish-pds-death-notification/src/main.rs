@@ -1,0 +1,6 @@
+//! `POST /events/pds-death-notification-1`.
+
+#[tokio::main]
+async fn main() -> Result<(), hub::lambda::Error> {
+    hub::lambda::run_publish(hub::EventType::PdsDeathNotification).await
+}

@@ -1,0 +1,155 @@
+//! Every event type of the catalogue, end to end: every NEMS example message
+//! (XML as published, and its JSON form under another MessageHeader.id) is
+//! published through the local API and arrives unchanged at the subscriber.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use e2e_tests::{Hub, attribute, first_issue_expression, fixture};
+use hub::EventType;
+
+const PATIENT: &str = "9912003888";
+const MOTHER: &str = "9449305552";
+
+fn criteria(nhs_number: &str, event_types: &[EventType]) -> String {
+    let mut criteria = format!(
+        "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{nhs_number}"
+    );
+    for event_type in event_types {
+        criteria.push_str(&format!("&MessageHeader.event={event_type}"));
+    }
+    criteria
+}
+
+/// (fixture path without extension, event type) for every accepted example.
+fn examples() -> Vec<(String, String, EventType)> {
+    let mut examples = Vec::new();
+    for folder in ["nems", "derived"] {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events")
+            .join(folder);
+        let mut names: Vec<String> = std::fs::read_dir(directory)
+            .unwrap()
+            .filter_map(|entry| {
+                entry
+                    .ok()?
+                    .file_name()
+                    .into_string()
+                    .ok()?
+                    .strip_suffix(".xml")
+                    .map(str::to_owned)
+            })
+            .filter(|name| name != "BirthNotificationWithMother")
+            .collect();
+        names.sort();
+        for name in names {
+            let xml = fixture(&format!("{folder}/{name}.xml"));
+            let message = hub::EventMessage::read(&xml, hub::Encoding::Xml).unwrap();
+            let json_folder = if folder == "nems" {
+                "nems-json"
+            } else {
+                folder
+            };
+            examples.push((
+                format!("{folder}/{name}.xml"),
+                format!("{json_folder}/{name}.json"),
+                message.event_type,
+            ));
+        }
+    }
+    examples
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodings() {
+    let hub = Hub::start().await;
+    let all: Vec<&str> = EventType::ALL.iter().map(|t| t.code()).collect();
+    let (subscriber, queue) = hub.onboard("A83627", &all).await;
+    let (status, _) = hub
+        .subscribe(&subscriber, "A83627", &criteria(PATIENT, EventType::ALL))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = hub
+        .subscribe(
+            &subscriber,
+            "A83627",
+            &criteria(MOTHER, &[EventType::PdsBirthNotification]),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let examples = examples();
+    let covered: std::collections::BTreeSet<EventType> =
+        examples.iter().map(|(_, _, t)| *t).collect();
+    assert_eq!(
+        covered.len(),
+        EventType::ALL.len(),
+        "every event type has an example"
+    );
+
+    // Expected deliveries by (event id, body).
+    let mut expected: BTreeMap<(String, String), EventType> = BTreeMap::new();
+    for (xml_path, json_path, event_type) in &examples {
+        let xml = fixture(xml_path);
+        let (status, outcome) = hub
+            .publish(event_type.code(), Some("application/fhir+xml"), &xml)
+            .await;
+        assert_eq!(status, 202, "{xml_path}: {outcome}");
+        let id = hub::EventMessage::read(&xml, hub::Encoding::Xml)
+            .unwrap()
+            .message_id;
+        expected.insert((id.clone(), xml), *event_type);
+
+        // The JSON form is the same message: published under a fresh id so it
+        // is a new event and not a conflict.
+        let fresh = format!("{}-0000-4000-8000-000000000001", &id[..8]);
+        let json = fixture(json_path).replace(&format!("\"{id}\""), &format!("\"{fresh}\""));
+        let (status, outcome) = hub
+            .publish(event_type.code(), Some("application/fhir+json"), &json)
+            .await;
+        assert_eq!(status, 202, "{json_path}: {outcome}");
+        expected.insert((fresh, json), *event_type);
+    }
+
+    let delivered = hub.drain(&queue, Duration::from_secs(12)).await;
+    let mut received: BTreeMap<(String, String), EventType> = BTreeMap::new();
+    for message in &delivered {
+        let key = (
+            attribute(message, "eventId").unwrap().to_owned(),
+            message.body().unwrap().to_owned(),
+        );
+        let event_type: EventType = attribute(message, "eventType").unwrap().parse().unwrap();
+        assert!(
+            received.insert(key, event_type).is_none(),
+            "delivered twice"
+        );
+    }
+    assert_eq!(
+        received.len(),
+        expected.len(),
+        "one delivery per published message"
+    );
+    assert!(
+        received == expected,
+        "every message arrived unchanged, with its event type"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_published_birth_notification_is_refused_for_the_mothers_invalid_nhs_number() {
+    let hub = Hub::start().await;
+    let xml = fixture("nems/BirthNotificationWithMother.xml");
+    let (status, outcome) = hub
+        .publish(
+            "pds-birth-notification-1",
+            Some("application/fhir+xml"),
+            &xml,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        outcome["issue"][0]["details"]["coding"][0]["code"],
+        "INVALID_NHS_NUMBER"
+    );
+    assert!(first_issue_expression(&outcome).contains("nhsNumber"));
+}
