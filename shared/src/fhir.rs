@@ -8,6 +8,7 @@
 //! resource is an element named after its type, so `<resource><Patient>` and
 //! `"resource": {"resourceType": "Patient"}` give the same shape.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use quick_xml::XmlVersion;
@@ -24,11 +25,13 @@ const XHTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 /// and the stack a hostile body can demand.
 pub const MAX_DEPTH: usize = 64;
 
+/// One element, borrowing its name and value from the body where it can:
+/// reading a message allocates little more than the child lists.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Element {
-    pub name: String,
-    pub value: Option<String>,
-    pub children: Vec<Element>,
+pub struct Element<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Option<Cow<'a, str>>,
+    pub children: Vec<Element<'a>>,
 }
 
 /// Why a body could not be read as a FHIR resource.
@@ -46,19 +49,19 @@ pub enum ReadError {
     NotFhir(String),
 }
 
-impl Element {
-    fn named(name: impl Into<String>) -> Self {
+impl<'a> Element<'a> {
+    fn named(name: impl Into<Cow<'a, str>>) -> Self {
         Element {
             name: name.into(),
             ..Element::default()
         }
     }
 
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub fn child(&self, name: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|child| child.name == name)
     }
 
-    pub fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |child| child.name == name)
     }
 
@@ -68,20 +71,20 @@ impl Element {
     }
 
     /// The extension with this url, among this element's extensions.
-    pub fn extension(&self, url: &str) -> Option<&Element> {
+    pub fn extension(&self, url: &str) -> Option<&Element<'a>> {
         self.children("extension")
             .find(|extension| extension.value_of("url") == Some(url))
     }
 
     /// The resource held by a `resource` element (a Bundle entry's, say).
-    pub fn resource(&self) -> Option<&Element> {
+    pub fn resource(&self) -> Option<&Element<'a>> {
         self.child("resource")
             .and_then(|holder| holder.children.first())
     }
 }
 
 /// Keeps element contents out of logs: only the shape is shown.
-impl fmt::Debug for Element {
+impl fmt::Debug for Element<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Element")
             .field("name", &self.name)
@@ -91,7 +94,7 @@ impl fmt::Debug for Element {
 }
 
 /// Reads a FHIR resource in XML (application/fhir+xml).
-pub fn read_xml(text: &str) -> Result<Element, ReadError> {
+pub fn read_xml(text: &str) -> Result<Element<'_>, ReadError> {
     let mut reader = NsReader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -106,7 +109,7 @@ pub fn read_xml(text: &str) -> Result<Element, ReadError> {
                 if stack.is_empty() {
                     check_root_namespace(&namespace, root.is_some())?;
                 }
-                let element = element_from_xml(&start)?;
+                let element = element_from_xml(text, &start)?;
                 if is_xhtml {
                     // Narrative XHTML is carried, not interpreted.
                     let end = start.to_end().into_owned();
@@ -125,7 +128,7 @@ pub fn read_xml(text: &str) -> Result<Element, ReadError> {
                 if stack.is_empty() {
                     check_root_namespace(&namespace, root.is_some())?;
                 }
-                let element = element_from_xml(&start)?;
+                let element = element_from_xml(text, &start)?;
                 attach(&mut stack, &mut root, element)?;
             }
             Event::End(_) => {
@@ -159,10 +162,10 @@ fn check_root_namespace(namespace: &ResolveResult<'_>, root_seen: bool) -> Resul
     }
 }
 
-fn attach(
-    stack: &mut [Element],
-    root: &mut Option<Element>,
-    element: Element,
+fn attach<'a>(
+    stack: &mut [Element<'a>],
+    root: &mut Option<Element<'a>>,
+    element: Element<'a>,
 ) -> Result<(), ReadError> {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
@@ -172,24 +175,34 @@ fn attach(
     Ok(())
 }
 
-fn element_from_xml(start: &BytesStart<'_>) -> Result<Element, ReadError> {
-    let mut element = Element::named(start.local_name().into_inner());
+/// `part` as a slice of `input` when it is one (the reader hands out
+/// borrowed names and values for text without escapes), else a copy.
+fn borrow_from<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
+    let start = (part.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+    match input.get(start..start.wrapping_add(part.len())) {
+        Some(slice) if slice.as_ptr() == part.as_ptr() => Cow::Borrowed(slice),
+        _ => Cow::Owned(part.to_owned()),
+    }
+}
+
+fn element_from_xml<'a>(input: &'a str, start: &BytesStart<'_>) -> Result<Element<'a>, ReadError> {
+    let mut element = Element::named(borrow_from(input, start.local_name().into_inner()));
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|error| ReadError::Xml(error.to_string()))?;
         let key = attribute.key;
         if key.as_namespace_binding().is_some() {
             continue;
         }
-        let key = key.local_name().into_inner();
+        let key = borrow_from(input, key.local_name().into_inner());
         let value = attribute
             .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|error| ReadError::Xml(error.to_string()))?
-            .into_owned();
+            .map_err(|error| ReadError::Xml(error.to_string()))?;
+        let value = borrow_from(input, &value);
         if key == "value" {
             element.value = Some(value);
         } else {
             element.children.push(Element {
-                name: key.to_owned(),
+                name: key,
                 value: Some(value),
                 children: Vec::new(),
             });
@@ -199,8 +212,8 @@ fn element_from_xml(start: &BytesStart<'_>) -> Result<Element, ReadError> {
 }
 
 /// Reads a FHIR resource in JSON (application/fhir+json).
-pub fn read_json(text: &str) -> Result<Element, ReadError> {
-    let json: Json = serde_json::from_str(text).map_err(|error| {
+pub fn read_json(text: &str) -> Result<Element<'_>, ReadError> {
+    let json: Json<'_> = serde_json::from_str(text).map_err(|error| {
         if error.to_string().contains("recursion limit") {
             ReadError::TooDeep
         } else {
@@ -216,14 +229,39 @@ pub fn read_json(text: &str) -> Result<Element, ReadError> {
 /// JSON as written: members in order, so duplicate keys can be refused
 /// (serde_json's own Value silently keeps the last).
 #[derive(Clone)]
-enum Json {
+enum Json<'a> {
     Null,
-    Scalar(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
+    Scalar(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl<'de> Deserialize<'de> for Json {
+/// A JSON object key, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
     }
@@ -232,45 +270,52 @@ impl<'de> Deserialize<'de> for Json {
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Scalar(v.to_string()))
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Borrowed(if v {
+            "true"
+        } else {
+            "false"
+        })))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Scalar(v.to_string()))
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Owned(v.to_string())))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::Scalar(v.to_string()))
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Owned(v.to_string())))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
-        Ok(Json::Scalar(v.to_string()))
+    fn visit_f64<E>(self, v: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Owned(v.to_string())))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::Scalar(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::Scalar(v))
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Owned(v.to_owned())))
     }
-    fn visit_unit<E>(self) -> Result<Json, E> {
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Scalar(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_none<E>(self) -> Result<Json, E> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members: Vec<(String, Json)> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if members.iter().any(|(seen, _)| *seen == key) {
                 return Err(de::Error::custom(format_args!("duplicate key \"{key}\"")));
             }
@@ -281,10 +326,10 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-fn resource_from_json(
-    mut members: Vec<(String, Json)>,
+fn resource_from_json<'a>(
+    mut members: Vec<(Cow<'a, str>, Json<'a>)>,
     depth: usize,
-) -> Result<Element, ReadError> {
+) -> Result<Element<'a>, ReadError> {
     let position = members
         .iter()
         .position(|(key, _)| key == "resourceType")
@@ -298,10 +343,10 @@ fn resource_from_json(
     Ok(resource)
 }
 
-fn children_from_json(
-    members: Vec<(String, Json)>,
+fn children_from_json<'a>(
+    members: Vec<(Cow<'a, str>, Json<'a>)>,
     depth: usize,
-) -> Result<Vec<Element>, ReadError> {
+) -> Result<Vec<Element<'a>>, ReadError> {
     if depth >= MAX_DEPTH {
         return Err(ReadError::TooDeep);
     }
@@ -336,13 +381,13 @@ fn children_from_json(
     Ok(children)
 }
 
-fn element_from_json(
-    name: &str,
-    value: Json,
-    extra: Option<&Json>,
+fn element_from_json<'a>(
+    name: &Cow<'a, str>,
+    value: Json<'a>,
+    extra: Option<&Json<'a>>,
     depth: usize,
-) -> Result<Option<Element>, ReadError> {
-    let mut element = Element::named(name);
+) -> Result<Option<Element<'a>>, ReadError> {
+    let mut element = Element::named(name.clone());
     match value {
         Json::Null => return Ok(None),
         Json::Scalar(text) => element.value = Some(text),

@@ -17,6 +17,7 @@ pub mod message;
 pub mod nhs_number;
 pub mod outcome;
 pub mod ports;
+pub mod rules;
 pub mod subscriber;
 pub mod subscription;
 

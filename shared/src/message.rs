@@ -50,7 +50,7 @@ impl Encoding {
         }
     }
 
-    pub fn read(self, body: &str) -> Result<Element, ReadError> {
+    pub fn read(self, body: &str) -> Result<Element<'_>, ReadError> {
         match self {
             Encoding::Xml => fhir::read_xml(body),
             Encoding::Json => fhir::read_json(body),
@@ -85,7 +85,7 @@ pub enum ProblemKind {
 }
 
 impl MessageError {
-    fn missing(expression: impl Into<String>, what: &str) -> Self {
+    pub(crate) fn missing(expression: impl Into<String>, what: &str) -> Self {
         MessageError::Invalid {
             expression: expression.into(),
             problem: format!("{what} is required"),
@@ -93,7 +93,7 @@ impl MessageError {
         }
     }
 
-    fn bad_value(expression: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn bad_value(expression: impl Into<String>, problem: impl Into<String>) -> Self {
         MessageError::Invalid {
             expression: expression.into(),
             problem: problem.into(),
@@ -105,7 +105,7 @@ impl MessageError {
         Self::bad_value(expression, format!("'{value}' {error}"))
     }
 
-    fn bad_nhs_number(expression: impl Into<String>, error: NhsNumberError) -> Self {
+    pub(crate) fn bad_nhs_number(expression: impl Into<String>, error: NhsNumberError) -> Self {
         MessageError::Invalid {
             expression: expression.into(),
             problem: format!("invalid NHS number: {error}"),
@@ -177,7 +177,7 @@ impl EventMessage {
     pub fn from_bundle(bundle: &Element) -> Result<Self, MessageError> {
         if bundle.name != "Bundle" {
             return Err(MessageError::NotABundle {
-                found: bundle.name.clone(),
+                found: bundle.name.to_string(),
             });
         }
         match bundle.value_of("type") {
@@ -278,7 +278,7 @@ impl EventMessage {
             .or_else(|| patients.first().copied());
         let patient = routed_patient.map(|patient| patient_facts(bundle, patient));
 
-        Ok(EventMessage {
+        let message = EventMessage {
             message_id,
             event_type,
             lifecycle,
@@ -288,12 +288,16 @@ impl EventMessage {
             last_updated,
             version_id,
             responsible_ods,
-            focus_type: focus.name.clone(),
+            focus_type: focus.name.to_string(),
             focus_identifiers,
             patient,
             sensitive,
             warnings,
-        })
+        };
+        let mut message = message;
+        let tolerated = crate::rules::check(bundle, &message, focus)?;
+        message.warnings.extend(tolerated);
+        Ok(message)
     }
 }
 
@@ -443,13 +447,13 @@ fn read_timestamp(
 }
 
 /// The resources of a Bundle's entries.
-pub fn resources(bundle: &Element) -> impl Iterator<Item = &Element> {
+pub fn resources<'a>(bundle: &'a Element<'a>) -> impl Iterator<Item = &'a Element<'a>> {
     bundle.children("entry").filter_map(Element::resource)
 }
 
 /// The entry a reference points at: by fullUrl, or by `Type/id` for a
 /// relative or absolute RESTful reference.
-pub fn resolve<'a>(bundle: &'a Element, reference: &str) -> Option<&'a Element> {
+pub fn resolve<'a>(bundle: &'a Element<'a>, reference: &str) -> Option<&'a Element<'a>> {
     let by_full_url = bundle
         .children("entry")
         .find(|entry| entry.value_of("fullUrl") == Some(reference))
@@ -493,7 +497,7 @@ fn ods_identifier(organisation: &Element) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn patient_nhs_number(patient: &Element) -> Option<NhsNumber> {
+pub(crate) fn patient_nhs_number(patient: &Element) -> Option<NhsNumber> {
     patient
         .children("identifier")
         .find(|identifier| identifier.value_of("system") == Some(NHS_NUMBER_SYSTEM))
