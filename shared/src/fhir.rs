@@ -13,13 +13,11 @@ use std::fmt;
 
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
+use quick_xml::reader::Reader;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 pub const FHIR_NAMESPACE: &str = "http://hl7.org/fhir";
-const XHTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 
 /// Deeper than any FHIR message needs; refusing deeper input bounds the work
 /// and the stack a hostile body can demand.
@@ -95,23 +93,22 @@ impl fmt::Debug for Element<'_> {
 
 /// Reads a FHIR resource in XML (application/fhir+xml).
 pub fn read_xml(text: &str) -> Result<Element<'_>, ReadError> {
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
-        let (namespace, event) = reader
-            .read_resolved_event()
+        let event = reader
+            .read_event()
             .map_err(|error| ReadError::Xml(error.to_string()))?;
         match event {
             Event::Start(start) => {
-                let is_xhtml =
-                    matches!(namespace, ResolveResult::Bound(ns) if ns.as_ref() == XHTML_NAMESPACE);
                 if stack.is_empty() {
-                    check_root_namespace(&namespace, root.is_some())?;
+                    check_root(&start, root.is_some())?;
                 }
                 let element = element_from_xml(text, &start)?;
-                if is_xhtml {
-                    // Narrative XHTML is carried, not interpreted.
+                let in_text = stack.last().is_some_and(|parent| parent.name == "text");
+                if in_text && element.name == "div" {
+                    // Narrative XHTML (Narrative.div) is carried, not interpreted.
                     let end = start.to_end().into_owned();
                     reader
                         .read_to_end(end.name())
@@ -126,7 +123,7 @@ pub fn read_xml(text: &str) -> Result<Element<'_>, ReadError> {
             }
             Event::Empty(start) => {
                 if stack.is_empty() {
-                    check_root_namespace(&namespace, root.is_some())?;
+                    check_root(&start, root.is_some())?;
                 }
                 let element = element_from_xml(text, &start)?;
                 attach(&mut stack, &mut root, element)?;
@@ -150,15 +147,26 @@ pub fn read_xml(text: &str) -> Result<Element<'_>, ReadError> {
     root.ok_or_else(|| ReadError::Xml("the document has no root element".into()))
 }
 
-fn check_root_namespace(namespace: &ResolveResult<'_>, root_seen: bool) -> Result<(), ReadError> {
+/// The root element must be in the FHIR namespace, declared on it with the
+/// root's own prefix (`xmlns` or `xmlns:p`), as FHIR XML always does.
+fn check_root(start: &BytesStart<'_>, root_seen: bool) -> Result<(), ReadError> {
     if root_seen {
         return Err(ReadError::Xml("content after the root element".into()));
     }
-    match namespace {
-        ResolveResult::Bound(ns) if ns.as_ref() == FHIR_NAMESPACE => Ok(()),
-        _ => Err(ReadError::NotFhir(format!(
+    let name = start.name();
+    let declaration = match name.prefix() {
+        Some(prefix) => format!("xmlns:{}", prefix.into_inner()),
+        None => "xmlns".to_owned(),
+    };
+    let in_fhir_namespace = start.attributes().flatten().any(|attribute| {
+        attribute.key.into_inner() == declaration && attribute.value.as_ref() == FHIR_NAMESPACE
+    });
+    if in_fhir_namespace {
+        Ok(())
+    } else {
+        Err(ReadError::NotFhir(format!(
             "the root element is not in the FHIR namespace {FHIR_NAMESPACE}"
-        ))),
+        )))
     }
 }
 
