@@ -22,7 +22,7 @@ echo "==> fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 bash infra/tools/make-json-fixtures.sh "$scratch" > /dev/null
-for folder in nems-json derived; do
+for folder in nems-json derived nems-spec-json; do
   diff -r "$scratch/$folder" "events/$folder" --exclude NOTICE.md \
     || { echo "events/$folder is stale: run infra/tools/make-json-fixtures.sh"; exit 1; }
 done

@@ -83,7 +83,9 @@ def convert_resource(element, path):
 
 
 def convert_children(element, model, path):
-    fields = model.model_fields
+    # Elements named after Python keywords (Task.for, DocumentReference.class)
+    # are model fields with a FHIR alias.
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
     out = {}
     extras = {}
     for attribute, value in element.attrib.items():

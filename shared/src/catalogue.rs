@@ -33,6 +33,19 @@ macro_rules! event_types {
             pub fn allowed_lifecycles(self) -> &'static [Lifecycle] {
                 match self { $(EventType::$variant => &[$(Lifecycle::$lifecycle),+],)+ }
             }
+
+            /// Lifecycle values the type's page rules out but that published
+            /// examples still use: accepted with a warning.
+            pub fn tolerated_lifecycles(self) -> &'static [Lifecycle] {
+                match self {
+                    // Screening pages: "update will not be used... new shall
+                    // be used instead"; older examples send update.
+                    EventType::BloodSpotTestOutcome | EventType::NewbornHearing | EventType::NipeOutcome => {
+                        &[Lifecycle::Update]
+                    }
+                    _ => &[],
+                }
+            }
         }
 
         impl FromStr for EventType {

@@ -208,9 +208,9 @@ impl EventMessage {
 
         let message_id = read_message_id(header)?;
         let event_type = read_event_type(header)?;
-        let lifecycle = read_lifecycle(header, event_type)?;
-        let (nhs_number, birth_date) = read_routing_demographics(header, event_type)?;
         let mut warnings = Vec::new();
+        let lifecycle = read_lifecycle(header, event_type, &mut warnings)?;
+        let (nhs_number, birth_date) = read_routing_demographics(header, event_type)?;
         let timestamp = read_timestamp(header, &mut warnings)?;
         let meta = header.child("meta");
         let last_updated = meta
@@ -338,7 +338,11 @@ fn read_event_type(header: &Element) -> Result<EventType, MessageError> {
     })
 }
 
-fn read_lifecycle(header: &Element, event_type: EventType) -> Result<Lifecycle, MessageError> {
+fn read_lifecycle(
+    header: &Element,
+    event_type: EventType,
+    warnings: &mut Vec<Warning>,
+) -> Result<Lifecycle, MessageError> {
     let expression = format!("{HEADER}.extension('{MESSAGE_EVENT_TYPE_URL}')");
     let code = header
         .extension(MESSAGE_EVENT_TYPE_URL)
@@ -357,6 +361,15 @@ fn read_lifecycle(header: &Element, event_type: EventType) -> Result<Lifecycle, 
             format!("'{code}' is not new, update or delete"),
         )
     })?;
+    if event_type.tolerated_lifecycles().contains(&lifecycle) {
+        warnings.push(Warning {
+            expression,
+            problem: format!(
+                "{event_type} publishers send updates as 'new'; accepted as '{lifecycle}'"
+            ),
+        });
+        return Ok(lifecycle);
+    }
     if !event_type.allowed_lifecycles().contains(&lifecycle) {
         let allowed: Vec<&str> = event_type
             .allowed_lifecycles()

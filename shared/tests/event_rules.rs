@@ -1650,9 +1650,6 @@ fn with_lifecycle(name: &str, from: &str, to: &str) -> Example {
 fn a_lifecycle_the_event_type_does_not_allow_is_refused() {
     let expression = format!("{HEADER}.extension('{LIFECYCLE_URL}')");
     for (name, from, to) in [
-        ("blood-spot-test-outcome-1-new", "new", "update"),
-        ("newborn-hearing-1-new", "new", "update"),
-        ("nipe-outcome-1-new", "new", "update"),
         ("PDS-Change-Of-Address-ems-example", "new", "delete"),
         ("PDS-Death-Notification-formal-ems-example", "new", "update"),
         ("PDS-Record-Change", "new", "delete"),
@@ -1672,6 +1669,22 @@ fn a_lifecycle_the_event_type_does_not_allow_is_refused() {
     // Allowed: a vaccination may be new, update or delete.
     let updated = with_lifecycle("vaccinations-1-new", "new", "update");
     assert_eq!(assert_accepted(&updated).lifecycle, Lifecycle::Update);
+    assert!(assert_accepted(&updated).warnings.is_empty());
+}
+
+#[test]
+fn a_screening_update_is_accepted_with_a_warning_that_updates_are_sent_as_new() {
+    let expression = format!("{HEADER}.extension('{LIFECYCLE_URL}')");
+    for name in [
+        "blood-spot-test-outcome-1-new",
+        "newborn-hearing-1-new",
+        "nipe-outcome-1-new",
+    ] {
+        let message = assert_accepted(&with_lifecycle(name, "new", "update"));
+        assert_eq!(message.lifecycle, Lifecycle::Update, "{name}");
+        assert_eq!(message.warnings.len(), 1, "{name}");
+        assert_eq!(message.warnings[0].expression, expression, "{name}");
+    }
 }
 
 #[test]

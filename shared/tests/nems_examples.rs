@@ -126,3 +126,59 @@ fn change_of_gp_names_the_practice() {
     let message = EventMessage::read(&xml, Encoding::Xml).unwrap();
     assert!(message.patient.unwrap().gp_ods.is_some());
 }
+
+/// The specification's other example messages (events/nems-spec): every one
+/// of an event type in the catalogue is accepted in both encodings and read
+/// alike; the others are refused, naming the element at fault.
+#[test]
+fn the_specifications_other_examples_behave() {
+    let folder = events_dir().join("nems-spec");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .expect("events/nems-spec")
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".xml")
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 40, "the spec examples are in the repository");
+    let mut accepted = 0;
+    for name in names {
+        let xml = std::fs::read_to_string(folder.join(format!("{name}.xml"))).unwrap();
+        let tree = hub::fhir::read_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let code = hub::message::resources(&tree)
+            .find(|resource| resource.name == "MessageHeader")
+            .and_then(|header| header.child("event")?.value_of("code").map(str::to_owned))
+            .unwrap_or_default();
+        let from_xml = EventMessage::read(&xml, Encoding::Xml);
+        if code.parse::<EventType>().is_ok() {
+            let message = from_xml.unwrap_or_else(|error| panic!("{name}: {error}"));
+            let json =
+                std::fs::read_to_string(events_dir().join(format!("nems-spec-json/{name}.json")))
+                    .unwrap_or_else(|_| panic!("no JSON form of {name}"));
+            assert_eq!(
+                EventMessage::read(&json, Encoding::Json),
+                Ok(message),
+                "{name}: XML and JSON disagree"
+            );
+            accepted += 1;
+        } else {
+            match from_xml {
+                Err(MessageError::Invalid { expression, .. }) => assert!(
+                    expression.ends_with("MessageHeader).event.code")
+                        || expression.ends_with("MessageHeader).id"),
+                    "{name}: refused at {expression}"
+                ),
+                other => {
+                    panic!("{name} ('{code}' is not in the catalogue) must be refused: {other:?}")
+                }
+            }
+        }
+    }
+    assert!(accepted >= 20, "only {accepted} accepted");
+}
