@@ -297,6 +297,20 @@ async fn bad_input_gets_a_4xx_operation_outcome_naming_the_fault() {
         ),
         ("not JSON", Some(JSON), "{".into(), 400, String::new()),
         (
+            "over the size limit",
+            Some(XML),
+            vaccination.replacen(
+                "<Bundle",
+                &format!(
+                    "<!--{}--><Bundle",
+                    "x".repeat(hub::events::MAX_PAYLOAD_BYTES)
+                ),
+                1,
+            ),
+            413,
+            String::new(),
+        ),
+        (
             "no content type",
             None,
             vaccination.clone(),
