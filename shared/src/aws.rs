@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::dispatch::{Delivery, SUBSCRIBER_ATTRIBUTE};
 use crate::events::StoredEvent;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    DeliveryPublisher, EventStore, Insert, QueueProvisioner, StoreError, SubscriberStore,
+    DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, StoreError, SubscriberStore,
     SubscriptionStore,
 };
 use crate::subscriber::{Queues, Subscriber};
@@ -192,27 +192,69 @@ fn subscription_of(mut item: Item) -> Result<Subscription, StoreError> {
     }
 }
 
+/// The keys a subscription is stored under: its resource item first, then
+/// one match item per event type of an explicit subscription.
+fn subscription_keys(subscription: &Subscription) -> Vec<(String, String)> {
+    let mut keys = vec![(resource_key(&subscription.id), RESOURCE_SORT_KEY.to_owned())];
+    if let Target::Explicit(nhs_number) = subscription.criteria.target {
+        for &event_type in &subscription.criteria.events {
+            keys.push((
+                explicit_key(nhs_number, event_type),
+                subscription.id.clone(),
+            ));
+        }
+    }
+    keys
+}
+
+/// The sparse index of resource items by subscriber (only they carry ownerId).
+const BY_SUBSCRIBER_INDEX: &str = "BySubscriber";
+
+fn encode_page_token(key: &Item) -> Option<String> {
+    use base64::Engine as _;
+    let strings: BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.as_s().ok()?.as_str())))
+        .collect();
+    let json = serde_json::to_vec(&strings).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_page_token(token: &str) -> Result<Item, StoreError> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| StoreError::InvalidPageToken)?;
+    let strings: BTreeMap<String, String> =
+        serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
+    let valid_shape = strings.len() == 3
+        && ["pk", "sk", "ownerId"]
+            .iter()
+            .all(|key| strings.contains_key(*key));
+    if !valid_shape {
+        return Err(StoreError::InvalidPageToken);
+    }
+    Ok(strings
+        .into_iter()
+        .map(|(name, value)| (name, AttributeValue::S(value)))
+        .collect())
+}
+
 impl SubscriptionStore for DynamoSubscriptionStore {
     async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let mut writes = vec![self.put(
-            self.item(
-                resource_key(&subscription.id),
-                RESOURCE_SORT_KEY.into(),
-                subscription,
-            )?,
-            Some("attribute_not_exists(pk)"),
-        )?];
-        if let Target::Explicit(nhs_number) = subscription.criteria.target {
-            for &event_type in &subscription.criteria.events {
-                writes.push(self.put(
-                    self.item(
-                        explicit_key(nhs_number, event_type),
-                        subscription.id.clone(),
-                        subscription,
-                    )?,
-                    None,
-                )?);
-            }
+        let mut writes = Vec::new();
+        for (index, (pk, sk)) in subscription_keys(subscription).into_iter().enumerate() {
+            let mut item = self.item(pk, sk, subscription)?;
+            let condition = if index == 0 {
+                item.insert(
+                    "ownerId".into(),
+                    AttributeValue::S(subscription.subscriber_id.clone()),
+                );
+                Some("attribute_not_exists(pk)")
+            } else {
+                None
+            };
+            writes.push(self.put(item, condition)?);
         }
         self.client
             .transact_write_items()
@@ -226,6 +268,65 @@ impl SubscriptionStore for DynamoSubscriptionStore {
                 )
             })?;
         Ok(())
+    }
+
+    async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let deletes = subscription_keys(subscription)
+            .into_iter()
+            .map(|(pk, sk)| {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(pk))
+                    .key("sk", AttributeValue::S(sk))
+                    .build()
+                    .map_err(|error| unavailable("building a delete", error))?;
+                Ok(TransactWriteItem::builder().delete(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(deletes))
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "deleting the subscription",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn list_by_subscriber(
+        &self,
+        subscriber_id: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<Subscription>, StoreError> {
+        let start_key = page_token.map(decode_page_token).transpose()?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_SUBSCRIBER_INDEX)
+            .key_condition_expression("ownerId = :owner")
+            .expression_attribute_values(":owner", AttributeValue::S(subscriber_id.to_owned()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|error| unavailable("listing subscriptions", error))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(subscription_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = output
+            .last_evaluated_key
+            .as_ref()
+            .and_then(encode_page_token);
+        Ok(Page { items, next })
     }
 
     async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
@@ -312,6 +413,20 @@ impl SubscriberStore for DynamoSubscriberStore {
             .await
             .map_err(|error| unavailable("reading a subscriber", error))?;
         output.item.map(from_item).transpose()
+    }
+
+    async fn mark_offboarded(&self, id: &str, at: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .update_expression("SET offboardedAt = if_not_exists(offboardedAt, :at)")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await
+            .map_err(|error| unavailable("recording the offboarding", error))?;
+        Ok(())
     }
 }
 
@@ -417,6 +532,24 @@ pub struct QueueSettings {
     pub max_receive_count: u32,
     /// How long an undelivered message is kept, in seconds (SQS allows 14 days).
     pub retention_seconds: u32,
+}
+
+impl QueueSettings {
+    /// QUEUE_NAME_PREFIX, QUEUE_MAX_RECEIVE_COUNT, QUEUE_RETENTION_SECONDS.
+    pub fn from_env() -> Result<Self, StoreError> {
+        let number = |name: &str| {
+            required_env(name)?.parse::<u32>().map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "environment variable {name} is not a whole number"
+                ))
+            })
+        };
+        Ok(QueueSettings {
+            name_prefix: required_env("QUEUE_NAME_PREFIX")?,
+            max_receive_count: number("QUEUE_MAX_RECEIVE_COUNT")?,
+            retention_seconds: number("QUEUE_RETENTION_SECONDS")?,
+        })
+    }
 }
 
 /// Creates each subscriber's queue and DLQ and subscribes the queue to the
@@ -557,8 +690,10 @@ impl QueueProvisioner for SqsQueueProvisioner {
             .await
             .map_err(|error| unavailable("setting the queue policy", error))?;
         let filter = json!({ SUBSCRIBER_ATTRIBUTE: [subscriber_id] }).to_string();
+        let mut topic_subscriptions = Vec::with_capacity(topic_arns.len());
         for topic_arn in topic_arns {
-            self.sns
+            let subscribed = self
+                .sns
                 .subscribe()
                 .topic_arn(topic_arn)
                 .protocol("sqs")
@@ -569,12 +704,35 @@ impl QueueProvisioner for SqsQueueProvisioner {
                 .send()
                 .await
                 .map_err(|error| unavailable("subscribing the queue to a topic", error))?;
+            topic_subscriptions.extend(subscribed.subscription_arn);
         }
         Ok(Queues {
             queue_url,
             queue_arn,
             dead_letter_queue_url: dlq_url,
             dead_letter_queue_arn: dlq_arn,
+            topic_subscriptions,
         })
+    }
+
+    async fn unsubscribe(&self, queues: &Queues) -> Result<(), StoreError> {
+        for subscription_arn in &queues.topic_subscriptions {
+            let removed = self
+                .sns
+                .unsubscribe()
+                .subscription_arn(subscription_arn)
+                .send()
+                .await;
+            match removed {
+                Ok(_) => {}
+                // Already gone (an earlier, interrupted offboarding): nothing to do.
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_not_found_exception()) => {}
+                Err(error) => return Err(unavailable("removing a topic subscription", error)),
+            }
+        }
+        Ok(())
     }
 }

@@ -64,6 +64,7 @@ impl HubError {
             HubError::DuplicateConflict { .. } => 409,
             HubError::NotFound(_) => 404,
             HubError::Store(StoreError::Unavailable(_)) => 503,
+            HubError::Store(StoreError::InvalidPageToken) => 400,
         }
     }
 
@@ -112,11 +113,14 @@ impl HubError {
                 vec!["Subscription.criteria".into()],
             ),
             HubError::NotFound(_) => ("not-found", "NO_RECORD_FOUND", vec![]),
+            HubError::Store(StoreError::InvalidPageToken) => {
+                ("invalid", "INVALID_PARAMETER", vec!["_page".into()])
+            }
             HubError::Store(_) => ("transient", "SERVICE_UNAVAILABLE", vec![]),
         };
         let diagnostics = match self {
             // The cause of a storage failure stays in the logs.
-            HubError::Store(_) => {
+            HubError::Store(StoreError::Unavailable(_)) => {
                 "the hub could not complete the request; try again later".to_owned()
             }
             other => other.to_string(),

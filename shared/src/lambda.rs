@@ -343,3 +343,124 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher>(
     }
     response
 }
+
+/// The caller's subscriber id for listing. Until authentication arrives it
+/// is named by the `subscriber` search parameter.
+fn subscriber_parameter(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    request
+        .query_string_parameters
+        .first("subscriber")
+        .filter(|id| uuid::Uuid::try_parse(id).is_ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            HubError::bad_request(
+                "subscriber",
+                "the subscriber search parameter (a subscriber id) is required",
+            )
+        })
+}
+
+/// `GET /Subscription?subscriber=..&_count=..&_page=..`: a searchset Bundle.
+pub async fn list_subscriptions<S: SubscriptionStore>(
+    subscriptions: &S,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    let listed = async {
+        let subscriber_id = subscriber_parameter(request)?;
+        let page_size = match request.query_string_parameters.first("_count") {
+            None => subscription::DEFAULT_PAGE_SIZE,
+            Some(count) => count
+                .parse::<usize>()
+                .ok()
+                .filter(|count| (1..=subscription::MAX_PAGE_SIZE).contains(count))
+                .ok_or_else(|| {
+                    HubError::bad_request(
+                        "_count",
+                        format!(
+                            "_count is a whole number from 1 to {}",
+                            subscription::MAX_PAGE_SIZE
+                        ),
+                    )
+                })?,
+        };
+        let token = request.query_string_parameters.first("_page");
+        let page = subscriptions
+            .list_by_subscriber(&subscriber_id, page_size, token)
+            .await?;
+        Ok::<_, HubError>(subscription::searchset(
+            &page,
+            &subscriber_id,
+            page_size,
+            encoding,
+            OffsetDateTime::now_utc(),
+        ))
+    }
+    .await;
+    match listed {
+        Ok(bundle) => fhir_response(200, encoding, bundle, &[]),
+        Err(error) => error_response(&error, encoding),
+    }
+}
+
+/// `DELETE /Subscription/{id}`: 204, and no delivery for it afterwards.
+pub async fn delete_subscription<S: SubscriptionStore>(
+    subscriptions: &S,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    let id = request
+        .path_parameters
+        .get("id")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let deleted = match uuid::Uuid::try_parse(id) {
+        Err(_) => Err(HubError::NotFound("that Subscription".into())),
+        Ok(_) => subscription::delete_subscription(subscriptions, id).await,
+    };
+    match deleted {
+        Ok(subscription) => {
+            info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription deleted");
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = 204;
+            response
+        }
+        Err(error) => error_response(&error, encoding),
+    }
+}
+
+/// `DELETE /subscribers/{id}`: offboard a subscriber (operators).
+pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisioner>(
+    subscribers: &R,
+    subscriptions: &S,
+    provisioner: &Q,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let id = request
+        .path_parameters
+        .get("id")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let offboarded = match uuid::Uuid::try_parse(id) {
+        Err(_) => Err(HubError::NotFound("that subscriber".into())),
+        Ok(_) => {
+            subscriber::offboard(
+                subscribers,
+                subscriptions,
+                provisioner,
+                id,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        }
+    };
+    match offboarded {
+        Ok(subscriber) => {
+            info!(subscriber_id = %subscriber.id, "subscriber offboarded");
+            let mut body = subscriber.to_json();
+            body["queueKeptForDays"] = serde_json::json!(subscriber::QUEUE_GRACE_DAYS);
+            respond(200, "application/json", body.to_string(), &[])
+        }
+        Err(error) => error_response(&error, Encoding::Json),
+    }
+}

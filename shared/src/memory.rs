@@ -1,7 +1,7 @@
 //! In-memory adapters of the ports: real implementations, for unit tests
 //! and benchmarks of the domain without AWS.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use crate::catalogue::EventType;
@@ -10,7 +10,7 @@ use crate::dispatch::Delivery;
 use crate::events::StoredEvent;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    DeliveryPublisher, EventStore, Insert, QueueProvisioner, StoreError, SubscriberStore,
+    DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, StoreError, SubscriberStore,
     SubscriptionStore,
 };
 use crate::subscriber::{Queues, Subscriber};
@@ -71,6 +71,7 @@ pub struct MemorySubscriptionStore {
 struct SubscriptionIndex {
     by_id: HashMap<String, Subscription>,
     explicit: HashMap<(NhsNumber, EventType), Vec<String>>,
+    by_subscriber: HashMap<String, BTreeSet<String>>,
 }
 
 impl SubscriptionStore for MemorySubscriptionStore {
@@ -86,9 +87,51 @@ impl SubscriptionStore for MemorySubscriptionStore {
             }
         }
         inner
+            .by_subscriber
+            .entry(subscription.subscriber_id.clone())
+            .or_default()
+            .insert(subscription.id.clone());
+        inner
             .by_id
             .insert(subscription.id.clone(), subscription.clone());
         Ok(())
+    }
+
+    async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        inner.by_id.remove(&subscription.id);
+        for ids in inner.explicit.values_mut() {
+            ids.retain(|id| *id != subscription.id);
+        }
+        if let Some(ids) = inner.by_subscriber.get_mut(&subscription.subscriber_id) {
+            ids.remove(&subscription.id);
+        }
+        Ok(())
+    }
+
+    async fn list_by_subscriber(
+        &self,
+        subscriber_id: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<Subscription>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        let ids = inner.by_subscriber.get(subscriber_id);
+        let after = page_token.unwrap_or_default();
+        let mut items: Vec<Subscription> = ids
+            .into_iter()
+            .flatten()
+            .filter(|id| id.as_str() > after)
+            .take(limit + 1)
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| last.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
@@ -138,6 +181,13 @@ impl SubscriberStore for MemorySubscriberStore {
             .map_err(|_| poisoned())?
             .get(id)
             .cloned())
+    }
+
+    async fn mark_offboarded(&self, id: &str, at: &str) -> Result<(), StoreError> {
+        if let Some(subscriber) = self.subscribers.lock().map_err(|_| poisoned())?.get_mut(id) {
+            subscriber.offboarded_at = Some(at.to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -195,9 +245,17 @@ impl DeliveryPublisher for MemoryPublisher {
 #[derive(Default)]
 pub struct MemoryQueueProvisioner {
     provisioned: Mutex<Vec<(String, Vec<EventType>)>>,
+    unsubscribed: Mutex<Vec<String>>,
 }
 
 impl MemoryQueueProvisioner {
+    /// The queue URLs whose topic subscriptions were removed.
+    pub fn unsubscribed(&self) -> Vec<String> {
+        self.unsubscribed
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
+    }
     pub fn provisioned(&self) -> Vec<(String, Vec<EventType>)> {
         self.provisioned
             .lock()
@@ -221,6 +279,18 @@ impl QueueProvisioner for MemoryQueueProvisioner {
             queue_arn: format!("arn:memory:sqs:{subscriber_id}"),
             dead_letter_queue_url: format!("memory://queues/{subscriber_id}-dlq"),
             dead_letter_queue_arn: format!("arn:memory:sqs:{subscriber_id}-dlq"),
+            topic_subscriptions: event_types
+                .iter()
+                .map(|event_type| format!("arn:memory:sns:{event_type}:{subscriber_id}"))
+                .collect(),
         })
+    }
+
+    async fn unsubscribe(&self, queues: &Queues) -> Result<(), StoreError> {
+        self.unsubscribed
+            .lock()
+            .map_err(|_| poisoned())?
+            .push(queues.queue_url.clone());
+        Ok(())
     }
 }

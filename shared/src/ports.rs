@@ -16,6 +16,9 @@ pub enum StoreError {
     /// detail is for logs, never for clients.
     #[error("a backing service failed: {0}")]
     Unavailable(String),
+    /// A listing's page token that no page of ours produced.
+    #[error("the page token is not one the hub issued")]
+    InvalidPageToken,
 }
 
 /// The result of offering an event to the store.
@@ -37,7 +40,28 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<Insert, StoreError>> + Send;
 }
 
+/// One page of a listing, and the token of the next page if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
 pub trait SubscriptionStore: Send + Sync {
+    /// Removes the subscription and its match items together.
+    fn delete(
+        &self,
+        subscription: &Subscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A subscriber's subscriptions, `limit` at a time, from the page the
+    /// token names (an opaque token a previous page returned).
+    fn list_by_subscriber(
+        &self,
+        subscriber_id: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> impl Future<Output = Result<Page<Subscription>, StoreError>> + Send;
     fn create(
         &self,
         subscription: &Subscription,
@@ -64,6 +88,14 @@ pub trait SubscriberStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<Subscriber>, StoreError>> + Send;
+
+    /// Records that the subscriber was offboarded (its record stays, for the
+    /// audit trail and the queue's grace period).
+    fn mark_offboarded(
+        &self,
+        id: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Sends deliveries to the event type's topic, one message per recipient.
@@ -83,4 +115,8 @@ pub trait QueueProvisioner: Send + Sync {
         subscriber_id: &str,
         event_types: &[EventType],
     ) -> impl Future<Output = Result<Queues, StoreError>> + Send;
+
+    /// Removes the queue's topic subscriptions: nothing more is delivered to
+    /// it. The queues themselves stay, so nothing already delivered is lost.
+    fn unsubscribe(&self, queues: &Queues) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

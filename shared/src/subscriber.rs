@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
-use crate::ports::{QueueProvisioner, SubscriberStore};
+use crate::ports::{QueueProvisioner, SubscriberStore, SubscriptionStore};
 
 /// An ODS organisation code: 3 to 10 upper-case letters and digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub struct Queues {
     pub queue_arn: String,
     pub dead_letter_queue_url: String,
     pub dead_letter_queue_arn: String,
+    /// The SNS subscriptions that feed the queue, one per event type.
+    #[serde(default)]
+    pub topic_subscriptions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +66,18 @@ pub struct Subscriber {
     #[serde(flatten)]
     pub queues: Queues,
     pub created_at: String,
+    /// When the subscriber was offboarded; it receives nothing after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offboarded_at: Option<String>,
 }
 
 impl Subscriber {
     pub fn may_receive(&self, event_type: EventType) -> bool {
-        self.event_types.contains(&event_type)
+        self.is_active() && self.event_types.contains(&event_type)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.offboarded_at.is_none()
     }
 
     /// The subscriber as the onboarding API shows it.
@@ -79,7 +89,8 @@ impl Subscriber {
             "eventTypes": self.event_types,
             "queueUrl": self.queues.queue_url,
             "deadLetterQueueUrl": self.queues.dead_letter_queue_url,
-            "createdAt": self.created_at,
+                        "createdAt": self.created_at,
+            "offboardedAt": self.offboarded_at,
         })
     }
 }
@@ -172,7 +183,47 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
         event_types: request.event_types,
         queues,
         created_at: format_instant(now),
+        offboarded_at: None,
     };
     store.create(&subscriber).await?;
+    Ok(subscriber)
+}
+
+/// How long an offboarded subscriber's queues are kept: SQS keeps a message
+/// at most 14 days, so after that nothing in flight can remain in them.
+pub const QUEUE_GRACE_DAYS: i64 = 14;
+
+/// Offboards a subscriber: its topic subscriptions go first (nothing new is
+/// delivered), then every subscription of its, then its record is marked.
+/// Its queues stay for [`QUEUE_GRACE_DAYS`] so it can read what was already
+/// delivered. Offboarding twice is harmless.
+pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisioner>(
+    subscribers: &R,
+    subscriptions: &S,
+    provisioner: &Q,
+    subscriber_id: &str,
+    now: OffsetDateTime,
+) -> Result<Subscriber, HubError> {
+    let mut subscriber = subscribers
+        .get(subscriber_id)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("subscriber {subscriber_id}")))?;
+    provisioner.unsubscribe(&subscriber.queues).await?;
+    loop {
+        let page = subscriptions
+            .list_by_subscriber(subscriber_id, 100, None)
+            .await?;
+        if page.items.is_empty() {
+            break;
+        }
+        for subscription in &page.items {
+            subscriptions.delete(subscription).await?;
+        }
+    }
+    if subscriber.offboarded_at.is_none() {
+        let at = format_instant(now);
+        subscribers.mark_offboarded(subscriber_id, &at).await?;
+        subscriber.offboarded_at = Some(at);
+    }
     Ok(subscriber)
 }

@@ -5,13 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::criteria::{Criteria, CriteriaError, Target};
+use crate::criteria::{Criteria, CriteriaError};
 use crate::error::HubError;
 use crate::fhir::Element;
 use crate::fhir_time::{format_instant, parse_instant};
 use crate::message::{Encoding, ODS_DIRECTORY_PREFIX};
 use crate::outcome::escape_xml;
-use crate::ports::{SubscriberStore, SubscriptionStore};
+use crate::ports::{Page, SubscriberStore, SubscriptionStore};
 use crate::subscriber::OdsCode;
 
 pub const SUBSCRIPTION_PROFILE: &str =
@@ -282,13 +282,11 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
             ),
         ));
     }
-    if let Target::Generic { .. } = request.criteria.target {
-        return Err(HubError::Criteria(CriteriaError {
-            component: "subscriptionRuleType".into(),
-            problem: "generic (area and practice) subscriptions are not supported yet; \
-                      use an explicit subscription with Patient.identifier"
-                .into(),
-        }));
+    if !subscriber.is_active() {
+        return Err(HubError::unprocessable(
+            "Subscription.channel.endpoint",
+            format!("subscriber {} was offboarded", subscriber.id),
+        ));
     }
     if let Some(refused) = request
         .criteria
@@ -313,4 +311,85 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
     };
     subscriptions.create(&subscription).await?;
     Ok(subscription)
+}
+
+/// The most subscriptions one page of a listing holds, and the default.
+pub const MAX_PAGE_SIZE: usize = 100;
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
+/// `DELETE /Subscription/{id}`: the subscription stops matching at once.
+pub async fn delete_subscription<S: SubscriptionStore>(
+    subscriptions: &S,
+    id: &str,
+) -> Result<Subscription, HubError> {
+    let subscription = subscriptions
+        .get(id)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))?;
+    subscriptions.delete(&subscription).await?;
+    Ok(subscription)
+}
+
+/// A page of a subscriber's subscriptions as a FHIR searchset Bundle.
+pub fn searchset(
+    page: &Page<Subscription>,
+    subscriber_id: &str,
+    page_size: usize,
+    encoding: Encoding,
+    now: OffsetDateTime,
+) -> String {
+    let self_url = format!("/Subscription?subscriber={subscriber_id}&_count={page_size}");
+    let next_url = page
+        .next
+        .as_ref()
+        .map(|token| format!("{self_url}&_page={token}"));
+    match encoding {
+        Encoding::Json => {
+            let mut links = vec![json!({"relation": "self", "url": self_url})];
+            if let Some(next) = &next_url {
+                links.push(json!({"relation": "next", "url": next}));
+            }
+            let entries: Vec<_> = page
+                .items
+                .iter()
+                .map(|subscription| {
+                    json!({
+                        "fullUrl": format!("/Subscription/{}", subscription.id),
+                        "resource": subscription.to_json(now),
+                        "search": {"mode": "match"},
+                    })
+                })
+                .collect();
+            json!({
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "link": links,
+                "entry": entries,
+            })
+            .to_string()
+        }
+        Encoding::Xml => {
+            let mut xml =
+                String::from("<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"searchset\"/>");
+            let mut link = |relation: &str, url: &str| {
+                xml.push_str(&format!(
+                    "<link><relation value=\"{relation}\"/><url value=\"{}\"/></link>",
+                    escape_xml(url)
+                ));
+            };
+            link("self", &self_url);
+            if let Some(next) = &next_url {
+                link("next", next);
+            }
+            for subscription in &page.items {
+                xml.push_str(&format!(
+                    "<entry><fullUrl value=\"/Subscription/{}\"/><resource>{}</resource><search><mode value=\"match\"/></search></entry>",
+                    escape_xml(&subscription.id),
+                    subscription.to_xml(now)
+                ));
+            }
+            xml.push_str("</Bundle>");
+            xml
+        }
+    }
 }

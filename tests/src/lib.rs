@@ -61,11 +61,19 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Asks the process to stop (SIGTERM) and gives it a moment to stop its
+/// own children in order; kill_on_drop ends it if it has not.
 fn stop(child: &mut Child) {
     if let Some(pid) = child.id() {
         // SAFETY: signalling our own child process.
         unsafe {
             libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        for _ in 0..40 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -47,6 +47,50 @@ async fn table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &[(&str, Key
     request.send().await.unwrap();
 }
 
+/// The sparse BySubscriber index template.yaml declares.
+async fn add_owner_index(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
+    };
+    let index = CreateGlobalSecondaryIndexAction::builder()
+        .index_name("BySubscriber")
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("ownerId")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    client
+        .update_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("ownerId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(index).build())
+        .send()
+        .await
+        .unwrap();
+}
+
 fn stored_vaccination(body: &str) -> StoredEvent {
     let message = EventMessage::read(body, Encoding::Xml).unwrap();
     StoredEvent::new(&message, Encoding::Xml, body, OffsetDateTime::now_utc())
@@ -77,6 +121,7 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
         &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
     )
     .await;
+    add_owner_index(&client, "subscriptions").await;
     table(&client, "subscribers", &[("id", KeyType::Hash)]).await;
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
     let subscription = Subscription {
@@ -125,6 +170,44 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
             .is_empty()
     );
 
+    // Listing by subscriber, a page at a time, and deleting.
+    let mut second = subscription.clone();
+    second.id = "sub-2".into();
+    subscriptions.create(&second).await.unwrap();
+    let first_page = subscriptions
+        .list_by_subscriber("subscriber-1", 1, None)
+        .await
+        .unwrap();
+    assert_eq!(first_page.items.len(), 1);
+    let token = first_page.next.clone().expect("a second page");
+    let second_page = subscriptions
+        .list_by_subscriber("subscriber-1", 1, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(second_page.items.len(), 1);
+    assert_ne!(first_page.items[0].id, second_page.items[0].id);
+    assert!(
+        subscriptions
+            .list_by_subscriber("subscriber-1", 1, Some("not-a-token"))
+            .await
+            .is_err()
+    );
+    subscriptions.delete(&subscription).await.unwrap();
+    assert_eq!(subscriptions.get("sub-1").await.unwrap(), None);
+    assert_eq!(
+        subscriptions
+            .explicit_candidates(patient, EventType::Vaccinations)
+            .await
+            .unwrap(),
+        vec![second.clone()],
+        "the deleted subscription's match items went with it"
+    );
+    let listed = subscriptions
+        .list_by_subscriber("subscriber-1", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![second]);
+
     let subscribers = DynamoSubscriberStore::new(client, "subscribers");
     let subscriber = Subscriber {
         id: "subscriber-1".into(),
@@ -136,8 +219,10 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
             queue_arn: "a".into(),
             dead_letter_queue_url: "du".into(),
             dead_letter_queue_arn: "da".into(),
+            topic_subscriptions: vec![],
         },
         created_at: "2026-01-01T00:00:00Z".into(),
+        offboarded_at: None,
     };
     subscribers.create(&subscriber).await.unwrap();
     assert_eq!(

@@ -149,15 +149,15 @@ async fn an_explicit_subscription_is_created_and_read_back() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
-    // Only explicit subscriptions exist so far; the refusal names the component.
-    let generic = "/Bundle?type=message&subscriptionRuleType=GP_GP_GP&Organization.identifier=A83627&MessageHeader.event=vaccinations-1";
-    let (status, outcome) = hub.subscribe(&subscriber_id, "A83627", generic).await;
+    // A malformed criteria string: the refusal names the component.
+    let malformed = "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003889&MessageHeader.event=vaccinations-1";
+    let (status, outcome) = hub.subscribe(&subscriber_id, "A83627", malformed).await;
     assert_eq!(status, 422);
     assert!(
         outcome["issue"][0]["diagnostics"]
             .as_str()
             .unwrap()
-            .contains("subscriptionRuleType")
+            .contains("Patient.identifier")
     );
 
     // A type the subscriber was not onboarded for.

@@ -13,11 +13,7 @@ async fn main() -> Result<(), Error> {
         aws_sdk_dynamodb::Client::new(&config),
         required_env("SUBSCRIBERS_TABLE")?,
     );
-    let settings = QueueSettings {
-        name_prefix: required_env("QUEUE_NAME_PREFIX")?,
-        max_receive_count: required_env("QUEUE_MAX_RECEIVE_COUNT")?.parse()?,
-        retention_seconds: required_env("QUEUE_RETENTION_SECONDS")?.parse()?,
-    };
+    let settings = QueueSettings::from_env()?;
     let provisioner = SqsQueueProvisioner::new(
         aws_sdk_sqs::Client::new(&config),
         aws_sdk_sns::Client::new(&config),

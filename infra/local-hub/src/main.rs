@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_norway::Value;
@@ -219,16 +219,42 @@ async fn create_table(
                 .map_err(|e| e.to_string())?,
         );
     }
-    for key in list("KeySchema") {
-        let key_type = if field(&key, "KeyType") == "RANGE" {
-            KeyType::Range
-        } else {
-            KeyType::Hash
-        };
-        request = request.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(field(&key, "AttributeName"))
-                .key_type(key_type)
+    let key_schema = |keys: &[Value]| {
+        keys.iter()
+            .map(|key| {
+                let key_type = if field(key, "KeyType") == "RANGE" {
+                    KeyType::Range
+                } else {
+                    KeyType::Hash
+                };
+                KeySchemaElement::builder()
+                    .attribute_name(field(key, "AttributeName"))
+                    .key_type(key_type)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    request = request.set_key_schema(Some(key_schema(&list("KeySchema"))?));
+    for index in list("GlobalSecondaryIndexes") {
+        let keys = index
+            .get("KeySchema")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+        let projection = index
+            .get("Projection")
+            .map(|p| field(p, "ProjectionType"))
+            .unwrap_or_default();
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(field(&index, "IndexName"))
+                .set_key_schema(Some(key_schema(&keys)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection.as_str()))
+                        .build(),
+                )
                 .build()
                 .map_err(|e| e.to_string())?,
         );
@@ -358,6 +384,7 @@ async fn run(args: &[String]) -> Result<(), String> {
             .insert(function.logical_id.clone(), function.logical_id.clone());
     }
 
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut routes = Vec::new();
     let mut mappings = Vec::new();
     for spec in &template.functions {
@@ -377,6 +404,7 @@ async fn run(args: &[String]) -> Result<(), String> {
             environment.push(("AWS_LAMBDA_LOG_LEVEL".into(), resolved.resolve(level)?));
         }
         let function = Function::start(FunctionConfig {
+            stopping: stopping.clone(),
             name: spec.logical_id.clone(),
             binary: binaries.join(&spec.binary),
             timeout: Duration::from_secs(spec.timeout_seconds),
@@ -444,6 +472,9 @@ async fn run(args: &[String]) -> Result<(), String> {
         _ = terminate.recv() => println!("Stopping."),
         status = emulator.wait() => return Err(format!("the emulator exited ({status:?})")),
     }
+    // Functions first, so none sees its runtime API vanish mid-request.
+    let _ = stop.send(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = emulator.kill().await;
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct Function {
 }
 
 pub struct FunctionConfig {
+    /// Set to true when the hub stops: the function's process is ended first.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub name: String,
     pub binary: PathBuf,
     pub timeout: Duration,
@@ -145,6 +147,16 @@ impl Function {
     }
 }
 
+/// Resolves once the hub is stopping (or the hub is gone).
+async fn until_stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stop = *stopping.borrow_and_update();
+        if stop || stopping.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn supervise(
     config: FunctionConfig,
     runtime_api: String,
@@ -188,11 +200,16 @@ async fn supervise(
                 continue;
             }
         };
+        let mut stopping = config.stopping.clone();
         let reason = tokio::select! {
             status = child.wait() => format!("{} exited ({})", config.name, status.map(|s| s.to_string()).unwrap_or_default()),
             _ = restart.notified() => {
                 let _ = child.kill().await;
                 format!("{} was stopped after a timeout", config.name)
+            }
+            _ = until_stopped(&mut stopping) => {
+                let _ = child.kill().await;
+                return;
             }
         };
         eprintln!("[hub] {reason}; restarting it");

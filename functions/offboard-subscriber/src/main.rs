@@ -1,0 +1,32 @@
+//! `DELETE /subscribers/{id}`: stop deliveries to a subscriber and remove its
+//! subscriptions; its queues stay for the grace period.
+
+use hub::aws::{
+    DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings, SqsQueueProvisioner,
+    required_env, topic_arns_from_env,
+};
+use hub::lambda::{self, Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda::init_tracing();
+    let config = lambda::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb, required_env("SUBSCRIPTIONS_TABLE")?);
+    let provisioner = SqsQueueProvisioner::new(
+        aws_sdk_sqs::Client::new(&config),
+        aws_sdk_sns::Client::new(&config),
+        topic_arns_from_env(),
+        QueueSettings::from_env()?,
+    );
+    let (subscribers, subscriptions, provisioner) = (&subscribers, &subscriptions, &provisioner);
+    lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(
+            lambda::offboard(subscribers, subscriptions, provisioner, &event.payload).await,
+        )
+    }))
+    .await
+}
