@@ -1027,3 +1027,43 @@ proptest! {
         prop_assert_eq!(result.map_err(|e| e.component), Err("Patient.identifier".to_owned()));
     }
 }
+
+/// The criteria examples of the NEMS subscription page
+/// (pages/subscriptions/explore_create_subscription.md), written as the page
+/// writes them, `&amp;` separators included.
+#[test]
+fn the_specifications_criteria_examples_are_accepted() {
+    let explicit = "/Bundle?type=message&amp;serviceType=GP&amp;Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9434765919&amp;MessageHeader.event=pds-change-of-address-1";
+    let criteria = Criteria::parse(explicit).unwrap();
+    assert_eq!(
+        criteria.target,
+        Target::Explicit(NhsNumber::parse("9434765919").unwrap())
+    );
+    assert_eq!(criteria.service_type, Some(ServiceType::Gp));
+
+    let generic = "/Bundle?type=message&amp;subscriptionRuleType=CHO_POSTCODE_CCG&amp;Organization.identifier=X2458&amp;MessageHeader.event=pds-change-of-address-1&amp;tag=site123";
+    let criteria = Criteria::parse(generic).unwrap();
+    assert_eq!(
+        criteria.target,
+        Target::Generic {
+            rule: RuleType::ChoPostcodeCcg,
+            organisation: Some("X2458".into())
+        }
+    );
+    assert_eq!(criteria.tag.as_deref(), Some("site123"));
+
+    // The create request examples of the same page.
+    for example in [
+        "/Bundle?type=message&amp;serviceType=UHV&amp;Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9434765919&amp;MessageHeader.event=pds-change-of-address-1",
+        "/Bundle?type=message&amp;subscriptionRuleType=CHO_POSTCODE_CCG&amp;Organization.identifier=X2458&amp;MessageHeader.event=pds-change-of-address-1",
+        "/Bundle?type=message&amp;MessageHeader.event=pds-change-of-gp-1&amp;subscriptionRuleType=COUNTRYCODE&amp;Organization.identifier=E92000001",
+    ] {
+        assert!(Criteria::parse(example).is_ok(), "{example}");
+    }
+    // A rule type the page does not list is refused, naming the component.
+    let unknown = "/Bundle?type=message&amp;subscriptionRuleType=HSS&amp;Organization.identifier=A83627&amp;MessageHeader.event=pds-change-of-gp-1";
+    assert_eq!(
+        Criteria::parse(unknown).unwrap_err().component,
+        "subscriptionRuleType"
+    );
+}
