@@ -268,27 +268,32 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
     }
 }
 
+/// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
+/// cannot exist, and must not reach DynamoDB, which refuses keys over 2 KB
+/// with an error rather than a miss.
+fn path_id<'a>(request: &'a ApiGatewayProxyRequest, what: &str) -> Result<&'a str, HubError> {
+    request
+        .path_parameters
+        .get("id")
+        .map(String::as_str)
+        .filter(|id| uuid::Uuid::try_parse(id).is_ok())
+        .ok_or_else(|| HubError::NotFound(format!("that {what}")))
+}
+
 /// `GET /Subscription/{id}`.
 pub async fn read_subscription<S: SubscriptionStore>(
     subscriptions: &S,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    let id = request
-        .path_parameters
-        .get("id")
-        .map(String::as_str)
-        .unwrap_or_default();
-    // Ids are UUIDs: anything else cannot exist, and must not reach DynamoDB,
-    // which refuses keys over 2 KB with an error.
-    let found = match uuid::Uuid::try_parse(id) {
-        Err(_) => Err(HubError::NotFound("that Subscription".into())),
-        Ok(_) => match subscriptions.get(id).await {
-            Ok(Some(subscription)) => Ok(subscription),
-            Ok(None) => Err(HubError::NotFound(format!("Subscription/{id}"))),
-            Err(error) => Err(HubError::from(error)),
-        },
-    };
+    let found = async {
+        let id = path_id(request, "Subscription")?;
+        subscriptions
+            .get(id)
+            .await?
+            .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
+    }
+    .await;
     match found {
         Ok(subscription) => fhir_response(
             200,
@@ -409,14 +414,9 @@ pub async fn delete_subscription<S: SubscriptionStore>(
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    let id = request
-        .path_parameters
-        .get("id")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let deleted = match uuid::Uuid::try_parse(id) {
-        Err(_) => Err(HubError::NotFound("that Subscription".into())),
-        Ok(_) => subscription::delete_subscription(subscriptions, id).await,
+    let deleted = match path_id(request, "Subscription") {
+        Ok(id) => subscription::delete_subscription(subscriptions, id).await,
+        Err(error) => Err(error),
     };
     match deleted {
         Ok(subscription) => {
@@ -436,14 +436,8 @@ pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisio
     provisioner: &Q,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let id = request
-        .path_parameters
-        .get("id")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let offboarded = match uuid::Uuid::try_parse(id) {
-        Err(_) => Err(HubError::NotFound("that subscriber".into())),
-        Ok(_) => {
+    let offboarded = match path_id(request, "subscriber") {
+        Ok(id) => {
             subscriber::offboard(
                 subscribers,
                 subscriptions,
@@ -453,6 +447,7 @@ pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisio
             )
             .await
         }
+        Err(error) => Err(error),
     };
     match offboarded {
         Ok(subscriber) => {

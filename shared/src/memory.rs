@@ -1,17 +1,21 @@
 //! In-memory adapters of the ports: real implementations, for unit tests
 //! and benchmarks of the domain without AWS.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use time::OffsetDateTime;
+
+use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::dispatch::Delivery;
 use crate::events::StoredEvent;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, StoreError, SubscriberStore,
-    SubscriptionStore,
+    ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, ReplayGuard,
+    StoreError, SubscriberStore, SubscriptionStore,
 };
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
@@ -292,5 +296,76 @@ impl QueueProvisioner for MemoryQueueProvisioner {
             .map_err(|_| poisoned())?
             .push(queues.queue_url.clone());
         Ok(())
+    }
+}
+
+/// Registered clients, put in by the test or the local stack that uses it.
+#[derive(Default)]
+pub struct MemoryClientStore {
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+impl MemoryClientStore {
+    /// Registers the client, replacing any registered under its id.
+    pub fn put(&self, client: Client) -> Result<(), StoreError> {
+        self.clients
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(client.client_id.clone(), client);
+        Ok(())
+    }
+}
+
+impl ClientStore for MemoryClientStore {
+    async fn get(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self
+            .clients
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(client_id)
+            .cloned())
+    }
+}
+
+/// The (client id, jti) pairs seen, each with the time it may be forgotten.
+#[derive(Default)]
+pub struct MemoryReplayGuard {
+    seen: Mutex<HashMap<(String, String), OffsetDateTime>>,
+}
+
+impl MemoryReplayGuard {
+    /// Drops the records whose assertions have expired. Nothing calls it on
+    /// its own: the guard takes no clock, so a test with a fixed `now` never
+    /// loses a record it still needs.
+    pub fn forget_expired(&self, now: OffsetDateTime) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.retain(|_, expires_at| *expires_at > now);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.lock().map(|seen| seen.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReplayGuard for MemoryReplayGuard {
+    async fn remember(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut seen = self.seen.lock().map_err(|_| poisoned())?;
+        match seen.entry((client_id.to_owned(), jti.to_owned())) {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(entry) => {
+                entry.insert(expires_at);
+                Ok(true)
+            }
+        }
     }
 }

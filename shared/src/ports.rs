@@ -3,6 +3,9 @@
 
 use std::future::Future;
 
+use time::OffsetDateTime;
+
+use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::StoredEvent;
@@ -119,4 +122,26 @@ pub trait QueueProvisioner: Send + Sync {
     /// Removes the queue's topic subscriptions: nothing more is delivered to
     /// it. The queues themselves stay, so nothing already delivered is lost.
     fn unsubscribe(&self, queues: &Queues) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The client systems registered with the hub, by client id.
+pub trait ClientStore: Send + Sync {
+    fn get(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+}
+
+/// Remembers the client assertions already exchanged, so that a captured
+/// assertion cannot be exchanged a second time within its lifetime.
+pub trait ReplayGuard: Send + Sync {
+    /// Records the client's `jti`; true when it was not seen before. The
+    /// record may be forgotten after `expires_at`, when the assertion that
+    /// carried it is refused as expired anyway.
+    fn remember(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

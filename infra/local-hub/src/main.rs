@@ -286,6 +286,15 @@ async fn create_table(
     Ok((arn, stream))
 }
 
+/// The name a topic or queue gets: the template's own, else one made as
+/// CloudFormation makes them, from the stack and the logical id.
+fn physical_name(resolved: &Resolved, spec: &template::NamedSpec) -> Result<String, String> {
+    match &spec.name {
+        Some(name) => resolved.resolve(name),
+        None => Ok(format!("{STACK_NAME}-{}", spec.logical_id)),
+    }
+}
+
 async fn run(args: &[String]) -> Result<(), String> {
     let api_port = port(args, "--api-port", "HUB_API_PORT", DEFAULT_API_PORT)?;
     let emulator_port = port(
@@ -333,10 +342,7 @@ async fn run(args: &[String]) -> Result<(), String> {
         }
     }
     for topic in &template.topics {
-        let name = match &topic.name {
-            Some(name) => resolved.resolve(name)?,
-            None => format!("{STACK_NAME}-{}", topic.logical_id),
-        };
+        let name = physical_name(&resolved, topic)?;
         let arn = sns
             .create_topic()
             .name(&name)
@@ -351,10 +357,7 @@ async fn run(args: &[String]) -> Result<(), String> {
             .insert((topic.logical_id.clone(), "TopicArn".into()), arn);
     }
     for queue in &template.queues {
-        let name = match &queue.name {
-            Some(name) => resolved.resolve(name)?,
-            None => format!("{STACK_NAME}-{}", queue.logical_id),
-        };
+        let name = physical_name(&resolved, queue)?;
         let url = sqs
             .create_queue()
             .queue_name(&name)
