@@ -736,3 +736,96 @@ impl QueueProvisioner for SqsQueueProvisioner {
         Ok(())
     }
 }
+
+/// The registered clients: one item per client id.
+#[derive(Clone)]
+pub struct DynamoClientStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoClientStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoClientStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Registers a client, or replaces its registration (a key rotation).
+    pub async fn put(&self, registered: &crate::auth::Client) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(registered)?))
+            .send()
+            .await
+            .map_err(|error| unavailable("registering a client", error))?;
+        Ok(())
+    }
+}
+
+impl crate::ports::ClientStore for DynamoClientStore {
+    async fn get(&self, client_id: &str) -> Result<Option<crate::auth::Client>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("clientId", AttributeValue::S(client_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a client", error))?;
+        output.item.map(from_item).transpose()
+    }
+}
+
+/// The client assertions already exchanged, one item per client and jti,
+/// removed by the table's TTL on `expiresAt` once the assertion has expired.
+#[derive(Clone)]
+pub struct DynamoReplayGuard {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoReplayGuard {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoReplayGuard {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl crate::ports::ReplayGuard for DynamoReplayGuard {
+    async fn remember(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("jtiKey", AttributeValue::S(format!("{client_id}#{jti}")))
+            .item(
+                "expiresAt",
+                AttributeValue::N(expires_at.unix_timestamp().to_string()),
+            )
+            .condition_expression("attribute_not_exists(jtiKey)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable("recording an assertion", error)),
+        }
+    }
+}

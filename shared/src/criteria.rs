@@ -8,6 +8,7 @@ use time::Date;
 
 use crate::catalogue::EventType;
 use crate::nhs_number::NhsNumber;
+use crate::text::percent_decode;
 
 /// The identifier system NEMS criteria use for NHS numbers.
 pub const CRITERIA_NHS_NUMBER_SYSTEM: &str = "http://fhir.nhs.net/Id/nhs-number";
@@ -443,25 +444,4 @@ fn bad_encoding(component: &str) -> CriteriaError {
         component: component.to_owned(),
         problem: "has a malformed %-escape or is not UTF-8".into(),
     }
-}
-
-/// Decodes %XX escapes; None for a malformed escape or non-UTF-8 result.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = bytes.get(index + 1..index + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
 }

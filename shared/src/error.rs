@@ -9,8 +9,11 @@ use crate::ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("the Content-Type {0:?} is not application/fhir+xml or application/fhir+json")]
-    UnsupportedMediaType(Option<String>),
+    #[error("the Content-Type {found:?} is not {expected}")]
+    UnsupportedMediaType {
+        found: Option<String>,
+        expected: &'static str,
+    },
     #[error("the body is {size} bytes; the hub accepts at most {limit}")]
     PayloadTooLarge { size: usize, limit: usize },
     #[error("the body is not valid UTF-8 text")]
@@ -36,7 +39,17 @@ pub enum HubError {
     Store(#[from] StoreError),
 }
 
+/// What the FHIR endpoints take.
+pub const FHIR_MEDIA_TYPES: &str = "application/fhir+xml or application/fhir+json";
+
 impl HubError {
+    pub fn unsupported_media_type(found: Option<&str>, expected: &'static str) -> Self {
+        HubError::UnsupportedMediaType {
+            found: found.filter(|media| !media.is_empty()).map(str::to_owned),
+            expected,
+        }
+    }
+
     pub fn bad_request(expression: impl Into<String>, problem: impl Into<String>) -> Self {
         HubError::BadRequest {
             expression: expression.into(),
@@ -53,7 +66,7 @@ impl HubError {
 
     pub fn status(&self) -> u16 {
         match self {
-            HubError::UnsupportedMediaType(_) => 415,
+            HubError::UnsupportedMediaType { .. } => 415,
             HubError::PayloadTooLarge { .. } => 413,
             HubError::NotText | HubError::BadRequest { .. } => 400,
             HubError::Message(MessageError::Unreadable(_) | MessageError::NotABundle { .. }) => 400,
@@ -70,7 +83,7 @@ impl HubError {
 
     pub fn outcome(&self) -> OperationOutcome {
         let (code, spine_code, expression): (&'static str, &'static str, Vec<String>) = match self {
-            HubError::UnsupportedMediaType(_) => {
+            HubError::UnsupportedMediaType { .. } => {
                 ("not-supported", "UNSUPPORTED_MEDIA_TYPE", vec![])
             }
             HubError::PayloadTooLarge { .. } => ("too-long", "MESSAGE_TOO_LARGE", vec![]),

@@ -184,7 +184,9 @@ pub async fn publish<S: EventStore>(
 ) -> Result<PublishOutcome, HubError> {
     let encoding = content_type
         .and_then(Encoding::from_content_type)
-        .ok_or_else(|| HubError::UnsupportedMediaType(content_type.map(str::to_owned)))?;
+        .ok_or_else(|| {
+            HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
+        })?;
     if body.len() > MAX_PAYLOAD_BYTES {
         return Err(HubError::PayloadTooLarge {
             size: body.len(),

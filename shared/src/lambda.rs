@@ -204,8 +204,9 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
             .to_ascii_lowercase()
             .starts_with("application/json")
         {
-            return Err(HubError::UnsupportedMediaType(
-                Some(media_type.to_owned()).filter(|m| !m.is_empty()),
+            return Err(HubError::unsupported_media_type(
+                Some(media_type),
+                "application/json",
             ));
         }
         let body = body_bytes(request)?;
@@ -246,7 +247,9 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
         let content_type = header(request, "content-type");
         let request_encoding = content_type
             .and_then(Encoding::from_content_type)
-            .ok_or_else(|| HubError::UnsupportedMediaType(content_type.map(str::to_owned)))?;
+            .ok_or_else(|| {
+                HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
+            })?;
         let body = body_bytes(request)?;
         let body = std::str::from_utf8(&body).map_err(|_| HubError::NotText)?;
         let subscription_request = SubscriptionRequest::read(body, request_encoding, now)?;

@@ -21,6 +21,7 @@ pub mod ports;
 pub mod rules;
 pub mod subscriber;
 pub mod subscription;
+pub mod text;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -317,3 +317,96 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             .is_empty()
     );
 }
+
+/// A registered client with both test keys (shared/tests/keys, test-only).
+fn registered_client() -> hub::auth::Client {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/keys");
+    let jwk = |file: &str, algorithm: Algorithm, kid: &str| {
+        let pem = std::fs::read(keys.join(file)).unwrap();
+        let key = match algorithm {
+            Algorithm::RS512 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let mut jwk = Jwk::from_encoding_key(&key, algorithm).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk
+    };
+    hub::auth::Client {
+        client_id: "publisher-1".into(),
+        ods_code: OdsCode::parse("A83627").unwrap(),
+        roles: BTreeSet::from([hub::auth::Role::Publisher]),
+        keys: JwkSet {
+            keys: vec![
+                jwk("client-rsa.pem", Algorithm::RS512, "rsa-1"),
+                jwk("client-ec.pem", Algorithm::ES256, "ec-1"),
+            ],
+        },
+        enabled: true,
+        publish_event_types: BTreeSet::from([EventType::Vaccinations]),
+        publish_for_ods: BTreeSet::from(["A83627".to_owned()]),
+        subscriber_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_are_registered_and_read_back_with_their_keys() {
+    use hub::ports::ClientStore;
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "clients", &[("clientId", KeyType::Hash)]).await;
+    let clients = hub::aws::DynamoClientStore::new(client, "clients");
+    let registered = registered_client();
+    clients.put(&registered).await.unwrap();
+    assert_eq!(
+        clients.get("publisher-1").await.unwrap(),
+        Some(registered.clone())
+    );
+    assert_eq!(clients.get("nobody").await.unwrap(), None);
+    // Re-registering replaces the keys (a rotation).
+    let mut rotated = registered;
+    rotated.keys.keys.truncate(1);
+    clients.put(&rotated).await.unwrap();
+    assert_eq!(
+        clients
+            .get("publisher-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .keys
+            .keys
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assertion_id_is_remembered_once() {
+    use hub::ports::ReplayGuard;
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "replays", &[("jtiKey", KeyType::Hash)]).await;
+    let guard = hub::aws::DynamoReplayGuard::new(client, "replays");
+    let expires = OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    assert!(
+        guard
+            .remember("publisher-1", "jti-1", expires)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !guard
+            .remember("publisher-1", "jti-1", expires)
+            .await
+            .unwrap(),
+        "a replay"
+    );
+    assert!(
+        guard
+            .remember("publisher-2", "jti-1", expires)
+            .await
+            .unwrap(),
+        "per client"
+    );
+}

@@ -54,27 +54,10 @@ impl ApiRoute {
     }
 }
 
+/// A path segment decoded; one that does not decode is passed on as it
+/// came, for the function to refuse.
 fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    hub::text::percent_decode(segment).unwrap_or_else(|| segment.to_owned())
 }
 
 pub fn router(routes: Vec<ApiRoute>) -> Router {

@@ -1,0 +1,67 @@
+//! Text decoding shared by the criteria parser, the token endpoint's form
+//! body and the local stack's paths.
+
+/// Decodes %XX escapes; None for a malformed escape or a non-UTF-8 result.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = bytes.get(index + 1..index + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order;
+/// None when a field is not well encoded.
+pub fn form_fields(body: &str) -> Option<Vec<(String, String)>> {
+    body.split('&')
+        .filter(|field| !field.is_empty())
+        .map(|field| {
+            let (name, value) = field.split_once('=').unwrap_or((field, ""));
+            let decode = |part: &str| percent_decode(&part.replace('+', " "));
+            Some((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_escapes_and_refuses_malformed_ones() {
+        assert_eq!(percent_decode("a%7Cb").as_deref(), Some("a|b"));
+        assert_eq!(percent_decode("a%7cb").as_deref(), Some("a|b"));
+        for bad in ["%", "%7", "%zz", "%+1", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_form_fields() {
+        let fields =
+            form_fields("grant_type=client_credentials&client_assertion=a.b%2Bc.d&x=one+two")
+                .unwrap();
+        assert_eq!(
+            fields,
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                ("client_assertion".into(), "a.b+c.d".into()),
+                ("x".into(), "one two".into()),
+            ]
+        );
+        assert_eq!(form_fields("a=%zz"), None);
+        assert_eq!(form_fields("").unwrap(), vec![]);
+    }
+}
