@@ -167,7 +167,7 @@ impl SubscriptionRequest {
             }
         }
         match resource.value_of("status") {
-            Some("requested" | "active") => {}
+            Some("requested") => {}
             Some(other) => {
                 return Err(HubError::unprocessable(
                     "Subscription.status",

@@ -2023,3 +2023,27 @@ async fn publish_then_dispatch_end_to_end() {
     );
     assert_eq!(sent[0].body, body);
 }
+
+/// The hub sets the status: a create request says `requested`, as in NEMS.
+#[tokio::test]
+async fn a_create_request_carrying_a_status_the_hub_sets_is_refused() {
+    for status in ["active", "off", "error"] {
+        let body = json!({
+            "resourceType": "Subscription",
+            "status": status,
+            "contact": [{"system": "url", "value": "https://directory.spineservices.nhs.uk/STU3/Organization/A83627"}],
+            "reason": "care",
+            "criteria": "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1",
+            "channel": {"type": "message", "endpoint": "00000000-0000-4000-8000-000000000000"}
+        });
+        let error =
+            hub::subscription::SubscriptionRequest::read(&body.to_string(), Encoding::Json, NOW)
+                .unwrap_err();
+        assert_eq!(error.status(), 422, "{status}");
+        assert_eq!(
+            error.outcome().to_json()["issue"][0]["expression"],
+            json!(["Subscription.status"]),
+            "{status}"
+        );
+    }
+}
