@@ -43,7 +43,17 @@ pub fn parse_instant(text: &str) -> Result<OffsetDateTime, TimeError> {
     if !has_offset(text) {
         return Err(TimeError::NoOffset);
     }
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeError::NotAnInstant)
+    let moment = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeError::NotAnInstant)?;
+    // A moment whose UTC form falls outside years 1 to 9999 cannot be stored
+    // or compared as the hub does; refusing it here keeps it from panicking later.
+    in_utc_range(moment).ok_or(TimeError::NotAnInstant)
+}
+
+fn in_utc_range(moment: OffsetDateTime) -> Option<OffsetDateTime> {
+    moment
+        .checked_to_offset(time::UtcOffset::UTC)
+        .filter(|utc| (1..=9999).contains(&utc.year()))
+        .map(|_| moment)
 }
 
 /// An instant whose zone offset is out of range (beyond ±14:00, as in one of
@@ -61,7 +71,14 @@ pub fn parse_instant_allowing_bad_offset(text: &str) -> Result<(OffsetDateTime, 
                     .bytes()
                     .enumerate()
                     .all(|(i, b)| i == 0 || i == 3 || b.is_ascii_digit());
-            if !offset_shaped {
+            // Only an offset beyond ±14 hours takes this path; any other failure
+            // stands.
+            let beyond_range = offset_shaped
+                && offset
+                    .get(1..3)
+                    .and_then(|hours| hours.parse::<u8>().ok())
+                    .is_some_and(|hours| hours > 14);
+            if !beyond_range {
                 return result.map(|moment| (moment, false));
             }
             let local = &text[..text.len() - 6];
@@ -101,8 +118,10 @@ pub fn parse_date_time(text: &str) -> Result<DateTimeValue, TimeError> {
         return Err(TimeError::NoOffset);
     }
     OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .and_then(in_utc_range)
         .map(DateTimeValue::DateTime)
-        .map_err(|_| TimeError::NotADateTime)
+        .ok_or(TimeError::NotADateTime)
 }
 
 fn two_digits(text: &str) -> Option<u8> {
@@ -123,8 +142,8 @@ fn has_offset(text: &str) -> bool {
 /// Formats an instant as FHIR writes it (RFC 3339, UTC).
 pub fn format_instant(moment: OffsetDateTime) -> String {
     moment
-        .to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
+        .checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|utc| utc.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -170,6 +189,24 @@ mod tests {
             Err(TimeError::NoOffset)
         );
         assert!(parse_instant_allowing_bad_offset("2017-11-01T16:02+58:00").is_err());
+    }
+
+    #[test]
+    fn moments_beyond_year_9999_in_utc_are_refused_not_panicked_on() {
+        assert_eq!(
+            parse_instant("9999-12-31T23:59:59-01:00"),
+            Err(TimeError::NotAnInstant)
+        );
+        assert_eq!(
+            parse_date_time("9999-12-31T23:59:59-01:00"),
+            Err(TimeError::NotADateTime)
+        );
+        assert!(parse_instant_allowing_bad_offset("9999-12-31T23:59:59-01:00").is_err());
+        assert!(parse_instant("9999-12-31T23:59:59+01:00").is_ok());
+        assert_eq!(
+            format_instant(datetime!(9999-12-31 23:59:59 +1)),
+            "9999-12-31T22:59:59Z"
+        );
     }
 
     #[test]
