@@ -220,17 +220,21 @@ fn encode_page_token(key: &Item) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_page_token(token: &str) -> Result<Item, StoreError> {
+fn decode_page_token(token: &str, subscriber_id: &str) -> Result<Item, StoreError> {
     use base64::Engine as _;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| StoreError::InvalidPageToken)?;
     let strings: BTreeMap<String, String> =
         serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
+    // A token is only good for the listing it came from: the same
+    // subscriber, a resource key.
     let valid_shape = strings.len() == 3
-        && ["pk", "sk", "ownerId"]
-            .iter()
-            .all(|key| strings.contains_key(*key));
+        && strings.get("ownerId").map(String::as_str) == Some(subscriber_id)
+        && strings.get("sk").map(String::as_str) == Some(RESOURCE_SORT_KEY)
+        && strings
+            .get("pk")
+            .is_some_and(|pk| pk.starts_with("SUBSCRIPTION#") && pk.len() <= 64);
     if !valid_shape {
         return Err(StoreError::InvalidPageToken);
     }
@@ -303,7 +307,9 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         limit: usize,
         page_token: Option<&str>,
     ) -> Result<Page<Subscription>, StoreError> {
-        let start_key = page_token.map(decode_page_token).transpose()?;
+        let start_key = page_token
+            .map(|token| decode_page_token(token, subscriber_id))
+            .transpose()?;
         let output = self
             .client
             .query()
@@ -355,6 +361,8 @@ impl SubscriptionStore for DynamoSubscriptionStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
+                // A subscription deleted a moment ago must not match.
+                .consistent_read(true)
                 .expression_attribute_values(
                     ":pk",
                     AttributeValue::S(explicit_key(nhs_number, event_type)),
@@ -430,8 +438,6 @@ impl SubscriberStore for DynamoSubscriberStore {
     }
 }
 
-/// SNS PublishBatch takes at most ten entries a call.
-const SNS_BATCH_LIMIT: usize = 10;
 /// Entries SNS reports as failed are retried this many times before the
 /// whole event is handed back for the stream to retry.
 const SNS_ENTRY_ATTEMPTS: usize = 3;
@@ -458,7 +464,7 @@ impl DeliveryPublisher for SnsDeliveryPublisher {
         let topic = self.topics.get(&event.event_type).ok_or_else(|| {
             StoreError::Unavailable(format!("no topic is configured for {}", event.event_type))
         })?;
-        for chunk in deliveries.chunks(SNS_BATCH_LIMIT) {
+        for chunk in crate::dispatch::batches(event, deliveries) {
             let mut pending: Vec<PublishBatchRequestEntry> = chunk
                 .iter()
                 .enumerate()

@@ -138,3 +138,119 @@ pub async fn dispatch<S: SubscriptionStore, P: DeliveryPublisher>(
         recipients: deliveries.len(),
     })
 }
+
+/// SNS PublishBatch takes at most ten entries, and at most 262 144 bytes for
+/// the whole batch, bodies and attributes together.
+pub const SNS_BATCH_ENTRIES: usize = 10;
+pub const SNS_BATCH_BYTES: usize = 262_144;
+
+/// The bytes one delivery adds to a batch: the body, and each attribute's
+/// name, type ("String") and value.
+pub fn delivery_size(event: &StoredEvent, delivery: &Delivery) -> usize {
+    event.payload.len()
+        + delivery
+            .attributes(event)
+            .iter()
+            .map(|(name, value)| name.len() + "String".len() + value.len())
+            .sum::<usize>()
+}
+
+/// Deliveries grouped into PublishBatch calls that respect both limits, in
+/// order. A delivery too large for any batch stands alone: SNS then refuses
+/// it, and the event is retried and finally parked, never silently dropped.
+pub fn batches<'a>(event: &StoredEvent, deliveries: &'a [Delivery]) -> Vec<&'a [Delivery]> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (index, delivery) in deliveries.iter().enumerate() {
+        let size = delivery_size(event, delivery);
+        let full = index - start == SNS_BATCH_ENTRIES || bytes + size > SNS_BATCH_BYTES;
+        if full && index > start {
+            batches.push(&deliveries[start..index]);
+            start = index;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < deliveries.len() {
+        batches.push(&deliveries[start..]);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{EventType, Lifecycle};
+
+    fn event(payload_bytes: usize) -> StoredEvent {
+        StoredEvent {
+            event_key: "vaccinations-1/x".into(),
+            event_id: "x".into(),
+            event_type: EventType::Vaccinations,
+            lifecycle: Lifecycle::New,
+            content_type: "application/fhir+xml".into(),
+            payload: "x".repeat(payload_bytes),
+            payload_sha256: String::new(),
+            nhs_number: None,
+            birth_date: None,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            last_updated: None,
+            version_id: None,
+            responsible_ods: None,
+            gp_ods: None,
+            registered_with_gp: None,
+            home_postcode: None,
+            previous_postcode: None,
+            sensitive: false,
+            received_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn deliveries(count: usize) -> Vec<Delivery> {
+        (0..count)
+            .map(|n| Delivery {
+                subscriber_id: format!("subscriber-{n}"),
+                matches: vec![Match {
+                    subscription_id: format!("subscription-{n}"),
+                    tag: None,
+                }],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_messages_go_ten_to_a_batch() {
+        let all = deliveries(21);
+        let sizes: Vec<usize> = batches(&event(1_000), &all)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, [10, 10, 1]);
+    }
+
+    #[test]
+    fn large_messages_go_as_many_as_fit_in_256_kib() {
+        let all = deliveries(3);
+        let large = event(100_000);
+        let grouped = batches(&large, &all);
+        assert_eq!(grouped.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 1]);
+        for batch in &grouped {
+            let bytes: usize = batch.iter().map(|d| delivery_size(&large, d)).sum();
+            assert!(bytes <= SNS_BATCH_BYTES);
+        }
+        // The largest body the hub accepts still goes one to a batch.
+        let largest = event(crate::events::MAX_PAYLOAD_BYTES);
+        let grouped = batches(&largest, &all);
+        assert_eq!(grouped.len(), 3);
+        assert!(delivery_size(&largest, &all[0]) <= SNS_BATCH_BYTES);
+    }
+
+    #[test]
+    fn nothing_is_left_out() {
+        assert!(batches(&event(10), &[]).is_empty());
+        let all = deliveries(37);
+        let total: usize = batches(&event(30_000), &all).iter().map(|b| b.len()).sum();
+        assert_eq!(total, 37);
+    }
+}

@@ -88,7 +88,7 @@ impl StoredEvent {
             version_id: message.version_id,
             responsible_ods: message.responsible_ods.clone(),
             gp_ods: patient.and_then(|p| p.gp_ods.clone()),
-            registered_with_gp: patient.map(|p| p.gp_ods.is_some()),
+            registered_with_gp: patient.map(|p| p.has_gp),
             home_postcode: patient.and_then(|p| p.home_postcode.clone()),
             previous_postcode: patient.and_then(|p| p.previous_postcode.clone()),
             sensitive: message.sensitive,

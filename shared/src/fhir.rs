@@ -9,6 +9,7 @@
 //! `"resource": {"resourceType": "Patient"}` give the same shape.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use quick_xml::XmlVersion;
@@ -323,8 +324,24 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
+        // FHIR objects have a handful of keys: a scan is cheapest. A hostile
+        // object with thousands gets a set, so the check stays linear.
+        let mut seen: Option<HashSet<Cow<'de, str>>> = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if members.iter().any(|(seen, _)| *seen == key) {
+            let duplicate = match &mut seen {
+                Some(set) => !set.insert(key.clone()),
+                None => {
+                    let duplicate = members.iter().any(|(existing, _)| *existing == key);
+                    if !duplicate && members.len() >= 16 {
+                        let mut set: HashSet<Cow<'de, str>> =
+                            members.iter().map(|(k, _)| k.clone()).collect();
+                        set.insert(key.clone());
+                        seen = Some(set);
+                    }
+                    duplicate
+                }
+            };
+            if duplicate {
                 return Err(de::Error::custom(format_args!("duplicate key \"{key}\"")));
             }
             let value = map.next_value()?;
@@ -361,12 +378,15 @@ fn children_from_json<'a>(
     let (extras, members): (Vec<_>, Vec<_>) = members
         .into_iter()
         .partition(|(key, _)| key.starts_with('_'));
+    // Keys are unique (the reader refuses duplicates), so a map finds each
+    // primitive's `_name` sibling in constant time.
+    let extras: HashMap<&str, &Json<'a>> = extras
+        .iter()
+        .map(|(key, extra)| (key.get(1..).unwrap_or_default(), extra))
+        .collect();
     let mut children = Vec::with_capacity(members.len());
     for (key, value) in members {
-        let extra = extras
-            .iter()
-            .find(|(extra_key, _)| extra_key[1..] == key)
-            .map(|(_, extra)| extra);
+        let extra = extras.get(key.as_ref()).copied();
         match value {
             Json::Array(items) => {
                 for (index, item) in items.into_iter().enumerate() {

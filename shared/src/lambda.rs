@@ -61,6 +61,22 @@ pub fn header<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Option<&'a
         .and_then(|value| value.to_str().ok())
 }
 
+/// The largest subscription or onboarding request the hub reads; a real one
+/// is about 1 KB. Event messages have their own, larger limit.
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The body as text, refused (413) above `limit` bytes before it is read.
+fn limited_text_body(request: &ApiGatewayProxyRequest, limit: usize) -> Result<String, HubError> {
+    let body = body_bytes(request)?;
+    if body.len() > limit {
+        return Err(HubError::PayloadTooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    String::from_utf8(body).map_err(|_| HubError::NotText)
+}
+
 fn body_bytes(request: &ApiGatewayProxyRequest) -> Result<Vec<u8>, HubError> {
     let body = request.body.as_deref().unwrap_or_default();
     if request.is_base64_encoded {
@@ -127,12 +143,25 @@ pub fn fhir_response(
 /// The one mapping from a refusal to its HTTP answer.
 pub fn error_response(error: &HubError, encoding: Encoding) -> ApiGatewayProxyResponse {
     let status = error.status();
+    let outcome = error.outcome();
     if status >= 500 {
+        // Storage failures carry service detail, never request content.
         error!(status, error = %error, "request failed");
     } else {
-        warn!(status, reason = %error, "request refused");
+        // A refusal's diagnostics may quote the value at fault (a birth date,
+        // an NHS number in criteria): the logs get its code and element only.
+        let issue = outcome.issues.first();
+        warn!(
+            status,
+            code = issue.map(|issue| issue.spine_code).unwrap_or_default(),
+            element = issue
+                .and_then(|issue| issue.expression.first())
+                .map(String::as_str)
+                .unwrap_or_default(),
+            "request refused"
+        );
     }
-    fhir_response(status, encoding, error.outcome().render(encoding), &[])
+    fhir_response(status, encoding, outcome.render(encoding), &[])
 }
 
 /// `POST /events/{event-type}`: validate, then store once.
@@ -209,8 +238,8 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
                 "application/json",
             ));
         }
-        let body = body_bytes(request)?;
-        let body = std::str::from_utf8(&body).map_err(|_| HubError::NotText)?;
+        let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+        let body = body.as_str();
         let onboard_request = OnboardRequest::parse(body)?;
         subscriber::onboard(
             store,
@@ -250,8 +279,8 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
             .ok_or_else(|| {
                 HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
             })?;
-        let body = body_bytes(request)?;
-        let body = std::str::from_utf8(&body).map_err(|_| HubError::NotText)?;
+        let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+        let body = body.as_str();
         let subscription_request = SubscriptionRequest::read(body, request_encoding, now)?;
         subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
             .await
@@ -318,8 +347,7 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher>(
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {
-        // Events are written once: only an INSERT is a new event. A REMOVE
-        // is the retention period expiring an event.
+        // Events are written once: only an INSERT is a new event.
         if record.event_name != "INSERT" {
             continue;
         }

@@ -131,6 +131,9 @@ pub struct PatientFacts {
     /// The postcode of an address marked `old`: where the patient moved from.
     pub previous_postcode: Option<String>,
     pub gp_ods: Option<String>,
+    /// The Patient names a general practitioner, whether or not its ODS code
+    /// can be read: what a GP registration filter asks about.
+    pub has_gp: bool,
     pub sensitive: bool,
 }
 
@@ -546,6 +549,7 @@ fn patient_facts(bundle: &Element, patient: &Element) -> PatientFacts {
         gp_ods: patient
             .children("generalPractitioner")
             .find_map(|reference| organisation_code(bundle, reference)),
+        has_gp: patient.child("generalPractitioner").is_some(),
         sensitive: is_sensitive(patient),
     }
 }

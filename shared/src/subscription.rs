@@ -14,6 +14,13 @@ use crate::outcome::escape_xml;
 use crate::ports::{Page, SubscriberStore, SubscriptionStore};
 use crate::subscriber::OdsCode;
 
+const MAX_REASON_CHARS: usize = 1000;
+const MAX_CRITERIA_CHARS: usize = 2000;
+/// The most subscriptions one subscriber may hold for one patient and event
+/// type: each is listed in every delivery's attributes, which must fit in
+/// one SNS message beside the largest payload.
+pub const MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE: usize = 20;
+
 pub const SUBSCRIPTION_PROFILE: &str =
     "https://fhir.nhs.uk/STU3/StructureDefinition/EMS-Subscription-1";
 /// The one delivery channel: a message on the subscriber's queue.
@@ -199,9 +206,15 @@ impl SubscriptionRequest {
         })?;
         let reason = resource
             .value_of("reason")
+            .filter(|reason| reason.chars().count() <= MAX_REASON_CHARS)
             .map(str::trim)
             .filter(|reason| !reason.is_empty())
-            .ok_or_else(|| HubError::unprocessable("Subscription.reason", "a reason is required"))?
+            .ok_or_else(|| {
+                HubError::unprocessable(
+                    "Subscription.reason",
+                    format!("a reason of at most {MAX_REASON_CHARS} characters is required"),
+                )
+            })?
             .to_owned();
         let end = resource
             .value_of("end")
@@ -221,6 +234,12 @@ impl SubscriptionRequest {
         let criteria = resource.value_of("criteria").ok_or_else(|| {
             HubError::unprocessable("Subscription.criteria", "criteria are required")
         })?;
+        if criteria.chars().count() > MAX_CRITERIA_CHARS {
+            return Err(HubError::unprocessable(
+                "Subscription.criteria",
+                format!("criteria are at most {MAX_CRITERIA_CHARS} characters"),
+            ));
+        }
         let criteria = Criteria::parse(criteria)?;
         let channel = resource.child("channel").ok_or_else(|| {
             HubError::unprocessable("Subscription.channel", "a channel is required")
@@ -238,11 +257,11 @@ impl SubscriptionRequest {
         }
         let subscriber_id = channel
             .value_of("endpoint")
-            .filter(|endpoint| !endpoint.is_empty())
+            .filter(|endpoint| uuid::Uuid::try_parse(endpoint).is_ok())
             .ok_or_else(|| {
                 HubError::unprocessable(
                     "Subscription.channel.endpoint",
-                    "the endpoint (the subscriber id) is required",
+                    "the endpoint must be the subscriber id the hub issued (a UUID)",
                 )
             })?
             .to_owned();
@@ -298,6 +317,25 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
             component: "MessageHeader.event".into(),
             problem: format!("the subscriber is not onboarded for {refused}"),
         }));
+    }
+    for &event_type in &request.criteria.events {
+        if let crate::criteria::Target::Explicit(nhs_number) = request.criteria.target {
+            let held = subscriptions
+                .explicit_candidates(nhs_number, event_type)
+                .await?
+                .iter()
+                .filter(|existing| existing.subscriber_id == subscriber.id)
+                .count();
+            if held >= MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE {
+                return Err(HubError::unprocessable(
+                    "Subscription.criteria",
+                    format!(
+                        "the subscriber already holds {MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE} subscriptions \
+                         for this patient and {event_type}"
+                    ),
+                ));
+            }
+        }
     }
     let subscription = Subscription {
         id: uuid::Uuid::new_v4().to_string(),

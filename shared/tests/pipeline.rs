@@ -1106,13 +1106,24 @@ async fn reads_a_subscription_request_alike_in_json_and_xml() {
     );
     let end = "2025-01-01T00:00:00Z";
     let from_json = SubscriptionRequest::read(
-        &subscription_json("A83627", &criteria, "subscriber-1", Some(end)).to_string(),
+        &subscription_json(
+            "A83627",
+            &criteria,
+            "5f1e2d3c-0000-4000-8000-000000000001",
+            Some(end),
+        )
+        .to_string(),
         Encoding::Json,
         NOW,
     )
     .unwrap();
     let from_xml = SubscriptionRequest::read(
-        &subscription_xml("A83627", &criteria, "subscriber-1", Some(end)),
+        &subscription_xml(
+            "A83627",
+            &criteria,
+            "5f1e2d3c-0000-4000-8000-000000000001",
+            Some(end),
+        ),
         Encoding::Xml,
         NOW,
     )
@@ -1121,14 +1132,17 @@ async fn reads_a_subscription_request_alike_in_json_and_xml() {
     assert_eq!(from_json.contact_ods.as_str(), "A83627");
     assert_eq!(from_json.reason, "Health visiting for the child");
     assert_eq!(from_json.end, Some(datetime!(2025-01-01 00:00:00 UTC)));
-    assert_eq!(from_json.subscriber_id, "subscriber-1");
+    assert_eq!(
+        from_json.subscriber_id,
+        "5f1e2d3c-0000-4000-8000-000000000001"
+    );
     assert_eq!(from_json.criteria, Criteria::parse(&criteria).unwrap());
 
     // Criteria written with `&amp;` inside the XML attribute (escaped twice).
     let twice = subscription_xml(
         "A83627",
         &criteria.replace('&', "&amp;"),
-        "subscriber-1",
+        "5f1e2d3c-0000-4000-8000-000000000001",
         Some(end),
     );
     assert!(twice.contains("&amp;amp;"));
@@ -1141,7 +1155,12 @@ async fn reads_a_subscription_request_alike_in_json_and_xml() {
 #[tokio::test]
 async fn refuses_subscription_requests_that_cannot_be_read() {
     let criteria = criteria_for(PATIENT, &[EventType::Vaccinations], "");
-    let good = subscription_json("A83627", &criteria, "subscriber-1", None);
+    let good = subscription_json(
+        "A83627",
+        &criteria,
+        "5f1e2d3c-0000-4000-8000-000000000001",
+        None,
+    );
     let with = |pointer: &str, value: Value| {
         let mut body = good.clone();
         *body.pointer_mut(pointer).unwrap() = value;
@@ -1248,15 +1267,25 @@ async fn refuses_subscription_requests_that_cannot_be_read() {
     }
 
     // The same checks hold in XML.
-    let with_id = subscription_xml("A83627", &criteria, "subscriber-1", None)
-        .replace("<meta>", "<id value=\"abc\"/><meta>");
+    let with_id = subscription_xml(
+        "A83627",
+        &criteria,
+        "5f1e2d3c-0000-4000-8000-000000000001",
+        None,
+    )
+    .replace("<meta>", "<id value=\"abc\"/><meta>");
     let error = SubscriptionRequest::read(&with_id, Encoding::Xml, NOW).unwrap_err();
     assert_eq!(
         first_issue(&error)["expression"],
         json!(["Subscription.id"])
     );
-    let with_version = subscription_xml("A83627", &criteria, "subscriber-1", None)
-        .replace("<meta>", "<meta><versionId value=\"2\"/>");
+    let with_version = subscription_xml(
+        "A83627",
+        &criteria,
+        "5f1e2d3c-0000-4000-8000-000000000001",
+        None,
+    )
+    .replace("<meta>", "<meta><versionId value=\"2\"/>");
     let error = SubscriptionRequest::read(&with_version, Encoding::Xml, NOW).unwrap_err();
     assert_eq!(
         first_issue(&error)["expression"],
@@ -1265,7 +1294,7 @@ async fn refuses_subscription_requests_that_cannot_be_read() {
     let past = subscription_xml(
         "A83627",
         &criteria,
-        "subscriber-1",
+        "5f1e2d3c-0000-4000-8000-000000000001",
         Some("2020-01-01T00:00:00+01:00"),
     );
     let error = SubscriptionRequest::read(&past, Encoding::Xml, NOW).unwrap_err();
@@ -2044,6 +2073,88 @@ async fn a_create_request_carrying_a_status_the_hub_sets_is_refused() {
             error.outcome().to_json()["issue"][0]["expression"],
             json!(["Subscription.status"]),
             "{status}"
+        );
+    }
+}
+
+/// Limits that keep one subscriber from making deliveries too large for SNS,
+/// and requests from reaching the store with keys or items it would refuse.
+#[tokio::test]
+async fn subscription_requests_are_bounded() {
+    use hub::memory::{MemoryQueueProvisioner, MemorySubscriberStore, MemorySubscriptionStore};
+    use hub::subscription::{
+        MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, SubscriptionRequest, create_subscription,
+    };
+    let subscribers = MemorySubscriberStore::default();
+    let subscriptions = MemorySubscriptionStore::default();
+    let request = hub::subscriber::OnboardRequest::parse(
+        r#"{"odsCode":"A83627","name":"GP","eventTypes":["vaccinations-1"]}"#,
+    )
+    .unwrap();
+    let subscriber = hub::subscriber::onboard(
+        &subscribers,
+        &MemoryQueueProvisioner::default(),
+        request,
+        NOW,
+    )
+    .await
+    .unwrap();
+    let criteria = "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1";
+    let body = |criteria: &str, endpoint: &str, reason: &str| {
+        json!({
+            "resourceType": "Subscription",
+            "status": "requested",
+            "contact": [{"system": "url", "value": "https://directory.spineservices.nhs.uk/STU3/Organization/A83627"}],
+            "reason": reason,
+            "criteria": criteria,
+            "channel": {"type": "message", "endpoint": endpoint}
+        })
+        .to_string()
+    };
+    for _ in 0..MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE {
+        let request =
+            SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
+                .unwrap();
+        create_subscription(&subscriptions, &subscribers, request, NOW)
+            .await
+            .unwrap();
+    }
+    let one_more =
+        SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
+            .unwrap();
+    let error = create_subscription(&subscriptions, &subscribers, one_more, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 422);
+    assert!(error.to_string().contains("already holds"), "{error}");
+
+    for (request, element) in [
+        (
+            body(criteria, "not-a-uuid", "care"),
+            "Subscription.channel.endpoint",
+        ),
+        (
+            body(criteria, &"a".repeat(3000), "care"),
+            "Subscription.channel.endpoint",
+        ),
+        (
+            body(criteria, &subscriber.id, &"r".repeat(1001)),
+            "Subscription.reason",
+        ),
+        (
+            body(
+                &format!("{criteria}&tag={}", "t".repeat(2000)),
+                &subscriber.id,
+                "care",
+            ),
+            "Subscription.criteria",
+        ),
+    ] {
+        let error = SubscriptionRequest::read(&request, Encoding::Json, NOW).unwrap_err();
+        assert_eq!(error.status(), 422, "{element}");
+        assert_eq!(
+            error.outcome().to_json()["issue"][0]["expression"],
+            json!([element])
         );
     }
 }

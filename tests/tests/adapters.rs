@@ -192,6 +192,13 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
             .await
             .is_err()
     );
+    // A token is good only for the listing it came from.
+    assert_eq!(
+        subscriptions
+            .list_by_subscriber("subscriber-2", 1, Some(&token))
+            .await,
+        Err(hub::ports::StoreError::InvalidPageToken)
+    );
     subscriptions.delete(&subscription).await.unwrap();
     assert_eq!(subscriptions.get("sub-1").await.unwrap(), None);
     assert_eq!(

@@ -156,12 +156,15 @@ impl StreamMapping {
         if !self.source.report_batch_item_failures {
             return Ok(None);
         }
-        let response: DynamoDbEventResponse = serde_json::from_slice(&answer).unwrap_or_default();
-        let first_failed = response
-            .batch_item_failures
-            .iter()
-            .filter_map(|failure| failure.item_identifier.as_deref())
-            .filter_map(|sequence| {
+        // As Lambda does: a response it cannot read, or a failure naming a
+        // record not in the batch, fails the whole batch.
+        let whole_batch =
+            || InvokeError::Function("the partial batch response is not valid".into());
+        let response: DynamoDbEventResponse =
+            serde_json::from_slice(&answer).map_err(|_| whole_batch())?;
+        let mut first_failed = None;
+        for failure in &response.batch_item_failures {
+            let position = failure.item_identifier.as_deref().and_then(|sequence| {
                 batch.iter().position(|record| {
                     record
                         .dynamodb
@@ -169,8 +172,10 @@ impl StreamMapping {
                         .and_then(|d| d.sequence_number.as_deref())
                         == Some(sequence)
                 })
-            })
-            .min();
+            });
+            let position = position.ok_or_else(whole_batch)?;
+            first_failed = Some(first_failed.map_or(position, |first: usize| first.min(position)));
+        }
         Ok(first_failed)
     }
 
