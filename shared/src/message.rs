@@ -486,7 +486,7 @@ pub fn resolve<'a>(bundle: &'a Element<'a>, reference: &str) -> Option<&'a Eleme
 /// The ODS code of the organisation a reference names: the referenced
 /// Organization's ODS identifier, the reference's own identifier, or the code
 /// at the end of a Spine directory URL.
-fn organisation_code(bundle: &Element, reference: &Element) -> Option<String> {
+pub(crate) fn organisation_code(bundle: &Element, reference: &Element) -> Option<String> {
     if let Some(target) = reference.value_of("reference") {
         if let Some(code) = target
             .strip_prefix(ODS_DIRECTORY_PREFIX)
@@ -505,7 +505,7 @@ fn organisation_code(bundle: &Element, reference: &Element) -> Option<String> {
     })
 }
 
-fn ods_identifier(organisation: &Element) -> Option<String> {
+pub(crate) fn ods_identifier(organisation: &Element) -> Option<String> {
     organisation
         .children("identifier")
         .find(|identifier| identifier.value_of("system") == Some(ODS_CODE_SYSTEM))

@@ -264,6 +264,16 @@ fn subject_patient<'a>(
         .ok_or_else(|| MessageError::missing("Bundle.entry.resource.ofType(Patient)", what))
 }
 
+/// The code of a Patient's death notification status (1, 2 or U as sent).
+pub(crate) fn death_notification_code<'a>(patient: &'a Element<'a>) -> Option<&'a str> {
+    patient
+        .extension(DEATH_NOTIFICATION_STATUS_URL)
+        .and_then(|status| status.extension("deathNotificationStatus"))
+        .and_then(|status| status.child("valueCodeableConcept"))
+        .and_then(|concept| concept.child("coding"))
+        .and_then(|coding| coding.value_of("code"))
+}
+
 /// The Patient whose death is notified: the routed one, else the only one.
 fn check_death_notification(bundle: &Element, message: &EventMessage) -> Result<(), MessageError> {
     let patient = subject_patient(bundle, message, "the Patient whose death is notified")?;
@@ -271,12 +281,7 @@ fn check_death_notification(bundle: &Element, message: &EventMessage) -> Result<
     let expression = format!(
         "{path}.extension('{DEATH_NOTIFICATION_STATUS_URL}').extension('deathNotificationStatus')"
     );
-    let code = patient
-        .extension(DEATH_NOTIFICATION_STATUS_URL)
-        .and_then(|status| status.extension("deathNotificationStatus"))
-        .and_then(|status| status.child("valueCodeableConcept"))
-        .and_then(|concept| concept.child("coding"))
-        .and_then(|coding| coding.value_of("code"))
+    let code = death_notification_code(patient)
         .ok_or_else(|| MessageError::missing(&expression, "the death notification status"))?;
     if !DEATH_NOTIFICATION_CODES.contains(&code) {
         return Err(MessageError::bad_value(
