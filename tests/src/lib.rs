@@ -314,3 +314,27 @@ pub fn first_issue_expression(outcome: &serde_json::Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// What reached a queue, by (eventId attribute, body), with its event type;
+/// fails the test if the same event arrived twice.
+pub fn deliveries_by_event(
+    messages: &[Message],
+) -> std::collections::BTreeMap<(String, String), hub::EventType> {
+    let mut received = std::collections::BTreeMap::new();
+    for message in messages {
+        let key = (
+            attribute(message, "eventId")
+                .expect("an eventId attribute")
+                .to_owned(),
+            message.body().expect("a body").to_owned(),
+        );
+        let event_type: hub::EventType = attribute(message, "eventType")
+            .and_then(|code| code.parse().ok())
+            .expect("a catalogue eventType attribute");
+        assert!(
+            received.insert(key, event_type).is_none(),
+            "delivered twice"
+        );
+    }
+    received
+}

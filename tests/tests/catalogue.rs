@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_tests::{Hub, attribute, first_issue_expression, fixture};
+use e2e_tests::{Hub, deliveries_by_event, first_issue_expression, fixture};
 use hub::EventType;
 
 const PATIENT: &str = "9912003888";
@@ -112,18 +112,7 @@ async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodi
     }
 
     let delivered = hub.drain(&queue, Duration::from_secs(12)).await;
-    let mut received: BTreeMap<(String, String), EventType> = BTreeMap::new();
-    for message in &delivered {
-        let key = (
-            attribute(message, "eventId").unwrap().to_owned(),
-            message.body().unwrap().to_owned(),
-        );
-        let event_type: EventType = attribute(message, "eventType").unwrap().parse().unwrap();
-        assert!(
-            received.insert(key, event_type).is_none(),
-            "delivered twice"
-        );
-    }
+    let received = deliveries_by_event(&delivered);
     assert_eq!(
         received.len(),
         expected.len(),
@@ -235,18 +224,7 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
     }
 
     let delivered = hub.drain(&queue, Duration::from_secs(12)).await;
-    let mut received = BTreeMap::new();
-    for message in &delivered {
-        let key = (
-            attribute(message, "eventId").unwrap().to_owned(),
-            message.body().unwrap().to_owned(),
-        );
-        let event_type: EventType = attribute(message, "eventType").unwrap().parse().unwrap();
-        assert!(
-            received.insert(key, event_type).is_none(),
-            "delivered twice"
-        );
-    }
+    let received = deliveries_by_event(&delivered);
     assert_eq!(
         received.len(),
         expected.len(),
