@@ -104,8 +104,12 @@ impl SubscriptionStore for MemorySubscriptionStore {
     async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
         inner.by_id.remove(&subscription.id);
-        for ids in inner.explicit.values_mut() {
-            ids.retain(|id| *id != subscription.id);
+        if let Target::Explicit(nhs_number) = subscription.criteria.target {
+            for event_type in &subscription.criteria.events {
+                if let Some(ids) = inner.explicit.get_mut(&(nhs_number, *event_type)) {
+                    ids.retain(|id| *id != subscription.id);
+                }
+            }
         }
         if let Some(ids) = inner.by_subscriber.get_mut(&subscription.subscriber_id) {
             ids.remove(&subscription.id);

@@ -274,11 +274,8 @@ impl EventMessage {
 
         let patients: Vec<&Element> = resources(bundle).filter(|r| r.name == "Patient").collect();
         let sensitive = patients.iter().any(|patient| is_sensitive(patient));
-        let routed_patient = patients
-            .iter()
-            .copied()
-            .find(|patient| nhs_number.is_some() && patient_nhs_number(patient) == nhs_number)
-            .or_else(|| patients.first().copied());
+        let routed_patient =
+            routed_patient(bundle, nhs_number).or_else(|| patients.first().copied());
         let patient = routed_patient.map(|patient| patient_facts(bundle, patient));
 
         let message = EventMessage {
@@ -511,6 +508,17 @@ pub(crate) fn ods_identifier(organisation: &Element) -> Option<String> {
         .find(|identifier| identifier.value_of("system") == Some(ODS_CODE_SYSTEM))
         .and_then(|identifier| identifier.value_of("value"))
         .map(str::to_owned)
+}
+
+/// The Patient entry that carries the routing NHS number (a valid one).
+pub(crate) fn routed_patient<'a>(
+    bundle: &'a Element<'a>,
+    nhs_number: Option<NhsNumber>,
+) -> Option<&'a Element<'a>> {
+    let nhs_number = nhs_number?;
+    resources(bundle)
+        .filter(|resource| resource.name == "Patient")
+        .find(|patient| patient_nhs_number(patient) == Some(nhs_number))
 }
 
 pub(crate) fn patient_nhs_number(patient: &Element) -> Option<NhsNumber> {

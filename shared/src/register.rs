@@ -306,10 +306,8 @@ fn stated_at(message: &EventMessage) -> OffsetDateTime {
 /// first: the same choice as [`EventMessage`]'s patient facts.
 fn routed_patient<'a>(bundle: &'a Element<'a>, message: &EventMessage) -> Option<&'a Element<'a>> {
     let routing = message.nhs_number?;
-    let patients = || resources(bundle).filter(|resource| resource.name == "Patient");
-    patients()
-        .find(|patient| patient_nhs_number(patient) == Some(routing))
-        .or_else(|| patients().next())
+    crate::message::routed_patient(bundle, Some(routing))
+        .or_else(|| resources(bundle).find(|resource| resource.name == "Patient"))
         // A Patient with another valid NHS number is another person.
         .filter(|patient| patient_nhs_number(patient).is_none_or(|number| number == routing))
 }

@@ -6,6 +6,7 @@ use crate::catalogue::{EventType, Lifecycle};
 use crate::fhir::Element;
 use crate::message::{
     EventMessage, MessageError, NHS_NUMBER_SYSTEM, Warning, patient_nhs_number, resolve, resources,
+    routed_patient,
 };
 use crate::nhs_number::NhsNumber;
 
@@ -162,10 +163,7 @@ fn check_routed_patient(
             "a Patient entry for the routed patient",
         ));
     }
-    let routed = patients.iter().copied().find(|patient| {
-        patient_nhs_number(patient).is_some() && patient_nhs_number(patient) == message.nhs_number
-    });
-    let Some(patient) = routed else {
+    let Some(patient) = routed_patient(bundle, message.nhs_number) else {
         if let Some(other) = patients
             .iter()
             .copied()
@@ -243,15 +241,6 @@ fn check_immunization(immunization: &Element, path: &str) -> Result<(), MessageE
     }
 }
 
-fn routed_patient<'a>(bundle: &'a Element<'a>, message: &EventMessage) -> Option<&'a Element<'a>> {
-    resources(bundle)
-        .filter(|r| r.name == "Patient")
-        .find(|patient| {
-            patient_nhs_number(patient).is_some()
-                && patient_nhs_number(patient) == message.nhs_number
-        })
-}
-
 /// The Patient a PDS event is about: the routed one, else (when none carries
 /// a valid NHS number, which is tolerated) the first Patient entry.
 fn subject_patient<'a>(
@@ -259,7 +248,7 @@ fn subject_patient<'a>(
     message: &EventMessage,
     what: &str,
 ) -> Result<&'a Element<'a>, MessageError> {
-    routed_patient(bundle, message)
+    routed_patient(bundle, message.nhs_number)
         .or_else(|| resources(bundle).find(|r| r.name == "Patient"))
         .ok_or_else(|| MessageError::missing("Bundle.entry.resource.ofType(Patient)", what))
 }

@@ -209,15 +209,19 @@ pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisio
         .await?
         .ok_or_else(|| HubError::NotFound(format!("subscriber {subscriber_id}")))?;
     provisioner.unsubscribe(&subscriber.queues).await?;
+    // One pass through the listing, page by page: re-reading from the start
+    // would find just-deleted items again while the index catches up.
+    let mut page_token = None;
     loop {
         let page = subscriptions
-            .list_by_subscriber(subscriber_id, 100, None)
+            .list_by_subscriber(subscriber_id, 100, page_token.as_deref())
             .await?;
-        if page.items.is_empty() {
-            break;
-        }
         for subscription in &page.items {
             subscriptions.delete(subscription).await?;
+        }
+        match page.next {
+            Some(next) => page_token = Some(next),
+            None => break,
         }
     }
     if subscriber.offboarded_at.is_none() {
