@@ -29,7 +29,41 @@ SAMPLES = [
 ]
 
 
-def proxy_event(method, path, resource, body, content_type, path_parameters=None):
+ALL_EVENT_TYPES = [code for code, _, _ in SAMPLES]
+
+# The demo clients the local stack registers, as the authorizer passes them
+# on: API Gateway gives the function the authorizer's context (string
+# values only), so the caller travels as JSON under "caller".
+CALLERS = {
+    "demo-publisher": {
+        "clientId": "demo-publisher", "odsCode": "RR8", "roles": ["publisher"],
+        "publishEventTypes": ALL_EVENT_TYPES, "publishForOds": ["A83627", "RR8", "RX3EP", "X26"],
+        "subscribeExplicit": False, "subscribeGeneric": {},
+    },
+    "demo-subscriber-1": {
+        "clientId": "demo-subscriber-1", "odsCode": "A83627", "roles": ["subscriber"],
+        "subscriberId": "REPLACE-WITH-SUBSCRIBER-ID",
+        "publishEventTypes": [], "publishForOds": [],
+        "subscribeExplicit": True, "subscribeGeneric": {},
+    },
+    "demo-operator": {
+        "clientId": "demo-operator", "odsCode": "X26", "roles": ["operator"],
+        "publishEventTypes": [], "publishForOds": [],
+        "subscribeExplicit": False, "subscribeGeneric": {},
+    },
+}
+
+
+def authorizer_context(client_id):
+    caller = CALLERS[client_id]
+    return {
+        "principalId": client_id,
+        "clientId": client_id,
+        "caller": json.dumps(caller, separators=(",", ":")),
+    }
+
+
+def proxy_event(method, path, resource, body, content_type, caller, path_parameters=None):
     headers = {"content-type": content_type, "accept": content_type}
     return {
         "resource": resource,
@@ -48,6 +82,7 @@ def proxy_event(method, path, resource, body, content_type, path_parameters=None
             "stage": "dev",
             "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
             "identity": {"sourceIp": "127.0.0.1"},
+            "authorizer": authorizer_context(caller),
         },
         "body": body,
         "isBase64Encoded": False,
@@ -66,14 +101,14 @@ def main():
         xml_folder, json_folder = (folder, folder) if folder == "derived" else (folder, "nems-json")
         xml = (EVENTS / xml_folder / f"{example}.xml").read_text(encoding="utf-8")
         json_body = (EVENTS / json_folder / f"{example}.json").read_text(encoding="utf-8")
-        write(f"publish-{code}-xml", proxy_event("POST", path, path, xml, "application/fhir+xml"))
-        write(f"publish-{code}-json", proxy_event("POST", path, path, json_body, "application/fhir+json"))
-    onboard = {"odsCode": "A83627", "name": "Silverdale Family Practice", "eventTypes": ["vaccinations-1"]}
-    write("onboard-subscriber", proxy_event("POST", "/subscribers", "/subscribers", json.dumps(onboard), "application/json"))
+        write(f"publish-{code}-xml", proxy_event("POST", path, path, xml, "application/fhir+xml", "demo-publisher"))
+        write(f"publish-{code}-json", proxy_event("POST", path, path, json_body, "application/fhir+json", "demo-publisher"))
+    onboard = {"clientId": "demo-subscriber-1", "odsCode": "A83627", "name": "Silverdale Family Practice", "eventTypes": ["vaccinations-1"]}
+    write("onboard-subscriber", proxy_event("POST", "/subscribers", "/subscribers", json.dumps(onboard), "application/json", "demo-operator"))
     subscription = (EVENTS / "subscriptions" / "explicit-vaccinations.json").read_text(encoding="utf-8")
-    write("subscription-create", proxy_event("POST", "/Subscription", "/Subscription", subscription, "application/fhir+json"))
+    write("subscription-create", proxy_event("POST", "/Subscription", "/Subscription", subscription, "application/fhir+json", "demo-subscriber-1"))
     write("subscription-read", proxy_event("GET", "/Subscription/6f66834b-753a-4076-9a95-b54b84520b59",
-                                           "/Subscription/{id}", None, "application/fhir+json",
+                                           "/Subscription/{id}", None, "application/fhir+json", "demo-subscriber-1",
                                            {"id": "6f66834b-753a-4076-9a95-b54b84520b59"}))
 
 

@@ -12,7 +12,8 @@
 //! Every check compares against the `now` the caller passes: the JWT library
 //! is only asked for signatures, never for the clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::catalogue::EventType;
+use crate::criteria::Target;
+use crate::error::HubError;
 use crate::outcome::{Issue, OperationOutcome, Severity};
 use crate::ports::{ClientStore, ReplayGuard, StoreError};
 use crate::subscriber::OdsCode;
@@ -48,6 +51,9 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME_SECONDS: u64 = 300;
 /// Longer than any token the hub issues or accepts: refused before any
 /// decoding, so an oversized header costs nothing.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
+
+/// Client ids are keys of the clients table and of the audit index.
+pub const MAX_CLIENT_ID_LENGTH: usize = 128;
 
 /// The replay guard stores every `jti`; a bound keeps its records small.
 const MAX_JTI_LENGTH: usize = 256;
@@ -85,15 +91,189 @@ pub struct Client {
     /// The subscriber record it acts as, when it subscribes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriber_id: Option<String>,
+    /// Whether it may subscribe to named patients (explicit subscriptions).
+    #[serde(default)]
+    pub subscribe_explicit: bool,
+    /// The generic rule types it may subscribe with (`GP_GP_GP`, ...), each
+    /// with the organisation codes it may name.
+    #[serde(default)]
+    pub subscribe_generic: BTreeMap<String, BTreeSet<String>>,
 }
 
-impl Client {
-    /// Whether it may publish this event type on behalf of this organisation.
-    pub fn may_publish(&self, event_type: EventType, responsible_ods: &str) -> bool {
-        self.enabled
-            && self.roles.contains(&Role::Publisher)
-            && self.publish_event_types.contains(&event_type)
-            && self.publish_for_ods.contains(responsible_ods)
+/// The authenticated client of a request: who it is and what it was
+/// registered for, as the client record said when the request came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Caller {
+    pub client_id: String,
+    pub ods_code: OdsCode,
+    pub roles: BTreeSet<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber_id: Option<String>,
+    #[serde(default)]
+    pub publish_event_types: BTreeSet<EventType>,
+    #[serde(default)]
+    pub publish_for_ods: BTreeSet<String>,
+    #[serde(default)]
+    pub subscribe_explicit: bool,
+    #[serde(default)]
+    pub subscribe_generic: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The authorizer context key that carries the caller (as JSON: API
+/// Gateway passes only flat string values on to the function).
+pub const CALLER_CONTEXT_KEY: &str = "caller";
+
+impl Caller {
+    pub fn of(client: &Client) -> Caller {
+        Caller {
+            client_id: client.client_id.clone(),
+            ods_code: client.ods_code.clone(),
+            roles: client.roles.clone(),
+            subscriber_id: client.subscriber_id.clone(),
+            publish_event_types: client.publish_event_types.clone(),
+            publish_for_ods: client.publish_for_ods.clone(),
+            subscribe_explicit: client.subscribe_explicit,
+            subscribe_generic: client.subscribe_generic.clone(),
+        }
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// 403 unless the caller holds the role.
+    pub fn require(&self, role: Role) -> Result<(), HubError> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(HubError::forbidden(format!(
+                "this operation needs the {} role, which the client does not hold",
+                role.name()
+            )))
+        }
+    }
+
+    /// 403 unless it is a publisher registered for this event type.
+    pub fn may_publish_type(&self, event_type: EventType) -> Result<(), HubError> {
+        self.require(Role::Publisher)?;
+        if self.publish_event_types.contains(&event_type) {
+            Ok(())
+        } else {
+            Err(HubError::forbidden_element(
+                "MessageHeader.event",
+                format!("the client is not registered to publish {event_type}"),
+            ))
+        }
+    }
+
+    /// 403 unless it may publish for the organisation a message names
+    /// responsible (MessageHeader.responsible).
+    pub fn may_publish_for(&self, responsible_ods: Option<&str>) -> Result<(), HubError> {
+        // Without a resolvable organisation there is nothing to authorise
+        // against: the message is at fault, not the client's rights.
+        let Some(responsible_ods) = responsible_ods else {
+            return Err(HubError::unprocessable(
+                "MessageHeader.responsible",
+                "MessageHeader.responsible names no organisation with an ODS code: \
+                 the hub cannot tell whom the event is published for",
+            ));
+        };
+        let permitted = self
+            .publish_for_ods
+            .iter()
+            .any(|permitted| permitted.eq_ignore_ascii_case(responsible_ods));
+        if !permitted {
+            return Err(HubError::forbidden_element(
+                "MessageHeader.responsible",
+                "the client may not publish for the organisation named responsible",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The subscriber the caller acts as; 403 when it is none.
+    pub fn subscriber(&self) -> Result<&str, HubError> {
+        self.require(Role::Subscriber)?;
+        self.subscriber_id.as_deref().ok_or_else(|| {
+            HubError::forbidden("the client is not linked to an onboarded subscriber")
+        })
+    }
+
+    /// 403 unless the caller may create a subscription for this target:
+    /// explicit ones when registered for them, generic ones only for the
+    /// rule types and organisation codes it was registered for.
+    pub fn may_subscribe(&self, target: &Target) -> Result<(), HubError> {
+        match target {
+            Target::Explicit(_) if self.subscribe_explicit => Ok(()),
+            Target::Explicit(_) => Err(HubError::forbidden_element(
+                "Subscription.criteria",
+                "the client is not registered for explicit (named patient) subscriptions",
+            )),
+            Target::Generic { rule, organisation } => {
+                let permitted = self
+                    .subscribe_generic
+                    .iter()
+                    .find(|(permitted, _)| permitted.eq_ignore_ascii_case(rule.code()))
+                    .map(|(_, codes)| codes);
+                let Some(codes) = permitted else {
+                    return Err(HubError::forbidden_element(
+                        "Subscription.criteria",
+                        format!(
+                            "the client is not registered for {} subscriptions",
+                            rule.code()
+                        ),
+                    ));
+                };
+                let named = organisation.as_deref().is_some_and(|organisation| {
+                    codes
+                        .iter()
+                        .any(|code| code.eq_ignore_ascii_case(organisation))
+                });
+                if named {
+                    Ok(())
+                } else {
+                    Err(HubError::forbidden_element(
+                        "Subscription.criteria",
+                        format!(
+                            "the client may not subscribe with {} for that organisation",
+                            rule.code()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The authorizer's context for API Gateway.
+    pub fn to_context(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (
+                CALLER_CONTEXT_KEY.to_owned(),
+                serde_json::to_string(self).unwrap_or_default(),
+            ),
+            ("clientId".to_owned(), self.client_id.clone()),
+        ])
+    }
+
+    /// The caller the authorizer put in the request's context. None when
+    /// there is none: a route deployed without the authorizer, which must
+    /// refuse rather than act for nobody.
+    pub fn from_context(context: &HashMap<String, serde_json::Value>) -> Option<Caller> {
+        context
+            .get(CALLER_CONTEXT_KEY)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|json| serde_json::from_str(json).ok())
+    }
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Subscriber => "subscriber",
+            Role::Operator => "operator",
+        }
     }
 }
 
@@ -501,12 +681,12 @@ pub struct AccessToken {
 
 /// Exchanges a client assertion for a hub access token: the client must be
 /// registered and enabled, the assertion valid, and its `jti` not used before.
-pub async fn exchange<C: ClientStore, R: ReplayGuard>(
+pub async fn exchange<C: ClientStore, R: ReplayGuard, K: HubSigningKey>(
     assertion: &str,
     clients: &C,
     replay_guard: &R,
     token_endpoint_url: &str,
-    signer: &HubSigner,
+    signer: &HubSigner<K>,
     now: OffsetDateTime,
 ) -> Result<AccessToken, AuthError> {
     let client_id = peek_client_id(assertion)?;
@@ -531,7 +711,7 @@ pub async fn exchange<C: ClientStore, R: ReplayGuard>(
     {
         return Err(AuthError::ReplayedJti);
     }
-    signer.issue(&client, now)
+    signer.issue(&client, now).await
 }
 
 // ---------------------------------------------------------------------------
@@ -574,18 +754,30 @@ struct RawAccessClaims {
     nbf: Option<NumericDate>,
 }
 
-/// Issues the hub's access tokens, signed ES256.
-#[derive(Debug, Clone)]
-pub struct HubSigner {
-    key: EncodingKey,
-    verifier: HubVerifier,
-    lifetime_seconds: u64,
+/// A key the hub signs its access tokens with: ES256. Deployed, a KMS key
+/// whose private half never leaves KMS; in tests, a PEM key.
+pub trait HubSigningKey: Send + Sync {
+    /// The `kid` of the tokens it signs: its public key's thumbprint.
+    fn key_id(&self) -> &str;
+
+    /// The ES256 signature of `signing_input`, as JWS wants it: r || s.
+    fn sign(
+        &self,
+        signing_input: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 }
 
-impl HubSigner {
-    /// The hub's key pair: a PKCS#8 PEM P-256 private key and its public key.
-    /// The public key is checked against the private one, so a mix-up of
-    /// keys fails at start-up rather than on every call.
+/// A hub signing key held in memory, read from PEM.
+#[derive(Debug, Clone)]
+pub struct PemSigningKey {
+    key: EncodingKey,
+    verifier: HubVerifier,
+}
+
+impl PemSigningKey {
+    /// A PKCS#8 PEM P-256 private key and its public key. The public key is
+    /// checked against the private one, so a mix-up of keys fails at
+    /// start-up rather than on every call.
     pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
         let key =
             EncodingKey::from_ec_pem(private_key_pem).map_err(|_| KeyError::NotEs256PrivateKey)?;
@@ -595,11 +787,48 @@ impl HubSigner {
         if derived.algorithm != verifier.jwk.algorithm {
             return Err(KeyError::NotAPair);
         }
-        Ok(HubSigner {
+        Ok(PemSigningKey { key, verifier })
+    }
+}
+
+impl HubSigningKey for PemSigningKey {
+    fn key_id(&self) -> &str {
+        &self.verifier.key_id
+    }
+
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let signature = jsonwebtoken::crypto::sign(signing_input, &self.key, Algorithm::ES256)
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))?;
+        URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))
+    }
+}
+
+/// Issues the hub's access tokens, signed ES256 with `K`.
+#[derive(Debug, Clone)]
+pub struct HubSigner<K = PemSigningKey> {
+    key: K,
+    lifetime_seconds: u64,
+}
+
+impl HubSigner<PemSigningKey> {
+    pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
+        PemSigningKey::from_pem(private_key_pem, public_key_pem).map(HubSigner::new)
+    }
+
+    /// The verifier of the tokens this signer issues.
+    pub fn verifier(&self) -> &HubVerifier {
+        &self.key.verifier
+    }
+}
+
+impl<K: HubSigningKey> HubSigner<K> {
+    pub fn new(key: K) -> Self {
+        HubSigner {
             key,
-            verifier,
             lifetime_seconds: DEFAULT_ACCESS_TOKEN_LIFETIME_SECONDS,
-        })
+        }
     }
 
     pub fn with_lifetime_seconds(mut self, seconds: u64) -> Self {
@@ -607,12 +836,11 @@ impl HubSigner {
         self
     }
 
-    /// The verifier of the tokens this signer issues.
-    pub fn verifier(&self) -> &HubVerifier {
-        &self.verifier
-    }
-
-    pub fn issue(&self, client: &Client, now: OffsetDateTime) -> Result<AccessToken, AuthError> {
+    pub async fn issue(
+        &self,
+        client: &Client,
+        now: OffsetDateTime,
+    ) -> Result<AccessToken, AuthError> {
         let issued = now.unix_timestamp();
         let lifetime = i64::try_from(self.lifetime_seconds).unwrap_or(i64::MAX);
         let claims = AccessClaims {
@@ -626,14 +854,21 @@ impl HubSigner {
             jti: uuid::Uuid::new_v4().to_string(),
         };
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.verifier.key_id.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|error| AuthError::Unavailable(format!("signing failed: {error}")))?;
+        header.kid = Some(self.key.key_id().to_owned());
+        let signing_input = format!("{}.{}", base64_json(&header)?, base64_json(&claims)?);
+        let signature = self.key.sign(signing_input.as_bytes()).await?;
         Ok(AccessToken {
-            token,
+            token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
             expires_in: self.lifetime_seconds,
         })
     }
+}
+
+/// A JWS segment: the value as JSON, base64url without padding.
+fn base64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
+    serde_json::to_vec(value)
+        .map(|json| URL_SAFE_NO_PAD.encode(json))
+        .map_err(|error| AuthError::Unavailable(format!("encoding failed: {error}")))
 }
 
 /// Verifies the hub's access tokens: all the authorizer needs is the public
@@ -678,33 +913,55 @@ impl HubVerifier {
     }
 }
 
-/// The authenticated client of a request.
+/// Whom a valid access token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub struct TokenSubject {
     pub client_id: String,
     pub ods_code: OdsCode,
     pub roles: BTreeSet<Role>,
 }
 
-impl Caller {
+impl TokenSubject {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 }
 
-/// Verifies a hub access token: ES256 under the hub's key, issued by and
-/// for the hub, unexpired and already issued.
-pub fn verify_access_token(
+/// The hub keys access tokens may be signed with, found by `kid`: during a
+/// rotation the authorizer trusts the new key and the old one.
+pub trait HubKeys {
+    fn find(&self, key_id: &str) -> Option<&HubVerifier>;
+}
+
+impl HubKeys for HubVerifier {
+    fn find(&self, key_id: &str) -> Option<&HubVerifier> {
+        (self.key_id == key_id).then_some(self)
+    }
+}
+
+impl HubKeys for [HubVerifier] {
+    fn find(&self, key_id: &str) -> Option<&HubVerifier> {
+        self.iter().find(|verifier| verifier.key_id == key_id)
+    }
+}
+
+impl HubKeys for Vec<HubVerifier> {
+    fn find(&self, key_id: &str) -> Option<&HubVerifier> {
+        self.as_slice().find(key_id)
+    }
+}
+
+/// Verifies a hub access token: ES256 under one of the hub's keys, issued
+/// by and for the hub, unexpired and already issued.
+pub fn verify_access_token<K: HubKeys + ?Sized>(
     token: &str,
-    verifier: &HubVerifier,
+    keys: &K,
     now: OffsetDateTime,
-) -> Result<Caller, AuthError> {
+) -> Result<TokenSubject, AuthError> {
     let header = read_header(token)?;
     let algorithm = accepted_algorithm(&header, ACCESS_TOKEN_ALGORITHMS)?;
     let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
-    if kid != verifier.key_id {
-        return Err(AuthError::UnknownKey);
-    }
+    let verifier = keys.find(kid).ok_or(AuthError::UnknownKey)?;
     let claims: RawAccessClaims = verified_claims(token, &verifier.key, algorithm)?;
 
     if claims.iss.as_deref() != Some(HUB_ISSUER) {
@@ -739,9 +996,261 @@ pub fn verify_access_token(
         .as_deref()
         .and_then(OdsCode::parse)
         .ok_or(AuthError::Malformed)?;
-    Ok(Caller {
+    Ok(TokenSubject {
         client_id,
         ods_code,
         roles: claims.roles,
     })
+}
+
+/// What the authorizer does with an `Authorization` header: a valid hub
+/// token of a client that is still registered and enabled. The caller's
+/// roles and permissions come from the client record as it is now, so that
+/// disabling a client or narrowing its rights takes effect at once rather
+/// than when its tokens run out.
+pub async fn authenticate<K: HubKeys + ?Sized, C: ClientStore>(
+    authorization: Option<&str>,
+    keys: &K,
+    clients: &C,
+    now: OffsetDateTime,
+) -> Result<Caller, AuthError> {
+    let token = bearer_token(authorization)?;
+    let subject = verify_access_token(token, keys, now)?;
+    let client = clients
+        .get(&subject.client_id)
+        .await?
+        .ok_or(AuthError::UnknownClient)?;
+    if !client.enabled {
+        return Err(AuthError::DisabledClient);
+    }
+    Ok(Caller::of(&client))
+}
+
+/// An ECDSA signature as KMS returns it (DER: a SEQUENCE of the INTEGERs r
+/// and s) in the fixed form JWS uses: r || s, 32 bytes each for P-256.
+pub fn ecdsa_der_to_fixed(der: &[u8]) -> Option<[u8; 64]> {
+    /// One DER element of `tag` with a short-form length: a P-256 signature
+    /// is at most 72 bytes, so no length needs the long form.
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&found, rest) = input.split_first()?;
+        let (&length, rest) = rest.split_first()?;
+        if found != tag || length >= 0x80 || rest.len() < usize::from(length) {
+            return None;
+        }
+        Some(rest.split_at(usize::from(length)))
+    }
+    fn scalar(integer: &[u8], into: &mut [u8]) -> Option<()> {
+        // Leading zeros only keep a DER INTEGER positive.
+        let start = integer.iter().position(|&byte| byte != 0)?;
+        let digits = &integer[start..];
+        let offset = into.len().checked_sub(digits.len())?;
+        into[offset..].copy_from_slice(digits);
+        Some(())
+    }
+    let (sequence, trailing) = element(der, 0x30)?;
+    let (r, rest) = element(sequence, 0x02)?;
+    let (s, rest) = element(rest, 0x02)?;
+    if !trailing.is_empty() || !rest.is_empty() {
+        return None;
+    }
+    let mut fixed = [0u8; 64];
+    let (r_half, s_half) = fixed.split_at_mut(32);
+    scalar(r, r_half)?;
+    scalar(s, s_half)?;
+    Some(fixed)
+}
+
+/// A PEM `PUBLIC KEY` from the DER SubjectPublicKeyInfo KMS returns.
+pub fn public_key_pem(spki_der: &[u8]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = STANDARD.encode(spki_der);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+/// A client assertion as a client system signs it (RFC 7523): for the
+/// project's own tools and tests that act as clients.
+pub fn sign_client_assertion(
+    client_id: &str,
+    key_id: &str,
+    key: &EncodingKey,
+    algorithm: Algorithm,
+    token_endpoint_url: &str,
+    now: OffsetDateTime,
+) -> Result<String, AuthError> {
+    let issued = now.unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_endpoint_url,
+        "iat": issued,
+        "exp": issued + MAX_ASSERTION_LIFETIME_SECONDS - CLOCK_SKEW_SECONDS,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let mut header = Header::new(algorithm);
+    header.kid = Some(key_id.to_owned());
+    jsonwebtoken::encode(&header, &claims, key)
+        .map_err(|error| AuthError::Unavailable(format!("signing failed: {error}")))
+}
+
+/// The largest JWKS a client may register: enough for a rotation overlap.
+const MAX_CLIENT_KEYS: usize = 5;
+
+impl Client {
+    /// `POST /clients`: a registration as an operator sends it. The hub
+    /// decides `enabled` and the subscriber link; keys must be public,
+    /// named (`kid`), and of a type the hub verifies (RSA, or EC P-256).
+    pub fn from_registration(body: &str) -> Result<Client, HubError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Registration {
+            client_id: String,
+            ods_code: String,
+            roles: BTreeSet<Role>,
+            keys: JwkSet,
+            #[serde(default)]
+            publish_event_types: BTreeSet<EventType>,
+            #[serde(default)]
+            publish_for_ods: BTreeSet<String>,
+            #[serde(default)]
+            subscribe_explicit: bool,
+            #[serde(default)]
+            subscribe_generic: BTreeMap<String, BTreeSet<String>>,
+        }
+        let registration: Registration = serde_json::from_str(body).map_err(|error| {
+            HubError::bad_request(
+                "$",
+                format!("the body is not a valid client registration: {error}"),
+            )
+        })?;
+        let id_ok = !registration.client_id.is_empty()
+            && registration.client_id.len() <= MAX_CLIENT_ID_LENGTH
+            && registration
+                .client_id
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
+        if !id_ok {
+            return Err(HubError::unprocessable(
+                "clientId",
+                format!("clientId is 1 to {MAX_CLIENT_ID_LENGTH} letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let ods_code = OdsCode::parse(&registration.ods_code).ok_or_else(|| {
+            HubError::unprocessable(
+                "odsCode",
+                "odsCode is not an ODS code (3 to 10 capitals and digits)",
+            )
+        })?;
+        if registration.roles.is_empty() {
+            return Err(HubError::unprocessable("roles", "name at least one role"));
+        }
+        let keys = &registration.keys.keys;
+        if keys.is_empty() || keys.len() > MAX_CLIENT_KEYS {
+            return Err(HubError::unprocessable(
+                "keys",
+                format!("register 1 to {MAX_CLIENT_KEYS} public keys"),
+            ));
+        }
+        for (index, jwk) in keys.iter().enumerate() {
+            let usable = jwk
+                .common
+                .key_id
+                .as_deref()
+                .is_some_and(|kid| !kid.is_empty())
+                && match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => true,
+                    AlgorithmParameters::EllipticCurve(parameters) => {
+                        parameters.curve == EllipticCurve::P256
+                    }
+                    _ => false,
+                };
+            if !usable {
+                return Err(HubError::unprocessable(
+                    format!("keys.keys[{index}]"),
+                    "each key needs a kid and must be an RSA or EC P-256 public key",
+                ));
+            }
+        }
+        // A private key sent by mistake must not be stored: `d` is the
+        // private exponent or scalar in RFC 7518.
+        let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let private = raw["keys"]["keys"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|key| key.get("d").is_some()));
+        if private {
+            return Err(HubError::unprocessable(
+                "keys",
+                "a private key was sent: register only the public key, and replace the leaked one",
+            ));
+        }
+        for (rule, codes) in &registration.subscribe_generic {
+            let known = crate::generic::RULE_TYPES
+                .iter()
+                .any(|known| known.code().eq_ignore_ascii_case(rule));
+            if !known || codes.is_empty() {
+                return Err(HubError::unprocessable(
+                    "subscribeGeneric",
+                    format!("'{rule}' is not a rule type, or names no organisation"),
+                ));
+            }
+        }
+        Ok(Client {
+            client_id: registration.client_id,
+            ods_code,
+            roles: registration.roles,
+            keys: registration.keys,
+            enabled: true,
+            publish_event_types: registration.publish_event_types,
+            publish_for_ods: registration.publish_for_ods,
+            subscriber_id: None,
+            subscribe_explicit: registration.subscribe_explicit,
+            subscribe_generic: registration.subscribe_generic,
+        })
+    }
+
+    /// The registration as the API shows it: public keys, no secrets.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_signatures_become_fixed_width_whatever_their_leading_bytes() {
+        // r with a sign-keeping zero byte (33 bytes), s shorter than 32.
+        let mut der = vec![0x30, 0x00, 0x02, 33, 0x00];
+        der.extend([0x80; 32]);
+        der.extend([0x02, 31]);
+        der.extend([0x11; 31]);
+        der[1] = u8::try_from(der.len() - 2).unwrap();
+        let fixed = ecdsa_der_to_fixed(&der).unwrap();
+        assert_eq!(&fixed[..32], &[0x80; 32]);
+        assert_eq!(fixed[32], 0);
+        assert_eq!(&fixed[33..], &[0x11; 31]);
+    }
+
+    #[test]
+    fn malformed_der_is_refused() {
+        assert_eq!(ecdsa_der_to_fixed(&[]), None);
+        assert_eq!(ecdsa_der_to_fixed(&[0x30, 0x02, 0x02, 0x00]), None);
+        // An integer longer than 32 significant bytes.
+        let mut der = vec![0x30, 0x00, 0x02, 33];
+        der.extend([0x01; 33]);
+        der.extend([0x02, 1, 1]);
+        der[1] = u8::try_from(der.len() - 2).unwrap();
+        assert_eq!(ecdsa_der_to_fixed(&der), None);
+        // Trailing bytes after the sequence.
+        let mut der = vec![0x30, 6, 0x02, 1, 1, 0x02, 1, 1, 0xff];
+        assert_eq!(ecdsa_der_to_fixed(&der), None);
+        der.pop();
+        assert!(ecdsa_der_to_fixed(&der).is_some());
+    }
 }

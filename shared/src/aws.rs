@@ -121,6 +121,18 @@ impl EventStore for DynamoEventStore {
             )),
         }
     }
+
+    async fn get(&self, event_key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("eventKey", AttributeValue::S(event_key.to_owned()))
+            .send()
+            .await
+            .map_err(|error| unavailable("reading an event", error))?;
+        output.item.map(from_item).transpose()
+    }
 }
 
 /// The subscriptions table. Each subscription is one resource item
@@ -538,10 +550,14 @@ pub struct QueueSettings {
     pub max_receive_count: u32,
     /// How long an undelivered message is kept, in seconds (SQS allows 14 days).
     pub retention_seconds: u32,
+    /// The KMS key (id, ARN or alias) that encrypts every queue and DLQ;
+    /// `None` leaves SQS's default encryption.
+    pub kms_master_key_id: Option<String>,
 }
 
 impl QueueSettings {
-    /// QUEUE_NAME_PREFIX, QUEUE_MAX_RECEIVE_COUNT, QUEUE_RETENTION_SECONDS.
+    /// QUEUE_NAME_PREFIX, QUEUE_MAX_RECEIVE_COUNT, QUEUE_RETENTION_SECONDS,
+    /// and QUEUE_KMS_KEY_ID if set and not empty.
     pub fn from_env() -> Result<Self, StoreError> {
         let number = |name: &str| {
             required_env(name)?.parse::<u32>().map_err(|_| {
@@ -554,6 +570,10 @@ impl QueueSettings {
             name_prefix: required_env("QUEUE_NAME_PREFIX")?,
             max_receive_count: number("QUEUE_MAX_RECEIVE_COUNT")?,
             retention_seconds: number("QUEUE_RETENTION_SECONDS")?,
+            kms_master_key_id: std::env::var("QUEUE_KMS_KEY_ID")
+                .ok()
+                .map(|key| key.trim().to_owned())
+                .filter(|key| !key.is_empty()),
         })
     }
 }
@@ -632,15 +652,29 @@ pub fn queue_policy(queue_arn: &str, topic_arns: &[&str]) -> serde_json::Value {
                 "Resource": queue_arn,
                 "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}}
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": queue_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-            }
+            deny_insecure_transport(queue_arn),
         ]
+    })
+}
+
+/// The policy of a subscriber's DLQ: SQS moves messages into it itself, so
+/// it only refuses any access that is not over TLS.
+pub fn dead_letter_queue_policy(queue_arn: &str) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [deny_insecure_transport(queue_arn)]
+    })
+}
+
+/// Any principal, any SQS action, refused without TLS.
+fn deny_insecure_transport(queue_arn: &str) -> serde_json::Value {
+    json!({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": queue_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
     })
 }
 
@@ -663,28 +697,31 @@ impl QueueProvisioner for SqsQueueProvisioner {
             .collect::<Result<Vec<&str>, _>>()?;
         let retention = self.settings.retention_seconds.to_string();
         let base_name = format!("{}-{subscriber_id}", self.settings.name_prefix);
+        // Both queues encrypted with the hub's key when one is configured.
+        let mut common = vec![(QueueAttributeName::MessageRetentionPeriod, retention)];
+        if let Some(key) = &self.settings.kms_master_key_id {
+            common.push((QueueAttributeName::KmsMasterKeyId, key.clone()));
+        }
         let (dlq_url, dlq_arn) = self
-            .create_queue(
-                format!("{base_name}-dlq"),
-                vec![(
-                    QueueAttributeName::MessageRetentionPeriod,
-                    retention.clone(),
-                )],
-            )
+            .create_queue(format!("{base_name}-dlq"), common.clone())
             .await?;
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&dlq_url)
+            .attributes(
+                QueueAttributeName::Policy,
+                dead_letter_queue_policy(&dlq_arn).to_string(),
+            )
+            .send()
+            .await
+            .map_err(|error| unavailable("setting the DLQ policy", error))?;
         let redrive = json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": self.settings.max_receive_count.to_string(),
         });
-        let (queue_url, queue_arn) = self
-            .create_queue(
-                base_name,
-                vec![
-                    (QueueAttributeName::MessageRetentionPeriod, retention),
-                    (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-                ],
-            )
-            .await?;
+        let mut attributes = common;
+        attributes.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
+        let (queue_url, queue_arn) = self.create_queue(base_name, attributes).await?;
         self.sqs
             .set_queue_attributes()
             .queue_url(&queue_url)
@@ -784,6 +821,244 @@ impl crate::ports::ClientStore for DynamoClientStore {
             .map_err(|error| unavailable("reading a client", error))?;
         output.item.map(from_item).transpose()
     }
+
+    async fn register(&self, registered: &crate::auth::Client) -> Result<bool, StoreError> {
+        // Operators register clients rarely and one at a time: a read then
+        // a write is enough to keep the subscriber link of a re-registration.
+        let existing = self.get(&registered.client_id).await?;
+        let mut client = registered.clone();
+        client.subscriber_id = existing
+            .as_ref()
+            .and_then(|existing| existing.subscriber_id.clone());
+        self.put(&client).await?;
+        Ok(existing.is_none())
+    }
+
+    async fn disable(&self, client_id: &str) -> Result<bool, StoreError> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("clientId", AttributeValue::S(client_id.to_owned()))
+            .update_expression("SET enabled = :false")
+            .condition_expression("attribute_exists(clientId)")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable("disabling a client", error)),
+        }
+    }
+
+    async fn link_subscriber(
+        &self,
+        client_id: &str,
+        subscriber_id: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("clientId", AttributeValue::S(client_id.to_owned()))
+            .update_expression("SET subscriberId = :subscriber")
+            .condition_expression("attribute_exists(clientId)")
+            .expression_attribute_values(":subscriber", AttributeValue::S(subscriber_id.to_owned()))
+            .send()
+            .await
+            .map_err(|error| unavailable("linking a client to its subscriber", error))?;
+        Ok(())
+    }
+}
+
+/// The audit table: one item per record (`auditId`), with the indexes
+/// `ByPatient` (nhsNumber, at) and `ByClient` (clientId, at).
+#[derive(Clone)]
+pub struct DynamoAuditLog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const AUDIT_BY_PATIENT_INDEX: &str = "ByPatient";
+const AUDIT_BY_CLIENT_INDEX: &str = "ByClient";
+
+/// BatchWriteItem's limit.
+const MAX_BATCH_WRITE: usize = 25;
+
+impl DynamoAuditLog {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoAuditLog {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The audit table every function writes to, named by AUDIT_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(DynamoAuditLog::new(client, required_env("AUDIT_TABLE")?))
+    }
+}
+
+fn audit_page_token(key: &Item, query: &crate::audit::AuditQuery) -> Option<String> {
+    use base64::Engine as _;
+    let strings: BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.as_s().ok()?.as_str())))
+        .collect();
+    let json =
+        serde_json::to_vec(&json!({"query": audit_query_value(query), "key": strings})).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+fn audit_query_value(query: &crate::audit::AuditQuery) -> (&'static str, String) {
+    match query {
+        crate::audit::AuditQuery::Patient(nhs_number) => ("nhsNumber", nhs_number.as_string()),
+        crate::audit::AuditQuery::Client(client_id) => ("clientId", client_id.clone()),
+    }
+}
+
+/// A page token is good only for the query that issued it.
+fn audit_start_key(token: &str, query: &crate::audit::AuditQuery) -> Result<Item, StoreError> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Token {
+        query: (String, String),
+        key: BTreeMap<String, String>,
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| StoreError::InvalidPageToken)?;
+    let token: Token = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
+    let (attribute, value) = audit_query_value(query);
+    let expected_names = ["auditId", "at", attribute];
+    let valid = token.query.0 == attribute
+        && token.query.1 == value
+        && token.key.len() == expected_names.len()
+        && expected_names
+            .iter()
+            .all(|name| token.key.contains_key(*name))
+        && token.key.get(attribute) == Some(&value)
+        && token.key.values().all(|value| value.len() <= 256);
+    if !valid {
+        return Err(StoreError::InvalidPageToken);
+    }
+    Ok(token
+        .key
+        .into_iter()
+        .map(|(name, value)| (name, AttributeValue::S(value)))
+        .collect())
+}
+
+impl crate::ports::AuditLog for DynamoAuditLog {
+    async fn record(&self, record: &crate::audit::AuditRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)?))
+            .send()
+            .await
+            .map_err(|error| unavailable("recording an audit entry", error))?;
+        Ok(())
+    }
+
+    async fn record_all(&self, records: &[crate::audit::AuditRecord]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in records.chunks(MAX_BATCH_WRITE) {
+            let mut requests = chunk
+                .iter()
+                .map(|record| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(to_item(record)?))
+                        .build()
+                        .map_err(|error| unavailable("building an audit entry", error))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // DynamoDB may leave some writes unprocessed under load: retried
+            // a few times, then the whole dispatch is retried.
+            for _ in 0..5 {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|error| unavailable("recording deliveries", error))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB left audit entries unprocessed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, audit_id: &str) -> Result<Option<crate::audit::AuditRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("auditId", AttributeValue::S(audit_id.to_owned()))
+            .send()
+            .await
+            .map_err(|error| unavailable("reading an audit entry", error))?;
+        output.item.map(from_item).transpose()
+    }
+
+    async fn query(
+        &self,
+        query: &crate::audit::AuditQuery,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<crate::audit::AuditRecord>, StoreError> {
+        let start_key = page_token
+            .map(|token| audit_start_key(token, query))
+            .transpose()?;
+        let (attribute, value) = audit_query_value(query);
+        let index = match query {
+            crate::audit::AuditQuery::Patient(_) => AUDIT_BY_PATIENT_INDEX,
+            crate::audit::AuditQuery::Client(_) => AUDIT_BY_CLIENT_INDEX,
+        };
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", AttributeValue::S(value))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|error| unavailable("querying the audit trail", error))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = output
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|key| audit_page_token(key, query));
+        Ok(Page { items, next })
+    }
 }
 
 /// The client assertions already exchanged, one item per client and jti,
@@ -833,5 +1108,95 @@ impl crate::ports::ReplayGuard for DynamoReplayGuard {
             }
             Err(error) => Err(unavailable("recording an assertion", error)),
         }
+    }
+}
+
+/// The hub's token-signing key in KMS (ECC_NIST_P256, SIGN_VERIFY): tokens
+/// are signed by KMS, so no function ever holds the private key.
+#[derive(Clone)]
+pub struct KmsSigningKey {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+    verifier: crate::auth::HubVerifier,
+}
+
+impl KmsSigningKey {
+    /// Reads the key's public half once, at start-up: its thumbprint is the
+    /// `kid` of every token.
+    pub async fn load(client: aws_sdk_kms::Client, key_id: &str) -> Result<Self, StoreError> {
+        let verifier = kms_verifier(&client, key_id).await?;
+        Ok(KmsSigningKey {
+            client,
+            key_id: key_id.to_owned(),
+            verifier,
+        })
+    }
+}
+
+/// The verifier of the tokens a KMS key signs, from its public key.
+pub async fn kms_verifier(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+) -> Result<crate::auth::HubVerifier, StoreError> {
+    let output = client
+        .get_public_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .map_err(|error| unavailable("reading the hub's public key", error))?;
+    let der = output
+        .public_key
+        .ok_or_else(|| StoreError::Unavailable("KMS returned no public key".into()))?;
+    let pem = crate::auth::public_key_pem(der.as_ref());
+    crate::auth::HubVerifier::from_public_pem(pem.as_bytes())
+        .map_err(|error| unavailable("the hub's public key", error))
+}
+
+/// The verifiers of every key id in a comma-separated list: the current
+/// signing key first, then any older one still trusted during a rotation.
+pub async fn kms_verifiers(
+    client: &aws_sdk_kms::Client,
+    key_ids: &str,
+) -> Result<Vec<crate::auth::HubVerifier>, StoreError> {
+    let mut verifiers = Vec::new();
+    for key_id in key_ids
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+    {
+        verifiers.push(kms_verifier(client, key_id).await?);
+    }
+    if verifiers.is_empty() {
+        return Err(StoreError::Unavailable(
+            "no hub verifying key is configured".into(),
+        ));
+    }
+    Ok(verifiers)
+}
+
+impl crate::auth::HubSigningKey for KmsSigningKey {
+    fn key_id(&self) -> &str {
+        self.verifier.key_id()
+    }
+
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        use aws_sdk_kms::primitives::Blob;
+        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+        let output = self
+            .client
+            .sign()
+            .key_id(&self.key_id)
+            .message(Blob::new(signing_input))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|error| unavailable("signing a token", error))?;
+        let der = output
+            .signature
+            .ok_or_else(|| StoreError::Unavailable("KMS returned no signature".into()))?;
+        crate::auth::ecdsa_der_to_fixed(der.as_ref())
+            .map(Vec::from)
+            .ok_or_else(|| StoreError::Unavailable("KMS returned an unreadable signature".into()))
     }
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::audit::AuditRecord;
 use crate::criteria::{PatientAtEvent, Target};
 use crate::events::StoredEvent;
 use crate::fhir_time::{parse_date, parse_instant};
-use crate::ports::{DeliveryPublisher, StoreError, SubscriptionStore};
+use crate::ports::{AuditLog, DeliveryPublisher, StoreError, SubscriptionStore};
 
 /// The message attribute that SNS filter policies route on.
 pub const SUBSCRIBER_ATTRIBUTE: &str = "subscriber";
@@ -121,17 +122,41 @@ pub async fn recipients<S: SubscriptionStore>(
 }
 
 /// Routes one accepted event to its recipients.
-pub async fn dispatch<S: SubscriptionStore, P: DeliveryPublisher>(
+pub async fn dispatch<S: SubscriptionStore, P: DeliveryPublisher, A: AuditLog>(
     subscriptions: &S,
     publisher: &P,
+    audit: &A,
     event: &StoredEvent,
     now: OffsetDateTime,
 ) -> Result<Dispatched, StoreError> {
     if event.sensitive {
+        audit
+            .record(&AuditRecord::withheld(
+                &event.event_key,
+                event.nhs_number,
+                now,
+            ))
+            .await?;
         return Ok(Dispatched::Withheld);
     }
     let deliveries = recipients(subscriptions, event, now).await?;
     if !deliveries.is_empty() {
+        // Recorded first: a delivery record without the delivery is put
+        // right by the retry, while a delivery without its record could
+        // never be accounted for. Each record's id is fixed by the event and
+        // the subscriber, so a retry does not duplicate it.
+        let records: Vec<AuditRecord> = deliveries
+            .iter()
+            .map(|delivery| {
+                AuditRecord::delivery(
+                    &event.event_key,
+                    &delivery.subscriber_id,
+                    event.nhs_number,
+                    now,
+                )
+            })
+            .collect();
+        audit.record_all(&records).await?;
         publisher.publish(event, &deliveries).await?;
     }
     Ok(Dispatched::Delivered {

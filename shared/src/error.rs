@@ -1,6 +1,7 @@
 //! Every way a request can fail, and the one place that turns each into an
 //! HTTP status and an OperationOutcome.
 
+use crate::auth::AuthError;
 use crate::catalogue::EventType;
 use crate::criteria::CriteriaError;
 use crate::message::{MessageError, ProblemKind};
@@ -35,6 +36,15 @@ pub enum HubError {
     Criteria(#[from] CriteriaError),
     #[error("{0} was not found")]
     NotFound(String),
+    /// No valid credentials: 401 (503 when the hub could not check them).
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// Authenticated, but not permitted: 403.
+    #[error("{problem}")]
+    Forbidden {
+        expression: Option<String>,
+        problem: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,6 +63,22 @@ impl HubError {
     pub fn bad_request(expression: impl Into<String>, problem: impl Into<String>) -> Self {
         HubError::BadRequest {
             expression: expression.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// 403 for an operation the caller's role or registration does not allow.
+    pub fn forbidden(problem: impl Into<String>) -> Self {
+        HubError::Forbidden {
+            expression: None,
+            problem: problem.into(),
+        }
+    }
+
+    /// 403 for a request whose `expression` the caller may not send.
+    pub fn forbidden_element(expression: impl Into<String>, problem: impl Into<String>) -> Self {
+        HubError::Forbidden {
+            expression: Some(expression.into()),
             problem: problem.into(),
         }
     }
@@ -76,13 +102,24 @@ impl HubError {
             | HubError::Criteria(_) => 422,
             HubError::DuplicateConflict { .. } => 409,
             HubError::NotFound(_) => 404,
+            HubError::Unauthenticated(error) => error.status(),
+            HubError::Forbidden { .. } => 403,
             HubError::Store(StoreError::Unavailable(_)) => 503,
             HubError::Store(StoreError::InvalidPageToken) => 400,
         }
     }
 
     pub fn outcome(&self) -> OperationOutcome {
+        if let HubError::Unauthenticated(error) = self {
+            return error.outcome();
+        }
         let (code, spine_code, expression): (&'static str, &'static str, Vec<String>) = match self {
+            HubError::Unauthenticated(_) => ("security", "ACCESS_DENIED", vec![]),
+            HubError::Forbidden { expression, .. } => (
+                "forbidden",
+                "ACCESS_DENIED",
+                expression.iter().cloned().collect(),
+            ),
             HubError::UnsupportedMediaType { .. } => {
                 ("not-supported", "UNSUPPORTED_MEDIA_TYPE", vec![])
             }

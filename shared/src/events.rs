@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::auth::Caller;
 use crate::catalogue::{EventType, Lifecycle};
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
@@ -116,11 +117,15 @@ pub enum PublishOutcome {
     /// unless the patient is sensitive.
     Accepted {
         event_id: String,
+        nhs_number: Option<NhsNumber>,
         sensitive: bool,
         warnings: Vec<Warning>,
     },
     /// Already stored with the same body; nothing more happens.
-    Duplicate { event_id: String },
+    Duplicate {
+        event_id: String,
+        nhs_number: Option<NhsNumber>,
+    },
 }
 
 impl PublishOutcome {
@@ -137,6 +142,7 @@ impl PublishOutcome {
                 event_id,
                 sensitive,
                 warnings,
+                ..
             } => {
                 let mut accepted = OperationOutcome::information(
                     "ACCEPTED",
@@ -166,7 +172,7 @@ impl PublishOutcome {
                     accepted
                 }
             }
-            PublishOutcome::Duplicate { event_id } => OperationOutcome::information(
+            PublishOutcome::Duplicate { event_id, .. } => OperationOutcome::information(
                 "DUPLICATE",
                 format!("event {event_id} was already accepted; it is not delivered again"),
             ),
@@ -174,14 +180,34 @@ impl PublishOutcome {
     }
 }
 
-/// Checks a published body and stores it once.
+impl PublishOutcome {
+    pub fn event_id(&self) -> &str {
+        match self {
+            PublishOutcome::Accepted { event_id, .. }
+            | PublishOutcome::Duplicate { event_id, .. } => event_id,
+        }
+    }
+
+    pub fn nhs_number(&self) -> Option<NhsNumber> {
+        match self {
+            PublishOutcome::Accepted { nhs_number, .. }
+            | PublishOutcome::Duplicate { nhs_number, .. } => *nhs_number,
+        }
+    }
+}
+
+/// Checks a published body and stores it once, if its publisher may
+/// publish it: the event type before the body is read, the organisation
+/// it names responsible once it is.
 pub async fn publish<S: EventStore>(
     store: &S,
+    publisher: &Caller,
     expected: EventType,
     content_type: Option<&str>,
     body: &[u8],
     received_at: OffsetDateTime,
 ) -> Result<PublishOutcome, HubError> {
+    publisher.may_publish_type(expected)?;
     let encoding = content_type
         .and_then(Encoding::from_content_type)
         .ok_or_else(|| {
@@ -201,15 +227,18 @@ pub async fn publish<S: EventStore>(
             found: message.event_type,
         });
     }
+    publisher.may_publish_for(message.responsible_ods.as_deref())?;
     let event = StoredEvent::new(&message, encoding, text, received_at);
     match store.insert(&event).await? {
         Insert::Stored => Ok(PublishOutcome::Accepted {
             event_id: event.event_id,
+            nhs_number: event.nhs_number,
             sensitive: event.sensitive,
             warnings: message.warnings,
         }),
         Insert::Duplicate => Ok(PublishOutcome::Duplicate {
             event_id: event.event_id,
+            nhs_number: event.nhs_number,
         }),
         Insert::Conflict => Err(HubError::DuplicateConflict {
             message_id: event.event_id,

@@ -11,16 +11,29 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
+use std::future::Future;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequest,
+    ApiGatewayCustomAuthorizerResponse,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+
+use crate::audit::{self, Action, AuditQuery, AuditRecord};
+use crate::auth::{self, AuthError, Caller, Client, HubKeys, HubSigner, HubSigningKey, Role};
 use crate::catalogue::EventType;
 use crate::dispatch::{self, Dispatched};
 use crate::error::HubError;
 use crate::events::{self, StoredEvent};
 use crate::message::Encoding;
+use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    DeliveryPublisher, EventStore, QueueProvisioner, SubscriberStore, SubscriptionStore,
+    AuditLog, ClientStore, DeliveryPublisher, EventStore, QueueProvisioner, ReplayGuard,
+    SubscriberStore, SubscriptionStore,
 };
 use crate::subscriber::{self, OnboardRequest};
-use crate::subscription::{self, SubscriptionRequest};
+use crate::subscription::{self, Subscription, SubscriptionRequest};
+use crate::text;
 
 pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -164,115 +177,614 @@ pub fn error_response(error: &HubError, encoding: Encoding) -> ApiGatewayProxyRe
     fhir_response(status, encoding, outcome.render(encoding), &[])
 }
 
-/// `POST /events/{event-type}`: validate, then store once.
-pub async fn publish<S: EventStore>(
+// ---------------------------------------------------------------------------
+// Authentication and audit around every API operation
+// ---------------------------------------------------------------------------
+
+/// The caller the authorizer established. A request without one reached a
+/// function that API Gateway should have protected: refused, never served.
+pub fn caller_of(request: &ApiGatewayProxyRequest) -> Result<Caller, HubError> {
+    Caller::from_context(&request.request_context.authorizer.fields)
+        .ok_or(HubError::Unauthenticated(AuthError::NoToken))
+}
+
+/// Runs an API operation for its authenticated caller and records it in the
+/// audit trail, refusals included. The operation gets the record to fill in
+/// (patient, event, subscription) and returns it with its answer.
+///
+/// A success whose audit record cannot be written is answered 503: nothing
+/// is returned that the trail does not show. A refusal is answered as it
+/// is, and the failed write is logged.
+pub async fn audited<A, F, Fut>(
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+    action: Action,
+    encoding: Encoding,
+    operation: F,
+) -> ApiGatewayProxyResponse
+where
+    A: AuditLog,
+    F: FnOnce(Caller, AuditRecord) -> Fut,
+    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord), HubError>>,
+{
+    let caller = caller_of(request);
+    let record = AuditRecord::new(caller.as_ref().ok(), action, 0, OffsetDateTime::now_utc());
+    let outcome = match caller {
+        // Boxed: the operations' futures nest deeply enough to overflow the
+        // compiler's layout queries when inlined into the handler's future.
+        Ok(caller) => Box::pin(operation(caller, record.clone())).await,
+        Err(error) => Err(error),
+    };
+    let (response, mut record) = match outcome {
+        Ok(answered) => answered,
+        Err(error) => {
+            let refused = record.detail(
+                error
+                    .outcome()
+                    .issues
+                    .first()
+                    .map_or("", |issue| issue.spine_code),
+            );
+            (error_response(&error, encoding), refused)
+        }
+    };
+    record.status = u16::try_from(response.status_code).unwrap_or_default();
+    if let Err(error) = audit.record(&record).await {
+        error!(error = %error, audit_id = %record.audit_id, "the audit record could not be written");
+        if record.status < 400 {
+            return error_response(&HubError::Store(error), encoding);
+        }
+    }
+    response
+}
+
+/// The authorizer's policy: the whole API for an authenticated caller (the
+/// functions decide what each role may do), nothing otherwise.
+fn policy(effect: IamPolicyEffect, method_arn: &str) -> ApiGatewayCustomAuthorizerPolicy {
+    // arn:aws:execute-api:region:account:api/stage/METHOD/path: every
+    // method and path of the same API and stage.
+    let resource = method_arn
+        .splitn(3, '/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = effect;
+    statement.resource = vec![format!("{resource}/*/*")];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_owned());
+    policy.statement = vec![statement];
+    policy
+}
+
+/// The API Gateway TOKEN authorizer. A valid token of an enabled client is
+/// allowed, with the caller in the context; anything else is denied, with
+/// the reason in the context for the gateway response (fixed texts only).
+/// When the hub cannot decide (a store is down) it fails, which API Gateway
+/// answers 503.
+pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
+    keys: &K,
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayCustomAuthorizerRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, Error> {
+    let method_arn = request.method_arn.as_deref().unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let authenticated =
+        auth::authenticate(request.authorization_token.as_deref(), keys, clients, now).await;
+    let mut response = ApiGatewayCustomAuthorizerResponse::default();
+    match authenticated {
+        Ok(caller) => {
+            response.principal_id = Some(caller.client_id.clone());
+            response.policy_document = policy(IamPolicyEffect::Allow, method_arn);
+            response.context = serde_json::to_value(caller.to_context())?;
+        }
+        Err(AuthError::Unavailable(detail)) => {
+            error!(error = %detail, "authentication could not complete");
+            return Err(detail.into());
+        }
+        Err(refusal) => {
+            warn!(reason = ?refusal, "request refused by the authorizer");
+            let outcome = refusal.outcome();
+            let issue = outcome.issues.first();
+            let route = method_arn.splitn(3, '/').nth(2).unwrap_or_default();
+            let record = AuditRecord::new(None, Action::Authenticate, refusal.status(), now)
+                .detail(format!("{refusal:?} {route}"));
+            audit.record(&record).await?;
+            response.principal_id = Some(audit::ANONYMOUS.to_owned());
+            response.policy_document = policy(IamPolicyEffect::Deny, method_arn);
+            response.context = serde_json::json!({
+                "code": issue.map_or("security", |issue| issue.code),
+                "diagnostics": issue.map_or_else(String::new, |issue| issue.diagnostics.clone()),
+            });
+        }
+    }
+    Ok(response)
+}
+
+/// The URL of the token endpoint, which client assertions must name as
+/// their audience: configured, or else the URL this request was sent to.
+fn token_endpoint_url(request: &ApiGatewayProxyRequest, configured: Option<&str>) -> String {
+    if let Some(url) = configured.filter(|url| !url.is_empty()) {
+        return url.to_owned();
+    }
+    let scheme = header(request, "x-forwarded-proto").unwrap_or("https");
+    let context = &request.request_context;
+    let host = context
+        .domain_name
+        .as_deref()
+        .or_else(|| header(request, "host"))
+        .unwrap_or_default();
+    let path = context
+        .path
+        .as_deref()
+        .or(request.path.as_deref())
+        .unwrap_or("/oauth2/token");
+    format!("{scheme}://{host}{path}")
+}
+
+/// `POST /oauth2/token`: client credentials with a signed JWT assertion
+/// (RFC 7523). Answers `{access_token, expires_in, token_type}`.
+pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog>(
+    clients: &C,
+    replay_guard: &R,
+    signer: &HubSigner<K>,
+    audit: &A,
+    configured_url: Option<&str>,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let now = OffsetDateTime::now_utc();
+    let issued = async {
+        let media_type = header(request, "content-type").unwrap_or_default();
+        if !media_type
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+        {
+            return Err(HubError::unsupported_media_type(
+                Some(media_type),
+                "application/x-www-form-urlencoded",
+            ));
+        }
+        let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+        let fields = text::form_fields(&body)
+            .ok_or_else(|| HubError::bad_request("$", "the form body is not URL-encoded"))?;
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        if field("grant_type") != Some("client_credentials") {
+            return Err(HubError::bad_request(
+                "grant_type",
+                "grant_type must be client_credentials",
+            ));
+        }
+        if field("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+            return Err(HubError::bad_request(
+                "client_assertion_type",
+                format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}"),
+            ));
+        }
+        let assertion = field("client_assertion").ok_or_else(|| {
+            HubError::bad_request("client_assertion", "client_assertion is required")
+        })?;
+        let url = token_endpoint_url(request, configured_url);
+        let access = auth::exchange(assertion, clients, replay_guard, &url, signer, now).await?;
+        let client_id = auth::peek_client_id(assertion)?;
+        Ok((access, client_id))
+    }
+    .await;
+    let mut record = AuditRecord::new(None, Action::Token, 0, now);
+    let response = match issued {
+        Ok((access, client_id)) => {
+            info!(client_id = %client_id, "access token issued");
+            record.client_id = client_id;
+            let body = serde_json::json!({
+                "access_token": access.token,
+                "expires_in": access.expires_in.to_string(),
+                "token_type": "Bearer",
+                "issued_at": (now.unix_timestamp() * 1000).to_string(),
+            });
+            respond(
+                200,
+                "application/json",
+                body.to_string(),
+                &[("cache-control", "no-store".to_owned())],
+            )
+        }
+        Err(error) => {
+            record = record.detail(
+                error
+                    .outcome()
+                    .issues
+                    .first()
+                    .map_or("", |issue| issue.spine_code),
+            );
+            error_response(&error, Encoding::Json)
+        }
+    };
+    record.status = u16::try_from(response.status_code).unwrap_or_default();
+    if let Err(error) = audit.record(&record).await {
+        error!(error = %error, "the audit record could not be written");
+        if record.status < 400 {
+            return error_response(&HubError::Store(error), Encoding::Json);
+        }
+    }
+    response
+}
+
+/// RFC 7523's client assertion type.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+// ---------------------------------------------------------------------------
+// Publishing
+// ---------------------------------------------------------------------------
+
+/// `POST /events/{event-type}`: validate, authorise, then store once.
+pub async fn publish<S: EventStore, A: AuditLog>(
     store: &S,
+    audit: &A,
     event_type: EventType,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    let published = match body_bytes(request) {
-        Ok(body) => {
-            events::publish(
-                store,
-                event_type,
-                header(request, "content-type"),
-                &body,
-                OffsetDateTime::now_utc(),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match published {
-        Ok(outcome) => {
-            let (kind, event_id) = outcome_kind(&outcome);
-            info!(status = outcome.status(), event_type = %event_type, event_id, outcome = kind, "publish");
-            fhir_response(
-                outcome.status(),
-                encoding,
-                outcome.outcome().render(encoding),
-                &[],
-            )
-        }
-        Err(error) => error_response(&error, encoding),
-    }
-}
-
-fn outcome_kind(outcome: &events::PublishOutcome) -> (&'static str, &str) {
-    match outcome {
-        events::PublishOutcome::Accepted { event_id, .. } => ("accepted", event_id),
-        events::PublishOutcome::Duplicate { event_id } => ("duplicate", event_id),
-    }
+    audited(audit, request, Action::Publish, encoding, |caller, record| async move {
+        let body = body_bytes(request)?;
+        let outcome = events::publish(
+            store,
+            &caller,
+            event_type,
+            header(request, "content-type"),
+            &body,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+        let kind = match &outcome {
+            events::PublishOutcome::Accepted { .. } => "accepted",
+            events::PublishOutcome::Duplicate { .. } => "duplicate",
+        };
+        info!(status = outcome.status(), event_type = %event_type, event_id = outcome.event_id(), outcome = kind, "publish");
+        let record = record
+            .event(events::event_key(event_type, outcome.event_id()))
+            .patient(outcome.nhs_number());
+        let response = fhir_response(
+            outcome.status(),
+            encoding,
+            outcome.outcome().render(encoding),
+            &[],
+        );
+        Ok((response, record))
+    })
+    .await
 }
 
 /// The main of every publish function: one per event type.
 pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     init_tracing();
     let config = sdk_config().await;
-    let table = crate::aws::required_env("EVENTS_TABLE")?;
-    let store = crate::aws::DynamoEventStore::new(aws_sdk_dynamodb::Client::new(&config), table);
-    let store = &store;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let store = crate::aws::DynamoEventStore::new(
+        dynamodb.clone(),
+        crate::aws::required_env("EVENTS_TABLE")?,
+    );
+    let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
+    let (store, audit) = (&store, &audit);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
-            Ok::<_, Error>(publish(store, event_type, &event.payload).await)
+            Ok::<_, Error>(publish(store, audit, event_type, &event.payload).await)
         },
     ))
     .await
 }
 
-/// `POST /subscribers`: onboard a subscriber (operators).
-pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
+/// `GET /events/{eventType}/{id}`: a stored event, to a subscriber it was
+/// delivered to, or to the publisher that published it.
+pub async fn read_event<S: EventStore, A: AuditLog>(
     store: &S,
-    provisioner: &Q,
+    audit: &A,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let result = async {
-        let media_type = header(request, "content-type").unwrap_or_default();
-        if !media_type
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        {
-            return Err(HubError::unsupported_media_type(
-                Some(media_type),
-                "application/json",
-            ));
-        }
-        let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
-        let body = body.as_str();
-        let onboard_request = OnboardRequest::parse(body)?;
-        subscriber::onboard(
-            store,
-            provisioner,
-            onboard_request,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-    }
-    .await;
-    match result {
-        Ok(subscriber) => {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::EventRead,
+        encoding,
+        |caller, record| async move {
+            let event_type = request
+                .path_parameters
+                .get("eventType")
+                .and_then(|code| code.parse::<EventType>().ok())
+                .ok_or_else(|| HubError::NotFound("that event type".into()))?;
+            let id = path_id(request, "event")?;
+            let key = events::event_key(event_type, id);
+            let not_found = || HubError::NotFound(format!("event {key}"));
+            let event = store.get(&key).await?.ok_or_else(not_found)?;
+            let delivered_to_caller = match caller.subscriber_id.as_deref() {
+                Some(subscriber_id) if caller.has_role(Role::Subscriber) => audit
+                    .get(&audit::delivery_id(&key, subscriber_id))
+                    .await?
+                    .is_some(),
+                _ => false,
+            };
+            // The publishing organisation's own systems may read it back.
+            let published_by_caller = caller.has_role(Role::Publisher)
+                && caller.publish_event_types.contains(&event_type)
+                && event.responsible_ods.as_deref().is_some_and(|ods| {
+                    caller
+                        .publish_for_ods
+                        .iter()
+                        .any(|permitted| permitted.eq_ignore_ascii_case(ods))
+                });
+            // Refused as not found: whether an event exists for a patient is
+            // itself patient information.
+            if !(delivered_to_caller || published_by_caller) {
+                return Err(not_found());
+            }
+            let record = record.event(key).patient(event.nhs_number);
+            let response = respond(200, &event.content_type, event.payload, &[]);
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Subscribers and clients (operators)
+// ---------------------------------------------------------------------------
+
+/// `POST /subscribers`: onboard a subscriber for a registered client.
+pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A: AuditLog>(
+    store: &S,
+    provisioner: &Q,
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::Onboard,
+        Encoding::Json,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let body = json_body(request)?;
+            let onboard_request = OnboardRequest::parse(&body)?;
+            let subscriber = subscriber::onboard(
+                store,
+                provisioner,
+                clients,
+                onboard_request,
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
             info!(subscriber_id = %subscriber.id, "subscriber onboarded");
-            respond(
+            let response = respond(
                 201,
                 "application/json",
                 subscriber.to_json().to_string(),
                 &[("location", format!("/subscribers/{}", subscriber.id))],
+            );
+            let record = record.subscriber(subscriber.id.clone()).detail(format!(
+                "client {}",
+                subscriber.client_id.unwrap_or_default()
+            ));
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+/// A JSON request body (operators' APIs), within the request size limit.
+fn json_body(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    let media_type = header(request, "content-type").unwrap_or_default();
+    if !media_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(HubError::unsupported_media_type(
+            Some(media_type),
+            "application/json",
+        ));
+    }
+    limited_text_body(request, MAX_REQUEST_BYTES)
+}
+
+/// `DELETE /subscribers/{id}`: offboard a subscriber (operators).
+pub async fn offboard<
+    R: SubscriberStore,
+    S: SubscriptionStore,
+    Q: QueueProvisioner,
+    A: AuditLog,
+>(
+    subscribers: &R,
+    subscriptions: &S,
+    provisioner: &Q,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::Offboard,
+        Encoding::Json,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = path_id(request, "subscriber")?;
+            let subscriber = subscriber::offboard(
+                subscribers,
+                subscriptions,
+                provisioner,
+                id,
+                OffsetDateTime::now_utc(),
             )
-        }
-        Err(error) => error_response(&error, Encoding::Json),
+            .await?;
+            info!(subscriber_id = %subscriber.id, "subscriber offboarded");
+            let mut body = subscriber.to_json();
+            body["queueKeptForDays"] = serde_json::json!(subscriber::QUEUE_GRACE_DAYS);
+            let response = respond(200, "application/json", body.to_string(), &[]);
+            Ok((response, record.subscriber(subscriber.id)))
+        },
+    )
+    .await
+}
+
+/// `POST /clients`: register a client system, or replace its registration
+/// (operators). 201 when new, 200 when replaced.
+pub async fn register_client<C: ClientStore, A: AuditLog>(
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::ClientRegister,
+        Encoding::Json,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let body = json_body(request)?;
+            let client = Client::from_registration(&body)?;
+            let created = clients.register(&client).await?;
+            info!(client_id = %client.client_id, created, "client registered");
+            let registered = clients.get(&client.client_id).await?.unwrap_or(client);
+            let response = respond(
+                if created { 201 } else { 200 },
+                "application/json",
+                registered.to_json().to_string(),
+                &[("location", format!("/clients/{}", registered.client_id))],
+            );
+            Ok((
+                response,
+                record.detail(format!("client {}", registered.client_id)),
+            ))
+        },
+    )
+    .await
+}
+
+/// `DELETE /clients/{id}`: disable a client (operators). Its tokens stop
+/// working at once; its registration stays for the audit trail.
+pub async fn disable_client<C: ClientStore, A: AuditLog>(
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::ClientDisable,
+        Encoding::Json,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = request
+                .path_parameters
+                .get("id")
+                .map(String::as_str)
+                .filter(|id| !id.is_empty() && id.len() <= auth::MAX_CLIENT_ID_LENGTH)
+                .ok_or_else(|| HubError::NotFound("that client".into()))?;
+            if !clients.disable(id).await? {
+                return Err(HubError::NotFound(format!("client {id}")));
+            }
+            info!(client_id = %id, "client disabled");
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = 204;
+            Ok((response, record.detail(format!("client {id}"))))
+        },
+    )
+    .await
+}
+
+/// `GET /audit?patient=<NHS number>` or `GET /audit?client=<client id>`,
+/// with `_count` and `_page`: the trail, newest first (operators).
+pub async fn read_audit<A: AuditLog>(
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::AuditRead,
+        Encoding::Json,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let parameters = &request.query_string_parameters;
+            let query = match (parameters.first("patient"), parameters.first("client")) {
+                (Some(patient), None) => {
+                    AuditQuery::Patient(NhsNumber::parse(patient).map_err(|_| {
+                        HubError::bad_request("patient", "patient is a valid 10-digit NHS number")
+                    })?)
+                }
+                (None, Some(client))
+                    if !client.is_empty() && client.len() <= auth::MAX_CLIENT_ID_LENGTH =>
+                {
+                    AuditQuery::Client(client.to_owned())
+                }
+                _ => {
+                    return Err(HubError::bad_request(
+                        "patient",
+                        "name exactly one of patient (an NHS number) or client (a client id)",
+                    ));
+                }
+            };
+            let page_size = page_size(request)?;
+            let page = audit
+                .query(&query, page_size, parameters.first("_page"))
+                .await?;
+            let record = match &query {
+                AuditQuery::Patient(nhs_number) => record.patient(Some(*nhs_number)),
+                AuditQuery::Client(client_id) => record.detail(format!("client {client_id}")),
+            };
+            let body = serde_json::json!({
+                "entries": page.items,
+                "next": page.next,
+            });
+            Ok((
+                respond(200, "application/json", body.to_string(), &[]),
+                record,
+            ))
+        },
+    )
+    .await
+}
+
+/// `_count`: from 1 to the largest page, the default when absent.
+fn page_size(request: &ApiGatewayProxyRequest) -> Result<usize, HubError> {
+    match request.query_string_parameters.first("_count") {
+        None => Ok(subscription::DEFAULT_PAGE_SIZE),
+        Some(count) => count
+            .parse::<usize>()
+            .ok()
+            .filter(|count| (1..=subscription::MAX_PAGE_SIZE).contains(count))
+            .ok_or_else(|| {
+                HubError::bad_request(
+                    "_count",
+                    format!(
+                        "_count is a whole number from 1 to {}",
+                        subscription::MAX_PAGE_SIZE
+                    ),
+                )
+            }),
     }
 }
 
-/// `POST /Subscription`: create a subscription (subscribers).
-pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
+// ---------------------------------------------------------------------------
+// Subscriptions (subscribers)
+// ---------------------------------------------------------------------------
+
+/// `POST /Subscription`: create a subscription for the calling subscriber.
+pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: AuditLog>(
     subscriptions: &S,
     subscribers: &R,
+    audit: &A,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    let now = OffsetDateTime::now_utc();
-    let result = async {
+    audited(audit, request, Action::SubscriptionCreate, encoding, |caller, record| async move {
+        let subscriber_id = caller.subscriber()?.to_owned();
+        let now = OffsetDateTime::now_utc();
         let content_type = header(request, "content-type");
         let request_encoding = content_type
             .and_then(Encoding::from_content_type)
@@ -280,24 +792,35 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
                 HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
             })?;
         let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
-        let body = body.as_str();
-        let subscription_request = SubscriptionRequest::read(body, request_encoding, now)?;
-        subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
-            .await
-    }
-    .await;
-    match result {
-        Ok(subscription) => {
-            info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
-            fhir_response(
-                201,
-                encoding,
-                subscription.render(encoding, now),
-                &[("location", format!("/Subscription/{}", subscription.id))],
-            )
+        let subscription_request = SubscriptionRequest::read(&body, request_encoding, now)?;
+        if subscription_request.subscriber_id != subscriber_id {
+            return Err(HubError::forbidden_element(
+                "Subscription.channel.endpoint",
+                "a client may create subscriptions only for its own subscriber",
+            ));
         }
-        Err(error) => error_response(&error, encoding),
-    }
+        caller.may_subscribe(&subscription_request.criteria.target)?;
+        let patient = match subscription_request.criteria.target {
+            crate::criteria::Target::Explicit(nhs_number) => Some(nhs_number),
+            crate::criteria::Target::Generic { .. } => None,
+        };
+        let subscription =
+            subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
+                .await?;
+        info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
+        let response = fhir_response(
+            201,
+            encoding,
+            subscription.render(encoding, now),
+            &[("location", format!("/Subscription/{}", subscription.id))],
+        );
+        let record = record
+            .subscription(subscription.id.clone())
+            .subscriber(subscriber_id)
+            .patient(patient);
+        Ok((response, record))
+    })
+    .await
 }
 
 /// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
@@ -312,37 +835,124 @@ fn path_id<'a>(request: &'a ApiGatewayProxyRequest, what: &str) -> Result<&'a st
         .ok_or_else(|| HubError::NotFound(format!("that {what}")))
 }
 
-/// `GET /Subscription/{id}`.
-pub async fn read_subscription<S: SubscriptionStore>(
+/// The subscription of the path, if the caller's subscriber owns it.
+/// Another subscriber's is refused as not found: its existence is not the
+/// caller's business.
+async fn own_subscription<S: SubscriptionStore>(
     subscriptions: &S,
+    caller: &Caller,
+    request: &ApiGatewayProxyRequest,
+) -> Result<Subscription, HubError> {
+    let subscriber_id = caller.subscriber()?;
+    let id = path_id(request, "Subscription")?;
+    subscriptions
+        .get(id)
+        .await?
+        .filter(|subscription| subscription.subscriber_id == subscriber_id)
+        .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
+}
+
+fn explicit_patient(subscription: &Subscription) -> Option<NhsNumber> {
+    match subscription.criteria.target {
+        crate::criteria::Target::Explicit(nhs_number) => Some(nhs_number),
+        crate::criteria::Target::Generic { .. } => None,
+    }
+}
+
+/// `GET /Subscription/{id}`.
+pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    let found = async {
-        let id = path_id(request, "Subscription")?;
-        subscriptions
-            .get(id)
-            .await?
-            .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
-    }
-    .await;
-    match found {
-        Ok(subscription) => fhir_response(
-            200,
-            encoding,
-            subscription.render(encoding, OffsetDateTime::now_utc()),
-            &[],
-        ),
-        Err(error) => error_response(&error, encoding),
-    }
+    audited(
+        audit,
+        request,
+        Action::SubscriptionRead,
+        encoding,
+        |caller, record| async move {
+            let subscription = own_subscription(subscriptions, &caller, request).await?;
+            let response = fhir_response(
+                200,
+                encoding,
+                subscription.render(encoding, OffsetDateTime::now_utc()),
+                &[],
+            );
+            let record = record
+                .subscription(subscription.id.clone())
+                .subscriber(subscription.subscriber_id.clone())
+                .patient(explicit_patient(&subscription));
+            Ok((response, record))
+        },
+    )
+    .await
 }
+
+/// `GET /Subscription?_count=..&_page=..`: the caller's subscriptions, a
+/// searchset Bundle.
+pub async fn list_subscriptions<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::SubscriptionList,
+        encoding,
+        |caller, record| async move {
+            let subscriber_id = caller.subscriber()?.to_owned();
+            let page_size = page_size(request)?;
+            let token = request.query_string_parameters.first("_page");
+            let page = subscriptions
+                .list_by_subscriber(&subscriber_id, page_size, token)
+                .await?;
+            let bundle =
+                subscription::searchset(&page, page_size, encoding, OffsetDateTime::now_utc());
+            Ok((
+                fhir_response(200, encoding, bundle, &[]),
+                record.subscriber(subscriber_id),
+            ))
+        },
+    )
+    .await
+}
+
+/// `DELETE /Subscription/{id}`: 204, and no delivery for it afterwards.
+pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(audit, request, Action::SubscriptionDelete, encoding, |caller, record| async move {
+        let subscription = own_subscription(subscriptions, &caller, request).await?;
+        let deleted = subscription::delete_subscription(subscriptions, &subscription.id).await?;
+        info!(subscription_id = %deleted.id, subscriber_id = %deleted.subscriber_id, "subscription deleted");
+        let mut response = ApiGatewayProxyResponse::default();
+        response.status_code = 204;
+        let record = record
+            .subscription(deleted.id.clone())
+            .subscriber(deleted.subscriber_id.clone())
+            .patient(explicit_patient(&deleted));
+        Ok((response, record))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------
 
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher>(
+pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher, A: AuditLog>(
     subscriptions: &S,
     publisher: &P,
+    audit: &A,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
@@ -353,12 +963,16 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher>(
         }
         let sequence_number = record.change.sequence_number.clone();
         let dispatched = match serde_dynamo::from_item::<_, StoredEvent>(record.change.new_image) {
-            Ok(event) => {
-                dispatch::dispatch(subscriptions, publisher, &event, OffsetDateTime::now_utc())
-                    .await
-                    .map(|outcome| (event, outcome))
-                    .map_err(|error| error.to_string())
-            }
+            Ok(event) => dispatch::dispatch(
+                subscriptions,
+                publisher,
+                audit,
+                &event,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .map(|outcome| (event, outcome))
+            .map_err(|error| error.to_string()),
             Err(error) => Err(format!("the stream record is not a stored event: {error}")),
         };
         match dispatched {
@@ -378,115 +992,4 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher>(
         }
     }
     response
-}
-
-/// The caller's subscriber id for listing. Until authentication arrives it
-/// is named by the `subscriber` search parameter.
-fn subscriber_parameter(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
-    request
-        .query_string_parameters
-        .first("subscriber")
-        .filter(|id| uuid::Uuid::try_parse(id).is_ok())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            HubError::bad_request(
-                "subscriber",
-                "the subscriber search parameter (a subscriber id) is required",
-            )
-        })
-}
-
-/// `GET /Subscription?subscriber=..&_count=..&_page=..`: a searchset Bundle.
-pub async fn list_subscriptions<S: SubscriptionStore>(
-    subscriptions: &S,
-    request: &ApiGatewayProxyRequest,
-) -> ApiGatewayProxyResponse {
-    let encoding = response_encoding(request);
-    let listed = async {
-        let subscriber_id = subscriber_parameter(request)?;
-        let page_size = match request.query_string_parameters.first("_count") {
-            None => subscription::DEFAULT_PAGE_SIZE,
-            Some(count) => count
-                .parse::<usize>()
-                .ok()
-                .filter(|count| (1..=subscription::MAX_PAGE_SIZE).contains(count))
-                .ok_or_else(|| {
-                    HubError::bad_request(
-                        "_count",
-                        format!(
-                            "_count is a whole number from 1 to {}",
-                            subscription::MAX_PAGE_SIZE
-                        ),
-                    )
-                })?,
-        };
-        let token = request.query_string_parameters.first("_page");
-        let page = subscriptions
-            .list_by_subscriber(&subscriber_id, page_size, token)
-            .await?;
-        Ok::<_, HubError>(subscription::searchset(
-            &page,
-            &subscriber_id,
-            page_size,
-            encoding,
-            OffsetDateTime::now_utc(),
-        ))
-    }
-    .await;
-    match listed {
-        Ok(bundle) => fhir_response(200, encoding, bundle, &[]),
-        Err(error) => error_response(&error, encoding),
-    }
-}
-
-/// `DELETE /Subscription/{id}`: 204, and no delivery for it afterwards.
-pub async fn delete_subscription<S: SubscriptionStore>(
-    subscriptions: &S,
-    request: &ApiGatewayProxyRequest,
-) -> ApiGatewayProxyResponse {
-    let encoding = response_encoding(request);
-    let deleted = match path_id(request, "Subscription") {
-        Ok(id) => subscription::delete_subscription(subscriptions, id).await,
-        Err(error) => Err(error),
-    };
-    match deleted {
-        Ok(subscription) => {
-            info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription deleted");
-            let mut response = ApiGatewayProxyResponse::default();
-            response.status_code = 204;
-            response
-        }
-        Err(error) => error_response(&error, encoding),
-    }
-}
-
-/// `DELETE /subscribers/{id}`: offboard a subscriber (operators).
-pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisioner>(
-    subscribers: &R,
-    subscriptions: &S,
-    provisioner: &Q,
-    request: &ApiGatewayProxyRequest,
-) -> ApiGatewayProxyResponse {
-    let offboarded = match path_id(request, "subscriber") {
-        Ok(id) => {
-            subscriber::offboard(
-                subscribers,
-                subscriptions,
-                provisioner,
-                id,
-                OffsetDateTime::now_utc(),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match offboarded {
-        Ok(subscriber) => {
-            info!(subscriber_id = %subscriber.id, "subscriber offboarded");
-            let mut body = subscriber.to_json();
-            body["queueKeptForDays"] = serde_json::json!(subscriber::QUEUE_GRACE_DAYS);
-            respond(200, "application/json", body.to_string(), &[])
-        }
-        Err(error) => error_response(&error, Encoding::Json),
-    }
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
@@ -14,8 +15,8 @@ use crate::dispatch::Delivery;
 use crate::events::StoredEvent;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, ReplayGuard,
-    StoreError, SubscriberStore, SubscriptionStore,
+    AuditLog, ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner,
+    ReplayGuard, StoreError, SubscriberStore, SubscriptionStore,
 };
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
@@ -31,7 +32,7 @@ pub struct MemoryEventStore {
 
 impl MemoryEventStore {
     /// The stored event with this MessageHeader.id (of any event type).
-    pub fn get(&self, message_id: &str) -> Option<StoredEvent> {
+    pub fn by_message_id(&self, message_id: &str) -> Option<StoredEvent> {
         let events = self.events.lock().ok()?;
         events
             .values()
@@ -61,6 +62,15 @@ impl EventStore for MemoryEventStore {
                 Ok(Insert::Stored)
             }
         }
+    }
+
+    async fn get(&self, event_key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .events
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(event_key)
+            .cloned())
     }
 }
 
@@ -328,6 +338,114 @@ impl ClientStore for MemoryClientStore {
             .map_err(|_| poisoned())?
             .get(client_id)
             .cloned())
+    }
+
+    async fn register(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut clients = self.clients.lock().map_err(|_| poisoned())?;
+        let mut registered = client.clone();
+        let linked = clients
+            .get(&client.client_id)
+            .map(|existing| existing.subscriber_id.clone());
+        registered.subscriber_id = linked.clone().flatten();
+        clients.insert(client.client_id.clone(), registered);
+        Ok(linked.is_none())
+    }
+
+    async fn disable(&self, client_id: &str) -> Result<bool, StoreError> {
+        let mut clients = self.clients.lock().map_err(|_| poisoned())?;
+        Ok(clients
+            .get_mut(client_id)
+            .map(|client| client.enabled = false)
+            .is_some())
+    }
+
+    async fn link_subscriber(
+        &self,
+        client_id: &str,
+        subscriber_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut clients = self.clients.lock().map_err(|_| poisoned())?;
+        match clients.get_mut(client_id) {
+            Some(client) => {
+                client.subscriber_id = Some(subscriber_id.to_owned());
+                Ok(())
+            }
+            None => Err(StoreError::Unavailable(format!(
+                "no client {client_id} to link"
+            ))),
+        }
+    }
+}
+
+/// The audit trail in memory, in the order written.
+#[derive(Default)]
+pub struct MemoryAuditLog {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl MemoryAuditLog {
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records
+            .lock()
+            .map(|records| records.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl AuditLog for MemoryAuditLog {
+    async fn record(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.record_all(std::slice::from_ref(record)).await
+    }
+
+    async fn record_all(&self, new: &[AuditRecord]) -> Result<(), StoreError> {
+        let mut records = self.records.lock().map_err(|_| poisoned())?;
+        for record in new {
+            records.retain(|existing| existing.audit_id != record.audit_id);
+            records.push(record.clone());
+        }
+        Ok(())
+    }
+
+    async fn get(&self, audit_id: &str) -> Result<Option<AuditRecord>, StoreError> {
+        let records = self.records.lock().map_err(|_| poisoned())?;
+        Ok(records
+            .iter()
+            .find(|record| record.audit_id == audit_id)
+            .cloned())
+    }
+
+    async fn query(
+        &self,
+        query: &AuditQuery,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        let records = self.records.lock().map_err(|_| poisoned())?;
+        let mut matching: Vec<AuditRecord> = records
+            .iter()
+            .filter(|record| match query {
+                AuditQuery::Patient(nhs_number) => {
+                    record.nhs_number.as_deref() == Some(nhs_number.as_string().as_str())
+                }
+                AuditQuery::Client(client_id) => &record.client_id == client_id,
+            })
+            .cloned()
+            .collect();
+        matching.sort_by(|a, b| b.at.cmp(&a.at));
+        let start = match page_token {
+            None => 0,
+            Some(token) => token
+                .parse::<usize>()
+                .ok()
+                .filter(|start| *start <= matching.len())
+                .ok_or(StoreError::InvalidPageToken)?,
+        };
+        let end = start.saturating_add(limit.max(1)).min(matching.len());
+        let next = (end < matching.len()).then(|| end.to_string());
+        Ok(Page {
+            items: matching[start..end].to_vec(),
+            next,
+        })
     }
 }
 

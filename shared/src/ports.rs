@@ -5,6 +5,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
@@ -41,6 +42,12 @@ pub trait EventStore: Send + Sync {
         &self,
         event: &StoredEvent,
     ) -> impl Future<Output = Result<Insert, StoreError>> + Send;
+
+    /// The event stored under `<event type>/<MessageHeader.id>`.
+    fn get(
+        &self,
+        event_key: &str,
+    ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
 }
 
 /// One page of a listing, and the token of the next page if there is one.
@@ -130,6 +137,46 @@ pub trait ClientStore: Send + Sync {
         &self,
         client_id: &str,
     ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+
+    /// Registers the client, or replaces its registration (new keys, new
+    /// permissions) keeping the subscriber it is linked to. True when new.
+    fn register(&self, client: &Client) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Disables the client: its tokens stop working at once. False when no
+    /// such client is registered.
+    fn disable(&self, client_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that the client acts as this subscriber.
+    fn link_subscriber(
+        &self,
+        client_id: &str,
+        subscriber_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The audit trail. Records are only ever added.
+pub trait AuditLog: Send + Sync {
+    fn record(&self, record: &AuditRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Several records at once (a dispatch's deliveries). Writing a record
+    /// whose id exists leaves one record.
+    fn record_all(
+        &self,
+        records: &[AuditRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get(
+        &self,
+        audit_id: &str,
+    ) -> impl Future<Output = Result<Option<AuditRecord>, StoreError>> + Send;
+
+    /// A patient's or a client's records, newest first, a page at a time.
+    fn query(
+        &self,
+        query: &AuditQuery,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> impl Future<Output = Result<Page<AuditRecord>, StoreError>> + Send;
 }
 
 /// Remembers the client assertions already exchanged, so that a captured

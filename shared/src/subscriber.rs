@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::auth::Role;
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
-use crate::ports::{QueueProvisioner, SubscriberStore, SubscriptionStore};
+use crate::ports::{ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
 
 /// An ODS organisation code: 3 to 10 upper-case letters and digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,6 +67,9 @@ pub struct Subscriber {
     #[serde(flatten)]
     pub queues: Queues,
     pub created_at: String,
+    /// The registered client that acts as this subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// When the subscriber was offboarded; it receives nothing after that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offboarded_at: Option<String>,
@@ -89,7 +93,8 @@ impl Subscriber {
             "eventTypes": self.event_types,
             "queueUrl": self.queues.queue_url,
             "deadLetterQueueUrl": self.queues.dead_letter_queue_url,
-                        "createdAt": self.created_at,
+            "clientId": self.client_id,
+            "createdAt": self.created_at,
             "offboardedAt": self.offboarded_at,
         })
     }
@@ -98,6 +103,8 @@ impl Subscriber {
 /// `POST /subscribers`: who the subscriber is and what it may receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnboardRequest {
+    /// The registered client (role subscriber) that will act as it.
+    pub client_id: String,
     pub ods_code: OdsCode,
     pub name: String,
     pub event_types: BTreeSet<EventType>,
@@ -110,6 +117,7 @@ impl OnboardRequest {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
         struct Raw {
+            client_id: Option<String>,
             ods_code: Option<String>,
             name: Option<String>,
             event_types: Option<Vec<String>>,
@@ -120,6 +128,13 @@ impl OnboardRequest {
                 format!("the body is not a valid onboarding request: {error}"),
             )
         })?;
+        let client_id = raw
+            .client_id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| HubError::bad_request("clientId", "clientId is required"))?;
+        if client_id.len() > crate::auth::MAX_CLIENT_ID_LENGTH {
+            return Err(HubError::unprocessable("clientId", "clientId is too long"));
+        }
         let ods_code = raw
             .ods_code
             .ok_or_else(|| HubError::bad_request("odsCode", "odsCode is required"))?;
@@ -159,6 +174,7 @@ impl OnboardRequest {
             ));
         }
         Ok(OnboardRequest {
+            client_id,
             ods_code,
             name,
             event_types,
@@ -166,13 +182,41 @@ impl OnboardRequest {
     }
 }
 
-/// Creates the subscriber's queues and topic subscriptions, then records it.
-pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
+/// Creates the subscriber's queues and topic subscriptions, records it, and
+/// links the client that acts as it. The client must be registered as a
+/// subscriber of the same organisation and not act as another subscriber.
+pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore>(
     store: &S,
     provisioner: &Q,
+    clients: &C,
     request: OnboardRequest,
     now: OffsetDateTime,
 ) -> Result<Subscriber, HubError> {
+    let client = clients
+        .get(&request.client_id)
+        .await?
+        .filter(|client| client.enabled && client.roles.contains(&Role::Subscriber))
+        .ok_or_else(|| {
+            HubError::unprocessable(
+                "clientId",
+                "clientId names no enabled client registered with the subscriber role",
+            )
+        })?;
+    if client.ods_code != request.ods_code {
+        return Err(HubError::unprocessable(
+            "odsCode",
+            "odsCode is not the organisation the client is registered for",
+        ));
+    }
+    if let Some(existing) = &client.subscriber_id {
+        let active = store.get(existing).await?.is_some_and(|s| s.is_active());
+        if active {
+            return Err(HubError::unprocessable(
+                "clientId",
+                format!("the client already acts as subscriber {existing}"),
+            ));
+        }
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let event_types: Vec<EventType> = request.event_types.iter().copied().collect();
     let queues = provisioner.provision(&id, &event_types).await?;
@@ -183,9 +227,13 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner>(
         event_types: request.event_types,
         queues,
         created_at: format_instant(now),
+        client_id: Some(client.client_id.clone()),
         offboarded_at: None,
     };
     store.create(&subscriber).await?;
+    clients
+        .link_subscriber(&client.client_id, &subscriber.id)
+        .await?;
     Ok(subscriber)
 }
 

@@ -371,12 +371,11 @@ pub async fn delete_subscription<S: SubscriptionStore>(
 /// A page of a subscriber's subscriptions as a FHIR searchset Bundle.
 pub fn searchset(
     page: &Page<Subscription>,
-    subscriber_id: &str,
     page_size: usize,
     encoding: Encoding,
     now: OffsetDateTime,
 ) -> String {
-    let self_url = format!("/Subscription?subscriber={subscriber_id}&_count={page_size}");
+    let self_url = format!("/Subscription?_count={page_size}");
     let next_url = page
         .next
         .as_ref()

@@ -3,15 +3,15 @@
 //! Each refusal is asserted by its own reason. The keys are the test-only
 //! ones of tests/keys (see its README).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hub::EventType;
 use hub::auth::{
-    AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, bearer_token, exchange,
-    peek_client_id, verify_access_token, verify_client_assertion,
+    AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
+    exchange, peek_client_id, verify_access_token, verify_client_assertion,
 };
 use hub::memory::{MemoryClientStore, MemoryReplayGuard};
 use hub::outcome::Severity;
@@ -79,6 +79,8 @@ fn client() -> Client {
         publish_event_types: BTreeSet::from([EventType::Vaccinations]),
         publish_for_ods: BTreeSet::from(["RX1".to_owned()]),
         subscriber_id: Some("subscriber-1".to_owned()),
+        subscribe_explicit: true,
+        subscribe_generic: BTreeMap::new(),
     }
 }
 
@@ -224,7 +226,7 @@ async fn an_exchanged_token_identifies_the_client_to_the_authorizer() {
     let caller = verify_access_token(&access.token, signer.verifier(), NOW).unwrap();
     assert_eq!(
         caller,
-        Caller {
+        TokenSubject {
             client_id: CLIENT_ID.to_owned(),
             ods_code: OdsCode::parse("RX1").unwrap(),
             roles: BTreeSet::from([Role::Publisher, Role::Subscriber]),
@@ -419,9 +421,9 @@ fn an_assertion_without_expiry_is_refused() {
     assert_eq!(verify(&rs512(&claims)), Err(AuthError::MissingExpiry));
 }
 
-#[test]
-fn an_expired_access_token_is_refused() {
-    let access = hub_signer().issue(&client(), NOW).unwrap();
+#[tokio::test]
+async fn an_expired_access_token_is_refused() {
+    let access = hub_signer().issue(&client(), NOW).await.unwrap();
     let later = NOW + Duration::minutes(6);
     assert_eq!(
         verify_access_token(&access.token, &hub_verifier(), later),
@@ -429,9 +431,9 @@ fn an_expired_access_token_is_refused() {
     );
 }
 
-#[test]
-fn an_access_token_from_the_future_is_not_yet_valid() {
-    let access = hub_signer().issue(&client(), NOW).unwrap();
+#[tokio::test]
+async fn an_access_token_from_the_future_is_not_yet_valid() {
+    let access = hub_signer().issue(&client(), NOW).await.unwrap();
     let earlier = NOW - Duration::minutes(2);
     assert_eq!(
         verify_access_token(&access.token, &hub_verifier(), earlier),
@@ -611,9 +613,9 @@ fn an_hmac_access_token_keyed_with_the_hubs_public_key_is_refused() {
     );
 }
 
-#[test]
-fn a_tampered_access_token_is_refused() {
-    let access = hub_signer().issue(&client(), NOW).unwrap();
+#[tokio::test]
+async fn a_tampered_access_token_is_refused() {
+    let access = hub_signer().issue(&client(), NOW).await.unwrap();
     let [header, payload, signature]: [&str; 3] = access
         .token
         .split('.')
@@ -786,6 +788,18 @@ impl ClientStore for UnreachableClients {
     async fn get(&self, _client_id: &str) -> Result<Option<Client>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
+
+    async fn register(&self, _client: &Client) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
+    async fn disable(&self, _client_id: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
+    async fn link_subscriber(&self, _client: &str, _subscriber: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
 }
 
 #[tokio::test]
@@ -887,9 +901,17 @@ fn a_client_registration_reads_from_camel_case_json() {
     assert_eq!(registered["keys"]["keys"][1]["crv"], "P-256");
     let read: Client = serde_json::from_value(registered).unwrap();
     assert_eq!(read, client());
-    assert!(read.may_publish(EventType::Vaccinations, "RX1"));
-    assert!(!read.may_publish(EventType::Vaccinations, "RX2"));
-    assert!(!read.may_publish(EventType::PdsBirthNotification, "RX1"));
+    let caller = Caller::of(&read);
+    assert!(caller.may_publish_type(EventType::Vaccinations).is_ok());
+    assert!(caller.may_publish_for(Some("RX1")).is_ok());
+    assert!(caller.may_publish_for(Some("rx1")).is_ok());
+    assert!(caller.may_publish_for(Some("RX2")).is_err());
+    assert!(caller.may_publish_for(None).is_err());
+    assert!(
+        caller
+            .may_publish_type(EventType::PdsBirthNotification)
+            .is_err()
+    );
 }
 
 #[test]

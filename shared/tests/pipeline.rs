@@ -4,15 +4,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use hub::auth::{Caller, Client, Role};
 use hub::criteria::Criteria;
 use hub::dispatch::{Dispatched, SUBSCRIBER_ATTRIBUTE, dispatch};
 use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, StoredEvent, publish, sha256_hex};
 use hub::memory::{
-    MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner, MemorySubscriberStore,
-    MemorySubscriptionStore, SentMessage,
+    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner,
+    MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
 };
-use hub::message::{MessageError, ProblemKind};
-use hub::ports::{SubscriberStore, SubscriptionStore};
+use hub::message::{EventMessage, MessageError, ProblemKind};
+use hub::ports::{ClientStore, SubscriberStore, SubscriptionStore};
 use hub::subscriber::{OdsCode, OnboardRequest, Subscriber, onboard};
 use hub::subscription::{Subscription, SubscriptionRequest, create_subscription};
 use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
@@ -144,7 +145,39 @@ async fn publish_to(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<PublishOutcome, HubError> {
-    publish(store, expected, content_type, body, RECEIVED).await
+    publish(
+        store,
+        &publisher_of(body),
+        expected,
+        content_type,
+        body,
+        RECEIVED,
+    )
+    .await
+}
+
+/// A publisher registered for every event type and for the organisation the
+/// body names responsible: these tests are about validation and storage;
+/// the refusals of publishers are tested in `publishers_publish_only_*`.
+fn publisher_of(body: &[u8]) -> Caller {
+    let responsible = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| {
+            [Encoding::Xml, Encoding::Json]
+                .into_iter()
+                .find_map(|encoding| EventMessage::read(text, encoding).ok())
+        })
+        .and_then(|message| message.responsible_ods);
+    Caller {
+        client_id: "test-publisher".into(),
+        ods_code: OdsCode::parse("RR8").unwrap(),
+        roles: BTreeSet::from([Role::Publisher]),
+        subscriber_id: None,
+        publish_event_types: EventType::ALL.iter().copied().collect(),
+        publish_for_ods: responsible.into_iter().collect(),
+        subscribe_explicit: false,
+        subscribe_generic: Default::default(),
+    }
 }
 
 /// Publishes into a fresh store and returns the event as stored.
@@ -156,7 +189,9 @@ async fn stored(expected: EventType, content_type: &str, body: &str) -> StoredEv
     let PublishOutcome::Accepted { event_id, .. } = outcome else {
         panic!("a fresh store cannot hold a duplicate: {outcome:?}");
     };
-    store.get(&event_id).expect("the accepted event is stored")
+    store
+        .by_message_id(&event_id)
+        .expect("the accepted event is stored")
 }
 
 fn first_issue(error: &HubError) -> Value {
@@ -213,6 +248,7 @@ async fn publishes_fhir_xml_and_stores_the_routing_data() {
         outcome,
         PublishOutcome::Accepted {
             event_id: VACCINATION_ID.into(),
+            nhs_number: NhsNumber::parse(PATIENT).ok(),
             sensitive: false,
             warnings: vec![],
         }
@@ -227,7 +263,7 @@ async fn publishes_fhir_xml_and_stores_the_routing_data() {
     );
 
     assert_eq!(store.len(), 1);
-    let event = store.get(VACCINATION_ID).unwrap();
+    let event = store.by_message_id(VACCINATION_ID).unwrap();
     assert_eq!(event.event_id, VACCINATION_ID);
     assert_eq!(event.event_type, EventType::Vaccinations);
     assert_eq!(event.lifecycle, Lifecycle::New);
@@ -260,7 +296,7 @@ async fn publishes_fhir_json() {
     .await
     .unwrap();
     assert_eq!(outcome.status(), 202);
-    let event = store.get(VACCINATION_ID).unwrap();
+    let event = store.by_message_id(VACCINATION_ID).unwrap();
     assert_eq!(event.content_type, FHIR_JSON);
     assert_eq!(event.payload, body);
     // The same routing data as from the XML.
@@ -304,7 +340,7 @@ async fn accepts_the_legacy_and_parameterised_content_types() {
         .unwrap_or_else(|error| panic!("{content_type}: {error}"));
         assert_eq!(outcome.status(), 202, "{content_type}");
         assert_eq!(
-            store.get(VACCINATION_ID).unwrap().content_type,
+            store.by_message_id(VACCINATION_ID).unwrap().content_type,
             stored_as,
             "{content_type}"
         );
@@ -333,7 +369,7 @@ async fn every_example_is_accepted_in_both_encodings() {
             let PublishOutcome::Accepted { event_id, .. } = &outcome else {
                 panic!("{name}: {outcome:?}");
             };
-            let event = store.get(event_id).unwrap();
+            let event = store.by_message_id(event_id).unwrap();
             assert_eq!(event.event_type, event_type, "{name}");
             assert_eq!(event.payload, body, "{name}");
             assert!(
@@ -392,7 +428,9 @@ async fn an_out_of_range_zone_offset_is_accepted_with_a_warning() {
         answer["issue"][1]["expression"],
         json!([format!("{HEADER}.timestamp")])
     );
-    let event = store.get("5d87d039-e0e7-43e6-9839-76edeeeefb99").unwrap();
+    let event = store
+        .by_message_id("5d87d039-e0e7-43e6-9839-76edeeeefb99")
+        .unwrap();
     assert_eq!(event.timestamp, "2017-11-01T16:02:04Z");
 }
 
@@ -411,6 +449,7 @@ async fn a_sensitive_patient_is_accepted_and_flagged() {
         outcome,
         PublishOutcome::Accepted {
             event_id: VACCINATION_ID.into(),
+            nhs_number: NhsNumber::parse(PATIENT).ok(),
             sensitive: true,
             warnings: vec![],
         }
@@ -420,7 +459,7 @@ async fn a_sensitive_patient_is_accepted_and_flagged() {
         answer["issue"][1]["details"]["coding"][0]["code"],
         "SENSITIVE_PATIENT"
     );
-    assert!(store.get(VACCINATION_ID).unwrap().sensitive);
+    assert!(store.by_message_id(VACCINATION_ID).unwrap().sensitive);
 
     // A normal confidentiality code is not sensitive.
     let normal = stored(
@@ -451,7 +490,7 @@ async fn a_body_of_exactly_the_limit_is_accepted() {
         .await
         .unwrap_or_else(|error| panic!("{content_type}: {error}"));
         assert_eq!(outcome.status(), 202);
-        assert_eq!(store.get(VACCINATION_ID).unwrap().payload, body);
+        assert_eq!(store.by_message_id(VACCINATION_ID).unwrap().payload, body);
     }
 }
 
@@ -833,7 +872,8 @@ async fn a_repeated_message_is_a_duplicate_and_stored_once() {
         assert_eq!(
             second,
             PublishOutcome::Duplicate {
-                event_id: VACCINATION_ID.into()
+                event_id: VACCINATION_ID.into(),
+                nhs_number: NhsNumber::parse(PATIENT).ok(),
             }
         );
         assert_eq!(second.status(), 200);
@@ -845,7 +885,7 @@ async fn a_repeated_message_is_a_duplicate_and_stored_once() {
         );
         assert_eq!(store.len(), 1);
         assert_eq!(
-            store.get(VACCINATION_ID).unwrap().received_at,
+            store.by_message_id(VACCINATION_ID).unwrap().received_at,
             "2024-06-01T09:30:00Z"
         );
     }
@@ -885,7 +925,10 @@ async fn the_same_id_with_another_body_is_a_409_conflict() {
     );
     // The first body stays.
     assert_eq!(store.len(), 1);
-    assert_eq!(store.get(VACCINATION_ID).unwrap().payload, original);
+    assert_eq!(
+        store.by_message_id(VACCINATION_ID).unwrap().payload,
+        original
+    );
 
     // The same message in the other encoding is another body too.
     let error = publish_to(
@@ -940,16 +983,38 @@ struct Hub {
     provisioner: MemoryQueueProvisioner,
     subscriptions: MemorySubscriptionStore,
     publisher: MemoryPublisher,
+    clients: MemoryClientStore,
+    audit: MemoryAuditLog,
 }
 
 impl Hub {
     async fn onboard(&self, ods: &str, event_types: &[EventType]) -> Subscriber {
         let codes: Vec<&str> = event_types.iter().map(|t| t.code()).collect();
-        let body = json!({"odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});
+        let client_id = format!("client-{}", uuid::Uuid::new_v4());
+        let client = Client {
+            client_id: client_id.clone(),
+            ods_code: OdsCode::parse(ods).unwrap(),
+            roles: BTreeSet::from([Role::Subscriber]),
+            keys: Default::default(),
+            enabled: true,
+            publish_event_types: BTreeSet::new(),
+            publish_for_ods: BTreeSet::new(),
+            subscriber_id: None,
+            subscribe_explicit: true,
+            subscribe_generic: Default::default(),
+        };
+        self.clients.register(&client).await.unwrap();
+        let body = json!({"clientId": client_id, "odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});
         let request = OnboardRequest::parse(&body.to_string()).unwrap();
-        onboard(&self.subscribers, &self.provisioner, request, NOW)
-            .await
-            .unwrap()
+        onboard(
+            &self.subscribers,
+            &self.provisioner,
+            &self.clients,
+            request,
+            NOW,
+        )
+        .await
+        .unwrap()
     }
 
     async fn create(
@@ -988,9 +1053,15 @@ impl Hub {
     }
 
     async fn dispatch(&self, event: &StoredEvent, now: OffsetDateTime) -> Dispatched {
-        dispatch(&self.subscriptions, &self.publisher, event, now)
-            .await
-            .unwrap()
+        dispatch(
+            &self.subscriptions,
+            &self.publisher,
+            &self.audit,
+            event,
+            now,
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -2039,7 +2110,7 @@ async fn publish_then_dispatch_end_to_end() {
     .unwrap();
     assert_eq!(repeat.status(), 200);
     assert_eq!(events.len(), 1);
-    let event = events.get(VACCINATION_ID).unwrap();
+    let event = events.by_message_id(VACCINATION_ID).unwrap();
     assert_eq!(
         hub.dispatch(&event, NOW).await,
         Dispatched::Delivered { recipients: 1 }
@@ -2081,24 +2152,12 @@ async fn a_create_request_carrying_a_status_the_hub_sets_is_refused() {
 /// and requests from reaching the store with keys or items it would refuse.
 #[tokio::test]
 async fn subscription_requests_are_bounded() {
-    use hub::memory::{MemoryQueueProvisioner, MemorySubscriberStore, MemorySubscriptionStore};
     use hub::subscription::{
         MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, SubscriptionRequest, create_subscription,
     };
-    let subscribers = MemorySubscriberStore::default();
-    let subscriptions = MemorySubscriptionStore::default();
-    let request = hub::subscriber::OnboardRequest::parse(
-        r#"{"odsCode":"A83627","name":"GP","eventTypes":["vaccinations-1"]}"#,
-    )
-    .unwrap();
-    let subscriber = hub::subscriber::onboard(
-        &subscribers,
-        &MemoryQueueProvisioner::default(),
-        request,
-        NOW,
-    )
-    .await
-    .unwrap();
+    let hub = Hub::default();
+    let (subscribers, subscriptions) = (&hub.subscribers, &hub.subscriptions);
+    let subscriber = hub.onboard("A83627", &[EventType::Vaccinations]).await;
     let criteria = "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1";
     let body = |criteria: &str, endpoint: &str, reason: &str| {
         json!({
@@ -2115,14 +2174,14 @@ async fn subscription_requests_are_bounded() {
         let request =
             SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
                 .unwrap();
-        create_subscription(&subscriptions, &subscribers, request, NOW)
+        create_subscription(subscriptions, subscribers, request, NOW)
             .await
             .unwrap();
     }
     let one_more =
         SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
             .unwrap();
-    let error = create_subscription(&subscriptions, &subscribers, one_more, NOW)
+    let error = create_subscription(subscriptions, subscribers, one_more, NOW)
         .await
         .unwrap_err();
     assert_eq!(error.status(), 422);

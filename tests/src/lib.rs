@@ -120,12 +120,84 @@ impl Drop for Emulator {
     }
 }
 
-/// The whole local hub: emulator, functions, API and stream mapping.
+/// The demo clients every local hub registers (infra/local-hub/src/demo.rs).
+pub const DEMO_PUBLISHER: &str = "demo-publisher";
+pub const DEMO_OPERATOR: &str = "demo-operator";
+pub const DEMO_SUBSCRIBER: &str = "demo-subscriber-1";
+
+/// RFC 7523's client assertion type.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A token is fetched again once it is this old: the hub's live 300 s.
+const TOKEN_REUSE: Duration = Duration::from_secs(200);
+
+/// A client system as the tests act it: its id, its key id and its private
+/// key.
+#[derive(Clone)]
+pub struct TestClient {
+    pub client_id: String,
+    pub kid: String,
+    pub key: jsonwebtoken::EncodingKey,
+}
+
+impl TestClient {
+    /// A client assertion for `token_url`, signed now.
+    pub fn assertion(&self, token_url: &str) -> String {
+        hub::auth::sign_client_assertion(
+            &self.client_id,
+            &self.kid,
+            &self.key,
+            jsonwebtoken::Algorithm::ES256,
+            token_url,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("signing a client assertion")
+    }
+}
+
+/// The committed test-only ES256 key (shared/tests/keys/client-ec.pem),
+/// used by every client a test registers, each under its own client id.
+pub fn test_key() -> jsonwebtoken::EncodingKey {
+    let path = repository().join("shared/tests/keys/client-ec.pem");
+    let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("the test key is a P-256 key")
+}
+
+/// The public JWK of a private key, with its kid.
+pub fn public_jwk(key: &jsonwebtoken::EncodingKey, kid: &str) -> serde_json::Value {
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, jsonwebtoken::Algorithm::ES256)
+        .expect("a public JWK");
+    jwk.common.key_id = Some(kid.to_owned());
+    serde_json::to_value(jwk).expect("a JWK as JSON")
+}
+
+/// The body of a token request: the client credentials grant with a JWT
+/// assertion. A JWT is URL-safe as it is.
+pub fn token_form(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        CLIENT_ASSERTION_TYPE.replace(':', "%3A")
+    )
+}
+
+/// A subscriber onboarded by a test, with the client that acts as it and
+/// that client's access token.
+pub struct Subscriber {
+    pub id: String,
+    pub queue_url: String,
+    pub client: TestClient,
+    pub token: String,
+}
+
+/// The whole local hub: emulator, functions, API and stream mapping, with
+/// its own state directory (and so its own demo client keys).
 pub struct Hub {
     pub api: String,
     pub emulator: String,
     pub config: aws_config::SdkConfig,
     pub http: reqwest::Client,
+    pub state_dir: PathBuf,
+    tokens: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     child: Child,
 }
 
@@ -136,11 +208,16 @@ impl Hub {
             "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
         );
         let (api_port, emulator_port) = (free_port(), free_port());
+        let state_dir = std::env::temp_dir().join(format!(
+            "hub-e2e-{}-{api_port}-{emulator_port}",
+            std::process::id()
+        ));
         let mut child = Command::new(binary)
             .args(["run", "--template"])
             .arg(repository().join("template.yaml"))
             .env("HUB_API_PORT", api_port.to_string())
             .env("HUB_EMULATOR_PORT", emulator_port.to_string())
+            .env("HUB_LOCAL_STATE_DIR", &state_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -148,7 +225,9 @@ impl Hub {
             .expect("starting hub-local");
         let stdout = child.stdout.take().expect("hub-local's stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        // Start-up includes registering the demo clients and onboarding the
+        // demo subscribers through the API; tests start many hubs at once.
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.starts_with("Ready.") {
                     return true;
@@ -157,7 +236,11 @@ impl Hub {
             false
         })
         .await;
-        assert_eq!(ready, Ok(true), "the local hub did not become ready");
+        if ready != Ok(true) {
+            stop(&mut child);
+            let _ = std::fs::remove_dir_all(&state_dir);
+            panic!("the local hub did not become ready");
+        }
         // Keep draining its output so the hub never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let emulator = format!("http://127.0.0.1:{emulator_port}");
@@ -166,6 +249,8 @@ impl Hub {
             config: sdk_config(&emulator).await,
             emulator,
             http: reqwest::Client::new(),
+            state_dir,
+            tokens: Default::default(),
             child,
         }
     }
@@ -174,39 +259,183 @@ impl Hub {
         format!("{}{path}", self.api)
     }
 
+    /// The token endpoint's URL: the audience of client assertions.
+    pub fn token_url(&self) -> String {
+        self.url("/oauth2/token")
+    }
+
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.config)
     }
 
-    /// Onboards a subscriber; returns (id, queue URL).
-    pub async fn onboard(&self, ods_code: &str, event_types: &[&str]) -> (String, String) {
-        let response = self
-            .http
-            .post(self.url("/subscribers"))
+    /// A request with the bearer token.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// One of the demo clients the hub registered, with the key it made.
+    pub fn demo_client(&self, name: &str) -> TestClient {
+        let path = self.state_dir.join("clients").join(format!("{name}.pem"));
+        let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TestClient {
+            client_id: name.to_owned(),
+            kid: format!("{name}-1"),
+            key: jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("a demo client key"),
+        }
+    }
+
+    /// POSTs a client assertion to the token endpoint, as it is.
+    pub async fn exchange(&self, assertion: &str) -> reqwest::Response {
+        self.http
+            .post(self.token_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(token_form(assertion))
+            .send()
+            .await
+            .expect("POST /oauth2/token")
+    }
+
+    /// A fresh access token for the client.
+    pub async fn token_for(&self, client: &TestClient) -> String {
+        let response = self.exchange(&client.assertion(&self.token_url())).await;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("a JSON token answer");
+        assert_eq!(status, 200, "a token for {}: {body}", client.client_id);
+        body["access_token"]
+            .as_str()
+            .expect("an access_token")
+            .to_owned()
+    }
+
+    /// An access token for a demo client, reused while it is young.
+    pub async fn token(&self, demo_client: &str) -> String {
+        let cached = self
+            .tokens
+            .lock()
+            .expect("the token cache")
+            .get(demo_client)
+            .filter(|(_, at)| at.elapsed() < TOKEN_REUSE)
+            .map(|(token, _)| token.clone());
+        if let Some(token) = cached {
+            return token;
+        }
+        let token = self.token_for(&self.demo_client(demo_client)).await;
+        self.tokens.lock().expect("the token cache").insert(
+            demo_client.to_owned(),
+            (token.clone(), std::time::Instant::now()),
+        );
+        token
+    }
+
+    /// POST /clients as the demo operator, with the body as given.
+    pub async fn register(&self, registration: &serde_json::Value) -> reqwest::Response {
+        let operator = self.token(DEMO_OPERATOR).await;
+        self.request(reqwest::Method::POST, "/clients", &operator)
             .header("content-type", "application/json")
-            .body(serde_json::json!({"odsCode": ods_code, "name": format!("{ods_code} system"), "eventTypes": event_types}).to_string())
+            .body(registration.to_string())
+            .send()
+            .await
+            .expect("POST /clients")
+    }
+
+    /// Registers a new client (with the test key) for the role and
+    /// organisation; `extra` adds or overrides registration fields
+    /// (publishEventTypes, subscribeExplicit...).
+    pub async fn register_client(
+        &self,
+        role: &str,
+        ods_code: &str,
+        extra: serde_json::Value,
+    ) -> TestClient {
+        let client_id = format!(
+            "test-{role}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let kid = format!("{client_id}-key");
+        let key = test_key();
+        let mut registration = serde_json::json!({
+            "clientId": client_id,
+            "odsCode": ods_code,
+            "roles": [role],
+            "keys": {"keys": [public_jwk(&key, &kid)]},
+        });
+        if let (Some(fields), Some(extra)) = (registration.as_object_mut(), extra.as_object()) {
+            for (name, value) in extra {
+                fields.insert(name.clone(), value.clone());
+            }
+        }
+        let response = self.register(&registration).await;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 201, "registering {client_id}: {body}");
+        TestClient {
+            client_id,
+            kid,
+            key,
+        }
+    }
+
+    /// Registers a subscriber client of the organisation (explicit
+    /// subscriptions, and GP_GP_GP ones for its own code), onboards it as
+    /// the demo operator, and gets it a token.
+    pub async fn onboard(&self, ods_code: &str, event_types: &[&str]) -> Subscriber {
+        let client = self
+            .register_client(
+                "subscriber",
+                ods_code,
+                serde_json::json!({
+                    "subscribeExplicit": true,
+                    "subscribeGeneric": {"GP_GP_GP": [ods_code]},
+                }),
+            )
+            .await;
+        let operator = self.token(DEMO_OPERATOR).await;
+        let response = self
+            .request(reqwest::Method::POST, "/subscribers", &operator)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({
+                    "odsCode": ods_code,
+                    "name": format!("{ods_code} system"),
+                    "eventTypes": event_types,
+                    "clientId": client.client_id,
+                })
+                .to_string(),
+            )
             .send()
             .await
             .expect("POST /subscribers");
-        assert_eq!(response.status(), 201, "onboarding {ods_code}");
+        let status = response.status();
         let body: serde_json::Value = response.json().await.expect("onboarding answer");
-        (
-            body["id"].as_str().expect("id").to_owned(),
-            body["queueUrl"].as_str().expect("queueUrl").to_owned(),
-        )
+        assert_eq!(status, 201, "onboarding {ods_code}: {body}");
+        let token = self.token_for(&client).await;
+        Subscriber {
+            id: body["id"].as_str().expect("id").to_owned(),
+            queue_url: body["queueUrl"].as_str().expect("queueUrl").to_owned(),
+            client,
+            token,
+        }
     }
 
-    /// Creates a subscription; returns the response status and body.
+    /// Creates a subscription as the subscriber; returns the response
+    /// status and body.
     pub async fn subscribe(
         &self,
-        subscriber_id: &str,
+        subscriber: &Subscriber,
         ods_code: &str,
         criteria: &str,
     ) -> (u16, serde_json::Value) {
-        let resource = subscription_resource(subscriber_id, ods_code, criteria);
+        let resource = subscription_resource(&subscriber.id, ods_code, criteria);
         let response = self
-            .http
-            .post(self.url("/Subscription"))
+            .request(reqwest::Method::POST, "/Subscription", &subscriber.token)
             .header("content-type", "application/fhir+json")
             .body(resource.to_string())
             .send()
@@ -216,16 +445,34 @@ impl Hub {
         (status, response.json().await.expect("a JSON answer"))
     }
 
-    /// Publishes a body; returns the status and the OperationOutcome (JSON).
+    /// Publishes a body as the demo publisher; returns the status and the
+    /// OperationOutcome (JSON).
     pub async fn publish(
         &self,
         event_type: &str,
         content_type: Option<&str>,
         body: &str,
     ) -> (u16, serde_json::Value) {
+        let token = self.token(DEMO_PUBLISHER).await;
+        self.publish_as(&token, event_type, content_type, body)
+            .await
+    }
+
+    /// Publishes a body with the token; returns the status and the
+    /// OperationOutcome (JSON).
+    pub async fn publish_as(
+        &self,
+        token: &str,
+        event_type: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
         let mut request = self
-            .http
-            .post(self.url(&format!("/events/{event_type}")))
+            .request(
+                reqwest::Method::POST,
+                &format!("/events/{event_type}"),
+                token,
+            )
             .header("accept", "application/fhir+json")
             .body(body.to_owned());
         if let Some(content_type) = content_type {
@@ -245,6 +492,7 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         stop(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 

@@ -49,21 +49,33 @@ async fn table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &[(&str, Key
 
 /// The sparse BySubscriber index template.yaml declares.
 async fn add_owner_index(client: &aws_sdk_dynamodb::Client, name: &str) {
+    add_index(client, name, "BySubscriber", "ownerId", "pk").await;
+}
+
+/// A global secondary index (string keys, all attributes) as template.yaml
+/// declares them.
+async fn add_index(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    index_name: &str,
+    hash: &str,
+    range: &str,
+) {
     use aws_sdk_dynamodb::types::{
         CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
     };
     let index = CreateGlobalSecondaryIndexAction::builder()
-        .index_name("BySubscriber")
+        .index_name(index_name)
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("ownerId")
+                .attribute_name(hash)
                 .key_type(KeyType::Hash)
                 .build()
                 .unwrap(),
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("pk")
+                .attribute_name(range)
                 .key_type(KeyType::Range)
                 .build()
                 .unwrap(),
@@ -80,7 +92,14 @@ async fn add_owner_index(client: &aws_sdk_dynamodb::Client, name: &str) {
         .table_name(name)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("ownerId")
+                .attribute_name(hash)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(range)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .unwrap(),
@@ -106,6 +125,11 @@ async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
     let event = stored_vaccination(&body);
     assert_eq!(store.insert(&event).await.unwrap(), Insert::Stored);
     assert_eq!(store.insert(&event).await.unwrap(), Insert::Duplicate);
+    assert_eq!(
+        store.get(&event.event_key).await.unwrap(),
+        Some(event.clone())
+    );
+    assert_eq!(store.get("vaccinations-1/unknown").await.unwrap(), None);
     let altered = stored_vaccination(&body.replace("CCJN12M", "CCJN99X"));
     assert_eq!(altered.event_id, event.event_id);
     assert_eq!(store.insert(&altered).await.unwrap(), Insert::Conflict);
@@ -229,6 +253,7 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
             topic_subscriptions: vec![],
         },
         created_at: "2026-01-01T00:00:00Z".into(),
+        client_id: Some("gp-system".into()),
         offboarded_at: None,
     };
     subscribers.create(&subscriber).await.unwrap();
@@ -264,6 +289,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             name_prefix: "test-sub".into(),
             max_receive_count: 3,
             retention_seconds: 3600,
+            kms_master_key_id: None,
         },
     );
     let first = provisioner
@@ -325,6 +351,98 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
     );
 }
 
+/// The attributes SQS reports for a queue.
+async fn queue_attributes(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> std::collections::HashMap<aws_sdk_sqs::types::QueueAttributeName, String> {
+    sqs.get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_queues_are_encrypted_with_the_hub_key_and_refuse_plain_http() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let emulator = Emulator::start().await;
+    let sns = aws_sdk_sns::Client::new(&emulator.config);
+    let sqs = aws_sdk_sqs::Client::new(&emulator.config);
+    let topic = sns
+        .create_topic()
+        .name("vaccinations-1")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let provisioner = SqsQueueProvisioner::new(
+        sqs.clone(),
+        sns,
+        BTreeMap::from([(EventType::Vaccinations, topic.clone())]),
+        QueueSettings {
+            name_prefix: "test-sub".into(),
+            max_receive_count: 3,
+            retention_seconds: 3600,
+            kms_master_key_id: Some("alias/chhub-test-data".into()),
+        },
+    );
+    let queues = provisioner
+        .provision("encrypted", &[EventType::Vaccinations])
+        .await
+        .unwrap();
+
+    for (url, arn) in [
+        (&queues.queue_url, &queues.queue_arn),
+        (&queues.dead_letter_queue_url, &queues.dead_letter_queue_arn),
+    ] {
+        let attributes = queue_attributes(&sqs, url).await;
+        assert_eq!(
+            attributes
+                .get(&QueueAttributeName::KmsMasterKeyId)
+                .map(String::as_str),
+            Some("alias/chhub-test-data"),
+            "{url} is encrypted with the configured key"
+        );
+        let policy: serde_json::Value = serde_json::from_str(
+            attributes
+                .get(&QueueAttributeName::Policy)
+                .unwrap_or_else(|| panic!("{url} has a policy")),
+        )
+        .unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        assert!(
+            statements.iter().any(|statement| {
+                statement["Effect"] == "Deny"
+                    && statement["Principal"] == "*"
+                    && statement["Action"] == "sqs:*"
+                    && statement["Resource"] == arn.as_str()
+                    && statement["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+            }),
+            "{url} refuses any access without TLS: {policy}"
+        );
+        let allows: Vec<_> = statements
+            .iter()
+            .filter(|statement| statement["Effect"] == "Allow")
+            .collect();
+        if url == &queues.queue_url {
+            assert_eq!(allows.len(), 1, "only the topics may send: {policy}");
+            assert_eq!(allows[0]["Principal"]["Service"], "sns.amazonaws.com");
+            assert_eq!(allows[0]["Action"], "sqs:SendMessage");
+            assert_eq!(
+                allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+                serde_json::json!([topic])
+            );
+        } else {
+            assert!(allows.is_empty(), "nothing is allowed on the DLQ: {policy}");
+        }
+    }
+}
+
 /// A registered client with both test keys (shared/tests/keys, test-only).
 fn registered_client() -> hub::auth::Client {
     use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -354,6 +472,8 @@ fn registered_client() -> hub::auth::Client {
         publish_event_types: BTreeSet::from([EventType::Vaccinations]),
         publish_for_ods: BTreeSet::from(["A83627".to_owned()]),
         subscriber_id: None,
+        subscribe_explicit: false,
+        subscribe_generic: Default::default(),
     }
 }
 
@@ -386,6 +506,110 @@ async fn clients_are_registered_and_read_back_with_their_keys() {
             .len(),
         1
     );
+    // Onboarding links a subscriber; a later re-registration keeps the link.
+    clients
+        .link_subscriber("publisher-1", "subscriber-1")
+        .await
+        .unwrap();
+    assert!(!clients.register(&rotated).await.unwrap(), "not new");
+    let read = clients.get("publisher-1").await.unwrap().unwrap();
+    assert_eq!(read.subscriber_id.as_deref(), Some("subscriber-1"));
+    assert!(read.enabled);
+    // Disabling: the record stays, disabled; an unknown client is not created.
+    assert!(clients.disable("publisher-1").await.unwrap());
+    assert!(!clients.get("publisher-1").await.unwrap().unwrap().enabled);
+    assert!(!clients.disable("nobody").await.unwrap());
+    assert_eq!(clients.get("nobody").await.unwrap(), None);
+    assert!(
+        clients
+            .link_subscriber("nobody", "subscriber-2")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_is_written_once_per_record_and_queried_by_patient_and_client() {
+    use hub::audit::{Action, AuditQuery, AuditRecord};
+    use hub::ports::{AuditLog, StoreError};
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "audit", &[("auditId", KeyType::Hash)]).await;
+    add_index(&client, "audit", "ByPatient", "nhsNumber", "at").await;
+    add_index(&client, "audit", "ByClient", "clientId", "at").await;
+    let audit = hub::aws::DynamoAuditLog::new(client, "audit");
+    let patient = NhsNumber::parse("9912003888").unwrap();
+    let start = OffsetDateTime::now_utc();
+    let caller = hub::auth::Caller::of(&registered_client());
+    for minute in 0..3 {
+        let record = AuditRecord::new(
+            Some(&caller),
+            Action::Publish,
+            202,
+            start + time::Duration::minutes(minute),
+        )
+        .patient(Some(patient))
+        .event(format!("vaccinations-1/{minute}"));
+        audit.record(&record).await.unwrap();
+    }
+    // Deliveries: written in a batch, and once however often they are retried.
+    let deliveries: Vec<AuditRecord> = (0..30)
+        .map(|n| AuditRecord::delivery("vaccinations-1/0", &format!("subscriber-{n}"), None, start))
+        .collect();
+    audit.record_all(&deliveries).await.unwrap();
+    audit.record_all(&deliveries).await.unwrap();
+    let delivered = audit
+        .get(&hub::audit::delivery_id("vaccinations-1/0", "subscriber-7"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivered.action, Action::Deliver);
+    let hub_records = audit
+        .query(&AuditQuery::Client(hub::audit::HUB_ACTOR.into()), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(hub_records.items.len(), 30);
+
+    // By patient, newest first, two to a page.
+    let first = audit
+        .query(&AuditQuery::Patient(patient), 2, None)
+        .await
+        .unwrap();
+    let keys: Vec<_> = first
+        .items
+        .iter()
+        .map(|r| r.event_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["vaccinations-1/2", "vaccinations-1/1"]);
+    let token = first.next.expect("a next page");
+    let second = audit
+        .query(&AuditQuery::Patient(patient), 2, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(
+        second.items[0].event_key.as_deref(),
+        Some("vaccinations-1/0")
+    );
+    // A page token is good only for the query that issued it.
+    assert_eq!(
+        audit
+            .query(&AuditQuery::Client("publisher-1".into()), 2, Some(&token))
+            .await,
+        Err(StoreError::InvalidPageToken)
+    );
+    assert_eq!(
+        audit
+            .query(&AuditQuery::Patient(patient), 2, Some("not-a-token"))
+            .await,
+        Err(StoreError::InvalidPageToken)
+    );
+    let by_client = audit
+        .query(&AuditQuery::Client("publisher-1".into()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(by_client.items.len(), 3);
+    assert_eq!(by_client.items[0].ods_code.as_deref(), Some("A83627"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -64,7 +64,7 @@ fn examples() -> Vec<(String, String, EventType)> {
 async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodings() {
     let hub = Hub::start().await;
     let all: Vec<&str> = EventType::ALL.iter().map(|t| t.code()).collect();
-    let (subscriber, queue) = hub.onboard("A83627", &all).await;
+    let subscriber = hub.onboard("A83627", &all).await;
     let (status, _) = hub
         .subscribe(&subscriber, "A83627", &criteria(PATIENT, EventType::ALL))
         .await;
@@ -111,7 +111,9 @@ async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodi
         expected.insert((fresh, json), *event_type);
     }
 
-    let delivered = hub.drain(&queue, Duration::from_secs(12)).await;
+    let delivered = hub
+        .drain(&subscriber.queue_url, Duration::from_secs(12))
+        .await;
     let received = deliveries_by_event(&delivered);
     assert_eq!(
         received.len(),
@@ -151,7 +153,7 @@ async fn the_published_birth_notification_is_refused_for_the_mothers_invalid_nhs
 async fn the_specifications_other_examples_are_delivered_unchanged() {
     let hub = Hub::start().await;
     let all: Vec<&str> = EventType::ALL.iter().map(|t| t.code()).collect();
-    let (subscriber, queue) = hub.onboard("A83627", &all).await;
+    let subscriber = hub.onboard("A83627", &all).await;
 
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/nems-spec");
     let mut names: Vec<String> = std::fs::read_dir(folder)
@@ -169,11 +171,13 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
     names.sort();
 
     let mut publications = Vec::new();
+    let mut responsible = std::collections::BTreeSet::new();
     for (index, name) in names.iter().enumerate() {
         let xml = fixture(&format!("nems-spec/{name}.xml"));
         let Ok(message) = hub::EventMessage::read(&xml, hub::Encoding::Xml) else {
             continue; // not a catalogue event type: refused, as the domain tests show
         };
+        responsible.extend(message.responsible_ods.clone());
         let json = fixture(&format!("nems-spec-json/{name}.json"));
         for (encoding, content_type, body) in [
             ("xml", "application/fhir+xml", xml),
@@ -187,6 +191,7 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
             publications.push((
                 format!("{name}.{encoding}"),
                 message.event_type,
+                message.responsible_ods.is_some(),
                 message.nhs_number,
                 content_type,
                 body.replace(&message.message_id, &fresh),
@@ -202,7 +207,7 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
 
     let patients: std::collections::BTreeSet<String> = publications
         .iter()
-        .filter_map(|(_, _, nhs, ..)| nhs.map(|n| n.to_string()))
+        .filter_map(|(_, _, _, nhs, ..)| nhs.map(|n| n.to_string()))
         .collect();
     for patient in &patients {
         let (status, _) = hub
@@ -211,11 +216,33 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
         assert_eq!(status, 201);
     }
 
+    // The specification's examples name organisations the demo publisher
+    // is not registered for: a publisher registered for all of them.
+    let publisher = hub
+        .register_client(
+            "publisher",
+            "RR8",
+            serde_json::json!({"publishEventTypes": all, "publishForOds": responsible}),
+        )
+        .await;
+    let token = hub.token_for(&publisher).await;
     let mut expected = BTreeMap::new();
-    for (label, event_type, nhs_number, content_type, body, fresh) in publications {
+    let mut unattributed = 0;
+    for (label, event_type, attributed, nhs_number, content_type, body, fresh) in publications {
         let (status, outcome) = hub
-            .publish(event_type.code(), Some(content_type), &body)
+            .publish_as(&token, event_type.code(), Some(content_type), &body)
             .await;
+        if !attributed {
+            // MessageHeader.responsible names no organisation in the bundle:
+            // the message cannot be attributed, whoever publishes it.
+            assert_eq!(status, 422, "{label}: {outcome}");
+            assert_eq!(
+                first_issue_expression(&outcome),
+                "MessageHeader.responsible"
+            );
+            unattributed += 1;
+            continue;
+        }
         assert_eq!(status, 202, "{label}: {outcome}");
         // Without a routing NHS number only generic subscriptions could match.
         if nhs_number.is_some() {
@@ -223,7 +250,10 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
         }
     }
 
-    let delivered = hub.drain(&queue, Duration::from_secs(12)).await;
+    eprintln!("{unattributed} examples name no responsible organisation");
+    let delivered = hub
+        .drain(&subscriber.queue_url, Duration::from_secs(12))
+        .await;
     let received = deliveries_by_event(&delivered);
     assert_eq!(
         received.len(),

@@ -8,12 +8,31 @@ use e2e_tests::fixture;
 use hub::EventType;
 use hub::lambda;
 use hub::memory::{
-    MemoryEventStore, MemoryQueueProvisioner, MemorySubscriberStore, MemorySubscriptionStore,
+    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
+    MemorySubscriberStore, MemorySubscriptionStore,
 };
 
 fn sample(name: &str) -> ApiGatewayProxyRequest {
     serde_json::from_str(&fixture(&format!("apigw/{name}.json")))
         .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The sample with the subscriber id put where the samples hold a
+/// placeholder: in the body and in the caller the authorizer passed on.
+fn for_subscriber(
+    mut request: ApiGatewayProxyRequest,
+    subscriber_id: &str,
+) -> ApiGatewayProxyRequest {
+    const PLACEHOLDER: &str = "REPLACE-WITH-SUBSCRIBER-ID";
+    request.body = request
+        .body
+        .map(|body| body.replace(PLACEHOLDER, subscriber_id));
+    if let Some(serde_json::Value::String(caller)) =
+        request.request_context.authorizer.fields.get_mut("caller")
+    {
+        *caller = caller.replace(PLACEHOLDER, subscriber_id);
+    }
+    request
 }
 
 fn body_json(body: &Option<Body>) -> serde_json::Value {
@@ -29,12 +48,19 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
         for encoding in ["xml", "json"] {
             let name = format!("publish-{event_type}-{encoding}");
             let store = MemoryEventStore::default();
+            let audit = MemoryAuditLog::default();
             let request = sample(&name);
-            let response = lambda::publish(&store, event_type, &request).await;
+            let response = lambda::publish(&store, &audit, event_type, &request).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(&store, event_type, &request).await;
+            let again = lambda::publish(&store, &audit, event_type, &request).await;
             assert_eq!(again.status_code, 200, "{name}");
+            let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
+            assert_eq!(
+                statuses,
+                vec![202, 200],
+                "{name}: both publishes are audited"
+            );
             // The same body on another event type's route is refused.
             let other = EventType::ALL
                 .iter()
@@ -42,7 +68,9 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .find(|other| *other != event_type)
                 .unwrap();
             assert_eq!(
-                lambda::publish(&store, other, &request).await.status_code,
+                lambda::publish(&store, &audit, other, &request)
+                    .await
+                    .status_code,
                 422,
                 "{name}"
             );
@@ -55,9 +83,34 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     let subscribers = MemorySubscriberStore::default();
     let provisioner = MemoryQueueProvisioner::default();
     let subscriptions = MemorySubscriptionStore::default();
+    let clients = MemoryClientStore::default();
+    let audit = MemoryAuditLog::default();
+    clients
+        .put(
+            hub::auth::Client::from_registration(
+                &serde_json::json!({
+                    "clientId": "demo-subscriber-1",
+                    "odsCode": "A83627",
+                    "roles": ["subscriber"],
+                    "keys": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+                        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+                    "subscribeExplicit": true,
+                })
+                .to_string(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
 
-    let onboarded =
-        lambda::onboard(&subscribers, &provisioner, &sample("onboard-subscriber")).await;
+    let onboarded = lambda::onboard(
+        &subscribers,
+        &provisioner,
+        &clients,
+        &audit,
+        &sample("onboard-subscriber"),
+    )
+    .await;
     assert_eq!(onboarded.status_code, 201);
     let subscriber_id = body_json(&onboarded.body)["id"]
         .as_str()
@@ -68,11 +121,8 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         vec![(subscriber_id.clone(), vec![EventType::Vaccinations])]
     );
 
-    let mut create = sample("subscription-create");
-    create.body = create
-        .body
-        .map(|body| body.replace("REPLACE-WITH-SUBSCRIBER-ID", &subscriber_id));
-    let created = lambda::create_subscription(&subscriptions, &subscribers, &create).await;
+    let create = for_subscriber(sample("subscription-create"), &subscriber_id);
+    let created = lambda::create_subscription(&subscriptions, &subscribers, &audit, &create).await;
     assert_eq!(created.status_code, 201);
     let resource = body_json(&created.body);
     let id = resource["id"].as_str().unwrap().to_owned();
@@ -81,14 +131,31 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         format!("/Subscription/{id}").as_str()
     );
 
-    let mut read = sample("subscription-read");
+    let mut read = for_subscriber(sample("subscription-read"), &subscriber_id);
     read.path_parameters.insert("id".into(), id);
-    let found = lambda::read_subscription(&subscriptions, &read).await;
+    let found = lambda::read_subscription(&subscriptions, &audit, &read).await;
     assert_eq!(found.status_code, 200);
     assert_eq!(body_json(&found.body), resource);
 
-    let unknown = lambda::read_subscription(&subscriptions, &sample("subscription-read")).await;
+    let unknown = for_subscriber(sample("subscription-read"), &subscriber_id);
+    let unknown = lambda::read_subscription(&subscriptions, &audit, &unknown).await;
     assert_eq!(unknown.status_code, 404);
+
+    let actions: Vec<(hub::audit::Action, u16)> = audit
+        .records()
+        .iter()
+        .map(|record| (record.action, record.status))
+        .collect();
+    use hub::audit::Action;
+    assert_eq!(
+        actions,
+        vec![
+            (Action::Onboard, 201),
+            (Action::SubscriptionCreate, 201),
+            (Action::SubscriptionRead, 200),
+            (Action::SubscriptionRead, 404),
+        ]
+    );
 }
 
 /// events/dynamodb/dispatch-vaccinations-1.json is the stream event dispatch
@@ -161,12 +228,18 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     subscriptions.create(&subscription).await.unwrap();
     let publisher = MemoryPublisher::default();
     let sample: Event = serde_json::from_str(&on_disk).unwrap();
-    let response = lambda::dispatch_batch(&subscriptions, &publisher, sample).await;
+    let audit = MemoryAuditLog::default();
+    let response = lambda::dispatch_batch(&subscriptions, &publisher, &audit, sample).await;
     assert!(response.batch_item_failures.is_empty());
     let sent = publisher.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].body, body);
     assert_eq!(sent[0].attribute("subscriber"), Some("gp"));
+    let delivered = audit.records();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].action, hub::audit::Action::Deliver);
+    assert_eq!(delivered[0].subscriber_id.as_deref(), Some("gp"));
+    assert_eq!(delivered[0].nhs_number.as_deref(), Some("9912003888"));
 }
 
 #[tokio::test]
@@ -185,6 +258,7 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
     let response = lambda::dispatch_batch(
         &MemorySubscriptionStore::default(),
         &MemoryPublisher::default(),
+        &MemoryAuditLog::default(),
         event,
     )
     .await;

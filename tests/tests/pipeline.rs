@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use e2e_tests::{Hub, attribute, first_issue_expression, fixture};
+use e2e_tests::{DEMO_OPERATOR, DEMO_PUBLISHER, Hub, attribute, first_issue_expression, fixture};
+use reqwest::Method;
 
 const NHS_NUMBER: &str = "9912003888";
 const XML: &str = "application/fhir+xml";
@@ -21,12 +22,13 @@ fn explicit(event_type: &str, tag: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn onboarding_creates_the_queue_its_dlq_and_filtered_topic_subscriptions() {
     let hub = Hub::start().await;
-    let (subscriber_id, queue_url) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let subscriber = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let (subscriber_id, queue_url) = (&subscriber.id, &subscriber.queue_url);
 
     let attributes = hub
         .sqs()
         .get_queue_attributes()
-        .queue_url(&queue_url)
+        .queue_url(queue_url)
         .attribute_names(QueueAttributeName::All)
         .send()
         .await
@@ -77,40 +79,70 @@ async fn onboarding_creates_the_queue_its_dlq_and_filtered_topic_subscriptions()
 #[tokio::test(flavor = "multi_thread")]
 async fn onboarding_refuses_bad_requests() {
     let hub = Hub::start().await;
+    let operator = hub.token(DEMO_OPERATOR).await;
+    let client = hub
+        .register_client("subscriber", "A83627", serde_json::json!({}))
+        .await;
+    let client = &client.client_id;
+    let publisher = DEMO_PUBLISHER;
     for (body, status, field) in [
         (
-            r#"{"odsCode":"a1","name":"x","eventTypes":["vaccinations-1"]}"#,
+            format!(r#"{{"odsCode":"a1","name":"x","eventTypes":["vaccinations-1"],"clientId":"{client}"}}"#),
             422,
             "odsCode",
         ),
         (
-            r#"{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-9"]}"#,
+            format!(r#"{{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-9"],"clientId":"{client}"}}"#),
             422,
             "eventTypes[0]",
         ),
-        (r#"{"odsCode":"A83627","name":"x"}"#, 400, "eventTypes"),
-        ("not json", 400, "$"),
+        (
+            format!(r#"{{"odsCode":"A83627","name":"x","clientId":"{client}"}}"#),
+            400,
+            "eventTypes",
+        ),
+        ("not json".to_owned(), 400, "$"),
+        (
+            r#"{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-1"]}"#.to_owned(),
+            400,
+            "clientId",
+        ),
+        // The client must be a registered subscriber of the same organisation.
+        (
+            format!(r#"{{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-1"],"clientId":"{publisher}"}}"#),
+            422,
+            "clientId",
+        ),
+        (
+            r#"{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-1"],"clientId":"no-such-client"}"#.to_owned(),
+            422,
+            "clientId",
+        ),
+        (
+            format!(r#"{{"odsCode":"RR8","name":"x","eventTypes":["vaccinations-1"],"clientId":"{client}"}}"#),
+            422,
+            "odsCode",
+        ),
     ] {
         let response = hub
-            .http
-            .post(hub.url("/subscribers"))
+            .request(reqwest::Method::POST, "/subscribers", &operator)
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.clone())
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), status, "{body}");
         let outcome: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(first_issue_expression(&outcome), field, "{body}");
+        assert_eq!(first_issue_expression(&outcome), field, "{body}: {outcome}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_explicit_subscription_is_created_and_read_back() {
     let hub = Hub::start().await;
-    let (subscriber_id, _) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let subscriber = hub.onboard("A83627", &["vaccinations-1"]).await;
     let (status, created) = hub
-        .subscribe(&subscriber_id, "A83627", &explicit("vaccinations-1", "gp"))
+        .subscribe(&subscriber, "A83627", &explicit("vaccinations-1", "gp"))
         .await;
     assert_eq!(status, 201);
     let id = created["id"].as_str().unwrap();
@@ -118,8 +150,11 @@ async fn an_explicit_subscription_is_created_and_read_back() {
     assert_eq!(created["meta"]["versionId"], "1");
 
     let read = hub
-        .http
-        .get(hub.url(&format!("/Subscription/{id}")))
+        .request(
+            Method::GET,
+            &format!("/Subscription/{id}"),
+            &subscriber.token,
+        )
         .send()
         .await
         .unwrap();
@@ -128,8 +163,11 @@ async fn an_explicit_subscription_is_created_and_read_back() {
     assert_eq!(read, created);
 
     let xml = hub
-        .http
-        .get(hub.url(&format!("/Subscription/{id}")))
+        .request(
+            Method::GET,
+            &format!("/Subscription/{id}"),
+            &subscriber.token,
+        )
         .header("accept", XML)
         .send()
         .await
@@ -142,8 +180,7 @@ async fn an_explicit_subscription_is_created_and_read_back() {
     );
 
     let missing = hub
-        .http
-        .get(hub.url("/Subscription/no-such-id"))
+        .request(Method::GET, "/Subscription/no-such-id", &subscriber.token)
         .send()
         .await
         .unwrap();
@@ -151,7 +188,7 @@ async fn an_explicit_subscription_is_created_and_read_back() {
 
     // A malformed criteria string: the refusal names the component.
     let malformed = "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003889&MessageHeader.event=vaccinations-1";
-    let (status, outcome) = hub.subscribe(&subscriber_id, "A83627", malformed).await;
+    let (status, outcome) = hub.subscribe(&subscriber, "A83627", malformed).await;
     assert_eq!(status, 422);
     assert!(
         outcome["issue"][0]["diagnostics"]
@@ -163,7 +200,7 @@ async fn an_explicit_subscription_is_created_and_read_back() {
     // A type the subscriber was not onboarded for.
     let (status, outcome) = hub
         .subscribe(
-            &subscriber_id,
+            &subscriber,
             "A83627",
             &explicit("pds-change-of-address-1", "x"),
         )
@@ -180,8 +217,8 @@ async fn an_explicit_subscription_is_created_and_read_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_event_reaches_the_matching_subscriber_once_and_no_one_else() {
     let hub = Hub::start().await;
-    let (gp, gp_queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
-    let (_other, other_queue) = hub.onboard("RR8", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let other = hub.onboard("RR8", &["vaccinations-1"]).await;
     let (status, subscription) = hub
         .subscribe(&gp, "A83627", &explicit("vaccinations-1", "gp-care"))
         .await;
@@ -192,7 +229,7 @@ async fn a_published_event_reaches_the_matching_subscriber_once_and_no_one_else(
     assert_eq!(status, 202, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
 
-    let delivered = hub.drain(&gp_queue, DELIVERY_WINDOW).await;
+    let delivered = hub.drain(&gp.queue_url, DELIVERY_WINDOW).await;
     assert_eq!(delivered.len(), 1);
     let message = &delivered[0];
     assert_eq!(
@@ -215,7 +252,7 @@ async fn a_published_event_reaches_the_matching_subscriber_once_and_no_one_else(
         serde_json::json!([{"id": subscription["id"], "tag": "gp-care"}])
     );
     assert!(
-        hub.drain(&other_queue, Duration::from_secs(1))
+        hub.drain(&other.queue_url, Duration::from_secs(1))
             .await
             .is_empty(),
         "no match, no delivery"
@@ -237,7 +274,7 @@ async fn a_published_event_reaches_the_matching_subscriber_once_and_no_one_else(
         "Bundle.entry[0].resource.ofType(MessageHeader).id"
     );
     assert!(
-        hub.drain(&gp_queue, DELIVERY_WINDOW).await.is_empty(),
+        hub.drain(&gp.queue_url, DELIVERY_WINDOW).await.is_empty(),
         "nothing more was delivered"
     );
 }
@@ -245,7 +282,7 @@ async fn a_published_event_reaches_the_matching_subscriber_once_and_no_one_else(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_of_address_in_json_is_delivered_unchanged() {
     let hub = Hub::start().await;
-    let (chis, queue) = hub.onboard("RR8", &["pds-change-of-address-1"]).await;
+    let chis = hub.onboard("RR8", &["pds-change-of-address-1"]).await;
     let (status, _) = hub
         .subscribe(&chis, "RR8", &explicit("pds-change-of-address-1", "chis"))
         .await;
@@ -256,7 +293,7 @@ async fn a_change_of_address_in_json_is_delivered_unchanged() {
         .publish("pds-change-of-address-1", Some(JSON), &body)
         .await;
     assert_eq!(status, 202, "{outcome}");
-    let delivered = hub.drain(&queue, DELIVERY_WINDOW).await;
+    let delivered = hub.drain(&chis.queue_url, DELIVERY_WINDOW).await;
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].body(), Some(body.as_str()));
     assert_eq!(attribute(&delivered[0], "contentType"), Some(JSON));
@@ -384,8 +421,11 @@ async fn bad_input_gets_a_4xx_operation_outcome_naming_the_fault() {
         }
     }
     let unknown = hub
-        .http
-        .get(hub.url("/no/such/route"))
+        .request(
+            Method::GET,
+            "/no/such/route",
+            &hub.token(DEMO_PUBLISHER).await,
+        )
         .send()
         .await
         .unwrap();

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e_tests::{Hub, attribute, first_issue_expression, fixture};
+use e2e_tests::{Hub, Subscriber, attribute, first_issue_expression, fixture};
+use reqwest::Method;
 
 const PATIENT: &str = "9912003888";
 const XML: &str = "application/fhir+xml";
@@ -48,7 +49,7 @@ async fn assert_a_vaccination_reaches_nothing(hub: &Hub, queue: &str) {
     );
 }
 
-async fn create(hub: &Hub, subscriber: &str, ods: &str, criteria: &str) -> String {
+async fn create(hub: &Hub, subscriber: &Subscriber, ods: &str, criteria: &str) -> String {
     let (status, body) = hub.subscribe(subscriber, ods, criteria).await;
     assert_eq!(status, 201, "{criteria}: {body}");
     body["id"].as_str().unwrap().to_owned()
@@ -57,9 +58,9 @@ async fn create(hub: &Hub, subscriber: &str, ods: &str, criteria: &str) -> Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_subscriptions_give_one_delivery_per_subscriber_naming_every_match() {
     let hub = Hub::start().await;
-    let (gp, gp_queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
-    let (chis, chis_queue) = hub.onboard("RR8", &["vaccinations-1"]).await;
-    let (other, other_queue) = hub.onboard("X26", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let chis = hub.onboard("RR8", &["vaccinations-1"]).await;
+    let other = hub.onboard("X26", &["vaccinations-1"]).await;
     let gp_first = create(
         &hub,
         &gp,
@@ -87,20 +88,20 @@ async fn overlapping_subscriptions_give_one_delivery_per_subscriber_naming_every
         .await;
     assert_eq!(status, 202);
 
-    let to_gp = hub.drain(&gp_queue, WINDOW).await;
+    let to_gp = hub.drain(&gp.queue_url, WINDOW).await;
     assert_eq!(to_gp.len(), 1, "one copy however many subscriptions match");
     assert_eq!(
         ids_and_tags(&to_gp[0]),
         BTreeSet::from([(gp_first, Some("gp-care".to_owned())), (gp_second, None)])
     );
-    let to_chis = hub.drain(&chis_queue, Duration::from_secs(1)).await;
+    let to_chis = hub.drain(&chis.queue_url, Duration::from_secs(1)).await;
     assert_eq!(to_chis.len(), 1);
     assert_eq!(
         ids_and_tags(&to_chis[0]),
         BTreeSet::from([(chis_only, Some("chis".to_owned()))])
     );
     assert!(
-        hub.drain(&other_queue, Duration::from_secs(1))
+        hub.drain(&other.queue_url, Duration::from_secs(1))
             .await
             .is_empty()
     );
@@ -111,7 +112,7 @@ async fn overlapping_subscriptions_give_one_delivery_per_subscriber_naming_every
 #[tokio::test(flavor = "multi_thread")]
 async fn age_bounds_apply_on_the_events_date_at_their_edges() {
     let hub = Hub::start().await;
-    let (chis, queue) = hub.onboard("RR8", &["pds-change-of-address-1"]).await;
+    let chis = hub.onboard("RR8", &["pds-change-of-address-1"]).await;
     let code = "pds-change-of-address-1";
     let older_than_1 = create(&hub, &chis, "RR8", &explicit(code, "&Patient.age=gt1")).await;
     let _older_than_2 = create(&hub, &chis, "RR8", &explicit(code, "&Patient.age=gt2")).await;
@@ -127,7 +128,7 @@ async fn age_bounds_apply_on_the_events_date_at_their_edges() {
 
     let body = fixture("nems/PDS-Change-Of-Address-ems-example.xml");
     assert_eq!(hub.publish(code, Some(XML), &body).await.0, 202);
-    let delivered = hub.drain(&queue, WINDOW).await;
+    let delivered = hub.drain(&chis.queue_url, WINDOW).await;
     assert_eq!(delivered.len(), 1);
     let matched: BTreeSet<String> = ids_and_tags(&delivered[0])
         .into_iter()
@@ -158,14 +159,13 @@ async fn age_bounds_apply_on_the_events_date_at_their_edges() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_subscription_is_off_and_matches_nothing() {
     let hub = Hub::start().await;
-    let (gp, queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let mut resource =
-        e2e_tests::subscription_resource(&gp, "A83627", &explicit("vaccinations-1", ""));
+        e2e_tests::subscription_resource(&gp.id, "A83627", &explicit("vaccinations-1", ""));
     resource["end"] = serde_json::json!(hub::fhir_time::format_instant(end));
     let response = hub
-        .http
-        .post(hub.url("/Subscription"))
+        .request(Method::POST, "/Subscription", &gp.token)
         .header("content-type", "application/fhir+json")
         .body(resource.to_string())
         .send()
@@ -177,11 +177,11 @@ async fn an_expired_subscription_is_off_and_matches_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let read: serde_json::Value = hub
-        .http
-        .get(hub.url(&format!(
-            "/Subscription/{}",
-            created["id"].as_str().unwrap()
-        )))
+        .request(
+            Method::GET,
+            &format!("/Subscription/{}", created["id"].as_str().unwrap()),
+            &gp.token,
+        )
         .send()
         .await
         .unwrap()
@@ -190,24 +190,22 @@ async fn an_expired_subscription_is_off_and_matches_nothing() {
         .unwrap();
     assert_eq!(read["status"], "off");
     // An ended subscription delivers nothing.
-    assert_a_vaccination_reaches_nothing(&hub, &queue).await;
+    assert_a_vaccination_reaches_nothing(&hub, &gp.queue_url).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_subscription_is_gone_and_delivers_nothing() {
     let hub = Hub::start().await;
-    let (gp, queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let id = create(&hub, &gp, "A83627", &explicit("vaccinations-1", "")).await;
     let deleted = hub
-        .http
-        .delete(hub.url(&format!("/Subscription/{id}")))
+        .request(Method::DELETE, &format!("/Subscription/{id}"), &gp.token)
         .send()
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(
-        hub.http
-            .get(hub.url(&format!("/Subscription/{id}")))
+        hub.request(Method::GET, &format!("/Subscription/{id}"), &gp.token)
             .send()
             .await
             .unwrap()
@@ -215,21 +213,20 @@ async fn a_deleted_subscription_is_gone_and_delivers_nothing() {
         404
     );
     assert_eq!(
-        hub.http
-            .delete(hub.url(&format!("/Subscription/{id}")))
+        hub.request(Method::DELETE, &format!("/Subscription/{id}"), &gp.token)
             .send()
             .await
             .unwrap()
             .status(),
         404
     );
-    assert_a_vaccination_reaches_nothing(&hub, &queue).await;
+    assert_a_vaccination_reaches_nothing(&hub, &gp.queue_url).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_is_refused_event_types_it_was_not_onboarded_for() {
     let hub = Hub::start().await;
-    let (gp, queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let (status, outcome) = hub
         .subscribe(&gp, "A83627", &explicit("pds-change-of-address-1", ""))
         .await;
@@ -252,14 +249,18 @@ async fn a_subscriber_is_refused_event_types_it_was_not_onboarded_for() {
         .0,
         202
     );
-    assert!(hub.drain(&queue, Duration::from_secs(3)).await.is_empty());
+    assert!(
+        hub.drain(&gp.queue_url, Duration::from_secs(3))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
     let hub = Hub::start().await;
-    let (gp, _) = hub.onboard("A83627", &["vaccinations-1"]).await;
-    let (chis, _) = hub.onboard("RR8", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let chis = hub.onboard("RR8", &["vaccinations-1"]).await;
     let mut mine = BTreeSet::new();
     for tag in ["a", "b", "c"] {
         mine.insert(
@@ -275,12 +276,12 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
     create(&hub, &chis, "RR8", &explicit("vaccinations-1", "")).await;
 
     let mut listed = BTreeSet::new();
-    let mut url = hub.url(&format!("/Subscription?subscriber={gp}&_count=2"));
+    // The caller's own subscriptions: the subscriber is the caller's.
+    let mut url = "/Subscription?_count=2".to_owned();
     let mut pages = 0;
     loop {
         let page: serde_json::Value = hub
-            .http
-            .get(&url)
+            .request(Method::GET, &url, &gp.token)
             .send()
             .await
             .unwrap()
@@ -293,7 +294,7 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
         for entry in page["entry"].as_array().unwrap() {
             assert_eq!(
                 entry["resource"]["channel"]["endpoint"],
-                gp.as_str(),
+                gp.id.as_str(),
                 "only the caller's"
             );
             listed.insert(entry["resource"]["id"].as_str().unwrap().to_owned());
@@ -304,7 +305,7 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
             .iter()
             .find(|l| l["relation"] == "next");
         match next {
-            Some(link) => url = hub.url(link["url"].as_str().unwrap()),
+            Some(link) => url = link["url"].as_str().unwrap().to_owned(),
             None => break,
         }
         assert!(pages < 10);
@@ -313,8 +314,7 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
     assert!(pages >= 2, "three subscriptions at two a page");
 
     let xml = hub
-        .http
-        .get(hub.url(&format!("/Subscription?subscriber={gp}")))
+        .request(Method::GET, "/Subscription", &gp.token)
         .header("accept", XML)
         .send()
         .await
@@ -327,14 +327,12 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
     assert_eq!(bundle.children("entry").count(), 3);
 
     for (query, field) in [
-        ("", "subscriber"),
-        (&format!("subscriber={gp}&_count=0") as &str, "_count"),
-        (&format!("subscriber={gp}&_count=101"), "_count"),
-        (&format!("subscriber={gp}&_page=bogus"), "_page"),
+        ("_count=0", "_count"),
+        ("_count=101", "_count"),
+        ("_page=bogus", "_page"),
     ] {
         let response = hub
-            .http
-            .get(hub.url(&format!("/Subscription?{query}")))
+            .request(Method::GET, &format!("/Subscription?{query}"), &gp.token)
             .send()
             .await
             .unwrap();
@@ -347,14 +345,14 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_created_in_xml_and_generic_ones_are_stored() {
     let hub = Hub::start().await;
-    let (gp, _) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let criteria = explicit("vaccinations-1", "&tag=xml").replace('&', "&amp;");
     let xml = format!(
-        r#"<Subscription xmlns="http://hl7.org/fhir"><status value="requested"/><contact><system value="url"/><value value="https://directory.spineservices.nhs.uk/STU3/Organization/A83627"/></contact><reason value="care"/><criteria value="{criteria}"/><channel><type value="message"/><endpoint value="{gp}"/></channel></Subscription>"#
+        r#"<Subscription xmlns="http://hl7.org/fhir"><status value="requested"/><contact><system value="url"/><value value="https://directory.spineservices.nhs.uk/STU3/Organization/A83627"/></contact><reason value="care"/><criteria value="{criteria}"/><channel><type value="message"/><endpoint value="{}"/></channel></Subscription>"#,
+        gp.id
     );
     let response = hub
-        .http
-        .post(hub.url("/Subscription"))
+        .request(Method::POST, "/Subscription", &gp.token)
         .header("content-type", XML)
         .body(xml)
         .send()
@@ -366,8 +364,7 @@ async fn subscriptions_are_created_in_xml_and_generic_ones_are_stored() {
     let generic = "/Bundle?type=message&subscriptionRuleType=GP_GP_GP&Organization.identifier=A83627&MessageHeader.event=vaccinations-1";
     let id = create(&hub, &gp, "A83627", generic).await;
     let read: serde_json::Value = hub
-        .http
-        .get(hub.url(&format!("/Subscription/{id}")))
+        .request(Method::GET, &format!("/Subscription/{id}"), &gp.token)
         .send()
         .await
         .unwrap()
@@ -383,12 +380,16 @@ async fn subscriptions_are_created_in_xml_and_generic_ones_are_stored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_offboarded_subscriber_gets_nothing_more_and_keeps_its_queue() {
     let hub = Hub::start().await;
-    let (gp, queue) = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     create(&hub, &gp, "A83627", &explicit("vaccinations-1", "")).await;
+    let operator = hub.token(e2e_tests::DEMO_OPERATOR).await;
 
     let response = hub
-        .http
-        .delete(hub.url(&format!("/subscribers/{gp}")))
+        .request(
+            Method::DELETE,
+            &format!("/subscribers/{}", gp.id),
+            &operator,
+        )
         .send()
         .await
         .unwrap();
@@ -398,8 +399,7 @@ async fn an_offboarded_subscriber_gets_nothing_more_and_keeps_its_queue() {
     assert_eq!(body["queueKeptForDays"], 14);
 
     let listed: serde_json::Value = hub
-        .http
-        .get(hub.url(&format!("/Subscription?subscriber={gp}")))
+        .request(Method::GET, "/Subscription", &gp.token)
         .send()
         .await
         .unwrap()
@@ -416,32 +416,38 @@ async fn an_offboarded_subscriber_gets_nothing_more_and_keeps_its_queue() {
         .await;
     assert_eq!(status, 422, "no new subscriptions");
 
-    assert_a_vaccination_reaches_nothing(&hub, &queue).await;
+    assert_a_vaccination_reaches_nothing(&hub, &gp.queue_url).await;
     // The queue is still there to read.
     hub.sqs()
         .get_queue_attributes()
-        .queue_url(&queue)
+        .queue_url(&gp.queue_url)
         .send()
         .await
         .expect("the queue is kept");
     // Offboarding again is harmless; an unknown subscriber is 404.
     assert_eq!(
-        hub.http
-            .delete(hub.url(&format!("/subscribers/{gp}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        hub.request(
+            Method::DELETE,
+            &format!("/subscribers/{}", gp.id),
+            &operator
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
         200
     );
     let unknown = "00000000-0000-4000-8000-000000000000";
     assert_eq!(
-        hub.http
-            .delete(hub.url(&format!("/subscribers/{unknown}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        hub.request(
+            Method::DELETE,
+            &format!("/subscribers/{unknown}"),
+            &operator
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
         404
     );
 }

@@ -2,8 +2,8 @@
 //! subscriptions; its queues stay for the grace period.
 
 use hub::aws::{
-    DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings, SqsQueueProvisioner,
-    required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings,
+    SqsQueueProvisioner, required_env, topic_arns_from_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
@@ -15,17 +15,26 @@ async fn main() -> Result<(), Error> {
     let subscribers =
         DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
     let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb, required_env("SUBSCRIPTIONS_TABLE")?);
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
     let provisioner = SqsQueueProvisioner::new(
         aws_sdk_sqs::Client::new(&config),
         aws_sdk_sns::Client::new(&config),
         topic_arns_from_env(),
         QueueSettings::from_env()?,
     );
-    let (subscribers, subscriptions, provisioner) = (&subscribers, &subscriptions, &provisioner);
+    let (subscribers, subscriptions, provisioner, audit) =
+        (&subscribers, &subscriptions, &provisioner, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(
-            lambda::offboard(subscribers, subscriptions, provisioner, &event.payload).await,
+            lambda::offboard(
+                subscribers,
+                subscriptions,
+                provisioner,
+                audit,
+                &event.payload,
+            )
+            .await,
         )
     }))
     .await

@@ -1,7 +1,8 @@
 //! `POST /subscribers`: create a subscriber's queues and topic subscriptions.
 
 use hub::aws::{
-    DynamoSubscriberStore, QueueSettings, SqsQueueProvisioner, required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoClientStore, DynamoSubscriberStore, QueueSettings, SqsQueueProvisioner,
+    required_env, topic_arns_from_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
@@ -9,10 +10,11 @@ use hub::lambda::{self, Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
-    let subscribers = DynamoSubscriberStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        required_env("SUBSCRIBERS_TABLE")?,
-    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
     let settings = QueueSettings::from_env()?;
     let provisioner = SqsQueueProvisioner::new(
         aws_sdk_sqs::Client::new(&config),
@@ -20,9 +22,11 @@ async fn main() -> Result<(), Error> {
         topic_arns_from_env(),
         settings,
     );
-    let (subscribers, provisioner) = (&subscribers, &provisioner);
+    let (subscribers, provisioner, clients, audit) = (&subscribers, &provisioner, &clients, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(lambda::onboard(subscribers, provisioner, &event.payload).await)
+        Ok::<_, Error>(
+            lambda::onboard(subscribers, provisioner, clients, audit, &event.payload).await,
+        )
     }))
     .await
 }

@@ -1,6 +1,6 @@
 //! `POST /Subscription`.
 
-use hub::aws::{DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
+use hub::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -10,11 +10,13 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let subscriptions =
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let subscribers = DynamoSubscriberStore::new(dynamodb, required_env("SUBSCRIBERS_TABLE")?);
-    let (subscriptions, subscribers) = (&subscriptions, &subscribers);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, subscribers, audit) = (&subscriptions, &subscribers, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(
-            lambda::create_subscription(subscriptions, subscribers, &event.payload).await,
+            lambda::create_subscription(subscriptions, subscribers, audit, &event.payload).await,
         )
     }))
     .await

@@ -1,10 +1,15 @@
-//! The local API: what API Gateway does for the deployed hub. Each request is
-//! matched to a route of template.yaml, turned into the REST API proxy event
-//! (aws_lambda_events' ApiGatewayProxyRequest), and the function's
-//! ApiGatewayProxyResponse is turned back into HTTP.
+//! The local API: what API Gateway (REST API) does for the deployed hub.
+//! Each request is matched to a route of template.yaml, checked by the
+//! route's Lambda authorizer (authorizer.rs), turned into the REST API proxy
+//! event (aws_lambda_events' ApiGatewayProxyRequest), and the function's
+//! ApiGatewayProxyResponse is turned back into HTTP. API Gateway's own
+//! answers (a refusal, an unknown route, a failed function) are the
+//! template's gateway responses (gateway.rs).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_lambda_events::apigw::{
     ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayProxyResponse,
@@ -12,12 +17,14 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, Request, Response, StatusCode, Uri};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use base64::Engine as _;
-use hub::outcome::{Issue, OperationOutcome, Severity};
 
+use crate::authorizer::{self, Decision};
+use crate::gateway::{GatewayResponses, Refusal};
 use crate::runtime::Function;
+use crate::template::{ACCOUNT_ID, API_ID, REGION};
 
 /// API Gateway's own limit on a request body.
 const API_GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
@@ -27,6 +34,22 @@ pub struct ApiRoute {
     /// The template's path, e.g. /Subscription/{id}.
     pub resource: String,
     pub function: Function,
+    /// The Lambda authorizer in front of the route; None when it is open.
+    pub authorizer: Option<RouteAuthorizer>,
+}
+
+#[derive(Clone)]
+pub struct RouteAuthorizer {
+    pub name: String,
+    /// The header whose value is the token.
+    pub header: String,
+    pub function: Function,
+}
+
+pub struct Api {
+    pub routes: Vec<ApiRoute>,
+    pub gateway_responses: GatewayResponses,
+    pub stage: String,
 }
 
 impl ApiRoute {
@@ -60,70 +83,177 @@ fn percent_decode(segment: &str) -> String {
     hub::text::percent_decode(segment).unwrap_or_else(|| segment.to_owned())
 }
 
-pub fn router(routes: Vec<ApiRoute>) -> Router {
+pub fn router(api: Api) -> Router {
     Router::new()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(API_GATEWAY_BODY_LIMIT))
-        .with_state(Arc::new(routes))
+        .with_state(Arc::new(api))
 }
 
-fn outcome_response(
-    status: StatusCode,
-    code: &'static str,
-    spine_code: &'static str,
-    diagnostics: String,
-) -> Response<Body> {
-    let outcome = OperationOutcome::single(Issue {
-        severity: Severity::Error,
-        code,
-        spine_code,
-        diagnostics,
-        expression: Vec::new(),
-    });
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/fhir+json; charset=utf-8")
-        .body(Body::from(outcome.to_json().to_string()))
-        .unwrap_or_default()
+/// What one request knows about itself: the `$context` of gateway
+/// responses and the proxy event's requestContext.
+struct RequestFacts {
+    request_id: String,
+    method: Method,
+    path: String,
+    /// The Host the client used: the token endpoint builds its own URL
+    /// (the client assertion's audience) from it.
+    domain_name: String,
+    source_ip: String,
+    epoch_ms: i64,
+}
+
+impl RequestFacts {
+    fn variables(&self, stage: &str, resource: Option<&str>) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("requestId".into(), self.request_id.clone()),
+            ("extendedRequestId".into(), self.request_id.clone()),
+            ("apiId".into(), API_ID.into()),
+            ("accountId".into(), ACCOUNT_ID.into()),
+            ("stage".into(), stage.into()),
+            ("httpMethod".into(), self.method.to_string()),
+            ("path".into(), self.path.clone()),
+            ("resourcePath".into(), resource.unwrap_or_default().into()),
+            ("domainName".into(), self.domain_name.clone()),
+            ("identity.sourceIp".into(), self.source_ip.clone()),
+            ("requestTimeEpoch".into(), self.epoch_ms.to_string()),
+        ])
+    }
 }
 
 async fn handle(
-    State(routes): State<Arc<Vec<ApiRoute>>>,
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request<Body>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let Some((route, path_parameters)) = routes.iter().find_map(|route| {
+    let facts = RequestFacts {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        domain_name: parts
+            .headers
+            .get("host")
+            .and_then(|host| host.to_str().ok())
+            .unwrap_or("127.0.0.1")
+            .to_owned(),
+        source_ip: peer.ip().to_string(),
+        epoch_ms: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000,
+    };
+    let refuse =
+        |refusal: Refusal, resource: Option<&str>, authorizer: &BTreeMap<String, String>| {
+            let mut variables = facts.variables(&api.stage, resource);
+            for (key, value) in authorizer {
+                variables.insert(format!("authorizer.{key}"), value.clone());
+            }
+            api.gateway_responses
+                .render(&refusal, &variables, &parts.headers)
+        };
+    let none = BTreeMap::new();
+
+    let Some((route, path_parameters)) = api.routes.iter().find_map(|route| {
         route
-            .matches(&parts.method, &path)
+            .matches(&parts.method, &facts.path)
             .map(|params| (route, params))
     }) else {
-        return outcome_response(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "NOT_FOUND",
-            format!("no route for {} {path}", parts.method),
-        );
+        // Deployed, API Gateway answers MISSING_AUTHENTICATION_TOKEN (403)
+        // for a route it does not have; a 404 tells a developer more.
+        let message = format!("no route for {} {}", parts.method, facts.path);
+        return refuse(Refusal::new("RESOURCE_NOT_FOUND", message), None, &none);
     };
+    let resource = Some(route.resource.as_str());
     let body = match axum::body::to_bytes(body, API_GATEWAY_BODY_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
-            return outcome_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-long",
-                "MESSAGE_TOO_LARGE",
-                "the request body exceeds API Gateway's 10 MB limit".into(),
-            );
+            let refusal = Refusal::new("REQUEST_TOO_LARGE", "Request Too Long");
+            return refuse(refusal, resource, &none);
         }
     };
+
+    let mut authorizer_fields = BTreeMap::new();
+    if let Some(authorizer) = &route.authorizer {
+        let token = parts
+            .headers
+            .get(authorizer.header.as_str())
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .unwrap_or_default();
+        if token.trim().is_empty() {
+            return refuse(
+                Refusal::new("UNAUTHORIZED", "Unauthorized"),
+                resource,
+                &none,
+            );
+        }
+        let method_arn = authorizer::method_arn(
+            REGION,
+            ACCOUNT_ID,
+            API_ID,
+            &api.stage,
+            parts.method.as_str(),
+            &facts.path,
+        );
+        let event = authorizer::token_event(&token, &method_arn);
+        let started = Instant::now();
+        let answer = authorizer
+            .function
+            .invoke(event.to_string().into_bytes())
+            .await;
+        let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let decision = authorizer::decide(
+            answer.as_ref().map(|bytes| bytes.as_ref()),
+            &method_arn,
+            latency,
+        );
+        let message = decision.message();
+        match decision {
+            Decision::Allow(fields) => authorizer_fields = fields,
+            Decision::Deny { context, .. } => {
+                let refusal = Refusal::new("ACCESS_DENIED", message.unwrap_or_default());
+                return refuse(refusal, resource, &context);
+            }
+            Decision::Unauthorized => {
+                return refuse(
+                    Refusal::new("UNAUTHORIZED", "Unauthorized"),
+                    resource,
+                    &none,
+                );
+            }
+            Decision::Failure(detail) => {
+                eprintln!(
+                    "[hub] {} {}: authorizer {}: {detail}",
+                    parts.method, facts.path, authorizer.name
+                );
+                let refusal = Refusal {
+                    kind: "AUTHORIZER_FAILURE",
+                    message: None,
+                    status: None,
+                };
+                return refuse(refusal, resource, &none);
+            }
+        }
+    }
+
     let event = proxy_event(
         route,
-        &parts.method,
+        &api.stage,
+        &facts,
         &parts.uri,
         &parts.headers,
         path_parameters,
+        authorizer_fields,
         body,
     );
+    // Deployed, a function that fails or answers something that is not a
+    // proxy response gets API Gateway's 502 "Internal server error".
+    let internal_error = |detail: String| {
+        eprintln!("[hub] {} {}: {detail}", parts.method, facts.path);
+        let refusal = Refusal {
+            kind: "DEFAULT_5XX",
+            message: Some("Internal server error".into()),
+            status: Some(502),
+        };
+        refuse(refusal, resource, &none)
+    };
     let payload = match serde_json::to_vec(&event) {
         Ok(payload) => payload,
         Err(error) => return internal_error(format!("encoding the event: {error}")),
@@ -136,43 +266,42 @@ async fn handle(
                 route.function.name()
             )),
         },
-        Err(error) => {
-            eprintln!("[hub] {} {path}: {error}", parts.method);
-            // API Gateway answers 502 when the integration fails.
-            outcome_response(
-                StatusCode::BAD_GATEWAY,
-                "exception",
-                "INTERNAL_SERVER_ERROR",
-                "the function failed".into(),
-            )
-        }
+        Err(error) => internal_error(error.to_string()),
     }
 }
 
-fn internal_error(detail: String) -> Response<Body> {
-    eprintln!("[hub] {detail}");
-    outcome_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "exception",
-        "INTERNAL_SERVER_ERROR",
-        "internal error".into(),
-    )
-}
-
+#[allow(clippy::too_many_arguments)]
 fn proxy_event(
     route: &ApiRoute,
-    method: &Method,
+    stage: &str,
+    facts: &RequestFacts,
     uri: &Uri,
-    headers: &axum::http::HeaderMap,
+    headers: &HeaderMap,
     path_parameters: HashMap<String, String>,
+    authorizer: BTreeMap<String, serde_json::Value>,
     body: Bytes,
 ) -> ApiGatewayProxyRequest {
+    let mut headers = headers.clone();
+    // API Gateway tells the function how the client reached it; locally
+    // that is plain HTTP on the API's port.
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let port = facts
+        .domain_name
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .unwrap_or("80");
+    if let Ok(port) = HeaderValue::from_str(port) {
+        headers.insert("x-forwarded-port", port);
+    }
+    if let Ok(source) = HeaderValue::from_str(&facts.source_ip) {
+        headers.insert("x-forwarded-for", source);
+    }
     let mut event = ApiGatewayProxyRequest::default();
     event.resource = Some(route.resource.clone());
-    event.path = Some(uri.path().to_owned());
-    event.http_method = method.clone();
-    event.headers = headers.clone();
+    event.path = Some(facts.path.clone());
+    event.http_method = facts.method.clone();
     event.multi_value_headers = headers.clone();
+    event.headers = headers;
     if let Some(query) = uri.query() {
         event.query_string_parameters = query.parse().unwrap_or_default();
         event.multi_value_query_string_parameters = query.parse().unwrap_or_default();
@@ -189,11 +318,20 @@ fn proxy_event(
         }
     }
     let mut context = ApiGatewayProxyRequestContext::default();
-    context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    context.stage = Some("local".into());
+    context.account_id = Some(ACCOUNT_ID.into());
+    context.apiid = Some(API_ID.into());
+    context.request_id = Some(facts.request_id.clone());
+    context.stage = Some(stage.into());
     context.resource_path = Some(route.resource.clone());
-    context.path = Some(uri.path().to_owned());
-    context.http_method = method.clone();
+    // The path as the client sent it (as on a custom domain without a base
+    // path): with domainName, the URL the client called.
+    context.path = Some(facts.path.clone());
+    context.domain_name = Some(facts.domain_name.clone());
+    context.protocol = Some("HTTP/1.1".into());
+    context.http_method = facts.method.clone();
+    context.request_time_epoch = facts.epoch_ms;
+    context.identity.source_ip = Some(facts.source_ip.clone());
+    context.authorizer.fields = authorizer.into_iter().collect();
     event.request_context = context;
     event
 }

@@ -1,14 +1,21 @@
 //! `hub-local`: the hub on this machine, with no AWS account.
 //!
 //!   hub-local run [--template PATH] [--api-port N] [--emulator-port N]
+//!   hub-local token CLIENT [--api URL]
 //!   hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]
 //!
-//! `run` starts the moto emulator, creates the template's tables, topics and
-//! queues in it, starts every function's real binary behind a local Lambda
-//! Runtime API, serves the template's routes and runs the stream -> dispatch
-//! hand-off. Ctrl-C stops everything. `poll` reads a subscriber's queue.
+//! `run` starts the moto emulator, creates the template's KMS keys, tables,
+//! topics and queues in it, starts every function's real binary behind a
+//! local Lambda Runtime API, serves the template's routes behind their
+//! Lambda authorizer and runs the stream -> dispatch hand-off; then it
+//! registers the demo clients and onboards the demo subscribers. Ctrl-C
+//! stops everything. `token` prints an access token for a demo client.
+//! `poll` reads a subscriber's queue.
 
 mod api;
+mod authorizer;
+mod demo;
+mod gateway;
 mod runtime;
 mod streams;
 mod template;
@@ -27,10 +34,12 @@ use serde_norway::Value;
 use tokio::process::{Child, Command};
 
 use crate::runtime::{Function, FunctionConfig};
-use crate::template::{REGION, Resolved, STACK_NAME, Template};
+use crate::template::{ACCOUNT_ID, API_ID, REGION, Resolved, RouteAuth, STACK_NAME, Template};
 
 const DEFAULT_API_PORT: u16 = 3000;
 const DEFAULT_EMULATOR_PORT: u16 = 4566;
+/// The template's table of registered clients, where the demo clients go.
+const CLIENTS_TABLE: &str = "ClientsTable";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,6 +47,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]).await,
         Some("poll") => poll(&args[1..]).await,
+        Some("token") => token(&args[1..]).await,
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);
@@ -54,8 +64,11 @@ async fn main() -> ExitCode {
 
 fn usage() -> &'static str {
     "usage:\n  hub-local run [--template PATH] [--api-port N] [--emulator-port N]\n  \
+     hub-local token CLIENT [--api URL]\n  \
      hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]\n\n\
-     Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566."
+     Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566. The demo\n\
+     clients' keys are in HUB_LOCAL_STATE_DIR, else .local beside template.yaml;\n\
+     CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator."
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -283,7 +296,77 @@ async fn create_table(
         .and_then(|d| d.table_arn.clone())
         .unwrap_or_default();
     let stream = description.and_then(|d| d.latest_stream_arn);
+    // TTL is switched on as the template asks, though moto never deletes
+    // expired items: nothing in the hub may depend on TTL for correctness
+    // (the replay guard refuses a used jti whether or not its record is
+    // gone), so a local run that keeps them behaves the same.
+    // PointInTimeRecoverySpecification and SSESpecification are not
+    // applied: they protect data at rest in AWS and change no behaviour.
+    if let Some(ttl) = properties.get("TimeToLiveSpecification")
+        && ttl.get("Enabled").and_then(Value::as_bool) == Some(true)
+    {
+        let specification = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+            .attribute_name(field(ttl, "AttributeName"))
+            .enabled(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "enabling TTL on {name}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                )
+            })?;
+    }
     Ok((arn, stream))
+}
+
+/// Creates a KMS key as the template describes it; returns (KeyId, Arn).
+/// moto signs and verifies for real (ECC_NIST_P256 with ECDSA_SHA_256 among
+/// others) and answers GetPublicKey, so the token function signs with it
+/// as it does in AWS. The KeyPolicy is not passed on: moto evaluates key
+/// policies only for Deny statements on DescribeKey, and locally every
+/// process holds the same credentials, so it would restrict nothing.
+async fn create_kms_key(
+    kms: &aws_sdk_kms::Client,
+    resolved: &Resolved,
+    spec: &template::KmsKeySpec,
+) -> Result<(String, String), String> {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let property = |key: &str| -> Result<Option<String>, String> {
+        spec.properties
+            .get(key)
+            .map(|value| resolved.resolve(value))
+            .transpose()
+            .map_err(|e| format!("{}: {key}: {e}", spec.logical_id))
+    };
+    let mut request = kms.create_key().description(
+        property("Description")?.unwrap_or_else(|| format!("{STACK_NAME} {}", spec.logical_id)),
+    );
+    if let Some(key_spec) = property("KeySpec")? {
+        request = request.key_spec(KeySpec::from(key_spec.as_str()));
+    }
+    if let Some(usage) = property("KeyUsage")? {
+        request = request.key_usage(KeyUsageType::from(usage.as_str()));
+    }
+    let metadata = request
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "creating KMS key {}: {}",
+                spec.logical_id,
+                aws_sdk_kms::error::DisplayErrorContext(e)
+            )
+        })?
+        .key_metadata
+        .ok_or_else(|| format!("creating KMS key {}: no metadata", spec.logical_id))?;
+    Ok((metadata.key_id, metadata.arn.unwrap_or_default()))
 }
 
 /// The name a topic or queue gets: the template's own, else one made as
@@ -310,6 +393,8 @@ async fn run(args: &[String]) -> Result<(), String> {
         .parent()
         .map(Path::to_path_buf)
         .ok_or("cannot locate the function binaries")?;
+    let state = demo::state_dir(&template_path);
+    let demo_keys = demo::ensure_keys(&state)?;
 
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
         .await
@@ -320,11 +405,38 @@ async fn run(args: &[String]) -> Result<(), String> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
+    let kms = aws_sdk_kms::Client::new(&config);
 
     let mut resolved = Resolved {
         parameters: template.parameters.clone(),
         ..Resolved::default()
     };
+    for key in &template.kms_keys {
+        let (key_id, arn) = create_kms_key(&kms, &resolved, key).await?;
+        resolved.refs.insert(key.logical_id.clone(), key_id.clone());
+        resolved
+            .attributes
+            .insert((key.logical_id.clone(), "KeyId".into()), key_id);
+        resolved
+            .attributes
+            .insert((key.logical_id.clone(), "Arn".into()), arn);
+    }
+    for alias in &template.kms_aliases {
+        let name = resolved.resolve(&alias.name)?;
+        let target = resolved.resolve(&alias.target_key)?;
+        kms.create_alias()
+            .alias_name(&name)
+            .target_key_id(target)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "creating KMS alias {name}: {}",
+                    aws_sdk_kms::error::DisplayErrorContext(e)
+                )
+            })?;
+        resolved.refs.insert(alias.logical_id.clone(), name);
+    }
     let mut stream_arns = BTreeMap::new();
     for table in &template.tables {
         let name = format!("{STACK_NAME}-{}", table.logical_id);
@@ -385,11 +497,25 @@ async fn run(args: &[String]) -> Result<(), String> {
         resolved
             .refs
             .insert(function.logical_id.clone(), function.logical_id.clone());
+        resolved.attributes.insert(
+            (function.logical_id.clone(), "Arn".into()),
+            format!(
+                "arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{}",
+                function.logical_id
+            ),
+        );
+    }
+    // SAM's default stage name when the API names none.
+    let stage = match &template.api.stage_name {
+        Some(stage) => resolved.resolve(stage)?,
+        None => "Prod".to_owned(),
+    };
+    if let Some(api) = &template.api.logical_id {
+        resolved.refs.insert(api.clone(), API_ID.into());
     }
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let mut routes = Vec::new();
-    let mut mappings = Vec::new();
+    let mut functions = BTreeMap::new();
     for spec in &template.functions {
         let mut environment = emulator_environment(&endpoint);
         for (name, value) in &spec.environment {
@@ -415,7 +541,46 @@ async fn run(args: &[String]) -> Result<(), String> {
             environment,
         })
         .await?;
+        functions.insert(spec.logical_id.clone(), function);
+    }
+
+    let mut routes = Vec::new();
+    let mut mappings = Vec::new();
+    for spec in &template.functions {
+        let function = functions
+            .get(&spec.logical_id)
+            .ok_or("a function did not start")?;
         for route in &spec.routes {
+            let authorizer = match &route.auth {
+                RouteAuth::None => None,
+                RouteAuth::Default => template.api.default_authorizer.clone(),
+                RouteAuth::Named(name) => Some(name.clone()),
+            };
+            let authorizer = match authorizer {
+                None => None,
+                Some(name) => {
+                    let what = format!("{} {} {}", spec.logical_id, route.method, route.path);
+                    let authorizer = template
+                        .api
+                        .authorizers
+                        .get(&name)
+                        .ok_or_else(|| format!("{what}: no authorizer {name}"))?;
+                    let function = functions
+                        .get(&authorizer.function_logical_id)
+                        .ok_or_else(|| {
+                            format!(
+                                "{what}: authorizer {name}: no function {}",
+                                authorizer.function_logical_id
+                            )
+                        })?
+                        .clone();
+                    Some(api::RouteAuthorizer {
+                        name,
+                        header: authorizer.header.to_ascii_lowercase(),
+                        function,
+                    })
+                }
+            };
             routes.push(api::ApiRoute {
                 method: route
                     .method
@@ -423,6 +588,7 @@ async fn run(args: &[String]) -> Result<(), String> {
                     .map_err(|_| format!("bad method {}", route.method))?,
                 resource: route.path.clone(),
                 function: function.clone(),
+                authorizer,
             });
         }
         for source in &spec.streams {
@@ -452,25 +618,102 @@ async fn run(args: &[String]) -> Result<(), String> {
         tokio::spawn(mapping.run());
     }
     let route_count = routes.len();
-    let server = axum::serve(api_listener, api::router(routes));
+    let has_token_route = routes
+        .iter()
+        .any(|route| route.resource == demo::TOKEN_PATH);
+    let app = api::router(api::Api {
+        routes,
+        gateway_responses: gateway::GatewayResponses::new(template.api.gateway_responses.clone()),
+        stage: stage.clone(),
+    });
+    let mut server = tokio::spawn(async move {
+        axum::serve(
+            api_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let api_url = format!("http://127.0.0.1:{api_port}");
+
+    // The demo clients: registered afresh (the emulator starts empty), then
+    // the subscribers onboarded through the API as the operator.
+    let mut onboarded = Vec::new();
+    let clients_table = resolved.refs.get(CLIENTS_TABLE).cloned();
+    if let Some(table) = &clients_table {
+        let store = hub::aws::DynamoClientStore::new(dynamodb.clone(), table);
+        for (client, key) in &demo_keys {
+            store
+                .put(&demo::registration(client, key)?)
+                .await
+                .map_err(|e| format!("registering {}: {e}", client.name))?;
+        }
+        if has_token_route {
+            let http = reqwest::Client::new();
+            let operator_key = &demo_keys
+                .iter()
+                .find(|(client, _)| client.name == demo::OPERATOR)
+                .ok_or("no demo operator")?
+                .1;
+            let token = demo::request_token(&http, &api_url, demo::OPERATOR, operator_key).await?;
+            for (client, _) in &demo_keys {
+                if client.role == hub::auth::Role::Subscriber {
+                    onboarded.push(demo::onboard(&http, &api_url, &token, client).await?);
+                }
+            }
+        }
+    }
+
+    let env_file = if onboarded.is_empty() {
+        None
+    } else {
+        Some(demo::write_env(&state, &onboarded)?)
+    };
 
     println!(
         "Child health events hub, running locally ({} functions, {route_count} routes).",
         template.functions.len()
     );
-    println!("Hub API:  http://127.0.0.1:{api_port}");
+    println!("Hub API:  {api_url}   (stage {stage})");
     println!("Emulator: {endpoint}   (moto; AWS_ACCESS_KEY_ID/SECRET 'testing', region {REGION})");
     for (logical_id, name) in &resolved.refs {
         if template.tables.iter().any(|t| &t.logical_id == logical_id) {
             println!("  table {logical_id}: {name}");
         }
     }
+    if clients_table.is_some() {
+        println!(
+            "Demo clients (private keys in {}; `hub-local token CLIENT` prints an access token):",
+            state.join("clients").display()
+        );
+        for (client, _) in &demo_keys {
+            let role = client.role.name();
+            match onboarded.iter().find(|o| o.client == client.name) {
+                Some(subscriber) => println!(
+                    "  {:<18} {role:<10} {:<7} subscriber {}  queue {}",
+                    client.name, subscriber.ods, subscriber.subscriber_id, subscriber.queue_url
+                ),
+                None => println!("  {:<18} {role:<10} {}", client.name, client.ods),
+            }
+        }
+        if let Some(env_file) = env_file {
+            println!(
+                "  (their ids and queues, as shell variables: . {})",
+                env_file.display()
+            );
+        }
+    } else {
+        println!("(the template has no {CLIENTS_TABLE}: no demo clients)");
+    }
     println!("Ready. Ctrl-C stops the hub and the emulator.");
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {
-        result = server => result.map_err(|e| format!("the API server stopped: {e}"))?,
+        result = &mut server => match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("the API server stopped: {error}")),
+            Err(error) => return Err(format!("the API server stopped: {error}")),
+        },
         _ = tokio::signal::ctrl_c() => println!("\nStopping."),
         _ = terminate.recv() => println!("Stopping."),
         status = emulator.wait() => return Err(format!("the emulator exited ({status:?})")),
@@ -479,6 +722,27 @@ async fn run(args: &[String]) -> Result<(), String> {
     let _ = stop.send(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = emulator.kill().await;
+    Ok(())
+}
+
+/// Prints an access token for a demo client: signs a client assertion with
+/// its key and exchanges it at the running hub's token endpoint.
+async fn token(args: &[String]) -> Result<(), String> {
+    let client = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .ok_or_else(|| usage().to_owned())?;
+    let api = match flag(args, "--api") {
+        Some(api) => api.trim_end_matches('/').to_owned(),
+        None => format!(
+            "http://127.0.0.1:{}",
+            port(args, "--api-port", "HUB_API_PORT", DEFAULT_API_PORT)?
+        ),
+    };
+    let state = demo::state_dir(&find_template(args)?);
+    let key = demo::read_key(&state, client)?;
+    let token = demo::request_token(&reqwest::Client::new(), &api, client, &key).await?;
+    println!("{token}");
     Ok(())
 }
 
@@ -548,4 +812,61 @@ async fn poll(args: &[String]) -> Result<(), String> {
         if delete { ", deleted" } else { "" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .unwrap()
+    }
+
+    /// The template's signing key, made in the project's moto as `run`
+    /// makes it, signs hub access tokens through KMS (by its alias) that
+    /// verify with the public key KMS gives out.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_p256_kms_key_in_moto_signs_verifiable_access_tokens() {
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let port = free_port();
+        let mut emulator = start_emulator(&moto_server(&template).unwrap(), port)
+            .await
+            .unwrap();
+        let kms = aws_sdk_kms::Client::new(&emulator_config(&emulator_endpoint(port)).await);
+        let parsed = Template::parse(
+            "Resources:\n  Signing:\n    Type: AWS::KMS::Key\n    Properties:\n      KeySpec: ECC_NIST_P256\n      KeyUsage: SIGN_VERIFY\n      KeyPolicy: {}\n  Data:\n    Type: AWS::KMS::Key\n",
+        )
+        .unwrap();
+        let resolved = Resolved::default();
+        let (key_id, arn) = create_kms_key(&kms, &resolved, &parsed.kms_keys[0])
+            .await
+            .unwrap();
+        assert!(arn.ends_with(&key_id), "{arn}");
+        create_kms_key(&kms, &resolved, &parsed.kms_keys[1])
+            .await
+            .unwrap();
+        kms.create_alias()
+            .alias_name("alias/test-signing")
+            .target_key_id(&key_id)
+            .send()
+            .await
+            .unwrap();
+
+        let signing = hub::aws::KmsSigningKey::load(kms.clone(), "alias/test-signing")
+            .await
+            .unwrap();
+        let signer = hub::auth::HubSigner::new(signing);
+        let pem = demo::generate_private_key_pem().unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+        let client = demo::registration(&demo::DEMO_CLIENTS[0], &key).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let issued = signer.issue(&client, now).await.unwrap();
+        let verifier = hub::aws::kms_verifier(&kms, &key_id).await.unwrap();
+        let subject = hub::auth::verify_access_token(&issued.token, &verifier, now).unwrap();
+        assert_eq!(subject.client_id, "demo-publisher");
+        let _ = emulator.kill().await;
+    }
 }

@@ -1,6 +1,13 @@
 //! Reads template.yaml: the resources to create in the emulator, the
-//! functions to run with their environment, their API routes and their
-//! stream event sources. Nothing here is kept by hand elsewhere.
+//! functions to run with their environment, their API routes, the API's
+//! authorizers and gateway responses, and the stream event sources. Nothing
+//! here is kept by hand elsewhere.
+//!
+//! Conditions are evaluated once, on the parameters' defaults: a resource
+//! whose `Condition` is false is left out, and every `Fn::If` is replaced by
+//! the branch it selects (an `AWS::NoValue` branch removes the property or
+//! list item), before anything else reads the template. So the rest of the
+//! local stack sees the template as CloudFormation would deploy it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,14 +17,20 @@ use serde_norway::Value;
 pub const STACK_NAME: &str = "chhub-local";
 pub const REGION: &str = "eu-west-2";
 pub const ACCOUNT_ID: &str = "123456789012";
+/// The local REST API's id: ten lower-case letters and digits, like API
+/// Gateway's, so that method ARNs have the deployed shape.
+pub const API_ID: &str = "chhublocal";
 
 #[derive(Debug)]
 pub struct Template {
     pub parameters: BTreeMap<String, String>,
+    pub kms_keys: Vec<KmsKeySpec>,
+    pub kms_aliases: Vec<KmsAliasSpec>,
     pub tables: Vec<TableSpec>,
     pub topics: Vec<NamedSpec>,
     pub queues: Vec<NamedSpec>,
     pub functions: Vec<FunctionSpec>,
+    pub api: ApiSpec,
 }
 
 #[derive(Debug)]
@@ -33,10 +46,35 @@ pub struct NamedSpec {
     pub name: Option<Value>,
 }
 
+#[derive(Debug)]
+pub struct KmsKeySpec {
+    pub logical_id: String,
+    pub properties: Value,
+}
+
+#[derive(Debug)]
+pub struct KmsAliasSpec {
+    pub logical_id: String,
+    pub name: Value,
+    pub target_key: Value,
+}
+
+/// Which authorizer guards a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// The API's DefaultAuthorizer, if it has one.
+    Default,
+    /// `Auth: {Authorizer: NONE}`: open.
+    None,
+    /// `Auth: {Authorizer: Name}`.
+    Named(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub method: String,
     pub path: String,
+    pub auth: RouteAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +101,43 @@ pub struct FunctionSpec {
     pub streams: Vec<StreamSource>,
 }
 
+/// The one REST API the local stack serves (AWS::Serverless::Api).
+#[derive(Debug, Default)]
+pub struct ApiSpec {
+    pub logical_id: Option<String>,
+    /// StageName, unresolved.
+    pub stage_name: Option<Value>,
+    pub default_authorizer: Option<String>,
+    pub authorizers: BTreeMap<String, AuthorizerSpec>,
+    pub gateway_responses: BTreeMap<String, GatewayResponseSpec>,
+}
+
+/// A Lambda TOKEN authorizer (SAM `Auth.Authorizers.<name>`).
+#[derive(Debug, Clone)]
+pub struct AuthorizerSpec {
+    pub function_logical_id: String,
+    /// The request header whose whole value is the authorizationToken.
+    pub header: String,
+}
+
+/// A gateway response (SAM `GatewayResponses.<TYPE>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayResponseSpec {
+    pub status: Option<u16>,
+    pub headers: Vec<(String, HeaderSource)>,
+    /// Body templates by content type.
+    pub templates: BTreeMap<String, String>,
+}
+
+/// Where a gateway response header's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderSource {
+    /// `"'text'"`: the text.
+    Static(String),
+    /// `method.request.header.<name>`: the request's header.
+    RequestHeader(String),
+}
+
 fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     value.as_mapping()?.get(key)
 }
@@ -76,12 +151,35 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// An intrinsic function call, in either spelling: the short form
+/// (`!Ref X`, a YAML tag) or the long one (`{Ref: X}`, `{Fn::Join: ...}`,
+/// and `{Condition: X}` inside condition functions). Returns its short name
+/// and argument.
+fn intrinsic(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        )),
+        Value::Mapping(mapping) if mapping.len() == 1 => {
+            let (key, argument) = mapping.iter().next()?;
+            let key = key.as_str()?;
+            let name = match key {
+                "Ref" | "Condition" => key,
+                _ => key.strip_prefix("Fn::")?,
+            };
+            Some((name.to_owned(), argument))
+        }
+        _ => None,
+    }
+}
+
 /// The logical id a `!GetAtt X.Attr` or `[X, Attr]` names.
 fn get_att_target(value: &Value) -> Option<String> {
-    let inner = match value {
-        Value::Tagged(tagged) => &tagged.value,
-        other => get(other, "Fn::GetAtt")?,
-    };
+    let (name, inner) = intrinsic(value)?;
+    if name != "GetAtt" {
+        return None;
+    }
     match inner {
         Value::String(path) => path.split('.').next().map(str::to_owned),
         Value::Sequence(parts) => text(parts.first()),
@@ -93,9 +191,13 @@ impl Template {
     pub fn load(path: &Path) -> Result<Self, String> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let document: Value = serde_norway::from_str(&source)
-            .map_err(|e| format!("parsing {}: {e}", path.display()))?;
-        let parameters = get(&document, "Parameters")
+        Template::parse(&source).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_norway::from_str(source).map_err(|e| format!("parsing: {e}"))?;
+        let parameters: BTreeMap<String, String> = get(&document, "Parameters")
             .and_then(Value::as_mapping)
             .map(|parameters| {
                 parameters
@@ -106,23 +208,56 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
-        let globals = get(&document, "Globals").and_then(|g| get(g, "Function"));
+        let conditions = evaluate_conditions(&document, &parameters)?;
+        let select = |value: Option<&Value>| -> Result<Option<Value>, String> {
+            match value {
+                Some(value) => apply_conditions(value, &conditions),
+                None => Ok(None),
+            }
+        };
+        let globals = select(get(&document, "Globals"))?;
+        let function_globals = globals.as_ref().and_then(|g| get(g, "Function"));
+        let api_globals = globals.as_ref().and_then(|g| get(g, "Api"));
         let resources = get(&document, "Resources")
             .and_then(Value::as_mapping)
             .ok_or("the template has no Resources")?;
 
         let mut template = Template {
             parameters,
+            kms_keys: Vec::new(),
+            kms_aliases: Vec::new(),
             tables: Vec::new(),
             topics: Vec::new(),
             queues: Vec::new(),
             functions: Vec::new(),
+            api: ApiSpec::default(),
         };
         for (logical_id, resource) in resources {
             let logical_id = text(Some(logical_id)).ok_or("a resource has no logical id")?;
+            if let Some(condition) = text(get(resource, "Condition")) {
+                let holds = conditions
+                    .get(&condition)
+                    .ok_or_else(|| format!("{logical_id}: no condition {condition}"))?;
+                if !holds {
+                    continue;
+                }
+            }
             let kind = text(get(resource, "Type")).unwrap_or_default();
-            let properties = get(resource, "Properties").cloned().unwrap_or(Value::Null);
+            let properties = select(get(resource, "Properties"))?.unwrap_or(Value::Null);
             match kind.as_str() {
+                "AWS::KMS::Key" => template.kms_keys.push(KmsKeySpec {
+                    logical_id,
+                    properties,
+                }),
+                "AWS::KMS::Alias" => template.kms_aliases.push(KmsAliasSpec {
+                    name: get(&properties, "AliasName")
+                        .cloned()
+                        .ok_or_else(|| format!("{logical_id} has no AliasName"))?,
+                    target_key: get(&properties, "TargetKeyId")
+                        .cloned()
+                        .ok_or_else(|| format!("{logical_id} has no TargetKeyId"))?,
+                    logical_id,
+                }),
                 "AWS::DynamoDB::Table" => template.tables.push(TableSpec {
                     logical_id,
                     properties,
@@ -136,15 +271,176 @@ impl Template {
                     logical_id,
                 }),
                 "AWS::Serverless::Function" => {
-                    template
-                        .functions
-                        .push(function_spec(logical_id, &properties, globals)?);
+                    template.functions.push(function_spec(
+                        logical_id,
+                        &properties,
+                        function_globals,
+                    )?);
                 }
+                "AWS::Serverless::Api" => {
+                    if let Some(other) = &template.api.logical_id {
+                        return Err(format!(
+                            "the local stack serves one API, and the template has {other} and {logical_id}"
+                        ));
+                    }
+                    template.api = api_spec(logical_id, &properties, api_globals)?;
+                }
+                // Access policies (AWS::SNS::TopicPolicy, AWS::SQS::QueuePolicy,
+                // IAM) restrict who may call what. Locally every process uses
+                // the emulator's one set of credentials and moto does not
+                // evaluate resource policies, so they would change nothing;
+                // cfn-lint checks them. Other types have no local part.
                 _ => {}
             }
         }
         Ok(template)
     }
+}
+
+/// Every condition of the template, evaluated on the parameters' defaults.
+fn evaluate_conditions(
+    document: &Value,
+    parameters: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, bool>, String> {
+    let Some(definitions) = get(document, "Conditions").and_then(Value::as_mapping) else {
+        return Ok(BTreeMap::new());
+    };
+    let definitions: BTreeMap<String, &Value> = definitions
+        .iter()
+        .filter_map(|(name, definition)| Some((text(Some(name))?, definition)))
+        .collect();
+    let resolver = Resolved {
+        parameters: parameters.clone(),
+        ..Resolved::default()
+    };
+    let mut values = BTreeMap::new();
+    for name in definitions.keys() {
+        let value = condition(name, &definitions, &resolver, &mut values, 0)?;
+        values.insert(name.clone(), value);
+    }
+    Ok(values)
+}
+
+fn condition(
+    name: &str,
+    definitions: &BTreeMap<String, &Value>,
+    resolver: &Resolved,
+    values: &mut BTreeMap<String, bool>,
+    depth: usize,
+) -> Result<bool, String> {
+    if let Some(value) = values.get(name) {
+        return Ok(*value);
+    }
+    // Conditions may name each other; a cycle would never end.
+    if depth > definitions.len() {
+        return Err(format!("condition {name} refers to itself"));
+    }
+    let definition = definitions
+        .get(name)
+        .ok_or_else(|| format!("no condition {name}"))?;
+    let value = truth(definition, definitions, resolver, values, depth + 1)
+        .map_err(|e| format!("condition {name}: {e}"))?;
+    values.insert(name.to_owned(), value);
+    Ok(value)
+}
+
+fn truth(
+    expression: &Value,
+    definitions: &BTreeMap<String, &Value>,
+    resolver: &Resolved,
+    values: &mut BTreeMap<String, bool>,
+    depth: usize,
+) -> Result<bool, String> {
+    let (name, argument) =
+        intrinsic(expression).ok_or_else(|| format!("not a condition function: {expression:?}"))?;
+    let operands = || {
+        argument
+            .as_sequence()
+            .ok_or_else(|| format!("!{name} takes a list"))
+    };
+    match name.as_str() {
+        "Equals" => match operands()?.as_slice() {
+            [left, right] => Ok(resolver.resolve(left)? == resolver.resolve(right)?),
+            _ => Err("!Equals takes two values".into()),
+        },
+        "Not" => match operands()?.as_slice() {
+            [inner] => Ok(!truth(inner, definitions, resolver, values, depth)?),
+            _ => Err("!Not takes one condition".into()),
+        },
+        "And" | "Or" => {
+            let mut results = Vec::new();
+            for operand in operands()? {
+                results.push(truth(operand, definitions, resolver, values, depth)?);
+            }
+            Ok(if name == "And" {
+                results.iter().all(|r| *r)
+            } else {
+                results.iter().any(|r| *r)
+            })
+        }
+        "Condition" => {
+            let other = text(Some(argument)).ok_or("!Condition takes a name")?;
+            condition(&other, definitions, resolver, values, depth)
+        }
+        other => Err(format!("!{other} is not a condition function")),
+    }
+}
+
+/// The value with every `Fn::If` replaced by its selected branch; None when
+/// the value is `AWS::NoValue`, which removes it from its mapping or list.
+fn apply_conditions(
+    value: &Value,
+    conditions: &BTreeMap<String, bool>,
+) -> Result<Option<Value>, String> {
+    if let Some((name, argument)) = intrinsic(value) {
+        match name.as_str() {
+            "If" => {
+                let [condition, when_true, when_false] = argument
+                    .as_sequence()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                else {
+                    return Err("!If takes [condition, value if true, value if false]".into());
+                };
+                let condition = text(Some(condition)).ok_or("!If names a condition")?;
+                let holds = conditions
+                    .get(&condition)
+                    .ok_or_else(|| format!("!If: no condition {condition}"))?;
+                let chosen = if *holds { when_true } else { when_false };
+                return apply_conditions(chosen, conditions);
+            }
+            "Ref" if argument.as_str() == Some("AWS::NoValue") => return Ok(None),
+            _ => {}
+        }
+    }
+    Ok(Some(match value {
+        Value::Tagged(tagged) => {
+            let inner = apply_conditions(&tagged.value, conditions)?.unwrap_or(Value::Null);
+            Value::Tagged(Box::new(serde_norway::value::TaggedValue {
+                tag: tagged.tag.clone(),
+                value: inner,
+            }))
+        }
+        Value::Mapping(mapping) => {
+            let mut kept = serde_norway::Mapping::new();
+            for (key, inner) in mapping {
+                if let Some(inner) = apply_conditions(inner, conditions)? {
+                    kept.insert(key.clone(), inner);
+                }
+            }
+            Value::Mapping(kept)
+        }
+        Value::Sequence(items) => {
+            let mut kept = Vec::new();
+            for item in items {
+                if let Some(item) = apply_conditions(item, conditions)? {
+                    kept.push(item);
+                }
+            }
+            Value::Sequence(kept)
+        }
+        scalar => scalar.clone(),
+    }))
 }
 
 fn function_spec(
@@ -185,6 +481,11 @@ fn function_spec(
                 Some("Api") => routes.push(Route {
                     method: text(property("Method")).unwrap_or_default().to_ascii_uppercase(),
                     path: text(property("Path")).unwrap_or_default(),
+                    auth: match property("Auth").and_then(|a| text(get(a, "Authorizer"))) {
+                        None => RouteAuth::Default,
+                        Some(name) if name == "NONE" => RouteAuth::None,
+                        Some(name) => RouteAuth::Named(name),
+                    },
                 }),
                 Some("DynamoDB") => streams.push(StreamSource {
                     table_logical_id: property("Stream")
@@ -224,6 +525,133 @@ fn function_spec(
     })
 }
 
+fn api_spec(
+    logical_id: String,
+    properties: &Value,
+    globals: Option<&Value>,
+) -> Result<ApiSpec, String> {
+    let setting = |key: &str| get(properties, key).or_else(|| globals.and_then(|g| get(g, key)));
+    let mut api = ApiSpec {
+        stage_name: setting("StageName").cloned(),
+        ..ApiSpec::default()
+    };
+    if let Some(auth) = setting("Auth") {
+        api.default_authorizer = text(get(auth, "DefaultAuthorizer")).filter(|a| a != "NONE");
+        for (name, authorizer) in get(auth, "Authorizers")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            let name = text(Some(name)).ok_or("an authorizer has no name")?;
+            let what = |detail: &str| format!("{logical_id}: authorizer {name}: {detail}");
+            let payload = text(get(authorizer, "FunctionPayloadType"));
+            if payload.as_deref().is_some_and(|p| p != "TOKEN") {
+                return Err(what("the local stack emulates TOKEN authorizers only"));
+            }
+            let function_logical_id = get(authorizer, "FunctionArn")
+                .and_then(get_att_target)
+                .ok_or_else(|| what("FunctionArn must be !GetAtt <Function>.Arn"))?;
+            let identity = get(authorizer, "Identity");
+            let header = identity
+                .and_then(|i| text(get(i, "Header")))
+                .unwrap_or_else(|| "Authorization".into());
+            // Caching (ReauthorizeEvery) and ValidationExpression are not
+            // emulated: every request reaches the authorizer, which is what
+            // ReauthorizeEvery: 0 asks for.
+            if identity.is_some_and(|i| get(i, "ValidationExpression").is_some()) {
+                eprintln!(
+                    "[hub] {}: Identity.ValidationExpression is not checked locally",
+                    what("")
+                );
+            }
+            api.authorizers.insert(
+                name,
+                AuthorizerSpec {
+                    function_logical_id,
+                    header,
+                },
+            );
+        }
+        if let Some(default) = &api.default_authorizer
+            && !api.authorizers.contains_key(default)
+        {
+            return Err(format!(
+                "{logical_id}: DefaultAuthorizer {default} is not among its Authorizers"
+            ));
+        }
+    }
+    for (kind, response) in setting("GatewayResponses")
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+    {
+        let kind = text(Some(kind)).ok_or("a gateway response has no type")?;
+        let spec = gateway_response_spec(response)
+            .map_err(|e| format!("{logical_id}: gateway response {kind}: {e}"))?;
+        api.gateway_responses.insert(kind, spec);
+    }
+    api.logical_id = Some(logical_id);
+    Ok(api)
+}
+
+/// One gateway response, in SAM's form (`ResponseParameters: {Headers:
+/// {Name: "'value'"}}`) or CloudFormation's
+/// (`gatewayresponse.header.Name: "'value'"`).
+fn gateway_response_spec(response: &Value) -> Result<GatewayResponseSpec, String> {
+    let status = match text(get(response, "StatusCode")) {
+        Some(code) => Some(
+            code.parse::<u16>()
+                .ok()
+                .filter(|c| (100..600).contains(c))
+                .ok_or_else(|| format!("StatusCode {code} is not an HTTP status"))?,
+        ),
+        None => None,
+    };
+    let mut headers = Vec::new();
+    let parameters = get(response, "ResponseParameters").and_then(Value::as_mapping);
+    let mut add = |name: &str, mapping: &Value| -> Result<(), String> {
+        let mapping =
+            text(Some(mapping)).ok_or_else(|| format!("header {name}: the value must be text"))?;
+        let source = if let Some(quoted) = mapping
+            .strip_prefix('\'')
+            .and_then(|m| m.strip_suffix('\''))
+        {
+            HeaderSource::Static(quoted.to_owned())
+        } else if let Some(header) = mapping.strip_prefix("method.request.header.") {
+            HeaderSource::RequestHeader(header.to_owned())
+        } else {
+            return Err(format!(
+                "header {name}: the local stack supports 'static' values and method.request.header.* only, not {mapping}"
+            ));
+        };
+        headers.push((name.to_owned(), source));
+        Ok(())
+    };
+    for (key, value) in parameters.into_iter().flatten() {
+        let key = text(Some(key)).unwrap_or_default();
+        if key == "Headers" {
+            for (name, mapping) in value.as_mapping().into_iter().flatten() {
+                add(&text(Some(name)).unwrap_or_default(), mapping)?;
+            }
+        } else if let Some(name) = key.strip_prefix("gatewayresponse.header.") {
+            add(name, value)?;
+        }
+        // Paths and QueryStrings would only apply to the method request of
+        // an integration; a gateway response has no use for them.
+    }
+    let templates = get(response, "ResponseTemplates")
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(content_type, body)| Some((text(Some(content_type))?, text(Some(body))?)))
+        .collect();
+    Ok(GatewayResponseSpec {
+        status,
+        headers,
+        templates,
+    })
+}
+
 /// What `!Ref` and `!GetAtt` resolve to once the resources exist.
 #[derive(Debug, Default)]
 pub struct Resolved {
@@ -238,6 +666,9 @@ impl Resolved {
             "AWS::Region" => Some(REGION.into()),
             "AWS::AccountId" => Some(ACCOUNT_ID.into()),
             "AWS::StackName" => Some(STACK_NAME.into()),
+            "AWS::StackId" => Some(format!(
+                "arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/00000000-0000-0000-0000-000000000000"
+            )),
             "AWS::Partition" => Some("aws".into()),
             "AWS::URLSuffix" => Some("amazonaws.com".into()),
             _ => None,
@@ -263,7 +694,11 @@ impl Resolved {
             .ok_or_else(|| format!("!GetAtt {path}: not known locally"))
     }
 
-    fn substitute(&self, pattern: &str) -> Result<String, String> {
+    fn substitute(
+        &self,
+        pattern: &str,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
         let mut out = String::new();
         let mut rest = pattern;
         while let Some(start) = rest.find("${") {
@@ -272,7 +707,12 @@ impl Resolved {
                 .find('}')
                 .ok_or_else(|| format!("!Sub {pattern}: unclosed ${{"))?;
             let name = &rest[start + 2..start + end];
-            let value = if name.contains('.') && !name.starts_with("AWS::") {
+            let value = if let Some(literal) = name.strip_prefix('!') {
+                // ${!Name} is the literal text ${Name}.
+                format!("${{{literal}}}")
+            } else if let Some(value) = variables.get(name) {
+                value.clone()
+            } else if name.contains('.') && !name.starts_with("AWS::") {
                 self.attribute(name)?
             } else {
                 self.reference(name)?
@@ -285,40 +725,289 @@ impl Resolved {
     }
 
     /// Resolves a template value to text: a scalar, or one of the
-    /// intrinsics this template uses (!Ref, !Sub, !GetAtt).
+    /// intrinsics the local stack knows (!Ref, !Sub, !GetAtt, !Join,
+    /// !Select; !If and conditions were applied when the template was read).
     pub fn resolve(&self, value: &Value) -> Result<String, String> {
-        match value {
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
-                text(Some(value)).ok_or_else(|| "bad scalar".into())
-            }
-            Value::Tagged(tagged) => {
-                let tag = tagged.tag.to_string();
-                match (tag.trim_start_matches('!'), &tagged.value) {
-                    ("Ref", Value::String(name)) => self.reference(name),
-                    ("Sub", Value::String(pattern)) => self.substitute(pattern),
-                    ("GetAtt", Value::String(path)) => self.attribute(path),
-                    ("GetAtt", Value::Sequence(parts)) => {
-                        let parts: Vec<String> =
-                            parts.iter().filter_map(|p| text(Some(p))).collect();
-                        self.attribute(&parts.join("."))
-                    }
-                    (other, _) => Err(format!("the local stack does not resolve !{other}")),
-                }
-            }
-            Value::Mapping(mapping) if mapping.len() == 1 => {
-                let (key, inner) = mapping.iter().next().ok_or("empty mapping")?;
-                let tag = match text(Some(key)).as_deref() {
-                    Some("Ref") => "Ref",
-                    Some("Fn::Sub") => "Sub",
-                    Some("Fn::GetAtt") => "GetAtt",
-                    _ => return Err(format!("cannot resolve {value:?}")),
-                };
-                self.resolve(&Value::Tagged(Box::new(serde_norway::value::TaggedValue {
-                    tag: serde_norway::value::Tag::new(tag),
-                    value: inner.clone(),
-                })))
-            }
-            other => Err(format!("cannot resolve {other:?}")),
+        if let Value::String(_) | Value::Number(_) | Value::Bool(_) = value {
+            return text(Some(value)).ok_or_else(|| "bad scalar".into());
         }
+        let (name, argument) =
+            intrinsic(value).ok_or_else(|| format!("cannot resolve {value:?}"))?;
+        match (name.as_str(), argument) {
+            ("Ref", Value::String(name)) => self.reference(name),
+            ("Sub", Value::String(pattern)) => self.substitute(pattern, &BTreeMap::new()),
+            ("Sub", Value::Sequence(parts)) => {
+                let [Value::String(pattern), variables] = parts.as_slice() else {
+                    return Err("!Sub takes a pattern, or [pattern, {variables}]".into());
+                };
+                let mut resolved = BTreeMap::new();
+                for (key, inner) in variables.as_mapping().into_iter().flatten() {
+                    let key = text(Some(key)).ok_or("a !Sub variable has no name")?;
+                    resolved.insert(key, self.resolve(inner)?);
+                }
+                self.substitute(pattern, &resolved)
+            }
+            ("GetAtt", Value::String(path)) => self.attribute(path),
+            ("GetAtt", Value::Sequence(parts)) => {
+                let parts: Vec<String> = parts.iter().filter_map(|p| text(Some(p))).collect();
+                self.attribute(&parts.join("."))
+            }
+            ("Join", Value::Sequence(parts)) => {
+                let [separator, Value::Sequence(items)] = parts.as_slice() else {
+                    return Err("!Join takes [separator, [values]]".into());
+                };
+                let separator = text(Some(separator)).ok_or("!Join: bad separator")?;
+                let items = items
+                    .iter()
+                    .map(|item| self.resolve(item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(items.join(&separator))
+            }
+            ("Select", Value::Sequence(parts)) => {
+                let [index, Value::Sequence(items)] = parts.as_slice() else {
+                    return Err("!Select takes [index, [values]]".into());
+                };
+                let index: usize = self
+                    .resolve(index)?
+                    .parse()
+                    .map_err(|_| "!Select: the index is not a number")?;
+                let item = items.get(index).ok_or("!Select: index out of range")?;
+                self.resolve(item)
+            }
+            (other, _) => Err(format!("the local stack does not resolve !{other} here")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Parameters:
+  Stage:
+    Type: String
+    Default: dev
+  UseCmk:
+    Type: String
+    Default: "false"
+Conditions:
+  IsDev: !Equals [!Ref Stage, dev]
+  IsProd: !Not [!Condition IsDev]
+  WithCmk: !And [!Equals ["true", !Ref UseCmk], !Condition IsDev]
+  Either:
+    Fn::Or:
+      - Condition: IsProd
+      - !Equals [!Ref "AWS::Region", eu-west-2]
+Globals:
+  Function:
+    Timeout: 10
+    Environment:
+      Variables:
+        STAGE: !Ref Stage
+Resources:
+  HubApi:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: !Ref Stage
+      Auth:
+        DefaultAuthorizer: HubTokenAuthorizer
+        Authorizers:
+          HubTokenAuthorizer:
+            FunctionArn: !GetAtt AuthorizerFunction.Arn
+            Identity:
+              Header: Authorization
+              ReauthorizeEvery: 0
+      GatewayResponses:
+        UNAUTHORIZED:
+          StatusCode: 401
+          ResponseParameters:
+            Headers:
+              Content-Type: "'application/fhir+json'"
+              X-Request: method.request.header.x-request
+          ResponseTemplates:
+            application/json: '{"code":"$context.authorizer.code"}'
+  HubSigningKey:
+    Type: AWS::KMS::Key
+    Properties:
+      KeySpec: ECC_NIST_P256
+      KeyUsage: SIGN_VERIFY
+  HubSigningKeyAlias:
+    Type: AWS::KMS::Alias
+    Properties:
+      AliasName: !Sub "alias/chhub-${Stage}-signing"
+      TargetKeyId: !Ref HubSigningKey
+  ProdOnlyTable:
+    Type: AWS::DynamoDB::Table
+    Condition: IsProd
+    Properties: {}
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      SSESpecification: !If
+        - WithCmk
+        - {SSEEnabled: true, SSEType: KMS, KMSMasterKeyId: !Ref HubDataKey}
+        - !Ref AWS::NoValue
+      TimeToLiveSpecification: {AttributeName: expiresAt, Enabled: true}
+  TopicPolicy:
+    Type: AWS::SNS::TopicPolicy
+    Properties: {}
+  TokenFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/token
+      Environment:
+        Variables:
+          KEY: !If [IsDev, !Ref HubSigningKeyAlias, !Ref AWS::NoValue]
+          GONE: !If [IsProd, x, !Ref AWS::NoValue]
+          JOINED: !Join [",", [a, !Ref Stage, !If [IsProd, c, !Ref AWS::NoValue]]]
+          PICKED: !Select [1, [x, !Sub ["${Name}-y", {Name: !Ref Stage}]]]
+          EITHER: !If [Either, yes, no]
+      Events:
+        Token:
+          Type: Api
+          Properties:
+            RestApiId: !Ref HubApi
+            Path: /oauth2/token
+            Method: post
+            Auth:
+              Authorizer: NONE
+  AuthorizerFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/authorizer
+  ReadFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/read
+      Events:
+        Read:
+          Type: Api
+          Properties:
+            Path: /things/{id}
+            Method: get
+"#;
+
+    fn environment(template: &Template, function: &str) -> BTreeMap<String, Value> {
+        template
+            .functions
+            .iter()
+            .find(|f| f.logical_id == function)
+            .unwrap()
+            .environment
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn conditions_select_resources_and_branches() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        assert_eq!(
+            template
+                .tables
+                .iter()
+                .map(|t| t.logical_id.as_str())
+                .collect::<Vec<_>>(),
+            ["Table"],
+            "the prod-only table is left out"
+        );
+        let table = &template.tables[0].properties;
+        assert!(
+            get(table, "SSESpecification").is_none(),
+            "NoValue removes it"
+        );
+        assert!(get(table, "TimeToLiveSpecification").is_some());
+
+        let mut resolved = Resolved {
+            parameters: template.parameters.clone(),
+            ..Resolved::default()
+        };
+        resolved.refs.insert(
+            "HubSigningKeyAlias".into(),
+            "alias/chhub-dev-signing".into(),
+        );
+        let environment = environment(&template, "TokenFunction");
+        assert!(!environment.contains_key("GONE"));
+        let value = |name: &str| resolved.resolve(&environment[name]).unwrap();
+        assert_eq!(value("KEY"), "alias/chhub-dev-signing");
+        assert_eq!(value("STAGE"), "dev");
+        assert_eq!(value("JOINED"), "a,dev");
+        assert_eq!(value("PICKED"), "dev-y");
+        assert_eq!(value("EITHER"), "yes");
+    }
+
+    #[test]
+    fn kms_keys_aliases_and_the_api_are_read() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        assert_eq!(template.kms_keys[0].logical_id, "HubSigningKey");
+        assert_eq!(
+            get(&template.kms_keys[0].properties, "KeySpec").and_then(Value::as_str),
+            Some("ECC_NIST_P256")
+        );
+        let resolved = Resolved {
+            parameters: template.parameters.clone(),
+            ..Resolved::default()
+        };
+        assert_eq!(
+            resolved.resolve(&template.kms_aliases[0].name).unwrap(),
+            "alias/chhub-dev-signing"
+        );
+
+        let api = &template.api;
+        assert_eq!(api.logical_id.as_deref(), Some("HubApi"));
+        assert_eq!(
+            api.default_authorizer.as_deref(),
+            Some("HubTokenAuthorizer")
+        );
+        let authorizer = &api.authorizers["HubTokenAuthorizer"];
+        assert_eq!(authorizer.function_logical_id, "AuthorizerFunction");
+        assert_eq!(authorizer.header, "Authorization");
+        let unauthorized = &api.gateway_responses["UNAUTHORIZED"];
+        assert_eq!(unauthorized.status, Some(401));
+        assert_eq!(
+            unauthorized.headers,
+            [
+                (
+                    "Content-Type".to_owned(),
+                    HeaderSource::Static("application/fhir+json".into())
+                ),
+                (
+                    "X-Request".to_owned(),
+                    HeaderSource::RequestHeader("x-request".into())
+                ),
+            ]
+        );
+        assert_eq!(
+            unauthorized.templates["application/json"],
+            r#"{"code":"$context.authorizer.code"}"#
+        );
+
+        let route = |function: &str| {
+            template
+                .functions
+                .iter()
+                .find(|f| f.logical_id == function)
+                .unwrap()
+                .routes[0]
+                .clone()
+        };
+        assert_eq!(route("TokenFunction").auth, RouteAuth::None);
+        assert_eq!(route("ReadFunction").auth, RouteAuth::Default);
+    }
+
+    #[test]
+    fn a_condition_cycle_or_unknown_condition_is_an_error() {
+        let cycle = "Conditions:\n  A: !Condition B\n  B: !Not [!Condition A]\nResources: {}\n";
+        assert!(Template::parse(cycle).is_err());
+        let unknown = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Condition: Nope\n";
+        assert!(Template::parse(unknown).is_err());
+    }
+
+    #[test]
+    fn the_project_template_reads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = Template::load(&path).unwrap();
+        assert!(!template.functions.is_empty());
     }
 }

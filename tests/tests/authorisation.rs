@@ -1,0 +1,953 @@
+//! Who may do what: every route against every role, through the Lambda
+//! handlers with the in-memory adapters (the authorizer's context is what
+//! API Gateway would pass on). The same rules are exercised through the
+//! local stack's authorizer in tests/auth.rs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderMap, HeaderValue};
+use e2e_tests::{fixture, subscription_resource};
+use hub::EventType;
+use hub::audit::{Action, AuditRecord};
+use hub::auth::{Caller, Client, HubSigner, Role};
+use hub::lambda;
+use hub::memory::{
+    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner, MemoryReplayGuard,
+    MemorySubscriberStore, MemorySubscriptionStore,
+};
+use hub::ports::{AuditLog, ClientStore};
+use hub::subscriber::OdsCode;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+
+const VACCINATION_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
+const PATIENT: &str = "9912003888";
+
+fn key_file(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tests/keys")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
+    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("key-1".into());
+    Client {
+        client_id: client_id.into(),
+        ods_code: OdsCode::parse(ods).unwrap(),
+        roles: roles.iter().copied().collect(),
+        keys: JwkSet { keys: vec![jwk] },
+        enabled: true,
+        publish_event_types: BTreeSet::new(),
+        publish_for_ods: BTreeSet::new(),
+        subscriber_id: None,
+        subscribe_explicit: false,
+        subscribe_generic: BTreeMap::new(),
+    }
+}
+
+/// The hub, in memory, with a publisher of vaccinations for A83627, two
+/// onboarded subscribers and an operator.
+struct World {
+    events: MemoryEventStore,
+    subscribers: MemorySubscriberStore,
+    subscriptions: MemorySubscriptionStore,
+    provisioner: MemoryQueueProvisioner,
+    clients: MemoryClientStore,
+    audit: MemoryAuditLog,
+    publisher: Caller,
+    subscriber_a: Caller,
+    subscriber_b: Caller,
+    operator: Caller,
+}
+
+impl World {
+    async fn new() -> World {
+        let mut world = World {
+            events: MemoryEventStore::default(),
+            subscribers: MemorySubscriberStore::default(),
+            subscriptions: MemorySubscriptionStore::default(),
+            provisioner: MemoryQueueProvisioner::default(),
+            clients: MemoryClientStore::default(),
+            audit: MemoryAuditLog::default(),
+            publisher: Caller::of(&client("unused", "RR8", &[])),
+            subscriber_a: Caller::of(&client("unused", "RR8", &[])),
+            subscriber_b: Caller::of(&client("unused", "RR8", &[])),
+            operator: Caller::of(&client("operator", "X26", &[Role::Operator])),
+        };
+        let mut publisher = client("publisher", "A83627", &[Role::Publisher]);
+        publisher.publish_event_types = BTreeSet::from([EventType::Vaccinations]);
+        publisher.publish_for_ods = BTreeSet::from(["A83627".to_owned()]);
+        world.publisher = Caller::of(&publisher);
+        world.subscriber_a = world.onboarded("subscriber-a", "A83627").await;
+        world.subscriber_b = world.onboarded("subscriber-b", "B82001").await;
+        world
+    }
+
+    /// A subscriber client, onboarded by the operator through the handler.
+    async fn onboarded(&self, client_id: &str, ods: &str) -> Caller {
+        let mut registered = client(client_id, ods, &[Role::Subscriber]);
+        registered.subscribe_explicit = true;
+        self.clients.register(&registered).await.unwrap();
+        let body = json!({"clientId": client_id, "odsCode": ods, "name": client_id, "eventTypes": ["vaccinations-1"]});
+        let response = self.onboard(Some(&self.operator), &body.to_string()).await;
+        assert_eq!(response.0, 201, "{}", response.1);
+        let client = self.clients.get(client_id).await.unwrap().unwrap();
+        assert!(client.subscriber_id.is_some());
+        Caller::of(&client)
+    }
+
+    async fn publish(&self, caller: Option<&Caller>, event_type: EventType, body: &str) -> u16 {
+        let request = request(caller, "application/fhir+xml", Some(body), &[]);
+        status(&lambda::publish(&self.events, &self.audit, event_type, &request).await)
+    }
+
+    async fn onboard(&self, caller: Option<&Caller>, body: &str) -> (u16, Value) {
+        let request = request(caller, "application/json", Some(body), &[]);
+        answer(
+            lambda::onboard(
+                &self.subscribers,
+                &self.provisioner,
+                &self.clients,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
+    async fn subscribe(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
+        let criteria = format!(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{PATIENT}&MessageHeader.event=vaccinations-1"
+        );
+        let ods = self
+            .subscribers_ods(subscriber_id)
+            .unwrap_or_else(|| "A83627".into());
+        let body = subscription_resource(subscriber_id, &ods, &criteria).to_string();
+        let request = request(caller, "application/fhir+json", Some(&body), &[]);
+        answer(
+            lambda::create_subscription(
+                &self.subscriptions,
+                &self.subscribers,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
+    fn subscribers_ods(&self, subscriber_id: &str) -> Option<String> {
+        [&self.subscriber_a, &self.subscriber_b]
+            .into_iter()
+            .find(|caller| caller.subscriber_id.as_deref() == Some(subscriber_id))
+            .map(|caller| caller.ods_code.as_str().to_owned())
+    }
+
+    async fn read_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
+        let request = request(caller, "application/fhir+json", None, &[("id", id)]);
+        status(&lambda::read_subscription(&self.subscriptions, &self.audit, &request).await)
+    }
+
+    async fn delete_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
+        let request = request(caller, "application/fhir+json", None, &[("id", id)]);
+        status(&lambda::delete_subscription(&self.subscriptions, &self.audit, &request).await)
+    }
+
+    async fn list_subscriptions(&self, caller: Option<&Caller>) -> (u16, Value) {
+        let request = request(caller, "application/fhir+json", None, &[]);
+        answer(lambda::list_subscriptions(&self.subscriptions, &self.audit, &request).await)
+    }
+
+    async fn read_event(&self, caller: Option<&Caller>) -> u16 {
+        let request = request(
+            caller,
+            "application/fhir+json",
+            None,
+            &[("eventType", "vaccinations-1"), ("id", VACCINATION_ID)],
+        );
+        status(&lambda::read_event(&self.events, &self.audit, &request).await)
+    }
+
+    async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = request(caller, "application/json", None, &[]);
+        let query: HashMap<String, String> = query
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        request.query_string_parameters = query.into();
+        answer(lambda::read_audit(&self.audit, &request).await)
+    }
+
+    async fn register_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
+        let registration = json!({
+            "clientId": client_id,
+            "odsCode": "A83627",
+            "roles": ["publisher"],
+            "keys": serde_json::to_value(&client(client_id, "A83627", &[]).keys).unwrap(),
+            "publishEventTypes": ["vaccinations-1"],
+            "publishForOds": ["A83627"],
+        });
+        let request = request(
+            caller,
+            "application/json",
+            Some(&registration.to_string()),
+            &[],
+        );
+        status(&lambda::register_client(&self.clients, &self.audit, &request).await)
+    }
+
+    async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
+        let request = request(caller, "application/json", None, &[("id", client_id)]);
+        status(&lambda::disable_client(&self.clients, &self.audit, &request).await)
+    }
+
+    async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
+        let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
+        status(
+            &lambda::offboard(
+                &self.subscribers,
+                &self.subscriptions,
+                &self.provisioner,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+}
+
+/// A request as API Gateway passes it on after the authorizer allowed
+/// `caller` (None: a route the authorizer did not guard).
+fn request(
+    caller: Option<&Caller>,
+    content_type: &str,
+    body: Option<&str>,
+    path_parameters: &[(&str, &str)],
+) -> ApiGatewayProxyRequest {
+    let mut request = ApiGatewayProxyRequest::default();
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
+    headers.insert("accept", HeaderValue::from_str(content_type).unwrap());
+    request.headers = headers;
+    request.body = body.map(str::to_owned);
+    request.path_parameters = path_parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    if let Some(caller) = caller {
+        request.request_context.authorizer.fields = caller
+            .to_context()
+            .into_iter()
+            .map(|(key, value)| (key, Value::String(value)))
+            .collect();
+    }
+    request
+}
+
+fn status(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> u16 {
+    u16::try_from(response.status_code).unwrap()
+}
+
+fn answer(response: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> (u16, Value) {
+    let body = match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status(&response), body)
+}
+
+fn vaccination() -> String {
+    fixture("nems/vaccinations-1-new.xml")
+}
+
+#[tokio::test]
+async fn only_a_publisher_registered_for_the_type_and_organisation_publishes() {
+    let world = World::new().await;
+    assert_eq!(
+        world
+            .publish(None, EventType::Vaccinations, &vaccination())
+            .await,
+        401
+    );
+    for caller in [&world.subscriber_a, &world.operator] {
+        assert_eq!(
+            world
+                .publish(Some(caller), EventType::Vaccinations, &vaccination())
+                .await,
+            403,
+            "{}",
+            caller.client_id
+        );
+    }
+    // Another event type than it was registered for.
+    let blood_spot = fixture("nems/blood-spot-test-outcome-1-new.xml");
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::BloodSpotTestOutcome,
+                &blood_spot
+            )
+            .await,
+        403
+    );
+    // Its type, but for an organisation it does not publish for.
+    let other_responsible = vaccination().replace("A83627", "B82001");
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &other_responsible
+            )
+            .await,
+        403
+    );
+    assert!(world.events.is_empty(), "nothing refused was stored");
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &vaccination()
+            )
+            .await,
+        202
+    );
+}
+
+#[tokio::test]
+async fn a_refused_publish_names_the_element_at_fault() {
+    let world = World::new().await;
+    let other_responsible = vaccination().replace("A83627", "B82001");
+    let request = request(
+        Some(&world.publisher),
+        "application/fhir+json",
+        Some(&other_responsible),
+        &[],
+    );
+    let mut request = request;
+    request.headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/fhir+xml"),
+    );
+    let (status, outcome) = answer(
+        lambda::publish(
+            &world.events,
+            &world.audit,
+            EventType::Vaccinations,
+            &request,
+        )
+        .await,
+    );
+    assert_eq!(status, 403);
+    assert_eq!(outcome["issue"][0]["code"], "forbidden");
+    assert_eq!(
+        outcome["issue"][0]["expression"],
+        json!(["MessageHeader.responsible"])
+    );
+}
+
+#[tokio::test]
+async fn only_operators_onboard_offboard_register_disable_and_read_the_audit() {
+    let world = World::new().await;
+    let nobody: Option<&Caller> = None;
+    let refused_callers = [
+        (nobody, 401),
+        (Some(&world.publisher), 403),
+        (Some(&world.subscriber_a), 403),
+    ];
+    let mut newcomer = client("newcomer", "C81001", &[Role::Subscriber]);
+    newcomer.subscribe_explicit = true;
+    world.clients.register(&newcomer).await.unwrap();
+    let onboarding = json!({"clientId": "newcomer", "odsCode": "C81001", "name": "newcomer", "eventTypes": ["vaccinations-1"]}).to_string();
+    let subscriber_b = world.subscriber_b.subscriber_id.clone().unwrap();
+    for (caller, expected) in refused_callers {
+        let who = caller.map_or("nobody", |caller| caller.client_id.as_str());
+        assert_eq!(
+            world.onboard(caller, &onboarding).await.0,
+            expected,
+            "onboard by {who}"
+        );
+        assert_eq!(
+            world.offboard(caller, &subscriber_b).await,
+            expected,
+            "offboard by {who}"
+        );
+        assert_eq!(
+            world.register_client(caller, "another").await,
+            expected,
+            "register by {who}"
+        );
+        assert_eq!(
+            world.disable_client(caller, "newcomer").await,
+            expected,
+            "disable by {who}"
+        );
+        assert_eq!(
+            world.read_audit(caller, &[("patient", PATIENT)]).await.0,
+            expected,
+            "audit by {who}"
+        );
+    }
+    let operator = Some(&world.operator);
+    assert_eq!(world.onboard(operator, &onboarding).await.0, 201);
+    assert_eq!(world.offboard(operator, &subscriber_b).await, 200);
+    assert_eq!(world.register_client(operator, "another").await, 201);
+    assert_eq!(
+        world.register_client(operator, "another").await,
+        200,
+        "a re-registration"
+    );
+    assert_eq!(world.disable_client(operator, "newcomer").await, 204);
+    assert!(
+        !world
+            .clients
+            .get("newcomer")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert_eq!(world.disable_client(operator, "no-such-client").await, 404);
+    assert_eq!(
+        world.read_audit(operator, &[("patient", PATIENT)]).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn onboarding_needs_a_subscriber_client_of_the_same_organisation_not_yet_linked() {
+    let world = World::new().await;
+    let operator = Some(&world.operator);
+    let body = |client_id: &str, ods: &str| {
+        json!({"clientId": client_id, "odsCode": ods, "name": "x", "eventTypes": ["vaccinations-1"]}).to_string()
+    };
+    // A publisher client cannot become a subscriber.
+    let (status, outcome) = world.onboard(operator, &body("publisher", "A83627")).await;
+    assert_eq!(status, 422);
+    assert_eq!(outcome["issue"][0]["expression"], json!(["clientId"]));
+    // Unknown client; another organisation; already acting as a subscriber.
+    assert_eq!(
+        world.onboard(operator, &body("nobody", "A83627")).await.0,
+        422
+    );
+    assert_eq!(
+        world
+            .onboard(operator, &body("subscriber-a", "B82001"))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        world
+            .onboard(operator, &body("subscriber-a", "A83627"))
+            .await
+            .0,
+        422
+    );
+    // Without a client at all.
+    let (status, outcome) = world
+        .onboard(
+            operator,
+            r#"{"odsCode":"A83627","name":"x","eventTypes":["vaccinations-1"]}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(outcome["issue"][0]["expression"], json!(["clientId"]));
+}
+
+#[tokio::test]
+async fn subscribers_manage_only_their_own_subscriptions() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let b = world.subscriber_b.subscriber_id.clone().unwrap();
+
+    // Creating: for itself only, and only with the subscriber role.
+    assert_eq!(world.subscribe(None, &a).await.0, 401);
+    assert_eq!(world.subscribe(Some(&world.publisher), &a).await.0, 403);
+    assert_eq!(world.subscribe(Some(&world.operator), &a).await.0, 403);
+    let (status, outcome) = world.subscribe(Some(&world.subscriber_a), &b).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        outcome["issue"][0]["expression"],
+        json!(["Subscription.channel.endpoint"])
+    );
+    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Reading and deleting: another subscriber's is not found; other roles
+    // are refused.
+    assert_eq!(
+        world
+            .read_subscription(Some(&world.subscriber_a), &id)
+            .await,
+        200
+    );
+    assert_eq!(
+        world
+            .read_subscription(Some(&world.subscriber_b), &id)
+            .await,
+        404
+    );
+    assert_eq!(
+        world.read_subscription(Some(&world.publisher), &id).await,
+        403
+    );
+    assert_eq!(
+        world.read_subscription(Some(&world.operator), &id).await,
+        403
+    );
+    assert_eq!(world.read_subscription(None, &id).await, 401);
+    assert_eq!(
+        world
+            .delete_subscription(Some(&world.subscriber_b), &id)
+            .await,
+        404
+    );
+    assert_eq!(
+        world.delete_subscription(Some(&world.operator), &id).await,
+        403
+    );
+
+    // Listing: the caller's own, whatever it asks for.
+    let (status, bundle) = world.list_subscriptions(Some(&world.subscriber_a)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        bundle["entry"].as_array().map_or(0, Vec::len),
+        1,
+        "{bundle}"
+    );
+    let (status, bundle) = world.list_subscriptions(Some(&world.subscriber_b)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        bundle["entry"].as_array().map_or(0, Vec::len),
+        0,
+        "{bundle}"
+    );
+    assert_eq!(
+        world.list_subscriptions(Some(&world.publisher)).await.0,
+        403
+    );
+
+    assert_eq!(
+        world
+            .delete_subscription(Some(&world.subscriber_a), &id)
+            .await,
+        204
+    );
+    assert_eq!(
+        world
+            .read_subscription(Some(&world.subscriber_a), &id)
+            .await,
+        404
+    );
+}
+
+#[tokio::test]
+async fn explicit_and_generic_subscriptions_need_their_own_permission() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let mut narrowed = world.subscriber_a.clone();
+    narrowed.subscribe_explicit = false;
+    let (status, outcome) = world.subscribe(Some(&narrowed), &a).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        outcome["issue"][0]["expression"],
+        json!(["Subscription.criteria"])
+    );
+
+    use hub::criteria::{RuleType, Target};
+    let mut area = world.subscriber_a.clone();
+    area.subscribe_generic =
+        BTreeMap::from([("GP_GP_GP".to_owned(), BTreeSet::from(["A83627".to_owned()]))]);
+    let practice = |code: &str| Target::Generic {
+        rule: RuleType::GpGpGp,
+        organisation: Some(code.to_owned()),
+    };
+    assert!(area.may_subscribe(&practice("A83627")).is_ok());
+    assert!(
+        area.may_subscribe(&practice("a83627")).is_ok(),
+        "codes ignore case"
+    );
+    assert!(area.may_subscribe(&practice("B82001")).is_err());
+    assert!(
+        area.may_subscribe(&Target::Generic {
+            rule: RuleType::GpGpGp,
+            organisation: None
+        })
+        .is_err()
+    );
+    assert!(
+        area.may_subscribe(&Target::Generic {
+            rule: RuleType::CountryCode,
+            organisation: Some("E92000001".into())
+        })
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_event_is_read_only_by_its_recipients_and_its_publisher() {
+    let world = World::new().await;
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &vaccination()
+            )
+            .await,
+        202
+    );
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    // The delivery to subscriber A, as dispatch records it.
+    let event_key = format!("vaccinations-1/{VACCINATION_ID}");
+    world
+        .audit
+        .record(&AuditRecord::delivery(
+            &event_key,
+            &a,
+            hub::NhsNumber::parse(PATIENT).ok(),
+            time::OffsetDateTime::now_utc(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(world.read_event(Some(&world.subscriber_a)).await, 200);
+    assert_eq!(world.read_event(Some(&world.publisher)).await, 200);
+    assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 404);
+    assert_eq!(world.read_event(Some(&world.operator)).await, 404);
+    assert_eq!(world.read_event(None).await, 401);
+}
+
+#[tokio::test]
+async fn every_request_is_audited_with_who_what_which_patient_and_outcome() {
+    let world = World::new().await;
+    world
+        .publish(
+            Some(&world.publisher),
+            EventType::Vaccinations,
+            &vaccination(),
+        )
+        .await;
+    world
+        .publish(
+            Some(&world.subscriber_a),
+            EventType::Vaccinations,
+            &vaccination(),
+        )
+        .await;
+    world
+        .publish(None, EventType::Vaccinations, &vaccination())
+        .await;
+    let publishes: Vec<AuditRecord> = world
+        .audit
+        .records()
+        .into_iter()
+        .filter(|record| record.action == Action::Publish)
+        .collect();
+    assert_eq!(publishes.len(), 3);
+    assert_eq!(publishes[0].client_id, "publisher");
+    assert_eq!(publishes[0].ods_code.as_deref(), Some("A83627"));
+    assert_eq!(publishes[0].status, 202);
+    assert_eq!(publishes[0].nhs_number.as_deref(), Some(PATIENT));
+    assert_eq!(
+        publishes[0].event_key.as_deref(),
+        Some(format!("vaccinations-1/{VACCINATION_ID}").as_str())
+    );
+    assert_eq!(publishes[1].client_id, "subscriber-a");
+    assert_eq!(
+        (publishes[1].status, publishes[1].detail.as_deref()),
+        (403, Some("ACCESS_DENIED"))
+    );
+    assert_eq!(publishes[2].client_id, hub::audit::ANONYMOUS);
+    assert_eq!(publishes[2].status, 401);
+
+    // Operators query the trail by patient and by client, newest first.
+    let (status, trail) = world
+        .read_audit(Some(&world.operator), &[("patient", PATIENT)])
+        .await;
+    assert_eq!(status, 200);
+    let entries = trail["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{trail}");
+    assert_eq!(entries[0]["action"], "publish");
+    let (_, trail) = world
+        .read_audit(Some(&world.operator), &[("client", "subscriber-a")])
+        .await;
+    assert_eq!(trail["entries"][0]["status"], 403, "{trail}");
+    // The operator's own reads are in the trail too.
+    let (_, trail) = world
+        .read_audit(Some(&world.operator), &[("client", "operator")])
+        .await;
+    assert!(
+        trail["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["action"] == "audit-read" && entry["nhsNumber"] == PATIENT),
+        "{trail}"
+    );
+    // A bad query is a 400 naming the parameter.
+    let (status, outcome) = world
+        .read_audit(Some(&world.operator), &[("patient", "1234567890")])
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(outcome["issue"][0]["expression"], json!(["patient"]));
+}
+
+#[tokio::test]
+async fn a_success_the_audit_cannot_record_is_not_returned() {
+    struct BrokenAudit;
+    impl AuditLog for BrokenAudit {
+        async fn record(&self, _: &AuditRecord) -> Result<(), hub::ports::StoreError> {
+            Err(hub::ports::StoreError::Unavailable(
+                "audit table down".into(),
+            ))
+        }
+        async fn record_all(&self, _: &[AuditRecord]) -> Result<(), hub::ports::StoreError> {
+            Err(hub::ports::StoreError::Unavailable(
+                "audit table down".into(),
+            ))
+        }
+        async fn get(&self, _: &str) -> Result<Option<AuditRecord>, hub::ports::StoreError> {
+            Ok(None)
+        }
+        async fn query(
+            &self,
+            _: &hub::audit::AuditQuery,
+            _: usize,
+            _: Option<&str>,
+        ) -> Result<hub::ports::Page<AuditRecord>, hub::ports::StoreError> {
+            Ok(hub::ports::Page {
+                items: vec![],
+                next: None,
+            })
+        }
+    }
+    let world = World::new().await;
+    let request = request(Some(&world.operator), "application/json", None, &[]);
+    let mut request = request;
+    request.query_string_parameters =
+        HashMap::from([("patient".to_owned(), PATIENT.to_owned())]).into();
+    let (status, outcome) = answer(lambda::read_audit(&BrokenAudit, &request).await);
+    assert_eq!(status, 503);
+    assert_eq!(outcome["issue"][0]["code"], "transient");
+}
+
+// ---------------------------------------------------------------------------
+// The authorizer and the token endpoint, as handlers
+// ---------------------------------------------------------------------------
+
+fn hub_signer() -> HubSigner {
+    HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap()
+}
+
+const TOKEN_URL: &str = "https://hub.example.nhs.uk/oauth2/token";
+
+fn token_request(form: &str) -> ApiGatewayProxyRequest {
+    let mut request = ApiGatewayProxyRequest::default();
+    request.headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    request.body = Some(form.to_owned());
+    request
+}
+
+fn assertion_form(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        lambda::CLIENT_ASSERTION_TYPE.replace(':', "%3A")
+    )
+}
+
+#[tokio::test]
+async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permissions() {
+    let clients = MemoryClientStore::default();
+    let mut publisher = client("publisher", "A83627", &[Role::Publisher]);
+    publisher.publish_event_types = BTreeSet::from([EventType::Vaccinations]);
+    publisher.publish_for_ods = BTreeSet::from(["A83627".to_owned()]);
+    clients.put(publisher.clone()).unwrap();
+    let (replay, audit, signer) = (
+        MemoryReplayGuard::default(),
+        MemoryAuditLog::default(),
+        hub_signer(),
+    );
+    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
+    let assertion = hub::auth::sign_client_assertion(
+        "publisher",
+        "key-1",
+        &key,
+        Algorithm::ES256,
+        TOKEN_URL,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let request = token_request(&assertion_form(&assertion));
+    let (status, body) = answer(
+        lambda::token(
+            &clients,
+            &replay,
+            &signer,
+            &audit,
+            Some(TOKEN_URL),
+            &request,
+        )
+        .await,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    // The same assertion again is a replay.
+    let (status, outcome) = answer(
+        lambda::token(
+            &clients,
+            &replay,
+            &signer,
+            &audit,
+            Some(TOKEN_URL),
+            &request,
+        )
+        .await,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(outcome["issue"][0]["code"], "security");
+
+    let authorize = |token: Option<String>| {
+        let mut request = ApiGatewayCustomAuthorizerRequest::default();
+        request.authorization_token = token;
+        request.method_arn = Some(
+            "arn:aws:execute-api:eu-west-2:123456789012:abc123/dev/POST/events/vaccinations-1"
+                .into(),
+        );
+        request
+    };
+    let verifier = vec![signer.verifier().clone()];
+    let allowed = lambda::authorize(
+        &verifier,
+        &clients,
+        &audit,
+        &authorize(Some(format!("Bearer {token}"))),
+    )
+    .await
+    .unwrap();
+    let policy = serde_json::to_value(&allowed.policy_document).unwrap();
+    assert_eq!(policy["Statement"][0]["Effect"], "Allow");
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        json!(["arn:aws:execute-api:eu-west-2:123456789012:abc123/dev/*/*"])
+    );
+    let context: HashMap<String, Value> = serde_json::from_value(allowed.context).unwrap();
+    assert_eq!(Caller::from_context(&context), Some(Caller::of(&publisher)));
+
+    // No token, and a disabled client's token: denied with the reason.
+    for (token, code) in [
+        (None, "login"),
+        (Some(format!("Bearer {token}")), "security"),
+    ] {
+        if token.is_some() {
+            clients.disable("publisher").await.unwrap();
+        }
+        let denied = lambda::authorize(&verifier, &clients, &audit, &authorize(token))
+            .await
+            .unwrap();
+        let policy = serde_json::to_value(&denied.policy_document).unwrap();
+        assert_eq!(policy["Statement"][0]["Effect"], "Deny");
+        assert_eq!(denied.context["code"], code);
+        assert!(
+            denied.context["diagnostics"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())
+        );
+    }
+    let refusals = audit
+        .records()
+        .into_iter()
+        .filter(|record| record.action == Action::Authenticate)
+        .count();
+    assert_eq!(refusals, 2, "each refusal is audited");
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
+    let clients = MemoryClientStore::default();
+    let (replay, audit, signer) = (
+        MemoryReplayGuard::default(),
+        MemoryAuditLog::default(),
+        hub_signer(),
+    );
+    for (form, field) in [
+        ("grant_type=password&client_assertion=x", "grant_type"),
+        (
+            "grant_type=client_credentials&client_assertion=x",
+            "client_assertion_type",
+        ),
+        (
+            &format!(
+                "grant_type=client_credentials&client_assertion_type={}",
+                lambda::CLIENT_ASSERTION_TYPE
+            ),
+            "client_assertion",
+        ),
+    ] {
+        let (status, outcome) = answer(
+            lambda::token(
+                &clients,
+                &replay,
+                &signer,
+                &audit,
+                Some(TOKEN_URL),
+                &token_request(form),
+            )
+            .await,
+        );
+        assert_eq!(status, 400, "{form}");
+        assert_eq!(outcome["issue"][0]["expression"], json!([field]), "{form}");
+    }
+    let mut json_body = token_request("{}");
+    json_body
+        .headers
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    let (status, _) = answer(
+        lambda::token(
+            &clients,
+            &replay,
+            &signer,
+            &audit,
+            Some(TOKEN_URL),
+            &json_body,
+        )
+        .await,
+    );
+    assert_eq!(status, 415);
+    // An assertion of an unknown client.
+    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
+    let assertion = hub::auth::sign_client_assertion(
+        "stranger",
+        "key-1",
+        &key,
+        Algorithm::ES256,
+        TOKEN_URL,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let (status, _) = answer(
+        lambda::token(
+            &clients,
+            &replay,
+            &signer,
+            &audit,
+            Some(TOKEN_URL),
+            &token_request(&assertion_form(&assertion)),
+        )
+        .await,
+    );
+    assert_eq!(status, 401);
+}

@@ -1,0 +1,903 @@
+//! The security properties of the deployed stack, read from template.yaml
+//! itself (no AWS, no emulator), so that a later change cannot loosen them
+//! silently: encryption with the hub's key, TLS-only topics and queues, the
+//! authorizer on every route but the token endpoint, gateway refusals as
+//! OperationOutcomes, and least-privilege function policies.
+//!
+//! CloudFormation's short tags (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) are
+//! read into their long forms (`{"Ref": X}`, `{"Fn::GetAtt": [X, "Arn"]}`,
+//! `{"Fn::Sub": ...}`), so each check handles one form only.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use hub::auth::AuthError;
+use hub::outcome::{Issue, OperationOutcome, Severity};
+use serde_json::{Value, json};
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+
+/// The template as JSON, CloudFormation tags in their long form.
+fn template() -> &'static Value {
+    static TEMPLATE_JSON: OnceLock<Value> = OnceLock::new();
+    TEMPLATE_JSON.get_or_init(|| {
+        let source = std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable");
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(&source).expect("template.yaml is YAML");
+        long_form(yaml)
+    })
+}
+
+fn template_source() -> String {
+    std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable")
+}
+
+fn long_form(value: serde_norway::Value) -> Value {
+    use serde_norway::Value as Yaml;
+    match value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(flag) => Value::Bool(flag),
+        Yaml::Number(number) => {
+            if let Some(n) = number.as_i64() {
+                json!(n)
+            } else if let Some(n) = number.as_u64() {
+                json!(n)
+            } else {
+                json!(number.as_f64())
+            }
+        }
+        Yaml::String(text) => Value::String(text),
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
+        Yaml::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match key {
+                        Yaml::String(text) => text,
+                        other => serde_norway::to_string(&other)
+                            .expect("a YAML key")
+                            .trim()
+                            .to_owned(),
+                    };
+                    (key, long_form(value))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = long_form(tagged.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: inner }),
+                // `!GetAtt X.Arn` is `{"Fn::GetAtt": ["X", "Arn"]}`.
+                "GetAtt" => match inner {
+                    Value::String(path) => {
+                        let (resource, attribute) =
+                            path.split_once('.').expect("!GetAtt Resource.Attribute");
+                        json!({"Fn::GetAtt": [resource, attribute]})
+                    }
+                    other => json!({ "Fn::GetAtt": other }),
+                },
+                other => json!({ format!("Fn::{other}"): inner }),
+            }
+        }
+    }
+}
+
+fn resources() -> &'static serde_json::Map<String, Value> {
+    template()["Resources"]
+        .as_object()
+        .expect("the template has Resources")
+}
+
+fn of_type(kind: &str) -> Vec<(&'static str, &'static Value)> {
+    resources()
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .map(|(id, resource)| (id.as_str(), resource))
+        .collect()
+}
+
+fn resource(id: &str) -> &'static Value {
+    resources()
+        .get(id)
+        .unwrap_or_else(|| panic!("the template has no resource {id}"))
+}
+
+fn functions() -> Vec<(&'static str, &'static Value)> {
+    of_type("AWS::Serverless::Function")
+}
+
+/// A value, or each item of a list; the branches of an `Fn::If` both count
+/// (either may be deployed) and `AWS::NoValue` is no item.
+fn items(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Array(list) => list.iter().flat_map(items).collect(),
+        Value::Object(map) if map.contains_key("Fn::If") => {
+            let branches = map["Fn::If"].as_array().expect("Fn::If [cond, a, b]");
+            branches[1..].iter().flat_map(items).collect()
+        }
+        Value::Object(map) if map.get("Ref") == Some(&json!("AWS::NoValue")) => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn is_ref(value: &Value, id: &str) -> bool {
+    value == &json!({ "Ref": id })
+}
+
+/// `!Ref Key` or `!GetAtt Key.Arn`: how a property names a KMS key.
+fn names_key(value: &Value, key: &str) -> bool {
+    is_ref(value, key) || value == &json!({"Fn::GetAtt": [key, "Arn"]})
+}
+
+/// The resource a policy statement names, as `Id` (`!GetAtt Id.Arn`,
+/// `!Ref Id`), `Id/index/Name` (`!Sub "${Id.Arn}/index/Name"`), or the
+/// text of any other value.
+fn resource_name(value: &Value) -> String {
+    if let Some(id) = value["Fn::GetAtt"].as_array().and_then(|p| p[0].as_str())
+        && value["Fn::GetAtt"][1] == "Arn"
+    {
+        return id.to_owned();
+    }
+    if let Some(id) = value["Ref"].as_str() {
+        return id.to_owned();
+    }
+    if let Some(pattern) = value["Fn::Sub"].as_str()
+        && let Some(rest) = pattern.strip_prefix("${")
+        && let Some((id, tail)) = rest.split_once(".Arn}")
+    {
+        return format!("{id}{tail}");
+    }
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+/// One policy statement and where it comes from.
+struct Statement {
+    owner: String,
+    value: &'static Value,
+}
+
+impl Statement {
+    fn actions(&self) -> Vec<String> {
+        assert!(
+            self.value.get("NotAction").is_none() && self.value.get("NotResource").is_none(),
+            "{}: NotAction / NotResource grant everything else",
+            self.owner
+        );
+        items(&self.value["Action"])
+            .into_iter()
+            .map(|action| {
+                action
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{}: an action is not text", self.owner))
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn resources(&self) -> Vec<&'static Value> {
+        items(&self.value["Resource"])
+    }
+
+    fn resource_names(&self) -> Vec<String> {
+        self.resources().into_iter().map(resource_name).collect()
+    }
+
+    fn allows(&self) -> bool {
+        self.value["Effect"] == "Allow"
+    }
+
+    fn allows_on(&self, action: &str, resource: &str) -> bool {
+        self.allows()
+            && self.actions().iter().any(|a| a == action)
+            && self.resource_names().iter().any(|r| r == resource)
+    }
+}
+
+fn document_statements(owner: &str, document: &'static Value) -> Vec<Statement> {
+    items(&document["Statement"])
+        .into_iter()
+        .map(|value| Statement {
+            owner: owner.to_owned(),
+            value,
+        })
+        .collect()
+}
+
+/// Every statement a function's role gets from its template `Policies`:
+/// inline statements, and those of the template's own managed policies.
+/// Anything else (an AWS managed policy, a SAM policy template) is refused:
+/// its permissions would not be visible here.
+fn function_statements(id: &str, function: &'static Value) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    for policy in items(&function["Properties"]["Policies"]) {
+        if let Some(managed) = policy["Ref"].as_str() {
+            let target = resource(managed);
+            assert_eq!(
+                target["Type"], "AWS::IAM::ManagedPolicy",
+                "{id}: policy {managed} is not a managed policy of this template"
+            );
+            statements.extend(document_statements(
+                &format!("{id} (through {managed})"),
+                &target["Properties"]["PolicyDocument"],
+            ));
+        } else if policy.get("Statement").is_some() {
+            statements.extend(document_statements(id, policy));
+        } else {
+            panic!("{id}: policy {policy} is neither inline nor one of the template's own");
+        }
+    }
+    statements
+}
+
+/// Every identity-policy statement of the template: functions' and the
+/// template's managed policies'.
+fn all_identity_statements() -> Vec<Statement> {
+    let mut statements: Vec<Statement> = functions()
+        .into_iter()
+        .flat_map(|(id, function)| function_statements(id, function))
+        .collect();
+    for (id, policy) in of_type("AWS::IAM::ManagedPolicy") {
+        statements.extend(document_statements(
+            id,
+            &policy["Properties"]["PolicyDocument"],
+        ));
+    }
+    statements
+}
+
+fn api_events(function: &'static Value) -> Vec<(&'static str, &'static Value)> {
+    function["Properties"]["Events"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, event)| event["Type"] == "Api")
+        .map(|(name, event)| (name.as_str(), &event["Properties"]))
+        .collect()
+}
+
+fn environment(function: &'static Value) -> &'static Value {
+    &function["Properties"]["Environment"]["Variables"]
+}
+
+/// A TLS-only statement: deny, anyone, when aws:SecureTransport is false.
+fn is_tls_deny(statement: &Statement) -> bool {
+    let value = statement.value;
+    let anyone = value["Principal"] == "*" || value["Principal"] == json!({"AWS": "*"});
+    let insecure = &value["Condition"]["Bool"]["aws:SecureTransport"];
+    value["Effect"] == "Deny" && anyone && (*insecure == "false" || *insecure == json!(false))
+}
+
+#[test]
+fn every_table_is_encrypted_with_the_hub_data_key() {
+    let tables = of_type("AWS::DynamoDB::Table");
+    assert!(tables.len() >= 6, "the hub has at least six tables");
+    for (id, table) in tables {
+        let sse = &table["Properties"]["SSESpecification"];
+        assert_eq!(sse["SSEEnabled"], true, "{id}: SSEEnabled must be true");
+        assert_eq!(sse["SSEType"], "KMS", "{id}: SSEType must be KMS");
+        assert!(
+            names_key(&sse["KMSMasterKeyId"], "HubDataKey"),
+            "{id}: KMSMasterKeyId must be HubDataKey, not {}",
+            sse["KMSMasterKeyId"]
+        );
+    }
+}
+
+#[test]
+fn data_tables_are_recoverable_and_kept() {
+    // The replay table holds assertion ids for five minutes: nothing to keep.
+    for (id, table) in of_type("AWS::DynamoDB::Table") {
+        if id == "ReplayTable" {
+            continue;
+        }
+        assert_eq!(
+            table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            true,
+            "{id}: point-in-time recovery must be on"
+        );
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            assert_eq!(table[policy], "Retain", "{id}: {policy} must be Retain");
+        }
+    }
+    let audit = resource("AuditTable");
+    let indexes: Vec<(String, String, String)> =
+        items(&audit["Properties"]["GlobalSecondaryIndexes"])
+            .into_iter()
+            .map(|index| {
+                let key = |kind: &str| {
+                    items(&index["KeySchema"])
+                        .into_iter()
+                        .find(|k| k["KeyType"] == kind)
+                        .and_then(|k| k["AttributeName"].as_str())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (
+                    index["IndexName"].as_str().unwrap_or_default().to_owned(),
+                    key("HASH"),
+                    key("RANGE"),
+                )
+            })
+            .collect();
+    for expected in [
+        ("ByPatient", "nhsNumber", "at"),
+        ("ByClient", "clientId", "at"),
+    ] {
+        assert!(
+            indexes.iter().any(|(name, hash, range)| (
+                name.as_str(),
+                hash.as_str(),
+                range.as_str()
+            ) == expected),
+            "AuditTable: index {expected:?} is missing, found {indexes:?}"
+        );
+    }
+}
+
+#[test]
+fn every_topic_is_encrypted_and_refuses_plain_http() {
+    let topics = of_type("AWS::SNS::Topic");
+    assert_eq!(topics.len(), 10, "one topic per event type");
+    let policies = of_type("AWS::SNS::TopicPolicy");
+    for (id, topic) in topics {
+        assert!(
+            names_key(&topic["Properties"]["KmsMasterKeyId"], "HubDataKey"),
+            "{id}: KmsMasterKeyId must be HubDataKey"
+        );
+        let protected = policies.iter().any(|(policy_id, policy)| {
+            items(&policy["Properties"]["Topics"])
+                .iter()
+                .any(|t| is_ref(t, id))
+                && document_statements(policy_id, &policy["Properties"]["PolicyDocument"])
+                    .iter()
+                    .any(|statement| {
+                        is_tls_deny(statement)
+                            && statement.resource_names().iter().any(|r| r == id)
+                            && ["sns:Publish", "sns:Subscribe"]
+                                .iter()
+                                .all(|needed| statement.actions().iter().any(|a| a == needed))
+                    })
+        });
+        assert!(
+            protected,
+            "{id}: no AWS::SNS::TopicPolicy denies sns:Publish and sns:Subscribe on it without TLS"
+        );
+    }
+}
+
+#[test]
+fn every_queue_is_encrypted_and_refuses_plain_http() {
+    let policies = of_type("AWS::SQS::QueuePolicy");
+    for (id, queue) in of_type("AWS::SQS::Queue") {
+        assert!(
+            names_key(&queue["Properties"]["KmsMasterKeyId"], "HubDataKey"),
+            "{id}: KmsMasterKeyId must be HubDataKey"
+        );
+        let protected = policies.iter().any(|(policy_id, policy)| {
+            items(&policy["Properties"]["Queues"])
+                .iter()
+                .any(|q| is_ref(q, id))
+                && document_statements(policy_id, &policy["Properties"]["PolicyDocument"])
+                    .iter()
+                    .any(|statement| {
+                        is_tls_deny(statement)
+                            && statement.resource_names().iter().any(|r| r == id)
+                            && statement.actions().iter().any(|a| a == "sqs:*" || a == "*")
+                    })
+        });
+        assert!(
+            protected,
+            "{id}: no AWS::SQS::QueuePolicy denies sqs:* on it without TLS"
+        );
+    }
+}
+
+#[test]
+fn the_keys_are_what_they_claim() {
+    let signing = resource("HubSigningKey");
+    assert_eq!(signing["Type"], "AWS::KMS::Key", "HubSigningKey");
+    assert_eq!(
+        signing["Properties"]["KeySpec"], "ECC_NIST_P256",
+        "HubSigningKey: tokens are ES256"
+    );
+    assert_eq!(
+        signing["Properties"]["KeyUsage"], "SIGN_VERIFY",
+        "HubSigningKey: a signing key"
+    );
+
+    let data = resource("HubDataKey");
+    assert_eq!(data["Type"], "AWS::KMS::Key", "HubDataKey");
+    assert_eq!(
+        data["Properties"]["EnableKeyRotation"], true,
+        "HubDataKey: EnableKeyRotation must be true"
+    );
+    assert!(
+        matches!(
+            data["Properties"].get("KeySpec"),
+            None | Some(Value::String(_))
+        ) && data["Properties"]["KeySpec"] != "ECC_NIST_P256",
+        "HubDataKey: a symmetric key"
+    );
+    // The retained tables are unreadable without it.
+    for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+        assert_eq!(
+            data[policy], "Retain",
+            "HubDataKey: {policy} must be Retain"
+        );
+    }
+
+    // The token endpoint signs with it; the authorizer trusts it first.
+    assert!(
+        is_ref(
+            &environment(resource("TokenFunction"))["HUB_SIGNING_KEY_ID"],
+            "HubSigningKey"
+        ),
+        "TokenFunction: HUB_SIGNING_KEY_ID must be !Ref HubSigningKey"
+    );
+    for choice in items(&environment(resource("AuthorizerFunction"))["HUB_VERIFYING_KEY_IDS"]) {
+        let first = choice["Fn::Join"][1][0].clone();
+        assert!(
+            is_ref(choice, "HubSigningKey") || is_ref(&first, "HubSigningKey"),
+            "AuthorizerFunction: HUB_VERIFYING_KEY_IDS must start with HubSigningKey, not {choice}"
+        );
+    }
+
+    for (id, key) in of_type("AWS::KMS::Key") {
+        for statement in document_statements(id, &key["Properties"]["KeyPolicy"]) {
+            let principal = &statement.value["Principal"];
+            assert!(
+                !(statement.allows() && (principal == "*" || principal == &json!({"AWS": "*"}))),
+                "{id}: the key policy allows anyone"
+            );
+            if principal.get("Service").is_some() {
+                assert!(
+                    statement.value.get("Condition").is_some(),
+                    "{id}: a service principal without a condition (confused deputy)"
+                );
+                for action in statement.actions() {
+                    assert!(
+                        ["kms:GenerateDataKey*", "kms:Decrypt"].contains(&action.as_str()),
+                        "{id}: a service may only encrypt and decrypt, not {action}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_route_but_the_token_endpoint_needs_the_authorizer() {
+    let apis = of_type("AWS::Serverless::Api");
+    assert_eq!(
+        apis.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ["HubApi"],
+        "one API, HubApi"
+    );
+    for kind in [
+        "AWS::ApiGateway::RestApi",
+        "AWS::Serverless::HttpApi",
+        "AWS::ApiGatewayV2::Api",
+    ] {
+        assert!(of_type(kind).is_empty(), "an API outside HubApi: {kind}");
+    }
+    let auth = &resource("HubApi")["Properties"]["Auth"];
+    assert_eq!(
+        auth["DefaultAuthorizer"], "HubTokenAuthorizer",
+        "HubApi: DefaultAuthorizer"
+    );
+    let authorizer = &auth["Authorizers"]["HubTokenAuthorizer"];
+    assert_eq!(
+        authorizer["FunctionArn"],
+        json!({"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}),
+        "HubApi: HubTokenAuthorizer runs AuthorizerFunction"
+    );
+    assert!(
+        authorizer.get("FunctionPayloadType").is_none()
+            || authorizer["FunctionPayloadType"] == "TOKEN",
+        "HubApi: HubTokenAuthorizer is a TOKEN authorizer"
+    );
+    assert_eq!(
+        authorizer["Identity"]["Header"], "Authorization",
+        "HubApi: HubTokenAuthorizer reads Authorization"
+    );
+    assert_eq!(
+        authorizer["Identity"]["ReauthorizeEvery"], 0,
+        "HubApi: HubTokenAuthorizer must not cache (a disabled client is refused at once)"
+    );
+
+    let mut open_routes = Vec::new();
+    for (id, function) in functions() {
+        assert!(
+            function["Properties"].get("FunctionUrlConfig").is_none(),
+            "{id}: a function URL bypasses the authorizer"
+        );
+        for (name, event) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                event["Type"] != "HttpApi",
+                "{id}: event {name} is on an HTTP API without the authorizer"
+            );
+        }
+        for (name, event) in api_events(function) {
+            assert!(
+                is_ref(&event["RestApiId"], "HubApi"),
+                "{id}: event {name} is not on HubApi (SAM would make an API without the authorizer)"
+            );
+            match &event["Auth"]["Authorizer"] {
+                Value::Null => {}
+                Value::String(none) if none == "NONE" => open_routes.push(format!(
+                    "{} {}",
+                    event["Method"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase(),
+                    event["Path"].as_str().unwrap_or_default()
+                )),
+                other => assert_eq!(
+                    other, "HubTokenAuthorizer",
+                    "{id}: event {name} uses another authorizer"
+                ),
+            }
+        }
+    }
+    assert_eq!(
+        open_routes,
+        ["POST /oauth2/token"],
+        "only the token endpoint opts out of the authorizer"
+    );
+}
+
+/// A gateway response's body for the given substitutions, as JSON.
+fn gateway_body(kind: &str, substitutions: &[(&str, &str)]) -> Value {
+    let response = &resource("HubApi")["Properties"]["GatewayResponses"][kind];
+    let mut body = response["ResponseTemplates"]["application/json"]
+        .as_str()
+        .unwrap_or_else(|| panic!("HubApi: {kind} has no application/json template"))
+        .to_owned();
+    for (variable, value) in substitutions {
+        body = body.replace(variable, value);
+    }
+    assert!(
+        !body.contains("$context"),
+        "HubApi: {kind} uses a variable this test does not know: {body}"
+    );
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("HubApi: {kind} does not render valid JSON ({e}): {body}"))
+}
+
+#[test]
+fn gateway_refusals_are_operation_outcomes_like_the_hubs() {
+    let responses = &resource("HubApi")["Properties"]["GatewayResponses"];
+    for (kind, status) in [
+        ("UNAUTHORIZED", Some(401)),
+        ("ACCESS_DENIED", Some(401)),
+        ("AUTHORIZER_FAILURE", Some(503)),
+        ("DEFAULT_4XX", None),
+        ("DEFAULT_5XX", None),
+    ] {
+        let response = &responses[kind];
+        assert!(
+            response.is_object(),
+            "HubApi: GatewayResponses.{kind} is missing"
+        );
+        let declared = response["StatusCode"]
+            .as_u64()
+            .or_else(|| response["StatusCode"].as_str().and_then(|s| s.parse().ok()));
+        assert_eq!(declared, status, "HubApi: {kind} status");
+        assert_eq!(
+            response["ResponseParameters"]["Headers"]["Content-Type"], "'application/fhir+json'",
+            "HubApi: {kind} must answer application/fhir+json"
+        );
+    }
+
+    assert_eq!(
+        gateway_body("UNAUTHORIZED", &[]),
+        AuthError::NoToken.outcome().to_json(),
+        "HubApi: UNAUTHORIZED"
+    );
+    // The authorizer's deny context carries the issue code and the fixed text.
+    for refusal in [
+        AuthError::Expired,
+        AuthError::Malformed,
+        AuthError::BadSignature,
+        AuthError::UnknownClient,
+        AuthError::DisabledClient,
+        AuthError::WrongAudience,
+    ] {
+        let outcome = refusal.outcome().to_json();
+        let code = outcome["issue"][0]["code"].as_str().unwrap().to_owned();
+        let diagnostics = refusal.to_string();
+        assert!(
+            !diagnostics.contains(['"', '\\']),
+            "{refusal:?}: the deny context must be quote-free to fit the ACCESS_DENIED template"
+        );
+        assert_eq!(
+            gateway_body(
+                "ACCESS_DENIED",
+                &[
+                    ("$context.authorizer.code", &code),
+                    ("$context.authorizer.diagnostics", &diagnostics),
+                ],
+            ),
+            outcome,
+            "HubApi: ACCESS_DENIED for {refusal:?}"
+        );
+    }
+    assert_eq!(
+        gateway_body("AUTHORIZER_FAILURE", &[]),
+        AuthError::Unavailable("a store failed".into())
+            .outcome()
+            .to_json(),
+        "HubApi: AUTHORIZER_FAILURE"
+    );
+    // API Gateway substitutes $context.error.messageString already quoted.
+    assert_eq!(
+        gateway_body(
+            "DEFAULT_4XX",
+            &[(
+                "$context.error.messageString",
+                r#""Missing Authentication Token""#
+            )],
+        ),
+        OperationOutcome::single(Issue {
+            severity: Severity::Error,
+            code: "invalid",
+            spine_code: "BAD_REQUEST",
+            diagnostics: "Missing Authentication Token".into(),
+            expression: Vec::new(),
+        })
+        .to_json(),
+        "HubApi: DEFAULT_4XX"
+    );
+    assert_eq!(
+        gateway_body("DEFAULT_5XX", &[]),
+        OperationOutcome::single(Issue {
+            severity: Severity::Error,
+            code: "exception",
+            spine_code: "SERVICE_UNAVAILABLE",
+            diagnostics: "the hub could not complete the request; try again later".into(),
+            expression: Vec::new(),
+        })
+        .to_json(),
+        "HubApi: DEFAULT_5XX"
+    );
+}
+
+/// The one resource pattern allowed a wildcard: the subscriber queues
+/// onboarding creates at run time, under the stack's prefix.
+const SUBSCRIBER_QUEUES: &str =
+    "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:chhub-${Stage}-sub-*";
+
+#[test]
+fn no_policy_grants_wildcards() {
+    for statement in all_identity_statements() {
+        let owner = &statement.owner;
+        let actions = statement.actions();
+        assert!(!actions.is_empty(), "{owner}: a statement without actions");
+        for action in &actions {
+            assert!(!action.contains('*'), "{owner}: wildcard action {action}");
+        }
+        let resources = statement.resources();
+        assert!(
+            !resources.is_empty(),
+            "{owner}: a statement without resources"
+        );
+        for resource in resources {
+            let text = resource
+                .as_str()
+                .or_else(|| resource["Fn::Sub"].as_str())
+                .unwrap_or_default();
+            assert!(text != "*", "{owner}: Resource \"*\" for {actions:?}");
+            assert!(
+                !text.contains('*')
+                    || (text == SUBSCRIBER_QUEUES && owner == "OnboardSubscriberFunction"),
+                "{owner}: wildcard resource {text} for {actions:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn nothing_scans_and_only_two_functions_delete() {
+    assert!(
+        !template_source().contains("dynamodb:Scan"),
+        "template.yaml grants dynamodb:Scan somewhere: every read has a key or an index"
+    );
+    for statement in all_identity_statements() {
+        for action in statement.actions() {
+            if action == "dynamodb:DeleteItem" || action == "dynamodb:BatchWriteItem" {
+                let deleter = ["SubscriptionDeleteFunction", "OffboardSubscriberFunction"]
+                    .contains(&statement.owner.as_str());
+                // BatchWriteItem can delete too: only dispatch has it, on the audit table,
+                // where it adds records.
+                let dispatch_audit = statement.owner == "DispatchFunction"
+                    && action == "dynamodb:BatchWriteItem"
+                    && statement.resource_names() == ["AuditTable"];
+                assert!(
+                    (deleter && action == "dynamodb:DeleteItem") || dispatch_audit,
+                    "{}: {action} on {:?}",
+                    statement.owner,
+                    statement.resource_names()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_audit_trail_is_only_ever_added_to() {
+    for statement in all_identity_statements() {
+        for resource in statement.resource_names() {
+            if resource == "AuditTable" {
+                for action in statement.actions() {
+                    assert!(
+                        [
+                            "dynamodb:PutItem",
+                            "dynamodb:BatchWriteItem",
+                            "dynamodb:GetItem"
+                        ]
+                        .contains(&action.as_str()),
+                        "{}: {action} on the audit trail",
+                        statement.owner
+                    );
+                }
+            } else if resource.starts_with("AuditTable/") {
+                for action in statement.actions() {
+                    assert_eq!(
+                        action, "dynamodb:Query",
+                        "{}: {action} on {resource}",
+                        statement.owner
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn publish_functions_only_store_events_and_audit() {
+    let expected: BTreeSet<(String, String)> = [
+        ("dynamodb:PutItem", "EventsTable"),
+        ("dynamodb:GetItem", "EventsTable"),
+        ("dynamodb:PutItem", "AuditTable"),
+        // Through HubTablesKeyPolicy: DynamoDB decrypting the table keys.
+        ("kms:Decrypt", "HubDataKey"),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_owned(), r.to_owned()))
+    .collect();
+    let publishers: Vec<_> = functions()
+        .into_iter()
+        .filter(|(_, f)| {
+            f["Properties"]["CodeUri"]
+                .as_str()
+                .is_some_and(|uri| uri.starts_with("functions/publish-"))
+        })
+        .collect();
+    assert_eq!(publishers.len(), 10, "one publish function per event type");
+    for (id, function) in publishers {
+        let mut granted = BTreeSet::new();
+        for statement in function_statements(id, function) {
+            assert!(statement.allows(), "{id}: only Allow statements expected");
+            for action in statement.actions() {
+                for resource in statement.resource_names() {
+                    granted.insert((action.clone(), resource));
+                }
+            }
+        }
+        assert_eq!(granted, expected, "{id}: what a publish function may do");
+    }
+}
+
+#[test]
+fn kms_use_is_scoped() {
+    for statement in all_identity_statements() {
+        let owner = &statement.owner;
+        let actions = statement.actions();
+        if !actions.iter().any(|a| a.starts_with("kms:")) {
+            continue;
+        }
+        assert!(
+            actions.iter().all(|a| a.starts_with("kms:")),
+            "{owner}: keep KMS actions in statements of their own"
+        );
+        let names = statement.resource_names();
+        if names.iter().any(|r| r == "HubDataKey") {
+            assert_eq!(names, ["HubDataKey"], "{owner}");
+            assert!(
+                !statement.value["Condition"]["StringEquals"]["kms:ViaService"].is_null(),
+                "{owner}: HubDataKey only through a service (kms:ViaService)"
+            );
+            for action in &actions {
+                assert!(
+                    ["kms:Decrypt", "kms:GenerateDataKey"].contains(&action.as_str()),
+                    "{owner}: {action} on HubDataKey"
+                );
+            }
+        } else {
+            for action in &actions {
+                assert!(
+                    ["kms:Sign", "kms:GetPublicKey"].contains(&action.as_str()),
+                    "{owner}: {action} on {names:?}"
+                );
+                if action == "kms:Sign" {
+                    assert_eq!(
+                        owner, "TokenFunction",
+                        "only the token endpoint signs tokens"
+                    );
+                    assert_eq!(
+                        names,
+                        ["HubSigningKey"],
+                        "{owner}: signs with HubSigningKey only"
+                    );
+                }
+            }
+        }
+    }
+
+    // DynamoDB decrypts each table's key as the caller: every function that
+    // touches a table needs HubTablesKeyPolicy, or it fails in AWS.
+    for (id, function) in functions() {
+        let statements = function_statements(id, function);
+        let uses_tables = statements
+            .iter()
+            .any(|s| s.actions().iter().any(|a| a.starts_with("dynamodb:")));
+        let has_key_policy = items(&function["Properties"]["Policies"])
+            .iter()
+            .any(|p| is_ref(p, "HubTablesKeyPolicy"));
+        assert!(
+            !uses_tables || has_key_policy,
+            "{id}: uses the encrypted tables without HubTablesKeyPolicy"
+        );
+    }
+    let key_policy = document_statements(
+        "HubTablesKeyPolicy",
+        &resource("HubTablesKeyPolicy")["Properties"]["PolicyDocument"],
+    );
+    assert_eq!(key_policy.len(), 1, "HubTablesKeyPolicy: one statement");
+    assert_eq!(
+        key_policy[0].actions(),
+        ["kms:Decrypt"],
+        "HubTablesKeyPolicy"
+    );
+    assert_eq!(
+        key_policy[0].value["Condition"]["StringEquals"]["kms:ViaService"],
+        json!({"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}),
+        "HubTablesKeyPolicy: only through DynamoDB"
+    );
+}
+
+#[test]
+fn every_api_function_writes_the_audit_trail() {
+    let mut audited = Vec::new();
+    for (id, function) in functions() {
+        let is_api = !api_events(function).is_empty();
+        if !(is_api || id == "DispatchFunction" || id == "AuthorizerFunction") {
+            continue;
+        }
+        assert!(
+            is_ref(&environment(function)["AUDIT_TABLE"], "AuditTable"),
+            "{id}: AUDIT_TABLE must be !Ref AuditTable"
+        );
+        assert!(
+            function_statements(id, function)
+                .iter()
+                .any(|s| s.allows_on("dynamodb:PutItem", "AuditTable")),
+            "{id}: needs dynamodb:PutItem on AuditTable"
+        );
+        audited.push(id);
+    }
+    assert!(
+        audited.len() >= 20,
+        "every API function is audited, found only {audited:?}"
+    );
+}
