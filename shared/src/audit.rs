@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::auth::Caller;
 use crate::nhs_number::NhsNumber;
@@ -71,12 +70,15 @@ pub const HUB_ACTOR: &str = "hub-dispatch";
 /// The client id recorded for a request whose caller is unknown.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// `at`: UTC with exactly three fractional digits, so that the trail sorts
+/// as text (RFC 3339 as `fhir_time` writes it drops trailing zeros, and
+/// `.1Z` would sort after `.15Z`).
 pub fn timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let millis = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000);
-    millis
-        .unwrap_or(at)
-        .format(&Rfc3339)
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
@@ -177,4 +179,33 @@ pub fn delivery_id(event_key: &str, subscriber_id: &str) -> String {
 pub enum AuditQuery {
     Patient(NhsNumber),
     Client(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_sort_as_text_whatever_their_fraction() {
+        let times = [
+            datetime!(2026-01-01 10:00:00 UTC),
+            datetime!(2026-01-01 10:00:00.1 UTC),
+            datetime!(2026-01-01 10:00:00.15 UTC),
+            datetime!(2026-01-01 10:00:00.999 UTC),
+            datetime!(2026-01-01 11:00:00.5 +01:00),
+            datetime!(2026-01-01 10:00:01 UTC),
+        ];
+        let written: Vec<String> = times.iter().map(|at| timestamp(*at)).collect();
+        assert_eq!(written[0], "2026-01-01T10:00:00.000Z");
+        assert_eq!(written[4], "2026-01-01T10:00:00.500Z");
+        let mut sorted = written.clone();
+        sorted.sort();
+        let by_time: Vec<String> = {
+            let mut times = times.to_vec();
+            times.sort();
+            times.iter().map(|at| timestamp(*at)).collect()
+        };
+        assert_eq!(sorted, by_time);
+    }
 }

@@ -565,9 +565,29 @@ pub fn peek_client_id(assertion: &str) -> Result<String, AuthError> {
     let payload = assertion.split('.').nth(1).ok_or(AuthError::Malformed)?;
     let claims: UnverifiedAssertion = decode_segment(payload)?;
     match claims.iss {
-        Some(client_id) if !client_id.is_empty() => Ok(client_id),
+        // Bounded: the id becomes a key of a DynamoDB read, which refuses
+        // keys over 2 KB with an error rather than a miss.
+        Some(client_id) if !client_id.is_empty() && client_id.len() <= MAX_CLIENT_ID_LENGTH => {
+            Ok(client_id)
+        }
         _ => Err(AuthError::Malformed),
     }
+}
+
+/// The client an access token names (`sub`), read without verifying it:
+/// for the audit record of a refusal only, never to decide anything.
+pub fn claimed_subject(authorization: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Subject {
+        sub: Option<String>,
+    }
+    let token = bearer_token(Some(authorization)).ok()?;
+    read_header(token).ok()?;
+    let payload = token.split('.').nth(1)?;
+    let subject: Subject = decode_segment(payload).ok()?;
+    subject
+        .sub
+        .filter(|sub| !sub.is_empty() && sub.len() <= MAX_CLIENT_ID_LENGTH)
 }
 
 /// Verifies a client assertion (RFC 7523, as NHS England uses it) against
@@ -677,6 +697,9 @@ pub struct AccessToken {
     pub token: String,
     /// Seconds the token is valid for.
     pub expires_in: u64,
+    /// Whom it was issued to.
+    pub client_id: String,
+    pub ods_code: OdsCode,
 }
 
 /// Exchanges a client assertion for a hub access token: the client must be
@@ -727,6 +750,8 @@ pub enum KeyError {
     NotEs256PublicKey,
     #[error("the hub's public key is not the public half of its private key")]
     NotAPair,
+    #[error("the key is not an RSA or P-256 signing key")]
+    NotAClientSigningKey,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -860,6 +885,8 @@ impl<K: HubSigningKey> HubSigner<K> {
         Ok(AccessToken {
             token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
             expires_in: self.lifetime_seconds,
+            client_id: client.client_id.clone(),
+            ods_code: client.ods_code.clone(),
         })
     }
 }
@@ -1062,15 +1089,42 @@ pub fn ecdsa_der_to_fixed(der: &[u8]) -> Option<[u8; 64]> {
 
 /// A PEM `PUBLIC KEY` from the DER SubjectPublicKeyInfo KMS returns.
 pub fn public_key_pem(spki_der: &[u8]) -> String {
+    pem("PUBLIC KEY", spki_der)
+}
+
+/// DER as PEM under `label` (RFC 7468): base64 in lines of 64.
+pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::engine::general_purpose::STANDARD;
-    let encoded = STANDARD.encode(spki_der);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    let encoded = STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
+}
+
+/// The public JWK of a client's signing key, named `kid`, for signatures:
+/// what the client registers.
+pub fn public_jwk(key: &EncodingKey, algorithm: Algorithm, kid: &str) -> Result<Jwk, KeyError> {
+    let mut jwk =
+        Jwk::from_encoding_key(key, algorithm).map_err(|_| KeyError::NotAClientSigningKey)?;
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    Ok(jwk)
+}
+
+/// RFC 7523's client assertion type.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The form body of a token request: the client credentials grant with a
+/// JWT assertion (a JWT is URL-safe as it is).
+pub fn token_request_form(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        CLIENT_ASSERTION_TYPE.replace(':', "%3A")
+    )
 }
 
 /// A client assertion as a client system signs it (RFC 7523): for the

@@ -222,38 +222,61 @@ fn subscription_keys(subscription: &Subscription) -> Vec<(String, String)> {
 /// The sparse index of resource items by subscriber (only they carry ownerId).
 const BY_SUBSCRIBER_INDEX: &str = "BySubscriber";
 
-fn encode_page_token(key: &Item) -> Option<String> {
+/// A listing's page token: the Query's LastEvaluatedKey (string attributes),
+/// bound to the listing that issued it (`listing`), so that a token cannot
+/// be replayed against another subscriber's or another patient's listing.
+fn encode_page_token(key: &Item, listing: &str) -> Option<String> {
     use base64::Engine as _;
     let strings: BTreeMap<&str, &str> = key
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.as_s().ok()?.as_str())))
         .collect();
-    let json = serde_json::to_vec(&strings).ok()?;
+    let json = serde_json::to_vec(&json!({"listing": listing, "key": strings})).ok()?;
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_page_token(token: &str, subscriber_id: &str) -> Result<Item, StoreError> {
+/// The start key a page token carries, if the token was issued for this
+/// listing and its key has the shape `valid_key` expects. Key values are
+/// never empty (DynamoDB refuses empty key attributes with an error).
+fn decode_page_token(
+    token: &str,
+    listing: &str,
+    valid_key: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> Result<Item, StoreError> {
     use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Token {
+        listing: String,
+        key: BTreeMap<String, String>,
+    }
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| StoreError::InvalidPageToken)?;
-    let strings: BTreeMap<String, String> =
-        serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
-    // A token is only good for the listing it came from: the same
-    // subscriber, a resource key.
-    let valid_shape = strings.len() == 3
-        && strings.get("ownerId").map(String::as_str) == Some(subscriber_id)
-        && strings.get("sk").map(String::as_str) == Some(RESOURCE_SORT_KEY)
-        && strings
-            .get("pk")
-            .is_some_and(|pk| pk.starts_with("SUBSCRIPTION#") && pk.len() <= 64);
-    if !valid_shape {
+    let token: Token = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
+    let valid = token.listing == listing
+        && token
+            .key
+            .values()
+            .all(|value| !value.is_empty() && value.len() <= 256)
+        && valid_key(&token.key);
+    if !valid {
         return Err(StoreError::InvalidPageToken);
     }
-    Ok(strings
+    Ok(token
+        .key
         .into_iter()
         .map(|(name, value)| (name, AttributeValue::S(value)))
         .collect())
+}
+
+/// A subscriber's listing: resource items of that subscriber.
+fn is_subscription_listing_key(key: &BTreeMap<String, String>, subscriber_id: &str) -> bool {
+    key.len() == 3
+        && key.get("ownerId").map(String::as_str) == Some(subscriber_id)
+        && key.get("sk").map(String::as_str) == Some(RESOURCE_SORT_KEY)
+        && key
+            .get("pk")
+            .is_some_and(|pk| pk.starts_with("SUBSCRIPTION#") && pk.len() <= 64)
 }
 
 impl SubscriptionStore for DynamoSubscriptionStore {
@@ -320,7 +343,11 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         page_token: Option<&str>,
     ) -> Result<Page<Subscription>, StoreError> {
         let start_key = page_token
-            .map(|token| decode_page_token(token, subscriber_id))
+            .map(|token| {
+                decode_page_token(token, subscriber_id, |key| {
+                    is_subscription_listing_key(key, subscriber_id)
+                })
+            })
             .transpose()?;
         let output = self
             .client
@@ -343,7 +370,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         let next = output
             .last_evaluated_key
             .as_ref()
-            .and_then(encode_page_token);
+            .and_then(|key| encode_page_token(key, subscriber_id));
         Ok(Page { items, next })
     }
 
@@ -823,15 +850,42 @@ impl crate::ports::ClientStore for DynamoClientStore {
     }
 
     async fn register(&self, registered: &crate::auth::Client) -> Result<bool, StoreError> {
-        // Operators register clients rarely and one at a time: a read then
-        // a write is enough to keep the subscriber link of a re-registration.
-        let existing = self.get(&registered.client_id).await?;
-        let mut client = registered.clone();
-        client.subscriber_id = existing
-            .as_ref()
-            .and_then(|existing| existing.subscriber_id.clone());
-        self.put(&client).await?;
-        Ok(existing.is_none())
+        // One update, so that a disable or an onboarding's link landing at
+        // the same moment is kept: the registration's own fields are set;
+        // `enabled` only when the client is new (a disabled client stays
+        // disabled through a re-registration), `subscriberId` never.
+        let item = to_item(registered)?;
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut assignments = Vec::new();
+        for (index, (name, value)) in item
+            .into_iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "clientId" | "subscriberId" | "enabled"))
+            .enumerate()
+        {
+            assignments.push(format!("#f{index} = :f{index}"));
+            names.insert(format!("#f{index}"), name);
+            values.insert(format!(":f{index}"), value);
+        }
+        assignments.push("enabled = if_not_exists(enabled, :enabled)".to_owned());
+        values.insert(
+            ":enabled".to_owned(),
+            AttributeValue::Bool(registered.enabled),
+        );
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("clientId", AttributeValue::S(registered.client_id.clone()))
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|error| unavailable("registering a client", error))?;
+        // No old values: nothing was registered under this id.
+        Ok(output.attributes.is_none_or(|old| old.is_empty()))
     }
 
     async fn disable(&self, client_id: &str) -> Result<bool, StoreError> {
@@ -905,54 +959,11 @@ impl DynamoAuditLog {
     }
 }
 
-fn audit_page_token(key: &Item, query: &crate::audit::AuditQuery) -> Option<String> {
-    use base64::Engine as _;
-    let strings: BTreeMap<&str, &str> = key
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.as_s().ok()?.as_str())))
-        .collect();
-    let json =
-        serde_json::to_vec(&json!({"query": audit_query_value(query), "key": strings})).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
-}
-
 fn audit_query_value(query: &crate::audit::AuditQuery) -> (&'static str, String) {
     match query {
         crate::audit::AuditQuery::Patient(nhs_number) => ("nhsNumber", nhs_number.as_string()),
         crate::audit::AuditQuery::Client(client_id) => ("clientId", client_id.clone()),
     }
-}
-
-/// A page token is good only for the query that issued it.
-fn audit_start_key(token: &str, query: &crate::audit::AuditQuery) -> Result<Item, StoreError> {
-    use base64::Engine as _;
-    #[derive(serde::Deserialize)]
-    struct Token {
-        query: (String, String),
-        key: BTreeMap<String, String>,
-    }
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| StoreError::InvalidPageToken)?;
-    let token: Token = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidPageToken)?;
-    let (attribute, value) = audit_query_value(query);
-    let expected_names = ["auditId", "at", attribute];
-    let valid = token.query.0 == attribute
-        && token.query.1 == value
-        && token.key.len() == expected_names.len()
-        && expected_names
-            .iter()
-            .all(|name| token.key.contains_key(*name))
-        && token.key.get(attribute) == Some(&value)
-        && token.key.values().all(|value| value.len() <= 256);
-    if !valid {
-        return Err(StoreError::InvalidPageToken);
-    }
-    Ok(token
-        .key
-        .into_iter()
-        .map(|(name, value)| (name, AttributeValue::S(value)))
-        .collect())
 }
 
 impl crate::ports::AuditLog for DynamoAuditLog {
@@ -1025,10 +1036,18 @@ impl crate::ports::AuditLog for DynamoAuditLog {
         limit: usize,
         page_token: Option<&str>,
     ) -> Result<Page<crate::audit::AuditRecord>, StoreError> {
-        let start_key = page_token
-            .map(|token| audit_start_key(token, query))
-            .transpose()?;
         let (attribute, value) = audit_query_value(query);
+        let listing = format!("{attribute}={value}");
+        let start_key = page_token
+            .map(|token| {
+                decode_page_token(token, &listing, |key| {
+                    key.len() == 3
+                        && key.contains_key("auditId")
+                        && key.contains_key("at")
+                        && key.get(attribute) == Some(&value)
+                })
+            })
+            .transpose()?;
         let index = match query {
             crate::audit::AuditQuery::Patient(_) => AUDIT_BY_PATIENT_INDEX,
             crate::audit::AuditQuery::Client(_) => AUDIT_BY_CLIENT_INDEX,
@@ -1056,7 +1075,7 @@ impl crate::ports::AuditLog for DynamoAuditLog {
         let next = output
             .last_evaluated_key
             .as_ref()
-            .and_then(|key| audit_page_token(key, query));
+            .and_then(|key| encode_page_token(key, &listing));
         Ok(Page { items, next })
     }
 }

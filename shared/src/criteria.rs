@@ -95,6 +95,16 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// The patient of an explicit subscription; none for a generic one.
+    pub fn patient(&self) -> Option<NhsNumber> {
+        match self {
+            Target::Explicit(nhs_number) => Some(*nhs_number),
+            Target::Generic { .. } => None,
+        }
+    }
+}
+
 /// Age in whole years: `gtN` means older than N, `ltN` younger than N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AgeRange {

@@ -196,6 +196,25 @@ impl PublishOutcome {
     }
 }
 
+/// The event key and routing NHS number of a message that was refused, if
+/// it can be read: so that a refused attempt appears in the patient's audit
+/// trail too.
+pub fn identify(
+    event_type: EventType,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<(String, Option<NhsNumber>)> {
+    let encoding = content_type.and_then(Encoding::from_content_type)?;
+    if body.len() > MAX_PAYLOAD_BYTES {
+        return None;
+    }
+    let message = EventMessage::read(std::str::from_utf8(body).ok()?, encoding).ok()?;
+    Some((
+        event_key(event_type, &message.message_id),
+        message.nhs_number,
+    ))
+}
+
 /// Checks a published body and stores it once, if its publisher may
 /// publish it: the event type before the body is read, the organisation
 /// it names responsible once it is.

@@ -37,6 +37,18 @@ use crate::text;
 
 pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
+/// Libraries whose debug logs would carry message bodies, tokens or
+/// patient identifiers.
+const LIBRARIES_CAPPED_AT_INFO: [&str; 7] = [
+    "lambda_runtime=info",
+    "lambda_runtime_api_client=info",
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+    "aws_smithy_http_client=info",
+    "hyper=info",
+    "hyper_util=info",
+];
+
 /// Logs go to stdout (CloudWatch); JSON when the function's log format is
 /// JSON. Level from AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else info.
 pub fn init_tracing() {
@@ -46,6 +58,13 @@ pub fn init_tracing() {
         .to_ascii_lowercase();
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // At DEBUG and TRACE the runtime logs each raw event (bodies, bearer
+    // tokens) and the SDK each request (items with NHS numbers): the hub's
+    // own code may be verbose, those libraries never more than INFO.
+    let filter = LIBRARIES_CAPPED_AT_INFO
+        .iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -195,39 +214,69 @@ pub fn caller_of(request: &ApiGatewayProxyRequest) -> Result<Caller, HubError> {
 /// A success whose audit record cannot be written is answered 503: nothing
 /// is returned that the trail does not show. A refusal is answered as it
 /// is, and the failed write is logged.
-pub async fn audited<A, F, Fut>(
+///
+/// `on_refusal` adds to a refusal's record what the request shows of the
+/// patient, so that a refused attempt appears in the patient's trail too.
+pub async fn audited<A, R, F, Fut>(
     audit: &A,
     request: &ApiGatewayProxyRequest,
     action: Action,
     encoding: Encoding,
+    on_refusal: R,
     operation: F,
 ) -> ApiGatewayProxyResponse
 where
     A: AuditLog,
+    R: FnOnce(AuditRecord) -> AuditRecord,
     F: FnOnce(Caller, AuditRecord) -> Fut,
     Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord), HubError>>,
 {
     let caller = caller_of(request);
     let record = AuditRecord::new(caller.as_ref().ok(), action, 0, OffsetDateTime::now_utc());
+    let authenticated = caller.is_ok();
     let outcome = match caller {
         // Boxed: the operations' futures nest deeply enough to overflow the
         // compiler's layout queries when inlined into the handler's future.
         Ok(caller) => Box::pin(operation(caller, record.clone())).await,
         Err(error) => Err(error),
     };
-    let (response, mut record) = match outcome {
+    let (response, record) = match outcome {
         Ok(answered) => answered,
         Err(error) => {
-            let refused = record.detail(
-                error
-                    .outcome()
-                    .issues
-                    .first()
-                    .map_or("", |issue| issue.spine_code),
-            );
+            let refused = record.detail(refusal_detail(&error));
+            // The body of a request from no one is not read at all.
+            let refused = if authenticated {
+                on_refusal(refused)
+            } else {
+                refused
+            };
             (error_response(&error, encoding), refused)
         }
     };
+    finish_audited(audit, record, response, encoding).await
+}
+
+/// What a refusal's audit record says of it: the authentication failure by
+/// name, else the OperationOutcome's code.
+fn refusal_detail(error: &HubError) -> String {
+    match error {
+        HubError::Unauthenticated(refusal) => format!("{refusal:?}"),
+        other => other
+            .outcome()
+            .issues
+            .first()
+            .map_or_else(String::new, |issue| issue.spine_code.to_owned()),
+    }
+}
+
+/// Writes the request's audit record, with the status answered, and returns
+/// the answer, or a 503 for a success the trail could not record.
+async fn finish_audited<A: AuditLog>(
+    audit: &A,
+    mut record: AuditRecord,
+    response: ApiGatewayProxyResponse,
+    encoding: Encoding,
+) -> ApiGatewayProxyResponse {
     record.status = u16::try_from(response.status_code).unwrap_or_default();
     if let Err(error) = audit.record(&record).await {
         error!(error = %error, audit_id = %record.audit_id, "the audit record could not be written");
@@ -289,8 +338,24 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
             let outcome = refusal.outcome();
             let issue = outcome.issues.first();
             let route = method_arn.splitn(3, '/').nth(2).unwrap_or_default();
-            let record = AuditRecord::new(None, Action::Authenticate, refusal.status(), now)
+            let mut record = AuditRecord::new(None, Action::Authenticate, refusal.status(), now)
                 .detail(format!("{refusal:?} {route}"));
+            // Whom the token names, so that an operator looking into that
+            // client sees the attempts made in its name; unverified unless
+            // the refusal came after the signature check.
+            let token = request.authorization_token.as_deref();
+            if let Some(subject) = token.and_then(auth::claimed_subject) {
+                let verified = matches!(
+                    refusal,
+                    AuthError::UnknownClient | AuthError::DisabledClient
+                );
+                record.client_id = subject;
+                if !verified {
+                    record.detail = record
+                        .detail
+                        .map(|detail| format!("{detail} (claimed, unverified)"));
+                }
+            }
             audit.record(&record).await?;
             response.principal_id = Some(audit::ANONYMOUS.to_owned());
             response.policy_document = policy(IamPolicyEffect::Deny, method_arn);
@@ -304,24 +369,19 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
 }
 
 /// The URL of the token endpoint, which client assertions must name as
-/// their audience: configured, or else the URL this request was sent to.
+/// their audience: configured (a custom domain needs it), else the URL API
+/// Gateway received the request on. Nothing here comes from a header the
+/// caller could set.
 fn token_endpoint_url(request: &ApiGatewayProxyRequest, configured: Option<&str>) -> String {
     if let Some(url) = configured.filter(|url| !url.is_empty()) {
         return url.to_owned();
     }
-    let scheme = header(request, "x-forwarded-proto").unwrap_or("https");
     let context = &request.request_context;
-    let host = context
-        .domain_name
-        .as_deref()
-        .or_else(|| header(request, "host"))
-        .unwrap_or_default();
-    let path = context
-        .path
-        .as_deref()
-        .or(request.path.as_deref())
-        .unwrap_or("/oauth2/token");
-    format!("{scheme}://{host}{path}")
+    format!(
+        "https://{}{}",
+        context.domain_name.as_deref().unwrap_or_default(),
+        context.path.as_deref().unwrap_or("/oauth2/token")
+    )
 }
 
 /// `POST /oauth2/token`: client credentials with a signed JWT assertion
@@ -335,7 +395,7 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let now = OffsetDateTime::now_utc();
-    let issued = async {
+    let assertion = async {
         let media_type = header(request, "content-type").unwrap_or_default();
         if !media_type
             .to_ascii_lowercase()
@@ -353,70 +413,75 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
             fields
                 .iter()
                 .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
+                .map(|(_, value)| value.clone())
         };
-        if field("grant_type") != Some("client_credentials") {
+        if field("grant_type").as_deref() != Some("client_credentials") {
             return Err(HubError::bad_request(
                 "grant_type",
                 "grant_type must be client_credentials",
             ));
         }
-        if field("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+        if field("client_assertion_type").as_deref() != Some(CLIENT_ASSERTION_TYPE) {
             return Err(HubError::bad_request(
                 "client_assertion_type",
                 format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}"),
             ));
         }
-        let assertion = field("client_assertion").ok_or_else(|| {
+        field("client_assertion").ok_or_else(|| {
             HubError::bad_request("client_assertion", "client_assertion is required")
-        })?;
-        let url = token_endpoint_url(request, configured_url);
-        let access = auth::exchange(assertion, clients, replay_guard, &url, signer, now).await?;
-        let client_id = auth::peek_client_id(assertion)?;
-        Ok((access, client_id))
+        })
     }
     .await;
-    let mut record = AuditRecord::new(None, Action::Token, 0, now);
-    let response = match issued {
-        Ok((access, client_id)) => {
-            info!(client_id = %client_id, "access token issued");
-            record.client_id = client_id;
+    let issued = match assertion {
+        Ok(assertion) => {
+            let url = token_endpoint_url(request, configured_url);
+            auth::exchange(&assertion, clients, replay_guard, &url, signer, now)
+                .await
+                .map_err(|error| (HubError::from(error), auth::peek_client_id(&assertion).ok()))
+        }
+        Err(error) => Err((error, None)),
+    };
+    let record = AuditRecord::new(None, Action::Token, 0, now);
+    let (response, record) = match issued {
+        Ok(access) => {
+            info!(client_id = %access.client_id, "access token issued");
             let body = serde_json::json!({
                 "access_token": access.token,
+                // A string, as NHS England's token endpoints answer it.
                 "expires_in": access.expires_in.to_string(),
                 "token_type": "Bearer",
                 "issued_at": (now.unix_timestamp() * 1000).to_string(),
             });
-            respond(
+            let response = respond(
                 200,
                 "application/json",
                 body.to_string(),
                 &[("cache-control", "no-store".to_owned())],
-            )
-        }
-        Err(error) => {
-            record = record.detail(
-                error
-                    .outcome()
-                    .issues
-                    .first()
-                    .map_or("", |issue| issue.spine_code),
             );
-            error_response(&error, Encoding::Json)
+            let record = AuditRecord {
+                client_id: access.client_id,
+                ods_code: Some(access.ods_code.as_str().to_owned()),
+                ..record
+            };
+            (response, record)
+        }
+        Err((error, claimed)) => {
+            // The client the assertion claims to be, unverified: an operator
+            // looking into that client sees the attempts made in its name.
+            let mut record = record.detail(refusal_detail(&error));
+            if let Some(claimed) = claimed {
+                record.client_id = claimed;
+                record.detail = record
+                    .detail
+                    .map(|detail| format!("{detail} (claimed, unverified)"));
+            }
+            (error_response(&error, Encoding::Json), record)
         }
     };
-    record.status = u16::try_from(response.status_code).unwrap_or_default();
-    if let Err(error) = audit.record(&record).await {
-        error!(error = %error, "the audit record could not be written");
-        if record.status < 400 {
-            return error_response(&HubError::Store(error), Encoding::Json);
-        }
-    }
-    response
+    finish_audited(audit, record, response, Encoding::Json).await
 }
 
-/// RFC 7523's client assertion type.
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub use crate::auth::CLIENT_ASSERTION_TYPE;
 
 // ---------------------------------------------------------------------------
 // Publishing
@@ -430,7 +495,16 @@ pub async fn publish<S: EventStore, A: AuditLog>(
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    audited(audit, request, Action::Publish, encoding, |caller, record| async move {
+    let on_refusal = |record: AuditRecord| {
+        let identified = body_bytes(request)
+            .ok()
+            .and_then(|body| events::identify(event_type, header(request, "content-type"), &body));
+        match identified {
+            Some((event_key, nhs_number)) => record.event(event_key).patient(nhs_number),
+            None => record,
+        }
+    };
+    audited(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
         let outcome = events::publish(
             store,
@@ -492,6 +566,7 @@ pub async fn read_event<S: EventStore, A: AuditLog>(
         request,
         Action::EventRead,
         encoding,
+        std::convert::identity,
         |caller, record| async move {
             let event_type = request
                 .path_parameters
@@ -510,14 +585,10 @@ pub async fn read_event<S: EventStore, A: AuditLog>(
                 _ => false,
             };
             // The publishing organisation's own systems may read it back.
-            let published_by_caller = caller.has_role(Role::Publisher)
-                && caller.publish_event_types.contains(&event_type)
-                && event.responsible_ods.as_deref().is_some_and(|ods| {
-                    caller
-                        .publish_for_ods
-                        .iter()
-                        .any(|permitted| permitted.eq_ignore_ascii_case(ods))
-                });
+            let published_by_caller = caller.may_publish_type(event_type).is_ok()
+                && caller
+                    .may_publish_for(event.responsible_ods.as_deref())
+                    .is_ok();
             // Refused as not found: whether an event exists for a patient is
             // itself patient information.
             if !(delivered_to_caller || published_by_caller) {
@@ -548,6 +619,7 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A:
         request,
         Action::Onboard,
         Encoding::Json,
+        std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
@@ -610,6 +682,7 @@ pub async fn offboard<
         request,
         Action::Offboard,
         Encoding::Json,
+        std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let id = path_id(request, "subscriber")?;
@@ -617,6 +690,8 @@ pub async fn offboard<
                 subscribers,
                 subscriptions,
                 provisioner,
+                audit,
+                &caller,
                 id,
                 OffsetDateTime::now_utc(),
             )
@@ -643,6 +718,7 @@ pub async fn register_client<C: ClientStore, A: AuditLog>(
         request,
         Action::ClientRegister,
         Encoding::Json,
+        std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
@@ -677,6 +753,7 @@ pub async fn disable_client<C: ClientStore, A: AuditLog>(
         request,
         Action::ClientDisable,
         Encoding::Json,
+        std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let id = request
@@ -708,6 +785,7 @@ pub async fn read_audit<A: AuditLog>(
         request,
         Action::AuditRead,
         Encoding::Json,
+        std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let parameters = &request.query_string_parameters;
@@ -782,7 +860,17 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    audited(audit, request, Action::SubscriptionCreate, encoding, |caller, record| async move {
+    let on_refusal = |record: AuditRecord| {
+        let patient = header(request, "content-type")
+            .and_then(Encoding::from_content_type)
+            .zip(limited_text_body(request, MAX_REQUEST_BYTES).ok())
+            .and_then(|(encoding, body)| {
+                SubscriptionRequest::read(&body, encoding, OffsetDateTime::now_utc()).ok()
+            })
+            .and_then(|request| request.criteria.target.patient());
+        record.patient(patient)
+    };
+    audited(audit, request, Action::SubscriptionCreate, encoding, on_refusal, |caller, record| async move {
         let subscriber_id = caller.subscriber()?.to_owned();
         let now = OffsetDateTime::now_utc();
         let content_type = header(request, "content-type");
@@ -800,10 +888,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
             ));
         }
         caller.may_subscribe(&subscription_request.criteria.target)?;
-        let patient = match subscription_request.criteria.target {
-            crate::criteria::Target::Explicit(nhs_number) => Some(nhs_number),
-            crate::criteria::Target::Generic { .. } => None,
-        };
+        let patient = subscription_request.criteria.target.patient();
         let subscription =
             subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
                 .await?;
@@ -831,7 +916,11 @@ fn path_id<'a>(request: &'a ApiGatewayProxyRequest, what: &str) -> Result<&'a st
         .path_parameters
         .get("id")
         .map(String::as_str)
-        .filter(|id| uuid::Uuid::try_parse(id).is_ok())
+        // The hub's ids are lower-case hyphenated: another spelling of one
+        // would read as a miss anyway.
+        .filter(|id| {
+            uuid::Uuid::try_parse(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == *id)
+        })
         .ok_or_else(|| HubError::NotFound(format!("that {what}")))
 }
 
@@ -852,13 +941,6 @@ async fn own_subscription<S: SubscriptionStore>(
         .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
 }
 
-fn explicit_patient(subscription: &Subscription) -> Option<NhsNumber> {
-    match subscription.criteria.target {
-        crate::criteria::Target::Explicit(nhs_number) => Some(nhs_number),
-        crate::criteria::Target::Generic { .. } => None,
-    }
-}
-
 /// `GET /Subscription/{id}`.
 pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
     subscriptions: &S,
@@ -871,6 +953,7 @@ pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
         request,
         Action::SubscriptionRead,
         encoding,
+        std::convert::identity,
         |caller, record| async move {
             let subscription = own_subscription(subscriptions, &caller, request).await?;
             let response = fhir_response(
@@ -882,7 +965,7 @@ pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
             let record = record
                 .subscription(subscription.id.clone())
                 .subscriber(subscription.subscriber_id.clone())
-                .patient(explicit_patient(&subscription));
+                .patient(subscription.criteria.target.patient());
             Ok((response, record))
         },
     )
@@ -902,6 +985,7 @@ pub async fn list_subscriptions<S: SubscriptionStore, A: AuditLog>(
         request,
         Action::SubscriptionList,
         encoding,
+        std::convert::identity,
         |caller, record| async move {
             let subscriber_id = caller.subscriber()?.to_owned();
             let page_size = page_size(request)?;
@@ -927,16 +1011,17 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    audited(audit, request, Action::SubscriptionDelete, encoding, |caller, record| async move {
+    audited(audit, request, Action::SubscriptionDelete, encoding, std::convert::identity, |caller, record| async move {
         let subscription = own_subscription(subscriptions, &caller, request).await?;
-        let deleted = subscription::delete_subscription(subscriptions, &subscription.id).await?;
+        subscriptions.delete(&subscription).await?;
+        let deleted = subscription;
         info!(subscription_id = %deleted.id, subscriber_id = %deleted.subscriber_id, "subscription deleted");
         let mut response = ApiGatewayProxyResponse::default();
         response.status_code = 204;
         let record = record
             .subscription(deleted.id.clone())
             .subscriber(deleted.subscriber_id.clone())
-            .patient(explicit_patient(&deleted));
+            .patient(deleted.criteria.target.patient());
         Ok((response, record))
     })
     .await

@@ -343,12 +343,16 @@ impl ClientStore for MemoryClientStore {
     async fn register(&self, client: &Client) -> Result<bool, StoreError> {
         let mut clients = self.clients.lock().map_err(|_| poisoned())?;
         let mut registered = client.clone();
-        let linked = clients
-            .get(&client.client_id)
-            .map(|existing| existing.subscriber_id.clone());
-        registered.subscriber_id = linked.clone().flatten();
+        let existing = clients.get(&client.client_id);
+        if let Some(existing) = existing {
+            // As the DynamoDB adapter: the link stays, and a disabled client
+            // stays disabled.
+            registered.subscriber_id = existing.subscriber_id.clone();
+            registered.enabled = existing.enabled;
+        }
+        let created = existing.is_none();
         clients.insert(client.client_id.clone(), registered);
-        Ok(linked.is_none())
+        Ok(created)
     }
 
     async fn disable(&self, client_id: &str) -> Result<bool, StoreError> {

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::auth::Role;
+use crate::audit::{Action, AuditRecord};
+use crate::auth::{Caller, Role};
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
-use crate::ports::{ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
+use crate::ports::{AuditLog, ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
 
 /// An ODS organisation code: 3 to 10 upper-case letters and digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -245,10 +246,20 @@ pub const QUEUE_GRACE_DAYS: i64 = 14;
 /// delivered), then every subscription of its, then its record is marked.
 /// Its queues stay for [`QUEUE_GRACE_DAYS`] so it can read what was already
 /// delivered. Offboarding twice is harmless.
-pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisioner>(
+///
+/// Each subscription removed is audited as deleted by the operator, so that
+/// the trail of every patient concerned shows the end of its subscription.
+pub async fn offboard<
+    R: SubscriberStore,
+    S: SubscriptionStore,
+    Q: QueueProvisioner,
+    A: AuditLog,
+>(
     subscribers: &R,
     subscriptions: &S,
     provisioner: &Q,
+    audit: &A,
+    operator: &Caller,
     subscriber_id: &str,
     now: OffsetDateTime,
 ) -> Result<Subscriber, HubError> {
@@ -265,6 +276,14 @@ pub async fn offboard<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisio
             .list_by_subscriber(subscriber_id, 100, page_token.as_deref())
             .await?;
         for subscription in &page.items {
+            // One write each (no batch): the permission to batch-write the
+            // trail would also be one to delete from it.
+            let record = AuditRecord::new(Some(operator), Action::SubscriptionDelete, 204, now)
+                .subscription(subscription.id.clone())
+                .subscriber(subscriber_id)
+                .patient(subscription.criteria.target.patient())
+                .detail("offboarding");
+            audit.record(&record).await?;
             subscriptions.delete(subscription).await?;
         }
         match page.next {

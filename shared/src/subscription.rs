@@ -355,19 +355,6 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
 pub const MAX_PAGE_SIZE: usize = 100;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 
-/// `DELETE /Subscription/{id}`: the subscription stops matching at once.
-pub async fn delete_subscription<S: SubscriptionStore>(
-    subscriptions: &S,
-    id: &str,
-) -> Result<Subscription, HubError> {
-    let subscription = subscriptions
-        .get(id)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))?;
-    subscriptions.delete(&subscription).await?;
-    Ok(subscription)
-}
-
 /// A page of a subscriber's subscriptions as a FHIR searchset Bundle.
 pub fn searchset(
     page: &Page<Subscription>,

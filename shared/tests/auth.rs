@@ -945,3 +945,18 @@ fn the_hub_publishes_its_public_key_under_its_kid() {
     assert_eq!(published["crv"], "P-256");
     assert!(published.get("d").is_none(), "no private part");
 }
+
+#[test]
+fn the_token_request_form_carries_the_grant_and_the_escaped_assertion_type() {
+    assert_eq!(
+        hub::auth::token_request_form("a.b.c"),
+        "grant_type=client_credentials\
+         &client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+         &client_assertion=a.b.c"
+    );
+    let fields = hub::text::form_fields(&hub::auth::token_request_form("a.b.c")).unwrap();
+    assert!(fields.contains(&(
+        "client_assertion_type".to_owned(),
+        hub::auth::CLIENT_ASSERTION_TYPE.to_owned()
+    )));
+}

@@ -125,9 +125,6 @@ pub const DEMO_PUBLISHER: &str = "demo-publisher";
 pub const DEMO_OPERATOR: &str = "demo-operator";
 pub const DEMO_SUBSCRIBER: &str = "demo-subscriber-1";
 
-/// RFC 7523's client assertion type.
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
 /// A token is fetched again once it is this old: the hub's live 300 s.
 const TOKEN_REUSE: Duration = Duration::from_secs(200);
 
@@ -161,23 +158,6 @@ pub fn test_key() -> jsonwebtoken::EncodingKey {
     let path = repository().join("shared/tests/keys/client-ec.pem");
     let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("the test key is a P-256 key")
-}
-
-/// The public JWK of a private key, with its kid.
-pub fn public_jwk(key: &jsonwebtoken::EncodingKey, kid: &str) -> serde_json::Value {
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, jsonwebtoken::Algorithm::ES256)
-        .expect("a public JWK");
-    jwk.common.key_id = Some(kid.to_owned());
-    serde_json::to_value(jwk).expect("a JWK as JSON")
-}
-
-/// The body of a token request: the client credentials grant with a JWT
-/// assertion. A JWT is URL-safe as it is.
-pub fn token_form(assertion: &str) -> String {
-    format!(
-        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
-        CLIENT_ASSERTION_TYPE.replace(':', "%3A")
-    )
 }
 
 /// A subscriber onboarded by a test, with the client that acts as it and
@@ -294,7 +274,7 @@ impl Hub {
         self.http
             .post(self.token_url())
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(token_form(assertion))
+            .body(hub::auth::token_request_form(assertion))
             .send()
             .await
             .expect("POST /oauth2/token")
@@ -361,11 +341,13 @@ impl Hub {
         );
         let kid = format!("{client_id}-key");
         let key = test_key();
+        let jwk = hub::auth::public_jwk(&key, jsonwebtoken::Algorithm::ES256, &kid)
+            .expect("the public JWK of the test key");
         let mut registration = serde_json::json!({
             "clientId": client_id,
             "odsCode": ods_code,
             "roles": [role],
-            "keys": {"keys": [public_jwk(&key, &kid)]},
+            "keys": {"keys": [jwk]},
         });
         if let (Some(fields), Some(extra)) = (registration.as_object_mut(), extra.as_object()) {
             for (name, value) in extra {

@@ -518,6 +518,17 @@ async fn clients_are_registered_and_read_back_with_their_keys() {
     // Disabling: the record stays, disabled; an unknown client is not created.
     assert!(clients.disable("publisher-1").await.unwrap());
     assert!(!clients.get("publisher-1").await.unwrap().unwrap().enabled);
+    // A re-registration (a key rotation) does not undo the disabling.
+    assert!(!clients.register(&rotated).await.unwrap());
+    let read = clients.get("publisher-1").await.unwrap().unwrap();
+    assert!(!read.enabled);
+    assert_eq!(read.subscriber_id.as_deref(), Some("subscriber-1"));
+    assert_eq!(read.keys, rotated.keys);
+    // A new client registers enabled.
+    let mut newcomer = registered_client();
+    newcomer.client_id = "publisher-2".into();
+    assert!(clients.register(&newcomer).await.unwrap(), "new");
+    assert_eq!(clients.get("publisher-2").await.unwrap(), Some(newcomer));
     assert!(!clients.disable("nobody").await.unwrap());
     assert_eq!(clients.get("nobody").await.unwrap(), None);
     assert!(

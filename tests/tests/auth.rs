@@ -695,7 +695,7 @@ async fn only_operators_onboard_register_clients_and_read_the_audit_trail() {
         "clientId": "test-not-by-an-operator",
         "odsCode": "A83627",
         "roles": ["operator"],
-        "keys": {"keys": [e2e_tests::public_jwk(&e2e_tests::test_key(), "k1")]},
+        "keys": {"keys": [hub::auth::public_jwk(&e2e_tests::test_key(), Algorithm::ES256, "k1").unwrap()]},
     })
     .to_string();
     for caller in [DEMO_PUBLISHER, DEMO_SUBSCRIBER] {

@@ -265,6 +265,15 @@ fn vaccination() -> String {
     fixture("nems/vaccinations-1-new.xml")
 }
 
+/// The sample vaccination, by the test publisher, for an organisation it is
+/// not registered to publish for.
+async fn publish_for_another_organisation(world: &World) -> u16 {
+    let body = vaccination().replace("A83627", "B82001");
+    world
+        .publish(Some(&world.publisher), EventType::Vaccinations, &body)
+        .await
+}
+
 #[tokio::test]
 async fn only_a_publisher_registered_for_the_type_and_organisation_publishes() {
     let world = World::new().await;
@@ -297,17 +306,7 @@ async fn only_a_publisher_registered_for_the_type_and_organisation_publishes() {
         403
     );
     // Its type, but for an organisation it does not publish for.
-    let other_responsible = vaccination().replace("A83627", "B82001");
-    assert_eq!(
-        world
-            .publish(
-                Some(&world.publisher),
-                EventType::Vaccinations,
-                &other_responsible
-            )
-            .await,
-        403
-    );
+    assert_eq!(publish_for_another_organisation(&world).await, 403);
     assert!(world.events.is_empty(), "nothing refused was stored");
     assert_eq!(
         world
@@ -674,9 +673,12 @@ async fn every_request_is_audited_with_who_what_which_patient_and_outcome() {
         .read_audit(Some(&world.operator), &[("patient", PATIENT)])
         .await;
     assert_eq!(status, 200);
+    // The accepted publish and the refused one by a known client; the
+    // anonymous attempt's body was not read.
     let entries = trail["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{trail}");
-    assert_eq!(entries[0]["action"], "publish");
+    let statuses: Vec<&Value> = entries.iter().map(|entry| &entry["status"]).collect();
+    assert_eq!(statuses, [403, 202], "{trail}");
+    assert!(entries.iter().all(|entry| entry["action"] == "publish"));
     let (_, trail) = world
         .read_audit(Some(&world.operator), &[("client", "subscriber-a")])
         .await;
@@ -750,6 +752,22 @@ fn hub_signer() -> HubSigner {
 
 const TOKEN_URL: &str = "https://hub.example.nhs.uk/oauth2/token";
 
+/// A token request with an assertion signed now by `client_id` with the
+/// test client key (registered as `key-1`).
+fn token_request_as(client_id: &str) -> ApiGatewayProxyRequest {
+    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
+    let assertion = hub::auth::sign_client_assertion(
+        client_id,
+        "key-1",
+        &key,
+        Algorithm::ES256,
+        TOKEN_URL,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    token_request(&hub::auth::token_request_form(&assertion))
+}
+
 fn token_request(form: &str) -> ApiGatewayProxyRequest {
     let mut request = ApiGatewayProxyRequest::default();
     request.headers.insert(
@@ -758,13 +776,6 @@ fn token_request(form: &str) -> ApiGatewayProxyRequest {
     );
     request.body = Some(form.to_owned());
     request
-}
-
-fn assertion_form(assertion: &str) -> String {
-    format!(
-        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
-        lambda::CLIENT_ASSERTION_TYPE.replace(':', "%3A")
-    )
 }
 
 #[tokio::test]
@@ -779,17 +790,7 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
         MemoryAuditLog::default(),
         hub_signer(),
     );
-    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
-    let assertion = hub::auth::sign_client_assertion(
-        "publisher",
-        "key-1",
-        &key,
-        Algorithm::ES256,
-        TOKEN_URL,
-        time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    let request = token_request(&assertion_form(&assertion));
+    let request = token_request_as("publisher");
     let (status, body) = answer(
         lambda::token(
             &clients,
@@ -928,16 +929,7 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     );
     assert_eq!(status, 415);
     // An assertion of an unknown client.
-    let key = EncodingKey::from_ec_pem(&key_file("client-ec.pem")).unwrap();
-    let assertion = hub::auth::sign_client_assertion(
-        "stranger",
-        "key-1",
-        &key,
-        Algorithm::ES256,
-        TOKEN_URL,
-        time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
+    let request = token_request_as("stranger");
     let (status, _) = answer(
         lambda::token(
             &clients,
@@ -945,9 +937,156 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
             &signer,
             &audit,
             Some(TOKEN_URL),
-            &token_request(&assertion_form(&assertion)),
+            &request,
         )
         .await,
     );
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_disabled_client_stays_disabled_through_a_re_registration() {
+    let world = World::new().await;
+    let operator = Some(&world.operator);
+    assert_eq!(world.register_client(operator, "rotating").await, 201);
+    assert_eq!(world.disable_client(operator, "rotating").await, 204);
+    // A key rotation must not undo the kill switch.
+    assert_eq!(world.register_client(operator, "rotating").await, 200);
+    assert!(
+        !world
+            .clients
+            .get("rotating")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+}
+
+#[tokio::test]
+async fn refusals_name_the_patient_and_the_client_they_concern() {
+    let world = World::new().await;
+    // A publish refused for its organisation is in the patient's trail.
+    assert_eq!(publish_for_another_organisation(&world).await, 403);
+    let refused = world.audit.records().pop().unwrap();
+    assert_eq!((refused.action, refused.status), (Action::Publish, 403));
+    assert_eq!(refused.nhs_number.as_deref(), Some(PATIENT));
+    assert_eq!(
+        refused.event_key.as_deref(),
+        Some(format!("vaccinations-1/{VACCINATION_ID}").as_str())
+    );
+    // So is a subscription refused for its subscriber.
+    let b = world.subscriber_b.subscriber_id.clone().unwrap();
+    assert_eq!(world.subscribe(Some(&world.subscriber_a), &b).await.0, 403);
+    let refused = world.audit.records().pop().unwrap();
+    assert_eq!(refused.action, Action::SubscriptionCreate);
+    assert_eq!(refused.nhs_number.as_deref(), Some(PATIENT));
+    assert_eq!(refused.client_id, "subscriber-a");
+
+    // The authorizer's refusal of a disabled client's token names it.
+    let (replay, audit, signer) = (
+        MemoryReplayGuard::default(),
+        MemoryAuditLog::default(),
+        hub_signer(),
+    );
+    let token = signer
+        .issue(
+            &client("publisher", "A83627", &[Role::Publisher]),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap()
+        .token;
+    world
+        .clients
+        .register(&client("publisher", "A83627", &[Role::Publisher]))
+        .await
+        .unwrap();
+    world.clients.disable("publisher").await.unwrap();
+    let mut request = ApiGatewayCustomAuthorizerRequest::default();
+    request.authorization_token = Some(format!("Bearer {token}"));
+    request.method_arn = Some("arn:aws:execute-api:eu-west-2:1:api/dev/GET/audit".into());
+    let keys = vec![signer.verifier().clone()];
+    lambda::authorize(&keys, &world.clients, &audit, &request)
+        .await
+        .unwrap();
+    let record = audit.records().pop().unwrap();
+    assert_eq!(record.action, Action::Authenticate);
+    assert_eq!(record.client_id, "publisher");
+    assert_eq!(record.detail.as_deref(), Some("DisabledClient GET/audit"));
+
+    // A token request refused as a replay names the client it claims to be.
+    let mut subscriber = client("sub-client", "A83627", &[Role::Subscriber]);
+    subscriber.enabled = true;
+    world.clients.register(&subscriber).await.unwrap();
+    let request = token_request_as("sub-client");
+    for expected in [200, 401] {
+        let response = lambda::token(
+            &world.clients,
+            &replay,
+            &signer,
+            &audit,
+            Some(TOKEN_URL),
+            &request,
+        )
+        .await;
+        assert_eq!(status(&response), expected);
+    }
+    let records = audit.records();
+    let (issued, replayed) = (&records[records.len() - 2], &records[records.len() - 1]);
+    assert_eq!(issued.client_id, "sub-client");
+    assert_eq!(issued.ods_code.as_deref(), Some("A83627"));
+    assert_eq!(replayed.client_id, "sub-client");
+    assert_eq!(
+        replayed.detail.as_deref(),
+        Some("ReplayedJti (claimed, unverified)")
+    );
+}
+
+#[tokio::test]
+async fn offboarding_records_each_subscription_it_removes() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    assert_eq!(status, 201);
+    assert_eq!(world.offboard(Some(&world.operator), &a).await, 200);
+    let removed: Vec<AuditRecord> = world
+        .audit
+        .records()
+        .into_iter()
+        .filter(|record| record.action == Action::SubscriptionDelete)
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(
+        removed[0].subscription_id.as_deref(),
+        created["id"].as_str()
+    );
+    assert_eq!(removed[0].nhs_number.as_deref(), Some(PATIENT));
+    assert_eq!(removed[0].client_id, "operator");
+}
+
+#[tokio::test]
+async fn ids_are_read_only_in_the_form_the_hub_issues_them() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let (_, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        world.read_subscription(Some(&world.subscriber_a), id).await,
+        200
+    );
+    let upper = id.to_ascii_uppercase();
+    assert_eq!(
+        world
+            .read_subscription(Some(&world.subscriber_a), &upper)
+            .await,
+        404
+    );
+    let braced = format!("{{{id}}}");
+    assert_eq!(
+        world
+            .read_subscription(Some(&world.subscriber_a), &braced)
+            .await,
+        404
+    );
 }

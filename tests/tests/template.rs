@@ -901,3 +901,132 @@ fn every_api_function_writes_the_audit_trail() {
         "every API function is audited, found only {audited:?}"
     );
 }
+
+/// What each function's code calls, by the adapter methods its handler
+/// uses (shared/src/aws.rs). The emulator enforces no IAM, so a permission
+/// missing here would only show once deployed, as a 503.
+#[test]
+fn every_function_may_do_what_its_code_does() {
+    let required: &[(&str, &[(&str, &str)])] = &[
+        (
+            "TokenFunction",
+            &[
+                ("dynamodb:GetItem", "ClientsTable"),
+                ("dynamodb:PutItem", "ReplayTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+                ("kms:Sign", "HubSigningKey"),
+                ("kms:GetPublicKey", "HubSigningKey"),
+            ],
+        ),
+        (
+            "AuthorizerFunction",
+            &[
+                ("dynamodb:GetItem", "ClientsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+                ("kms:GetPublicKey", "HubSigningKey"),
+            ],
+        ),
+        (
+            "OnboardSubscriberFunction",
+            &[
+                ("dynamodb:GetItem", "ClientsTable"),
+                ("dynamodb:UpdateItem", "ClientsTable"),
+                ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:PutItem", "SubscribersTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "OffboardSubscriberFunction",
+            &[
+                ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:UpdateItem", "SubscribersTable"),
+                ("dynamodb:Query", "SubscriptionsTable/index/BySubscriber"),
+                ("dynamodb:DeleteItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "SubscriptionCreateFunction",
+            &[
+                ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "SubscriptionReadFunction",
+            &[
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "SubscriptionListFunction",
+            &[
+                ("dynamodb:Query", "SubscriptionsTable/index/BySubscriber"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "SubscriptionDeleteFunction",
+            &[
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:DeleteItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "ClientRegisterFunction",
+            &[
+                ("dynamodb:UpdateItem", "ClientsTable"),
+                ("dynamodb:GetItem", "ClientsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "ClientDisableFunction",
+            &[
+                ("dynamodb:UpdateItem", "ClientsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "AuditReadFunction",
+            &[
+                ("dynamodb:Query", "AuditTable/index/ByPatient"),
+                ("dynamodb:Query", "AuditTable/index/ByClient"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "EventReadFunction",
+            &[
+                ("dynamodb:GetItem", "EventsTable"),
+                ("dynamodb:GetItem", "AuditTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "DispatchFunction",
+            &[
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:BatchWriteItem", "AuditTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+                ("sns:Publish", "VaccinationsTopic"),
+            ],
+        ),
+    ];
+    for (id, needs) in required {
+        let statements = function_statements(id, resource(id));
+        for (action, target) in *needs {
+            assert!(
+                statements
+                    .iter()
+                    .any(|statement| statement.allows_on(action, target)),
+                "{id} calls {action} on {target} but is not allowed to"
+            );
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! event (aws_lambda_events' ApiGatewayProxyRequest), and the function's
 //! ApiGatewayProxyResponse is turned back into HTTP. API Gateway's own
 //! answers (a refusal, an unknown route, a failed function) are the
-//! template's gateway responses (gateway.rs).
+//! template's gateway responses (gateway.rs). When the API has an
+//! AccessLogSetting, each request's line, in its Format, goes to stdout
+//! (deployed, to the log group), refused requests included.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -22,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, 
 use base64::Engine as _;
 
 use crate::authorizer::{self, Decision};
-use crate::gateway::{GatewayResponses, Refusal};
+use crate::gateway::{ContextVariables, GatewayResponses, Refusal, render_template};
 use crate::runtime::Function;
 use crate::template::{ACCOUNT_ID, API_ID, REGION};
 
@@ -50,6 +52,9 @@ pub struct Api {
     pub routes: Vec<ApiRoute>,
     pub gateway_responses: GatewayResponses,
     pub stage: String,
+    /// The API's AccessLogSetting.Format: each request's line is printed in
+    /// it, refused ones included.
+    pub access_log_format: Option<String>,
 }
 
 impl ApiRoute {
@@ -96,8 +101,10 @@ struct RequestFacts {
     request_id: String,
     method: Method,
     path: String,
-    /// The Host the client used: the token endpoint builds its own URL
-    /// (the client assertion's audience) from it.
+    /// The Host the client used, as API Gateway gives the domain name the
+    /// request came in on. The token function does not take its URL (the
+    /// client assertions' audience) from it here: the local stack sets
+    /// TokenEndpointUrl (main.rs).
     domain_name: String,
     source_ip: String,
     epoch_ms: i64,
@@ -116,8 +123,22 @@ impl RequestFacts {
             ("resourcePath".into(), resource.unwrap_or_default().into()),
             ("domainName".into(), self.domain_name.clone()),
             ("identity.sourceIp".into(), self.source_ip.clone()),
+            ("requestTime".into(), self.request_time()),
             ("requestTimeEpoch".into(), self.epoch_ms.to_string()),
+            ("protocol".into(), "HTTP/1.1".into()),
         ])
+    }
+
+    /// `$context.requestTime`: CLF, as API Gateway writes it
+    /// (20/Feb/2026:10:15:30 +0000).
+    fn request_time(&self) -> String {
+        let format = time::macros::format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+        );
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.epoch_ms) * 1_000_000)
+            .ok()
+            .and_then(|at| at.format(format).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -126,13 +147,13 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request<Body>,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    let started = Instant::now();
     let facts = RequestFacts {
         request_id: uuid::Uuid::new_v4().to_string(),
-        method: parts.method.clone(),
-        path: parts.uri.path().to_owned(),
-        domain_name: parts
-            .headers
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        domain_name: request
+            .headers()
             .get("host")
             .and_then(|host| host.to_str().ok())
             .unwrap_or("127.0.0.1")
@@ -140,6 +161,45 @@ async fn handle(
         source_ip: peer.ip().to_string(),
         epoch_ms: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000,
     };
+    let response = answer(&api, &facts, request).await;
+    if let Some(format) = &api.access_log_format {
+        let latency = started.elapsed();
+        println!(
+            "{}",
+            access_log_line(format, &api.stage, &facts, &response, latency)
+        );
+    }
+    response
+}
+
+/// The request's access log line: the format rendered with the `$context`
+/// the response was made with (gateway.rs says what is rendered and how),
+/// and the status, length and latency of the response.
+fn access_log_line(
+    format: &str,
+    stage: &str,
+    facts: &RequestFacts,
+    response: &Response<Body>,
+    latency: std::time::Duration,
+) -> String {
+    use axum::body::HttpBody as _;
+    let mut variables = response
+        .extensions()
+        .get::<ContextVariables>()
+        .map(|context| context.0.clone())
+        .unwrap_or_else(|| facts.variables(stage, None));
+    variables.insert("status".into(), response.status().as_u16().to_string());
+    if let Some(length) = response.body().size_hint().exact() {
+        variables.insert("responseLength".into(), length.to_string());
+    }
+    variables.insert("responseLatency".into(), latency.as_millis().to_string());
+    render_template(format, &variables)
+}
+
+/// What API Gateway answers the request: a route's function's answer, or
+/// its own (a gateway response).
+async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
     let refuse =
         |refusal: Refusal, resource: Option<&str>, authorizer: &BTreeMap<String, String>| {
             let mut variables = facts.variables(&api.stage, resource);
@@ -233,10 +293,19 @@ async fn handle(
         }
     }
 
+    // The access log's `$context.authorizer.<key>` of an allowed request.
+    let mut context = facts.variables(&api.stage, resource);
+    for (key, value) in &authorizer_fields {
+        let value = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        context.insert(format!("authorizer.{key}"), value);
+    }
     let event = proxy_event(
         route,
         &api.stage,
-        &facts,
+        facts,
         &parts.uri,
         &parts.headers,
         path_parameters,
@@ -260,7 +329,11 @@ async fn handle(
     };
     match route.function.invoke(payload).await {
         Ok(answer) => match serde_json::from_slice::<ApiGatewayProxyResponse>(&answer) {
-            Ok(response) => http_response(response),
+            Ok(response) => {
+                let mut response = http_response(response);
+                response.extensions_mut().insert(ContextVariables(context));
+                response
+            }
             Err(error) => internal_error(format!(
                 "{} answered something that is not a proxy response: {error}",
                 route.function.name()
@@ -282,9 +355,10 @@ fn proxy_event(
     body: Bytes,
 ) -> ApiGatewayProxyRequest {
     let mut headers = headers.clone();
-    // API Gateway tells the function how the client reached it; locally
-    // that is plain HTTP on the API's port.
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // API Gateway tells the function which port and address the client
+    // came from. X-Forwarded-Proto is left out: locally it would say
+    // "http" where API Gateway says "https", and nothing may decide on it
+    // (the token endpoint's URL is configured, not read from headers).
     let port = facts
         .domain_name
         .rsplit_once(':')
@@ -360,4 +434,109 @@ fn http_response(response: ApiGatewayProxyResponse) -> Response<Body> {
         builder = builder.header(name, value);
     }
     builder.body(Body::from(body)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> RequestFacts {
+        RequestFacts {
+            request_id: "req-1".into(),
+            method: Method::GET,
+            path: "/Subscription".into(),
+            domain_name: "127.0.0.1:3000".into(),
+            source_ip: "127.0.0.1".into(),
+            epoch_ms: 1_771_582_530_000,
+        }
+    }
+
+    /// A request refused before any authorizer runs is logged with why.
+    #[test]
+    fn a_refusal_is_logged_with_its_context() {
+        let facts = facts();
+        let response = GatewayResponses::default().render(
+            &Refusal::new("UNAUTHORIZED", "Unauthorized"),
+            &facts.variables("dev", Some("/Subscription")),
+            &HeaderMap::new(),
+        );
+        let line = access_log_line(
+            r#"{"id":"$context.requestId","ip":"$context.identity.sourceIp","at":"$context.requestTime","route":"$context.httpMethod $context.resourcePath","status":$context.status,"length":$context.responseLength,"error":"$context.error.responseType","nothing":"$context.integrationLatency"}"#,
+            "dev",
+            &facts,
+            &response,
+            std::time::Duration::from_millis(7),
+        );
+        let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            logged,
+            serde_json::json!({
+                "id": "req-1",
+                "ip": "127.0.0.1",
+                "at": "20/Feb/2026:10:15:30 +0000",
+                "route": "GET /Subscription",
+                "status": 401,
+                "length": r#"{"message":"Unauthorized"}"#.len(),
+                "error": "UNAUTHORIZED",
+                "nothing": "",
+            })
+        );
+    }
+
+    /// The project's own format: a request refused for want of an
+    /// Authorization header, which the audit trail never sees, gives a JSON
+    /// line that says so.
+    #[test]
+    fn the_project_logs_a_request_without_a_token_as_json() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = crate::template::Template::load(&path, &BTreeMap::new()).unwrap();
+        let resolved = crate::template::Resolved {
+            parameters: template.parameters.clone(),
+            ..Default::default()
+        };
+        let format = resolved
+            .resolve(
+                template
+                    .api
+                    .access_log_format
+                    .as_ref()
+                    .expect("AccessLogSetting"),
+            )
+            .unwrap();
+        let facts = facts();
+        let response = GatewayResponses::new(template.api.gateway_responses.clone()).render(
+            &Refusal::new("UNAUTHORIZED", "Unauthorized"),
+            &facts.variables("dev", Some("/Subscription")),
+            &HeaderMap::new(),
+        );
+        let line = access_log_line(&format, "dev", &facts, &response, Default::default());
+        let logged: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        let text = logged.to_string();
+        assert!(
+            text.contains("req-1") && text.contains("UNAUTHORIZED"),
+            "{text}"
+        );
+        assert!(text.contains("401"), "{text}");
+    }
+
+    /// A function's answer is logged with the authorizer's context.
+    #[test]
+    fn an_answer_is_logged_with_the_authorizers_context() {
+        let facts = facts();
+        let mut answer = ApiGatewayProxyResponse::default();
+        answer.status_code = 200;
+        answer.body = Some(LambdaBody::Text("[]".into()));
+        let mut response = http_response(answer);
+        let mut context = facts.variables("dev", Some("/Subscription"));
+        context.insert("authorizer.principalId".into(), "demo-subscriber-1".into());
+        response.extensions_mut().insert(ContextVariables(context));
+        let line = access_log_line(
+            "$context.status $context.responseLength $context.authorizer.principalId $context.responseLatency",
+            "dev",
+            &facts,
+            &response,
+            std::time::Duration::from_millis(7),
+        );
+        assert_eq!(line, "200 2 demo-subscriber-1 7");
+    }
 }

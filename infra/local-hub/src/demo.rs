@@ -18,11 +18,17 @@ use std::path::{Path, PathBuf};
 use hub::EventType;
 use hub::auth::{Client, Role};
 use hub::subscriber::OdsCode;
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey};
 
 /// The token endpoint's path (the template's TokenFunction route).
 pub const TOKEN_PATH: &str = "/oauth2/token";
+/// The token endpoint of the API at `api`: the URL clients post to and
+/// the audience their assertions name.
+pub fn token_url(api: &str) -> String {
+    format!("{}{TOKEN_PATH}", api.trim_end_matches('/'))
+}
+
 /// The operator the local stack acts as to onboard the demo subscribers.
 pub const OPERATOR: &str = "demo-operator";
 
@@ -92,19 +98,7 @@ pub fn generate_private_key_pem() -> Result<String, String> {
     let der = pair
         .to_pkcs8v1()
         .map_err(|_| "encoding a P-256 key failed")?;
-    Ok(pem("PRIVATE KEY", der.as_ref()))
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    Ok(hub::auth::pem("PRIVATE KEY", der.as_ref()))
 }
 
 /// Each demo client's private key, made on first use. The directory is
@@ -156,15 +150,6 @@ pub fn read_key(state: &Path, client: &str) -> Result<EncodingKey, String> {
         .map_err(|e| format!("{} is not a PKCS#8 P-256 key: {e}", path.display()))
 }
 
-/// The public JWK of a private key, as the client registers it.
-pub fn public_jwk(key: &EncodingKey, kid: &str) -> Result<Jwk, String> {
-    let mut jwk = Jwk::from_encoding_key(key, Algorithm::ES256)
-        .map_err(|e| format!("deriving the public key: {e}"))?;
-    jwk.common.key_id = Some(kid.to_owned());
-    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-    Ok(jwk)
-}
-
 /// A demo client's registration.
 pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, String> {
     let publisher = client.role == Role::Publisher;
@@ -174,7 +159,10 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
             .ok_or_else(|| format!("{}: bad ODS code {}", client.name, client.ods))?,
         roles: BTreeSet::from([client.role]),
         keys: JwkSet {
-            keys: vec![public_jwk(key, &key_id(client.name))?],
+            keys: vec![
+                hub::auth::public_jwk(key, Algorithm::ES256, &key_id(client.name))
+                    .map_err(|e| format!("{}: deriving the public key: {e}", client.name))?,
+            ],
         },
         enabled: true,
         publish_event_types: if publisher {
@@ -196,16 +184,6 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
     })
 }
 
-/// The body of a token request: the client credentials grant with a JWT
-/// client assertion (RFC 7523). Every character of a JWT is URL-safe, so
-/// only the assertion type needs escaping.
-pub fn token_form(assertion: &str) -> String {
-    format!(
-        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
-        "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-    )
-}
-
 /// Signs an assertion as the client and exchanges it for an access token
 /// at `<api>/oauth2/token`.
 pub async fn request_token(
@@ -214,7 +192,7 @@ pub async fn request_token(
     client: &str,
     key: &EncodingKey,
 ) -> Result<String, String> {
-    let token_url = format!("{}{TOKEN_PATH}", api.trim_end_matches('/'));
+    let token_url = token_url(api);
     let assertion = hub::auth::sign_client_assertion(
         client,
         &key_id(client),
@@ -228,7 +206,7 @@ pub async fn request_token(
         .post(&token_url)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json")
-        .body(token_form(&assertion))
+        .body(hub::auth::token_request_form(&assertion))
         .send()
         .await
         .map_err(|e| {
@@ -412,13 +390,5 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\nDEMO_SUBSCRIBER_1=abc\nDEMO_SUBSCRIBER_1_QUEUE=http://q/1\n"));
         std::fs::remove_dir_all(&state).unwrap();
-    }
-
-    #[test]
-    fn the_token_form_escapes_the_assertion_type() {
-        assert_eq!(
-            token_form("a.b.c"),
-            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c"
-        );
     }
 }

@@ -46,6 +46,11 @@ const DEFAULT_STATUS: &[(&str, u16)] = &[
 /// API Gateway's body when no template applies.
 const BUILT_IN_TEMPLATE: &str = r#"{"message":$context.error.messageString}"#;
 
+/// The `$context` variables a response was made with, kept on it (as an
+/// extension) for its access log line.
+#[derive(Debug, Clone, Default)]
+pub struct ContextVariables(pub BTreeMap<String, String>);
+
 /// Why API Gateway answered itself.
 pub struct Refusal {
     /// The gateway response type, e.g. UNAUTHORIZED.
@@ -131,6 +136,9 @@ impl GatewayResponses {
         let body = render_template(template, &variables);
 
         let mut response = Response::new(Body::from(body));
+        response
+            .extensions_mut()
+            .insert(ContextVariables(variables));
         *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         let headers = response.headers_mut();
         headers.insert("content-type", HeaderValue::from_static("application/json"));

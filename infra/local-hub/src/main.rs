@@ -135,6 +135,18 @@ fn find_template(args: &[String]) -> Result<PathBuf, String> {
     }
 }
 
+/// The template parameters the local stack sets instead of their defaults.
+/// TokenEndpointUrl: client assertions name the token endpoint's URL as
+/// their audience, and the token function must know it from its
+/// configuration, never from the request (whose headers the caller
+/// chooses). Locally that URL is plain http on loopback, as clients call it.
+fn local_parameters(api_port: u16) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        "TokenEndpointUrl".to_owned(),
+        demo::token_url(&format!("http://127.0.0.1:{api_port}")),
+    )])
+}
+
 /// The project's moto server: HUB_MOTO_SERVER, else .venv/bin/moto_server
 /// beside the template.
 fn moto_server(template: &Path) -> Result<PathBuf, String> {
@@ -387,7 +399,7 @@ async fn run(args: &[String]) -> Result<(), String> {
         DEFAULT_EMULATOR_PORT,
     )?;
     let template_path = find_template(args)?;
-    let template = Template::load(&template_path)?;
+    let template = Template::load(&template_path, &local_parameters(api_port))?;
     let binaries = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .parent()
@@ -621,10 +633,18 @@ async fn run(args: &[String]) -> Result<(), String> {
     let has_token_route = routes
         .iter()
         .any(|route| route.resource == demo::TOKEN_PATH);
+    let access_log_format = template
+        .api
+        .access_log_format
+        .as_ref()
+        .map(|format| resolved.resolve(format))
+        .transpose()
+        .map_err(|e| format!("AccessLogSetting.Format: {e}"))?;
     let app = api::router(api::Api {
         routes,
         gateway_responses: gateway::GatewayResponses::new(template.api.gateway_responses.clone()),
         stage: stage.clone(),
+        access_log_format,
     });
     let mut server = tokio::spawn(async move {
         axum::serve(
@@ -674,6 +694,12 @@ async fn run(args: &[String]) -> Result<(), String> {
         template.functions.len()
     );
     println!("Hub API:  {api_url}   (stage {stage})");
+    if has_token_route {
+        println!(
+            "Token:    {}   (the audience of client assertions)",
+            demo::token_url(&api_url)
+        );
+    }
     println!("Emulator: {endpoint}   (moto; AWS_ACCESS_KEY_ID/SECRET 'testing', region {REGION})");
     for (logical_id, name) in &resolved.refs {
         if template.tables.iter().any(|t| &t.logical_id == logical_id) {
@@ -823,6 +849,32 @@ mod tests {
             .and_then(|listener| listener.local_addr())
             .map(|address| address.port())
             .unwrap()
+    }
+
+    /// The token function is told the URL clients call, so that the
+    /// audience it checks never comes from the request.
+    #[test]
+    fn the_token_function_gets_the_local_token_url() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = Template::load(&path, &local_parameters(3123)).unwrap();
+        let resolved = Resolved {
+            parameters: template.parameters.clone(),
+            ..Resolved::default()
+        };
+        let function = template
+            .functions
+            .iter()
+            .find(|f| f.routes.iter().any(|r| r.path == demo::TOKEN_PATH))
+            .expect("a token route");
+        let (_, value) = function
+            .environment
+            .iter()
+            .find(|(name, _)| name == "TOKEN_ENDPOINT_URL")
+            .expect("TOKEN_ENDPOINT_URL");
+        assert_eq!(
+            resolved.resolve(value).unwrap(),
+            "http://127.0.0.1:3123/oauth2/token"
+        );
     }
 
     /// The template's signing key, made in the project's moto as `run`

@@ -3,7 +3,11 @@
 //! authorizers and gateway responses, and the stream event sources. Nothing
 //! here is kept by hand elsewhere.
 //!
-//! Conditions are evaluated once, on the parameters' defaults: a resource
+//! Parameters take their defaults, except those the local stack overrides
+//! (as `sam deploy --parameter-overrides` would): values that only the
+//! running stack knows, such as the URL its API answers on.
+//!
+//! Conditions are evaluated once, on those parameter values: a resource
 //! whose `Condition` is false is left out, and every `Fn::If` is replaced by
 //! the branch it selects (an `AWS::NoValue` branch removes the property or
 //! list item), before anything else reads the template. So the rest of the
@@ -110,6 +114,9 @@ pub struct ApiSpec {
     pub default_authorizer: Option<String>,
     pub authorizers: BTreeMap<String, AuthorizerSpec>,
     pub gateway_responses: BTreeMap<String, GatewayResponseSpec>,
+    /// AccessLogSetting.Format, unresolved: the local API prints one line
+    /// in it per request.
+    pub access_log_format: Option<Value>,
 }
 
 /// A Lambda TOKEN authorizer (SAM `Auth.Authorizers.<name>`).
@@ -188,17 +195,28 @@ fn get_att_target(value: &Value) -> Option<String> {
 }
 
 impl Template {
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// Reads the template with `overrides` in place of those parameters'
+    /// defaults.
+    pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Self, String> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Template::parse(&source).map_err(|e| format!("{}: {e}", path.display()))
+        Template::parse_with(&source, overrides).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Parses the template with every parameter at its default: what the
+    /// tests read; `run` always has overrides.
+    #[cfg(test)]
     pub fn parse(source: &str) -> Result<Self, String> {
+        Template::parse_with(source, &BTreeMap::new())
+    }
+
+    /// Parses the template with `overrides` in place of those parameters'
+    /// defaults, before anything (conditions included) reads them.
+    pub fn parse_with(source: &str, overrides: &BTreeMap<String, String>) -> Result<Self, String> {
         let document: Value =
             serde_norway::from_str(source).map_err(|e| format!("parsing: {e}"))?;
-        let parameters: BTreeMap<String, String> = get(&document, "Parameters")
-            .and_then(Value::as_mapping)
+        let declared = get(&document, "Parameters").and_then(Value::as_mapping);
+        let mut parameters: BTreeMap<String, String> = declared
             .map(|parameters| {
                 parameters
                     .iter()
@@ -208,6 +226,20 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
+        for (name, value) in overrides {
+            // An override of a parameter the template no longer declares
+            // would silently stop applying: the stack would run, but not
+            // as the local stack means it to.
+            if !declared.is_some_and(|d| d.keys().any(|k| k.as_str() == Some(name))) {
+                return Err(format!(
+                    "the local stack sets parameter {name}, which the template does not declare"
+                ));
+            }
+            // AllowedPattern and AllowedValues are not checked, for defaults
+            // nor overrides: the local values may differ on purpose (plain
+            // http on loopback where AWS would have https).
+            parameters.insert(name.clone(), value.clone());
+        }
         let conditions = evaluate_conditions(&document, &parameters)?;
         let select = |value: Option<&Value>| -> Result<Option<Value>, String> {
             match value {
@@ -289,7 +321,8 @@ impl Template {
                 // IAM) restrict who may call what. Locally every process uses
                 // the emulator's one set of credentials and moto does not
                 // evaluate resource policies, so they would change nothing;
-                // cfn-lint checks them. Other types have no local part.
+                // cfn-lint checks them. Other types (AWS::Logs::LogGroup, whose
+                // lines the local stack prints instead) have no local part.
                 _ => {}
             }
         }
@@ -297,7 +330,7 @@ impl Template {
     }
 }
 
-/// Every condition of the template, evaluated on the parameters' defaults.
+/// Every condition of the template, evaluated on the parameters' values.
 fn evaluate_conditions(
     document: &Value,
     parameters: &BTreeMap<String, String>,
@@ -590,6 +623,14 @@ fn api_spec(
             .map_err(|e| format!("{logical_id}: gateway response {kind}: {e}"))?;
         api.gateway_responses.insert(kind, spec);
     }
+    // Deployed, access log lines go to AccessLogSetting.DestinationArn (a
+    // log group, which the local stack does not create: the `_` arm of
+    // Template::parse); locally they go to stdout. MethodSettings
+    // (throttling, execution logs, metrics) change no answer the API gives,
+    // so they are not read.
+    api.access_log_format = setting("AccessLogSetting")
+        .and_then(|s| get(s, "Format"))
+        .cloned();
     api.logical_id = Some(logical_id);
     Ok(api)
 }
@@ -810,6 +851,13 @@ Resources:
     Type: AWS::Serverless::Api
     Properties:
       StageName: !Ref Stage
+      AccessLogSetting:
+        DestinationArn: !GetAtt ApiAccessLogs.Arn
+        Format: '{"requestId":"$context.requestId","status":"$context.status"}'
+      MethodSettings:
+        - ResourcePath: "/*"
+          HttpMethod: "*"
+          ThrottlingBurstLimit: 10
       Auth:
         DefaultAuthorizer: HubTokenAuthorizer
         Authorizers:
@@ -827,6 +875,10 @@ Resources:
               X-Request: method.request.header.x-request
           ResponseTemplates:
             application/json: '{"code":"$context.authorizer.code"}'
+  ApiAccessLogs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: 30
   HubSigningKey:
     Type: AWS::KMS::Key
     Properties:
@@ -992,6 +1044,12 @@ Resources:
                 .routes[0]
                 .clone()
         };
+        assert_eq!(
+            resolved
+                .resolve(api.access_log_format.as_ref().unwrap())
+                .unwrap(),
+            r#"{"requestId":"$context.requestId","status":"$context.status"}"#
+        );
         assert_eq!(route("TokenFunction").auth, RouteAuth::None);
         assert_eq!(route("ReadFunction").auth, RouteAuth::Default);
     }
@@ -1007,7 +1065,29 @@ Resources:
     #[test]
     fn the_project_template_reads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
-        let template = Template::load(&path).unwrap();
+        let template = Template::load(&path, &BTreeMap::new()).unwrap();
         assert!(!template.functions.is_empty());
+    }
+
+    #[test]
+    fn overrides_replace_defaults_before_conditions_are_evaluated() {
+        let overrides = BTreeMap::from([("Stage".to_owned(), "prod".to_owned())]);
+        let template = Template::parse_with(TEMPLATE, &overrides).unwrap();
+        assert_eq!(template.parameters["Stage"], "prod");
+        assert_eq!(template.parameters["UseCmk"], "false", "the default");
+        assert!(
+            template
+                .tables
+                .iter()
+                .any(|t| t.logical_id == "ProdOnlyTable"),
+            "IsProd holds"
+        );
+        let environment = environment(&template, "TokenFunction");
+        assert!(!environment.contains_key("KEY"), "IsDev does not");
+        assert!(environment.contains_key("GONE"));
+
+        let unknown = BTreeMap::from([("Nope".to_owned(), "x".to_owned())]);
+        let error = Template::parse_with(TEMPLATE, &unknown).unwrap_err();
+        assert!(error.contains("Nope"), "{error}");
     }
 }
