@@ -205,15 +205,23 @@ fn subscription_of(mut item: Item) -> Result<Subscription, StoreError> {
 }
 
 /// The keys a subscription is stored under: its resource item first, then
-/// one match item per event type of an explicit subscription.
+/// one match item per event type of an explicit subscription, or the one
+/// match item of a generic subscription (`generic::subscription_key`).
 fn subscription_keys(subscription: &Subscription) -> Vec<(String, String)> {
     let mut keys = vec![(resource_key(&subscription.id), RESOURCE_SORT_KEY.to_owned())];
-    if let Target::Explicit(nhs_number) = subscription.criteria.target {
-        for &event_type in &subscription.criteria.events {
-            keys.push((
-                explicit_key(nhs_number, event_type),
-                subscription.id.clone(),
-            ));
+    match subscription.criteria.target {
+        Target::Explicit(nhs_number) => {
+            for &event_type in &subscription.criteria.events {
+                keys.push((
+                    explicit_key(nhs_number, event_type),
+                    subscription.id.clone(),
+                ));
+            }
+        }
+        Target::Generic { .. } => {
+            if let Some(key) = crate::generic::subscription_key(&subscription.criteria) {
+                keys.push((key, subscription.id.clone()));
+            }
         }
     }
     keys
@@ -392,6 +400,23 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         nhs_number: NhsNumber,
         event_type: EventType,
     ) -> Result<Vec<Subscription>, StoreError> {
+        self.stored_under(explicit_key(nhs_number, event_type))
+            .await
+    }
+
+    async fn generic_candidates(&self, keys: &[String]) -> Result<Vec<Subscription>, StoreError> {
+        let mut candidates = Vec::new();
+        for key in keys {
+            candidates.extend(self.stored_under(key.clone()).await?);
+        }
+        Ok(candidates)
+    }
+}
+
+impl DynamoSubscriptionStore {
+    /// Every subscription with a match item under `pk`: one Query (paged
+    /// only when a key holds more than 1 MB of subscriptions).
+    async fn stored_under(&self, pk: String) -> Result<Vec<Subscription>, StoreError> {
         let mut candidates = Vec::new();
         let mut start_key = None;
         loop {
@@ -402,10 +427,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
                 .key_condition_expression("pk = :pk")
                 // A subscription deleted a moment ago must not match.
                 .consistent_read(true)
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(explicit_key(nhs_number, event_type)),
-                )
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
@@ -1219,3 +1241,444 @@ impl crate::auth::HubSigningKey for KmsSigningKey {
             .ok_or_else(|| StoreError::Unavailable("KMS returned an unreadable signature".into()))
     }
 }
+
+// ---------------------------------------------------------------------------
+// The child register
+// ---------------------------------------------------------------------------
+
+/// The register table: one item per NHS number (`nhsNumber`), the
+/// `ChildRecord` as serde writes it plus `version` (N), which every write
+/// checks and increments (optimistic locking between parallel dispatches).
+#[derive(Clone)]
+pub struct DynamoRegisterStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// The register item's version attribute.
+const REGISTER_VERSION: &str = "version";
+
+impl DynamoRegisterStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoRegisterStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The register table named by REGISTER_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(DynamoRegisterStore::new(
+            client,
+            required_env("REGISTER_TABLE")?,
+        ))
+    }
+}
+
+impl crate::ports::RegisterStore for DynamoRegisterStore {
+    async fn get(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Option<crate::ports::Versioned<crate::register::ChildRecord>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("nhsNumber", AttributeValue::S(nhs_number.as_string()))
+            // The version read is the one the write is conditioned on: a
+            // stale read would only fail that condition and read again.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading the child register", error))?;
+        let Some(mut item) = output.item else {
+            return Ok(None);
+        };
+        let version = item
+            .remove(REGISTER_VERSION)
+            .and_then(|value| value.as_n().ok()?.parse::<u64>().ok())
+            .ok_or_else(|| {
+                StoreError::Unavailable("a register item has no readable version".into())
+            })?;
+        let value: crate::register::ChildRecord = from_item(item)?;
+        if value.nhs_number != nhs_number {
+            return Err(StoreError::Unavailable(
+                "a register item is stored under another NHS number".into(),
+            ));
+        }
+        Ok(Some(crate::ports::Versioned { value, version }))
+    }
+
+    async fn put(
+        &self,
+        record: &crate::register::ChildRecord,
+        expected_version: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut item = to_item(record)?;
+        let version = expected_version.map_or(1, |version| version + 1);
+        item.insert(
+            REGISTER_VERSION.to_owned(),
+            AttributeValue::N(version.to_string()),
+        );
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let request = match expected_version {
+            None => request.condition_expression("attribute_not_exists(nhsNumber)"),
+            Some(expected) => request
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", REGISTER_VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(
+                "writing the child register",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reference data: postcode and practice areas (see crate::reference)
+// ---------------------------------------------------------------------------
+
+/// The reference table (`refKey`, S): one item per postcode and per GP
+/// practice, written by the loader (`hub-local reference load`) and read
+/// by dispatch.
+///
+/// | refKey | attributes |
+/// |---|---|
+/// | `POSTCODE#LS17 7DF` | `localAuthority`, `icbSubLocation` (ODS code; absent when none), `country`, `terminated` (BOOL) |
+/// | `PRACTICE#B86056` | `icbSubLocation` (ODS code) |
+///
+/// Every read is a BatchGetItem, even of one key: dispatch is granted that
+/// action alone on the table, and reads an event's places (at most two
+/// postcodes and two practices) with one request.
+#[derive(Clone)]
+pub struct DynamoReferenceData {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// The reference table's key attribute.
+const REFERENCE_KEY: &str = "refKey";
+const REFERENCE_LOCAL_AUTHORITY: &str = "localAuthority";
+const REFERENCE_ICB_SUB_LOCATION: &str = "icbSubLocation";
+const REFERENCE_COUNTRY: &str = "country";
+const REFERENCE_TERMINATED: &str = "terminated";
+/// BatchGetItem's limit of keys per request.
+const MAX_BATCH_GET: usize = 100;
+/// Requests of one batch (the first and the retries of what DynamoDB left
+/// unprocessed) before the batch fails.
+const REFERENCE_BATCH_ATTEMPTS: u32 = 8;
+
+/// What one key of a batch read stands for.
+enum ReferenceTarget<'a> {
+    Postcode(&'a crate::reference::Postcode),
+    Practice(String),
+}
+
+impl DynamoReferenceData {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoReferenceData {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The reference table named by REFERENCE_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(DynamoReferenceData::new(
+            client,
+            required_env("REFERENCE_TABLE")?,
+        ))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Waits before asking again for what DynamoDB left unprocessed, as its
+    /// documentation asks: exponentially longer each time (25 ms doubling,
+    /// at most 1.6 s), with jitter so that concurrent writers spread out.
+    /// Without a sleep implementation in the client's configuration it asks
+    /// again at once.
+    async fn back_off(&self, attempt: u32) {
+        use aws_sdk_dynamodb::config::AsyncSleep;
+        let Some(sleep) = self.client.config().sleep_impl() else {
+            return;
+        };
+        let base = 25u64 << attempt.min(6);
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.subsec_nanos()),
+        ) % base.max(1);
+        sleep
+            .sleep(std::time::Duration::from_millis(base / 2 + jitter / 2))
+            .await;
+    }
+
+    /// Writes items with BatchWriteItem, 25 to a request, one request after
+    /// the other, asking again (with back-off) for what DynamoDB leaves
+    /// unprocessed. Puts overwrite, so loading the same files twice leaves
+    /// the same table. A key given twice is written once, with its last
+    /// item (BatchWriteItem refuses a request that repeats a key). The
+    /// loader runs several of these calls at once for speed.
+    pub async fn put_batch(
+        &self,
+        items: &[crate::reference::ReferenceItem],
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(MAX_BATCH_WRITE) {
+            let mut by_key: HashMap<String, Item> = HashMap::with_capacity(chunk.len());
+            for item in chunk {
+                by_key.insert(item.key(), reference_attributes(item));
+            }
+            let mut requests = by_key
+                .into_values()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|error| unavailable("building a reference item", error))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            for attempt in 0..REFERENCE_BATCH_ATTEMPTS {
+                if attempt > 0 {
+                    self.back_off(attempt).await;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        unavailable(
+                            "writing reference data",
+                            aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                        )
+                    })?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB left {} reference items unprocessed after {REFERENCE_BATCH_ATTEMPTS} requests",
+                    requests.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reference item as the table keeps it.
+fn reference_attributes(item: &crate::reference::ReferenceItem) -> Item {
+    use crate::reference::ReferenceItem;
+    let mut attributes = Item::with_capacity(5);
+    attributes.insert(REFERENCE_KEY.to_owned(), AttributeValue::S(item.key()));
+    let icb_sub_location = match item {
+        ReferenceItem::Postcode {
+            area, terminated, ..
+        } => {
+            attributes.insert(
+                REFERENCE_LOCAL_AUTHORITY.to_owned(),
+                AttributeValue::S(area.local_authority.clone()),
+            );
+            attributes.insert(
+                REFERENCE_COUNTRY.to_owned(),
+                AttributeValue::S(area.country.clone()),
+            );
+            attributes.insert(
+                REFERENCE_TERMINATED.to_owned(),
+                AttributeValue::Bool(*terminated),
+            );
+            area.icb_sub_location.clone()
+        }
+        ReferenceItem::Practice(practice) => Some(practice.icb_sub_location.clone()),
+    };
+    if let Some(code) = icb_sub_location {
+        attributes.insert(
+            REFERENCE_ICB_SUB_LOCATION.to_owned(),
+            AttributeValue::S(code),
+        );
+    }
+    attributes
+}
+
+/// The size DynamoDB counts for a reference item: the UTF-8 length of each
+/// attribute's name and string value, one byte for a boolean. (Storage is
+/// billed with about 100 bytes more per item, for indexing.) The loader
+/// reports the table's size with it, since the emulator does not.
+pub fn reference_item_size(item: &crate::reference::ReferenceItem) -> usize {
+    reference_attributes(item)
+        .iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    AttributeValue::Bool(_) => 1,
+                    _ => 0,
+                }
+        })
+        .sum()
+}
+
+/// A string attribute of an item read back.
+fn text_attribute(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|value| value.as_s().ok()).cloned()
+}
+
+/// Adds what an item read back says of its postcode or practice. An item
+/// that lacks an attribute the loader always writes is taken as unknown
+/// (and logged without its key, which may be a child's postcode) rather
+/// than failing every dispatch that meets it.
+fn answer(areas: &mut crate::reference::ReferenceAreas, target: &ReferenceTarget, item: &Item) {
+    let icb_sub_location = text_attribute(item, REFERENCE_ICB_SUB_LOCATION);
+    match target {
+        ReferenceTarget::Postcode(postcode) => {
+            let local_authority = text_attribute(item, REFERENCE_LOCAL_AUTHORITY);
+            let country = text_attribute(item, REFERENCE_COUNTRY);
+            let (Some(local_authority), Some(country)) = (local_authority, country) else {
+                tracing::warn!(
+                    "a postcode item of the reference table lacks its local authority or country: taken as unknown"
+                );
+                return;
+            };
+            areas.postcodes.insert(
+                (*postcode).clone(),
+                crate::reference::PostcodeArea {
+                    local_authority,
+                    icb_sub_location,
+                    country,
+                },
+            );
+        }
+        ReferenceTarget::Practice(code) => match icb_sub_location {
+            Some(icb) => {
+                areas.practices.insert(code.clone(), icb);
+            }
+            None => tracing::warn!(
+                "a practice item of the reference table lacks its sub-ICB location: taken as unknown"
+            ),
+        },
+    }
+}
+
+impl crate::reference::ReferenceData for DynamoReferenceData {
+    async fn postcode_area(
+        &self,
+        postcode: &crate::reference::Postcode,
+    ) -> Result<Option<crate::reference::PostcodeArea>, StoreError> {
+        let mut areas = self.locate_many(&[postcode], &[]).await?;
+        Ok(areas.postcodes.remove(postcode))
+    }
+
+    async fn practice_area(&self, ods_code: &str) -> Result<Option<String>, StoreError> {
+        let mut areas = self.locate_many(&[], &[ods_code]).await?;
+        Ok(areas
+            .practices
+            .remove(&crate::reference::practice_code(ods_code)))
+    }
+
+    /// One BatchGetItem for up to 100 keys (an event has at most four),
+    /// plus a request for each retry of unprocessed keys.
+    async fn locate_many(
+        &self,
+        postcodes: &[&crate::reference::Postcode],
+        practices: &[&str],
+    ) -> Result<crate::reference::ReferenceAreas, StoreError> {
+        use crate::reference::{ReferenceAreas, postcode_key, practice_key};
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+
+        // Unique keys: BatchGetItem refuses a request that repeats one.
+        let mut targets: HashMap<String, ReferenceTarget> = HashMap::new();
+        for postcode in postcodes {
+            targets.insert(postcode_key(postcode), ReferenceTarget::Postcode(postcode));
+        }
+        for practice in practices {
+            targets.insert(
+                practice_key(practice),
+                ReferenceTarget::Practice(crate::reference::practice_code(practice)),
+            );
+        }
+        let mut areas = ReferenceAreas::default();
+        let keys: Vec<&String> = targets.keys().collect();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let mut request = KeysAndAttributes::builder();
+            for key in chunk {
+                request = request.keys(HashMap::from([(
+                    REFERENCE_KEY.to_owned(),
+                    AttributeValue::S((*key).clone()),
+                )]));
+            }
+            let mut pending = Some(
+                request
+                    .build()
+                    .map_err(|error| unavailable("building a reference read", error))?,
+            );
+            let mut attempt = 0;
+            while let Some(keys) = pending.take() {
+                if attempt == REFERENCE_BATCH_ATTEMPTS {
+                    return Err(StoreError::Unavailable(format!(
+                        "DynamoDB left reference keys unprocessed after {REFERENCE_BATCH_ATTEMPTS} requests"
+                    )));
+                }
+                if attempt > 0 {
+                    self.back_off(attempt).await;
+                }
+                attempt += 1;
+                let mut output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        unavailable(
+                            "reading reference data",
+                            aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                        )
+                    })?;
+                let items = output
+                    .responses
+                    .as_mut()
+                    .and_then(|responses| responses.remove(&self.table))
+                    .unwrap_or_default();
+                for item in items {
+                    if let Some(target) =
+                        text_attribute(&item, REFERENCE_KEY).and_then(|key| targets.get(&key))
+                    {
+                        answer(&mut areas, target, &item);
+                    }
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                    .filter(|keys| !keys.keys.is_empty());
+            }
+        }
+        Ok(areas)
+    }
+}
+
+// End of the reference data adapter.

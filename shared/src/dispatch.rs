@@ -10,7 +10,12 @@ use crate::audit::AuditRecord;
 use crate::criteria::{PatientAtEvent, Target};
 use crate::events::StoredEvent;
 use crate::fhir_time::{parse_date, parse_instant};
-use crate::ports::{AuditLog, DeliveryPublisher, StoreError, SubscriptionStore};
+use crate::generic;
+use crate::nhs_number::NhsNumber;
+use crate::ports::{AuditLog, DeliveryPublisher, RegisterStore, StoreError, SubscriptionStore};
+use crate::reference::{Postcode, ReferenceData};
+use crate::register::{self, Recorded};
+use crate::subscription::Subscription;
 
 /// The message attribute that SNS filter policies route on.
 pub const SUBSCRIBER_ATTRIBUTE: &str = "subscriber";
@@ -59,6 +64,18 @@ impl Delivery {
     }
 }
 
+/// Where an event goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The child is sensitive: to no one.
+    Withheld { patient: Option<NhsNumber> },
+    /// One delivery per recipient (possibly none), about this patient.
+    Deliver {
+        deliveries: Vec<Delivery>,
+        patient: Option<NhsNumber>,
+    },
+}
+
 /// What dispatch did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dispatched {
@@ -69,17 +86,165 @@ pub enum Dispatched {
     },
 }
 
-/// The recipients of an event, each with every subscription of its that matches.
-pub async fn recipients<S: SubscriptionStore>(
-    subscriptions: &S,
-    event: &StoredEvent,
-    now: OffsetDateTime,
-) -> Result<Vec<Delivery>, StoreError> {
-    let Some(nhs_number) = event.nhs_number else {
-        // Without an NHS number only generic subscriptions could match.
-        return Ok(Vec::new());
-    };
-    let patient = PatientAtEvent {
+/// What dispatch reads and writes: the subscriptions, the topics, the audit
+/// trail, the child register and the reference data.
+pub struct Dispatcher<'a, S, P, A, G, R> {
+    pub subscriptions: &'a S,
+    pub publisher: &'a P,
+    pub audit: &'a A,
+    pub register: &'a G,
+    pub reference: &'a R,
+}
+
+impl<S, P, A, G, R> Dispatcher<'_, S, P, A, G, R>
+where
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+{
+    /// Routes one accepted event: records what it says of the child in the
+    /// register, then delivers it to every subscriber with a matching
+    /// explicit or generic subscription, unless the child is sensitive.
+    pub async fn dispatch(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+    ) -> Result<Dispatched, StoreError> {
+        let (deliveries, patient) = match self.route(event, now).await? {
+            Route::Withheld { patient } => {
+                self.audit
+                    .record(&AuditRecord::withheld(&event.event_key, patient, now))
+                    .await?;
+                return Ok(Dispatched::Withheld);
+            }
+            Route::Deliver {
+                deliveries,
+                patient,
+            } => (deliveries, patient),
+        };
+        if !deliveries.is_empty() {
+            // Recorded first: a delivery record without the delivery is put
+            // right by the retry, while a delivery without its record could
+            // never be accounted for. Each record's id is fixed by the event
+            // and the subscriber, so a retry does not duplicate it.
+            let records: Vec<AuditRecord> = deliveries
+                .iter()
+                .map(|delivery| {
+                    AuditRecord::delivery(&event.event_key, &delivery.subscriber_id, patient, now)
+                })
+                .collect();
+            self.audit.record_all(&records).await?;
+            self.publisher.publish(event, &deliveries).await?;
+        }
+        Ok(Dispatched::Delivered {
+            recipients: deliveries.len(),
+        })
+    }
+
+    /// Who receives an event: the register is updated first, then the
+    /// explicit subscriptions of the routed patient and the generic ones of
+    /// the child's place are read (a fixed number of keyed reads).
+    pub async fn route(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+    ) -> Result<Route, StoreError> {
+        let mut children = Vec::new();
+        for update in register::updates_for(event) {
+            children.push(register::record_event(self.register, update).await?);
+        }
+        // The child the event is about: the baby of a birth notification,
+        // else the routed patient.
+        let child = children.first();
+        // The audit trail files the event under the child it is about.
+        let patient = child
+            .map(|recorded| recorded.after.nhs_number)
+            .or(event.nhs_number);
+        let sensitive = event.sensitive
+            || children
+                .iter()
+                .any(|recorded| recorded.after.is_sensitive());
+        if sensitive {
+            return Ok(Route::Withheld { patient });
+        }
+        let mut matched = explicit_matches(self.subscriptions, event, now).await?;
+        matched.extend(self.generic_matches(event, child, now).await?);
+        Ok(Route::Deliver {
+            deliveries: by_subscriber(matched),
+            patient,
+        })
+    }
+
+    /// The generic subscriptions the child's place selects: where the
+    /// register says the child is (else what the message says), and, for a
+    /// move, where the child was. At most ten keyed reads, however many
+    /// subscriptions exist.
+    async fn generic_matches(
+        &self,
+        event: &StoredEvent,
+        child: Option<&Recorded>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let record = child.map(|recorded| &recorded.after);
+        let message_postcode = event
+            .home_postcode
+            .as_deref()
+            .and_then(|postcode| Postcode::parse(postcode).ok());
+        let postcode = record
+            .and_then(|record| record.home_postcode.as_ref())
+            .map(|field| field.value.clone())
+            .or(message_postcode);
+        let practice = record
+            .and_then(|record| record.gp_practice.as_ref())
+            .map(|field| field.value.clone())
+            .or_else(|| event.gp_ods.clone());
+        let moved = child
+            .map(|recorded| recorded.moved.clone())
+            .unwrap_or_default();
+        let previous_postcode = moved.from_postcode.or_else(|| {
+            event
+                .previous_postcode
+                .as_deref()
+                .and_then(|postcode| Postcode::parse(postcode).ok())
+        });
+        let location = generic::locate(
+            self.reference,
+            postcode.as_ref(),
+            previous_postcode.as_ref(),
+            practice.as_deref(),
+            moved.from_practice.as_deref(),
+        )
+        .await?;
+        let keys = generic::match_keys(&location, event.event_type);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut patient = patient_at(event, now);
+        if let Some(birth_date) = record.and_then(|record| record.birth_date.as_ref()) {
+            patient.birth_date = Some(birth_date.value);
+        }
+        if patient.has_gp.is_none() && practice.is_some() {
+            patient.has_gp = Some(true);
+        }
+        Ok(self
+            .subscriptions
+            .generic_candidates(&keys)
+            .await?
+            .into_iter()
+            .filter(|subscription| {
+                subscription.is_active(now)
+                    && generic::matches(&subscription.criteria, &location, event.event_type)
+                    && subscription.criteria.filters_allow(&patient)
+            })
+            .collect())
+    }
+}
+
+/// The routed patient as the event's filters see it.
+fn patient_at(event: &StoredEvent, now: OffsetDateTime) -> PatientAtEvent {
+    PatientAtEvent {
         birth_date: event
             .birth_date
             .as_deref()
@@ -89,79 +254,56 @@ pub async fn recipients<S: SubscriptionStore>(
             .map(|moment| moment.date())
             .unwrap_or_else(|_| now.date()),
         has_gp: event.registered_with_gp,
-    };
-    let candidates = subscriptions
-        .explicit_candidates(nhs_number, event.event_type)
-        .await?;
-    let mut by_subscriber: BTreeMap<String, Vec<Match>> = BTreeMap::new();
-    for subscription in candidates {
-        // The store's key already selects this patient; checking again costs
-        // nothing and keeps a storage fault from delivering to the wrong party.
-        let for_this_patient = subscription.criteria.target == Target::Explicit(nhs_number);
-        if for_this_patient
-            && subscription.is_active(now)
-            && subscription.criteria.events.contains(&event.event_type)
-            && subscription.criteria.filters_allow(&patient)
-        {
-            by_subscriber
-                .entry(subscription.subscriber_id.clone())
-                .or_default()
-                .push(Match {
-                    tag: subscription.tag().map(str::to_owned),
-                    subscription_id: subscription.id,
-                });
-        }
     }
-    Ok(by_subscriber
+}
+
+/// The explicit subscriptions for the routed patient that the event matches.
+async fn explicit_matches<S: SubscriptionStore>(
+    subscriptions: &S,
+    event: &StoredEvent,
+    now: OffsetDateTime,
+) -> Result<Vec<Subscription>, StoreError> {
+    let Some(nhs_number) = event.nhs_number else {
+        return Ok(Vec::new());
+    };
+    let patient = patient_at(event, now);
+    Ok(subscriptions
+        .explicit_candidates(nhs_number, event.event_type)
+        .await?
         .into_iter()
-        .map(|(subscriber_id, matches)| Delivery {
-            subscriber_id,
-            matches,
+        .filter(|subscription| {
+            // The store's key already selects this patient; checking again
+            // costs nothing and keeps a storage fault from delivering to the
+            // wrong party.
+            subscription.criteria.target == Target::Explicit(nhs_number)
+                && subscription.is_active(now)
+                && subscription.criteria.events.contains(&event.event_type)
+                && subscription.criteria.filters_allow(&patient)
         })
         .collect())
 }
 
-/// Routes one accepted event to its recipients.
-pub async fn dispatch<S: SubscriptionStore, P: DeliveryPublisher, A: AuditLog>(
-    subscriptions: &S,
-    publisher: &P,
-    audit: &A,
-    event: &StoredEvent,
-    now: OffsetDateTime,
-) -> Result<Dispatched, StoreError> {
-    if event.sensitive {
-        audit
-            .record(&AuditRecord::withheld(
-                &event.event_key,
-                event.nhs_number,
-                now,
-            ))
-            .await?;
-        return Ok(Dispatched::Withheld);
+/// One delivery per subscriber, with each of its subscriptions that matched
+/// once.
+fn by_subscriber(matched: Vec<Subscription>) -> Vec<Delivery> {
+    let mut by_subscriber: BTreeMap<String, BTreeMap<String, Match>> = BTreeMap::new();
+    for subscription in matched {
+        by_subscriber
+            .entry(subscription.subscriber_id.clone())
+            .or_default()
+            .entry(subscription.id.clone())
+            .or_insert_with(|| Match {
+                tag: subscription.tag().map(str::to_owned),
+                subscription_id: subscription.id,
+            });
     }
-    let deliveries = recipients(subscriptions, event, now).await?;
-    if !deliveries.is_empty() {
-        // Recorded first: a delivery record without the delivery is put
-        // right by the retry, while a delivery without its record could
-        // never be accounted for. Each record's id is fixed by the event and
-        // the subscriber, so a retry does not duplicate it.
-        let records: Vec<AuditRecord> = deliveries
-            .iter()
-            .map(|delivery| {
-                AuditRecord::delivery(
-                    &event.event_key,
-                    &delivery.subscriber_id,
-                    event.nhs_number,
-                    now,
-                )
-            })
-            .collect();
-        audit.record_all(&records).await?;
-        publisher.publish(event, &deliveries).await?;
-    }
-    Ok(Dispatched::Delivered {
-        recipients: deliveries.len(),
-    })
+    by_subscriber
+        .into_iter()
+        .map(|(subscriber_id, matches)| Delivery {
+            subscriber_id,
+            matches: matches.into_values().collect(),
+        })
+        .collect()
 }
 
 /// SNS PublishBatch takes at most ten entries, and at most 262 144 bytes for

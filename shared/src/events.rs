@@ -12,7 +12,7 @@ use crate::fhir_time::format_instant;
 use crate::message::{Encoding, EventMessage, Warning};
 use crate::nhs_number::NhsNumber;
 use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::{EventStore, Insert};
+use crate::ports::{EventStore, Insert, RegisterStore, StoreError};
 
 /// The largest message body the hub accepts, in bytes. A delivery is one SNS
 /// message of at most 262 144 bytes, body and attributes together; 192 KiB
@@ -193,6 +193,35 @@ impl PublishOutcome {
             PublishOutcome::Accepted { nhs_number, .. }
             | PublishOutcome::Duplicate { nhs_number, .. } => *nhs_number,
         }
+    }
+}
+
+/// An accepted event whose message carries no confidentiality label, about
+/// a child the register already knows to be sensitive: it will be withheld
+/// all the same, and the publisher's answer must say so.
+pub async fn note_known_sensitivity<R: RegisterStore>(
+    outcome: PublishOutcome,
+    register: &R,
+) -> Result<PublishOutcome, StoreError> {
+    match outcome {
+        PublishOutcome::Accepted {
+            event_id,
+            nhs_number: Some(nhs_number),
+            sensitive: false,
+            warnings,
+        } => {
+            let sensitive = register
+                .get(nhs_number)
+                .await?
+                .is_some_and(|record| record.value.is_sensitive());
+            Ok(PublishOutcome::Accepted {
+                event_id,
+                nhs_number: Some(nhs_number),
+                sensitive,
+                warnings,
+            })
+        }
+        other => Ok(other),
     }
 }
 

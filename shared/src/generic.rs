@@ -22,13 +22,10 @@
 //! receives nothing is noticed and fixed, an over-wide one is a disclosure.
 //!
 //! Codes are compared without regard to case (ODS and ONS codes are upper
-//! case; a subscriber may have typed `a83627`). They are otherwise compared
-//! as stored: `CHO_POSTCODE_CCG` sees the ONSPD's ONS code (`E38000225`),
-//! `CHO_GP_CCG` the ODS code of `epraccur.csv` (`15F`). The NEMS criteria
-//! examples name CCGs by ODS code (`13T`), so before generic subscriptions go
-//! live one system must be chosen and the other translated when the
-//! reference data is loaded (ONS publishes the sub-ICB location lookup that
-//! pairs both codes).
+//! case; a subscriber may have typed `a83627`). Sub-ICB locations are ODS
+//! codes for both CCG rules (`15F`), as in `epraccur.csv` and the NEMS
+//! criteria examples (`13T`): the ONSPD's ONS codes are translated when the
+//! reference data is loaded (see [`crate::reference`]).
 //!
 //! Dispatch finds candidates with keyed reads, never a scan: an event reads
 //! the keys [`match_keys`] gives (at most two places × five rules), and a
@@ -41,7 +38,7 @@ use std::collections::BTreeSet;
 use crate::catalogue::EventType;
 use crate::criteria::{Criteria, RuleType, Target};
 use crate::ports::StoreError;
-use crate::reference::{Postcode, PostcodeArea, ReferenceData};
+use crate::reference::{Postcode, PostcodeArea, ReferenceData, practice_code};
 
 /// Every rule type, in the order keys are listed.
 pub const RULE_TYPES: [RuleType; 5] = [
@@ -81,7 +78,7 @@ fn is_postcode_rule(rule: RuleType) -> bool {
 fn area_code(area: Option<&PostcodeArea>, rule: RuleType) -> Option<&str> {
     let area = area?;
     match rule {
-        RuleType::ChoPostcodeCcg => Some(&area.icb_sub_location),
+        RuleType::ChoPostcodeCcg => area.icb_sub_location.as_deref(),
         RuleType::UhvPostcodeLacode => Some(&area.local_authority),
         RuleType::CountryCode => Some(&area.country),
         RuleType::GpGpGp | RuleType::ChoGpCcg => None,
@@ -186,8 +183,9 @@ pub fn match_keys(location: &ChildLocation, event_type: EventType) -> Vec<String
 
 /// Resolves where a child is against the reference data: the areas of the
 /// current and previous postcodes, and the sub-ICB locations of the current
-/// and previous practices. An unknown postcode or practice leaves its area
-/// None (it then matches no area rule); a failed lookup is an error.
+/// and previous practices, asked in one lookup (one BatchGetItem against
+/// DynamoDB). An unknown postcode or practice leaves its area None (it then
+/// matches no area rule); a failed lookup is an error.
 pub async fn locate<R: ReferenceData>(
     reference: &R,
     postcode: Option<&Postcode>,
@@ -195,21 +193,23 @@ pub async fn locate<R: ReferenceData>(
     practice: Option<&str>,
     previous_practice: Option<&str>,
 ) -> Result<ChildLocation, StoreError> {
-    let area = async |postcode: Option<&Postcode>| match postcode {
-        Some(postcode) => reference.postcode_area(postcode).await,
-        None => Ok(None),
-    };
-    let icb = async |practice: Option<&str>| match practice {
-        Some(practice) => reference.practice_area(practice).await,
-        None => Ok(None),
-    };
-    let normalised = |practice: Option<&str>| practice.map(|code| code.trim().to_ascii_uppercase());
+    let postcodes: Vec<&Postcode> = [postcode, previous_postcode]
+        .into_iter()
+        .flatten()
+        .collect();
+    let practices: Vec<&str> = [practice, previous_practice]
+        .into_iter()
+        .flatten()
+        .collect();
+    let areas = reference.locate_many(&postcodes, &practices).await?;
+    let area = |postcode: Option<&Postcode>| postcode.and_then(|p| areas.postcode(p).cloned());
+    let icb = |practice: Option<&str>| practice.and_then(|p| areas.practice(p).map(str::to_owned));
     Ok(ChildLocation {
-        postcode_area: area(postcode).await?,
-        previous_postcode_area: area(previous_postcode).await?,
-        practice: normalised(practice),
-        practice_icb: icb(practice).await?,
-        previous_practice: normalised(previous_practice),
-        previous_practice_icb: icb(previous_practice).await?,
+        postcode_area: area(postcode),
+        previous_postcode_area: area(previous_postcode),
+        practice: practice.map(practice_code),
+        practice_icb: icb(practice),
+        previous_practice: previous_practice.map(practice_code),
+        previous_practice_icb: icb(previous_practice),
     })
 }

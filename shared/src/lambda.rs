@@ -22,15 +22,16 @@ use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use crate::audit::{self, Action, AuditQuery, AuditRecord};
 use crate::auth::{self, AuthError, Caller, Client, HubKeys, HubSigner, HubSigningKey, Role};
 use crate::catalogue::EventType;
-use crate::dispatch::{self, Dispatched};
+use crate::dispatch::{Dispatched, Dispatcher};
 use crate::error::HubError;
 use crate::events::{self, StoredEvent};
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, ClientStore, DeliveryPublisher, EventStore, QueueProvisioner, ReplayGuard,
-    SubscriberStore, SubscriptionStore,
+    AuditLog, ClientStore, DeliveryPublisher, EventStore, QueueProvisioner, RegisterStore,
+    ReplayGuard, SubscriberStore, SubscriptionStore,
 };
+use crate::reference::ReferenceData;
 use crate::subscriber::{self, OnboardRequest};
 use crate::subscription::{self, Subscription, SubscriptionRequest};
 use crate::text;
@@ -488,9 +489,10 @@ pub use crate::auth::CLIENT_ASSERTION_TYPE;
 // ---------------------------------------------------------------------------
 
 /// `POST /events/{event-type}`: validate, authorise, then store once.
-pub async fn publish<S: EventStore, A: AuditLog>(
+pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     store: &S,
     audit: &A,
+    register: &G,
     event_type: EventType,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
@@ -515,6 +517,7 @@ pub async fn publish<S: EventStore, A: AuditLog>(
             OffsetDateTime::now_utc(),
         )
         .await?;
+        let outcome = events::note_known_sensitivity(outcome, register).await?;
         let kind = match &outcome {
             events::PublishOutcome::Accepted { .. } => "accepted",
             events::PublishOutcome::Duplicate { .. } => "duplicate",
@@ -543,11 +546,12 @@ pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
         dynamodb.clone(),
         crate::aws::required_env("EVENTS_TABLE")?,
     );
+    let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
-    let (store, audit) = (&store, &audit);
+    let (store, audit, register) = (&store, &audit, &register);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
-            Ok::<_, Error>(publish(store, audit, event_type, &event.payload).await)
+            Ok::<_, Error>(publish(store, audit, register, event_type, &event.payload).await)
         },
     ))
     .await
@@ -1034,12 +1038,17 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher, A: AuditLog>(
-    subscriptions: &S,
-    publisher: &P,
-    audit: &A,
+pub async fn dispatch_batch<S, P, A, G, R>(
+    dispatcher: &Dispatcher<'_, S, P, A, G, R>,
     batch: StreamEvent,
-) -> DynamoDbEventResponse {
+) -> DynamoDbEventResponse
+where
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+{
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {
         // Events are written once: only an INSERT is a new event.
@@ -1048,16 +1057,11 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher, A: Audit
         }
         let sequence_number = record.change.sequence_number.clone();
         let dispatched = match serde_dynamo::from_item::<_, StoredEvent>(record.change.new_image) {
-            Ok(event) => dispatch::dispatch(
-                subscriptions,
-                publisher,
-                audit,
-                &event,
-                OffsetDateTime::now_utc(),
-            )
-            .await
-            .map(|outcome| (event, outcome))
-            .map_err(|error| error.to_string()),
+            Ok(event) => dispatcher
+                .dispatch(&event, OffsetDateTime::now_utc())
+                .await
+                .map(|outcome| (event, outcome))
+                .map_err(|error| error.to_string()),
             Err(error) => Err(format!("the stream record is not a stored event: {error}")),
         };
         match dispatched {
@@ -1077,4 +1081,55 @@ pub async fn dispatch_batch<S: SubscriptionStore, P: DeliveryPublisher, A: Audit
         }
     }
     response
+}
+
+// ---------------------------------------------------------------------------
+// The child register (operators)
+// ---------------------------------------------------------------------------
+
+/// The NHS number of the path, for `GET /children/{nhsNumber}`.
+fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {
+    request
+        .path_parameters
+        .get("nhsNumber")
+        .and_then(|number| NhsNumber::parse(number).ok())
+        .ok_or_else(|| {
+            HubError::bad_request("nhsNumber", "nhsNumber is a valid 10-digit NHS number")
+        })
+}
+
+/// `GET /children/{nhsNumber}`: what the register holds about a child, each
+/// fact with when and by which event it was stated (operators). A child the
+/// register has learnt nothing about is not found.
+pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
+    register: &R,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    // A refused or unanswered look-up is in the child's trail too.
+    let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
+    audited(
+        audit,
+        request,
+        Action::RegisterRead,
+        Encoding::Json,
+        on_refusal,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let nhs_number = path_nhs_number(request)?;
+            let child = register.get(nhs_number).await?.ok_or_else(|| {
+                HubError::NotFound("a register record for that NHS number".into())
+            })?;
+            let body = serde_json::to_string(&child.value).map_err(|error| {
+                HubError::Store(crate::ports::StoreError::Unavailable(format!(
+                    "rendering a register record: {error}"
+                )))
+            })?;
+            Ok((
+                respond(200, "application/json", body, &[]),
+                record.patient(Some(nhs_number)),
+            ))
+        },
+    )
+    .await
 }

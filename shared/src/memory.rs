@@ -85,6 +85,7 @@ pub struct MemorySubscriptionStore {
 struct SubscriptionIndex {
     by_id: HashMap<String, Subscription>,
     explicit: HashMap<(NhsNumber, EventType), Vec<String>>,
+    generic: HashMap<String, Vec<String>>,
     by_subscriber: HashMap<String, BTreeSet<String>>,
 }
 
@@ -99,6 +100,13 @@ impl SubscriptionStore for MemorySubscriptionStore {
                     .or_default()
                     .push(subscription.id.clone());
             }
+        }
+        if let Some(key) = crate::generic::subscription_key(&subscription.criteria) {
+            inner
+                .generic
+                .entry(key)
+                .or_default()
+                .push(subscription.id.clone());
         }
         inner
             .by_subscriber
@@ -120,6 +128,11 @@ impl SubscriptionStore for MemorySubscriptionStore {
                     ids.retain(|id| *id != subscription.id);
                 }
             }
+        }
+        if let Some(key) = crate::generic::subscription_key(&subscription.criteria)
+            && let Some(ids) = inner.generic.get_mut(&key)
+        {
+            ids.retain(|id| *id != subscription.id);
         }
         if let Some(ids) = inner.by_subscriber.get_mut(&subscription.subscriber_id) {
             ids.remove(&subscription.id);
@@ -172,6 +185,16 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .explicit
             .get(&(nhs_number, event_type))
             .into_iter()
+            .flatten()
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect())
+    }
+
+    async fn generic_candidates(&self, keys: &[String]) -> Result<Vec<Subscription>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| inner.generic.get(key))
             .flatten()
             .filter_map(|id| inner.by_id.get(id).cloned())
             .collect())
@@ -493,5 +516,65 @@ impl ReplayGuard for MemoryReplayGuard {
                 Ok(true)
             }
         }
+    }
+}
+
+/// The child register in memory, with the DynamoDB adapter's versioned
+/// conditional write.
+#[derive(Default)]
+pub struct MemoryRegisterStore {
+    records: Mutex<HashMap<NhsNumber, crate::ports::Versioned<crate::register::ChildRecord>>>,
+}
+
+impl MemoryRegisterStore {
+    /// The child's record as stored, if any.
+    pub fn record(&self, nhs_number: NhsNumber) -> Option<crate::register::ChildRecord> {
+        let records = self.records.lock().ok()?;
+        records.get(&nhs_number).map(|stored| stored.value.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.records
+            .lock()
+            .map(|records| records.len())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl crate::ports::RegisterStore for MemoryRegisterStore {
+    async fn get(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Option<crate::ports::Versioned<crate::register::ChildRecord>>, StoreError> {
+        Ok(self
+            .records
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&nhs_number)
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        record: &crate::register::ChildRecord,
+        expected_version: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.records.lock().map_err(|_| poisoned())?;
+        let stored_version = records.get(&record.nhs_number).map(|stored| stored.version);
+        if stored_version != expected_version {
+            return Ok(false);
+        }
+        records.insert(
+            record.nhs_number,
+            crate::ports::Versioned {
+                value: record.clone(),
+                version: expected_version.map_or(1, |version| version + 1),
+            },
+        );
+        Ok(true)
     }
 }

@@ -89,6 +89,13 @@ pub trait SubscriptionStore: Send + Sync {
         nhs_number: NhsNumber,
         event_type: EventType,
     ) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
+
+    /// The generic subscriptions stored under these keys
+    /// (`generic::match_keys`: at most ten, one keyed read each).
+    fn generic_candidates(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
 }
 
 pub trait SubscriberStore: Send + Sync {
@@ -190,5 +197,34 @@ pub trait ReplayGuard: Send + Sync {
         client_id: &str,
         jti: &str,
         expires_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A stored value with the version it was read at: what a conditional
+/// write checks against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    /// 1 for the first write, one more for each write after it.
+    pub version: u64,
+}
+
+/// The child register: one record per NHS number. Dispatches run in
+/// parallel (one per stream shard), so a record is written only if nobody
+/// wrote it since it was read (optimistic locking on its version).
+pub trait RegisterStore: Send + Sync {
+    fn get(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> impl Future<Output = Result<Option<Versioned<crate::register::ChildRecord>>, StoreError>> + Send;
+
+    /// Writes the record at version `expected_version + 1` (1 when None)
+    /// if the stored version is still `expected_version` (None: no record
+    /// may exist yet). False when it is not: another dispatch wrote the
+    /// child meanwhile, and the caller reads again.
+    fn put(
+        &self,
+        record: &crate::register::ChildRecord,
+        expected_version: Option<u64>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

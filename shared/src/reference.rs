@@ -7,13 +7,19 @@
 //! one row in memory at a time, each bad row reported with its line number
 //! and the column at fault, and the rest of the file still read.
 //!
-//! Code systems differ between the two sources: the ONSPD names sub-ICB
+//! Code systems differ between the sources: the ONSPD names sub-ICB
 //! locations by their ONS (GSS) code, `E38000225`; `epraccur.csv` names a
-//! practice's commissioner by its ODS code, `15F`. Both are kept as the
-//! source states them; see [`crate::generic`] for what that means for
-//! matching.
+//! practice's commissioner by its ODS code, `15F`, and so do the NEMS
+//! criteria examples (`Organization.identifier=13T`). The hub compares ODS
+//! codes: the ONSPD's codes are translated when the data is loaded, with
+//! ONS's lookup "Sub ICB Location ... Names and Codes in England"
+//! ([`SubIcbReader`], [`SubIcbLookup`]), which pairs both codes. A postcode
+//! whose code is not in the lookup (outside England, a pseudo code, a
+//! lookup older than the directory) has no sub-ICB location.
+//! [`ReferenceRows`] reads the three files together into the items a store
+//! keeps, counting what it read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::io::BufRead;
@@ -155,14 +161,17 @@ pub fn is_country_code(code: &str) -> bool {
     COUNTRY_CODES.iter().any(|(known, _)| *known == code)
 }
 
-/// The areas a postcode lies in, as ONS codes.
+/// The areas a postcode lies in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PostcodeArea {
-    /// Local authority district (ONSPD `oslaua`), e.g. `E08000035` (Leeds).
+    /// Local authority district (ONSPD `oslaua`), an ONS code, e.g.
+    /// `E08000035` (Leeds).
     pub local_authority: String,
-    /// Sub-ICB location, formerly the CCG (ONSPD `sicbl`, `ccg` in older
-    /// releases), e.g. `E38000225`.
-    pub icb_sub_location: String,
+    /// Sub-ICB location, formerly the CCG, as an ODS code (`15F`): the
+    /// ONSPD's `sicbl` (`ccg` in older releases) translated through the
+    /// sub-ICB lookup. None where the lookup has no ODS code for it (a
+    /// postcode outside England, or a pseudo code).
+    pub icb_sub_location: Option<String>,
     /// Country (ONSPD `ctry`), one of [`COUNTRY_CODES`].
     pub country: String,
 }
@@ -393,11 +402,19 @@ pub fn ods_code(code: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // ONS Postcode Directory
 
-/// Terminated postcodes are kept: an old address can still carry one.
+/// One ONSPD row, with its codes as the directory gives them. Terminated
+/// postcodes are kept: an old address can still carry one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostcodeRecord {
     pub postcode: Postcode,
-    pub area: PostcodeArea,
+    /// Local authority district (`oslaua`), an ONS code.
+    pub local_authority: String,
+    /// The sub-ICB location as the ONSPD names it (`sicbl`, `ccg`): an ONS
+    /// code, `E38000225` in England, other systems' codes elsewhere; None
+    /// when the field is empty. [`PostcodeRecord::area`] translates it.
+    pub ons_icb_sub_location: Option<String>,
+    /// Country (`ctry`), one of [`COUNTRY_CODES`].
+    pub country: String,
     /// When Royal Mail terminated the postcode (`doterm`); None while live.
     pub terminated: Option<YearMonth>,
 }
@@ -405,6 +422,20 @@ pub struct PostcodeRecord {
 impl PostcodeRecord {
     pub fn is_live(&self) -> bool {
         self.terminated.is_none()
+    }
+
+    /// The postcode's areas, with its sub-ICB location translated to the
+    /// ODS code the lookup pairs it with (None when the lookup has none).
+    pub fn area(&self, lookup: &SubIcbLookup) -> PostcodeArea {
+        PostcodeArea {
+            local_authority: self.local_authority.clone(),
+            icb_sub_location: self
+                .ons_icb_sub_location
+                .as_deref()
+                .and_then(|code| lookup.ods_code(code))
+                .map(str::to_owned),
+            country: self.country.clone(),
+        }
     }
 }
 
@@ -602,7 +633,25 @@ impl<R: BufRead> OnspdReader<R> {
             }
         };
         let local_authority = area_code(&columns.local_authority)?;
-        let icb_sub_location = area_code(&columns.icb_sub_location)?;
+
+        // Not held to the GSS shape: only England's E38 codes are looked up,
+        // and the column holds other bodies' codes elsewhere in the UK (which
+        // need not be GSS-shaped), so any short code is kept as given; an
+        // empty field means none.
+        let (value, name) = column_value(record, &columns.icb_sub_location);
+        let ons_icb_sub_location = match value {
+            "" => None,
+            code if code.len() <= 10 && code.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Some(code.to_ascii_uppercase())
+            }
+            _ => {
+                return Err(ReferenceError::column(
+                    line,
+                    name,
+                    format!("{} is not an area code (letters and digits)", shown(value)),
+                ));
+            }
+        };
 
         let (value, name) = column_value(record, &columns.country);
         if !is_country_code(value) {
@@ -614,11 +663,9 @@ impl<R: BufRead> OnspdReader<R> {
         }
         Ok(PostcodeRecord {
             postcode,
-            area: PostcodeArea {
-                local_authority,
-                icb_sub_location,
-                country: value.to_owned(),
-            },
+            local_authority,
+            ons_icb_sub_location,
+            country: value.to_owned(),
             terminated,
         })
     }
@@ -755,7 +802,503 @@ impl<R: BufRead> Iterator for EpraccurReader<R> {
 }
 
 // ---------------------------------------------------------------------------
+// ONS sub-ICB location lookup
+
+/// One row of ONS's "Sub ICB Location ... Names and Codes in England": a
+/// sub-ICB location (a CCG in older files) under both its codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubIcbRecord {
+    /// The ONS code, `E38000225`.
+    pub ons_code: String,
+    /// The ODS code, `15F`, upper case.
+    pub ods_code: String,
+    /// The name; empty when the file has no name column.
+    pub name: String,
+}
+
+/// Where the lookup's columns are, and under which names they were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubIcbColumns {
+    pub width: usize,
+    /// `…CD`: the ONS code.
+    pub ons_code: (usize, String),
+    /// `…CDH`: the ODS code.
+    pub ods_code: (usize, String),
+    /// `…NM`, when present.
+    pub name: Option<(usize, String)>,
+}
+
+/// The stems of sub-ICB location columns (and of the CCGs before them):
+/// `SICBL22CD`, `CCG21CD`, `LOC22CD`. Consulted only when a file pairs
+/// codes of more than one kind of area, as the lookups to ICBs and regions
+/// do (`SICBL22CD` beside `ICB22CD` and `NHSER22CD`).
+const SUB_ICB_STEMS: [&str; 3] = ["sicbl", "ccg", "loc"];
+
+impl SubIcbColumns {
+    /// The columns are found by suffix, not by name, since ONS stamps the
+    /// year into every name (`SICBL22CD`, `SICBL23CD`, `CCG21CD`): the ONS
+    /// code is `<stem>CD` and the ODS code `<stem>CDH` of the same stem.
+    fn from_header(header: &CsvRecord, line: usize) -> Result<Self, ReferenceError> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|name| name.trim().to_ascii_lowercase())
+            .collect();
+        let position = |wanted: &str| names.iter().position(|name| name == wanted);
+        let pairs: Vec<&str> = names
+            .iter()
+            .filter_map(|name| name.strip_suffix("cdh"))
+            .filter(|stem| !stem.is_empty() && position(&format!("{stem}cd")).is_some())
+            .collect();
+        let stem = match pairs.as_slice() {
+            [stem] => *stem,
+            [] => {
+                return Err(ReferenceError::new(
+                    line,
+                    "the header has no pair of columns <name>CD (ONS code) and <name>CDH \
+                     (ODS code), such as SICBL22CD and SICBL22CDH",
+                ));
+            }
+            several => {
+                let named: Vec<&str> = several
+                    .iter()
+                    .copied()
+                    .filter(|stem| SUB_ICB_STEMS.iter().any(|prefix| stem.starts_with(prefix)))
+                    .collect();
+                match named.as_slice() {
+                    [stem] => *stem,
+                    _ => {
+                        return Err(ReferenceError::new(
+                            line,
+                            "the header has several <name>CD/<name>CDH pairs and not exactly \
+                             one of sub-ICB locations (SICBL.., CCG.. or LOC..)",
+                        ));
+                    }
+                }
+            }
+        };
+        let column = |suffix: &str| {
+            let name = format!("{stem}{suffix}");
+            position(&name).map(|index| (index, name))
+        };
+        let missing = || ReferenceError::new(line, "the header lost a column it was found with");
+        Ok(SubIcbColumns {
+            width: names.len(),
+            ons_code: column("cd").ok_or_else(missing)?,
+            ods_code: column("cdh").ok_or_else(missing)?,
+            name: column("nm"),
+        })
+    }
+}
+
+/// Reads the sub-ICB lookup CSV row by row.
+pub struct SubIcbReader<R> {
+    lines: Lines<R>,
+    columns: SubIcbColumns,
+    record: CsvRecord,
+}
+
+impl<R: BufRead> SubIcbReader<R> {
+    /// Reads the header row; refuses a file without the two code columns.
+    pub fn new(reader: R) -> Result<Self, ReferenceError> {
+        let mut lines = Lines::new(reader);
+        let (line, header_line) = match lines.next_line() {
+            Some(Ok(first)) => first,
+            Some(Err(error)) => return Err(error),
+            None => {
+                return Err(ReferenceError::new(
+                    1,
+                    "the file is empty: the sub-ICB lookup starts with its header row",
+                ));
+            }
+        };
+        let mut header = CsvRecord::default();
+        header
+            .parse_line(&header_line)
+            .map_err(|problem| ReferenceError::new(line, format!("header: {problem}")))?;
+        let columns = SubIcbColumns::from_header(&header, line)?;
+        Ok(SubIcbReader {
+            lines,
+            columns,
+            record: header,
+        })
+    }
+
+    pub fn columns(&self) -> &SubIcbColumns {
+        &self.columns
+    }
+
+    fn read_row(&mut self, line: usize, text: &str) -> Result<SubIcbRecord, ReferenceError> {
+        self.record
+            .parse_line(text)
+            .map_err(|problem| ReferenceError::new(line, problem))?;
+        if self.record.len() != self.columns.width {
+            return Err(ReferenceError::new(
+                line,
+                format!(
+                    "the row has {} fields; the header has {}",
+                    self.record.len(),
+                    self.columns.width
+                ),
+            ));
+        }
+        let (value, name) = column_value(&self.record, &self.columns.ons_code);
+        // E38 is the GSS entity code of sub-ICB locations and of the CCGs
+        // before them; any other code here means another kind of area.
+        if !(is_gss_code(value) && value.starts_with("E38")) {
+            return Err(ReferenceError::column(
+                line,
+                name,
+                format!(
+                    "{} is not the ONS code of a sub-ICB location (E38 and 6 digits)",
+                    shown(value)
+                ),
+            ));
+        }
+        let ons_code = value.to_owned();
+        let (value, name) = column_value(&self.record, &self.columns.ods_code);
+        let ods_code = ods_code(value).ok_or_else(|| {
+            ReferenceError::column(line, name, format!("{} is not an ODS code", shown(value)))
+        })?;
+        let name = self
+            .columns
+            .name
+            .as_ref()
+            .map(|column| column_value(&self.record, column).0.to_owned())
+            .unwrap_or_default();
+        Ok(SubIcbRecord {
+            ons_code,
+            ods_code,
+            name,
+        })
+    }
+}
+
+impl<R: BufRead> Iterator for SubIcbReader<R> {
+    type Item = Result<(usize, SubIcbRecord), ReferenceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, text) = match self.lines.next_line()? {
+            Ok(next) => next,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(self.read_row(line, &text).map(|record| (line, record)))
+    }
+}
+
+/// The sub-ICB locations by ONS code, with their ODS codes: about a hundred
+/// entries, held in memory while the ONSPD is translated.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SubIcbLookup {
+    by_ons: HashMap<String, String>,
+}
+
+impl SubIcbLookup {
+    /// Adds a pair. A different ODS code for an ONS code already held is
+    /// refused (the first is kept) and the one held is given back: one of
+    /// the two rows is wrong, and guessing which would put children in the
+    /// wrong area without a trace.
+    pub fn insert(&mut self, ons_code: &str, ods_code: &str) -> Result<(), String> {
+        let ons_code = ons_code.trim().to_ascii_uppercase();
+        let ods_code = ods_code.trim().to_ascii_uppercase();
+        match self.by_ons.get(&ons_code) {
+            Some(held) if *held != ods_code => Err(held.clone()),
+            Some(_) => Ok(()),
+            None => {
+                self.by_ons.insert(ons_code, ods_code);
+                Ok(())
+            }
+        }
+    }
+
+    /// The ODS code of the sub-ICB location with this ONS code.
+    pub fn ods_code(&self, ons_code: &str) -> Option<&str> {
+        self.by_ons.get(ons_code).map(String::as_str)
+    }
+
+    /// Whether an ODS code is one of the lookup's sub-ICB locations.
+    pub fn has_ods_code(&self, ods_code: &str) -> bool {
+        self.by_ons.values().any(|held| held == ods_code)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_ons.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ons.is_empty()
+    }
+
+    /// Reads a whole lookup file: the lookup, and the rows refused (a
+    /// repeated ONS code with another ODS code among them). Only a file
+    /// without a usable header is an `Err`.
+    pub fn read(reader: impl BufRead) -> Result<(Self, Vec<ReferenceError>), ReferenceError> {
+        let mut lookup = SubIcbLookup::default();
+        let mut errors = Vec::new();
+        for row in SubIcbReader::new(reader)? {
+            match row {
+                Ok((line, record)) => {
+                    if let Err(held) = lookup.insert(&record.ons_code, &record.ods_code) {
+                        errors.push(ReferenceError::new(
+                            line,
+                            format!(
+                                "{} is paired with {} here and with {} on an earlier line",
+                                record.ons_code, record.ods_code, held
+                            ),
+                        ));
+                    }
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        Ok((lookup, errors))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading: the three files into the items a store keeps
+
+/// The key prefix of postcode items: `POSTCODE#LS17 7DF`.
+pub const POSTCODE_KEY_PREFIX: &str = "POSTCODE#";
+/// The key prefix of practice items: `PRACTICE#A83627`.
+pub const PRACTICE_KEY_PREFIX: &str = "PRACTICE#";
+
+/// The store key of a postcode: its `pcds` form, one space, upper case.
+pub fn postcode_key(postcode: &Postcode) -> String {
+    format!("{POSTCODE_KEY_PREFIX}{}", postcode.as_str())
+}
+
+/// A practice code as it is stored and compared: trimmed, upper case.
+pub fn practice_code(code: &str) -> String {
+    code.trim().to_ascii_uppercase()
+}
+
+/// The store key of a practice.
+pub fn practice_key(code: &str) -> String {
+    format!("{PRACTICE_KEY_PREFIX}{}", practice_code(code))
+}
+
+/// What a reference store keeps: one item per postcode and per practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceItem {
+    Postcode {
+        postcode: Postcode,
+        area: PostcodeArea,
+        terminated: bool,
+    },
+    Practice(PracticeArea),
+}
+
+impl ReferenceItem {
+    pub fn key(&self) -> String {
+        match self {
+            ReferenceItem::Postcode { postcode, .. } => postcode_key(postcode),
+            ReferenceItem::Practice(practice) => practice_key(&practice.practice),
+        }
+    }
+}
+
+/// The files of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReferenceFile {
+    SubIcbLookup,
+    Onspd,
+    Epraccur,
+}
+
+impl fmt::Display for ReferenceFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReferenceFile::SubIcbLookup => "sub-ICB lookup",
+            ReferenceFile::Onspd => "ONSPD",
+            ReferenceFile::Epraccur => "epraccur",
+        })
+    }
+}
+
+/// A row refused, and the file it is in: `ONSPD line 5: ctry: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file} {error}")]
+pub struct Rejected {
+    pub file: ReferenceFile,
+    pub error: ReferenceError,
+}
+
+impl Rejected {
+    fn new(file: ReferenceFile) -> impl Fn(ReferenceError) -> Rejected {
+        move |error| Rejected { file, error }
+    }
+}
+
+/// What a load read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadCounts {
+    /// Sub-ICB locations in the lookup.
+    pub sub_icb_locations: usize,
+    /// Postcode items, live and terminated.
+    pub postcodes: usize,
+    pub terminated: usize,
+    /// Postcodes left without a sub-ICB location: outside England, pseudo
+    /// codes, and the codes of `unknown_sub_icb_codes`.
+    pub without_sub_icb: usize,
+    /// England sub-ICB codes (`E38…`) the lookup lacks, with the number of
+    /// postcodes naming each: the lookup and the directory are of
+    /// different releases.
+    pub unknown_sub_icb_codes: BTreeMap<String, usize>,
+    /// Practice items.
+    pub practices: usize,
+    /// Practices whose commissioner is none of the lookup's ODS codes:
+    /// outside England, or a lookup of another year.
+    pub practices_outside_lookup: usize,
+    /// Rows refused, by file.
+    pub rejected: BTreeMap<ReferenceFile, usize>,
+}
+
+impl LoadCounts {
+    pub fn rejected_total(&self) -> usize {
+        self.rejected.values().sum()
+    }
+
+    /// Postcode and practice items.
+    pub fn items(&self) -> usize {
+        self.postcodes + self.practices
+    }
+}
+
+/// The sub-ICB lookup, the ONSPD and `epraccur.csv` read together as the
+/// items to store, postcodes first, each refused row an `Err` (the
+/// lookup's first), the rest still read. The lookup is read whole when
+/// opening (about a hundred rows); the two large files one row at a time.
+pub struct ReferenceRows<A, B> {
+    lookup: SubIcbLookup,
+    lookup_errors: std::vec::IntoIter<ReferenceError>,
+    onspd: Option<OnspdReader<A>>,
+    epraccur: EpraccurReader<B>,
+    counts: LoadCounts,
+}
+
+impl<A: BufRead, B: BufRead> ReferenceRows<A, B> {
+    /// Refuses what would make the whole load wrong rather than a few rows:
+    /// a header without the columns needed, or a lookup without one good
+    /// row (every postcode would lose its sub-ICB location).
+    pub fn open(sub_icb: impl BufRead, onspd: A, epraccur: B) -> Result<Self, Rejected> {
+        let (lookup, lookup_errors) =
+            SubIcbLookup::read(sub_icb).map_err(Rejected::new(ReferenceFile::SubIcbLookup))?;
+        if lookup.is_empty() {
+            return Err(Rejected {
+                file: ReferenceFile::SubIcbLookup,
+                error: ReferenceError::new(
+                    1,
+                    format!(
+                        "the lookup has no usable row ({} refused)",
+                        lookup_errors.len()
+                    ),
+                ),
+            });
+        }
+        let onspd = OnspdReader::new(onspd).map_err(Rejected::new(ReferenceFile::Onspd))?;
+        let counts = LoadCounts {
+            sub_icb_locations: lookup.len(),
+            ..LoadCounts::default()
+        };
+        Ok(ReferenceRows {
+            lookup,
+            lookup_errors: lookup_errors.into_iter(),
+            onspd: Some(onspd),
+            epraccur: EpraccurReader::new(epraccur),
+            counts,
+        })
+    }
+
+    /// The counts so far; final once the iterator is exhausted.
+    pub fn counts(&self) -> &LoadCounts {
+        &self.counts
+    }
+
+    pub fn lookup(&self) -> &SubIcbLookup {
+        &self.lookup
+    }
+
+    fn reject(&mut self, file: ReferenceFile, error: ReferenceError) -> Rejected {
+        *self.counts.rejected.entry(file).or_default() += 1;
+        Rejected { file, error }
+    }
+
+    fn postcode(&mut self, record: PostcodeRecord) -> ReferenceItem {
+        let area = record.area(&self.lookup);
+        let terminated = !record.is_live();
+        let counts = &mut self.counts;
+        counts.postcodes += 1;
+        if terminated {
+            counts.terminated += 1;
+        }
+        if area.icb_sub_location.is_none() {
+            counts.without_sub_icb += 1;
+            if let Some(code) = record
+                .ons_icb_sub_location
+                .filter(|code| code.starts_with("E38"))
+            {
+                *counts.unknown_sub_icb_codes.entry(code).or_default() += 1;
+            }
+        }
+        ReferenceItem::Postcode {
+            postcode: record.postcode,
+            area,
+            terminated,
+        }
+    }
+
+    fn practice(&mut self, record: PracticeRecord) -> ReferenceItem {
+        self.counts.practices += 1;
+        if !self.lookup.has_ods_code(&record.area.icb_sub_location) {
+            self.counts.practices_outside_lookup += 1;
+        }
+        ReferenceItem::Practice(record.area)
+    }
+}
+
+impl<A: BufRead, B: BufRead> Iterator for ReferenceRows<A, B> {
+    type Item = Result<ReferenceItem, Rejected>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.lookup_errors.next() {
+            return Some(Err(self.reject(ReferenceFile::SubIcbLookup, error)));
+        }
+        if let Some(onspd) = &mut self.onspd {
+            match onspd.next() {
+                Some(Ok((_, record))) => return Some(Ok(self.postcode(record))),
+                Some(Err(error)) => return Some(Err(self.reject(ReferenceFile::Onspd, error))),
+                None => self.onspd = None,
+            }
+        }
+        match self.epraccur.next()? {
+            Ok((_, record)) => Some(Ok(self.practice(record))),
+            Err(error) => Some(Err(self.reject(ReferenceFile::Epraccur, error))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The port and its in-memory adapter
+
+/// The areas of several postcodes and practices, as one lookup answers
+/// them: only the known ones are present.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReferenceAreas {
+    pub postcodes: HashMap<Postcode, PostcodeArea>,
+    /// Sub-ICB location (ODS code) by practice code (as [`practice_code`]
+    /// gives it).
+    pub practices: HashMap<String, String>,
+}
+
+impl ReferenceAreas {
+    pub fn postcode(&self, postcode: &Postcode) -> Option<&PostcodeArea> {
+        self.postcodes.get(postcode)
+    }
+
+    pub fn practice(&self, code: &str) -> Option<&str> {
+        self.practices.get(&practice_code(code)).map(String::as_str)
+    }
+}
 
 /// Looks up reference data. A failed lookup is an error, not `None`: an
 /// unreachable table must fail (and retry) a dispatch, not pass for "unknown
@@ -772,6 +1315,31 @@ pub trait ReferenceData: Send + Sync {
         &self,
         ods_code: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Several postcodes and practices at once (an event names at most two
+    /// of each): the DynamoDB adapter answers with one BatchGetItem, so
+    /// dispatch makes one reference read per event. This default asks the
+    /// single lookups one after the other.
+    fn locate_many(
+        &self,
+        postcodes: &[&Postcode],
+        practices: &[&str],
+    ) -> impl Future<Output = Result<ReferenceAreas, StoreError>> + Send {
+        async move {
+            let mut areas = ReferenceAreas::default();
+            for postcode in postcodes {
+                if let Some(area) = self.postcode_area(postcode).await? {
+                    areas.postcodes.insert((*postcode).clone(), area);
+                }
+            }
+            for practice in practices {
+                if let Some(icb) = self.practice_area(practice).await? {
+                    areas.practices.insert(practice_code(practice), icb);
+                }
+            }
+            Ok(areas)
+        }
+    }
 }
 
 /// Reference data held in maps: filled before use (by a test, or from the
@@ -788,34 +1356,35 @@ impl MemoryReferenceData {
     }
 
     pub fn insert_practice(&mut self, practice: PracticeArea) {
-        self.practices.insert(
-            practice.practice.to_ascii_uppercase(),
-            practice.icb_sub_location,
-        );
+        self.practices
+            .insert(practice_code(&practice.practice), practice.icb_sub_location);
     }
 
-    /// Loads an ONSPD file and an `epraccur.csv` file, keeping every good
-    /// row; the errors are the bad rows, ONSPD's first. Only a file that
-    /// cannot be read at all (no usable ONSPD header) is an `Err`.
+    pub fn insert(&mut self, item: ReferenceItem) {
+        match item {
+            ReferenceItem::Postcode { postcode, area, .. } => self.insert_postcode(postcode, area),
+            ReferenceItem::Practice(practice) => self.insert_practice(practice),
+        }
+    }
+
+    /// Loads a sub-ICB lookup, an ONSPD file and an `epraccur.csv` file as
+    /// [`ReferenceRows`] reads them, keeping every good row; the rejections
+    /// are the bad rows. Only what [`ReferenceRows::open`] refuses is an
+    /// `Err`.
     pub fn load(
+        sub_icb: impl BufRead,
         onspd: impl BufRead,
         epraccur: impl BufRead,
-    ) -> Result<(Self, Vec<ReferenceError>), ReferenceError> {
+    ) -> Result<(Self, Vec<Rejected>), Rejected> {
         let mut data = MemoryReferenceData::default();
-        let mut errors = Vec::new();
-        for row in OnspdReader::new(onspd)? {
+        let mut rejected = Vec::new();
+        for row in ReferenceRows::open(sub_icb, onspd, epraccur)? {
             match row {
-                Ok((_, record)) => data.insert_postcode(record.postcode, record.area),
-                Err(error) => errors.push(error),
+                Ok(item) => data.insert(item),
+                Err(error) => rejected.push(error),
             }
         }
-        for row in EpraccurReader::new(epraccur) {
-            match row {
-                Ok((_, record)) => data.insert_practice(record.area),
-                Err(error) => errors.push(error),
-            }
-        }
-        Ok((data, errors))
+        Ok((data, rejected))
     }
 
     pub fn postcode_count(&self) -> usize {
@@ -833,9 +1402,6 @@ impl ReferenceData for MemoryReferenceData {
     }
 
     async fn practice_area(&self, ods_code: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .practices
-            .get(&ods_code.trim().to_ascii_uppercase())
-            .cloned())
+        Ok(self.practices.get(&practice_code(ods_code)).cloned())
     }
 }

@@ -8,28 +8,42 @@
 //! ordered by (moment, event key), applying the same updates in any order,
 //! any number of times, leaves the same record.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::{Date, OffsetDateTime};
+use tracing::warn;
 
 use crate::catalogue::EventType;
-use crate::events::event_key;
+use crate::events::{StoredEvent, event_key};
 use crate::fhir::Element;
 use crate::fhir_time;
-use crate::message::{EventMessage, patient_nhs_number, resources};
+use crate::message::{Encoding, EventMessage, MessageError, patient_nhs_number, resources};
 use crate::nhs_number::NhsNumber;
+use crate::ports::{RegisterStore, StoreError};
 use crate::reference::{Postcode, ods_code};
 use crate::rules::birth_notification_baby;
 
-/// One fact and who stated it when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One fact and who stated it when. Stored and shown as
+/// `{"value": …, "changedAt": "<RFC 3339, UTC>", "byEvent": "<event key>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Field<T> {
     pub value: T,
     /// The stating event's `meta.lastUpdated`, else its `timestamp`.
+    #[serde(with = "stored_instant")]
     pub changed_at: OffsetDateTime,
     /// The stating event's key (`<event type>/<message id>`).
     pub by_event: String,
 }
 
 impl<T> Field<T> {
+    fn map<U>(self, convert: impl FnOnce(T) -> U) -> Field<U> {
+        Field {
+            value: convert(self.value),
+            changed_at: self.changed_at,
+            by_event: self.by_event,
+        }
+    }
+
     /// Whether a statement made at `at` by `event` supersedes this one. Equal
     /// moments are ordered by event key, so that two events stamped alike
     /// settle the same way whichever arrives first.
@@ -74,20 +88,139 @@ impl DeathStatus {
     }
 }
 
+/// Stored as its code, as PDS states it.
+impl Serialize for DeathStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeathStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        DeathStatus::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom("not a death notification status (1, 2 or U)"))
+    }
+}
+
 /// What the register holds about one child. A field is None until an event
-/// states it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// states it; a None field is left out of the stored form. Reading a stored
+/// record checks every value again (NHS number, date, postcode, ODS code,
+/// death status), as constructing one does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChildRecord {
     pub nhs_number: NhsNumber,
+    /// YYYY-MM-DD.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "stored_date")]
     pub birth_date: Option<Field<Date>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_postcode: Option<Field<Postcode>>,
     /// The GP practice's ODS code, upper case.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "stored_practice::deserialize"
+    )]
     pub gp_practice: Option<Field<String>>,
+    /// Its code: `1`, `2` or `U`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub death: Option<Field<DeathStatus>>,
     /// None until an event says: the register does not invent a "not
     /// sensitive" that no event stated, since such a default would also
     /// outrank a late event that says the child is sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<Field<bool>>,
+}
+
+/// A moment as RFC 3339 in UTC, read back with the same checks as a
+/// message's instants.
+mod stored_instant {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = fhir_time::format_instant(*at);
+        if text.is_empty() {
+            return Err(serde::ser::Error::custom(
+                "a moment outside years 1 to 9999",
+            ));
+        }
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        fhir_time::parse_instant(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A date as YYYY-MM-DD (`time::Date` has no serde form of its own here).
+mod stored_date {
+    use super::*;
+
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]");
+
+    struct Iso(Date);
+
+    impl Serialize for Iso {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let text = self.0.format(FORMAT).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(&text)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Iso {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(deserializer)?;
+            Date::parse(&text, FORMAT)
+                .map(Iso)
+                .map_err(|_| serde::de::Error::custom("not a date (YYYY-MM-DD)"))
+        }
+    }
+
+    pub fn serialize<S: Serializer>(
+        field: &Option<Field<Date>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        field
+            .clone()
+            .map(|field| field.map(Iso))
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Field<Date>>, D::Error> {
+        let field = Option::<Field<Iso>>::deserialize(deserializer)?;
+        Ok(field.map(|field| field.map(|Iso(date)| date)))
+    }
+}
+
+/// A GP practice is read back only as a well-formed upper-case ODS code.
+mod stored_practice {
+    use super::*;
+
+    struct Practice(String);
+
+    impl<'de> Deserialize<'de> for Practice {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(deserializer)?;
+            ods_code(&text)
+                .filter(|code| *code == text)
+                .map(Practice)
+                .ok_or_else(|| serde::de::Error::custom("not an upper-case ODS code"))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Field<String>>, D::Error> {
+        let field = Option::<Field<Practice>>::deserialize(deserializer)?;
+        Ok(field.map(|field| field.map(|Practice(code)| code)))
+    }
 }
 
 impl ChildRecord {
@@ -407,4 +540,99 @@ pub fn moved_from(before: Option<&ChildRecord>, update: &RegisterUpdate) -> Move
             )
         }),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Recording events in the stored register
+
+/// How many times [`record_event`] reads and writes again when another
+/// dispatch wrote the same child in between. Only parallel dispatches of
+/// events about one child collide, so a few attempts settle it; past them
+/// the event's dispatch fails and the stream retries it later.
+pub const MAX_RECORD_ATTEMPTS: usize = 5;
+
+/// What recording one event did to its child's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The record as read (None: the child was not on the register).
+    pub before: Option<ChildRecord>,
+    /// The record with the event applied: what the register holds now.
+    pub after: ChildRecord,
+    /// Where the event moves the child from (see [`moved_from`]).
+    pub moved: Moved,
+}
+
+/// Applies one event's update to the stored register: reads the child's
+/// record, merges the update ([`apply`]), and writes it back only if no one
+/// wrote it since the read, reading again when someone did. An update that
+/// changes nothing (a repeated or late event, or one that states no fact
+/// about a child not yet on the register) is not written. Fails with
+/// `StoreError::Unavailable` after [`MAX_RECORD_ATTEMPTS`] collisions, so
+/// that the stream retries the event.
+pub async fn record_event<S: RegisterStore>(
+    store: &S,
+    update: RegisterUpdate,
+) -> Result<Recorded, StoreError> {
+    for _ in 0..MAX_RECORD_ATTEMPTS {
+        let stored = store.get(update.nhs_number).await?;
+        let version = stored.as_ref().map(|stored| stored.version);
+        let before = stored.map(|stored| stored.value);
+        let moved = moved_from(before.as_ref(), &update);
+        let after = apply(before.clone(), update.clone());
+        let unchanged = match &before {
+            Some(before) => *before == after,
+            None => after == ChildRecord::new(update.nhs_number),
+        };
+        if unchanged || store.put(&after, version).await? {
+            return Ok(Recorded {
+                before,
+                after,
+                moved,
+            });
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the child's register record changed under each of {MAX_RECORD_ATTEMPTS} attempts to write it"
+    )))
+}
+
+/// What a stored event says about the child register: the update of
+/// [`RegisterUpdate::from_message`] (a birth notification's is the baby's,
+/// any other event's the routed patient's), read again from the payload as
+/// it was published. Empty when the event names no child the register can
+/// key on.
+///
+/// The payload was validated when it was published, so a payload that no
+/// longer reads (a stricter rule since, an unknown content type) says
+/// nothing: retrying could not change that, and failing would hold up every
+/// later event of the stream behind it. It is logged, without content.
+pub fn updates_for(event: &StoredEvent) -> Vec<RegisterUpdate> {
+    let read = Encoding::from_content_type(&event.content_type)
+        .ok_or_else(|| "the stored content type is not a FHIR encoding".to_owned())
+        .and_then(|encoding| {
+            updates_in(&event.payload, encoding).map_err(|error| match error {
+                // The element at fault, never the value.
+                MessageError::Invalid { expression, .. } => format!("invalid at {expression}"),
+                MessageError::NotABundle { .. } => "not a Bundle".to_owned(),
+                MessageError::Unreadable(_) => "unreadable".to_owned(),
+            })
+        });
+    read.unwrap_or_else(|problem| {
+        warn!(
+            event_key = %event.event_key,
+            problem = %problem,
+            "the stored event cannot be read again: the register is not updated"
+        );
+        Vec::new()
+    })
+}
+
+/// What an event message says about the child register, from its text in
+/// its encoding (the one place that turns a payload into register updates).
+pub fn updates_in(payload: &str, encoding: Encoding) -> Result<Vec<RegisterUpdate>, MessageError> {
+    let bundle = encoding.read(payload)?;
+    let message = EventMessage::from_bundle(&bundle)?;
+    Ok(RegisterUpdate::from_message(&bundle, &message)
+        .into_iter()
+        .collect())
 }

@@ -32,24 +32,29 @@ fn generic(rule: RuleType, organisation: Option<&str>, event: EventType) -> Crit
     }
 }
 
+/// Sub-ICB locations are ODS codes, as the loader translates them.
 fn area(local_authority: &str, icb_sub_location: &str, country: &str) -> PostcodeArea {
     PostcodeArea {
         local_authority: local_authority.into(),
-        icb_sub_location: icb_sub_location.into(),
+        icb_sub_location: Some(icb_sub_location.into()),
         country: country.into(),
     }
 }
 
 fn leeds() -> PostcodeArea {
-    area("E08000035", "E38000225", "E92000001")
+    area("E08000035", "15F", "E92000001")
 }
 
 fn kirklees() -> PostcodeArea {
-    area("E08000034", "E38000254", "E92000001")
+    area("E08000034", "X2C4Y", "E92000001")
 }
 
+/// Outside England a postcode has no sub-ICB location.
 fn cardiff() -> PostcodeArea {
-    area("W06000015", "W11000029", "W92000004")
+    PostcodeArea {
+        icb_sub_location: None,
+        ..area("W06000015", "", "W92000004")
+    }
 }
 
 /// A child in Leeds, registered at Shadwell (B86056, sub-ICB location 15F).
@@ -118,10 +123,14 @@ fn cho_gp_ccg_matches_the_practice_s_sub_icb_location() {
         VACCINATIONS
     ));
     // The practice's area, not the postcode's.
+    let moved_away = ChildLocation {
+        postcode_area: Some(kirklees()),
+        ..in_leeds()
+    };
     assert!(!check(
         RuleType::ChoGpCcg,
-        "E38000225",
-        &in_leeds(),
+        "X2C4Y",
+        &moved_away,
         VACCINATIONS
     ));
     assert!(!check(
@@ -136,19 +145,30 @@ fn cho_gp_ccg_matches_the_practice_s_sub_icb_location() {
 fn cho_postcode_ccg_matches_the_postcode_s_sub_icb_location() {
     assert!(check(
         RuleType::ChoPostcodeCcg,
-        "E38000225",
-        &in_leeds(),
-        VACCINATIONS
-    ));
-    assert!(!check(
-        RuleType::ChoPostcodeCcg,
-        "E38000254",
-        &in_leeds(),
-        VACCINATIONS
-    ));
-    assert!(!check(
-        RuleType::ChoPostcodeCcg,
         "15F",
+        &in_leeds(),
+        VACCINATIONS
+    ));
+    assert!(!check(
+        RuleType::ChoPostcodeCcg,
+        "X2C4Y",
+        &in_leeds(),
+        VACCINATIONS
+    ));
+    // The postcode's area, not the practice's; nor the ONSPD's ONS code.
+    let registered_elsewhere = ChildLocation {
+        practice_icb: Some("X2C4Y".into()),
+        ..in_leeds()
+    };
+    assert!(!check(
+        RuleType::ChoPostcodeCcg,
+        "X2C4Y",
+        &registered_elsewhere,
+        VACCINATIONS
+    ));
+    assert!(!check(
+        RuleType::ChoPostcodeCcg,
+        "E38000225",
         &in_leeds(),
         VACCINATIONS
     ));
@@ -158,7 +178,7 @@ fn cho_postcode_ccg_matches_the_postcode_s_sub_icb_location() {
     };
     assert!(!check(
         RuleType::ChoPostcodeCcg,
-        "E38000225",
+        "15F",
         &no_postcode,
         VACCINATIONS
     ));
@@ -253,7 +273,7 @@ fn a_subscription_for_another_event_type_does_not_match() {
 fn a_change_of_address_matches_the_old_and_the_new_area() {
     let location = moved_to_leeds();
     for (rule, new, old) in [
-        (RuleType::ChoPostcodeCcg, "E38000225", "E38000254"),
+        (RuleType::ChoPostcodeCcg, "15F", "X2C4Y"),
         (RuleType::UhvPostcodeLacode, "E08000035", "E08000034"),
     ] {
         assert!(check(rule, new, &location, MOVE), "{rule:?} new");
@@ -286,7 +306,7 @@ fn a_change_of_gp_matches_both_practices() {
     // The address did not change with the GP.
     assert!(!check(
         RuleType::ChoPostcodeCcg,
-        "E38000254",
+        "X2C4Y",
         &location,
         GP_CHANGE
     ));
@@ -299,7 +319,7 @@ fn any_other_event_is_about_the_child_where_they_are_now() {
     assert!(!check(RuleType::GpGpGp, "B85612", &location, VACCINATIONS));
     assert!(!check(
         RuleType::ChoPostcodeCcg,
-        "E38000254",
+        "X2C4Y",
         &location,
         VACCINATIONS
     ));
@@ -322,7 +342,7 @@ fn a_move_within_one_area_gives_each_key_once() {
     assert_eq!(
         keys,
         [
-            "GENERIC#CHO_POSTCODE_CCG#E38000225#pds-change-of-address-1",
+            "GENERIC#CHO_POSTCODE_CCG#15F#pds-change-of-address-1",
             "GENERIC#COUNTRYCODE#E92000001#pds-change-of-address-1",
             "GENERIC#UHV_POSTCODE_LACODE#E08000035#pds-change-of-address-1",
         ]
@@ -339,8 +359,9 @@ fn an_event_reads_at_most_two_places_times_five_rules() {
     let mut both = moved_to_leeds();
     both.previous_postcode_area = Some(cardiff());
     // Only a change of address uses the old postcode, only a change of GP the
-    // old practice: 3 postcode rules × 2 + 2 practice rules.
-    assert_eq!(match_keys(&both, MOVE).len(), 8);
+    // old practice: 3 postcode rules × 2 + 2 practice rules, less Cardiff's
+    // sub-ICB location (there is none outside England).
+    assert_eq!(match_keys(&both, MOVE).len(), 7);
     assert_eq!(match_keys(&both, GP_CHANGE).len(), 7);
     assert_eq!(match_keys(&both, VACCINATIONS).len(), 5);
     assert_eq!(
@@ -351,7 +372,7 @@ fn an_event_reads_at_most_two_places_times_five_rules() {
         match_keys(&in_leeds(), VACCINATIONS),
         [
             "GENERIC#CHO_GP_CCG#15F#vaccinations-1",
-            "GENERIC#CHO_POSTCODE_CCG#E38000225#vaccinations-1",
+            "GENERIC#CHO_POSTCODE_CCG#15F#vaccinations-1",
             "GENERIC#COUNTRYCODE#E92000001#vaccinations-1",
             "GENERIC#GP_GP_GP#B86056#vaccinations-1",
             "GENERIC#UHV_POSTCODE_LACODE#E08000035#vaccinations-1",
@@ -405,12 +426,12 @@ fn a_location_code_that_is_no_code_gives_no_key() {
 fn the_key_of_a_parsed_subscription() {
     let criteria = Criteria::parse(
         "/Bundle?type=message&serviceType=CHO&subscriptionRuleType=CHO_POSTCODE_CCG\
-         &Organization.identifier=E38000225&MessageHeader.event=vaccinations-1",
+         &Organization.identifier=15F&MessageHeader.event=vaccinations-1",
     )
     .unwrap();
     assert_eq!(
         subscription_key(&criteria).as_deref(),
-        Some("GENERIC#CHO_POSTCODE_CCG#E38000225#vaccinations-1")
+        Some("GENERIC#CHO_POSTCODE_CCG#15F#vaccinations-1")
     );
 }
 
@@ -419,8 +440,12 @@ fn the_key_of_a_parsed_subscription() {
 fn reference_data() -> MemoryReferenceData {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/reference");
     let open = |name: &str| BufReader::new(std::fs::File::open(dir.join(name)).unwrap());
-    let (data, errors) =
-        MemoryReferenceData::load(open("onspd-sample.csv"), open("epraccur-sample.csv")).unwrap();
+    let (data, errors) = MemoryReferenceData::load(
+        open("sub-icb-sample.csv"),
+        open("onspd-sample.csv"),
+        open("epraccur-sample.csv"),
+    )
+    .unwrap();
     assert_eq!(errors, []);
     data
 }

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 
 use hub::auth::{Caller, Client, Role};
 use hub::criteria::Criteria;
-use hub::dispatch::{Dispatched, SUBSCRIBER_ATTRIBUTE, dispatch};
+use hub::dispatch::{Dispatched, Dispatcher, SUBSCRIBER_ATTRIBUTE};
 use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, StoredEvent, publish, sha256_hex};
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner,
-    MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
+    MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
 };
 use hub::message::{EventMessage, MessageError, ProblemKind};
 use hub::ports::{ClientStore, SubscriberStore, SubscriptionStore};
+use hub::reference::MemoryReferenceData;
 use hub::subscriber::{OdsCode, OnboardRequest, Subscriber, onboard};
 use hub::subscription::{Subscription, SubscriptionRequest, create_subscription};
 use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
@@ -985,6 +986,8 @@ struct Hub {
     publisher: MemoryPublisher,
     clients: MemoryClientStore,
     audit: MemoryAuditLog,
+    register: MemoryRegisterStore,
+    reference: MemoryReferenceData,
 }
 
 impl Hub {
@@ -1053,15 +1056,14 @@ impl Hub {
     }
 
     async fn dispatch(&self, event: &StoredEvent, now: OffsetDateTime) -> Dispatched {
-        dispatch(
-            &self.subscriptions,
-            &self.publisher,
-            &self.audit,
-            event,
-            now,
-        )
-        .await
-        .unwrap()
+        let dispatcher = Dispatcher {
+            subscriptions: &self.subscriptions,
+            publisher: &self.publisher,
+            audit: &self.audit,
+            register: &self.register,
+            reference: &self.reference,
+        };
+        dispatcher.dispatch(event, now).await.unwrap()
     }
 }
 
@@ -2015,10 +2017,20 @@ async fn a_sensitive_patient_is_withheld_from_every_subscriber() {
     }
     assert!(hub.publisher.sent().is_empty());
 
-    // The same event without the label is delivered.
+    // The register now knows the child is sensitive: an event without the
+    // label is withheld too (only PDS may clear the flag).
     let event = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+    assert_eq!(hub.dispatch(&event, NOW).await, Dispatched::Withheld);
+    assert!(hub.publisher.sent().is_empty());
+
+    // For a child the register holds nothing against, it is delivered.
+    let fresh = Hub::default();
+    let a = fresh.onboard("A83627", &[EventType::Vaccinations]).await;
+    fresh
+        .subscribe(&a, &criteria_for(PATIENT, &[EventType::Vaccinations], ""))
+        .await;
     assert_eq!(
-        hub.dispatch(&event, NOW).await,
+        fresh.dispatch(&event, NOW).await,
         Dispatched::Delivered { recipients: 1 }
     );
 }
@@ -2216,4 +2228,173 @@ async fn subscription_requests_are_bounded() {
             json!([element])
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Generic subscriptions: the child register and the sample reference data
+// ---------------------------------------------------------------------------
+
+/// A hub whose reference data are the sample files of events/reference
+/// (areas A, Leeds; B, Kirklees; C, County Durham).
+fn hub_with_sample_areas() -> Hub {
+    let file = |name: &str| {
+        std::io::BufReader::new(
+            std::fs::File::open(events_dir().join("reference").join(name)).unwrap(),
+        )
+    };
+    let (reference, rejected) = MemoryReferenceData::load(
+        file("sub-icb-sample.csv"),
+        file("onspd-sample.csv"),
+        file("epraccur-sample.csv"),
+    )
+    .unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    Hub {
+        reference,
+        ..Hub::default()
+    }
+}
+
+fn generic_criteria(rule: &str, code: &str, event_type: EventType, extra: &str) -> String {
+    format!(
+        "/Bundle?type=message&subscriptionRuleType={rule}&Organization.identifier={code}&MessageHeader.event={}{extra}",
+        event_type.code()
+    )
+}
+
+fn birth_in_area_a() -> String {
+    std::fs::read_to_string(
+        events_dir().join("derived/BirthNotificationWithMother-valid-mother.xml"),
+    )
+    .unwrap()
+}
+
+const BABY: &str = "9912003888";
+
+fn recipients_of(hub: &Hub) -> BTreeSet<String> {
+    hub.publisher
+        .sent()
+        .iter()
+        .filter_map(|sent| sent.attribute(SUBSCRIBER_ATTRIBUTE).map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_birth_reaches_the_generic_subscribers_of_the_babys_area_only() {
+    let hub = hub_with_sample_areas();
+    let birth = EventType::PdsBirthNotification;
+    let chis_a = hub.onboard("RR8", &[birth]).await;
+    let visitors_a = hub.onboard("RR9", &[birth]).await;
+    let chis_b = hub.onboard("RX1", &[birth]).await;
+    let country = hub.onboard("X26", &[birth]).await;
+    hub.subscribe(
+        &chis_a,
+        &generic_criteria("CHO_POSTCODE_CCG", "15F", birth, ""),
+    )
+    .await;
+    hub.subscribe(
+        &visitors_a,
+        &generic_criteria("UHV_POSTCODE_LACODE", "E08000035", birth, ""),
+    )
+    .await;
+    hub.subscribe(
+        &chis_b,
+        &generic_criteria("CHO_POSTCODE_CCG", "X2C4Y", birth, ""),
+    )
+    .await;
+    // Age-limited: a baby is younger than 1, not older than 5.
+    hub.subscribe(
+        &country,
+        &generic_criteria("COUNTRYCODE", "E92000001", birth, "&Patient.age=gt5"),
+    )
+    .await;
+    let event = stored(birth, FHIR_XML, &birth_in_area_a()).await;
+    assert_eq!(
+        hub.dispatch(&event, NOW).await,
+        Dispatched::Delivered { recipients: 2 }
+    );
+    assert_eq!(
+        recipients_of(&hub),
+        BTreeSet::from([chis_a.id.clone(), visitors_a.id.clone()])
+    );
+    // The register holds the baby, at the birth address; not the mother.
+    let baby = hub
+        .register
+        .record(NhsNumber::parse(BABY).unwrap())
+        .unwrap();
+    assert_eq!(
+        baby.home_postcode
+            .map(|field| field.value.as_str().to_owned()),
+        Some("LS17 7DF".to_owned())
+    );
+    assert!(
+        hub.register
+            .record(NhsNumber::parse(OTHER_PATIENT).unwrap())
+            .is_none()
+    );
+    // Each delivery is audited against the baby.
+    let delivered: Vec<_> = hub
+        .audit
+        .records()
+        .into_iter()
+        .filter(|record| record.action == hub::audit::Action::Deliver)
+        .collect();
+    assert_eq!(delivered.len(), 2);
+    assert!(
+        delivered
+            .iter()
+            .all(|record| record.nhs_number.as_deref() == Some(BABY))
+    );
+}
+
+#[tokio::test]
+async fn later_events_reach_the_area_the_register_says_the_child_lives_in() {
+    let hub = hub_with_sample_areas();
+    let vaccinations = EventType::Vaccinations;
+    let area_a = hub.onboard("RR8", &[vaccinations]).await;
+    let area_c = hub.onboard("RX1", &[vaccinations]).await;
+    hub.subscribe(
+        &area_a,
+        &generic_criteria("CHO_POSTCODE_CCG", "15F", vaccinations, ""),
+    )
+    .await;
+    hub.subscribe(
+        &area_c,
+        &generic_criteria("CHO_POSTCODE_CCG", "84H", vaccinations, ""),
+    )
+    .await;
+    // The birth puts the baby in A.
+    let birth = stored(
+        EventType::PdsBirthNotification,
+        FHIR_XML,
+        &birth_in_area_a(),
+    )
+    .await;
+    hub.dispatch(&birth, NOW).await;
+    // The vaccination example is about the same child, and its own Patient
+    // entry gives an address in C: the register, updated by it, now says C.
+    let vaccination = stored(vaccinations, FHIR_XML, &vaccination_xml()).await;
+    assert_eq!(vaccination.nhs_number, NhsNumber::parse(BABY).ok());
+    hub.dispatch(&vaccination, NOW).await;
+    let reached = recipients_of(&hub);
+    assert!(
+        reached.contains(&area_c.id) || reached.contains(&area_a.id),
+        "{reached:?}"
+    );
+    assert_eq!(reached.len(), 1, "one area only: {reached:?}");
+}
+
+#[tokio::test]
+async fn a_sensitive_child_reaches_no_generic_subscriber() {
+    let hub = hub_with_sample_areas();
+    let vaccinations = EventType::Vaccinations;
+    let country = hub.onboard("RR8", &[vaccinations]).await;
+    hub.subscribe(
+        &country,
+        &generic_criteria("COUNTRYCODE", "E92000001", vaccinations, ""),
+    )
+    .await;
+    let event = stored(vaccinations, FHIR_XML, &vaccination_with_security("R")).await;
+    assert_eq!(hub.dispatch(&event, NOW).await, Dispatched::Withheld);
+    assert!(hub.publisher.sent().is_empty());
 }

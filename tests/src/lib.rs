@@ -568,3 +568,180 @@ pub fn deliveries_by_event(
     }
     received
 }
+
+/// A request as API Gateway passes it on to a function after the authorizer
+/// allowed `caller` (None: no authorizer context, a route it did not guard).
+/// For the handler tests, which call the handlers with in-memory adapters.
+pub fn api_request(
+    caller: Option<&hub::auth::Caller>,
+    content_type: &str,
+    body: Option<&str>,
+    path_parameters: &[(&str, &str)],
+) -> aws_lambda_events::apigw::ApiGatewayProxyRequest {
+    use aws_lambda_events::http::HeaderValue;
+    let mut request = aws_lambda_events::apigw::ApiGatewayProxyRequest::default();
+    let value = HeaderValue::from_str(content_type).expect("a header value");
+    request.headers.insert("content-type", value.clone());
+    request.headers.insert("accept", value);
+    request.body = body.map(str::to_owned);
+    request.path_parameters = path_parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    if let Some(caller) = caller {
+        request.request_context.authorizer.fields = caller
+            .to_context()
+            .into_iter()
+            .map(|(key, value)| (key, serde_json::Value::String(value)))
+            .collect();
+    }
+    request
+}
+
+/// A handler's answer: its status, and its body as JSON (Null when it has
+/// none or it is not JSON).
+pub fn api_answer(
+    response: aws_lambda_events::apigw::ApiGatewayProxyResponse,
+) -> (u16, serde_json::Value) {
+    let body = match &response.body {
+        Some(aws_lambda_events::encodings::Body::Text(text)) => {
+            serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+        }
+        _ => serde_json::Value::Null,
+    };
+    (
+        u16::try_from(response.status_code).expect("an HTTP status"),
+        body,
+    )
+}
+
+/// A DynamoDB table with string keys, on demand, as template.yaml declares
+/// them (adapter tests against the emulator).
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(&str, aws_sdk_dynamodb::types::KeyType)],
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, ScalarAttributeType,
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (key, key_type) in keys {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("an attribute definition"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*key)
+                    .key_type(key_type.clone())
+                    .build()
+                    .expect("a key schema element"),
+            );
+    }
+    request.send().await.expect("creating a table");
+}
+
+impl Hub {
+    /// Registers a subscriber client of the organisation with the
+    /// registration fields in `registration` (e.g. `{"subscribeGeneric":
+    /// {"CHO_POSTCODE_CCG": ["15F"]}}`, `{"subscribeExplicit": true}`),
+    /// onboards it for the event types as the demo operator, and gets it a
+    /// token. Unlike [`Hub::onboard`], it grants nothing it is not given.
+    pub async fn onboard_with(
+        &self,
+        ods_code: &str,
+        event_types: &[&str],
+        registration: serde_json::Value,
+    ) -> Subscriber {
+        let client = self
+            .register_client("subscriber", ods_code, registration)
+            .await;
+        self.onboard_client(client, ods_code, event_types).await
+    }
+
+    /// Onboards an already registered subscriber client of the organisation
+    /// for the event types as the demo operator, and gets it a token.
+    pub async fn onboard_client(
+        &self,
+        client: TestClient,
+        ods_code: &str,
+        event_types: &[&str],
+    ) -> Subscriber {
+        let operator = self.token(DEMO_OPERATOR).await;
+        let response = self
+            .request(reqwest::Method::POST, "/subscribers", &operator)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({
+                    "odsCode": ods_code,
+                    "name": format!("{ods_code} system"),
+                    "eventTypes": event_types,
+                    "clientId": client.client_id,
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("POST /subscribers");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("onboarding answer");
+        assert_eq!(status, 201, "onboarding {ods_code}: {body}");
+        let token = self.token_for(&client).await;
+        Subscriber {
+            id: body["id"].as_str().expect("id").to_owned(),
+            queue_url: body["queueUrl"].as_str().expect("queueUrl").to_owned(),
+            client,
+            token,
+        }
+    }
+
+    /// GET /children/{nhsNumber} as the demo operator: the status and the
+    /// body as JSON (Null when it is not JSON).
+    pub async fn read_child(&self, nhs_number: &str) -> (u16, serde_json::Value) {
+        let operator = self.token(DEMO_OPERATOR).await;
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/children/{nhs_number}"),
+                &operator,
+            )
+            .send()
+            .await
+            .expect("GET /children");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// GET /audit?patient={nhsNumber} as the demo operator (first page, the
+    /// largest): the status and the body as JSON.
+    pub async fn audit_of_patient(&self, nhs_number: &str) -> (u16, serde_json::Value) {
+        let operator = self.token(DEMO_OPERATOR).await;
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/audit?patient={nhs_number}&_count=100"),
+                &operator,
+            )
+            .send()
+            .await
+            .expect("GET /audit");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use e2e_tests::{Emulator, attribute, fixture, receive_all};
 use hub::aws::{
@@ -22,30 +22,7 @@ use hub::subscription::Subscription;
 use hub::{Encoding, EventMessage, EventType, NhsNumber};
 use time::OffsetDateTime;
 
-async fn table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &[(&str, KeyType)]) {
-    let mut request = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (key, key_type) in keys {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(*key)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(*key)
-                    .key_type(key_type.clone())
-                    .build()
-                    .unwrap(),
-            );
-    }
-    request.send().await.unwrap();
-}
+use e2e_tests::create_table as table;
 
 /// The sparse BySubscriber index template.yaml declares.
 async fn add_owner_index(client: &aws_sdk_dynamodb::Client, name: &str) {

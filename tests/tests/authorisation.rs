@@ -6,16 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
-use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderValue};
+use aws_lambda_events::http::HeaderValue;
 use e2e_tests::{fixture, subscription_resource};
 use hub::EventType;
 use hub::audit::{Action, AuditRecord};
 use hub::auth::{Caller, Client, HubSigner, Role};
 use hub::lambda;
 use hub::memory::{
-    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner, MemoryReplayGuard,
-    MemorySubscriberStore, MemorySubscriptionStore,
+    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
+    MemoryRegisterStore, MemoryReplayGuard, MemorySubscriberStore, MemorySubscriptionStore,
 };
 use hub::ports::{AuditLog, ClientStore};
 use hub::subscriber::OdsCode;
@@ -60,6 +59,7 @@ struct World {
     provisioner: MemoryQueueProvisioner,
     clients: MemoryClientStore,
     audit: MemoryAuditLog,
+    register: MemoryRegisterStore,
     publisher: Caller,
     subscriber_a: Caller,
     subscriber_b: Caller,
@@ -75,6 +75,7 @@ impl World {
             provisioner: MemoryQueueProvisioner::default(),
             clients: MemoryClientStore::default(),
             audit: MemoryAuditLog::default(),
+            register: MemoryRegisterStore::default(),
             publisher: Caller::of(&client("unused", "RR8", &[])),
             subscriber_a: Caller::of(&client("unused", "RR8", &[])),
             subscriber_b: Caller::of(&client("unused", "RR8", &[])),
@@ -104,7 +105,16 @@ impl World {
 
     async fn publish(&self, caller: Option<&Caller>, event_type: EventType, body: &str) -> u16 {
         let request = request(caller, "application/fhir+xml", Some(body), &[]);
-        status(&lambda::publish(&self.events, &self.audit, event_type, &request).await)
+        status(
+            &lambda::publish(
+                &self.events,
+                &self.audit,
+                &self.register,
+                event_type,
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn onboard(&self, caller: Option<&Caller>, body: &str) -> (u16, Value) {
@@ -221,44 +231,10 @@ impl World {
     }
 }
 
-/// A request as API Gateway passes it on after the authorizer allowed
-/// `caller` (None: a route the authorizer did not guard).
-fn request(
-    caller: Option<&Caller>,
-    content_type: &str,
-    body: Option<&str>,
-    path_parameters: &[(&str, &str)],
-) -> ApiGatewayProxyRequest {
-    let mut request = ApiGatewayProxyRequest::default();
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
-    headers.insert("accept", HeaderValue::from_str(content_type).unwrap());
-    request.headers = headers;
-    request.body = body.map(str::to_owned);
-    request.path_parameters = path_parameters
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect();
-    if let Some(caller) = caller {
-        request.request_context.authorizer.fields = caller
-            .to_context()
-            .into_iter()
-            .map(|(key, value)| (key, Value::String(value)))
-            .collect();
-    }
-    request
-}
+use e2e_tests::{api_answer as answer, api_request as request};
 
 fn status(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> u16 {
     u16::try_from(response.status_code).unwrap()
-}
-
-fn answer(response: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> (u16, Value) {
-    let body = match &response.body {
-        Some(Body::Text(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    (status(&response), body)
 }
 
 fn vaccination() -> String {
@@ -339,6 +315,7 @@ async fn a_refused_publish_names_the_element_at_fault() {
         lambda::publish(
             &world.events,
             &world.audit,
+            &world.register,
             EventType::Vaccinations,
             &request,
         )
@@ -1089,4 +1066,45 @@ async fn ids_are_read_only_in_the_form_the_hub_issues_them() {
             .await,
         404
     );
+}
+
+#[tokio::test]
+async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
+    let world = World::new().await;
+    let mut update = hub::register::RegisterUpdate::new(
+        hub::NhsNumber::parse(PATIENT).unwrap(),
+        "pds-record-change-1/earlier",
+        time::OffsetDateTime::now_utc(),
+    );
+    update.sensitive = Some(true);
+    hub::register::record_event(&world.register, update)
+        .await
+        .unwrap();
+    let mut request = request(
+        Some(&world.publisher),
+        "application/fhir+xml",
+        Some(&vaccination()),
+        &[],
+    );
+    request
+        .headers
+        .insert("accept", HeaderValue::from_static("application/fhir+json"));
+    let (status, outcome) = answer(
+        lambda::publish(
+            &world.events,
+            &world.audit,
+            &world.register,
+            EventType::Vaccinations,
+            &request,
+        )
+        .await,
+    );
+    assert_eq!(status, 202);
+    let codes: Vec<&Value> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| &issue["details"]["coding"][0]["code"])
+        .collect();
+    assert!(codes.contains(&&json!("SENSITIVE_PATIENT")), "{outcome}");
 }

@@ -49,11 +49,12 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
             let name = format!("publish-{event_type}-{encoding}");
             let store = MemoryEventStore::default();
             let audit = MemoryAuditLog::default();
+            let register = hub::memory::MemoryRegisterStore::default();
             let request = sample(&name);
-            let response = lambda::publish(&store, &audit, event_type, &request).await;
+            let response = lambda::publish(&store, &audit, &register, event_type, &request).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(&store, &audit, event_type, &request).await;
+            let again = lambda::publish(&store, &audit, &register, event_type, &request).await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -68,7 +69,7 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .find(|other| *other != event_type)
                 .unwrap();
             assert_eq!(
-                lambda::publish(&store, &audit, other, &request)
+                lambda::publish(&store, &audit, &register, other, &request)
                     .await
                     .status_code,
                 422,
@@ -229,7 +230,15 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let publisher = MemoryPublisher::default();
     let sample: Event = serde_json::from_str(&on_disk).unwrap();
     let audit = MemoryAuditLog::default();
-    let response = lambda::dispatch_batch(&subscriptions, &publisher, &audit, sample).await;
+    let register = hub::memory::MemoryRegisterStore::default();
+    let dispatcher = hub::dispatch::Dispatcher {
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &hub::reference::MemoryReferenceData::default(),
+    };
+    let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());
     let sent = publisher.sent();
     assert_eq!(sent.len(), 1);
@@ -255,13 +264,14 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
     later.change.sequence_number = Some("8".into());
     let mut event = Event::default();
     event.records = vec![broken, later];
-    let response = lambda::dispatch_batch(
-        &MemorySubscriptionStore::default(),
-        &MemoryPublisher::default(),
-        &MemoryAuditLog::default(),
-        event,
-    )
-    .await;
+    let dispatcher = hub::dispatch::Dispatcher {
+        subscriptions: &MemorySubscriptionStore::default(),
+        publisher: &MemoryPublisher::default(),
+        audit: &MemoryAuditLog::default(),
+        register: &hub::memory::MemoryRegisterStore::default(),
+        reference: &hub::reference::MemoryReferenceData::default(),
+    };
+    let response = lambda::dispatch_batch(&dispatcher, event).await;
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()

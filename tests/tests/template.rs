@@ -291,9 +291,10 @@ fn every_table_is_encrypted_with_the_hub_data_key() {
 
 #[test]
 fn data_tables_are_recoverable_and_kept() {
-    // The replay table holds assertion ids for five minutes: nothing to keep.
+    // The replay table holds assertion ids for five minutes, the reference
+    // table public data reloaded from its files: nothing to keep.
     for (id, table) in of_type("AWS::DynamoDB::Table") {
-        if id == "ReplayTable" {
+        if id == "ReplayTable" || id == "ReferenceTable" {
             continue;
         }
         assert_eq!(
@@ -769,6 +770,7 @@ fn publish_functions_only_store_events_and_audit() {
         ("dynamodb:PutItem", "EventsTable"),
         ("dynamodb:GetItem", "EventsTable"),
         ("dynamodb:PutItem", "AuditTable"),
+        ("dynamodb:GetItem", "RegisterTable"),
         // Through HubTablesKeyPolicy: DynamoDB decrypting the table keys.
         ("kms:Decrypt", "HubDataKey"),
     ]
@@ -1009,8 +1011,18 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "ChildReadFunction",
+            &[
+                ("dynamodb:GetItem", "RegisterTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "DispatchFunction",
             &[
+                ("dynamodb:GetItem", "RegisterTable"),
+                ("dynamodb:PutItem", "RegisterTable"),
+                ("dynamodb:BatchGetItem", "ReferenceTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:BatchWriteItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),

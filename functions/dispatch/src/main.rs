@@ -1,9 +1,11 @@
-//! The events table's stream -> one SNS message per recipient.
+//! The events table's stream -> the child register, then one SNS message
+//! per recipient.
 
 use hub::aws::{
-    DynamoAuditLog, DynamoSubscriptionStore, SnsDeliveryPublisher, required_env,
-    topic_arns_from_env,
+    DynamoAuditLog, DynamoReferenceData, DynamoRegisterStore, DynamoSubscriptionStore,
+    SnsDeliveryPublisher, required_env, topic_arns_from_env,
 };
+use hub::dispatch::Dispatcher;
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -13,12 +15,21 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let subscriptions =
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let publisher =
         SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
-    let (subscriptions, publisher, audit) = (&subscriptions, &publisher, &audit);
+    let dispatcher = Dispatcher {
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+    };
+    let dispatcher = &dispatcher;
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(lambda::dispatch_batch(subscriptions, publisher, audit, event.payload).await)
+        Ok::<_, Error>(lambda::dispatch_batch(dispatcher, event.payload).await)
     }))
     .await
 }

@@ -3,19 +3,26 @@
 //!   hub-local run [--template PATH] [--api-port N] [--emulator-port N]
 //!   hub-local token CLIENT [--api URL]
 //!   hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]
+//!   hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE
+//!       [--table NAME] [--endpoint URL] [--region R] [--emulator-port N]
+//!       [--in-flight N] [--progress-every N] [--create-table] [--check]
 //!
 //! `run` starts the moto emulator, creates the template's KMS keys, tables,
 //! topics and queues in it, starts every function's real binary behind a
 //! local Lambda Runtime API, serves the template's routes behind their
 //! Lambda authorizer and runs the stream -> dispatch hand-off; then it
-//! registers the demo clients and onboards the demo subscribers. Ctrl-C
-//! stops everything. `token` prints an access token for a demo client.
-//! `poll` reads a subscriber's queue.
+//! registers the demo clients and onboards the demo subscribers. It loads
+//! the sample reference data of events/reference, so that generic
+//! subscriptions match out of the box. Ctrl-C stops everything. `token`
+//! prints an access token for a demo client. `poll` reads a subscriber's
+//! queue. `reference load` loads postcode and practice reference data into
+//! the running local stack, another emulator, or AWS (see reference.rs).
 
 mod api;
 mod authorizer;
 mod demo;
 mod gateway;
+mod reference;
 mod runtime;
 mod streams;
 mod template;
@@ -48,6 +55,24 @@ async fn main() -> ExitCode {
         Some("run") => run(&args[1..]).await,
         Some("poll") => poll(&args[1..]).await,
         Some("token") => token(&args[1..]).await,
+        Some("reference") => {
+            let result = match port(
+                &args,
+                "--emulator-port",
+                "HUB_EMULATOR_PORT",
+                DEFAULT_EMULATOR_PORT,
+            ) {
+                Ok(port) => reference::command(&args[1..], port).await,
+                Err(error) => Err(error),
+            };
+            return match result {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("hub-local: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);
@@ -65,10 +90,15 @@ async fn main() -> ExitCode {
 fn usage() -> &'static str {
     "usage:\n  hub-local run [--template PATH] [--api-port N] [--emulator-port N]\n  \
      hub-local token CLIENT [--api URL]\n  \
-     hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]\n\n\
+     hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]\n  \
+     hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE\n      \
+     [--table NAME] [--endpoint URL] [--region R] [--emulator-port N]\n      \
+     [--in-flight N] [--progress-every N] [--create-table] [--check]\n\n\
      Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566. The demo\n\
      clients' keys are in HUB_LOCAL_STATE_DIR, else .local beside template.yaml;\n\
-     CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator."
+     CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator.\n\
+     reference load writes to the local stack's ReferenceTable, to --table at --endpoint\n\
+     (an emulator), or, given --table without --endpoint, to AWS (default credentials)."
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -465,6 +495,31 @@ async fn run(args: &[String]) -> Result<(), String> {
             stream_arns.insert(table.logical_id.clone(), stream);
         }
     }
+    // The sample reference data, so that generic subscriptions match out of
+    // the box; `hub-local reference load` replaces it with real files.
+    let reference_loaded = match resolved.refs.get(reference::REFERENCE_TABLE) {
+        Some(table) => {
+            let files = reference::Files::samples(&template_path);
+            let report = reference::load(
+                Some(&hub::aws::DynamoReferenceData::new(dynamodb.clone(), table)),
+                &files,
+                &reference::Options {
+                    progress_every: None,
+                    ..reference::Options::default()
+                },
+            )
+            .await
+            .map_err(|error| format!("loading the sample reference data: {error}"))?;
+            if report.counts.rejected_total() > 0 {
+                return Err(format!(
+                    "the sample reference data has rejected rows:\n{}",
+                    reference::summary(&report)
+                ));
+            }
+            Some(report)
+        }
+        None => None,
+    };
     for topic in &template.topics {
         let name = physical_name(&resolved, topic)?;
         let arn = sns
@@ -705,6 +760,13 @@ async fn run(args: &[String]) -> Result<(), String> {
         if template.tables.iter().any(|t| &t.logical_id == logical_id) {
             println!("  table {logical_id}: {name}");
         }
+    }
+    if let Some(report) = &reference_loaded {
+        println!(
+            "Reference data: the samples of events/reference ({} postcodes, {} practices; \
+             `hub-local reference load` loads real files)",
+            report.counts.postcodes, report.counts.practices
+        );
     }
     if clients_table.is_some() {
         println!(
