@@ -405,11 +405,11 @@ impl SubscriptionStore for DynamoSubscriptionStore {
     }
 
     async fn generic_candidates(&self, keys: &[String]) -> Result<Vec<Subscription>, StoreError> {
-        let mut candidates = Vec::new();
-        for key in keys {
-            candidates.extend(self.stored_under(key.clone()).await?);
-        }
-        Ok(candidates)
+        // At most ten Queries, sent together: the event waits for one round
+        // trip rather than ten in a row.
+        let queries = keys.iter().map(|key| self.stored_under(key.clone()));
+        let found = futures_util::future::try_join_all(queries).await?;
+        Ok(found.into_iter().flatten().collect())
     }
 }
 

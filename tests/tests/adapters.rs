@@ -144,6 +144,35 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
         subscriptions.get("sub-1").await.unwrap(),
         Some(subscription.clone())
     );
+
+    // A generic subscription is found under its one key, and only there;
+    // once deleted, under none.
+    let area = Subscription {
+        id: "sub-area".into(),
+        criteria: Criteria::parse(
+            "/Bundle?type=message&subscriptionRuleType=CHO_POSTCODE_CCG&Organization.identifier=15F&MessageHeader.event=pds-birth-notification-1",
+        )
+        .unwrap(),
+        ..subscription.clone()
+    };
+    subscriptions.create(&area).await.unwrap();
+    let key = hub::generic::subscription_key(&area.criteria).unwrap();
+    let other = "GENERIC#CHO_POSTCODE_CCG#X2C4Y#pds-birth-notification-1".to_owned();
+    assert_eq!(
+        subscriptions
+            .generic_candidates(&[other.clone(), key.clone()])
+            .await
+            .unwrap(),
+        vec![area.clone()]
+    );
+    subscriptions.delete(&area).await.unwrap();
+    assert!(
+        subscriptions
+            .generic_candidates(&[key, other])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(subscriptions.get("sub-2").await.unwrap(), None);
     let patient = NhsNumber::parse("9912003888").unwrap();
     let other = NhsNumber::parse("9449305552").unwrap();
