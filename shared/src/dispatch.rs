@@ -162,10 +162,25 @@ where
         let patient = child
             .map(|recorded| recorded.after.nhs_number)
             .or(event.nhs_number);
-        let sensitive = event.sensitive
+        let mut sensitive = event.sensitive
             || children
                 .iter()
                 .any(|recorded| recorded.after.is_sensitive());
+        // The routed patient, when the register was not updated for them (the
+        // mother of a birth, or a payload that could not be read again):
+        // their known sensitivity counts too, as the message is about them.
+        if let Some(routed) = event.nhs_number
+            && !sensitive
+            && !children
+                .iter()
+                .any(|recorded| recorded.after.nhs_number == routed)
+        {
+            sensitive = self
+                .register
+                .get(routed)
+                .await?
+                .is_some_and(|record| record.value.is_sensitive());
+        }
         if sensitive {
             return Ok(Route::Withheld { patient });
         }
@@ -222,8 +237,15 @@ where
             return Ok(Vec::new());
         }
         let mut patient = patient_at(event, now);
-        if let Some(birth_date) = record.and_then(|record| record.birth_date.as_ref()) {
-            patient.birth_date = Some(birth_date.value);
+        if let Some(record) = record {
+            if let Some(birth_date) = record.birth_date.as_ref() {
+                patient.birth_date = Some(birth_date.value);
+            }
+            // The message's Patient facts are the routed patient's: for
+            // another child (the baby of a birth) only the register speaks.
+            if Some(record.nhs_number) != event.nhs_number {
+                patient.has_gp = Some(record.gp_practice.is_some());
+            }
         }
         if patient.has_gp.is_none() && practice.is_some() {
             patient.has_gp = Some(true);

@@ -517,7 +517,15 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             OffsetDateTime::now_utc(),
         )
         .await?;
-        let outcome = events::note_known_sensitivity(outcome, register).await?;
+        // The event is stored: a failed register read must not turn its
+        // acceptance into an error the publisher would retry.
+        let outcome = match events::note_known_sensitivity(outcome.clone(), register).await {
+            Ok(noted) => noted,
+            Err(error) => {
+                warn!(error = %error, "the register could not be read for the sensitivity warning");
+                outcome
+            }
+        };
         let kind = match &outcome {
             events::PublishOutcome::Accepted { .. } => "accepted",
             events::PublishOutcome::Duplicate { .. } => "duplicate",

@@ -617,14 +617,22 @@ pub fn updates_for(event: &StoredEvent) -> Vec<RegisterUpdate> {
                 MessageError::Unreadable(_) => "unreadable".to_owned(),
             })
         });
-    read.unwrap_or_else(|problem| {
+    let mut updates = read.unwrap_or_else(|problem| {
         warn!(
             event_key = %event.event_key,
             problem = %problem,
             "the stored event cannot be read again: the register is not updated"
         );
         Vec::new()
-    })
+    });
+    // A statement cannot be newer than its arrival: a publisher's clock set
+    // ahead must not make its facts outrank every later event.
+    if let Ok(received) = fhir_time::parse_instant(&event.received_at) {
+        for update in &mut updates {
+            update.at = update.at.min(received);
+        }
+    }
+    updates
 }
 
 /// What an event message says about the child register, from its text in

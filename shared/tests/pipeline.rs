@@ -2371,17 +2371,47 @@ async fn later_events_reach_the_area_the_register_says_the_child_lives_in() {
     )
     .await;
     hub.dispatch(&birth, NOW).await;
-    // The vaccination example is about the same child, and its own Patient
-    // entry gives an address in C: the register, updated by it, now says C.
-    let vaccination = stored(vaccinations, FHIR_XML, &vaccination_xml()).await;
+    // The vaccination example is about the same child, stated later, and
+    // its own Patient entry gives a home address in C: the register, updated
+    // by it, now says C, and so does the matching.
+    let later = vaccination_xml().replace(
+        r#"<lastUpdated value="2017-11-01T15:00:33+00:00"/>"#,
+        r#"<lastUpdated value="2018-01-01T09:00:00+00:00"/>"#,
+    );
+    assert_ne!(later, vaccination_xml());
+    let vaccination = stored(vaccinations, FHIR_XML, &later).await;
     assert_eq!(vaccination.nhs_number, NhsNumber::parse(BABY).ok());
     hub.dispatch(&vaccination, NOW).await;
-    let reached = recipients_of(&hub);
-    assert!(
-        reached.contains(&area_c.id) || reached.contains(&area_a.id),
-        "{reached:?}"
+    assert_eq!(recipients_of(&hub), BTreeSet::from([area_c.id.clone()]));
+}
+
+#[tokio::test]
+async fn a_birth_to_a_mother_the_register_knows_to_be_sensitive_is_withheld() {
+    let hub = hub_with_sample_areas();
+    let birth = EventType::PdsBirthNotification;
+    let chis_a = hub.onboard("RR8", &[birth]).await;
+    hub.subscribe(
+        &chis_a,
+        &generic_criteria("CHO_POSTCODE_CCG", "15F", birth, ""),
+    )
+    .await;
+    let mut flagged = hub::register::RegisterUpdate::new(
+        NhsNumber::parse(OTHER_PATIENT).unwrap(),
+        "pds-record-change-1/earlier",
+        NOW,
     );
-    assert_eq!(reached.len(), 1, "one area only: {reached:?}");
+    flagged.sensitive = Some(true);
+    hub::register::record_event(&hub.register, flagged)
+        .await
+        .unwrap();
+    let event = stored(birth, FHIR_XML, &birth_in_area_a()).await;
+    assert_eq!(
+        event.nhs_number,
+        NhsNumber::parse(OTHER_PATIENT).ok(),
+        "routed to the mother"
+    );
+    assert_eq!(hub.dispatch(&event, NOW).await, Dispatched::Withheld);
+    assert!(hub.publisher.sent().is_empty());
 }
 
 #[tokio::test]
