@@ -967,6 +967,86 @@ const AUDIT_BY_CLIENT_INDEX: &str = "ByClient";
 /// BatchWriteItem's limit.
 const MAX_BATCH_WRITE: usize = 25;
 
+/// How many times a batch request is sent while DynamoDB leaves some of it
+/// unprocessed (throttling), before the caller's own retry takes over.
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// Puts `items` into `table`, 25 to a BatchWriteItem, sending again what
+/// DynamoDB leaves unprocessed, with a growing pause.
+async fn write_batches(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<Item>,
+    what: &str,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let mut requests = items
+            .by_ref()
+            .take(MAX_BATCH_WRITE)
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|error| unavailable(what, error))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for attempt in 0..BATCH_ATTEMPTS {
+            if attempt > 0 {
+                back_off(client, attempt).await;
+            }
+            let output = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        &format!("writing {what}"),
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                break;
+            }
+        }
+        if !requests.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB left {} {what} unprocessed after {BATCH_ATTEMPTS} requests",
+                requests.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits before asking again for what DynamoDB left unprocessed, as its
+/// documentation asks: exponentially longer each time (25 ms doubling, at
+/// most 1.6 s), with jitter so that concurrent writers spread out. Without
+/// a sleep implementation in the client's configuration it asks again at
+/// once.
+async fn back_off(client: &aws_sdk_dynamodb::Client, attempt: u32) {
+    use aws_sdk_dynamodb::config::AsyncSleep;
+    let Some(sleep) = client.config().sleep_impl() else {
+        return;
+    };
+    let base = 25u64 << attempt.min(6);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos()),
+    ) % base.max(1);
+    sleep
+        .sleep(std::time::Duration::from_millis(base / 2 + jitter / 2))
+        .await;
+}
+
 impl DynamoAuditLog {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoAuditLog {
@@ -1001,43 +1081,8 @@ impl crate::ports::AuditLog for DynamoAuditLog {
     }
 
     async fn record_all(&self, records: &[crate::audit::AuditRecord]) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-        for chunk in records.chunks(MAX_BATCH_WRITE) {
-            let mut requests = chunk
-                .iter()
-                .map(|record| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(to_item(record)?))
-                        .build()
-                        .map_err(|error| unavailable("building an audit entry", error))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            // DynamoDB may leave some writes unprocessed under load: retried
-            // a few times, then the whole dispatch is retried.
-            for _ in 0..5 {
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|error| unavailable("recording deliveries", error))?;
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB left audit entries unprocessed".into(),
-                ));
-            }
-        }
-        Ok(())
+        let items = records.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
+        write_batches(&self.client, &self.table, items, "audit entries").await
     }
 
     async fn get(&self, audit_id: &str) -> Result<Option<crate::audit::AuditRecord>, StoreError> {
@@ -1379,9 +1424,6 @@ const REFERENCE_COUNTRY: &str = "country";
 const REFERENCE_TERMINATED: &str = "terminated";
 /// BatchGetItem's limit of keys per request.
 const MAX_BATCH_GET: usize = 100;
-/// Requests of one batch (the first and the retries of what DynamoDB left
-/// unprocessed) before the batch fails.
-const REFERENCE_BATCH_ATTEMPTS: u32 = 8;
 
 /// What one key of a batch read stands for.
 enum ReferenceTarget<'a> {
@@ -1409,27 +1451,6 @@ impl DynamoReferenceData {
         &self.table
     }
 
-    /// Waits before asking again for what DynamoDB left unprocessed, as its
-    /// documentation asks: exponentially longer each time (25 ms doubling,
-    /// at most 1.6 s), with jitter so that concurrent writers spread out.
-    /// Without a sleep implementation in the client's configuration it asks
-    /// again at once.
-    async fn back_off(&self, attempt: u32) {
-        use aws_sdk_dynamodb::config::AsyncSleep;
-        let Some(sleep) = self.client.config().sleep_impl() else {
-            return;
-        };
-        let base = 25u64 << attempt.min(6);
-        let jitter = u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.subsec_nanos()),
-        ) % base.max(1);
-        sleep
-            .sleep(std::time::Duration::from_millis(base / 2 + jitter / 2))
-            .await;
-    }
-
     /// Writes items with BatchWriteItem, 25 to a request, one request after
     /// the other, asking again (with back-off) for what DynamoDB leaves
     /// unprocessed. Puts overwrite, so loading the same files twice leaves
@@ -1440,52 +1461,20 @@ impl DynamoReferenceData {
         &self,
         items: &[crate::reference::ReferenceItem],
     ) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        // One BatchWriteItem refuses two writes of a key: within a chunk the
+        // last item of a key wins, as it would written one by one.
         for chunk in items.chunks(MAX_BATCH_WRITE) {
-            let mut by_key: HashMap<String, Item> = HashMap::with_capacity(chunk.len());
-            for item in chunk {
-                by_key.insert(item.key(), reference_attributes(item));
-            }
-            let mut requests = by_key
-                .into_values()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .map_err(|error| unavailable("building a reference item", error))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            for attempt in 0..REFERENCE_BATCH_ATTEMPTS {
-                if attempt > 0 {
-                    self.back_off(attempt).await;
-                }
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|error| {
-                        unavailable(
-                            "writing reference data",
-                            aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                        )
-                    })?;
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB left {} reference items unprocessed after {REFERENCE_BATCH_ATTEMPTS} requests",
-                    requests.len()
-                )));
-            }
+            let by_key: HashMap<String, Item> = chunk
+                .iter()
+                .map(|item| (item.key(), reference_attributes(item)))
+                .collect();
+            write_batches(
+                &self.client,
+                &self.table,
+                by_key.into_values().collect(),
+                "reference items",
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1638,13 +1627,13 @@ impl crate::reference::ReferenceData for DynamoReferenceData {
             );
             let mut attempt = 0;
             while let Some(keys) = pending.take() {
-                if attempt == REFERENCE_BATCH_ATTEMPTS {
+                if attempt == BATCH_ATTEMPTS {
                     return Err(StoreError::Unavailable(format!(
-                        "DynamoDB left reference keys unprocessed after {REFERENCE_BATCH_ATTEMPTS} requests"
+                        "DynamoDB left reference keys unprocessed after {BATCH_ATTEMPTS} requests"
                     )));
                 }
                 if attempt > 0 {
-                    self.back_off(attempt).await;
+                    back_off(&self.client, attempt).await;
                 }
                 attempt += 1;
                 let mut output = self
