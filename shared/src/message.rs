@@ -538,6 +538,16 @@ fn is_sensitive(patient: &Element) -> bool {
         .any(|code| SENSITIVE_CODES.contains(&code))
 }
 
+/// The postcode of the Patient's home address: use `home`, else the first
+/// address without a use (the one place that decides where a child lives).
+pub(crate) fn home_postcode<'a>(patient: &'a Element<'a>) -> Option<&'a str> {
+    let addresses = || patient.children("address");
+    addresses()
+        .find(|address| address.value_of("use") == Some("home"))
+        .or_else(|| addresses().find(|address| address.value_of("use").is_none()))
+        .and_then(|address| address.value_of("postalCode"))
+}
+
 fn patient_facts(bundle: &Element, patient: &Element) -> PatientFacts {
     let postcode_of = |wanted: &str| {
         patient
@@ -552,7 +562,7 @@ fn patient_facts(bundle: &Element, patient: &Element) -> PatientFacts {
             .value_of("birthDate")
             .and_then(|value| fhir_time::parse_date(value).ok())
             .and_then(|value| value.date()),
-        home_postcode: postcode_of("home"),
+        home_postcode: home_postcode(patient).map(str::to_owned),
         previous_postcode: postcode_of("old"),
         gp_ods: patient
             .children("generalPractitioner")

@@ -543,6 +543,29 @@ fn column_value<'a>(
     (record.get(*index).unwrap_or_default().trim(), name)
 }
 
+/// The header row of a CSV file that starts with one (`what` names the
+/// file in the refusal of an empty one), and its line number.
+fn read_header<R: BufRead>(
+    lines: &mut Lines<R>,
+    what: &str,
+) -> Result<(usize, CsvRecord), ReferenceError> {
+    let (line, header_line) = match lines.next_line() {
+        Some(Ok(first)) => first,
+        Some(Err(error)) => return Err(error),
+        None => {
+            return Err(ReferenceError::new(
+                1,
+                format!("the file is empty: {what} starts with its header row"),
+            ));
+        }
+    };
+    let mut header = CsvRecord::default();
+    header
+        .parse_line(&header_line)
+        .map_err(|problem| ReferenceError::new(line, format!("header: {problem}")))?;
+    Ok((line, header))
+}
+
 /// Reads an ONSPD CSV file row by row.
 pub struct OnspdReader<R> {
     lines: Lines<R>,
@@ -554,20 +577,7 @@ impl<R: BufRead> OnspdReader<R> {
     /// Reads the header row; refuses a file without the columns the hub needs.
     pub fn new(reader: R) -> Result<Self, ReferenceError> {
         let mut lines = Lines::new(reader);
-        let (line, header_line) = match lines.next_line() {
-            Some(Ok(first)) => first,
-            Some(Err(error)) => return Err(error),
-            None => {
-                return Err(ReferenceError::new(
-                    1,
-                    "the file is empty: an ONSPD file starts with its header row",
-                ));
-            }
-        };
-        let mut header = CsvRecord::default();
-        header
-            .parse_line(&header_line)
-            .map_err(|problem| ReferenceError::new(line, format!("header: {problem}")))?;
+        let (line, header) = read_header(&mut lines, "an ONSPD file")?;
         let columns = OnspdColumns::from_header(&header).map_err(|mut error| {
             error.line = line;
             error
@@ -901,20 +911,7 @@ impl<R: BufRead> SubIcbReader<R> {
     /// Reads the header row; refuses a file without the two code columns.
     pub fn new(reader: R) -> Result<Self, ReferenceError> {
         let mut lines = Lines::new(reader);
-        let (line, header_line) = match lines.next_line() {
-            Some(Ok(first)) => first,
-            Some(Err(error)) => return Err(error),
-            None => {
-                return Err(ReferenceError::new(
-                    1,
-                    "the file is empty: the sub-ICB lookup starts with its header row",
-                ));
-            }
-        };
-        let mut header = CsvRecord::default();
-        header
-            .parse_line(&header_line)
-            .map_err(|problem| ReferenceError::new(line, format!("header: {problem}")))?;
+        let (line, header) = read_header(&mut lines, "the sub-ICB lookup")?;
         let columns = SubIcbColumns::from_header(&header, line)?;
         Ok(SubIcbReader {
             lines,

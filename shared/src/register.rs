@@ -449,15 +449,8 @@ fn death_status(patient: &Element) -> Option<DeathStatus> {
     crate::rules::death_notification_code(patient).and_then(DeathStatus::from_code)
 }
 
-/// The postcode of the Patient's home address: use `home`, else the first
-/// address without a use.
 fn home_postcode(patient: &Element) -> Option<Postcode> {
-    let addresses = || patient.children("address");
-    addresses()
-        .find(|address| address.value_of("use") == Some("home"))
-        .or_else(|| addresses().find(|address| address.value_of("use").is_none()))
-        .and_then(|address| address.value_of("postalCode"))
-        .and_then(|postcode| Postcode::parse(postcode).ok())
+    crate::message::home_postcode(patient).and_then(|postcode| Postcode::parse(postcode).ok())
 }
 
 /// The ODS code of a referenced organisation, when it is a well-formed one.

@@ -369,42 +369,15 @@ impl Hub {
     /// subscriptions, and GP_GP_GP ones for its own code), onboards it as
     /// the demo operator, and gets it a token.
     pub async fn onboard(&self, ods_code: &str, event_types: &[&str]) -> Subscriber {
-        let client = self
-            .register_client(
-                "subscriber",
-                ods_code,
-                serde_json::json!({
-                    "subscribeExplicit": true,
-                    "subscribeGeneric": {"GP_GP_GP": [ods_code]},
-                }),
-            )
-            .await;
-        let operator = self.token(DEMO_OPERATOR).await;
-        let response = self
-            .request(reqwest::Method::POST, "/subscribers", &operator)
-            .header("content-type", "application/json")
-            .body(
-                serde_json::json!({
-                    "odsCode": ods_code,
-                    "name": format!("{ods_code} system"),
-                    "eventTypes": event_types,
-                    "clientId": client.client_id,
-                })
-                .to_string(),
-            )
-            .send()
-            .await
-            .expect("POST /subscribers");
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.expect("onboarding answer");
-        assert_eq!(status, 201, "onboarding {ods_code}: {body}");
-        let token = self.token_for(&client).await;
-        Subscriber {
-            id: body["id"].as_str().expect("id").to_owned(),
-            queue_url: body["queueUrl"].as_str().expect("queueUrl").to_owned(),
-            client,
-            token,
-        }
+        self.onboard_with(
+            ods_code,
+            event_types,
+            serde_json::json!({
+                "subscribeExplicit": true,
+                "subscribeGeneric": {"GP_GP_GP": [ods_code]},
+            }),
+        )
+        .await
     }
 
     /// Creates a subscription as the subscriber; returns the response
