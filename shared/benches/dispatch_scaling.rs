@@ -71,7 +71,13 @@ fn vaccination() -> StoredEvent {
          </generalPractitioner></Patient>",
     );
     let message = EventMessage::read(&body, Encoding::Xml).expect("valid");
-    let event = StoredEvent::new(&message, Encoding::Xml, &body, NOW);
+    let event = StoredEvent::new(
+        &message,
+        Encoding::Xml,
+        &body,
+        NOW,
+        hub::events::Retention::DEFAULT,
+    );
     assert_eq!(event.event_type, EventType::Vaccinations);
     assert_eq!(event.home_postcode.as_deref(), Some(POSTCODE));
     assert_eq!(event.gp_ods.as_deref(), Some(PRACTICE));

@@ -49,7 +49,13 @@ fn read_validate(c: &mut Criterion) {
         group.bench_function(&name, |b| {
             b.iter(|| {
                 let message = EventMessage::read(black_box(&body), encoding).expect("valid");
-                black_box(StoredEvent::new(&message, encoding, &body, received_at))
+                black_box(StoredEvent::new(
+                    &message,
+                    encoding,
+                    &body,
+                    received_at,
+                    hub::events::Retention::DEFAULT,
+                ))
             })
         });
     }

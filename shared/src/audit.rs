@@ -25,6 +25,9 @@ pub enum Action {
     SubscriptionList,
     SubscriptionDelete,
     EventRead,
+    HistoryRead,
+    Replay,
+    ReplayRead,
     RegisterRead,
     AuditRead,
     Onboard,
@@ -140,6 +143,13 @@ impl AuditRecord {
             subscriber_id: None,
             detail: Some("withheld: the patient is flagged sensitive".to_owned()),
         }
+    }
+
+    /// The same record under another id (a replay's delivery is a record
+    /// of its own beside the first delivery's).
+    pub fn with_id(mut self, audit_id: impl Into<String>) -> Self {
+        self.audit_id = audit_id.into();
+        self
     }
 
     pub fn patient(mut self, nhs_number: Option<NhsNumber>) -> Self {

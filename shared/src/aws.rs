@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::dispatch::{Delivery, SUBSCRIBER_ATTRIBUTE};
-use crate::events::StoredEvent;
+use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
     DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, StoreError, SubscriberStore,
@@ -62,64 +62,237 @@ fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|error| unavailable("decoding an item", error))
 }
 
-/// The events table: one item per event type and MessageHeader.id, written once.
+/// The events table (one item per event type and MessageHeader.id, written
+/// once, indexed by patient and by day of arrival) and the versions table
+/// (the current version of each focus identifier).
 #[derive(Clone)]
 pub struct DynamoEventStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    versions_table: String,
 }
 
+/// The events table's index of a child's events: the timeline reads it.
+pub const PATIENT_INDEX: &str = "ByPatient";
+/// The events table's index of each day's arrivals: replays read it.
+pub const DAY_INDEX: &str = "ByDay";
+/// How many times an insert reads the current version again when another
+/// publish of the same focus resource changed it meanwhile.
+const PLACE_ATTEMPTS: usize = 5;
+
 impl DynamoEventStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        versions_table: impl Into<String>,
+    ) -> Self {
         DynamoEventStore {
             client,
             table: table.into(),
+            versions_table: versions_table.into(),
+        }
+    }
+
+    /// The tables named by EVENTS_TABLE and VERSIONS_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(Self::new(
+            client,
+            required_env("EVENTS_TABLE")?,
+            required_env("VERSIONS_TABLE")?,
+        ))
+    }
+
+    async fn current_version(
+        &self,
+        focus_identifier: &str,
+    ) -> Result<Option<CurrentVersion>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.versions_table)
+            .key(
+                "focusIdentifier",
+                AttributeValue::S(focus_identifier.to_owned()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading the current version", error))?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// Whether the event already stored under this key has the same body.
+    async fn existing(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("eventKey", AttributeValue::S(event.event_key.clone()))
+            .projection_expression("payloadSha256")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading the stored event", error))?;
+        let stored_hash = existing
+            .item()
+            .and_then(|item| item.get("payloadSha256"))
+            .and_then(|value| value.as_s().ok());
+        if stored_hash == Some(&event.payload_sha256) {
+            Ok(Insert::Duplicate)
+        } else {
+            Ok(Insert::Conflict)
+        }
+    }
+
+    /// The put of a new event, refused if its key is taken.
+    fn put_event(&self, event: &StoredEvent) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(event)?))
+            .condition_expression("attribute_not_exists(eventKey)")
+            .build()
+            .map_err(|error| unavailable("building the event write", error))
+    }
+
+    /// What keeps the placement true while the event is written: the
+    /// versions item is replaced (if the event is the newest) or checked,
+    /// and either way must still be what was read.
+    fn version_guard(
+        &self,
+        event: &StoredEvent,
+        identifier: &str,
+        seen: Option<&CurrentVersion>,
+        becomes_current: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let unchanged = match seen {
+            None => "attribute_not_exists(focusIdentifier)",
+            Some(_) => "eventKey = :seen",
+        };
+        let seen_key = seen.map(|current| AttributeValue::S(current.event_key.clone()));
+        match CurrentVersion::of(event).filter(|_| becomes_current) {
+            Some(newest) => {
+                let put = Put::builder()
+                    .table_name(&self.versions_table)
+                    .set_item(Some(to_item(&newest)?))
+                    .condition_expression(unchanged)
+                    .set_expression_attribute_values(
+                        seen_key.map(|key| HashMap::from([(":seen".to_owned(), key)])),
+                    )
+                    .build()
+                    .map_err(|error| unavailable("building the version write", error))?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            }
+            None => {
+                let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+                    .table_name(&self.versions_table)
+                    .key("focusIdentifier", AttributeValue::S(identifier.to_owned()))
+                    .condition_expression(unchanged)
+                    .set_expression_attribute_values(
+                        seen_key.map(|key| HashMap::from([(":seen".to_owned(), key)])),
+                    )
+                    .build()
+                    .map_err(|error| unavailable("building the version check", error))?;
+                Ok(TransactWriteItem::builder().condition_check(check).build())
+            }
         }
     }
 }
 
 impl EventStore for DynamoEventStore {
     async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(event)?))
-            .condition_expression("attribute_not_exists(eventKey)")
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Insert::Stored),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                let existing = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("eventKey", AttributeValue::S(event.event_key.clone()))
-                    .projection_expression("payloadSha256")
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|error| unavailable("reading the stored event", error))?;
-                let stored_hash = existing
-                    .item()
-                    .and_then(|item| item.get("payloadSha256"))
-                    .and_then(|value| value.as_s().ok());
-                if stored_hash == Some(&event.payload_sha256) {
-                    Ok(Insert::Duplicate)
-                } else {
-                    Ok(Insert::Conflict)
+        let Some(identifier) = event.focus_identifier.as_deref() else {
+            let written = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(to_item(event)?))
+                .condition_expression("attribute_not_exists(eventKey)")
+                .send()
+                .await;
+            return match written {
+                Ok(_) => Ok(Insert::Stored { out_of_order: None }),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    self.existing(event).await
                 }
+                Err(error) => Err(unavailable(
+                    "storing the event",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )),
+            };
+        };
+        for _ in 0..PLACE_ATTEMPTS {
+            let seen = self.current_version(identifier).await?;
+            let placement = place(event, seen.as_ref());
+            let mut stored = event.clone();
+            stored.out_of_order = placement.out_of_order;
+            let written = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.put_event(&stored)?)
+                        .build(),
+                )
+                .transact_items(self.version_guard(
+                    event,
+                    identifier,
+                    seen.as_ref(),
+                    placement.becomes_current,
+                )?)
+                .send()
+                .await;
+            let error = match written {
+                Ok(_) => {
+                    return Ok(Insert::Stored {
+                        out_of_order: placement.out_of_order,
+                    });
+                }
+                Err(error) => error,
+            };
+            let reasons: Vec<Option<String>> = match error.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                        cancelled,
+                    ),
+                ) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|reason| reason.code().map(str::to_owned))
+                    .collect(),
+                _ => {
+                    return Err(unavailable(
+                        "storing the event",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    ));
+                }
+            };
+            let failed = |index: usize, code: &str| {
+                reasons
+                    .get(index)
+                    .and_then(Option::as_deref)
+                    .is_some_and(|reason| reason == code)
+            };
+            if failed(0, "ConditionalCheckFailed") {
+                return self.existing(event).await;
             }
-            Err(error) => Err(unavailable(
-                "storing the event",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            // Another publish of the same resource moved the current
+            // version (or wrote at the same moment): place it again.
+            if !(failed(1, "ConditionalCheckFailed")
+                || failed(0, "TransactionConflict")
+                || failed(1, "TransactionConflict"))
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "storing the event: the transaction was cancelled ({reasons:?})"
+                )));
+            }
         }
+        Err(StoreError::Unavailable(format!(
+            "the current version changed under each of {PLACE_ATTEMPTS} attempts to store the event"
+        )))
     }
 
     async fn get(&self, event_key: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -132,6 +305,93 @@ impl EventStore for DynamoEventStore {
             .await
             .map_err(|error| unavailable("reading an event", error))?;
         output.item.map(from_item).transpose()
+    }
+
+    async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut unique: Vec<String> = event_keys.to_vec();
+        unique.sort();
+        unique.dedup();
+        read_batches(&self.client, &self.table, "eventKey", &unique, "events")
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    async fn patient_events(&self, nhs_number: NhsNumber) -> Result<Vec<EventSummary>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PATIENT_INDEX)
+                .key_condition_expression("nhsNumber = :nhs")
+                .expression_attribute_values(":nhs", AttributeValue::S(nhs_number.as_string()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        "reading a child's events",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            for item in output.items.unwrap_or_default() {
+                found.push(from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    async fn received_on(
+        &self,
+        day: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<String>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DAY_INDEX)
+            .key_condition_expression("receivedDay = :day AND receivedSort > :after")
+            .expression_attribute_values(":day", AttributeValue::S(day.to_owned()))
+            // Every position sorts after the day itself.
+            .expression_attribute_values(
+                ":after",
+                AttributeValue::S(after.unwrap_or(day).to_owned()),
+            )
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "reading a day's events",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )
+            })?;
+        let items = output.items.unwrap_or_default();
+        let more = output.last_evaluated_key.is_some_and(|key| !key.is_empty());
+        let next = if more {
+            items
+                .last()
+                .and_then(|item| text_attribute(item, "receivedSort"))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: items
+                .iter()
+                .filter_map(|item| text_attribute(item, "receivedSort"))
+                .collect(),
+            next,
+        })
     }
 }
 
@@ -1026,6 +1286,70 @@ async fn write_batches(
     Ok(())
 }
 
+/// Reads the items of `table` under these values of its string hash key,
+/// 100 to a BatchGetItem, asking again for what DynamoDB leaves
+/// unprocessed, with a growing pause. Keys with no item are left out; the
+/// keys must be unique (BatchGetItem refuses a request that repeats one).
+async fn read_batches(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key_name: &str,
+    keys: &[String],
+    what: &str,
+) -> Result<Vec<Item>, StoreError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_BATCH_GET) {
+        let mut request = KeysAndAttributes::builder();
+        for key in chunk {
+            request = request.keys(HashMap::from([(
+                key_name.to_owned(),
+                AttributeValue::S(key.clone()),
+            )]));
+        }
+        let mut pending = Some(
+            request
+                .build()
+                .map_err(|error| unavailable(&format!("building a read of {what}"), error))?,
+        );
+        let mut attempt = 0;
+        while let Some(keys) = pending.take() {
+            if attempt == BATCH_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB left keys of {what} unprocessed after {BATCH_ATTEMPTS} requests"
+                )));
+            }
+            if attempt > 0 {
+                back_off(client, attempt).await;
+            }
+            attempt += 1;
+            let mut output = client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        &format!("reading {what}"),
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            found.extend(
+                output
+                    .responses
+                    .as_mut()
+                    .and_then(|responses| responses.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .filter(|keys| !keys.keys.is_empty());
+        }
+    }
+    Ok(found)
+}
+
 /// Waits before asking again for what DynamoDB left unprocessed, as its
 /// documentation asks: exponentially longer each time (25 ms doubling, at
 /// most 1.6 s), with jitter so that concurrent writers spread out. Without
@@ -1597,7 +1921,6 @@ impl crate::reference::ReferenceData for DynamoReferenceData {
         practices: &[&str],
     ) -> Result<crate::reference::ReferenceAreas, StoreError> {
         use crate::reference::{ReferenceAreas, postcode_key, practice_key};
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
 
         // Unique keys: BatchGetItem refuses a request that repeats one.
         let mut targets: HashMap<String, ReferenceTarget> = HashMap::new();
@@ -1611,59 +1934,20 @@ impl crate::reference::ReferenceData for DynamoReferenceData {
             );
         }
         let mut areas = ReferenceAreas::default();
-        let keys: Vec<&String> = targets.keys().collect();
-        for chunk in keys.chunks(MAX_BATCH_GET) {
-            let mut request = KeysAndAttributes::builder();
-            for key in chunk {
-                request = request.keys(HashMap::from([(
-                    REFERENCE_KEY.to_owned(),
-                    AttributeValue::S((*key).clone()),
-                )]));
-            }
-            let mut pending = Some(
-                request
-                    .build()
-                    .map_err(|error| unavailable("building a reference read", error))?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = pending.take() {
-                if attempt == BATCH_ATTEMPTS {
-                    return Err(StoreError::Unavailable(format!(
-                        "DynamoDB left reference keys unprocessed after {BATCH_ATTEMPTS} requests"
-                    )));
-                }
-                if attempt > 0 {
-                    back_off(&self.client, attempt).await;
-                }
-                attempt += 1;
-                let mut output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|error| {
-                        unavailable(
-                            "reading reference data",
-                            aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                        )
-                    })?;
-                let items = output
-                    .responses
-                    .as_mut()
-                    .and_then(|responses| responses.remove(&self.table))
-                    .unwrap_or_default();
-                for item in items {
-                    if let Some(target) =
-                        text_attribute(&item, REFERENCE_KEY).and_then(|key| targets.get(&key))
-                    {
-                        answer(&mut areas, target, &item);
-                    }
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .filter(|keys| !keys.keys.is_empty());
+        let keys: Vec<String> = targets.keys().cloned().collect();
+        let items = read_batches(
+            &self.client,
+            &self.table,
+            REFERENCE_KEY,
+            &keys,
+            "reference data",
+        )
+        .await?;
+        for item in items {
+            if let Some(target) =
+                text_attribute(&item, REFERENCE_KEY).and_then(|key| targets.get(&key))
+            {
+                answer(&mut areas, target, &item);
             }
         }
         Ok(areas)
@@ -1671,3 +1955,86 @@ impl crate::reference::ReferenceData for DynamoReferenceData {
 }
 
 // End of the reference data adapter.
+
+/// Replay jobs, one item per replay (key replayId); the table's stream
+/// drives the replay worker, each save prompting its next step.
+#[derive(Clone)]
+pub struct DynamoReplayStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoReplayStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoReplayStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table named by REPLAYS_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(Self::new(client, required_env("REPLAYS_TABLE")?))
+    }
+}
+
+impl crate::ports::ReplayStore for DynamoReplayStore {
+    async fn create(&self, job: &crate::replay::ReplayJob) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(job)?))
+            .condition_expression("attribute_not_exists(replayId)")
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "creating a replay",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, replay_id: &str) -> Result<Option<crate::replay::ReplayJob>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("replayId", AttributeValue::S(replay_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a replay", error))?;
+        output.item.map(from_item).transpose()
+    }
+
+    async fn save(&self, job: &crate::replay::ReplayJob) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(job)?))
+            .condition_expression("revision = :previous")
+            .expression_attribute_values(
+                ":previous",
+                AttributeValue::N(job.revision.saturating_sub(1).to_string()),
+            )
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(
+                "saving a replay",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
+}

@@ -32,6 +32,8 @@ pub struct Match {
 pub struct Delivery {
     pub subscriber_id: String,
     pub matches: Vec<Match>,
+    /// The replay this delivery is part of; None for a first delivery.
+    pub replay_id: Option<String>,
 }
 
 impl Delivery {
@@ -60,6 +62,12 @@ impl Delivery {
         if let Some(nhs_number) = event.nhs_number {
             attributes.push(("nhsNumber", nhs_number.to_string()));
         }
+        if let Some(flag) = event.out_of_order {
+            attributes.push(("outOfOrder", flag.code().to_owned()));
+        }
+        if let Some(replay_id) = &self.replay_id {
+            attributes.push(("replay", replay_id.clone()));
+        }
         attributes
     }
 }
@@ -74,6 +82,13 @@ pub enum Route {
         deliveries: Vec<Delivery>,
         patient: Option<NhsNumber>,
     },
+}
+
+/// Whether routing records the event in the child register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registering {
+    Record,
+    ReadOnly,
 }
 
 /// What dispatch did with an event.
@@ -151,9 +166,24 @@ where
         event: &StoredEvent,
         now: OffsetDateTime,
     ) -> Result<Route, StoreError> {
+        self.route_as(event, now, Registering::Record).await
+    }
+
+    /// Routes an event as `route` does, recording it in the register or
+    /// only reading the register (a replay: the event was recorded when it
+    /// was first dispatched, and moves nobody now).
+    pub async fn route_as(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+        registering: Registering,
+    ) -> Result<Route, StoreError> {
         let mut children = Vec::new();
         for update in register::updates_for(event) {
-            children.push(register::record_event(self.register, update).await?);
+            children.push(match registering {
+                Registering::Record => register::record_event(self.register, update).await?,
+                Registering::ReadOnly => register::preview(self.register, update).await?,
+            });
         }
         // The child the event is about: the baby of a birth notification,
         // else the routed patient.
@@ -324,6 +354,7 @@ fn by_subscriber(matched: Vec<Subscription>) -> Vec<Delivery> {
         .map(|(subscriber_id, matches)| Delivery {
             subscriber_id,
             matches: matches.into_values().collect(),
+            replay_id: None,
         })
         .collect()
 }
@@ -393,6 +424,11 @@ mod tests {
             previous_postcode: None,
             sensitive: false,
             received_at: "2026-01-01T00:00:00Z".into(),
+            focus_identifier: None,
+            out_of_order: None,
+            received_day: "2026-01-01".into(),
+            received_sort: "2026-01-01T00:00:00.000Z#vaccinations-1/x".into(),
+            expires_at: i64::MAX,
         }
     }
 
@@ -404,6 +440,7 @@ mod tests {
                     subscription_id: format!("subscription-{n}"),
                     tag: None,
                 }],
+                replay_id: None,
             })
             .collect()
     }

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::auth::Caller;
 use crate::catalogue::{EventType, Lifecycle};
 use crate::error::HubError;
-use crate::fhir_time::format_instant;
-use crate::message::{Encoding, EventMessage, Warning};
+use crate::fhir_time::{format_instant, parse_instant};
+use crate::message::{Encoding, EventMessage, Identifier, Warning};
 use crate::nhs_number::NhsNumber;
 use crate::outcome::{Issue, OperationOutcome, Severity};
 use crate::ports::{EventStore, Insert, RegisterStore, StoreError};
@@ -61,6 +61,22 @@ pub struct StoredEvent {
     pub previous_postcode: Option<String>,
     pub sensitive: bool,
     pub received_at: String,
+    /// What links versions of the focus resource (see [`focus_key`]); absent
+    /// when the focus carries no business identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus_identifier: Option<String>,
+    /// Set by the store when the event arrived after a newer version of its
+    /// focus resource, or deletes one the hub has never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<OutOfOrder>,
+    /// The day the hub accepted it (UTC, YYYY-MM-DD): the partition of the
+    /// index replays read in order of arrival.
+    pub received_day: String,
+    /// `<receivedAt with milliseconds>#<eventKey>`: orders a child's events
+    /// and a day's events by arrival, uniquely.
+    pub received_sort: String,
+    /// When the event leaves the store (Unix seconds, DynamoDB's TTL).
+    pub expires_at: i64,
 }
 
 impl StoredEvent {
@@ -69,10 +85,20 @@ impl StoredEvent {
         encoding: Encoding,
         payload: &str,
         received_at: OffsetDateTime,
+        retention: Retention,
     ) -> Self {
         let patient = message.patient.as_ref();
+        let key = event_key(message.event_type, &message.message_id);
         StoredEvent {
-            event_key: event_key(message.event_type, &message.message_id),
+            received_day: received_day(received_at),
+            received_sort: received_sort(received_at, &key),
+            expires_at: retention.expiry(received_at),
+            focus_identifier: message
+                .focus_identifiers
+                .first()
+                .map(|identifier| focus_key(message.event_type, identifier)),
+            out_of_order: None,
+            event_key: key,
             event_id: message.message_id.clone(),
             event_type: message.event_type,
             lifecycle: message.lifecycle,
@@ -98,6 +124,252 @@ impl StoredEvent {
     }
 }
 
+impl StoredEvent {
+    /// The version the hub compares: meta.lastUpdated (else the message's
+    /// timestamp), then meta.versionId.
+    fn version(&self) -> (OffsetDateTime, u64) {
+        version_key(
+            self.last_updated.as_deref().unwrap_or(&self.timestamp),
+            self.version_id,
+        )
+    }
+
+    /// Still held: not past its retention period (DynamoDB removes expired
+    /// items lazily, so reads check too).
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.expires_at > now.unix_timestamp()
+    }
+}
+
+fn version_key(last_updated: &str, version_id: Option<u64>) -> (OffsetDateTime, u64) {
+    (
+        parse_instant(last_updated).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        version_id.unwrap_or(0),
+    )
+}
+
+/// The business identifier that links an update or delete to what it
+/// changes, scoped to the event type: suppliers reuse identifier values
+/// across resource kinds (the NEMS vaccination and professional contact
+/// examples share `https://supplierABC/identifiers|abc1111`).
+pub fn focus_key(event_type: EventType, identifier: &Identifier) -> String {
+    format!("{event_type}|{}|{}", identifier.system, identifier.value)
+}
+
+/// Why a delivery is flagged out of order: a receiver that trusts the flag
+/// needs no history of its own to discard it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutOfOrder {
+    /// Older than the version the hub already holds as current.
+    OlderThanCurrent,
+    /// A delete of a resource the hub has never seen.
+    UnknownResource,
+}
+
+impl OutOfOrder {
+    pub fn code(self) -> &'static str {
+        match self {
+            OutOfOrder::OlderThanCurrent => "older-than-current",
+            OutOfOrder::UnknownResource => "unknown-resource",
+        }
+    }
+}
+
+/// The version the hub holds as current for one focus identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentVersion {
+    pub focus_identifier: String,
+    pub event_key: String,
+    pub lifecycle: Lifecycle,
+    pub last_updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<u64>,
+}
+
+impl CurrentVersion {
+    pub fn of(event: &StoredEvent) -> Option<Self> {
+        Some(CurrentVersion {
+            focus_identifier: event.focus_identifier.clone()?,
+            event_key: event.event_key.clone(),
+            lifecycle: event.lifecycle,
+            last_updated: event
+                .last_updated
+                .clone()
+                .unwrap_or_else(|| event.timestamp.clone()),
+            version_id: event.version_id,
+        })
+    }
+
+    fn version(&self) -> (OffsetDateTime, u64) {
+        version_key(&self.last_updated, self.version_id)
+    }
+}
+
+/// Where a new event stands among the versions of its focus resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub out_of_order: Option<OutOfOrder>,
+    /// It is the newest version: the hub's current one from now on.
+    pub becomes_current: bool,
+}
+
+/// Places an event against the current version of its focus resource.
+/// An equal version (a re-publish under a new message id) leaves the first
+/// one current and is not flagged.
+pub fn place(event: &StoredEvent, current: Option<&CurrentVersion>) -> Placement {
+    match current {
+        None => Placement {
+            out_of_order: (event.lifecycle == Lifecycle::Delete)
+                .then_some(OutOfOrder::UnknownResource),
+            becomes_current: true,
+        },
+        Some(current) => match event.version().cmp(&current.version()) {
+            std::cmp::Ordering::Less => Placement {
+                out_of_order: Some(OutOfOrder::OlderThanCurrent),
+                becomes_current: false,
+            },
+            std::cmp::Ordering::Equal => Placement {
+                out_of_order: None,
+                becomes_current: false,
+            },
+            std::cmp::Ordering::Greater => Placement {
+                out_of_order: None,
+                becomes_current: true,
+            },
+        },
+    }
+}
+
+/// How long the hub keeps an event (the EventRetentionDays parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+}
+
+impl Retention {
+    /// 2 190 days (six years): the Healthy Child Programme runs from birth to
+    /// five, so an e-Red Book's timeline and a late joiner's replay can reach
+    /// back to the birth of any child in it, with a year's margin; the hub is
+    /// not the record of care (GP and CHIS systems are), so it keeps no more.
+    pub const DEFAULT: Retention = Retention { days: 2190 };
+
+    /// From the EVENT_RETENTION_DAYS environment variable, else the default.
+    pub fn from_env() -> Self {
+        std::env::var("EVENT_RETENTION_DAYS")
+            .ok()
+            .and_then(|days| days.parse().ok())
+            .filter(|&days| days > 0)
+            .map_or(Self::DEFAULT, |days| Retention { days })
+    }
+
+    pub fn expiry(self, received_at: OffsetDateTime) -> i64 {
+        received_at.unix_timestamp() + i64::from(self.days) * 86_400
+    }
+
+    /// The oldest arrival time still held at `now`.
+    pub fn horizon(self, now: OffsetDateTime) -> OffsetDateTime {
+        now - time::Duration::days(i64::from(self.days))
+    }
+}
+
+pub fn received_day(at: OffsetDateTime) -> String {
+    crate::audit::timestamp(at)[..10].to_owned()
+}
+
+/// Fixed-width, so that text order is time order.
+pub fn received_sort(at: OffsetDateTime, event_key: &str) -> String {
+    format!("{}#{event_key}", crate::audit::timestamp(at))
+}
+
+/// What the patient index holds of an event: enough to build a timeline
+/// (which versions are current, which match a filter) before any payload
+/// is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSummary {
+    pub event_key: String,
+    pub event_type: EventType,
+    pub lifecycle: Lifecycle,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus_identifier: Option<String>,
+    pub sensitive: bool,
+    pub received_sort: String,
+    pub expires_at: i64,
+}
+
+impl EventSummary {
+    pub fn of(event: &StoredEvent) -> Self {
+        EventSummary {
+            event_key: event.event_key.clone(),
+            event_type: event.event_type,
+            lifecycle: event.lifecycle,
+            timestamp: event.timestamp.clone(),
+            last_updated: event.last_updated.clone(),
+            version_id: event.version_id,
+            focus_identifier: event.focus_identifier.clone(),
+            sensitive: event.sensitive,
+            received_sort: event.received_sort.clone(),
+            expires_at: event.expires_at,
+        }
+    }
+
+    fn version(&self) -> (OffsetDateTime, u64) {
+        version_key(
+            self.last_updated.as_deref().unwrap_or(&self.timestamp),
+            self.version_id,
+        )
+    }
+
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.expires_at > now.unix_timestamp()
+    }
+}
+
+/// The current versions among a child's events, in their order: for each
+/// focus identifier the newest version (the first to arrive among equals),
+/// left out when that version is a delete; an event without an identifier
+/// is a version of its own. The same rule as [`place`], so a timeline
+/// agrees with the flags deliveries carried.
+pub fn current_versions(events: &[EventSummary]) -> Vec<&EventSummary> {
+    let mut newest: std::collections::HashMap<&str, &EventSummary> =
+        std::collections::HashMap::new();
+    for event in events {
+        if let Some(identifier) = event.focus_identifier.as_deref() {
+            let entry = newest.entry(identifier).or_insert(event);
+            if event.version() > entry.version()
+                || (event.version() == entry.version() && event.received_sort < entry.received_sort)
+            {
+                *entry = event;
+            }
+        }
+    }
+    events
+        .iter()
+        .filter(|event| match event.focus_identifier.as_deref() {
+            None => true,
+            Some(identifier) => newest.get(identifier).is_some_and(|current| {
+                current.event_key == event.event_key && event.lifecycle != Lifecycle::Delete
+            }),
+        })
+        .collect()
+}
+
+/// A FHIR id as MessageHeader.id holds it (lower case): 1 to 64 letters,
+/// digits, '-' or '.'. Nothing else can name a stored event.
+pub fn is_message_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.'
+        })
+}
+
 /// The key an event is stored and deduplicated under.
 pub fn event_key(event_type: EventType, message_id: &str) -> String {
     format!("{event_type}/{message_id}")
@@ -120,6 +392,7 @@ pub enum PublishOutcome {
         nhs_number: Option<NhsNumber>,
         sensitive: bool,
         warnings: Vec<Warning>,
+        out_of_order: Option<OutOfOrder>,
     },
     /// Already stored with the same body; nothing more happens.
     Duplicate {
@@ -142,6 +415,7 @@ impl PublishOutcome {
                 event_id,
                 sensitive,
                 warnings,
+                out_of_order,
                 ..
             } => {
                 let mut accepted = OperationOutcome::information(
@@ -155,6 +429,18 @@ impl PublishOutcome {
                         spine_code: "INVALID_VALUE",
                         diagnostics: warning.problem.clone(),
                         expression: vec![warning.expression.clone()],
+                    });
+                }
+                if let Some(flag) = out_of_order {
+                    accepted = accepted.with(Issue {
+                        severity: Severity::Warning,
+                        code: "informational",
+                        spine_code: "OUT_OF_ORDER",
+                        diagnostics: match flag {
+                            OutOfOrder::OlderThanCurrent => "a newer version of the focus resource was accepted before this one: it is delivered flagged out of order (outOfOrder=older-than-current)".into(),
+                            OutOfOrder::UnknownResource => "the hub holds no version of the resource this deletes: it is delivered flagged out of order (outOfOrder=unknown-resource)".into(),
+                        },
+                        expression: Vec::new(),
                     });
                 }
                 if *sensitive {
@@ -209,6 +495,7 @@ pub async fn note_known_sensitivity<R: RegisterStore>(
             nhs_number: Some(nhs_number),
             sensitive: false,
             warnings,
+            out_of_order,
         } => {
             let sensitive = register
                 .get(nhs_number)
@@ -219,6 +506,7 @@ pub async fn note_known_sensitivity<R: RegisterStore>(
                 nhs_number: Some(nhs_number),
                 sensitive,
                 warnings,
+                out_of_order,
             })
         }
         other => Ok(other),
@@ -254,6 +542,7 @@ pub async fn publish<S: EventStore>(
     content_type: Option<&str>,
     body: &[u8],
     received_at: OffsetDateTime,
+    retention: Retention,
 ) -> Result<PublishOutcome, HubError> {
     publisher.may_publish_type(expected)?;
     let encoding = content_type
@@ -276,13 +565,14 @@ pub async fn publish<S: EventStore>(
         });
     }
     publisher.may_publish_for(message.responsible_ods.as_deref())?;
-    let event = StoredEvent::new(&message, encoding, text, received_at);
+    let event = StoredEvent::new(&message, encoding, text, received_at, retention);
     match store.insert(&event).await? {
-        Insert::Stored => Ok(PublishOutcome::Accepted {
+        Insert::Stored { out_of_order } => Ok(PublishOutcome::Accepted {
             event_id: event.event_id,
             nhs_number: event.nhs_number,
             sensitive: event.sensitive,
             warnings: message.warnings,
+            out_of_order,
         }),
         Insert::Duplicate => Ok(PublishOutcome::Duplicate {
             event_id: event.event_id,

@@ -25,16 +25,20 @@ use crate::catalogue::EventType;
 use crate::dispatch::{Dispatched, Dispatcher};
 use crate::error::HubError;
 use crate::events::{self, StoredEvent};
+use crate::history;
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
+use crate::outcome::OperationOutcome;
 use crate::ports::{
     AuditLog, ClientStore, DeliveryPublisher, EventStore, QueueProvisioner, RegisterStore,
-    ReplayGuard, SubscriberStore, SubscriptionStore,
+    ReplayGuard, ReplayStore, SubscriberStore, SubscriptionStore,
 };
 use crate::reference::ReferenceData;
+use crate::replay;
 use crate::subscriber::{self, OnboardRequest};
 use crate::subscription::{self, Subscription, SubscriptionRequest};
 use crate::text;
+use std::collections::BTreeSet;
 
 pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -488,6 +492,10 @@ pub use crate::auth::CLIENT_ASSERTION_TYPE;
 // Publishing
 // ---------------------------------------------------------------------------
 
+/// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
+pub static RETENTION: std::sync::LazyLock<events::Retention> =
+    std::sync::LazyLock::new(events::Retention::from_env);
+
 /// `POST /events/{event-type}`: validate, authorise, then store once.
 pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     store: &S,
@@ -515,6 +523,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             header(request, "content-type"),
             &body,
             OffsetDateTime::now_utc(),
+            *RETENTION,
         )
         .await?;
         // The event is stored: a failed register read must not turn its
@@ -550,10 +559,7 @@ pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     init_tracing();
     let config = sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let store = crate::aws::DynamoEventStore::new(
-        dynamodb.clone(),
-        crate::aws::required_env("EVENTS_TABLE")?,
-    );
+    let store = crate::aws::DynamoEventStore::from_env(dynamodb.clone())?;
     let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
     let (store, audit, register) = (&store, &audit, &register);
@@ -565,8 +571,10 @@ pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     .await
 }
 
-/// `GET /events/{eventType}/{id}`: a stored event, to a subscriber it was
-/// delivered to, or to the publisher that published it.
+/// `GET /events/{id}` (MessageHeader.id; `?eventType=` picks one type when
+/// an id was published under several): the stored message exactly as
+/// published, to the publishing organisation, the subscribers it was
+/// delivered to, and operators. Anyone else is answered 404.
 pub async fn read_event<S: EventStore, A: AuditLog>(
     store: &S,
     audit: &A,
@@ -580,38 +588,90 @@ pub async fn read_event<S: EventStore, A: AuditLog>(
         encoding,
         std::convert::identity,
         |caller, record| async move {
-            let event_type = request
+            let id = request
                 .path_parameters
-                .get("eventType")
-                .and_then(|code| code.parse::<EventType>().ok())
-                .ok_or_else(|| HubError::NotFound("that event type".into()))?;
-            let id = path_id(request, "event")?;
-            let key = events::event_key(event_type, id);
-            let not_found = || HubError::NotFound(format!("event {key}"));
-            let event = store.get(&key).await?.ok_or_else(not_found)?;
-            let delivered_to_caller = match caller.subscriber_id.as_deref() {
-                Some(subscriber_id) if caller.has_role(Role::Subscriber) => audit
-                    .get(&audit::delivery_id(&key, subscriber_id))
-                    .await?
-                    .is_some(),
-                _ => false,
+                .get("id")
+                .map(|id| id.to_ascii_lowercase())
+                .filter(|id| events::is_message_id(id))
+                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let event_types = match request.query_string_parameters.first("eventType") {
+                None => EventType::ALL.to_vec(),
+                Some(code) => vec![code.parse::<EventType>().map_err(|_| {
+                    HubError::bad_request(
+                        "eventType",
+                        format!("'{code}' is not an event type of the hub"),
+                    )
+                })?],
             };
-            // The publishing organisation's own systems may read it back.
-            let published_by_caller = caller.may_publish_type(event_type).is_ok()
-                && caller
-                    .may_publish_for(event.responsible_ods.as_deref())
-                    .is_ok();
+            let keys: Vec<String> = event_types
+                .iter()
+                .map(|&event_type| events::event_key(event_type, &id))
+                .collect();
+            let now = OffsetDateTime::now_utc();
+            let mut readable = Vec::new();
+            for event in store.get_many(&keys).await? {
+                if event.is_live(now) && may_read_event(audit, &caller, &event).await? {
+                    readable.push(event);
+                }
+            }
+            readable.sort_by(|a, b| a.event_key.cmp(&b.event_key));
             // Refused as not found: whether an event exists for a patient is
             // itself patient information.
-            if !(delivered_to_caller || published_by_caller) {
-                return Err(not_found());
+            let Some(event) = readable.first() else {
+                return Err(HubError::NotFound(format!("event {id}")));
+            };
+            if readable.len() > 1 {
+                let choices: Vec<&str> = readable
+                    .iter()
+                    .map(|event| event.event_type.code())
+                    .collect();
+                let outcome = OperationOutcome::information(
+                    "MULTIPLE_MATCHES",
+                    format!(
+                        "event {id} was published as {}: name one with ?eventType=",
+                        choices.join(" and ")
+                    ),
+                );
+                let response = fhir_response(300, encoding, outcome.render(encoding), &[]);
+                return Ok((
+                    response,
+                    record.detail(format!("event {id}: several types")),
+                ));
             }
-            let record = record.event(key).patient(event.nhs_number);
-            let response = respond(200, &event.content_type, event.payload, &[]);
+            let record = record
+                .event(event.event_key.clone())
+                .patient(event.nhs_number);
+            let response = respond(200, &event.content_type, event.payload.clone(), &[]);
             Ok((response, record))
         },
     )
     .await
+}
+
+/// Operators; the publishing organisation's own systems; a subscriber the
+/// event was delivered to (its delivery's audit record says so).
+async fn may_read_event<A: AuditLog>(
+    audit: &A,
+    caller: &Caller,
+    event: &StoredEvent,
+) -> Result<bool, HubError> {
+    if caller.has_role(Role::Operator) {
+        return Ok(true);
+    }
+    if caller.may_publish_type(event.event_type).is_ok()
+        && caller
+            .may_publish_for(event.responsible_ods.as_deref())
+            .is_ok()
+    {
+        return Ok(true);
+    }
+    Ok(match caller.subscriber_id.as_deref() {
+        Some(subscriber_id) if caller.has_role(Role::Subscriber) => audit
+            .get(&audit::delivery_id(&event.event_key, subscriber_id))
+            .await?
+            .is_some(),
+        _ => false,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1140,4 +1200,310 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
         },
     )
     .await
+}
+
+/// `GET /children/{nhsNumber}/events`: the child's event history as a FHIR
+/// searchset Bundle (history::HistoryQuery gives the parameters), for
+/// operators, and for subscribers with an active explicit subscription for
+/// the child, who see the event types those subscriptions name and nothing
+/// of a child the hub knows to be sensitive.
+pub async fn read_child_events<E, S, G, A>(
+    events: &E,
+    subscriptions: &S,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
+    let encoding = response_encoding(request);
+    let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
+    audited(
+        audit,
+        request,
+        Action::HistoryRead,
+        encoding,
+        on_refusal,
+        |caller, record| async move {
+            let nhs_number = path_nhs_number(request)?;
+            let parameters = &request.query_string_parameters;
+            let query = history::HistoryQuery::parse(
+                parameters.first("versions"),
+                repeated(request, "eventType").into_iter(),
+                repeated(request, "date").into_iter(),
+                parameters.first("_count"),
+                parameters.first("_page"),
+            )?;
+            let now = OffsetDateTime::now_utc();
+            let (visible_types, include_sensitive) = if caller.has_role(Role::Operator) {
+                (None, true)
+            } else {
+                let types = subscribed_types(subscriptions, &caller, nhs_number, now).await?;
+                if types.is_empty() {
+                    return Err(HubError::forbidden_element(
+                        "nhsNumber",
+                        "only operators, and subscribers with an active explicit subscription \
+                         for this child, may read the child's events",
+                    ));
+                }
+                // What is withheld from delivery is withheld from history.
+                let sensitive = register
+                    .get(nhs_number)
+                    .await?
+                    .is_some_and(|record| record.value.is_sensitive());
+                if sensitive {
+                    (Some(BTreeSet::new()), false)
+                } else {
+                    (Some(types), false)
+                }
+            };
+            let summaries = events.patient_events(nhs_number).await?;
+            let selected = history::select(
+                &summaries,
+                &query,
+                visible_types.as_ref(),
+                include_sensitive,
+                now,
+            );
+            let keys: Vec<String> = selected
+                .iter()
+                .skip(query.offset)
+                .take(query.count)
+                .map(|summary| summary.event_key.clone())
+                .collect();
+            let mut page = events.get_many(&keys).await?;
+            page.sort_by_key(|event| {
+                keys.iter()
+                    .position(|key| *key == event.event_key)
+                    .unwrap_or(usize::MAX)
+            });
+            let body = history::searchset(
+                nhs_number,
+                &query,
+                &page,
+                selected.len(),
+                *RETENTION,
+                now,
+                encoding,
+            );
+            Ok((
+                fhir_response(200, encoding, body, &[]),
+                record.patient(Some(nhs_number)),
+            ))
+        },
+    )
+    .await
+}
+
+/// Every value of a query parameter that may be repeated: API Gateway keeps
+/// only the last one in `queryStringParameters`.
+fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str> {
+    request
+        .multi_value_query_string_parameters
+        .all(name)
+        .or_else(|| request.query_string_parameters.all(name))
+        .unwrap_or_default()
+}
+
+/// The event types of the caller's active explicit subscriptions for the
+/// child: one keyed read per event type, together.
+async fn subscribed_types<S: SubscriptionStore>(
+    subscriptions: &S,
+    caller: &Caller,
+    nhs_number: NhsNumber,
+    now: OffsetDateTime,
+) -> Result<BTreeSet<EventType>, HubError> {
+    let subscriber_id = caller.subscriber()?;
+    let found = futures_util::future::try_join_all(
+        EventType::ALL
+            .iter()
+            .map(|&event_type| subscriptions.explicit_candidates(nhs_number, event_type)),
+    )
+    .await?;
+    Ok(EventType::ALL
+        .iter()
+        .zip(found)
+        .filter(|(event_type, candidates)| {
+            candidates.iter().any(|subscription| {
+                subscription.subscriber_id == subscriber_id
+                    && subscription.is_active(now)
+                    && subscription.criteria.target == crate::criteria::Target::Explicit(nhs_number)
+                    && subscription.criteria.events.contains(event_type)
+            })
+        })
+        .map(|(event_type, _)| *event_type)
+        .collect())
+}
+
+// ---------------------------------------------------------------------------
+// Replays
+// ---------------------------------------------------------------------------
+
+/// `since` and `until` of a replay request: query parameters, or a FHIR
+/// Parameters body (valueInstant, valueDateTime or valueDate).
+fn replay_window(
+    request: &ApiGatewayProxyRequest,
+) -> Result<(Option<String>, Option<String>), HubError> {
+    let parameters = &request.query_string_parameters;
+    let from_query = (
+        parameters.first("since").map(str::to_owned),
+        parameters.first("until").map(str::to_owned),
+    );
+    let body = body_bytes(request)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(from_query);
+    }
+    if from_query != (None, None) {
+        return Err(HubError::bad_request(
+            "Parameters",
+            "give since and until either as query parameters or in a Parameters body, not both",
+        ));
+    }
+    let bad = |problem: &str| HubError::bad_request("Parameters", problem.to_owned());
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| bad("the body is a FHIR Parameters resource in JSON"))?;
+    if value["resourceType"] != "Parameters" {
+        return Err(bad("the body is a FHIR Parameters resource in JSON"));
+    }
+    let named = |name: &str| -> Option<String> {
+        value["parameter"].as_array()?.iter().find_map(|parameter| {
+            (parameter["name"] == name).then(|| {
+                ["valueInstant", "valueDateTime", "valueDate"]
+                    .iter()
+                    .find_map(|field| parameter[*field].as_str().map(str::to_owned))
+            })?
+        })
+    };
+    Ok((named("since"), named("until")))
+}
+
+/// `POST /Subscription/{id}/$replay`: starts re-delivering the window's
+/// events the subscription matches now; answers at once with the replay.
+pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
+    subscriptions: &S,
+    jobs: &J,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::Replay,
+        encoding,
+        std::convert::identity,
+        |caller, record| async move {
+            let subscription = own_subscription(subscriptions, &caller, request).await?;
+            let now = OffsetDateTime::now_utc();
+            if !subscription.is_active(now) {
+                return Err(HubError::unprocessable(
+                    "Subscription.status",
+                    "the subscription is off: it matches nothing to replay",
+                ));
+            }
+            let (since, until) = replay_window(request)?;
+            let window =
+                replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), *RETENTION, now)?;
+            let job = window.job(&subscription, now);
+            jobs.create(&job).await?;
+            info!(replay_id = %job.replay_id, subscription_id = %subscription.id, "replay started");
+            let record = record
+                .subscription(subscription.id.clone())
+                .subscriber(subscription.subscriber_id.clone())
+                .detail(format!("replay {}", job.replay_id));
+            let response = respond(
+                202,
+                "application/json",
+                job.to_json().to_string(),
+                &[("content-location", format!("/replays/{}", job.replay_id))],
+            );
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+/// `GET /replays/{id}`: a replay's progress, to its subscriber and operators.
+pub async fn read_replay<J: ReplayStore, A: AuditLog>(
+    jobs: &J,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::ReplayRead,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            let id = path_id(request, "replay")?;
+            let job = jobs
+                .get(id)
+                .await?
+                .filter(|job| replay::may_see(&caller, job))
+                .ok_or_else(|| HubError::NotFound(format!("replay {id}")))?;
+            let record = record
+                .subscription(job.subscription_id.clone())
+                .subscriber(job.subscriber_id.clone());
+            Ok((
+                respond(200, "application/json", job.to_json().to_string(), &[]),
+                record,
+            ))
+        },
+    )
+    .await
+}
+
+/// The replay worker: each change to a running replay's record (its
+/// creation, then each save) prompts one bounded step of it. A step that
+/// fails is reported, so that the stream retries from it; the job resumes
+/// from its last save.
+pub async fn replay_batch<E, S, P, A, G, R, J>(
+    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J>,
+    batch: StreamEvent,
+) -> DynamoDbEventResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+    J: ReplayStore,
+{
+    let mut response = DynamoDbEventResponse::default();
+    let mut stepped = BTreeSet::new();
+    for record in batch.records {
+        let sequence_number = record.change.sequence_number.clone();
+        let Ok(job) = serde_dynamo::from_item::<_, replay::ReplayJob>(record.change.new_image)
+        else {
+            // A removal (TTL) or a record of no job: nothing to advance.
+            continue;
+        };
+        // The records of one batch are of the same few jobs: one step each.
+        if job.status != replay::ReplayStatus::Running || !stepped.insert(job.replay_id.clone()) {
+            continue;
+        }
+        match replayer
+            .step(&job.replay_id, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(Some(job)) => {
+                info!(replay_id = %job.replay_id, scanned = job.scanned, delivered = job.delivered, status = ?job.status, "replay step");
+            }
+            Ok(None) => {}
+            Err(error) => {
+                error!(replay_id = %job.replay_id, error = %error, "replay step failed; it resumes from its last save");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    response
 }

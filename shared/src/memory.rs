@@ -12,12 +12,13 @@ use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::dispatch::Delivery;
-use crate::events::StoredEvent;
+use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
     AuditLog, ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner,
-    ReplayGuard, StoreError, SubscriberStore, SubscriptionStore,
+    ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionStore,
 };
+use crate::replay::ReplayJob;
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
@@ -28,6 +29,8 @@ fn poisoned() -> StoreError {
 #[derive(Default)]
 pub struct MemoryEventStore {
     events: Mutex<HashMap<String, StoredEvent>>,
+    /// Held under the events lock's protection: written only while it is held.
+    current: Mutex<HashMap<String, CurrentVersion>>,
 }
 
 impl MemoryEventStore {
@@ -58,10 +61,69 @@ impl EventStore for MemoryEventStore {
             }
             Some(_) => Ok(Insert::Conflict),
             None => {
-                events.insert(event.event_key.clone(), event.clone());
-                Ok(Insert::Stored)
+                let mut current = self.current.lock().map_err(|_| poisoned())?;
+                let mut stored = event.clone();
+                if let Some(identifier) = event.focus_identifier.as_deref() {
+                    let placement = place(event, current.get(identifier));
+                    stored.out_of_order = placement.out_of_order;
+                    if placement.becomes_current
+                        && let Some(version) = CurrentVersion::of(event)
+                    {
+                        current.insert(identifier.to_owned(), version);
+                    }
+                }
+                let out_of_order = stored.out_of_order;
+                events.insert(event.event_key.clone(), stored);
+                Ok(Insert::Stored { out_of_order })
             }
         }
+    }
+
+    async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.events.lock().map_err(|_| poisoned())?;
+        Ok(event_keys
+            .iter()
+            .filter_map(|key| events.get(key).cloned())
+            .collect())
+    }
+
+    async fn patient_events(&self, nhs_number: NhsNumber) -> Result<Vec<EventSummary>, StoreError> {
+        let events = self.events.lock().map_err(|_| poisoned())?;
+        let mut found: Vec<EventSummary> = events
+            .values()
+            .filter(|event| event.nhs_number == Some(nhs_number))
+            .map(EventSummary::of)
+            .collect();
+        found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
+        Ok(found)
+    }
+
+    async fn received_on(
+        &self,
+        day: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<String>, StoreError> {
+        let events = self.events.lock().map_err(|_| poisoned())?;
+        let mut found: Vec<&StoredEvent> = events
+            .values()
+            .filter(|event| {
+                event.received_day == day
+                    && after.is_none_or(|after| event.received_sort.as_str() > after)
+            })
+            .collect();
+        found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok(Page {
+            next: more
+                .then(|| found.last().map(|event| event.received_sort.clone()))
+                .flatten(),
+            items: found
+                .into_iter()
+                .map(|event| event.received_sort.clone())
+                .collect(),
+        })
     }
 
     async fn get(&self, event_key: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -576,5 +638,41 @@ impl crate::ports::RegisterStore for MemoryRegisterStore {
             },
         );
         Ok(true)
+    }
+}
+
+/// Replay jobs by id.
+#[derive(Default)]
+pub struct MemoryReplayStore {
+    jobs: Mutex<HashMap<String, ReplayJob>>,
+}
+
+impl ReplayStore for MemoryReplayStore {
+    async fn create(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        self.jobs
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(job.replay_id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn get(&self, replay_id: &str) -> Result<Option<ReplayJob>, StoreError> {
+        Ok(self
+            .jobs
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(replay_id)
+            .cloned())
+    }
+
+    async fn save(&self, job: &ReplayJob) -> Result<bool, StoreError> {
+        let mut jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        match jobs.get(&job.replay_id) {
+            Some(stored) if stored.revision + 1 == job.revision => {
+                jobs.insert(job.replay_id.clone(), job.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -9,8 +9,9 @@ use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
-use crate::events::StoredEvent;
+use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::replay::ReplayJob;
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
@@ -28,8 +29,9 @@ pub enum StoreError {
 /// The result of offering an event to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
-    /// Stored now: it will be dispatched.
-    Stored,
+    /// Stored now: it will be dispatched, flagged if it arrived out of
+    /// order (see `events::place`).
+    Stored { out_of_order: Option<OutOfOrder> },
     /// The same message (same id, same body) was stored before.
     Duplicate,
     /// The id was stored before with a different body.
@@ -37,7 +39,10 @@ pub enum Insert {
 }
 
 pub trait EventStore: Send + Sync {
-    /// Stores the event unless one with its id exists (a conditional write).
+    /// Stores the event unless one with its id exists (a conditional write),
+    /// placing it among the versions of its focus resource in the same
+    /// atomic step: it becomes the current version if it is the newest, and
+    /// is stored flagged if it is out of order (`events::place`).
     fn insert(
         &self,
         event: &StoredEvent,
@@ -48,6 +53,30 @@ pub trait EventStore: Send + Sync {
         &self,
         event_key: &str,
     ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
+
+    /// The events stored under these keys (at most 100), in no set order;
+    /// keys with no event are left out.
+    fn get_many(
+        &self,
+        event_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Every stored event about this patient, without payloads, oldest
+    /// arrival first.
+    fn patient_events(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<EventSummary>, StoreError>> + Send;
+
+    /// The positions (`received_sort`: arrival time, '#', event key) of the
+    /// events accepted on one day (YYYY-MM-DD), in order, after the
+    /// position `after`, `limit` at most; `next` is set when more may follow.
+    fn received_on(
+        &self,
+        day: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<String>, StoreError>> + Send;
 }
 
 /// One page of a listing, and the token of the next page if there is one.
@@ -184,6 +213,21 @@ pub trait AuditLog: Send + Sync {
         limit: usize,
         page_token: Option<&str>,
     ) -> impl Future<Output = Result<Page<AuditRecord>, StoreError>> + Send;
+}
+
+/// Replay jobs: created once, then saved by the worker step by step.
+pub trait ReplayStore: Send + Sync {
+    fn create(&self, job: &ReplayJob) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The job as last saved (a strongly consistent read).
+    fn get(
+        &self,
+        replay_id: &str,
+    ) -> impl Future<Output = Result<Option<ReplayJob>, StoreError>> + Send;
+
+    /// Saves the job if the stored one is still at `job.revision - 1`;
+    /// false when another save came first.
+    fn save(&self, job: &ReplayJob) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Remembers the client assertions already exchanged, so that a captured

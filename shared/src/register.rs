@@ -589,6 +589,25 @@ pub async fn record_event<S: RegisterStore>(
     )))
 }
 
+/// What recording the update would make of the child's record, without
+/// writing it: the stored record with the update merged in (a late fact
+/// still yields to a newer one), and no move, as nothing moves now.
+pub async fn preview<S: RegisterStore>(
+    store: &S,
+    update: RegisterUpdate,
+) -> Result<Recorded, StoreError> {
+    let before = store
+        .get(update.nhs_number)
+        .await?
+        .map(|stored| stored.value);
+    let after = apply(before.clone(), update);
+    Ok(Recorded {
+        before,
+        after,
+        moved: Moved::default(),
+    })
+}
+
 /// What a stored event says about the child register: the update of
 /// [`RegisterUpdate::from_message`] (a birth notification's is the baby's,
 /// any other event's the routed patient's), read again from the payload as

@@ -24,6 +24,19 @@ pub fn percent_decode(text: &str) -> Option<String> {
 
 /// The fields of an `application/x-www-form-urlencoded` body, in order;
 /// None when a field is not well encoded.
+/// The text with every byte but RFC 3986's unreserved characters
+/// percent-encoded: safe in any part of a URL.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
 pub fn form_fields(body: &str) -> Option<Vec<(String, String)>> {
     body.split('&')
         .filter(|field| !field.is_empty())

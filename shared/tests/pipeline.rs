@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use hub::auth::{Caller, Client, Role};
 use hub::criteria::Criteria;
 use hub::dispatch::{Dispatched, Dispatcher, SUBSCRIBER_ATTRIBUTE};
-use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, StoredEvent, publish, sha256_hex};
+use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent, publish, sha256_hex};
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner,
     MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
@@ -153,6 +153,7 @@ async fn publish_to(
         content_type,
         body,
         RECEIVED,
+        Retention::DEFAULT,
     )
     .await
 }
@@ -252,6 +253,7 @@ async fn publishes_fhir_xml_and_stores_the_routing_data() {
             nhs_number: NhsNumber::parse(PATIENT).ok(),
             sensitive: false,
             warnings: vec![],
+            out_of_order: None,
         }
     );
     assert_eq!(outcome.status(), 202);
@@ -453,6 +455,7 @@ async fn a_sensitive_patient_is_accepted_and_flagged() {
             nhs_number: NhsNumber::parse(PATIENT).ok(),
             sensitive: true,
             warnings: vec![],
+            out_of_order: None,
         }
     );
     let answer = outcome.outcome().to_json();

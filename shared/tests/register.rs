@@ -531,7 +531,13 @@ fn a_stored_record_is_checked_when_read() {
 fn stored(name: &str, encoding: Encoding) -> StoredEvent {
     let payload = example(name);
     let message = EventMessage::read(&payload, encoding).unwrap();
-    StoredEvent::new(&message, encoding, &payload, OffsetDateTime::now_utc())
+    StoredEvent::new(
+        &message,
+        encoding,
+        &payload,
+        OffsetDateTime::now_utc(),
+        hub::events::Retention::DEFAULT,
+    )
 }
 
 #[test]

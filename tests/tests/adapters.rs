@@ -89,18 +89,111 @@ async fn add_index(
 
 fn stored_vaccination(body: &str) -> StoredEvent {
     let message = EventMessage::read(body, Encoding::Xml).unwrap();
-    StoredEvent::new(&message, Encoding::Xml, body, OffsetDateTime::now_utc())
+    StoredEvent::new(
+        &message,
+        Encoding::Xml,
+        body,
+        OffsetDateTime::now_utc(),
+        hub::events::Retention::DEFAULT,
+    )
+}
+
+/// The events table with its two indexes, and the versions table, as
+/// template.yaml declares them.
+async fn event_tables(client: &aws_sdk_dynamodb::Client) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
+    let text = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let index = |name: &str, hash: &str, projection: Projection| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash))
+            .key_schema(key("receivedSort", KeyType::Range))
+            .projection(projection)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name("events")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(text("eventKey"))
+        .attribute_definitions(text("nhsNumber"))
+        .attribute_definitions(text("receivedDay"))
+        .attribute_definitions(text("receivedSort"))
+        .key_schema(key("eventKey", KeyType::Hash))
+        .global_secondary_indexes(index(
+            "ByPatient",
+            "nhsNumber",
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    [
+                        "eventType",
+                        "lifecycle",
+                        "timestamp",
+                        "lastUpdated",
+                        "versionId",
+                        "focusIdentifier",
+                        "sensitive",
+                        "expiresAt",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                ))
+                .build(),
+        ))
+        .global_secondary_indexes(index(
+            "ByDay",
+            "receivedDay",
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        ))
+        .send()
+        .await
+        .expect("creating the events table");
+    table(client, "versions", &[("focusIdentifier", KeyType::Hash)]).await;
+}
+
+fn received(body: &str, at: OffsetDateTime) -> StoredEvent {
+    let message = EventMessage::read(body, Encoding::Xml).unwrap();
+    StoredEvent::new(
+        &message,
+        Encoding::Xml,
+        body,
+        at,
+        hub::events::Retention::DEFAULT,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(&client, "events", &[("eventKey", KeyType::Hash)]).await;
-    let store = DynamoEventStore::new(client, "events");
+    event_tables(&client).await;
+    let store = DynamoEventStore::new(client, "events", "versions");
     let body = fixture("nems/vaccinations-1-new.xml");
     let event = stored_vaccination(&body);
-    assert_eq!(store.insert(&event).await.unwrap(), Insert::Stored);
+    assert_eq!(
+        store.insert(&event).await.unwrap(),
+        Insert::Stored { out_of_order: None }
+    );
     assert_eq!(store.insert(&event).await.unwrap(), Insert::Duplicate);
     assert_eq!(
         store.get(&event.event_key).await.unwrap(),
@@ -110,6 +203,103 @@ async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
     let altered = stored_vaccination(&body.replace("CCJN12M", "CCJN99X"));
     assert_eq!(altered.event_id, event.event_id);
     assert_eq!(store.insert(&altered).await.unwrap(), Insert::Conflict);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_store_keeps_versions_and_reads_by_patient_and_by_day() {
+    use hub::events::OutOfOrder;
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    event_tables(&client).await;
+    let store = DynamoEventStore::new(client, "events", "versions");
+    let day_one = time::macros::datetime!(2026-11-20 23:59:59.5 UTC);
+    let day_two = time::macros::datetime!(2026-11-21 00:00:01 UTC);
+    let new = received(&fixture("nems/vaccinations-1-new.xml"), day_one);
+    let delete = received(&fixture("nems/vaccinations-1-delete.xml"), day_two);
+    let update = received(
+        &fixture("nems/vaccinations-1-update.xml"),
+        day_two + time::Duration::seconds(1),
+    );
+    assert_eq!(
+        store.insert(&new).await.unwrap(),
+        Insert::Stored { out_of_order: None }
+    );
+    assert_eq!(
+        store.insert(&delete).await.unwrap(),
+        Insert::Stored { out_of_order: None }
+    );
+    // Older than the delete, which is current: stored, flagged.
+    assert_eq!(
+        store.insert(&update).await.unwrap(),
+        Insert::Stored {
+            out_of_order: Some(OutOfOrder::OlderThanCurrent)
+        }
+    );
+    assert_eq!(
+        store
+            .get(&update.event_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .out_of_order,
+        Some(OutOfOrder::OlderThanCurrent)
+    );
+    // A delete of a resource never seen.
+    let contact_delete = received(&fixture("nems/Professional-Contacts-1-delete.xml"), day_two);
+    assert_eq!(
+        store.insert(&contact_delete).await.unwrap(),
+        Insert::Stored {
+            out_of_order: Some(OutOfOrder::UnknownResource)
+        }
+    );
+
+    // The patient index: every event, in order of arrival (then of key),
+    // without payloads.
+    let patient = new.nhs_number.unwrap();
+    let summaries = store.patient_events(patient).await.unwrap();
+    let keys: Vec<&str> = summaries.iter().map(|s| s.event_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            new.event_key.as_str(),
+            contact_delete.event_key.as_str(),
+            delete.event_key.as_str(),
+            update.event_key.as_str()
+        ]
+    );
+    assert_eq!(summaries[0], hub::events::EventSummary::of(&new));
+
+    // The day index, a page at a time.
+    let first = store.received_on("2026-11-20", None, 10).await.unwrap();
+    assert_eq!(first.items, [new.received_sort.as_str()]);
+    let page = store.received_on("2026-11-21", None, 2).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = store
+        .received_on("2026-11-21", page.next.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.items, [update.received_sort.as_str()]);
+    assert!(
+        store
+            .received_on("2026-11-22", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Several at once, missing keys left out.
+    let mut found = store
+        .get_many(&[
+            update.event_key.clone(),
+            "vaccinations-1/none".into(),
+            new.event_key.clone(),
+        ])
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].payload, new.payload);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,6 +515,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
                 subscription_id: format!("s{n}"),
                 tag: None,
             }],
+            replay_id: None,
         })
         .collect();
     deliveries.push(Delivery {
@@ -339,6 +530,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
                 tag: None,
             },
         ],
+        replay_id: None,
     });
     publisher.publish(&event, &deliveries).await.unwrap();
 

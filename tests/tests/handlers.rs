@@ -175,7 +175,13 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let body = fixture("nems/vaccinations-1-new.xml");
     let message = EventMessage::read(&body, Encoding::Xml).unwrap();
     let received_at = time::macros::datetime!(2026-01-05 09:30:00 UTC);
-    let stored = StoredEvent::new(&message, Encoding::Xml, &body, received_at);
+    let stored = StoredEvent::new(
+        &message,
+        Encoding::Xml,
+        &body,
+        received_at,
+        hub::events::Retention::DEFAULT,
+    );
     let mut change = StreamRecord::default();
     change.keys = serde_dynamo::to_item(serde_json::json!({"eventId": stored.event_id})).unwrap();
     change.new_image = serde_dynamo::to_item(&stored).unwrap();

@@ -718,9 +718,10 @@ fn nothing_scans_and_only_two_functions_delete() {
             if action == "dynamodb:DeleteItem" || action == "dynamodb:BatchWriteItem" {
                 let deleter = ["SubscriptionDeleteFunction", "OffboardSubscriberFunction"]
                     .contains(&statement.owner.as_str());
-                // BatchWriteItem can delete too: only dispatch has it, on the audit table,
-                // where it adds records.
-                let dispatch_audit = statement.owner == "DispatchFunction"
+                // BatchWriteItem can delete too: only dispatch and the replay
+                // worker have it, on the audit table, where they add records.
+                let dispatch_audit = ["DispatchFunction", "ReplayWorkerFunction"]
+                    .contains(&statement.owner.as_str())
                     && action == "dynamodb:BatchWriteItem"
                     && statement.resource_names() == ["AuditTable"];
                 assert!(
@@ -765,12 +766,17 @@ fn the_audit_trail_is_only_ever_added_to() {
 }
 
 #[test]
-fn publish_functions_only_store_events_and_audit() {
+fn publish_functions_only_store_events_versions_and_audit() {
     let expected: BTreeSet<(String, String)> = [
         ("dynamodb:PutItem", "EventsTable"),
         ("dynamodb:GetItem", "EventsTable"),
         ("dynamodb:PutItem", "AuditTable"),
         ("dynamodb:GetItem", "RegisterTable"),
+        // The current version of the focus resource: read, then replaced or
+        // checked in the event's transaction.
+        ("dynamodb:GetItem", "VersionsTable"),
+        ("dynamodb:PutItem", "VersionsTable"),
+        ("dynamodb:ConditionCheckItem", "VersionsTable"),
         // Through HubTablesKeyPolicy: DynamoDB decrypting the table keys.
         ("kms:Decrypt", "HubDataKey"),
     ]
@@ -1005,9 +1011,50 @@ fn every_function_may_do_what_its_code_does() {
         (
             "EventReadFunction",
             &[
-                ("dynamodb:GetItem", "EventsTable"),
+                ("dynamodb:BatchGetItem", "EventsTable"),
                 ("dynamodb:GetItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "ChildEventsFunction",
+            &[
+                ("dynamodb:Query", "EventsTable/index/ByPatient"),
+                ("dynamodb:BatchGetItem", "EventsTable"),
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:GetItem", "RegisterTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "SubscriptionReplayFunction",
+            &[
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "ReplaysTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "ReplayReadFunction",
+            &[
+                ("dynamodb:GetItem", "ReplaysTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "ReplayWorkerFunction",
+            &[
+                ("dynamodb:Query", "EventsTable/index/ByPatient"),
+                ("dynamodb:Query", "EventsTable/index/ByDay"),
+                ("dynamodb:BatchGetItem", "EventsTable"),
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:GetItem", "RegisterTable"),
+                ("dynamodb:BatchGetItem", "ReferenceTable"),
+                ("dynamodb:GetItem", "ReplaysTable"),
+                ("dynamodb:PutItem", "ReplaysTable"),
+                ("dynamodb:GetItem", "AuditTable"),
+                ("dynamodb:BatchWriteItem", "AuditTable"),
+                ("sns:Publish", "VaccinationsTopic"),
             ],
         ),
         (

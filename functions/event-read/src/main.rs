@@ -1,6 +1,7 @@
-//! `GET /events/{eventType}/{id}`: a stored event, to whom it was delivered.
+//! `GET /events/{id}`: a stored event as published, to its publisher, the
+//! subscribers it was delivered to, and operators.
 
-use hub::aws::{DynamoAuditLog, DynamoEventStore, required_env};
+use hub::aws::{DynamoAuditLog, DynamoEventStore};
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -8,7 +9,7 @@ async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let events = DynamoEventStore::new(dynamodb.clone(), required_env("EVENTS_TABLE")?);
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let (events, audit) = (&events, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {

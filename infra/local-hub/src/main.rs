@@ -301,6 +301,17 @@ async fn create_table(
             .get("Projection")
             .map(|p| field(p, "ProjectionType"))
             .unwrap_or_default();
+        let included: Vec<String> = index
+            .get("Projection")
+            .and_then(|p| p.get("NonKeyAttributes"))
+            .and_then(Value::as_sequence)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| name.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(field(&index, "IndexName"))
@@ -308,6 +319,7 @@ async fn create_table(
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::from(projection.as_str()))
+                        .set_non_key_attributes((!included.is_empty()).then_some(included))
                         .build(),
                 )
                 .build()

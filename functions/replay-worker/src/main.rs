@@ -1,0 +1,38 @@
+//! The replays table's stream -> one bounded step of each running replay.
+
+use hub::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoReferenceData, DynamoRegisterStore, DynamoReplayStore,
+    DynamoSubscriptionStore, SnsDeliveryPublisher, required_env, topic_arns_from_env,
+};
+use hub::lambda::{self, Error, LambdaEvent, service_fn};
+use hub::replay::Replayer;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda::init_tracing();
+    let config = lambda::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let publisher =
+        SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
+    let replayer = Replayer {
+        events: &events,
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+        jobs: &jobs,
+    };
+    let replayer = &replayer;
+    lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(lambda::replay_batch(replayer, event.payload).await)
+    }))
+    .await
+}

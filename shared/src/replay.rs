@@ -1,0 +1,480 @@
+//! Replay: `POST /Subscription/{id}/$replay` re-delivers to the
+//! subscriber's queue every stored event of a window that the subscription
+//! matches now, oldest first, each delivery marked with the replay's id.
+//!
+//! A replay is a job record that a worker advances in bounded steps. The
+//! job's `position` says how far the scan has got: every event accepted at
+//! or before it has been handled, and it is saved after each delivery, so a
+//! step that fails part-way resumes after the last event it sent.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::audit::{self, AuditRecord};
+use crate::catalogue::EventType;
+use crate::criteria::Target;
+use crate::dispatch::{Dispatcher, Registering, Route};
+use crate::error::HubError;
+use crate::events::{Retention, StoredEvent};
+use crate::fhir_time::{DateTimeValue, parse_date_time};
+use crate::generic;
+use crate::nhs_number::NhsNumber;
+use crate::ports::{
+    AuditLog, DeliveryPublisher, EventStore, Page, RegisterStore, ReplayStore, StoreError,
+    SubscriptionStore,
+};
+use crate::reference::ReferenceData;
+use crate::subscription::Subscription;
+
+/// Events read per step: a step's work is bounded whatever the window.
+pub const STEP_EVENTS: usize = 100;
+/// Day partitions read per step, so that a long quiet window still makes
+/// progress a step at a time.
+pub const STEP_DAYS: usize = 62;
+/// How long a finished job can still be read.
+pub const JOB_DAYS_KEPT: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayStatus {
+    Running,
+    Completed,
+    /// Ended early: the subscription was deleted or ended meanwhile.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayJob {
+    pub replay_id: String,
+    pub subscription_id: String,
+    pub subscriber_id: String,
+    /// The window, on the time the hub accepted each event: since <= t < until.
+    pub since: String,
+    pub until: String,
+    pub status: ReplayStatus,
+    /// Events of the window read so far, and how many were re-delivered.
+    pub scanned: u64,
+    pub delivered: u64,
+    /// Everything accepted at or before this `receivedSort` position (or
+    /// before this day, when it is a bare YYYY-MM-DD) has been handled.
+    pub position: String,
+    /// Incremented by each save: a save that finds another was made since
+    /// its read is refused.
+    pub revision: u64,
+    pub requested_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When the job record leaves the store (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl ReplayJob {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "id": self.replay_id,
+            "subscription": format!("Subscription/{}", self.subscription_id),
+            "status": self.status,
+            "since": self.since,
+            "until": self.until,
+            "scanned": self.scanned,
+            "delivered": self.delivered,
+            "requestedAt": self.requested_at,
+            "updatedAt": self.updated_at,
+        });
+        if let Some(completed_at) = &self.completed_at {
+            json["completedAt"] = completed_at.clone().into();
+        }
+        if let Some(detail) = &self.detail {
+            json["detail"] = detail.clone().into();
+        }
+        json
+    }
+}
+
+/// A checked replay request: the window, clamped to what the hub holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRequest {
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    /// Set when `since` reached back past the retention period.
+    pub clamped: Option<String>,
+}
+
+impl ReplayRequest {
+    /// `since` (required) and `until` (default now), each a FHIR instant,
+    /// dateTime or date (a date is its first moment, UTC).
+    pub fn parse(
+        since: Option<&str>,
+        until: Option<&str>,
+        retention: Retention,
+        now: OffsetDateTime,
+    ) -> Result<Self, HubError> {
+        let moment = |name: &str, text: &str| {
+            let bad = || {
+                HubError::bad_request(
+                    name,
+                    format!("{name} is a FHIR instant or date, e.g. 2026-11-01T00:00:00Z"),
+                )
+            };
+            match parse_date_time(text).map_err(|_| bad())? {
+                DateTimeValue::DateTime(moment) => Ok(moment),
+                DateTimeValue::Date(date) => Ok(date.midnight().assume_utc()),
+                DateTimeValue::Year(_) | DateTimeValue::YearMonth(..) => Err(bad()),
+            }
+        };
+        let since = since
+            .ok_or_else(|| {
+                HubError::bad_request("since", "since is required: where the replay starts")
+            })
+            .and_then(|text| moment("since", text))?;
+        let until = match until {
+            Some(text) => moment("until", text)?.min(now),
+            None => now,
+        };
+        if since >= until {
+            return Err(HubError::bad_request(
+                "since",
+                "since must be before until (and before now)",
+            ));
+        }
+        let horizon = retention.horizon(now);
+        let clamped = (since < horizon).then(|| {
+            format!(
+                "events accepted before {} are past the retention period ({} days): the replay starts there",
+                audit::timestamp(horizon),
+                retention.days
+            )
+        });
+        Ok(ReplayRequest {
+            since: since.max(horizon),
+            until,
+            clamped,
+        })
+    }
+
+    pub fn job(&self, subscription: &Subscription, now: OffsetDateTime) -> ReplayJob {
+        let since = audit::timestamp(self.since);
+        ReplayJob {
+            replay_id: uuid::Uuid::new_v4().to_string(),
+            subscription_id: subscription.id.clone(),
+            subscriber_id: subscription.subscriber_id.clone(),
+            position: since.clone(),
+            since,
+            until: audit::timestamp(self.until),
+            status: ReplayStatus::Running,
+            scanned: 0,
+            delivered: 0,
+            revision: 0,
+            requested_at: audit::timestamp(now),
+            updated_at: audit::timestamp(now),
+            completed_at: None,
+            detail: self.clamped.clone(),
+            expires_at: now.unix_timestamp() + JOB_DAYS_KEPT * 86_400,
+        }
+    }
+}
+
+/// A subscription store that offers one subscription as the only
+/// candidate: dispatch's routing, asked about one subscription.
+pub struct Only<'a, S> {
+    pub store: &'a S,
+    pub subscription: &'a Subscription,
+}
+
+impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
+    async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.store.delete(subscription).await
+    }
+
+    async fn list_by_subscriber(
+        &self,
+        subscriber_id: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<Subscription>, StoreError> {
+        self.store
+            .list_by_subscriber(subscriber_id, limit, page_token)
+            .await
+    }
+
+    async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.store.create(subscription).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        self.store.get(id).await
+    }
+
+    async fn explicit_candidates(
+        &self,
+        nhs_number: NhsNumber,
+        event_type: EventType,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let criteria = &self.subscription.criteria;
+        Ok((criteria.target == Target::Explicit(nhs_number)
+            && criteria.events.contains(&event_type))
+        .then(|| self.subscription.clone())
+        .into_iter()
+        .collect())
+    }
+
+    async fn generic_candidates(&self, keys: &[String]) -> Result<Vec<Subscription>, StoreError> {
+        Ok(generic::subscription_key(&self.subscription.criteria)
+            .filter(|key| keys.contains(key))
+            .map(|_| self.subscription.clone())
+            .into_iter()
+            .collect())
+    }
+}
+
+/// What one step of a replay reads and writes.
+pub struct Replayer<'a, E, S, P, A, G, R, J> {
+    pub events: &'a E,
+    pub subscriptions: &'a S,
+    pub publisher: &'a P,
+    pub audit: &'a A,
+    pub register: &'a G,
+    pub reference: &'a R,
+    pub jobs: &'a J,
+}
+
+/// The next events of a window, and where the scan stands after them.
+struct Batch {
+    /// (position, event key), in order of arrival.
+    events: Vec<(String, String)>,
+    /// The position once all of them are handled.
+    resume: String,
+    /// Nothing of the window is left after them.
+    finished: bool,
+}
+
+impl<E, S, P, A, G, R, J> Replayer<'_, E, S, P, A, G, R, J>
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+    J: ReplayStore,
+{
+    /// Advances the replay by one bounded step. The job is saved after each
+    /// delivery; an error leaves it where the last save put it, for the
+    /// next step (the stream's retry) to resume from. None: no such job.
+    pub async fn step(
+        &self,
+        replay_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<ReplayJob>, StoreError> {
+        let Some(mut job) = self.jobs.get(replay_id).await? else {
+            return Ok(None);
+        };
+        if job.status != ReplayStatus::Running {
+            return Ok(Some(job));
+        }
+        let subscription =
+            self.subscriptions
+                .get(&job.subscription_id)
+                .await?
+                .filter(|subscription| {
+                    subscription.subscriber_id == job.subscriber_id && subscription.is_active(now)
+                });
+        let Some(subscription) = subscription else {
+            job.status = ReplayStatus::Stopped;
+            job.completed_at = Some(audit::timestamp(now));
+            job.detail = Some("the subscription was deleted or has ended".into());
+            self.save(&mut job, now).await?;
+            return Ok(Some(job));
+        };
+        let batch = self.next_batch(&job, &subscription).await?;
+        let keys: Vec<String> = batch.events.iter().map(|(_, key)| key.clone()).collect();
+        let mut found = self.events.get_many(&keys).await?;
+        found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
+        let only = Only {
+            store: self.subscriptions,
+            subscription: &subscription,
+        };
+        let dispatcher = Dispatcher {
+            subscriptions: &only,
+            publisher: self.publisher,
+            audit: self.audit,
+            register: self.register,
+            reference: self.reference,
+        };
+        for event in &found {
+            job.scanned += 1;
+            job.position = event.received_sort.clone();
+            if !event.is_live(now) {
+                continue;
+            }
+            let route = dispatcher
+                .route_as(event, now, Registering::ReadOnly)
+                .await?;
+            // A sensitive child's events stay withheld, as at first dispatch.
+            let Route::Deliver {
+                deliveries,
+                patient,
+            } = route
+            else {
+                continue;
+            };
+            for mut delivery in deliveries {
+                delivery.replay_id = Some(job.replay_id.clone());
+                self.record_delivery(&job, event, &delivery.subscriber_id, patient, now)
+                    .await?;
+                self.publisher.publish(event, &[delivery]).await?;
+                job.delivered += 1;
+                self.save(&mut job, now).await?;
+            }
+        }
+        job.position = batch.resume;
+        if batch.finished {
+            job.status = ReplayStatus::Completed;
+            job.completed_at = Some(audit::timestamp(now));
+        }
+        self.save(&mut job, now).await?;
+        Ok(Some(job))
+    }
+
+    /// The delivery's audit records: the replay's own, and the first
+    /// delivery's when the subscriber never had the event before (what lets
+    /// it read the event back).
+    async fn record_delivery(
+        &self,
+        job: &ReplayJob,
+        event: &StoredEvent,
+        subscriber_id: &str,
+        patient: Option<NhsNumber>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut records = vec![
+            AuditRecord::delivery(&event.event_key, subscriber_id, patient, now)
+                .with_id(format!("replay/{}/{}", job.replay_id, event.event_key))
+                .subscription(job.subscription_id.clone())
+                .detail(format!("replay {}", job.replay_id)),
+        ];
+        let first = audit::delivery_id(&event.event_key, subscriber_id);
+        if self.audit.get(&first).await?.is_none() {
+            records.push(AuditRecord::delivery(
+                &event.event_key,
+                subscriber_id,
+                patient,
+                now,
+            ));
+        }
+        self.audit.record_all(&records).await
+    }
+
+    async fn save(&self, job: &mut ReplayJob, now: OffsetDateTime) -> Result<(), StoreError> {
+        job.revision += 1;
+        job.updated_at = audit::timestamp(now);
+        if self.jobs.save(job).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "replay {} was saved by another worker meanwhile",
+                job.replay_id
+            )))
+        }
+    }
+
+    async fn next_batch(
+        &self,
+        job: &ReplayJob,
+        subscription: &Subscription,
+    ) -> Result<Batch, StoreError> {
+        match subscription.criteria.target {
+            // An explicit subscription's events are its patient's: read
+            // through the patient index, not day by day.
+            Target::Explicit(nhs_number) => {
+                let all = self.events.patient_events(nhs_number).await?;
+                let mut remaining = all.iter().filter(|summary| {
+                    summary.received_sort > job.position
+                        && summary.received_sort < job.until
+                        && subscription.criteria.events.contains(&summary.event_type)
+                });
+                let events: Vec<(String, String)> = remaining
+                    .by_ref()
+                    .take(STEP_EVENTS)
+                    .map(|summary| (summary.received_sort.clone(), summary.event_key.clone()))
+                    .collect();
+                let finished = remaining.next().is_none();
+                let resume = events
+                    .last()
+                    .map_or_else(|| job.position.clone(), |(position, _)| position.clone());
+                Ok(Batch {
+                    events,
+                    resume,
+                    finished,
+                })
+            }
+            _ => self.next_batch_by_day(job).await,
+        }
+    }
+
+    async fn next_batch_by_day(&self, job: &ReplayJob) -> Result<Batch, StoreError> {
+        let mut events = Vec::new();
+        let mut position = job.position.clone();
+        let last_day = job.until.get(..10).unwrap_or_default().to_owned();
+        for _ in 0..STEP_DAYS {
+            let day = position.get(..10).unwrap_or_default().to_owned();
+            let page = self
+                .events
+                .received_on(&day, Some(&position), STEP_EVENTS - events.len())
+                .await?;
+            for found in page.items {
+                if found.as_str() >= job.until.as_str() {
+                    return Ok(Batch {
+                        events,
+                        resume: position,
+                        finished: true,
+                    });
+                }
+                if let Some((_, key)) = found.split_once('#') {
+                    events.push((found.clone(), key.to_owned()));
+                }
+                position = found;
+            }
+            if page.next.is_some() || events.len() == STEP_EVENTS {
+                return Ok(Batch {
+                    events,
+                    resume: position,
+                    finished: false,
+                });
+            }
+            // The day is done: on to the next, unless it was the last.
+            if day >= last_day {
+                return Ok(Batch {
+                    events,
+                    resume: position,
+                    finished: true,
+                });
+            }
+            position = next_day(&day).unwrap_or_else(|| last_day.clone());
+        }
+        Ok(Batch {
+            events,
+            resume: position,
+            finished: false,
+        })
+    }
+}
+
+/// The day after a YYYY-MM-DD day.
+fn next_day(day: &str) -> Option<String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day, &format).ok()?.next_day()?;
+    date.format(&format).ok()
+}
+
+/// Whether the caller may act on a replay of this subscriber's: the
+/// subscriber itself, or an operator.
+pub fn may_see(caller: &crate::auth::Caller, job: &ReplayJob) -> bool {
+    caller.has_role(crate::auth::Role::Operator)
+        || (caller.has_role(crate::auth::Role::Subscriber)
+            && caller.subscriber_id.as_deref() == Some(job.subscriber_id.as_str()))
+}
