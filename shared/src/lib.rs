@@ -23,6 +23,7 @@ pub mod ports;
 pub mod reference;
 pub mod register;
 pub mod rules;
+pub mod status;
 pub mod subscriber;
 pub mod subscription;
 pub mod text;
