@@ -110,6 +110,12 @@ def main():
     write("subscription-read", proxy_event("GET", "/Subscription/6f66834b-753a-4076-9a95-b54b84520b59",
                                            "/Subscription/{id}", None, "application/fhir+json", "demo-subscriber-1",
                                            {"id": "6f66834b-753a-4076-9a95-b54b84520b59"}))
+    # An operator looking into a subscriber (an id onboarding answered).
+    subscriber = "0e5b0c33-7a51-4b8f-9c2e-5d0c4f1a8b27"
+    write("subscriber-status", proxy_event("GET", f"/subscribers/{subscriber}/status", "/subscribers/{id}/status",
+                                           None, "application/json", "demo-operator", {"id": subscriber}))
+    write("subscriber-redrive", proxy_event("POST", f"/subscribers/{subscriber}/$redrive", "/subscribers/{id}/$redrive",
+                                            None, "application/json", "demo-operator", {"id": subscriber}))
 
 
 if __name__ == "__main__":

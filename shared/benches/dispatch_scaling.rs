@@ -645,6 +645,7 @@ fn dispatch_scaling(c: &mut Criterion) {
                 audit: &audit,
                 register: &register,
                 reference: &counted_reference,
+                stats: &hub::memory::MemoryDeliveryStats::default(),
             };
             runtime
                 .block_on(dispatcher.route(black_box(&event), NOW))

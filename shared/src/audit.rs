@@ -34,6 +34,10 @@ pub enum Action {
     Offboard,
     ClientRegister,
     ClientDisable,
+    /// A subscriber's delivery counts and queue depths read.
+    SubscriberStatus,
+    /// A subscriber's DLQ moved back to its queue.
+    Redrive,
 }
 
 /// One entry of the trail.

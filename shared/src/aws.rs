@@ -2038,3 +2038,336 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Delivery status: counts per subscriber and event type, queue depths, redrive
+// ---------------------------------------------------------------------------
+
+/// The delivery stats table: one item per (subscriberId, eventType) with
+/// `delivered` (N) and `lastDeliveryAt` (S).
+#[derive(Clone)]
+pub struct DynamoDeliveryStats {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// UpdateItem calls a dispatch runs at once (one per recipient).
+const STATS_CONCURRENCY: usize = 8;
+
+impl DynamoDeliveryStats {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoDeliveryStats {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table named by DELIVERY_STATS_TABLE.
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, StoreError> {
+        Ok(DynamoDeliveryStats::new(
+            client,
+            required_env("DELIVERY_STATS_TABLE")?,
+        ))
+    }
+
+    async fn add_one(
+        &self,
+        subscriber_id: &str,
+        event_type: EventType,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        // ADD creates the item and the counter at the first delivery: no
+        // read before the write, and concurrent dispatches never lose one.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("subscriberId", AttributeValue::S(subscriber_id.to_owned()))
+            .key("eventType", AttributeValue::S(event_type.code().to_owned()))
+            .update_expression("ADD delivered :one SET lastDeliveryAt = :at")
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "counting a delivery",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                )
+            })?;
+        Ok(())
+    }
+}
+
+impl crate::ports::DeliveryStats for DynamoDeliveryStats {
+    async fn record_deliveries(
+        &self,
+        event_type: EventType,
+        subscriber_ids: &[&str],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in subscriber_ids.chunks(STATS_CONCURRENCY) {
+            let calls: Vec<_> = chunk
+                .iter()
+                .map(|subscriber_id| self.add_one(subscriber_id, event_type, at))
+                .collect();
+            futures_util::future::try_join_all(calls).await?;
+        }
+        Ok(())
+    }
+
+    async fn counts(
+        &self,
+        subscriber_id: &str,
+    ) -> Result<Vec<crate::status::DeliveryCount>, StoreError> {
+        let mut counts = Vec::new();
+        let mut start: Option<Item> = None;
+        // One page holds a subscriber's ten event types; the loop is for
+        // the contract, not the expected case.
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("subscriberId = :subscriber")
+                .expression_attribute_values(
+                    ":subscriber",
+                    AttributeValue::S(subscriber_id.to_owned()),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        "reading delivery counts",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            for item in output.items.unwrap_or_default() {
+                // An event type the catalogue no longer has is left out.
+                let Some(event_type) = text_attribute(&item, "eventType")
+                    .and_then(|code| code.parse::<EventType>().ok())
+                else {
+                    continue;
+                };
+                let delivered = match item.get("delivered") {
+                    Some(AttributeValue::N(number)) => number.parse::<u64>().unwrap_or_default(),
+                    _ => 0,
+                };
+                counts.push(crate::status::DeliveryCount {
+                    event_type,
+                    delivered,
+                    last_delivery_at: text_attribute(&item, "lastDeliveryAt"),
+                });
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Subscriber queues through SQS: their depth, and the redrive of a DLQ
+/// by receive, send and delete (the emulator has no StartMessageMoveTask,
+/// and this way the bound of one request is the hub's own).
+#[derive(Clone)]
+pub struct SqsQueueMonitor {
+    sqs: aws_sdk_sqs::Client,
+}
+
+/// How long a message received from the DLQ stays invisible while it is
+/// being moved; it reappears there if the move fails half way.
+const REDRIVE_VISIBILITY_SECONDS: i32 = 60;
+
+impl SqsQueueMonitor {
+    pub fn new(sqs: aws_sdk_sqs::Client) -> Self {
+        SqsQueueMonitor { sqs }
+    }
+
+    /// Sends the messages to the queue, at most ten and 256 KiB a request,
+    /// and deletes from the DLQ exactly those SQS accepted. The number
+    /// moved, or an error naming how many could not be.
+    async fn move_messages(
+        &self,
+        dead_letter_queue_url: &str,
+        queue_url: &str,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> Result<u64, StoreError> {
+        use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+        let sizes: Vec<usize> = messages.iter().map(message_size).collect();
+        let mut moved = 0;
+        for batch in crate::status::send_batches(&sizes) {
+            let batch = &messages[batch];
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(index, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(message.body().unwrap_or_default())
+                        .set_message_attributes(message.message_attributes.clone())
+                        .build()
+                        .map_err(|error| unavailable("building a redrive entry", error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let sent = self
+                .sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        "sending messages back to the queue",
+                        aws_sdk_sqs::error::DisplayErrorContext(error),
+                    )
+                })?;
+            let deletions = sent
+                .successful()
+                .iter()
+                .filter_map(|done| {
+                    let message = done.id().parse::<usize>().ok().and_then(|i| batch.get(i))?;
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(done.id())
+                        .receipt_handle(message.receipt_handle()?)
+                        .build()
+                        .ok()
+                })
+                .collect::<Vec<_>>();
+            if !deletions.is_empty() {
+                let deleted = self
+                    .sqs
+                    .delete_message_batch()
+                    .queue_url(dead_letter_queue_url)
+                    .set_entries(Some(deletions))
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        unavailable(
+                            "deleting redriven messages from the DLQ",
+                            aws_sdk_sqs::error::DisplayErrorContext(error),
+                        )
+                    })?;
+                if !deleted.failed().is_empty() {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} messages were sent back to the queue but stay in the DLQ too",
+                        deleted.failed().len()
+                    )));
+                }
+            }
+            moved += sent.successful().len() as u64;
+            if !sent.failed().is_empty() {
+                // Those stay in the DLQ, visible again after the timeout.
+                return Err(StoreError::Unavailable(format!(
+                    "{} messages could not be sent back to the queue ({moved} were moved)",
+                    sent.failed().len()
+                )));
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// The bytes SendMessageBatch counts for a message: its body, and each
+/// attribute's name, type and value.
+fn message_size(message: &aws_sdk_sqs::types::Message) -> usize {
+    let attributes: usize = message
+        .message_attributes()
+        .map(|attributes| {
+            attributes
+                .iter()
+                .map(|(name, value)| {
+                    name.len()
+                        + value.data_type().len()
+                        + value.string_value().map_or(0, str::len)
+                        + value.binary_value().map_or(0, |blob| blob.as_ref().len())
+                })
+                .sum()
+        })
+        .unwrap_or_default();
+    message.body().map_or(0, str::len) + attributes
+}
+
+impl crate::ports::QueueMonitor for SqsQueueMonitor {
+    async fn depth(&self, queue_url: &str) -> Result<crate::status::QueueDepth, StoreError> {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| {
+                unavailable(
+                    "reading a queue's depth",
+                    aws_sdk_sqs::error::DisplayErrorContext(error),
+                )
+            })?
+            .attributes
+            .unwrap_or_default();
+        let number = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|value| value.parse::<u64>().ok())
+                .unwrap_or_default()
+        };
+        Ok(crate::status::QueueDepth {
+            waiting: number(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: number(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    async fn redrive(
+        &self,
+        dead_letter_queue_url: &str,
+        queue_url: &str,
+        limits: crate::status::RedriveLimits,
+    ) -> Result<crate::status::Redriven, StoreError> {
+        let started = std::time::Instant::now();
+        let mut moved: u64 = 0;
+        loop {
+            let left = limits
+                .max_messages
+                .saturating_sub(usize::try_from(moved).unwrap_or(usize::MAX));
+            if left == 0 || started.elapsed() >= limits.max_duration {
+                break;
+            }
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(dead_letter_queue_url)
+                .max_number_of_messages(i32::try_from(left.min(10)).unwrap_or(10))
+                .visibility_timeout(REDRIVE_VISIBILITY_SECONDS)
+                // A short wait: SQS's short polls may answer empty while a
+                // few messages remain on other servers.
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        "receiving from the DLQ",
+                        aws_sdk_sqs::error::DisplayErrorContext(error),
+                    )
+                })?
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                break;
+            }
+            moved += self
+                .move_messages(dead_letter_queue_url, queue_url, &received)
+                .await?;
+        }
+        let left = self.depth(dead_letter_queue_url).await?;
+        Ok(crate::status::Redriven {
+            moved,
+            remaining: left.waiting + left.in_flight + left.delayed > 0,
+        })
+    }
+}

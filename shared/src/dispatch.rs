@@ -12,7 +12,9 @@ use crate::events::StoredEvent;
 use crate::fhir_time::{parse_date, parse_instant};
 use crate::generic;
 use crate::nhs_number::NhsNumber;
-use crate::ports::{AuditLog, DeliveryPublisher, RegisterStore, StoreError, SubscriptionStore};
+use crate::ports::{
+    AuditLog, DeliveryPublisher, DeliveryStats, RegisterStore, StoreError, SubscriptionStore,
+};
 use crate::reference::{Postcode, ReferenceData};
 use crate::register::{self, Recorded};
 use crate::subscription::Subscription;
@@ -102,22 +104,24 @@ pub enum Dispatched {
 }
 
 /// What dispatch reads and writes: the subscriptions, the topics, the audit
-/// trail, the child register and the reference data.
-pub struct Dispatcher<'a, S, P, A, G, R> {
+/// trail, the child register, the reference data and the delivery counts.
+pub struct Dispatcher<'a, S, P, A, G, R, D> {
     pub subscriptions: &'a S,
     pub publisher: &'a P,
     pub audit: &'a A,
     pub register: &'a G,
     pub reference: &'a R,
+    pub stats: &'a D,
 }
 
-impl<S, P, A, G, R> Dispatcher<'_, S, P, A, G, R>
+impl<S, P, A, G, R, D> Dispatcher<'_, S, P, A, G, R, D>
 where
     S: SubscriptionStore,
     P: DeliveryPublisher,
     A: AuditLog,
     G: RegisterStore,
     R: ReferenceData,
+    D: DeliveryStats,
 {
     /// Routes one accepted event: records what it says of the child in the
     /// register, then delivers it to every subscriber with a matching
@@ -152,10 +156,37 @@ where
                 .collect();
             self.audit.record_all(&records).await?;
             self.publisher.publish(event, &deliveries).await?;
+            self.count_deliveries(event, &deliveries, now).await;
         }
         Ok(Dispatched::Delivered {
             recipients: deliveries.len(),
         })
+    }
+
+    /// Adds the messages just sent to each recipient's delivery count
+    /// (`GET /subscribers/{id}/status`). Counted after the publish, so a
+    /// stream retry that sends again counts again: the count is of messages
+    /// sent. A failure is logged, not returned: failing the event would
+    /// make the stream send it again, a duplicate delivery of patient data
+    /// for the sake of a counter.
+    pub async fn count_deliveries(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+        now: OffsetDateTime,
+    ) {
+        let recipients: Vec<&str> = deliveries
+            .iter()
+            .map(|delivery| delivery.subscriber_id.as_str())
+            .collect();
+        let at = crate::audit::timestamp(now);
+        if let Err(error) = self
+            .stats
+            .record_deliveries(event.event_type, &recipients, &at)
+            .await
+        {
+            tracing::warn!(event_id = %event.event_id, error = %error, "the delivery counts could not be updated");
+        }
     }
 
     /// Who receives an event: the register is updated first, then the

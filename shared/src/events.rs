@@ -186,6 +186,9 @@ pub struct CurrentVersion {
     pub last_updated: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<u64>,
+    /// The event's own expiry: the link goes when the version does.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 impl CurrentVersion {
@@ -199,6 +202,7 @@ impl CurrentVersion {
                 .clone()
                 .unwrap_or_else(|| event.timestamp.clone()),
             version_id: event.version_id,
+            expires_at: event.expires_at,
         })
     }
 

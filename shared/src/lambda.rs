@@ -778,6 +778,80 @@ pub async fn offboard<
     .await
 }
 
+/// `GET /subscribers/{id}/status`: messages sent per event type, the last
+/// delivery, and what waits in the queue and its DLQ (operators, or the
+/// subscriber itself; anyone else is told it does not exist).
+pub async fn subscriber_status<
+    S: SubscriberStore,
+    D: crate::ports::DeliveryStats,
+    Q: crate::ports::QueueMonitor,
+    A: AuditLog,
+>(
+    subscribers: &S,
+    stats: &D,
+    queues: &Q,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::SubscriberStatus,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            let id = path_id(request, "subscriber")?;
+            let status = crate::status::status(subscribers, stats, queues, &caller, id).await?;
+            info!(subscriber_id = %id, "delivery status read");
+            let response = respond(200, "application/json", status.to_json().to_string(), &[]);
+            Ok((response, record.subscriber(id)))
+        },
+    )
+    .await
+}
+
+/// `POST /subscribers/{id}/$redrive`: moves the messages of the
+/// subscriber's DLQ back to its queue, at most [`crate::status::REDRIVE_LIMITS`]
+/// a request; the answer says how many moved and whether some remain
+/// (operators, or the subscriber itself).
+pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: AuditLog>(
+    subscribers: &S,
+    queues: &Q,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::Redrive,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            let id = path_id(request, "subscriber")?;
+            let redriven = crate::status::redrive(
+                subscribers,
+                queues,
+                &caller,
+                id,
+                crate::status::REDRIVE_LIMITS,
+            )
+            .await?;
+            info!(subscriber_id = %id, moved = redriven.moved, remaining = redriven.remaining, "DLQ redriven");
+            let response = respond(
+                200,
+                "application/json",
+                redriven.to_json(id).to_string(),
+                &[],
+            );
+            let record = record
+                .subscriber(id)
+                .detail(format!("moved {}", redriven.moved));
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
 /// `POST /clients`: register a client system, or replace its registration
 /// (operators). 201 when new, 200 when replaced.
 pub async fn register_client<C: ClientStore, A: AuditLog>(
@@ -1106,8 +1180,8 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S, P, A, G, R>(
-    dispatcher: &Dispatcher<'_, S, P, A, G, R>,
+pub async fn dispatch_batch<S, P, A, G, R, D>(
+    dispatcher: &Dispatcher<'_, S, P, A, G, R, D>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where
@@ -1116,6 +1190,7 @@ where
     A: AuditLog,
     G: RegisterStore,
     R: ReferenceData,
+    D: crate::ports::DeliveryStats,
 {
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {
@@ -1462,8 +1537,8 @@ pub async fn read_replay<J: ReplayStore, A: AuditLog>(
 /// creation, then each save) prompts one bounded step of it. A step that
 /// fails is reported, so that the stream retries from it; the job resumes
 /// from its last save.
-pub async fn replay_batch<E, S, P, A, G, R, J>(
-    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J>,
+pub async fn replay_batch<E, S, P, A, G, R, J, D>(
+    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J, D>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where
@@ -1474,6 +1549,7 @@ where
     G: RegisterStore,
     R: ReferenceData,
     J: ReplayStore,
+    D: crate::ports::DeliveryStats,
 {
     let mut response = DynamoDbEventResponse::default();
     let mut stepped = BTreeSet::new();

@@ -25,6 +25,7 @@ pub mod reference;
 pub mod register;
 pub mod replay;
 pub mod rules;
+pub mod status;
 pub mod subscriber;
 pub mod subscription;
 pub mod text;

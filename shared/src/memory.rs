@@ -676,3 +676,121 @@ impl ReplayStore for MemoryReplayStore {
         }
     }
 }
+
+/// Delivery counts per (subscriber, event type), as the DynamoDB table
+/// keeps them.
+#[derive(Default)]
+pub struct MemoryDeliveryStats {
+    counts: Mutex<std::collections::BTreeMap<(String, EventType), (u64, String)>>,
+}
+
+impl crate::ports::DeliveryStats for MemoryDeliveryStats {
+    async fn record_deliveries(
+        &self,
+        event_type: EventType,
+        subscriber_ids: &[&str],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let mut counts = self.counts.lock().map_err(|_| poisoned())?;
+        for subscriber_id in subscriber_ids {
+            let entry = counts
+                .entry(((*subscriber_id).to_owned(), event_type))
+                .or_insert((0, String::new()));
+            entry.0 += 1;
+            // As the DynamoDB adapter does: the last write sets the time.
+            entry.1 = at.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn counts(
+        &self,
+        subscriber_id: &str,
+    ) -> Result<Vec<crate::status::DeliveryCount>, StoreError> {
+        Ok(self
+            .counts
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((owner, _), _)| owner == subscriber_id)
+            .map(
+                |((_, event_type), (delivered, at))| crate::status::DeliveryCount {
+                    event_type: *event_type,
+                    delivered: *delivered,
+                    last_delivery_at: Some(at.clone()),
+                },
+            )
+            .collect())
+    }
+}
+
+/// A message in a [`MemoryQueues`] queue: its body and string attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Queues by URL, each a list of messages: what a test puts in and what a
+/// redrive moves. Every message is visible (nothing in flight or delayed).
+#[derive(Default)]
+pub struct MemoryQueues {
+    queues: Mutex<HashMap<String, std::collections::VecDeque<QueuedMessage>>>,
+}
+
+impl MemoryQueues {
+    pub fn push(&self, queue_url: &str, body: &str, attributes: &[(&str, &str)]) {
+        if let Ok(mut queues) = self.queues.lock() {
+            queues
+                .entry(queue_url.to_owned())
+                .or_default()
+                .push_back(QueuedMessage {
+                    body: body.to_owned(),
+                    attributes: attributes
+                        .iter()
+                        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                        .collect(),
+                });
+        }
+    }
+
+    pub fn messages(&self, queue_url: &str) -> Vec<QueuedMessage> {
+        self.queues
+            .lock()
+            .ok()
+            .and_then(|queues| queues.get(queue_url).cloned())
+            .map(Vec::from)
+            .unwrap_or_default()
+    }
+}
+
+impl crate::ports::QueueMonitor for MemoryQueues {
+    async fn depth(&self, queue_url: &str) -> Result<crate::status::QueueDepth, StoreError> {
+        let queues = self.queues.lock().map_err(|_| poisoned())?;
+        Ok(crate::status::QueueDepth {
+            waiting: queues.get(queue_url).map_or(0, |queue| queue.len() as u64),
+            ..Default::default()
+        })
+    }
+
+    async fn redrive(
+        &self,
+        dead_letter_queue_url: &str,
+        queue_url: &str,
+        limits: crate::status::RedriveLimits,
+    ) -> Result<crate::status::Redriven, StoreError> {
+        let mut queues = self.queues.lock().map_err(|_| poisoned())?;
+        let dead = queues.entry(dead_letter_queue_url.to_owned()).or_default();
+        let count = dead.len().min(limits.max_messages);
+        let moved: Vec<QueuedMessage> = dead.drain(..count).collect();
+        let remaining = !dead.is_empty();
+        queues
+            .entry(queue_url.to_owned())
+            .or_default()
+            .extend(moved);
+        Ok(crate::status::Redriven {
+            moved: count as u64,
+            remaining,
+        })
+    }
+}

@@ -272,3 +272,42 @@ pub trait RegisterStore: Send + Sync {
         expected_version: Option<u64>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// How many messages the hub sent each subscriber, per event type, and
+/// when it last did (`status` module).
+pub trait DeliveryStats: Send + Sync {
+    /// Adds one delivery of `event_type` to the count of each subscriber,
+    /// and makes `at` (audit::timestamp form) its last delivery time.
+    fn record_deliveries(
+        &self,
+        event_type: EventType,
+        subscriber_ids: &[&str],
+        at: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A subscriber's counts, one per event type it was ever sent.
+    fn counts(
+        &self,
+        subscriber_id: &str,
+    ) -> impl Future<Output = Result<Vec<crate::status::DeliveryCount>, StoreError>> + Send;
+}
+
+/// Looks into subscriber queues: their depth, and moving what a DLQ holds
+/// back to its queue.
+pub trait QueueMonitor: Send + Sync {
+    fn depth(
+        &self,
+        queue_url: &str,
+    ) -> impl Future<Output = Result<crate::status::QueueDepth, StoreError>> + Send;
+
+    /// Moves messages from the DLQ to the queue, bodies and message
+    /// attributes unchanged, each sent before it is deleted from the DLQ
+    /// (a failure in between leaves a copy in both, never in neither),
+    /// until the DLQ is empty or a limit is reached.
+    fn redrive(
+        &self,
+        dead_letter_queue_url: &str,
+        queue_url: &str,
+        limits: crate::status::RedriveLimits,
+    ) -> impl Future<Output = Result<crate::status::Redriven, StoreError>> + Send;
+}

@@ -20,8 +20,8 @@ use crate::fhir_time::{DateTimeValue, parse_date_time};
 use crate::generic;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, DeliveryPublisher, EventStore, Page, RegisterStore, ReplayStore, StoreError,
-    SubscriptionStore,
+    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Page, RegisterStore, ReplayStore,
+    StoreError, SubscriptionStore,
 };
 use crate::reference::ReferenceData;
 use crate::subscription::Subscription;
@@ -232,7 +232,7 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
 }
 
 /// What one step of a replay reads and writes.
-pub struct Replayer<'a, E, S, P, A, G, R, J> {
+pub struct Replayer<'a, E, S, P, A, G, R, J, D> {
     pub events: &'a E,
     pub subscriptions: &'a S,
     pub publisher: &'a P,
@@ -240,6 +240,7 @@ pub struct Replayer<'a, E, S, P, A, G, R, J> {
     pub register: &'a G,
     pub reference: &'a R,
     pub jobs: &'a J,
+    pub stats: &'a D,
 }
 
 /// The next events of a window, and where the scan stands after them.
@@ -252,7 +253,7 @@ struct Batch {
     finished: bool,
 }
 
-impl<E, S, P, A, G, R, J> Replayer<'_, E, S, P, A, G, R, J>
+impl<E, S, P, A, G, R, J, D> Replayer<'_, E, S, P, A, G, R, J, D>
 where
     E: EventStore,
     S: SubscriptionStore,
@@ -261,6 +262,7 @@ where
     G: RegisterStore,
     R: ReferenceData,
     J: ReplayStore,
+    D: DeliveryStats,
 {
     /// Advances the replay by one bounded step. The job is saved after each
     /// delivery; an error leaves it where the last save put it, for the
@@ -304,6 +306,7 @@ where
             audit: self.audit,
             register: self.register,
             reference: self.reference,
+            stats: self.stats,
         };
         for event in &found {
             job.scanned += 1;
@@ -326,7 +329,9 @@ where
                 delivery.replay_id = Some(job.replay_id.clone());
                 self.record_delivery(&job, event, &delivery.subscriber_id, patient, now)
                     .await?;
-                self.publisher.publish(event, &[delivery]).await?;
+                let sent = [delivery];
+                self.publisher.publish(event, &sent).await?;
+                dispatcher.count_deliveries(event, &sent, now).await;
                 job.delivered += 1;
                 self.save(&mut job, now).await?;
             }

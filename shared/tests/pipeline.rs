@@ -1065,6 +1065,7 @@ impl Hub {
             audit: &self.audit,
             register: &self.register,
             reference: &self.reference,
+            stats: &hub::memory::MemoryDeliveryStats::default(),
         };
         dispatcher.dispatch(event, now).await.unwrap()
     }

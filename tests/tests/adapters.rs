@@ -850,3 +850,151 @@ async fn an_assertion_id_is_remembered_once() {
         "per client"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_counts_add_up_per_subscriber_and_event_type() {
+    use hub::aws::DynamoDeliveryStats;
+    use hub::ports::DeliveryStats;
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(
+        &client,
+        "delivery-stats",
+        &[
+            ("subscriberId", KeyType::Hash),
+            ("eventType", KeyType::Range),
+        ],
+    )
+    .await;
+    let stats = DynamoDeliveryStats::new(client, "delivery-stats");
+    assert!(stats.counts("a").await.unwrap().is_empty());
+    // Twenty recipients: more than one round of concurrent updates.
+    let many: Vec<String> = (0..20).map(|n| format!("s{n}")).collect();
+    let mut recipients: Vec<&str> = many.iter().map(String::as_str).collect();
+    recipients.push("a");
+    stats
+        .record_deliveries(
+            EventType::Vaccinations,
+            &recipients,
+            "2026-01-01T10:00:00.000Z",
+        )
+        .await
+        .unwrap();
+    stats
+        .record_deliveries(EventType::Vaccinations, &["a"], "2026-01-01T11:00:00.000Z")
+        .await
+        .unwrap();
+    stats
+        .record_deliveries(
+            EventType::NipeOutcome,
+            &["a", "b"],
+            "2026-01-01T12:00:00.000Z",
+        )
+        .await
+        .unwrap();
+    let mut counts = stats.counts("a").await.unwrap();
+    counts.sort_by_key(|count| count.event_type);
+    let seen: Vec<(EventType, u64, Option<&str>)> = counts
+        .iter()
+        .map(|c| (c.event_type, c.delivered, c.last_delivery_at.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (EventType::NipeOutcome, 1, Some("2026-01-01T12:00:00.000Z")),
+            (EventType::Vaccinations, 2, Some("2026-01-01T11:00:00.000Z")),
+        ]
+    );
+    let s7 = stats.counts("s7").await.unwrap();
+    assert_eq!(s7.len(), 1);
+    assert_eq!(s7[0].delivered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redrive_moves_bodies_and_attributes_back_within_its_limits() {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    use hub::aws::SqsQueueMonitor;
+    use hub::ports::QueueMonitor;
+    use hub::status::RedriveLimits;
+    let emulator = Emulator::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&emulator.config);
+    let create = |name: &'static str| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let queue = create("test-sub-x").await;
+    let dead = create("test-sub-x-dlq").await;
+    let monitor = SqsQueueMonitor::new(sqs.clone());
+    // Small ones, and three of 150 000 bytes, which the adapter sends in
+    // separate batches (hub::status::send_batches, unit-tested; the
+    // emulator would take them together, as SQS now allows 1 MiB).
+    let mut sent = BTreeMap::new();
+    for n in 0..25 {
+        let body = if n < 3 {
+            format!("{n:03}{}", "x".repeat(150_000))
+        } else {
+            format!("{n:03} small")
+        };
+        sqs.send_message()
+            .queue_url(&dead)
+            .message_body(&body)
+            .message_attributes(
+                "eventId",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(format!("event-{n}"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        sent.insert(format!("event-{n}"), body);
+    }
+    let depth = monitor.depth(&dead).await.unwrap();
+    assert_eq!(depth.waiting, 25);
+    assert_eq!(monitor.depth(&queue).await.unwrap().waiting, 0);
+
+    let limits = RedriveLimits {
+        max_messages: 12,
+        max_duration: Duration::from_secs(20),
+    };
+    let first = monitor.redrive(&dead, &queue, limits).await.unwrap();
+    assert_eq!((first.moved, first.remaining), (12, true));
+    assert_eq!(monitor.depth(&dead).await.unwrap().waiting, 13);
+    assert_eq!(monitor.depth(&queue).await.unwrap().waiting, 12);
+    let rest = monitor
+        .redrive(&dead, &queue, hub::status::REDRIVE_LIMITS)
+        .await
+        .unwrap();
+    assert_eq!((rest.moved, rest.remaining), (13, false));
+    let empty = monitor
+        .redrive(&dead, &queue, hub::status::REDRIVE_LIMITS)
+        .await
+        .unwrap();
+    assert_eq!((empty.moved, empty.remaining), (0, false));
+
+    let back = receive_all(&sqs, &queue, Duration::from_secs(2)).await;
+    let received: BTreeMap<String, String> = back
+        .iter()
+        .map(|message| {
+            (
+                attribute(message, "eventId").unwrap().to_owned(),
+                message.body().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        received, sent,
+        "every message once, body and attribute intact"
+    );
+    assert_eq!(monitor.depth(&dead).await.unwrap().waiting, 0);
+}

@@ -60,6 +60,8 @@ struct World {
     clients: MemoryClientStore,
     audit: MemoryAuditLog,
     register: MemoryRegisterStore,
+    stats: hub::memory::MemoryDeliveryStats,
+    queues: hub::memory::MemoryQueues,
     publisher: Caller,
     subscriber_a: Caller,
     subscriber_b: Caller,
@@ -76,6 +78,8 @@ impl World {
             clients: MemoryClientStore::default(),
             audit: MemoryAuditLog::default(),
             register: MemoryRegisterStore::default(),
+            stats: hub::memory::MemoryDeliveryStats::default(),
+            queues: hub::memory::MemoryQueues::default(),
             publisher: Caller::of(&client("unused", "RR8", &[])),
             subscriber_a: Caller::of(&client("unused", "RR8", &[])),
             subscriber_b: Caller::of(&client("unused", "RR8", &[])),
@@ -214,6 +218,29 @@ impl World {
     async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", client_id)]);
         status(&lambda::disable_client(&self.clients, &self.audit, &request).await)
+    }
+
+    async fn subscriber_status(
+        &self,
+        caller: Option<&Caller>,
+        subscriber_id: &str,
+    ) -> (u16, Value) {
+        let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
+        answer(
+            lambda::subscriber_status(
+                &self.subscribers,
+                &self.stats,
+                &self.queues,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
+    async fn redrive(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
+        let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
+        answer(lambda::redrive(&self.subscribers, &self.queues, &self.audit, &request).await)
     }
 
     async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
@@ -1107,4 +1134,52 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         .map(|issue| &issue["details"]["coding"][0]["code"])
         .collect();
     assert!(codes.contains(&&json!("SENSITIVE_PATIENT")), "{outcome}");
+}
+
+#[tokio::test]
+async fn delivery_status_and_redrive_are_for_operators_and_the_subscriber_itself() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let nobody: Option<&Caller> = None;
+    // Anyone else is told the subscriber does not exist.
+    for (caller, expected) in [
+        (nobody, 401),
+        (Some(&world.publisher), 404),
+        (Some(&world.subscriber_b), 404),
+        (Some(&world.subscriber_a), 200),
+        (Some(&world.operator), 200),
+    ] {
+        let who = caller.map_or("nobody", |caller| caller.client_id.as_str());
+        let (status, body) = world.subscriber_status(caller, &a).await;
+        assert_eq!(status, expected, "status by {who}: {body}");
+        let (status, body) = world.redrive(caller, &a).await;
+        assert_eq!(status, expected, "redrive by {who}: {body}");
+    }
+    let (status, body) = world.subscriber_status(Some(&world.operator), &a).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["subscriberId"], a.as_str());
+    assert_eq!(body["eventTypes"][0]["eventType"], "vaccinations-1");
+    let (status, body) = world.redrive(Some(&world.operator), &a).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["moved"], 0);
+    // An id the hub never issued, or one it did not, even to an operator.
+    for id in ["not-a-uuid", "0b7c3f61-2d7e-4f0a-8a55-0f7f7c9d1e22"] {
+        assert_eq!(
+            world.subscriber_status(Some(&world.operator), id).await.0,
+            404
+        );
+        assert_eq!(world.redrive(Some(&world.operator), id).await.0, 404);
+    }
+    let records = world.audit.records();
+    let of = |action: Action| -> Vec<&AuditRecord> {
+        records.iter().filter(|r| r.action == action).collect()
+    };
+    assert_eq!(of(Action::SubscriberStatus).len(), 8);
+    assert_eq!(of(Action::Redrive).len(), 8);
+    assert!(
+        of(Action::Redrive).iter().any(|r| r.status == 200
+            && r.subscriber_id.as_deref() == Some(a.as_str())
+            && r.detail.as_deref() == Some("moved 0")),
+        "a redrive's record names the subscriber and what moved"
+    );
 }

@@ -237,12 +237,14 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let sample: Event = serde_json::from_str(&on_disk).unwrap();
     let audit = MemoryAuditLog::default();
     let register = hub::memory::MemoryRegisterStore::default();
+    let stats = hub::memory::MemoryDeliveryStats::default();
     let dispatcher = hub::dispatch::Dispatcher {
         subscriptions: &subscriptions,
         publisher: &publisher,
         audit: &audit,
         register: &register,
         reference: &hub::reference::MemoryReferenceData::default(),
+        stats: &stats,
     };
     let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());
@@ -255,6 +257,14 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     assert_eq!(delivered[0].action, hub::audit::Action::Deliver);
     assert_eq!(delivered[0].subscriber_id.as_deref(), Some("gp"));
     assert_eq!(delivered[0].nhs_number.as_deref(), Some("9912003888"));
+    // The message sent is counted for its recipient and event type.
+    let counts = hub::ports::DeliveryStats::counts(&stats, "gp")
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].event_type, EventType::Vaccinations);
+    assert_eq!(counts[0].delivered, 1);
+    assert!(counts[0].last_delivery_at.is_some());
 }
 
 #[tokio::test]
@@ -276,6 +286,7 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
         audit: &MemoryAuditLog::default(),
         register: &hub::memory::MemoryRegisterStore::default(),
         reference: &hub::reference::MemoryReferenceData::default(),
+        stats: &hub::memory::MemoryDeliveryStats::default(),
     };
     let response = lambda::dispatch_batch(&dispatcher, event).await;
     let failed: Vec<_> = response
@@ -288,4 +299,88 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
         vec![Some("7".to_owned())],
         "the first failure only: the retry resumes there"
     );
+}
+
+/// The status and redrive samples, for a subscriber onboarded from the
+/// onboarding sample: the operator sees the counts and the queues, and a
+/// redrive empties the DLQ into the queue.
+#[tokio::test]
+async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
+    use hub::memory::{MemoryDeliveryStats, MemoryQueues};
+    use hub::ports::DeliveryStats;
+
+    let subscribers = MemorySubscriberStore::default();
+    let provisioner = MemoryQueueProvisioner::default();
+    let clients = MemoryClientStore::default();
+    let audit = MemoryAuditLog::default();
+    clients
+        .put(
+            hub::auth::Client::from_registration(
+                &serde_json::json!({
+                    "clientId": "demo-subscriber-1",
+                    "odsCode": "A83627",
+                    "roles": ["subscriber"],
+                    "keys": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+                        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+                })
+                .to_string(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let onboarded = lambda::onboard(
+        &subscribers,
+        &provisioner,
+        &clients,
+        &audit,
+        &sample("onboard-subscriber"),
+    )
+    .await;
+    assert_eq!(onboarded.status_code, 201);
+    let id = body_json(&onboarded.body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stats = MemoryDeliveryStats::default();
+    stats
+        .record_deliveries(EventType::Vaccinations, &[&id], "2026-01-05T09:30:00.000Z")
+        .await
+        .unwrap();
+    let queues = MemoryQueues::default();
+    let dead_letter_queue = format!("memory://queues/{id}-dlq");
+    queues.push(&dead_letter_queue, "parked", &[("eventId", "e1")]);
+
+    let for_id = |name: &str| {
+        let mut request = sample(name);
+        request.path_parameters.insert("id".into(), id.clone());
+        request
+    };
+    let status = lambda::subscriber_status(
+        &subscribers,
+        &stats,
+        &queues,
+        &audit,
+        &for_id("subscriber-status"),
+    )
+    .await;
+    assert_eq!(status.status_code, 200);
+    let status = body_json(&status.body);
+    assert_eq!(status["eventTypes"][0]["delivered"], 1);
+    assert_eq!(status["lastDeliveryAt"], "2026-01-05T09:30:00.000Z");
+    assert_eq!(status["deadLetterQueue"]["waiting"], 1);
+
+    let moved = lambda::redrive(&subscribers, &queues, &audit, &for_id("subscriber-redrive")).await;
+    assert_eq!(moved.status_code, 200);
+    assert_eq!(
+        body_json(&moved.body),
+        serde_json::json!({"subscriberId": id, "moved": 1, "remaining": false})
+    );
+    assert_eq!(queues.messages(&format!("memory://queues/{id}")).len(), 1);
+    assert!(queues.messages(&dead_letter_queue).is_empty());
+
+    // As they are, the samples name a subscriber this hub never onboarded.
+    let unknown =
+        lambda::redrive(&subscribers, &queues, &audit, &sample("subscriber-redrive")).await;
+    assert_eq!(unknown.status_code, 404);
 }

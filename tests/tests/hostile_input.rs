@@ -41,6 +41,8 @@ struct Stores {
     register: MemoryRegisterStore,
     replay: MemoryReplayGuard,
     signer: HubSigner,
+    stats: hub::memory::MemoryDeliveryStats,
+    queues: hub::memory::MemoryQueues,
 }
 
 fn key_file(name: &str) -> Vec<u8> {
@@ -63,6 +65,8 @@ fn stores() -> Stores {
         register: MemoryRegisterStore::default(),
         replay: MemoryReplayGuard::default(),
         signer: HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap(),
+        stats: hub::memory::MemoryDeliveryStats::default(),
+        queues: hub::memory::MemoryQueues::default(),
     }
 }
 
@@ -187,6 +191,14 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         (
             "read child",
             lambda::read_child(&s.register, &s.audit, request).await,
+        ),
+        (
+            "subscriber status",
+            lambda::subscriber_status(&s.subscribers, &s.stats, &s.queues, &s.audit, request).await,
+        ),
+        (
+            "redrive",
+            lambda::redrive(&s.subscribers, &s.queues, &s.audit, request).await,
         ),
         (
             "token",

@@ -133,8 +133,8 @@ fn names_key(value: &Value, key: &str) -> bool {
 }
 
 /// The resource a policy statement names, as `Id` (`!GetAtt Id.Arn`,
-/// `!Ref Id`), `Id/index/Name` (`!Sub "${Id.Arn}/index/Name"`), or the
-/// text of any other value.
+/// `!Ref Id`), `Id/index/Name` (`!Sub "${Id.Arn}/index/Name"`), the
+/// pattern of any other `!Sub`, or the text of any other value.
 fn resource_name(value: &Value) -> String {
     if let Some(id) = value["Fn::GetAtt"].as_array().and_then(|p| p[0].as_str())
         && value["Fn::GetAtt"][1] == "Arn"
@@ -149,6 +149,10 @@ fn resource_name(value: &Value) -> String {
         && let Some((id, tail)) = rest.split_once(".Arn}")
     {
         return format!("{id}{tail}");
+    }
+    // Any other pattern as written (the subscriber queues' prefix).
+    if let Some(pattern) = value["Fn::Sub"].as_str() {
+        return pattern.to_owned();
     }
     value
         .as_str()
@@ -678,6 +682,14 @@ fn gateway_refusals_are_operation_outcomes_like_the_hubs() {
 const SUBSCRIBER_QUEUES: &str =
     "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:chhub-${Stage}-sub-*";
 
+/// The functions that work on the subscriber queues, and so may name them
+/// by their prefix.
+const QUEUE_FUNCTIONS: [&str; 3] = [
+    "OnboardSubscriberFunction",
+    "SubscriberStatusFunction",
+    "SubscriberRedriveFunction",
+];
+
 #[test]
 fn no_policy_grants_wildcards() {
     for statement in all_identity_statements() {
@@ -700,7 +712,7 @@ fn no_policy_grants_wildcards() {
             assert!(text != "*", "{owner}: Resource \"*\" for {actions:?}");
             assert!(
                 !text.contains('*')
-                    || (text == SUBSCRIBER_QUEUES && owner == "OnboardSubscriberFunction"),
+                    || (text == SUBSCRIBER_QUEUES && QUEUE_FUNCTIONS.contains(&owner.as_str())),
                 "{owner}: wildcard resource {text} for {actions:?}"
             );
         }
@@ -1052,6 +1064,7 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:BatchGetItem", "ReferenceTable"),
                 ("dynamodb:GetItem", "ReplaysTable"),
                 ("dynamodb:PutItem", "ReplaysTable"),
+                ("dynamodb:UpdateItem", "DeliveryStatsTable"),
                 ("dynamodb:GetItem", "AuditTable"),
                 ("dynamodb:BatchWriteItem", "AuditTable"),
                 ("sns:Publish", "VaccinationsTopic"),
@@ -1073,7 +1086,30 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:BatchWriteItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
+                ("dynamodb:UpdateItem", "DeliveryStatsTable"),
                 ("sns:Publish", "VaccinationsTopic"),
+            ],
+        ),
+        (
+            "SubscriberStatusFunction",
+            &[
+                ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:Query", "DeliveryStatsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+                ("sqs:GetQueueAttributes", SUBSCRIBER_QUEUES),
+            ],
+        ),
+        (
+            "SubscriberRedriveFunction",
+            &[
+                ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+                ("sqs:ReceiveMessage", SUBSCRIBER_QUEUES),
+                ("sqs:SendMessage", SUBSCRIBER_QUEUES),
+                ("sqs:DeleteMessage", SUBSCRIBER_QUEUES),
+                ("sqs:GetQueueAttributes", SUBSCRIBER_QUEUES),
+                ("kms:Decrypt", "HubDataKey"),
+                ("kms:GenerateDataKey", "HubDataKey"),
             ],
         ),
     ];
@@ -1087,5 +1123,79 @@ fn every_function_may_do_what_its_code_does() {
                 "{id} calls {action} on {target} but is not allowed to"
             );
         }
+    }
+}
+
+/// Status and redrive touch the subscriber queues and nothing else of SQS,
+/// and only status reads the delivery counts; only dispatch writes them.
+#[test]
+fn delivery_status_functions_stay_within_the_subscriber_queues() {
+    for id in ["SubscriberStatusFunction", "SubscriberRedriveFunction"] {
+        for statement in function_statements(id, resource(id)) {
+            let sqs = statement.actions().iter().any(|a| a.starts_with("sqs:"));
+            if sqs {
+                assert_eq!(
+                    statement.resource_names(),
+                    [SUBSCRIBER_QUEUES],
+                    "{id}: SQS only on the subscriber queues"
+                );
+            }
+        }
+    }
+    let status_sqs: BTreeSet<String> = function_statements(
+        "SubscriberStatusFunction",
+        resource("SubscriberStatusFunction"),
+    )
+    .iter()
+    .flat_map(|s| s.actions())
+    .filter(|a| a.starts_with("sqs:"))
+    .collect();
+    assert_eq!(
+        status_sqs,
+        BTreeSet::from(["sqs:GetQueueAttributes".to_owned()]),
+        "the status reads no message"
+    );
+    for statement in all_identity_statements() {
+        if statement
+            .resource_names()
+            .iter()
+            .any(|r| r == "DeliveryStatsTable")
+        {
+            for action in statement.actions() {
+                let allowed = match statement.owner.as_str() {
+                    "DispatchFunction" | "ReplayWorkerFunction" => action == "dynamodb:UpdateItem",
+                    "SubscriberStatusFunction" => action == "dynamodb:Query",
+                    _ => false,
+                };
+                assert!(
+                    allowed,
+                    "{}: {action} on DeliveryStatsTable",
+                    statement.owner
+                );
+            }
+        }
+    }
+    for (id, path, method) in [
+        (
+            "SubscriberStatusFunction",
+            "/subscribers/{id}/status",
+            "get",
+        ),
+        (
+            "SubscriberRedriveFunction",
+            "/subscribers/{id}/$redrive",
+            "post",
+        ),
+    ] {
+        let routes: Vec<(String, String)> = api_events(resource(id))
+            .into_iter()
+            .map(|(_, event)| {
+                (
+                    event["Path"].as_str().unwrap_or_default().to_owned(),
+                    event["Method"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(routes, [(path.to_owned(), method.to_owned())], "{id}");
     }
 }

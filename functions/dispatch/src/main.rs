@@ -2,8 +2,8 @@
 //! per recipient.
 
 use hub::aws::{
-    DynamoAuditLog, DynamoReferenceData, DynamoRegisterStore, DynamoSubscriptionStore,
-    SnsDeliveryPublisher, required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoDeliveryStats, DynamoReferenceData, DynamoRegisterStore,
+    DynamoSubscriptionStore, SnsDeliveryPublisher, required_env, topic_arns_from_env,
 };
 use hub::dispatch::Dispatcher;
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
     let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
     let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let publisher =
         SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
@@ -26,6 +27,7 @@ async fn main() -> Result<(), Error> {
         audit: &audit,
         register: &register,
         reference: &reference,
+        stats: &stats,
     };
     let dispatcher = &dispatcher;
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -1,8 +1,9 @@
 //! The replays table's stream -> one bounded step of each running replay.
 
 use hub::aws::{
-    DynamoAuditLog, DynamoEventStore, DynamoReferenceData, DynamoRegisterStore, DynamoReplayStore,
-    DynamoSubscriptionStore, SnsDeliveryPublisher, required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
+    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
+    required_env, topic_arns_from_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 use hub::replay::Replayer;
@@ -18,6 +19,7 @@ async fn main() -> Result<(), Error> {
     let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
     let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
     let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let publisher =
         SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
@@ -29,6 +31,7 @@ async fn main() -> Result<(), Error> {
         register: &register,
         reference: &reference,
         jobs: &jobs,
+        stats: &stats,
     };
     let replayer = &replayer;
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {

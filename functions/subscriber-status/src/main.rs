@@ -1,0 +1,26 @@
+//! `GET /subscribers/{id}/status`: a subscriber's delivery counts and queue
+//! depths (operators, or the subscriber itself).
+
+use hub::aws::{
+    DynamoAuditLog, DynamoDeliveryStats, DynamoSubscriberStore, SqsQueueMonitor, required_env,
+};
+use hub::lambda::{self, Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda::init_tracing();
+    let config = lambda::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config));
+    let (subscribers, stats, queues, audit) = (&subscribers, &stats, &queues, &audit);
+    lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(
+            lambda::subscriber_status(subscribers, stats, queues, audit, &event.payload).await,
+        )
+    }))
+    .await
+}

@@ -1,0 +1,441 @@
+//! Delivery status of a subscriber: how many messages the hub sent it per
+//! event type and when last, what waits in its queue and in its DLQ; and
+//! the redrive that moves what its DLQ holds back to its queue.
+//!
+//! Counts are of messages sent: dispatch adds one per subscriber after the
+//! SNS publish of an event succeeded. A stream retry that sends an event
+//! again counts it again (the subscriber did receive it twice), and a count
+//! that could not be written is not retried (a counter must never make the
+//! hub deliver patient data a second time), so the counts are close, not
+//! exact. Queue depths are SQS's approximate numbers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::catalogue::EventType;
+use crate::error::HubError;
+use crate::ports::{DeliveryStats, QueueMonitor, SubscriberStore};
+use crate::subscriber::Subscriber;
+
+/// The deliveries of one event type to one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCount {
+    pub event_type: EventType,
+    pub delivered: u64,
+    /// `audit::timestamp` form (UTC, milliseconds), so times compare as text.
+    pub last_delivery_at: Option<String>,
+}
+
+/// What a queue holds, as SQS reports it (approximate numbers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Ready to be received.
+    pub waiting: u64,
+    /// Received and not yet deleted nor visible again.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed yet.
+    pub delayed: u64,
+}
+
+/// How much one redrive request may move: API Gateway answers after 29 s,
+/// so a request stops well before, and the caller asks again while
+/// messages remain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedriveLimits {
+    pub max_messages: usize,
+    pub max_duration: Duration,
+}
+
+/// At most 1 000 messages or 20 seconds, whichever comes first.
+pub const REDRIVE_LIMITS: RedriveLimits = RedriveLimits {
+    max_messages: 1_000,
+    max_duration: Duration::from_secs(20),
+};
+
+/// What a redrive did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redriven {
+    /// Messages sent back to the queue and removed from the DLQ.
+    pub moved: u64,
+    /// Whether the DLQ still holds messages (visible or in flight) after it.
+    pub remaining: bool,
+}
+
+/// A subscriber's delivery status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    pub subscriber_id: String,
+    /// One per event type the subscriber was onboarded for or received,
+    /// in catalogue order.
+    pub counts: Vec<DeliveryCount>,
+    pub queue: QueueDepth,
+    pub dead_letter_queue: QueueDepth,
+}
+
+impl DeliveryStatus {
+    /// Every event type the subscriber may receive (zero when nothing was
+    /// sent yet) and every one it was sent, from the recorded counts.
+    pub fn new(
+        subscriber: &Subscriber,
+        recorded: Vec<DeliveryCount>,
+        queue: QueueDepth,
+        dead_letter_queue: QueueDepth,
+    ) -> Self {
+        let mut counts: BTreeMap<EventType, DeliveryCount> = subscriber
+            .event_types
+            .iter()
+            .map(|&event_type| {
+                (
+                    event_type,
+                    DeliveryCount {
+                        event_type,
+                        delivered: 0,
+                        last_delivery_at: None,
+                    },
+                )
+            })
+            .collect();
+        for count in recorded {
+            counts.insert(count.event_type, count);
+        }
+        DeliveryStatus {
+            subscriber_id: subscriber.id.clone(),
+            counts: counts.into_values().collect(),
+            queue,
+            dead_letter_queue,
+        }
+    }
+
+    /// The latest delivery of any event type.
+    pub fn last_delivery_at(&self) -> Option<&str> {
+        self.counts
+            .iter()
+            .filter_map(|count| count.last_delivery_at.as_deref())
+            .max()
+    }
+
+    /// The application/json document of `GET /subscribers/{id}/status`.
+    pub fn to_json(&self) -> Value {
+        let event_types: Vec<Value> = self
+            .counts
+            .iter()
+            .map(|count| {
+                json!({
+                    "eventType": count.event_type.code(),
+                    "delivered": count.delivered,
+                    "lastDeliveryAt": count.last_delivery_at,
+                })
+            })
+            .collect();
+        json!({
+            "subscriberId": self.subscriber_id,
+            "lastDeliveryAt": self.last_delivery_at(),
+            "eventTypes": event_types,
+            "queue": {
+                "waiting": self.queue.waiting,
+                "inFlight": self.queue.in_flight,
+                "delayed": self.queue.delayed,
+            },
+            "deadLetterQueue": {
+                "waiting": self.dead_letter_queue.waiting,
+            },
+        })
+    }
+}
+
+impl Redriven {
+    /// The application/json document of `POST /subscribers/{id}/$redrive`.
+    pub fn to_json(&self, subscriber_id: &str) -> Value {
+        json!({
+            "subscriberId": subscriber_id,
+            "moved": self.moved,
+            "remaining": self.remaining,
+        })
+    }
+}
+
+/// Whether the caller may see and act on this subscriber's queues: an
+/// operator, or the subscriber itself.
+pub fn may_see(caller: &Caller, subscriber_id: &str) -> bool {
+    caller.has_role(Role::Operator)
+        || (caller.has_role(Role::Subscriber)
+            && caller.subscriber_id.as_deref() == Some(subscriber_id))
+}
+
+/// The subscriber, if the caller may see it. Anyone else is told it does
+/// not exist, as for another's subscriptions: which subscribers exist is
+/// not their business.
+pub async fn visible_subscriber<S: SubscriberStore>(
+    subscribers: &S,
+    caller: &Caller,
+    subscriber_id: &str,
+) -> Result<Subscriber, HubError> {
+    let not_found = || HubError::NotFound(format!("subscriber {subscriber_id}"));
+    if !may_see(caller, subscriber_id) {
+        return Err(not_found());
+    }
+    subscribers.get(subscriber_id).await?.ok_or_else(not_found)
+}
+
+/// `GET /subscribers/{id}/status`: counts, then both queues' depths.
+pub async fn status<S: SubscriberStore, D: DeliveryStats, Q: QueueMonitor>(
+    subscribers: &S,
+    stats: &D,
+    queues: &Q,
+    caller: &Caller,
+    subscriber_id: &str,
+) -> Result<DeliveryStatus, HubError> {
+    let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
+    let recorded = stats.counts(&subscriber.id).await?;
+    let queue = queues.depth(&subscriber.queues.queue_url).await?;
+    let dead_letter_queue = queues
+        .depth(&subscriber.queues.dead_letter_queue_url)
+        .await?;
+    Ok(DeliveryStatus::new(
+        &subscriber,
+        recorded,
+        queue,
+        dead_letter_queue,
+    ))
+}
+
+/// `POST /subscribers/{id}/$redrive`: moves the DLQ's messages back to the
+/// queue, within `limits`.
+pub async fn redrive<S: SubscriberStore, Q: QueueMonitor>(
+    subscribers: &S,
+    queues: &Q,
+    caller: &Caller,
+    subscriber_id: &str,
+    limits: RedriveLimits,
+) -> Result<Redriven, HubError> {
+    let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
+    Ok(queues
+        .redrive(
+            &subscriber.queues.dead_letter_queue_url,
+            &subscriber.queues.queue_url,
+            limits,
+        )
+        .await?)
+}
+
+/// SQS SendMessageBatch takes at most ten entries. The whole batch (bodies
+/// and attributes together) is kept to 256 KiB, the limit SQS long had and
+/// still a safe bound now that it allows 1 MiB: a delivery is at most
+/// 256 KiB (an SNS message), so any DLQ message fits one batch.
+pub const SQS_BATCH_ENTRIES: usize = 10;
+pub const SQS_BATCH_BYTES: usize = 262_144;
+
+/// Consecutive ranges of messages of these sizes, each within both of
+/// SendMessageBatch's limits. A message too large for any batch stands
+/// alone (SQS then refuses it, and it stays in the DLQ).
+pub fn send_batches(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (index, &size) in sizes.iter().enumerate() {
+        let full = index - start == SQS_BATCH_ENTRIES || bytes + size > SQS_BATCH_BYTES;
+        if full && index > start {
+            batches.push(start..index);
+            start = index;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        batches.push(start..sizes.len());
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Client;
+    use crate::memory::{MemoryDeliveryStats, MemoryQueues, MemorySubscriberStore};
+    use crate::subscriber::{OdsCode, Queues};
+    use std::collections::BTreeSet;
+
+    const ID: &str = "5d1b7a3e-5c3f-4d8c-9a43-3b1f6f1c2a10";
+
+    fn subscriber() -> Subscriber {
+        Subscriber {
+            id: ID.into(),
+            ods_code: OdsCode::parse("A83627").unwrap(),
+            name: "GP".into(),
+            event_types: BTreeSet::from([EventType::Vaccinations, EventType::NipeOutcome]),
+            queues: Queues {
+                queue_url: "memory://q".into(),
+                queue_arn: "arn:q".into(),
+                dead_letter_queue_url: "memory://q-dlq".into(),
+                dead_letter_queue_arn: "arn:q-dlq".into(),
+                topic_subscriptions: Vec::new(),
+            },
+            created_at: "2026-01-01T00:00:00Z".into(),
+            client_id: Some("gp".into()),
+            offboarded_at: None,
+        }
+    }
+
+    fn caller(roles: &[Role], subscriber_id: Option<&str>) -> Caller {
+        Caller::of(&Client {
+            client_id: "someone".into(),
+            ods_code: OdsCode::parse("A83627").unwrap(),
+            roles: roles.iter().copied().collect(),
+            keys: jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+            enabled: true,
+            publish_event_types: BTreeSet::new(),
+            publish_for_ods: BTreeSet::new(),
+            subscriber_id: subscriber_id.map(str::to_owned),
+            subscribe_explicit: false,
+            subscribe_generic: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn the_document_lists_every_permitted_type_and_the_latest_delivery() {
+        let recorded = vec![
+            DeliveryCount {
+                event_type: EventType::Vaccinations,
+                delivered: 3,
+                last_delivery_at: Some("2026-01-02T10:00:00.000Z".into()),
+            },
+            // Sent before the subscriber's types were narrowed: still shown.
+            DeliveryCount {
+                event_type: EventType::PdsChangeOfGp,
+                delivered: 1,
+                last_delivery_at: Some("2026-01-03T09:00:00.000Z".into()),
+            },
+        ];
+        let queue = QueueDepth {
+            waiting: 2,
+            in_flight: 1,
+            delayed: 0,
+        };
+        let dlq = QueueDepth {
+            waiting: 4,
+            ..QueueDepth::default()
+        };
+        let status = DeliveryStatus::new(&subscriber(), recorded, queue, dlq);
+        assert_eq!(
+            status.to_json(),
+            json!({
+                "subscriberId": ID,
+                "lastDeliveryAt": "2026-01-03T09:00:00.000Z",
+                "eventTypes": [
+                    {"eventType": "pds-change-of-gp-1", "delivered": 1, "lastDeliveryAt": "2026-01-03T09:00:00.000Z"},
+                    {"eventType": "nipe-outcome-1", "delivered": 0, "lastDeliveryAt": null},
+                    {"eventType": "vaccinations-1", "delivered": 3, "lastDeliveryAt": "2026-01-02T10:00:00.000Z"},
+                ],
+                "queue": {"waiting": 2, "inFlight": 1, "delayed": 0},
+                "deadLetterQueue": {"waiting": 4},
+            })
+        );
+        let empty = DeliveryStatus::new(&subscriber(), Vec::new(), queue, dlq);
+        assert_eq!(empty.to_json()["lastDeliveryAt"], Value::Null);
+    }
+
+    #[test]
+    fn operators_and_the_subscriber_itself_see_it_no_one_else() {
+        assert!(may_see(&caller(&[Role::Operator], None), ID));
+        assert!(may_see(&caller(&[Role::Subscriber], Some(ID)), ID));
+        let other = "0b7c3f61-2d7e-4f0a-8a55-0f7f7c9d1e22";
+        assert!(!may_see(&caller(&[Role::Subscriber], Some(other)), ID));
+        assert!(!may_see(&caller(&[Role::Subscriber], None), ID));
+        // The subscriber id without the role is not enough.
+        assert!(!may_see(&caller(&[Role::Publisher], Some(ID)), ID));
+    }
+
+    #[tokio::test]
+    async fn status_and_redrive_read_the_subscribers_own_queues() {
+        let subscribers = MemorySubscriberStore::default();
+        subscribers.create(&subscriber()).await.unwrap();
+        let stats = MemoryDeliveryStats::default();
+        stats
+            .record_deliveries(EventType::Vaccinations, &[ID], "2026-01-02T10:00:00.000Z")
+            .await
+            .unwrap();
+        stats
+            .record_deliveries(EventType::Vaccinations, &[ID], "2026-01-02T11:00:00.000Z")
+            .await
+            .unwrap();
+        let queues = MemoryQueues::default();
+        queues.push("memory://q", "one", &[("eventType", "vaccinations-1")]);
+        for n in 0..3 {
+            queues.push("memory://q-dlq", &format!("dead {n}"), &[("eventId", "x")]);
+        }
+        let subscriber_caller = caller(&[Role::Subscriber], Some(ID));
+        let status = status(&subscribers, &stats, &queues, &subscriber_caller, ID)
+            .await
+            .unwrap();
+        let vaccinations = &status.counts[1];
+        assert_eq!(vaccinations.event_type, EventType::Vaccinations);
+        assert_eq!(vaccinations.delivered, 2);
+        assert_eq!(
+            status.last_delivery_at(),
+            Some("2026-01-02T11:00:00.000Z"),
+            "the later time wins"
+        );
+        assert_eq!(status.queue.waiting, 1);
+        assert_eq!(status.dead_letter_queue.waiting, 3);
+
+        let stranger = caller(&[Role::Subscriber], Some("someone-else"));
+        let refused = super::status(&subscribers, &stats, &queues, &stranger, ID).await;
+        assert!(matches!(refused, Err(HubError::NotFound(_))));
+        let missing = "0b7c3f61-2d7e-4f0a-8a55-0f7f7c9d1e22";
+        let operator = caller(&[Role::Operator], None);
+        let refused = super::status(&subscribers, &stats, &queues, &operator, missing).await;
+        assert!(matches!(refused, Err(HubError::NotFound(_))));
+
+        let limits = RedriveLimits {
+            max_messages: 2,
+            max_duration: Duration::from_secs(5),
+        };
+        let first = redrive(&subscribers, &queues, &operator, ID, limits)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Redriven {
+                moved: 2,
+                remaining: true
+            }
+        );
+        let second = redrive(&subscribers, &queues, &operator, ID, limits)
+            .await
+            .unwrap();
+        assert_eq!(
+            second,
+            Redriven {
+                moved: 1,
+                remaining: false
+            }
+        );
+        let queue = queues.messages("memory://q");
+        assert_eq!(queue.len(), 4);
+        assert_eq!(queue[1].body, "dead 0", "in the order they left");
+        assert_eq!(
+            queue[1].attributes,
+            [("eventId".to_owned(), "x".to_owned())]
+        );
+        assert!(queues.messages("memory://q-dlq").is_empty());
+        assert!(matches!(
+            redrive(&subscribers, &queues, &stranger, ID, limits).await,
+            Err(HubError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn send_batches_keep_to_ten_messages_and_256_kib() {
+        assert!(send_batches(&[]).is_empty());
+        assert_eq!(send_batches(&[100; 21]), [0..10, 10..20, 20..21]);
+        assert_eq!(
+            send_batches(&[100_000, 100_000, 100_000]),
+            [0..2, 2..3],
+            "two large messages fill a batch"
+        );
+        assert_eq!(send_batches(&[300_000, 10]), [0..1, 1..2]);
+    }
+}

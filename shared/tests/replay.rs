@@ -1,0 +1,343 @@
+//! Replays with the in-memory adapters: the window, the subscription's
+//! matching now, bounded steps, and resuming after a failure without
+//! re-sending what was sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hub::criteria::Criteria;
+use hub::dispatch::Delivery;
+use hub::events::{Retention, StoredEvent};
+use hub::memory::{
+    MemoryAuditLog, MemoryDeliveryStats, MemoryEventStore, MemoryPublisher, MemoryRegisterStore,
+    MemoryReplayStore, MemorySubscriptionStore,
+};
+use hub::ports::{DeliveryPublisher, EventStore, ReplayStore, StoreError, SubscriptionStore};
+use hub::reference::MemoryReferenceData;
+use hub::replay::{ReplayJob, ReplayRequest, ReplayStatus, Replayer};
+use hub::subscriber::OdsCode;
+use hub::subscription::Subscription;
+use hub::{Encoding, EventMessage};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
+const PATIENT: &str = "9912003888";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR")))
+        .expect("a fixture")
+}
+
+/// The example message, under a fresh MessageHeader.id, accepted `ago`.
+fn accepted(file: &str, ago: Duration, n: usize) -> StoredEvent {
+    let original = fixture(file);
+    let message = EventMessage::read(&original, Encoding::Xml).unwrap();
+    let id = format!("00000000-0000-4000-8000-{n:012}");
+    let body = original.replace(&message.message_id, &id);
+    let message = EventMessage::read(&body, Encoding::Xml).unwrap();
+    StoredEvent::new(
+        &message,
+        Encoding::Xml,
+        &body,
+        NOW - ago,
+        Retention::DEFAULT,
+    )
+}
+
+fn subscription(id: &str, criteria: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        subscriber_id: "late-joiner".into(),
+        contact_ods: OdsCode::parse("A83627").unwrap(),
+        reason: "replay test".into(),
+        end: None,
+        criteria: Criteria::parse(criteria).unwrap(),
+        version_id: 1,
+        last_updated: "2026-11-24T12:00:00Z".into(),
+    }
+}
+
+fn explicit_vaccinations() -> Subscription {
+    subscription(
+        "explicit",
+        &format!(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{PATIENT}&MessageHeader.event=vaccinations-1"
+        ),
+    )
+}
+
+/// A publisher that fails its `fail_at`-th call (1-based), once.
+struct FailingOnce {
+    inner: MemoryPublisher,
+    calls: AtomicUsize,
+    fail_at: usize,
+}
+
+impl DeliveryPublisher for FailingOnce {
+    async fn publish(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(StoreError::Unavailable("SNS is down".into()));
+        }
+        self.inner.publish(event, deliveries).await
+    }
+}
+
+struct World {
+    events: MemoryEventStore,
+    subscriptions: MemorySubscriptionStore,
+    audit: MemoryAuditLog,
+    register: MemoryRegisterStore,
+    reference: MemoryReferenceData,
+    jobs: MemoryReplayStore,
+    stats: MemoryDeliveryStats,
+}
+
+impl World {
+    async fn new(stored: &[StoredEvent], subscription: &Subscription) -> Self {
+        let world = World {
+            events: MemoryEventStore::default(),
+            subscriptions: MemorySubscriptionStore::default(),
+            audit: MemoryAuditLog::default(),
+            register: MemoryRegisterStore::default(),
+            reference: MemoryReferenceData::default(),
+            jobs: MemoryReplayStore::default(),
+            stats: MemoryDeliveryStats::default(),
+        };
+        for event in stored {
+            world.events.insert(event).await.unwrap();
+        }
+        world.subscriptions.create(subscription).await.unwrap();
+        world
+    }
+
+    async fn start(&self, subscription: &Subscription, since: Duration) -> ReplayJob {
+        let since = (NOW - since)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let request = ReplayRequest::parse(Some(&since), None, Retention::DEFAULT, NOW).unwrap();
+        let job = request.job(subscription, NOW);
+        self.jobs.create(&job).await.unwrap();
+        job
+    }
+
+    fn replayer<'a, P: DeliveryPublisher>(
+        &'a self,
+        publisher: &'a P,
+    ) -> Replayer<
+        'a,
+        MemoryEventStore,
+        MemorySubscriptionStore,
+        P,
+        MemoryAuditLog,
+        MemoryRegisterStore,
+        MemoryReferenceData,
+        MemoryReplayStore,
+        MemoryDeliveryStats,
+    > {
+        Replayer {
+            events: &self.events,
+            subscriptions: &self.subscriptions,
+            publisher,
+            audit: &self.audit,
+            register: &self.register,
+            reference: &self.reference,
+            jobs: &self.jobs,
+            stats: &self.stats,
+        }
+    }
+}
+
+/// The eventId and replay attributes of what was sent, in order.
+fn sent_ids(publisher: &MemoryPublisher) -> Vec<(String, String)> {
+    publisher
+        .sent()
+        .iter()
+        .map(|message| {
+            let value = |name: &str| {
+                message
+                    .attributes
+                    .iter()
+                    .find(|(attribute, _)| *attribute == name)
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default()
+            };
+            (value("eventId"), value("replay"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_late_joiner_replays_a_week_of_its_childs_events_oldest_first() {
+    let stored = [
+        accepted("nems/vaccinations-1-new.xml", Duration::days(8), 1),
+        accepted("nems/vaccinations-1-new.xml", Duration::days(6), 2),
+        // Another event type: the subscription does not ask for it.
+        accepted("nems/Professional-Contacts-1-new.xml", Duration::days(5), 3),
+        accepted("nems/vaccinations-1-update.xml", Duration::days(3), 4),
+        accepted("nems/vaccinations-1-new.xml", Duration::hours(1), 5),
+    ];
+    let subscription = explicit_vaccinations();
+    let world = World::new(&stored, &subscription).await;
+    let job = world.start(&subscription, Duration::days(7)).await;
+    let publisher = MemoryPublisher::default();
+    let done = world
+        .replayer(&publisher)
+        .step(&job.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ReplayStatus::Completed);
+    assert_eq!((done.scanned, done.delivered), (3, 3));
+    let expected: Vec<(String, String)> = [&stored[1], &stored[3], &stored[4]]
+        .iter()
+        .map(|event| (event.event_id.clone(), job.replay_id.clone()))
+        .collect();
+    assert_eq!(sent_ids(&publisher), expected);
+    // Another step of a finished replay sends nothing more.
+    world
+        .replayer(&publisher)
+        .step(&job.replay_id, NOW)
+        .await
+        .unwrap();
+    assert_eq!(publisher.sent().len(), 3);
+}
+
+#[tokio::test]
+async fn a_replay_interrupted_by_a_failure_resumes_without_resending() {
+    let stored: Vec<StoredEvent> = (0..5)
+        .map(|n| {
+            accepted(
+                "nems/vaccinations-1-new.xml",
+                Duration::hours(10 - n as i64),
+                n,
+            )
+        })
+        .collect();
+    let subscription = explicit_vaccinations();
+    let world = World::new(&stored, &subscription).await;
+    let job = world.start(&subscription, Duration::days(1)).await;
+    let publisher = FailingOnce {
+        inner: MemoryPublisher::default(),
+        calls: AtomicUsize::new(0),
+        fail_at: 3,
+    };
+    let failed = world.replayer(&publisher).step(&job.replay_id, NOW).await;
+    assert!(
+        failed.is_err(),
+        "the third send fails, and the step with it"
+    );
+    let saved = world.jobs.get(&job.replay_id).await.unwrap().unwrap();
+    assert_eq!(saved.status, ReplayStatus::Running);
+    assert_eq!(saved.delivered, 2, "progress was saved after each send");
+    assert_eq!(sent_ids(&publisher.inner).len(), 2);
+
+    let resumed = world
+        .replayer(&publisher)
+        .step(&job.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.status, ReplayStatus::Completed);
+    assert_eq!(resumed.delivered, 5);
+    let ids: Vec<String> = sent_ids(&publisher.inner)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let expected: Vec<String> = stored.iter().map(|event| event.event_id.clone()).collect();
+    assert_eq!(ids, expected, "each event once, oldest first");
+}
+
+#[tokio::test]
+async fn a_generic_subscription_replays_day_by_day_in_bounded_steps() {
+    // More events than one step reads, over several days.
+    let events: Vec<StoredEvent> = (0..130)
+        .map(|n| {
+            accepted(
+                "nems/PDS-Change-Of-GP-ems-example.xml",
+                Duration::hours(130 - n as i64),
+                n,
+            )
+        })
+        .collect();
+    let practice = events[0].gp_ods.clone().expect("the example names a GP");
+    let subscription = subscription(
+        "generic",
+        &format!(
+            "/Bundle?type=message&serviceType=GP&subscriptionRuleType=GP_GP_GP&Organization.identifier={practice}&MessageHeader.event=pds-change-of-gp-1"
+        ),
+    );
+    let world = World::new(&events, &subscription).await;
+    let job = world.start(&subscription, Duration::days(30)).await;
+    let publisher = MemoryPublisher::default();
+    let first = world
+        .replayer(&publisher)
+        .step(&job.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, ReplayStatus::Running, "a step is bounded");
+    assert_eq!(first.scanned, hub::replay::STEP_EVENTS as u64);
+    let mut steps = 1;
+    loop {
+        let job = world
+            .replayer(&publisher)
+            .step(&job.replay_id, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        steps += 1;
+        if job.status == ReplayStatus::Completed {
+            assert_eq!((job.scanned, job.delivered), (130, 130));
+            break;
+        }
+        assert!(steps < 10, "the replay finishes");
+    }
+    let ids: Vec<String> = sent_ids(&publisher).into_iter().map(|(id, _)| id).collect();
+    let expected: Vec<String> = events.iter().map(|event| event.event_id.clone()).collect();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn a_replay_stops_when_its_subscription_is_deleted_and_reaches_back_no_further_than_retention()
+ {
+    let subscription = explicit_vaccinations();
+    let world = World::new(
+        &[accepted(
+            "nems/vaccinations-1-new.xml",
+            Duration::hours(1),
+            1,
+        )],
+        &subscription,
+    )
+    .await;
+    let job = world.start(&subscription, Duration::days(1)).await;
+    world.subscriptions.delete(&subscription).await.unwrap();
+    let publisher = MemoryPublisher::default();
+    let stopped = world
+        .replayer(&publisher)
+        .step(&job.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.status, ReplayStatus::Stopped);
+    assert!(publisher.sent().is_empty());
+
+    let long_ago = ReplayRequest::parse(Some("2001-01-01"), None, Retention::DEFAULT, NOW).unwrap();
+    assert_eq!(long_ago.since, Retention::DEFAULT.horizon(NOW));
+    assert!(long_ago.clamped.is_some());
+    for (since, until) in [
+        (None, None),
+        (Some("yesterday"), None),
+        (Some("2026-11-24T13:00:00Z"), None),
+        (Some("2026-11-20"), Some("2026-11-19")),
+    ] {
+        assert!(
+            ReplayRequest::parse(since, until, Retention::DEFAULT, NOW).is_err(),
+            "{since:?} {until:?}"
+        );
+    }
+}
