@@ -235,6 +235,38 @@ impl Hub {
         }
     }
 
+    /// Kills (SIGKILL) this hub's running instances of a function binary,
+    /// as a crash would; the local stack starts it again for the next
+    /// invocation. How many were killed.
+    pub fn kill_function(&self, binary: &str) -> usize {
+        let Some(hub_pid) = self.child.id() else {
+            return 0;
+        };
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command name may hold spaces: fields follow its ')'.
+                    let fields = stat.rsplit_once(')')?.1.to_owned();
+                    fields.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            let name = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if parent == Some(hub_pid) && name.as_deref() == Some(binary) {
+                // SAFETY: signalling a child of the hub this test started.
+                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api)
     }
