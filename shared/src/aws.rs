@@ -62,6 +62,59 @@ fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|error| unavailable("decoding an item", error))
 }
 
+/// Whether a read must see every write acknowledged before it.
+#[derive(Clone, Copy)]
+enum Read {
+    Consistent,
+    Eventual,
+}
+
+/// The item under one string key, decoded.
+async fn get_by_key<T: DeserializeOwned>(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    (key_name, key): (&str, &str),
+    read: Read,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .key(key_name, AttributeValue::S(key.to_owned()))
+        .consistent_read(matches!(read, Read::Consistent))
+        .send()
+        .await
+        .map_err(|error| unavailable(what, error))?;
+    output.item.map(from_item).transpose()
+}
+
+/// A conditional write's outcome: true when written, false when its
+/// condition did not hold; any other failure is the store's.
+fn conditionally_written<O, E>(
+    result: Result<
+        O,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+    what: &str,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(unavailable(
+            what,
+            aws_sdk_dynamodb::error::DisplayErrorContext(error),
+        )),
+    }
+}
+
 /// The events table (one item per event type and MessageHeader.id, written
 /// once, indexed by patient and by day of arrival) and the versions table
 /// (the current version of each focus identifier).
@@ -209,19 +262,10 @@ impl EventStore for DynamoEventStore {
                 .condition_expression("attribute_not_exists(eventKey)")
                 .send()
                 .await;
-            return match written {
-                Ok(_) => Ok(Insert::Stored { out_of_order: None }),
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    self.existing(event).await
-                }
-                Err(error) => Err(unavailable(
-                    "storing the event",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )),
+            return if conditionally_written(written, "storing the event")? {
+                Ok(Insert::Stored { out_of_order: None })
+            } else {
+                self.existing(event).await
             };
         };
         for _ in 0..PLACE_ATTEMPTS {
@@ -296,15 +340,14 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn get(&self, event_key: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("eventKey", AttributeValue::S(event_key.to_owned()))
-            .send()
-            .await
-            .map_err(|error| unavailable("reading an event", error))?;
-        output.item.map(from_item).transpose()
+        get_by_key(
+            &self.client,
+            &self.table,
+            ("eventKey", event_key),
+            Read::Eventual,
+            "reading an event",
+        )
+        .await
     }
 
     async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
@@ -733,15 +776,14 @@ impl SubscriberStore for DynamoSubscriberStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Subscriber>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .send()
-            .await
-            .map_err(|error| unavailable("reading a subscriber", error))?;
-        output.item.map(from_item).transpose()
+        get_by_key(
+            &self.client,
+            &self.table,
+            ("id", id),
+            Read::Eventual,
+            "reading a subscriber",
+        )
+        .await
     }
 
     async fn mark_offboarded(&self, id: &str, at: &str) -> Result<(), StoreError> {
@@ -1119,16 +1161,14 @@ impl DynamoClientStore {
 
 impl crate::ports::ClientStore for DynamoClientStore {
     async fn get(&self, client_id: &str) -> Result<Option<crate::auth::Client>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("clientId", AttributeValue::S(client_id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| unavailable("reading a client", error))?;
-        output.item.map(from_item).transpose()
+        get_by_key(
+            &self.client,
+            &self.table,
+            ("clientId", client_id),
+            Read::Consistent,
+            "reading a client",
+        )
+        .await
     }
 
     async fn register(&self, registered: &crate::auth::Client) -> Result<bool, StoreError> {
@@ -1181,17 +1221,7 @@ impl crate::ports::ClientStore for DynamoClientStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable("disabling a client", error)),
-        }
+        conditionally_written(updated, "disabling a client")
     }
 
     async fn link_subscriber(
@@ -1410,15 +1440,14 @@ impl crate::ports::AuditLog for DynamoAuditLog {
     }
 
     async fn get(&self, audit_id: &str) -> Result<Option<crate::audit::AuditRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("auditId", AttributeValue::S(audit_id.to_owned()))
-            .send()
-            .await
-            .map_err(|error| unavailable("reading an audit entry", error))?;
-        output.item.map(from_item).transpose()
+        get_by_key(
+            &self.client,
+            &self.table,
+            ("auditId", audit_id),
+            Read::Eventual,
+            "reading an audit entry",
+        )
+        .await
     }
 
     async fn query(
@@ -1507,17 +1536,7 @@ impl crate::ports::ReplayGuard for DynamoReplayGuard {
             .condition_expression("attribute_not_exists(jtiKey)")
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable("recording an assertion", error)),
-        }
+        conditionally_written(written, "recording an assertion")
     }
 }
 
@@ -1701,20 +1720,7 @@ impl crate::ports::RegisterStore for DynamoRegisterStore {
                 .expression_attribute_names("#version", REGISTER_VERSION)
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string())),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable(
-                "writing the child register",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
-        }
+        conditionally_written(request.send().await, "writing the child register")
     }
 }
 
@@ -1997,16 +2003,14 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
     }
 
     async fn get(&self, replay_id: &str) -> Result<Option<crate::replay::ReplayJob>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("replayId", AttributeValue::S(replay_id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| unavailable("reading a replay", error))?;
-        output.item.map(from_item).transpose()
+        get_by_key(
+            &self.client,
+            &self.table,
+            ("replayId", replay_id),
+            Read::Consistent,
+            "reading a replay",
+        )
+        .await
     }
 
     async fn save(&self, job: &crate::replay::ReplayJob) -> Result<bool, StoreError> {
@@ -2022,20 +2026,7 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
             )
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(unavailable(
-                "saving a replay",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
-        }
+        conditionally_written(written, "saving a replay")
     }
 }
 

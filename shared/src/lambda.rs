@@ -575,11 +575,19 @@ pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
 /// an id was published under several): the stored message exactly as
 /// published, to the publishing organisation, the subscribers it was
 /// delivered to, and operators. Anyone else is answered 404.
-pub async fn read_event<S: EventStore, A: AuditLog>(
-    store: &S,
+pub async fn read_event<E, S, G, A>(
+    store: &E,
+    subscriptions: &S,
+    register: &G,
     audit: &A,
     request: &ApiGatewayProxyRequest,
-) -> ApiGatewayProxyResponse {
+) -> ApiGatewayProxyResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
     let encoding = response_encoding(request);
     audited(
         audit,
@@ -610,7 +618,9 @@ pub async fn read_event<S: EventStore, A: AuditLog>(
             let now = OffsetDateTime::now_utc();
             let mut readable = Vec::new();
             for event in store.get_many(&keys).await? {
-                if event.is_live(now) && may_read_event(audit, &caller, &event).await? {
+                if event.is_live(now)
+                    && may_read_event(subscriptions, register, audit, &caller, &event, now).await?
+                {
                     readable.push(event);
                 }
             }
@@ -649,12 +659,22 @@ pub async fn read_event<S: EventStore, A: AuditLog>(
 }
 
 /// Operators; the publishing organisation's own systems; a subscriber the
-/// event was delivered to (its delivery's audit record says so).
-async fn may_read_event<A: AuditLog>(
+/// event was delivered to (its delivery's audit record says so), or that
+/// may see it in the child's history (an active explicit subscription for
+/// the child and the event type, the child not sensitive).
+async fn may_read_event<S, G, A>(
+    subscriptions: &S,
+    register: &G,
     audit: &A,
     caller: &Caller,
     event: &StoredEvent,
-) -> Result<bool, HubError> {
+    now: OffsetDateTime,
+) -> Result<bool, HubError>
+where
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
     if caller.has_role(Role::Operator) {
         return Ok(true);
     }
@@ -665,13 +685,33 @@ async fn may_read_event<A: AuditLog>(
     {
         return Ok(true);
     }
-    Ok(match caller.subscriber_id.as_deref() {
-        Some(subscriber_id) if caller.has_role(Role::Subscriber) => audit
-            .get(&audit::delivery_id(&event.event_key, subscriber_id))
-            .await?
-            .is_some(),
-        _ => false,
-    })
+    let Some(subscriber_id) = caller
+        .subscriber_id
+        .as_deref()
+        .filter(|_| caller.has_role(Role::Subscriber))
+    else {
+        return Ok(false);
+    };
+    if audit
+        .get(&audit::delivery_id(&event.event_key, subscriber_id))
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
+        return Ok(false);
+    };
+    if !subscribed_types(subscriptions, caller, nhs_number, now)
+        .await?
+        .contains(&event.event_type)
+    {
+        return Ok(false);
+    }
+    Ok(!register
+        .get(nhs_number)
+        .await?
+        .is_some_and(|record| record.value.is_sensitive()))
 }
 
 // ---------------------------------------------------------------------------

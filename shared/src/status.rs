@@ -2,8 +2,8 @@
 //! event type and when last, what waits in its queue and in its DLQ; and
 //! the redrive that moves what its DLQ holds back to its queue.
 //!
-//! Counts are of messages sent: dispatch adds one per subscriber after the
-//! SNS publish of an event succeeded. A stream retry that sends an event
+//! Counts are of messages sent: dispatch (and a replay) adds one per
+//! subscriber after the SNS publish of an event succeeded. A stream retry that sends an event
 //! again counts it again (the subscriber did receive it twice), and a count
 //! that could not be written is not retried (a counter must never make the
 //! hub deliver patient data a second time), so the counts are close, not

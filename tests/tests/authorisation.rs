@@ -14,7 +14,8 @@ use hub::auth::{Caller, Client, HubSigner, Role};
 use hub::lambda;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
-    MemoryRegisterStore, MemoryReplayGuard, MemorySubscriberStore, MemorySubscriptionStore,
+    MemoryRegisterStore, MemoryReplayGuard, MemoryReplayStore, MemorySubscriberStore,
+    MemorySubscriptionStore,
 };
 use hub::ports::{AuditLog, ClientStore};
 use hub::subscriber::OdsCode;
@@ -62,6 +63,7 @@ struct World {
     register: MemoryRegisterStore,
     stats: hub::memory::MemoryDeliveryStats,
     queues: hub::memory::MemoryQueues,
+    replays: MemoryReplayStore,
     publisher: Caller,
     subscriber_a: Caller,
     subscriber_b: Caller,
@@ -80,6 +82,7 @@ impl World {
             register: MemoryRegisterStore::default(),
             stats: hub::memory::MemoryDeliveryStats::default(),
             queues: hub::memory::MemoryQueues::default(),
+            replays: MemoryReplayStore::default(),
             publisher: Caller::of(&client("unused", "RR8", &[])),
             subscriber_a: Caller::of(&client("unused", "RR8", &[])),
             subscriber_b: Caller::of(&client("unused", "RR8", &[])),
@@ -184,7 +187,55 @@ impl World {
             None,
             &[("id", VACCINATION_ID)],
         );
-        status(&lambda::read_event(&self.events, &self.audit, &request).await)
+        status(
+            &lambda::read_event(
+                &self.events,
+                &self.subscriptions,
+                &self.register,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
+    async fn read_child_events(&self, caller: Option<&Caller>) -> (u16, Value) {
+        let request = request(
+            caller,
+            "application/fhir+json",
+            None,
+            &[("nhsNumber", PATIENT)],
+        );
+        answer(
+            lambda::read_child_events(
+                &self.events,
+                &self.subscriptions,
+                &self.register,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
+    /// `POST /Subscription/{id}/$replay?since=2026-01-01`.
+    async fn start_replay(&self, caller: Option<&Caller>, subscription_id: &str) -> (u16, Value) {
+        let mut request = request(
+            caller,
+            "application/fhir+json",
+            None,
+            &[("id", subscription_id)],
+        );
+        request.query_string_parameters =
+            HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
+        answer(
+            lambda::start_replay(&self.subscriptions, &self.replays, &self.audit, &request).await,
+        )
+    }
+
+    async fn read_replay(&self, caller: Option<&Caller>, replay_id: &str) -> (u16, Value) {
+        let request = request(caller, "application/json", None, &[("id", replay_id)]);
+        answer(lambda::read_replay(&self.replays, &self.audit, &request).await)
     }
 
     async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
@@ -597,7 +648,7 @@ async fn explicit_and_generic_subscriptions_need_their_own_permission() {
 }
 
 #[tokio::test]
-async fn an_event_is_read_only_by_its_recipients_and_its_publisher() {
+async fn an_event_is_read_only_by_its_recipients_its_publisher_and_operators() {
     let world = World::new().await;
     assert_eq!(
         world
@@ -627,6 +678,101 @@ async fn an_event_is_read_only_by_its_recipients_and_its_publisher() {
     assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 404);
     assert_eq!(world.read_event(Some(&world.operator)).await, 200);
     assert_eq!(world.read_event(None).await, 401);
+}
+
+#[tokio::test]
+async fn a_childs_events_are_for_operators_and_subscribers_with_an_explicit_subscription() {
+    let world = World::new().await;
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &vaccination()
+            )
+            .await,
+        202
+    );
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    // Subscriber A subscribes to the child's vaccinations; B does not.
+    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    assert_eq!(status, 201, "{created}");
+    let nobody: Option<&Caller> = None;
+    for (caller, expected) in [
+        (nobody, 401),
+        (Some(&world.publisher), 403),
+        (Some(&world.subscriber_b), 403),
+        (Some(&world.subscriber_a), 200),
+        (Some(&world.operator), 200),
+    ] {
+        let who = caller.map_or("nobody", |caller| caller.client_id.as_str());
+        let (status, body) = world.read_child_events(caller).await;
+        assert_eq!(status, expected, "history by {who}: {body}");
+        if status == 200 {
+            assert_eq!(body["resourceType"], "Bundle", "{who}");
+            assert_eq!(body["total"], 1, "history by {who}: {body}");
+        }
+    }
+    let (_, outcome) = world.read_child_events(Some(&world.subscriber_b)).await;
+    assert_eq!(outcome["issue"][0]["code"], "forbidden");
+    assert_eq!(outcome["issue"][0]["expression"], json!(["nhsNumber"]));
+}
+
+#[tokio::test]
+async fn a_replay_is_started_by_its_subscriber_and_read_by_it_and_operators() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    assert_eq!(status, 201, "{created}");
+    let subscription = created["id"].as_str().unwrap().to_owned();
+    let nobody: Option<&Caller> = None;
+    // Starting one needs the subscriber role (the subscription is looked up
+    // as the caller's own), and another subscriber's is not found.
+    for (caller, expected) in [
+        (nobody, 401),
+        (Some(&world.publisher), 403),
+        (Some(&world.operator), 403),
+        (Some(&world.subscriber_b), 404),
+    ] {
+        let who = caller.map_or("nobody", |caller| caller.client_id.as_str());
+        let (status, body) = world.start_replay(caller, &subscription).await;
+        assert_eq!(status, expected, "replay by {who}: {body}");
+    }
+    let (status, job) = world
+        .start_replay(Some(&world.subscriber_a), &subscription)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["status"], "running");
+    let replay = job["id"].as_str().unwrap().to_owned();
+    // Reading it: its subscriber and operators; anyone else is not found.
+    for (caller, expected) in [
+        (nobody, 401),
+        (Some(&world.subscriber_b), 404),
+        (Some(&world.publisher), 404),
+        (Some(&world.subscriber_a), 200),
+        (Some(&world.operator), 200),
+    ] {
+        let who = caller.map_or("nobody", |caller| caller.client_id.as_str());
+        let (status, body) = world.read_replay(caller, &replay).await;
+        assert_eq!(status, expected, "replay read by {who}: {body}");
+        if status == 200 {
+            assert_eq!(body["id"], replay.as_str(), "{who}");
+        }
+    }
+    let records = world.audit.records();
+    assert!(
+        records.iter().any(|record| record.action == Action::Replay
+            && record.status == 202
+            && record.subscription_id.as_deref() == Some(subscription.as_str())),
+        "the replay's start is audited with its subscription"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|record| record.action == Action::ReplayRead)
+            .count(),
+        5
+    );
 }
 
 #[tokio::test]

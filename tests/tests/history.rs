@@ -287,6 +287,17 @@ async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
     let (status, refused) = history(&hub, &stranger.token, "").await;
     assert_eq!(status, 403, "{refused}");
     assert_eq!(refused["issue"][0]["expression"][0], "nhsNumber");
+    // What the history shows, the subscriber may read back (though it was
+    // published before the subscription existed); others may not.
+    let path = format!("/events/{VACCINATION_NEW}");
+    assert_eq!(get(&hub, &path, &health_visitors.token, XML).await.0, 200);
+    assert_eq!(get(&hub, &path, &stranger.token, XML).await.0, 404);
+    let contact = format!("/events/{CONTACT_NEW}");
+    assert_eq!(
+        get(&hub, &contact, &health_visitors.token, XML).await.0,
+        404,
+        "not a type it subscribed to for the child"
+    );
 
     // Bad parameters are named.
     for (query, parameter) in [

@@ -186,7 +186,7 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         ("read audit", lambda::read_audit(&s.audit, request).await),
         (
             "read event",
-            lambda::read_event(&s.events, &s.audit, request).await,
+            lambda::read_event(&s.events, &s.subscriptions, &s.register, &s.audit, request).await,
         ),
         (
             "read child",

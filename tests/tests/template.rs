@@ -1024,6 +1024,8 @@ fn every_function_may_do_what_its_code_does() {
             "EventReadFunction",
             &[
                 ("dynamodb:BatchGetItem", "EventsTable"),
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:GetItem", "RegisterTable"),
                 ("dynamodb:GetItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
             ],

@@ -1,7 +1,9 @@
 //! `GET /events/{id}`: a stored event as published, to its publisher, the
 //! subscribers it was delivered to, and operators.
 
-use hub::aws::{DynamoAuditLog, DynamoEventStore};
+use hub::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -10,10 +12,15 @@ async fn main() -> Result<(), Error> {
     let config = lambda::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (events, audit) = (&events, &audit);
+    let (events, subscriptions, register, audit) = (&events, &subscriptions, &register, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(lambda::read_event(events, audit, &event.payload).await)
+        Ok::<_, Error>(
+            lambda::read_event(events, subscriptions, register, audit, &event.payload).await,
+        )
     }))
     .await
 }
