@@ -1,6 +1,10 @@
 //! The events table's stream -> the child register, then one SNS message
 //! per recipient.
 
+// The handler future nests its ports' async calls deeper
+// than rustc's default query depth allows when its layout is computed.
+#![recursion_limit = "256"]
+
 use hub::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoReferenceData, DynamoRegisterStore,
     DynamoSubscriptionStore, SnsDeliveryPublisher, required_env, topic_arns_from_env,

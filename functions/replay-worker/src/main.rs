@@ -1,5 +1,9 @@
 //! The replays table's stream -> one bounded step of each running replay.
 
+// The handler future nests its ports' async calls deeper
+// than rustc's default query depth allows when its layout is computed.
+#![recursion_limit = "256"]
+
 use hub::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
     DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
