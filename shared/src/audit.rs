@@ -32,6 +32,7 @@ pub enum Action {
     AuditRead,
     Onboard,
     Offboard,
+    SubscriberChange,
     ClientRegister,
     ClientDisable,
     /// A subscriber's delivery counts and queue depths read.

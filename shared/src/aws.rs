@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::access::{self, AwsPrincipal, QueueAccess};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::dispatch::{Delivery, SUBSCRIBER_ATTRIBUTE};
@@ -18,7 +19,7 @@ use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
     DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner, StoreError, SubscriberStore,
-    SubscriptionStore,
+    SubscriptionState, SubscriptionStore, TopicSubscription,
 };
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
@@ -786,6 +787,25 @@ impl SubscriberStore for DynamoSubscriberStore {
         .await
     }
 
+    async fn save(&self, subscriber: &Subscriber) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(subscriber)?))
+            // Never brings back a subscriber offboarded meanwhile.
+            .condition_expression("attribute_exists(id) AND attribute_not_exists(offboardedAt)")
+            .send()
+            .await;
+        if conditionally_written(written, "saving the subscriber")? {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "the subscriber was offboarded while it was being changed".into(),
+            ))
+        }
+    }
+
     async fn mark_offboarded(&self, id: &str, at: &str) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -929,12 +949,14 @@ impl QueueSettings {
     }
 }
 
-/// Creates each subscriber's queue and DLQ and subscribes the queue to the
-/// topics of the event types it may receive, filtered to its own id.
+/// Creates each subscriber's queue and DLQ (or takes the queue it owns),
+/// subscribes the queue to the topics of the event types it may receive,
+/// filtered to its own id, and lets the subscriber's principal read them.
 #[derive(Clone)]
 pub struct SqsQueueProvisioner {
     sqs: aws_sdk_sqs::Client,
     sns: aws_sdk_sns::Client,
+    kms: aws_sdk_kms::Client,
     topics: BTreeMap<EventType, String>,
     settings: QueueSettings,
 }
@@ -943,15 +965,29 @@ impl SqsQueueProvisioner {
     pub fn new(
         sqs: aws_sdk_sqs::Client,
         sns: aws_sdk_sns::Client,
+        kms: aws_sdk_kms::Client,
         topics: BTreeMap<EventType, String>,
         settings: QueueSettings,
     ) -> Self {
         SqsQueueProvisioner {
             sqs,
             sns,
+            kms,
             topics,
             settings,
         }
+    }
+
+    /// The clients of the configuration, the topics of TOPIC_ARN_*, and
+    /// the settings of [`QueueSettings::from_env`].
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, StoreError> {
+        Ok(Self::new(
+            aws_sdk_sqs::Client::new(config),
+            aws_sdk_sns::Client::new(config),
+            aws_sdk_kms::Client::new(config),
+            topic_arns_from_env(),
+            QueueSettings::from_env()?,
+        ))
     }
 
     async fn create_queue(
@@ -987,55 +1023,9 @@ impl SqsQueueProvisioner {
             .ok_or_else(|| StoreError::Unavailable("SQS returned no queue ARN".into()))?;
         Ok((url, arn))
     }
-}
 
-/// The queue policy that lets exactly the given topics deliver to the queue,
-/// over TLS only.
-pub fn queue_policy(queue_arn: &str, topic_arns: &[&str]) -> serde_json::Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "HubTopicsDeliver",
-                "Effect": "Allow",
-                "Principal": {"Service": "sns.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": queue_arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}}
-            },
-            deny_insecure_transport(queue_arn),
-        ]
-    })
-}
-
-/// The policy of a subscriber's DLQ: SQS moves messages into it itself, so
-/// it only refuses any access that is not over TLS.
-pub fn dead_letter_queue_policy(queue_arn: &str) -> serde_json::Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [deny_insecure_transport(queue_arn)]
-    })
-}
-
-/// Any principal, any SQS action, refused without TLS.
-fn deny_insecure_transport(queue_arn: &str) -> serde_json::Value {
-    json!({
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "sqs:*",
-        "Resource": queue_arn,
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-    })
-}
-
-impl QueueProvisioner for SqsQueueProvisioner {
-    async fn provision(
-        &self,
-        subscriber_id: &str,
-        event_types: &[EventType],
-    ) -> Result<Queues, StoreError> {
-        let topic_arns = event_types
+    fn topic_arns(&self, event_types: &[EventType]) -> Result<Vec<&str>, StoreError> {
+        event_types
             .iter()
             .map(|event_type| {
                 self.topics
@@ -1045,87 +1035,287 @@ impl QueueProvisioner for SqsQueueProvisioner {
                         StoreError::Unavailable(format!("no topic is configured for {event_type}"))
                     })
             })
-            .collect::<Result<Vec<&str>, _>>()?;
-        let retention = self.settings.retention_seconds.to_string();
-        let base_name = format!("{}-{subscriber_id}", self.settings.name_prefix);
-        // Both queues encrypted with the hub's key when one is configured.
-        let mut common = vec![(QueueAttributeName::MessageRetentionPeriod, retention)];
-        if let Some(key) = &self.settings.kms_master_key_id {
-            common.push((QueueAttributeName::KmsMasterKeyId, key.clone()));
-        }
-        let (dlq_url, dlq_arn) = self
-            .create_queue(format!("{base_name}-dlq"), common.clone())
-            .await?;
-        self.sqs
-            .set_queue_attributes()
-            .queue_url(&dlq_url)
-            .attributes(
-                QueueAttributeName::Policy,
-                dead_letter_queue_policy(&dlq_arn).to_string(),
-            )
-            .send()
-            .await
-            .map_err(|error| unavailable("setting the DLQ policy", error))?;
-        let redrive = json!({
-            "deadLetterTargetArn": dlq_arn,
-            "maxReceiveCount": self.settings.max_receive_count.to_string(),
-        });
-        let mut attributes = common;
-        attributes.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
-        let (queue_url, queue_arn) = self.create_queue(base_name, attributes).await?;
-        self.sqs
-            .set_queue_attributes()
-            .queue_url(&queue_url)
-            .attributes(
-                QueueAttributeName::Policy,
-                queue_policy(&queue_arn, &topic_arns).to_string(),
-            )
-            .send()
-            .await
-            .map_err(|error| unavailable("setting the queue policy", error))?;
-        let filter = json!({ SUBSCRIBER_ATTRIBUTE: [subscriber_id] }).to_string();
-        let mut topic_subscriptions = Vec::with_capacity(topic_arns.len());
-        for topic_arn in topic_arns {
-            let subscribed = self
-                .sns
-                .subscribe()
-                .topic_arn(topic_arn)
-                .protocol("sqs")
-                .endpoint(&queue_arn)
-                .attributes("RawMessageDelivery", "true")
-                .attributes("FilterPolicy", &filter)
-                .return_subscription_arn(true)
-                .send()
-                .await
-                .map_err(|error| unavailable("subscribing the queue to a topic", error))?;
-            topic_subscriptions.extend(subscribed.subscription_arn);
-        }
-        Ok(Queues {
-            queue_url,
-            queue_arn,
-            dead_letter_queue_url: dlq_url,
-            dead_letter_queue_arn: dlq_arn,
-            topic_subscriptions,
-        })
+            .collect()
     }
 
-    async fn unsubscribe(&self, queues: &Queues) -> Result<(), StoreError> {
-        for subscription_arn in &queues.topic_subscriptions {
-            let removed = self
-                .sns
-                .unsubscribe()
-                .subscription_arn(subscription_arn)
+    async fn set_policy(
+        &self,
+        queue_url: &str,
+        policy: serde_json::Value,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(queue_url)
+            .attributes(QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await
+            .map_err(|error| unavailable(what, error))?;
+        Ok(())
+    }
+
+    /// The queue's and DLQ's policies for these topics and this reader.
+    async fn set_policies(
+        &self,
+        queues: &Queues,
+        topic_arns: &[&str],
+        reader: Option<&AwsPrincipal>,
+    ) -> Result<(), StoreError> {
+        self.set_policy(
+            &queues.dead_letter_queue_url,
+            access::dead_letter_queue_policy(&queues.dead_letter_queue_arn, reader),
+            "setting the DLQ policy",
+        )
+        .await?;
+        self.set_policy(
+            &queues.queue_url,
+            access::queue_policy(&queues.queue_arn, topic_arns, reader),
+            "setting the queue policy",
+        )
+        .await
+    }
+
+    /// Lets the reader decrypt its queue's and DLQ's messages, and nothing
+    /// else under the hub's key: each grant is bound to one queue's
+    /// encryption context. None without a reader or a key.
+    async fn grant_reader(
+        &self,
+        subscriber_id: &str,
+        queues: &Queues,
+        reader: Option<&AwsPrincipal>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (Some(reader), Some(key)) = (reader, &self.settings.kms_master_key_id) else {
+            return Ok(Vec::new());
+        };
+        let mut grants = Vec::new();
+        for (queue_arn, which) in [
+            (&queues.queue_arn, "queue"),
+            (&queues.dead_letter_queue_arn, "dlq"),
+        ] {
+            let (context_key, context_value) = access::queue_encryption_context(queue_arn);
+            let granted = self
+                .kms
+                .create_grant()
+                .key_id(key)
+                .grantee_principal(reader.arn())
+                .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+                .constraints(
+                    aws_sdk_kms::types::GrantConstraints::builder()
+                        .encryption_context_subset(context_key, context_value)
+                        .build(),
+                )
+                .name(format!(
+                    "{}-{subscriber_id}-{which}",
+                    self.settings.name_prefix
+                ))
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        "granting the subscriber's principal its queue's key",
+                        aws_sdk_kms::error::DisplayErrorContext(error),
+                    )
+                })?;
+            grants.extend(granted.grant_id);
+        }
+        Ok(grants)
+    }
+
+    async fn revoke(&self, grants: &[String]) -> Result<(), StoreError> {
+        let Some(key) = &self.settings.kms_master_key_id else {
+            return Ok(());
+        };
+        for grant in grants {
+            let revoked = self
+                .kms
+                .revoke_grant()
+                .key_id(key)
+                .grant_id(grant)
                 .send()
                 .await;
-            match removed {
+            match revoked {
                 Ok(_) => {}
-                // Already gone (an earlier, interrupted offboarding): nothing to do.
+                // Already revoked (an earlier, interrupted change).
                 Err(error)
                     if error
                         .as_service_error()
                         .is_some_and(|e| e.is_not_found_exception()) => {}
-                Err(error) => return Err(unavailable("removing a topic subscription", error)),
+                Err(error) => {
+                    return Err(unavailable(
+                        "revoking a key grant",
+                        aws_sdk_kms::error::DisplayErrorContext(error),
+                    ));
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Subscribes the queue to one topic, raw, filtered to the subscriber.
+    async fn subscribe(
+        &self,
+        subscriber_id: &str,
+        topic_arn: &str,
+        queue_arn: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let filter = json!({ SUBSCRIBER_ATTRIBUTE: [subscriber_id] }).to_string();
+        let subscribed = self
+            .sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .attributes("FilterPolicy", &filter)
+            .return_subscription_arn(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("subscribing the queue to a topic", error))?;
+        Ok(subscribed.subscription_arn)
+    }
+
+    async fn unsubscribe_one(&self, subscription_arn: &str) -> Result<(), StoreError> {
+        let removed = self
+            .sns
+            .unsubscribe()
+            .subscription_arn(subscription_arn)
+            .send()
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            // Already gone (an earlier, interrupted offboarding): nothing to do.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable("removing a topic subscription", error)),
+        }
+    }
+}
+
+impl QueueProvisioner for SqsQueueProvisioner {
+    async fn provision(
+        &self,
+        subscriber_id: &str,
+        event_types: &[EventType],
+        queue_access: &QueueAccess,
+    ) -> Result<Queues, StoreError> {
+        let topic_arns = self.topic_arns(event_types)?;
+        let mut queues = match queue_access {
+            // The subscriber's queue already exists, in its account: the hub
+            // only subscribes it (its owner confirms each subscription).
+            QueueAccess::SubscriberOwned { queue_arn } => Queues {
+                queue_url: queue_arn.url(),
+                queue_arn: queue_arn.arn().to_owned(),
+                dead_letter_queue_url: String::new(),
+                dead_letter_queue_arn: String::new(),
+                topic_subscriptions: Vec::new(),
+                key_grants: Vec::new(),
+            },
+            QueueAccess::HubOwned { principal } => {
+                let retention = self.settings.retention_seconds.to_string();
+                let base_name = format!("{}-{subscriber_id}", self.settings.name_prefix);
+                // Both queues encrypted with the hub's key when one is configured.
+                let mut common = vec![(QueueAttributeName::MessageRetentionPeriod, retention)];
+                if let Some(key) = &self.settings.kms_master_key_id {
+                    common.push((QueueAttributeName::KmsMasterKeyId, key.clone()));
+                }
+                let (dlq_url, dlq_arn) = self
+                    .create_queue(format!("{base_name}-dlq"), common.clone())
+                    .await?;
+                let redrive = json!({
+                    "deadLetterTargetArn": dlq_arn,
+                    "maxReceiveCount": self.settings.max_receive_count.to_string(),
+                });
+                let mut attributes = common;
+                attributes.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
+                let (queue_url, queue_arn) = self.create_queue(base_name, attributes).await?;
+                let mut queues = Queues {
+                    queue_url,
+                    queue_arn,
+                    dead_letter_queue_url: dlq_url,
+                    dead_letter_queue_arn: dlq_arn,
+                    topic_subscriptions: Vec::new(),
+                    key_grants: Vec::new(),
+                };
+                self.set_policies(&queues, &topic_arns, principal.as_ref())
+                    .await?;
+                queues.key_grants = self
+                    .grant_reader(subscriber_id, &queues, principal.as_ref())
+                    .await?;
+                queues
+            }
+        };
+        for topic_arn in topic_arns {
+            queues.topic_subscriptions.extend(
+                self.subscribe(subscriber_id, topic_arn, &queues.queue_arn)
+                    .await?,
+            );
+        }
+        Ok(queues)
+    }
+
+    async fn reconfigure(
+        &self,
+        subscriber_id: &str,
+        queues: &Queues,
+        event_types: &[EventType],
+        queue_access: &QueueAccess,
+    ) -> Result<Queues, StoreError> {
+        let wanted = self.topic_arns(event_types)?;
+        let mut next = queues.clone();
+        // New deliveries first: the queue is admitted by the new topics
+        // before they are subscribed, and subscribed before any is removed.
+        if let QueueAccess::HubOwned { principal } = queue_access {
+            let mut admitted: Vec<&str> = wanted.clone();
+            let current = queues.topic_arns();
+            admitted.extend(current.iter().map(String::as_str));
+            admitted.sort_unstable();
+            admitted.dedup();
+            self.set_policies(queues, &admitted, principal.as_ref())
+                .await?;
+        }
+        let current = queues.topic_arns();
+        for topic_arn in &wanted {
+            if !current.iter().any(|arn| arn == topic_arn) {
+                next.topic_subscriptions.extend(
+                    self.subscribe(subscriber_id, topic_arn, &queues.queue_arn)
+                        .await?,
+                );
+            }
+        }
+        let mut kept = Vec::new();
+        for subscription_arn in &next.topic_subscriptions {
+            let topic = subscription_arn
+                .rsplit_once(':')
+                .map(|(topic, _)| topic)
+                .unwrap_or_default();
+            if wanted.contains(&topic) {
+                kept.push(subscription_arn.clone());
+            } else {
+                self.unsubscribe_one(subscription_arn).await?;
+            }
+        }
+        next.topic_subscriptions = kept;
+        if let QueueAccess::HubOwned { principal } = queue_access {
+            // Exactly the wanted topics now; the new reader's grants before
+            // the old reader's go.
+            self.set_policies(queues, &wanted, principal.as_ref())
+                .await?;
+            next.key_grants = self
+                .grant_reader(subscriber_id, queues, principal.as_ref())
+                .await?;
+            self.revoke(&queues.key_grants).await?;
+        }
+        Ok(next)
+    }
+
+    async fn unsubscribe(&self, queues: &Queues) -> Result<(), StoreError> {
+        for subscription_arn in &queues.topic_subscriptions {
+            self.unsubscribe_one(subscription_arn).await?;
         }
         Ok(())
     }
@@ -2165,6 +2355,8 @@ impl crate::ports::DeliveryStats for DynamoDeliveryStats {
 #[derive(Clone)]
 pub struct SqsQueueMonitor {
     sqs: aws_sdk_sqs::Client,
+    sns: Option<aws_sdk_sns::Client>,
+    topics: BTreeMap<EventType, String>,
 }
 
 /// How long a message received from the DLQ stays invisible while it is
@@ -2173,7 +2365,31 @@ const REDRIVE_VISIBILITY_SECONDS: i32 = 60;
 
 impl SqsQueueMonitor {
     pub fn new(sqs: aws_sdk_sqs::Client) -> Self {
-        SqsQueueMonitor { sqs }
+        SqsQueueMonitor {
+            sqs,
+            sns: None,
+            topics: BTreeMap::new(),
+        }
+    }
+
+    /// Also reads the states of queues' topic subscriptions from SNS, and
+    /// names each by the event type of its topic.
+    pub fn with_subscriptions(
+        mut self,
+        sns: aws_sdk_sns::Client,
+        topics: BTreeMap<EventType, String>,
+    ) -> Self {
+        self.sns = Some(sns);
+        self.topics = topics;
+        self
+    }
+
+    fn event_type_of(&self, subscription_arn: &str) -> Option<EventType> {
+        let (topic, _) = subscription_arn.rsplit_once(':')?;
+        self.topics
+            .iter()
+            .find(|(_, arn)| arn.as_str() == topic)
+            .map(|(event_type, _)| *event_type)
     }
 
     /// Sends the messages to the queue, at most ten and 256 KiB a request,
@@ -2360,5 +2576,52 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
             moved,
             remaining: left.waiting + left.in_flight + left.delayed > 0,
         })
+    }
+
+    async fn subscription_states(
+        &self,
+        queues: &Queues,
+    ) -> Result<Vec<TopicSubscription>, StoreError> {
+        let mut states = Vec::with_capacity(queues.topic_subscriptions.len());
+        for subscription_arn in &queues.topic_subscriptions {
+            let Some(sns) = &self.sns else {
+                return Err(StoreError::Unavailable(
+                    "the queue monitor was built without an SNS client".into(),
+                ));
+            };
+            let read = sns
+                .get_subscription_attributes()
+                .subscription_arn(subscription_arn)
+                .send()
+                .await;
+            let state = match read {
+                Ok(output) => {
+                    let pending = output
+                        .attributes
+                        .as_ref()
+                        .and_then(|attributes| attributes.get("PendingConfirmation"))
+                        .is_some_and(|value| value == "true");
+                    if pending {
+                        SubscriptionState::PendingConfirmation
+                    } else {
+                        SubscriptionState::Confirmed
+                    }
+                }
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_not_found_exception()) =>
+                {
+                    SubscriptionState::Missing
+                }
+                Err(error) => return Err(unavailable("reading a topic subscription", error)),
+            };
+            states.push(TopicSubscription {
+                event_type: self.event_type_of(subscription_arn),
+                subscription_arn: subscription_arn.clone(),
+                state,
+            });
+        }
+        Ok(states)
     }
 }

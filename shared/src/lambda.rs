@@ -818,6 +818,59 @@ pub async fn offboard<
     .await
 }
 
+/// `PATCH /subscribers/{id}`: change the event types a subscriber may
+/// receive or the AWS principal that reads its queue (operators). Its
+/// queues, and what they hold, stay.
+pub async fn change_subscriber<
+    R: SubscriberStore,
+    S: SubscriptionStore,
+    Q: QueueProvisioner,
+    A: AuditLog,
+>(
+    subscribers: &R,
+    subscriptions: &S,
+    provisioner: &Q,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::SubscriberChange,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = path_id(request, "subscriber")?;
+            let change = subscriber::ChangeRequest::parse(&json_body(request)?)?;
+            let detail = format!(
+                "eventTypes {}, awsPrincipal {}",
+                if change.event_types.is_some() {
+                    "changed"
+                } else {
+                    "kept"
+                },
+                if change.aws_principal.is_some() {
+                    "changed"
+                } else {
+                    "kept"
+                },
+            );
+            let subscriber =
+                subscriber::change(subscribers, subscriptions, provisioner, id, change).await?;
+            info!(subscriber_id = %subscriber.id, "subscriber changed");
+            let response = respond(
+                200,
+                "application/json",
+                subscriber.to_json().to_string(),
+                &[],
+            );
+            Ok((response, record.subscriber(subscriber.id).detail(detail)))
+        },
+    )
+    .await
+}
+
 /// `GET /subscribers/{id}/status`: messages sent per event type, the last
 /// delivery, and what waits in the queue and its DLQ (operators, or the
 /// subscriber itself; anyone else is told it does not exist).

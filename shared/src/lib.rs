@@ -5,6 +5,7 @@
 //! The `aws` feature adds the DynamoDB, SNS and SQS adapters; the `lambda`
 //! feature adds the translation between Lambda events and the domain.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
 use crate::catalogue::EventType;
@@ -16,7 +17,8 @@ use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
     AuditLog, ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner,
-    ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionStore,
+    ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionState, SubscriptionStore,
+    TopicSubscription,
 };
 use crate::replay::ReplayJob;
 use crate::subscriber::{Queues, Subscriber};
@@ -286,6 +288,19 @@ impl SubscriberStore for MemorySubscriberStore {
             .cloned())
     }
 
+    async fn save(&self, subscriber: &Subscriber) -> Result<(), StoreError> {
+        let mut subscribers = self.subscribers.lock().map_err(|_| poisoned())?;
+        match subscribers.get(&subscriber.id) {
+            Some(stored) if stored.offboarded_at.is_none() => {
+                subscribers.insert(subscriber.id.clone(), subscriber.clone());
+                Ok(())
+            }
+            _ => Err(StoreError::Unavailable(
+                "the subscriber was offboarded while it was being changed".into(),
+            )),
+        }
+    }
+
     async fn mark_offboarded(&self, id: &str, at: &str) -> Result<(), StoreError> {
         if let Some(subscriber) = self.subscribers.lock().map_err(|_| poisoned())?.get_mut(id) {
             subscriber.offboarded_at = Some(at.to_owned());
@@ -372,20 +387,57 @@ impl QueueProvisioner for MemoryQueueProvisioner {
         &self,
         subscriber_id: &str,
         event_types: &[EventType],
+        access: &QueueAccess,
     ) -> Result<Queues, StoreError> {
         self.provisioned
             .lock()
             .map_err(|_| poisoned())?
             .push((subscriber_id.to_owned(), event_types.to_vec()));
+        let topic_subscriptions = event_types
+            .iter()
+            .map(|event_type| format!("arn:memory:sns:{event_type}:{subscriber_id}"))
+            .collect();
+        Ok(match access {
+            QueueAccess::SubscriberOwned { queue_arn } => Queues {
+                queue_url: queue_arn.url(),
+                queue_arn: queue_arn.arn().to_owned(),
+                dead_letter_queue_url: String::new(),
+                dead_letter_queue_arn: String::new(),
+                topic_subscriptions,
+                key_grants: Vec::new(),
+            },
+            QueueAccess::HubOwned { principal } => Queues {
+                queue_url: format!("memory://queues/{subscriber_id}"),
+                queue_arn: format!("arn:memory:sqs:{subscriber_id}"),
+                dead_letter_queue_url: format!("memory://queues/{subscriber_id}-dlq"),
+                dead_letter_queue_arn: format!("arn:memory:sqs:{subscriber_id}-dlq"),
+                topic_subscriptions,
+                key_grants: principal
+                    .iter()
+                    .map(|principal| format!("grant:{}", principal.arn()))
+                    .collect(),
+            },
+        })
+    }
+
+    async fn reconfigure(
+        &self,
+        subscriber_id: &str,
+        queues: &Queues,
+        event_types: &[EventType],
+        access: &QueueAccess,
+    ) -> Result<Queues, StoreError> {
         Ok(Queues {
-            queue_url: format!("memory://queues/{subscriber_id}"),
-            queue_arn: format!("arn:memory:sqs:{subscriber_id}"),
-            dead_letter_queue_url: format!("memory://queues/{subscriber_id}-dlq"),
-            dead_letter_queue_arn: format!("arn:memory:sqs:{subscriber_id}-dlq"),
             topic_subscriptions: event_types
                 .iter()
                 .map(|event_type| format!("arn:memory:sns:{event_type}:{subscriber_id}"))
                 .collect(),
+            key_grants: access
+                .principal()
+                .iter()
+                .map(|principal| format!("grant:{}", principal.arn()))
+                .collect(),
+            ..queues.clone()
         })
     }
 
@@ -792,5 +844,20 @@ impl crate::ports::QueueMonitor for MemoryQueues {
             moved: count as u64,
             remaining,
         })
+    }
+
+    async fn subscription_states(
+        &self,
+        queues: &Queues,
+    ) -> Result<Vec<TopicSubscription>, StoreError> {
+        Ok(queues
+            .topic_subscriptions
+            .iter()
+            .map(|arn| TopicSubscription {
+                event_type: arn.split(':').nth(3).and_then(|code| code.parse().ok()),
+                subscription_arn: arn.clone(),
+                state: SubscriptionState::Confirmed,
+            })
+            .collect())
     }
 }

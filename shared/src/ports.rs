@@ -5,6 +5,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
 use crate::catalogue::EventType;
@@ -135,6 +136,10 @@ pub trait SubscriberStore: Send + Sync {
 
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<Subscriber>, StoreError>> + Send;
 
+    /// Replaces the record of an existing subscriber (a change of its event
+    /// types or of who reads its queue).
+    fn save(&self, subscriber: &Subscriber) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records that the subscriber was offboarded (its record stays, for the
     /// audit trail and the queue's grace period).
     fn mark_offboarded(
@@ -153,18 +158,50 @@ pub trait DeliveryPublisher: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Creates a subscriber's queue and DLQ and wires them to the topics of the
-/// event types it may receive.
+/// Creates a subscriber's queue and DLQ (or takes the queue it owns) and
+/// wires them to the topics of the event types it may receive.
 pub trait QueueProvisioner: Send + Sync {
     fn provision(
         &self,
         subscriber_id: &str,
         event_types: &[EventType],
+        access: &QueueAccess,
+    ) -> impl Future<Output = Result<Queues, StoreError>> + Send;
+
+    /// Brings a subscriber's wiring to new event types and a new reader:
+    /// topic subscriptions added (first) and removed, queue policies and
+    /// key grants replaced. The queues, and what they hold, stay.
+    fn reconfigure(
+        &self,
+        subscriber_id: &str,
+        queues: &Queues,
+        event_types: &[EventType],
+        access: &QueueAccess,
     ) -> impl Future<Output = Result<Queues, StoreError>> + Send;
 
     /// Removes the queue's topic subscriptions: nothing more is delivered to
     /// it. The queues themselves stay, so nothing already delivered is lost.
     fn unsubscribe(&self, queues: &Queues) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// One topic subscription of a subscriber's queue, as SNS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
+    pub subscription_arn: String,
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubscriptionState {
+    Confirmed,
+    /// A queue in another account: its owner has not yet confirmed.
+    PendingConfirmation,
+    /// SNS no longer knows it (removed outside the hub).
+    Missing,
 }
 
 /// The client systems registered with the hub, by client id.
@@ -310,4 +347,11 @@ pub trait QueueMonitor: Send + Sync {
         queue_url: &str,
         limits: crate::status::RedriveLimits,
     ) -> impl Future<Output = Result<crate::status::Redriven, StoreError>> + Send;
+
+    /// The state of each of the queue's topic subscriptions (a queue in
+    /// another account is pending until its owner confirms).
+    fn subscription_states(
+        &self,
+        queues: &Queues,
+    ) -> impl Future<Output = Result<Vec<TopicSubscription>, StoreError>> + Send;
 }

@@ -71,8 +71,11 @@ pub struct DeliveryStatus {
     /// One per event type the subscriber was onboarded for or received,
     /// in catalogue order.
     pub counts: Vec<DeliveryCount>,
-    pub queue: QueueDepth,
-    pub dead_letter_queue: QueueDepth,
+    /// None for a queue the subscriber owns: the hub cannot look into it.
+    pub queue: Option<QueueDepth>,
+    pub dead_letter_queue: Option<QueueDepth>,
+    /// The queue's topic subscriptions and whether each is confirmed.
+    pub topic_subscriptions: Vec<crate::ports::TopicSubscription>,
 }
 
 impl DeliveryStatus {
@@ -81,8 +84,9 @@ impl DeliveryStatus {
     pub fn new(
         subscriber: &Subscriber,
         recorded: Vec<DeliveryCount>,
-        queue: QueueDepth,
-        dead_letter_queue: QueueDepth,
+        queue: Option<QueueDepth>,
+        dead_letter_queue: Option<QueueDepth>,
+        topic_subscriptions: Vec<crate::ports::TopicSubscription>,
     ) -> Self {
         let mut counts: BTreeMap<EventType, DeliveryCount> = subscriber
             .event_types
@@ -106,6 +110,7 @@ impl DeliveryStatus {
             counts: counts.into_values().collect(),
             queue,
             dead_letter_queue,
+            topic_subscriptions,
         }
     }
 
@@ -134,14 +139,15 @@ impl DeliveryStatus {
             "subscriberId": self.subscriber_id,
             "lastDeliveryAt": self.last_delivery_at(),
             "eventTypes": event_types,
-            "queue": {
-                "waiting": self.queue.waiting,
-                "inFlight": self.queue.in_flight,
-                "delayed": self.queue.delayed,
-            },
-            "deadLetterQueue": {
-                "waiting": self.dead_letter_queue.waiting,
-            },
+            "queue": self.queue.as_ref().map(|queue| json!({
+                "waiting": queue.waiting,
+                "inFlight": queue.in_flight,
+                "delayed": queue.delayed,
+            })),
+            "deadLetterQueue": self.dead_letter_queue.as_ref().map(|queue| json!({
+                "waiting": queue.waiting,
+            })),
+            "topicSubscriptions": self.topic_subscriptions,
         })
     }
 }
@@ -190,15 +196,25 @@ pub async fn status<S: SubscriberStore, D: DeliveryStats, Q: QueueMonitor>(
 ) -> Result<DeliveryStatus, HubError> {
     let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
     let recorded = stats.counts(&subscriber.id).await?;
-    let queue = queues.depth(&subscriber.queues.queue_url).await?;
-    let dead_letter_queue = queues
-        .depth(&subscriber.queues.dead_letter_queue_url)
-        .await?;
+    let (queue, dead_letter_queue) = if subscriber.access.is_subscriber_owned() {
+        (None, None)
+    } else {
+        (
+            Some(queues.depth(&subscriber.queues.queue_url).await?),
+            Some(
+                queues
+                    .depth(&subscriber.queues.dead_letter_queue_url)
+                    .await?,
+            ),
+        )
+    };
+    let topic_subscriptions = queues.subscription_states(&subscriber.queues).await?;
     Ok(DeliveryStatus::new(
         &subscriber,
         recorded,
         queue,
         dead_letter_queue,
+        topic_subscriptions,
     ))
 }
 
@@ -212,6 +228,12 @@ pub async fn redrive<S: SubscriberStore, Q: QueueMonitor>(
     limits: RedriveLimits,
 ) -> Result<Redriven, HubError> {
     let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
+    if subscriber.access.is_subscriber_owned() {
+        return Err(HubError::unprocessable(
+            "id",
+            "the subscriber owns its queue: its dead-letter queue, if any, is redriven in its own account",
+        ));
+    }
     Ok(queues
         .redrive(
             &subscriber.queues.dead_letter_queue_url,
@@ -272,10 +294,12 @@ mod tests {
                 dead_letter_queue_url: "memory://q-dlq".into(),
                 dead_letter_queue_arn: "arn:q-dlq".into(),
                 topic_subscriptions: Vec::new(),
+                key_grants: Vec::new(),
             },
             created_at: "2026-01-01T00:00:00Z".into(),
             client_id: Some("gp".into()),
             offboarded_at: None,
+            access: Default::default(),
         }
     }
 
@@ -318,7 +342,18 @@ mod tests {
             waiting: 4,
             ..QueueDepth::default()
         };
-        let status = DeliveryStatus::new(&subscriber(), recorded, queue, dlq);
+        let confirmed = crate::ports::TopicSubscription {
+            event_type: Some(EventType::Vaccinations),
+            subscription_arn: "arn:aws:sns:eu-west-2:1:vaccinations:s".into(),
+            state: crate::ports::SubscriptionState::Confirmed,
+        };
+        let status = DeliveryStatus::new(
+            &subscriber(),
+            recorded,
+            Some(queue),
+            Some(dlq),
+            vec![confirmed],
+        );
         assert_eq!(
             status.to_json(),
             json!({
@@ -331,10 +366,20 @@ mod tests {
                 ],
                 "queue": {"waiting": 2, "inFlight": 1, "delayed": 0},
                 "deadLetterQueue": {"waiting": 4},
+                "topicSubscriptions": [{
+                    "eventType": "vaccinations-1",
+                    "subscriptionArn": "arn:aws:sns:eu-west-2:1:vaccinations:s",
+                    "state": "confirmed",
+                }],
             })
         );
-        let empty = DeliveryStatus::new(&subscriber(), Vec::new(), queue, dlq);
+        let empty = DeliveryStatus::new(&subscriber(), Vec::new(), None, None, Vec::new());
         assert_eq!(empty.to_json()["lastDeliveryAt"], Value::Null);
+        assert_eq!(
+            empty.to_json()["queue"],
+            Value::Null,
+            "a queue the hub cannot see"
+        );
     }
 
     #[test]
@@ -378,8 +423,8 @@ mod tests {
             Some("2026-01-02T11:00:00.000Z"),
             "the later time wins"
         );
-        assert_eq!(status.queue.waiting, 1);
-        assert_eq!(status.dead_letter_queue.waiting, 3);
+        assert_eq!(status.queue.unwrap().waiting, 1);
+        assert_eq!(status.dead_letter_queue.unwrap().waiting, 3);
 
         let stranger = caller(&[Role::Subscriber], Some("someone-else"));
         let refused = super::status(&subscribers, &stats, &queues, &stranger, ID).await;

@@ -447,10 +447,14 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
             dead_letter_queue_url: "du".into(),
             dead_letter_queue_arn: "da".into(),
             topic_subscriptions: vec![],
+            key_grants: vec![],
         },
         created_at: "2026-01-01T00:00:00Z".into(),
         client_id: Some("gp-system".into()),
         offboarded_at: None,
+        access: hub::access::QueueAccess::HubOwned {
+            principal: hub::access::AwsPrincipal::parse("111122223333"),
+        },
     };
     subscribers.create(&subscriber).await.unwrap();
     assert_eq!(
@@ -480,6 +484,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
     let provisioner = SqsQueueProvisioner::new(
         sqs.clone(),
         sns.clone(),
+        aws_sdk_kms::Client::new(&emulator.config),
         topics.clone(),
         QueueSettings {
             name_prefix: "test-sub".into(),
@@ -489,16 +494,16 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
         },
     );
     let first = provisioner
-        .provision("first", &[EventType::Vaccinations])
+        .provision("first", &[EventType::Vaccinations], &Default::default())
         .await
         .unwrap();
     let second = provisioner
-        .provision("second", &[EventType::Vaccinations])
+        .provision("second", &[EventType::Vaccinations], &Default::default())
         .await
         .unwrap();
     assert!(
         provisioner
-            .provision("third", &[EventType::NipeOutcome])
+            .provision("third", &[EventType::NipeOutcome], &Default::default())
             .await
             .is_err(),
         "no topic, no queue"
@@ -581,6 +586,7 @@ async fn provisioned_queues_are_encrypted_with_the_hub_key_and_refuse_plain_http
     let provisioner = SqsQueueProvisioner::new(
         sqs.clone(),
         sns,
+        aws_sdk_kms::Client::new(&emulator.config),
         BTreeMap::from([(EventType::Vaccinations, topic.clone())]),
         QueueSettings {
             name_prefix: "test-sub".into(),
@@ -590,7 +596,7 @@ async fn provisioned_queues_are_encrypted_with_the_hub_key_and_refuse_plain_http
         },
     );
     let queues = provisioner
-        .provision("encrypted", &[EventType::Vaccinations])
+        .provision("encrypted", &[EventType::Vaccinations], &Default::default())
         .await
         .unwrap();
 

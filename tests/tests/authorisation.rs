@@ -294,6 +294,30 @@ impl World {
         answer(lambda::redrive(&self.subscribers, &self.queues, &self.audit, &request).await)
     }
 
+    async fn change_subscriber(
+        &self,
+        caller: Option<&Caller>,
+        subscriber_id: &str,
+        body: &str,
+    ) -> u16 {
+        let request = request(
+            caller,
+            "application/json",
+            Some(body),
+            &[("id", subscriber_id)],
+        );
+        status(
+            &lambda::change_subscriber(
+                &self.subscribers,
+                &self.subscriptions,
+                &self.provisioner,
+                &self.audit,
+                &request,
+            )
+            .await,
+        )
+    }
+
     async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
         status(
@@ -434,6 +458,13 @@ async fn only_operators_onboard_offboard_register_disable_and_read_the_audit() {
             "offboard by {who}"
         );
         assert_eq!(
+            world
+                .change_subscriber(caller, &subscriber_b, r#"{"awsPrincipal": "111122223333"}"#)
+                .await,
+            expected,
+            "change by {who}"
+        );
+        assert_eq!(
             world.register_client(caller, "another").await,
             expected,
             "register by {who}"
@@ -451,6 +482,16 @@ async fn only_operators_onboard_offboard_register_disable_and_read_the_audit() {
     }
     let operator = Some(&world.operator);
     assert_eq!(world.onboard(operator, &onboarding).await.0, 201);
+    assert_eq!(
+        world
+            .change_subscriber(
+                operator,
+                &subscriber_b,
+                r#"{"awsPrincipal": "111122223333"}"#
+            )
+            .await,
+        200
+    );
     assert_eq!(world.offboard(operator, &subscriber_b).await, 200);
     assert_eq!(world.register_client(operator, "another").await, 201);
     assert_eq!(

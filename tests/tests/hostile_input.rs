@@ -176,6 +176,17 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
             .await,
         ),
         (
+            "change subscriber",
+            lambda::change_subscriber(
+                &s.subscribers,
+                &s.subscriptions,
+                &s.provisioner,
+                &s.audit,
+                request,
+            )
+            .await,
+        ),
+        (
             "register client",
             lambda::register_client(&s.clients, &s.audit, request).await,
         ),

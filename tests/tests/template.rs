@@ -684,10 +684,11 @@ const SUBSCRIBER_QUEUES: &str =
 
 /// The functions that work on the subscriber queues, and so may name them
 /// by their prefix.
-const QUEUE_FUNCTIONS: [&str; 3] = [
+const QUEUE_FUNCTIONS: [&str; 4] = [
     "OnboardSubscriberFunction",
     "SubscriberStatusFunction",
     "SubscriberRedriveFunction",
+    "SubscriberUpdateFunction",
 ];
 
 #[test]
@@ -831,7 +832,32 @@ fn kms_use_is_scoped() {
             "{owner}: keep KMS actions in statements of their own"
         );
         let names = statement.resource_names();
-        if names.iter().any(|r| r == "HubDataKey") {
+        let grants = actions
+            .iter()
+            .any(|a| a == "kms:CreateGrant" || a == "kms:RevokeGrant");
+        if grants {
+            // Grants let a subscriber's own principal read its queue: made
+            // by onboarding and changes alone, Decrypt only, bound to one
+            // queue's encryption context.
+            assert!(
+                ["OnboardSubscriberFunction", "SubscriberUpdateFunction"].contains(&owner.as_str()),
+                "{owner}: manages key grants"
+            );
+            assert_eq!(names, ["HubDataKey"], "{owner}");
+            assert_eq!(actions.len(), 1, "{owner}: one grant action a statement");
+            if actions[0] == "kms:CreateGrant" {
+                let condition = &statement.value["Condition"];
+                assert_eq!(
+                    condition["ForAllValues:StringEquals"]["kms:GrantOperations"],
+                    serde_json::json!(["Decrypt"]),
+                    "{owner}"
+                );
+                assert_eq!(
+                    condition["StringEquals"]["kms:GrantConstraintType"], "EncryptionContextSubset",
+                    "{owner}"
+                );
+            }
+        } else if names.iter().any(|r| r == "HubDataKey") {
             assert_eq!(names, ["HubDataKey"], "{owner}");
             assert!(
                 !statement.value["Condition"]["StringEquals"]["kms:ViaService"].is_null(),

@@ -2,8 +2,8 @@
 //! subscriptions; its queues stay for the grace period.
 
 use hub::aws::{
-    DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings,
-    SqsQueueProvisioner, required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, SqsQueueProvisioner,
+    required_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
@@ -17,12 +17,7 @@ async fn main() -> Result<(), Error> {
     let subscriptions =
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let provisioner = SqsQueueProvisioner::new(
-        aws_sdk_sqs::Client::new(&config),
-        aws_sdk_sns::Client::new(&config),
-        topic_arns_from_env(),
-        QueueSettings::from_env()?,
-    );
+    let provisioner = SqsQueueProvisioner::from_env(&config)?;
     let (subscribers, subscriptions, provisioner, audit) =
         (&subscribers, &subscriptions, &provisioner, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -1,8 +1,7 @@
 //! `POST /subscribers`: create a subscriber's queues and topic subscriptions.
 
 use hub::aws::{
-    DynamoAuditLog, DynamoClientStore, DynamoSubscriberStore, QueueSettings, SqsQueueProvisioner,
-    required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoClientStore, DynamoSubscriberStore, SqsQueueProvisioner, required_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
@@ -15,13 +14,7 @@ async fn main() -> Result<(), Error> {
         DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
     let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let settings = QueueSettings::from_env()?;
-    let provisioner = SqsQueueProvisioner::new(
-        aws_sdk_sqs::Client::new(&config),
-        aws_sdk_sns::Client::new(&config),
-        topic_arns_from_env(),
-        settings,
-    );
+    let provisioner = SqsQueueProvisioner::from_env(&config)?;
     let (subscribers, provisioner, clients, audit) = (&subscribers, &provisioner, &clients, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(

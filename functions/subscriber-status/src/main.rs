@@ -3,6 +3,7 @@
 
 use hub::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoSubscriberStore, SqsQueueMonitor, required_env,
+    topic_arns_from_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
@@ -15,7 +16,8 @@ async fn main() -> Result<(), Error> {
         DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config));
+    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config))
+        .with_subscriptions(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
     let (subscribers, stats, queues, audit) = (&subscribers, &stats, &queues, &audit);
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, Error>(
