@@ -1,6 +1,9 @@
 //! Publishing: a message is checked, then stored once under its
 //! MessageHeader.id. Fan-out happens later, from the store's change stream.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -158,7 +161,7 @@ pub fn focus_key(event_type: EventType, identifier: &Identifier) -> String {
 
 /// Why a delivery is flagged out of order: a receiver that trusts the flag
 /// needs no history of its own to discard it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutOfOrder {
     /// Older than the version the hub already holds as current.
@@ -173,6 +176,24 @@ impl OutOfOrder {
             OutOfOrder::OlderThanCurrent => "older-than-current",
             OutOfOrder::UnknownResource => "unknown-resource",
         }
+    }
+}
+
+/// The code as the delivery's `outOfOrder` attribute carries it.
+impl FromStr for OutOfOrder {
+    type Err = ();
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        match code {
+            "older-than-current" => Ok(OutOfOrder::OlderThanCurrent),
+            "unknown-resource" => Ok(OutOfOrder::UnknownResource),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for OutOfOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
     }
 }
 
@@ -585,5 +606,23 @@ pub async fn publish<S: EventStore>(
         Insert::Conflict => Err(HubError::DuplicateConflict {
             message_id: event.event_id,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_codes_round_trip() {
+        for flag in [OutOfOrder::OlderThanCurrent, OutOfOrder::UnknownResource] {
+            assert_eq!(flag.code().parse::<OutOfOrder>(), Ok(flag));
+            assert_eq!(flag.to_string(), flag.code());
+            let json = serde_json::to_string(&flag).unwrap();
+            assert_eq!(json, format!("\"{}\"", flag.code()));
+        }
+        for unknown in ["late", "Older-Than-Current", "older_than_current", ""] {
+            assert_eq!(unknown.parse::<OutOfOrder>(), Err(()), "{unknown:?}");
+        }
     }
 }

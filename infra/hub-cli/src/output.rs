@@ -201,7 +201,7 @@ mod tests {
                     tag: None,
                 },
             ],
-            nhs_number: NhsNumber::parse("9912003888"),
+            nhs_number: NhsNumber::parse("9912003888").ok(),
             out_of_order: None,
             replay: None,
             subscriber: None,

@@ -35,8 +35,9 @@
 mod delivery;
 mod poller;
 
-pub use delivery::{
-    ContentType, Delivery, DeliveryError, Lifecycle, NhsNumber, OutOfOrder, SubscriptionMatch,
-    attribute,
-};
+pub use delivery::{ContentType, Delivery, DeliveryError, SubscriptionMatch, attribute};
+// The hub's own domain types, as a delivery carries them.
+pub use hub::catalogue::Lifecycle;
+pub use hub::events::OutOfOrder;
+pub use hub::nhs_number::NhsNumber;
 pub use poller::{Outcome, PollError, Poller, ReceiveOptions};

@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
-use serde::{Deserialize, Serialize};
+use hub::Encoding;
+use hub::catalogue::Lifecycle;
+use hub::events::OutOfOrder;
+use hub::nhs_number::NhsNumber;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The names of the message attributes the hub sets on a delivery.
 pub mod attribute {
@@ -20,103 +24,31 @@ pub mod attribute {
     pub const REPLAY: &str = "replay";
 }
 
-/// What the event does to its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lifecycle {
-    New,
-    Update,
-    Delete,
-}
-
-impl Lifecycle {
-    pub fn from_code(code: &str) -> Option<Self> {
-        match code {
-            "new" => Some(Self::New),
-            "update" => Some(Self::Update),
-            "delete" => Some(Self::Delete),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-}
-
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-/// Why the hub flagged an event out of order (docs/subscribers.md,
-/// section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutOfOrder {
-    /// The hub already held a newer version of the resource: keep this one
-    /// as history, do not let it overwrite the current state.
-    OlderThanCurrent,
-    /// A delete of a resource the hub has never seen.
-    UnknownResource,
-}
-
-impl OutOfOrder {
-    pub fn from_code(code: &str) -> Option<Self> {
-        match code {
-            "older-than-current" => Some(Self::OlderThanCurrent),
-            "unknown-resource" => Some(Self::UnknownResource),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::OlderThanCurrent => "older-than-current",
-            Self::UnknownResource => "unknown-resource",
-        }
-    }
-}
-
-impl fmt::Display for OutOfOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
 /// The encoding of the body: the hub passes on the publisher's, and never
-/// converts between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// converts between them. Serialised, it is its media type ([`code`]).
+///
+/// [`code`]: ContentType::code
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentType {
-    #[serde(rename = "application/fhir+xml")]
     FhirXml,
-    #[serde(rename = "application/fhir+json")]
     FhirJson,
 }
 
 impl ContentType {
     /// The hub's normalised media types, and the STU3 forms it normalises
     /// (`application/xml+fhir`, `application/json+fhir`); parameters such as
-    /// `; charset=utf-8` and case are ignored.
+    /// `; charset=utf-8` and case are ignored: the hub's own reading
+    /// ([`Encoding::from_content_type`]).
     pub fn from_code(code: &str) -> Option<Self> {
-        let media_type = code.split(';').next()?.trim().to_ascii_lowercase();
-        match media_type.as_str() {
-            "application/fhir+xml" | "application/xml+fhir" => Some(Self::FhirXml),
-            "application/fhir+json" | "application/json+fhir" => Some(Self::FhirJson),
-            _ => None,
-        }
+        Encoding::from_content_type(code).map(|encoding| match encoding {
+            Encoding::Xml => Self::FhirXml,
+            Encoding::Json => Self::FhirJson,
+        })
     }
 
+    /// The hub's normalised media type.
     pub fn code(self) -> &'static str {
-        match self {
-            Self::FhirXml => "application/fhir+xml",
-            Self::FhirJson => "application/fhir+json",
-        }
+        self.encoding().media_type()
     }
 
     /// The file extension for a body of this type: `xml` or `json`.
@@ -124,6 +56,13 @@ impl ContentType {
         match self {
             Self::FhirXml => "xml",
             Self::FhirJson => "json",
+        }
+    }
+
+    fn encoding(self) -> Encoding {
+        match self {
+            Self::FhirXml => Encoding::Xml,
+            Self::FhirJson => Encoding::Json,
         }
     }
 }
@@ -134,41 +73,9 @@ impl fmt::Display for ContentType {
     }
 }
 
-/// An NHS number: ten digits, the last a Modulus 11 check digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct NhsNumber(String);
-
-impl NhsNumber {
-    pub fn parse(text: &str) -> Option<Self> {
-        let digits: Vec<u32> = text
-            .chars()
-            .map(|c| c.to_digit(10))
-            .collect::<Option<_>>()?;
-        if digits.len() != 10 {
-            return None;
-        }
-        let weighted: u32 = digits[..9]
-            .iter()
-            .zip((2..=10).rev())
-            .map(|(digit, weight)| digit * weight)
-            .sum();
-        let check = match 11 - weighted % 11 {
-            11 => 0,
-            10 => return None,
-            check => check,
-        };
-        (digits[9] == check).then(|| Self(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for NhsNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Serialize for ContentType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
     }
 }
 
@@ -346,7 +253,7 @@ impl Delivery {
             lifecycle: attributes.parsed_required(
                 attribute::LIFECYCLE,
                 "new, update or delete",
-                Lifecycle::from_code,
+                |value| value.parse::<Lifecycle>().ok(),
             )?,
             content_type: attributes.parsed_required(
                 attribute::CONTENT_TYPE,
@@ -358,15 +265,13 @@ impl Delivery {
                 "a JSON list of {\"id\", \"tag\"} objects",
                 subscriptions,
             )?,
-            nhs_number: attributes.parsed(
-                attribute::NHS_NUMBER,
-                "an NHS number",
-                NhsNumber::parse,
-            )?,
+            nhs_number: attributes.parsed(attribute::NHS_NUMBER, "an NHS number", |value| {
+                NhsNumber::parse(value).ok()
+            })?,
             out_of_order: attributes.parsed(
                 attribute::OUT_OF_ORDER,
                 "older-than-current or unknown-resource",
-                OutOfOrder::from_code,
+                |value| value.parse::<OutOfOrder>().ok(),
             )?,
             replay: attributes.parsed(attribute::REPLAY, "a replay id", identifier)?,
             subscriber: attributes.parsed(attribute::SUBSCRIBER, "a subscriber id", identifier)?,
@@ -474,7 +379,7 @@ mod tests {
                         tag: None
                     },
                 ],
-                nhs_number: NhsNumber::parse("9912003888"),
+                nhs_number: NhsNumber::parse("9912003888").ok(),
                 out_of_order: None,
                 replay: None,
                 subscriber: Some("0e5b0c33-7a51-4b8f-9c2e-5d0c4f1a8b27".into()),
@@ -626,26 +531,6 @@ mod tests {
             "{error}"
         );
         assert!(error.len() < 200, "{error}");
-    }
-
-    #[test]
-    fn nhs_numbers_pass_the_modulus_11_check() {
-        for valid in ["9912003888", "9434765919", "9000000009"] {
-            assert_eq!(
-                NhsNumber::parse(valid).map(|n| n.to_string()),
-                Some(valid.into())
-            );
-        }
-        // 10 as the check result is never valid; a wrong check digit; not digits.
-        for invalid in [
-            "0000000060",
-            "9434765918",
-            "943476591",
-            "94347659190",
-            "９４３４７６５９１９",
-        ] {
-            assert_eq!(NhsNumber::parse(invalid), None, "{invalid}");
-        }
     }
 
     #[test]
