@@ -18,6 +18,9 @@ echo "==> template lint (cfn-lint, sam validate --lint)"
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint --region eu-west-2 --template template.yaml
 
+echo "==> openapi.yaml is a valid OpenAPI document"
+.venv/bin/openapi-spec-validator openapi.yaml
+
 echo "==> fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

@@ -1525,6 +1525,15 @@ fn replay_window(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(from_query);
     }
+    let media_type = header(request, "content-type").unwrap_or_default();
+    let json = media_type.to_ascii_lowercase();
+    if !(json.starts_with("application/fhir+json") || json.starts_with("application/json")) {
+        return Err(HubError::unsupported_media_type(
+            Some(media_type),
+            "application/fhir+json (a Parameters resource)",
+        ));
+    }
+    let body = limited_text_body(request, MAX_REQUEST_BYTES)?.into_bytes();
     if from_query != (None, None) {
         return Err(HubError::bad_request(
             "Parameters",
