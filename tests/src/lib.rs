@@ -750,3 +750,67 @@ impl Hub {
         )
     }
 }
+
+/// A YAML file (template.yaml, openapi.yaml) as JSON, with CloudFormation's
+/// short tags (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) in their long forms
+/// (`{"Ref": X}`, `{"Fn::GetAtt": [X, "Arn"]}`, `{"Fn::Sub": ...}`), so that
+/// each check handles one form only.
+pub fn read_yaml(path: &str) -> serde_json::Value {
+    let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&source).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"));
+    long_form(yaml)
+}
+
+fn long_form(value: serde_norway::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    use serde_norway::Value as Yaml;
+    match value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(flag) => Value::Bool(flag),
+        Yaml::Number(number) => {
+            if let Some(n) = number.as_i64() {
+                json!(n)
+            } else if let Some(n) = number.as_u64() {
+                json!(n)
+            } else {
+                json!(number.as_f64())
+            }
+        }
+        Yaml::String(text) => Value::String(text),
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
+        Yaml::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match key {
+                        Yaml::String(text) => text,
+                        other => serde_norway::to_string(&other)
+                            .expect("a YAML key")
+                            .trim()
+                            .to_owned(),
+                    };
+                    (key, long_form(value))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = long_form(tagged.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: inner }),
+                // `!GetAtt X.Arn` is `{"Fn::GetAtt": ["X", "Arn"]}`.
+                "GetAtt" => match inner {
+                    Value::String(path) => {
+                        let (resource, attribute) =
+                            path.split_once('.').expect("!GetAtt Resource.Attribute");
+                        json!({"Fn::GetAtt": [resource, attribute]})
+                    }
+                    other => json!({ "Fn::GetAtt": other }),
+                },
+                other => json!({ format!("Fn::{other}"): inner }),
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use hub::outcome::{Issue, OperationOutcome, Severity};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 const OPENAPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
@@ -18,62 +18,14 @@ const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
 
-/// A YAML file as JSON. CloudFormation's short tags (`!Ref X`, `!Sub ...`)
-/// become `{"Ref": X}`-like objects: the routes never use them, but the
-/// rest of the template must still read.
-fn read_yaml(path: &str) -> Value {
-    let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let yaml: serde_norway::Value =
-        serde_norway::from_str(&source).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"));
-    to_json(yaml)
-}
-
-fn to_json(value: serde_norway::Value) -> Value {
-    use serde_norway::Value as Yaml;
-    match value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(flag) => Value::Bool(flag),
-        Yaml::Number(number) => {
-            if let Some(n) = number.as_i64() {
-                json!(n)
-            } else if let Some(n) = number.as_u64() {
-                json!(n)
-            } else {
-                json!(number.as_f64())
-            }
-        }
-        Yaml::String(text) => Value::String(text),
-        Yaml::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        Yaml::Mapping(mapping) => Value::Object(
-            mapping
-                .into_iter()
-                .map(|(key, value)| {
-                    let key = match key {
-                        Yaml::String(text) => text,
-                        other => serde_norway::to_string(&other)
-                            .expect("a YAML key")
-                            .trim()
-                            .to_owned(),
-                    };
-                    (key, to_json(value))
-                })
-                .collect(),
-        ),
-        Yaml::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            json!({ format!("Fn::{}", tag.trim_start_matches('!')): to_json(tagged.value) })
-        }
-    }
-}
-
 fn template() -> &'static Value {
     static PARSED: OnceLock<Value> = OnceLock::new();
-    PARSED.get_or_init(|| read_yaml(TEMPLATE))
+    PARSED.get_or_init(|| e2e_tests::read_yaml(TEMPLATE))
 }
 
 fn openapi() -> &'static Value {
     static PARSED: OnceLock<Value> = OnceLock::new();
-    PARSED.get_or_init(|| read_yaml(OPENAPI))
+    PARSED.get_or_init(|| e2e_tests::read_yaml(OPENAPI))
 }
 
 type Route = (String, String);

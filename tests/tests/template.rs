@@ -20,68 +20,11 @@ const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 /// The template as JSON, CloudFormation tags in their long form.
 fn template() -> &'static Value {
     static TEMPLATE_JSON: OnceLock<Value> = OnceLock::new();
-    TEMPLATE_JSON.get_or_init(|| {
-        let source = std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable");
-        let yaml: serde_norway::Value =
-            serde_norway::from_str(&source).expect("template.yaml is YAML");
-        long_form(yaml)
-    })
+    TEMPLATE_JSON.get_or_init(|| e2e_tests::read_yaml(TEMPLATE))
 }
 
 fn template_source() -> String {
     std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable")
-}
-
-fn long_form(value: serde_norway::Value) -> Value {
-    use serde_norway::Value as Yaml;
-    match value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(flag) => Value::Bool(flag),
-        Yaml::Number(number) => {
-            if let Some(n) = number.as_i64() {
-                json!(n)
-            } else if let Some(n) = number.as_u64() {
-                json!(n)
-            } else {
-                json!(number.as_f64())
-            }
-        }
-        Yaml::String(text) => Value::String(text),
-        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
-        Yaml::Mapping(mapping) => Value::Object(
-            mapping
-                .into_iter()
-                .map(|(key, value)| {
-                    let key = match key {
-                        Yaml::String(text) => text,
-                        other => serde_norway::to_string(&other)
-                            .expect("a YAML key")
-                            .trim()
-                            .to_owned(),
-                    };
-                    (key, long_form(value))
-                })
-                .collect(),
-        ),
-        Yaml::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = long_form(tagged.value);
-            match name {
-                "Ref" | "Condition" => json!({ name: inner }),
-                // `!GetAtt X.Arn` is `{"Fn::GetAtt": ["X", "Arn"]}`.
-                "GetAtt" => match inner {
-                    Value::String(path) => {
-                        let (resource, attribute) =
-                            path.split_once('.').expect("!GetAtt Resource.Attribute");
-                        json!({"Fn::GetAtt": [resource, attribute]})
-                    }
-                    other => json!({ "Fn::GetAtt": other }),
-                },
-                other => json!({ format!("Fn::{other}"): inner }),
-            }
-        }
-    }
 }
 
 fn resources() -> &'static serde_json::Map<String, Value> {
