@@ -263,7 +263,7 @@ pub fn searchset(
     encoding: Encoding,
 ) -> String {
     let self_url = query.url(nhs_number, query.offset);
-    let next_offset = query.offset + query.count;
+    let next_offset = query.offset.saturating_add(query.count);
     let next_url = (next_offset < total).then(|| query.url(nhs_number, next_offset));
     let horizon = retention.horizon(now);
     let lower = query.dates.iter().filter_map(DateBound::lower).max();

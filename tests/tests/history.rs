@@ -311,4 +311,9 @@ async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
         assert_eq!(status, 400, "{query}");
         assert_eq!(outcome["issue"][0]["expression"][0], parameter, "{query}");
     }
+    // A page token beyond the end is an empty page, not an overflow.
+    let (status, far) = history(&hub, &operator, "?_page=18446744073709551615").await;
+    assert_eq!(status, 200, "{far}");
+    assert!(message_ids(&far).is_empty());
+    assert_eq!(far["total"], 2);
 }
