@@ -702,7 +702,7 @@ where
     let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
         return Ok(false);
     };
-    if !subscribed_types(subscriptions, caller, nhs_number, now)
+    if !subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now)
         .await?
         .contains(&event.event_type)
     {
@@ -1410,7 +1410,9 @@ where
             let (visible_types, include_sensitive) = if caller.has_role(Role::Operator) {
                 (None, true)
             } else {
-                let types = subscribed_types(subscriptions, &caller, nhs_number, now).await?;
+                let types =
+                    subscribed_types(subscriptions, &caller, nhs_number, EventType::ALL, now)
+                        .await?;
                 if types.is_empty() {
                     return Err(HubError::forbidden_element(
                         "nhsNumber",
@@ -1477,22 +1479,23 @@ fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str>
         .unwrap_or_default()
 }
 
-/// The event types of the caller's active explicit subscriptions for the
-/// child: one keyed read per event type, together.
+/// Which of these event types the caller's active explicit subscriptions
+/// for the child name: one keyed read per event type, together.
 async fn subscribed_types<S: SubscriptionStore>(
     subscriptions: &S,
     caller: &Caller,
     nhs_number: NhsNumber,
+    event_types: &[EventType],
     now: OffsetDateTime,
 ) -> Result<BTreeSet<EventType>, HubError> {
     let subscriber_id = caller.subscriber()?;
     let found = futures_util::future::try_join_all(
-        EventType::ALL
+        event_types
             .iter()
             .map(|&event_type| subscriptions.explicit_candidates(nhs_number, event_type)),
     )
     .await?;
-    Ok(EventType::ALL
+    Ok(event_types
         .iter()
         .zip(found)
         .filter(|(event_type, candidates)| {
