@@ -35,3 +35,19 @@ diff -r "$scratch/apigw" events/apigw \
 
 echo "==> cargo test"
 cargo test --workspace
+
+# Benchmarks are built and run once so they cannot rot: criterion in test
+# mode (each benchmark once), the Lambda init and memory scripts on two debug
+# binaries beside the hello-world baseline, the cost model. The figures of
+# docs/benchmarks.md come from the release builds, not from this.
+echo "==> benchmarks build and run once"
+cargo test -p hub --benches --quiet
+CARGO_TARGET_DIR=target/bench-hello cargo build --quiet --locked \
+  --manifest-path bench/lambda/hello/Cargo.toml
+python3 bench/lambda/init.py --runs 1 --bin-dir target/debug \
+  --hello target/bench-hello/debug/hello-lambda --only publish-vaccinations,dispatch > /dev/null
+python3 bench/lambda/memory.py --runs 1 --bin-dir target/debug \
+  --hello target/bench-hello/debug/hello-lambda --only publish-vaccinations > /dev/null
+python3 bench/cost/cost.py > /dev/null
+python3 -m py_compile bench/python-parse/*.py bench/reference/*.py
+bash -n bench/lambda/sizes.sh bench/reference/load-national.sh bench/python-parse/run.sh

@@ -500,6 +500,9 @@ def main():
         with open(args.json, "w") as out:
             json.dump({"runs": args.runs, "load": load, "samples_ms": samples,
                        "failures": failures}, out, indent=1)
+    # A failed or missing function fails the run, so CI's smoke run of this
+    # script notices when it no longer measures what it says.
+    sys.exit(1 if failures or missing else 0)
 
 
 if __name__ == "__main__":

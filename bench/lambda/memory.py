@@ -183,7 +183,7 @@ def main():
     only = set(filter(None, args.only.split(",")))
     names, missing = init.function_names(args.bin_dir, only)
     bench = init.Bench(kms_stub=not args.no_kms_stub)
-    rows, raw = [], {}
+    rows, raw, failed = [], {}, []
 
     targets = []
     if os.path.isfile(args.hello) and not only:
@@ -204,6 +204,7 @@ def main():
             ok = [r for r in results if "failed" not in r]
             if not ok:
                 rows.append(f"| {name} | {label} | failed: {results[0]['failed']} | | | | |")
+                failed.append(name)
                 continue
             init_peak = max(r["after_init_kib"] for r in ok)
             peak = max(r["after_invocation_kib"] for r in ok)
@@ -223,6 +224,7 @@ def main():
     if args.json:
         with open(args.json, "w") as out:
             json.dump(raw, out, indent=1)
+    sys.exit(1 if failed or missing else 0)
 
 
 if __name__ == "__main__":
