@@ -91,6 +91,72 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// How long init waits for a warm-up call (Lambda allows 10 s of init).
+const WARM_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The DynamoDB client, its connection opened during init.
+///
+/// Every function's first invocation calls DynamoDB (at least the audit
+/// record): without this its caller would wait for the TCP and TLS
+/// handshakes and the credentials. `DescribeEndpoints` reads nothing of the
+/// hub's; its answer is ignored.
+pub async fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let client = aws_sdk_dynamodb::Client::new(config);
+    let once = aws_sdk_dynamodb::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    warm_up(
+        "dynamodb",
+        client
+            .describe_endpoints()
+            .customize()
+            .config_override(once)
+            .send(),
+    )
+    .await;
+    client
+}
+
+/// The SNS client for these topics, its connection opened during init by
+/// reading one topic's attributes (see [`dynamodb_client`]).
+pub async fn sns_client(
+    config: &aws_config::SdkConfig,
+    topics: &std::collections::BTreeMap<EventType, String>,
+) -> aws_sdk_sns::Client {
+    let client = aws_sdk_sns::Client::new(config);
+    if let Some(topic) = topics.values().next() {
+        let once = aws_sdk_sns::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        warm_up(
+            "sns",
+            client
+                .get_topic_attributes()
+                .topic_arn(topic)
+                .customize()
+                .config_override(once)
+                .send(),
+        )
+        .await;
+    }
+    client
+}
+
+/// One call, not retried and bounded in time, whose only purpose is the
+/// connection it leaves in the client's pool. A failure costs nothing but
+/// the first invocation connecting itself.
+async fn warm_up<T, E>(service: &'static str, call: impl Future<Output = Result<T, E>>) {
+    match tokio::time::timeout(WARM_UP_LIMIT, call).await {
+        Ok(Ok(_)) => tracing::debug!(service, "connection opened during init"),
+        Ok(Err(_)) => info!(
+            service,
+            "warm-up call failed: the first invocation connects"
+        ),
+        Err(_) => info!(
+            service,
+            "warm-up call timed out: the first invocation connects"
+        ),
+    }
+}
+
 pub fn header<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Option<&'a str> {
     request
         .headers
@@ -558,7 +624,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
 pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     init_tracing();
     let config = sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let dynamodb = dynamodb_client(&config).await;
     let store = crate::aws::DynamoEventStore::from_env(dynamodb.clone())?;
     let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;

@@ -7,7 +7,7 @@ use hub::lambda::{self, Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let dynamodb = lambda::dynamodb_client(&config).await;
     let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let (register, audit) = (&register, &audit);

@@ -16,15 +16,15 @@ use hub::lambda::{self, Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let dynamodb = lambda::dynamodb_client(&config).await;
     let subscriptions =
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
     let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
     let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let publisher =
-        SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(lambda::sns_client(&config, &topics).await, topics);
     let dispatcher = Dispatcher {
         subscriptions: &subscriptions,
         publisher: &publisher,

@@ -9,7 +9,7 @@ use hub::lambda::{self, Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let dynamodb = lambda::dynamodb_client(&config).await;
     let subscribers =
         DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
     let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);

@@ -16,7 +16,7 @@ use hub::replay::Replayer;
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let config = lambda::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let dynamodb = lambda::dynamodb_client(&config).await;
     let events = DynamoEventStore::from_env(dynamodb.clone())?;
     let subscriptions =
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
@@ -25,8 +25,8 @@ async fn main() -> Result<(), Error> {
     let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let publisher =
-        SnsDeliveryPublisher::new(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(lambda::sns_client(&config, &topics).await, topics);
     let replayer = Replayer {
         events: &events,
         subscriptions: &subscriptions,
