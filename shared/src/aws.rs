@@ -911,6 +911,14 @@ fn entry(
         .map_err(|error| unavailable("building a batch entry", error))
 }
 
+/// An environment variable's value, trimmed; None when unset or empty.
+fn optional_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
 /// Settings of the queues onboarding creates.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
@@ -924,11 +932,16 @@ pub struct QueueSettings {
     /// The KMS key (id, ARN or alias) that encrypts every queue and DLQ;
     /// `None` leaves SQS's default encryption.
     pub kms_master_key_id: Option<String>,
+    /// The hub's queue for what SNS cannot deliver to a subscriber's queue
+    /// (deleted, or its policy or key refusing SNS): the redrive policy of
+    /// every topic subscription, so that such messages are kept for
+    /// redrive rather than discarded. `None`: SNS discards them.
+    pub undelivered_queue_arn: Option<String>,
 }
 
 impl QueueSettings {
     /// QUEUE_NAME_PREFIX, QUEUE_MAX_RECEIVE_COUNT, QUEUE_RETENTION_SECONDS,
-    /// and QUEUE_KMS_KEY_ID if set and not empty.
+    /// and QUEUE_KMS_KEY_ID and UNDELIVERED_QUEUE_ARN if set and not empty.
     pub fn from_env() -> Result<Self, StoreError> {
         let number = |name: &str| {
             required_env(name)?.parse::<u32>().map_err(|_| {
@@ -941,10 +954,8 @@ impl QueueSettings {
             name_prefix: required_env("QUEUE_NAME_PREFIX")?,
             max_receive_count: number("QUEUE_MAX_RECEIVE_COUNT")?,
             retention_seconds: number("QUEUE_RETENTION_SECONDS")?,
-            kms_master_key_id: std::env::var("QUEUE_KMS_KEY_ID")
-                .ok()
-                .map(|key| key.trim().to_owned())
-                .filter(|key| !key.is_empty()),
+            kms_master_key_id: optional_env("QUEUE_KMS_KEY_ID"),
+            undelivered_queue_arn: optional_env("UNDELIVERED_QUEUE_ARN"),
         })
     }
 }
@@ -1159,7 +1170,7 @@ impl SqsQueueProvisioner {
         queue_arn: &str,
     ) -> Result<Option<String>, StoreError> {
         let filter = json!({ SUBSCRIBER_ATTRIBUTE: [subscriber_id] }).to_string();
-        let subscribed = self
+        let mut request = self
             .sns
             .subscribe()
             .topic_arn(topic_arn)
@@ -1167,7 +1178,14 @@ impl SqsQueueProvisioner {
             .endpoint(queue_arn)
             .attributes("RawMessageDelivery", "true")
             .attributes("FilterPolicy", &filter)
-            .return_subscription_arn(true)
+            .return_subscription_arn(true);
+        if let Some(undelivered) = &self.settings.undelivered_queue_arn {
+            request = request.attributes(
+                "RedrivePolicy",
+                json!({ "deadLetterTargetArn": undelivered }).to_string(),
+            );
+        }
+        let subscribed = request
             .send()
             .await
             .map_err(|error| unavailable("subscribing the queue to a topic", error))?;
@@ -2499,7 +2517,7 @@ fn message_size(message: &aws_sdk_sqs::types::Message) -> usize {
 
 impl crate::ports::QueueMonitor for SqsQueueMonitor {
     async fn depth(&self, queue_url: &str) -> Result<crate::status::QueueDepth, StoreError> {
-        let attributes = self
+        let read = self
             .sqs
             .get_queue_attributes()
             .queue_url(queue_url)
@@ -2507,15 +2525,27 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
-            .await
-            .map_err(|error| {
-                unavailable(
+            .await;
+        let attributes = match read {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            // Deleted outside the hub: a state to report, not a failure.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_does_not_exist()) =>
+            {
+                return Ok(crate::status::QueueDepth {
+                    missing: true,
+                    ..Default::default()
+                });
+            }
+            Err(error) => {
+                return Err(unavailable(
                     "reading a queue's depth",
                     aws_sdk_sqs::error::DisplayErrorContext(error),
-                )
-            })?
-            .attributes
-            .unwrap_or_default();
+                ));
+            }
+        };
         let number = |name: QueueAttributeName| {
             attributes
                 .get(&name)
@@ -2526,6 +2556,7 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
             waiting: number(QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             delayed: number(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            missing: false,
         })
     }
 

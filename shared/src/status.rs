@@ -38,6 +38,10 @@ pub struct QueueDepth {
     pub in_flight: u64,
     /// Sent with a delay that has not passed yet.
     pub delayed: u64,
+    /// The queue no longer exists (deleted outside the hub): nothing can be
+    /// delivered to it, and SNS sends what it cannot deliver to the hub's
+    /// undelivered queue (docs/reliability.md).
+    pub missing: bool,
 }
 
 /// How much one redrive request may move: API Gateway answers after 29 s,
@@ -143,9 +147,11 @@ impl DeliveryStatus {
                 "waiting": queue.waiting,
                 "inFlight": queue.in_flight,
                 "delayed": queue.delayed,
+                "missing": queue.missing,
             })),
             "deadLetterQueue": self.dead_letter_queue.as_ref().map(|queue| json!({
                 "waiting": queue.waiting,
+                "missing": queue.missing,
             })),
             "topicSubscriptions": self.topic_subscriptions,
         })
@@ -337,6 +343,7 @@ mod tests {
             waiting: 2,
             in_flight: 1,
             delayed: 0,
+            missing: false,
         };
         let dlq = QueueDepth {
             waiting: 4,
@@ -364,8 +371,8 @@ mod tests {
                     {"eventType": "nipe-outcome-1", "delivered": 0, "lastDeliveryAt": null},
                     {"eventType": "vaccinations-1", "delivered": 3, "lastDeliveryAt": "2026-01-02T10:00:00.000Z"},
                 ],
-                "queue": {"waiting": 2, "inFlight": 1, "delayed": 0},
-                "deadLetterQueue": {"waiting": 4},
+                "queue": {"waiting": 2, "inFlight": 1, "delayed": 0, "missing": false},
+                "deadLetterQueue": {"waiting": 4, "missing": false},
                 "topicSubscriptions": [{
                     "eventType": "vaccinations-1",
                     "subscriptionArn": "arn:aws:sns:eu-west-2:1:vaccinations:s",

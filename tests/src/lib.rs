@@ -120,6 +120,15 @@ impl Drop for Emulator {
     }
 }
 
+/// A fault rule in force in the local hub, with the calls that matched it
+/// and the calls it acted on.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FaultCount {
+    pub rule: String,
+    pub calls: u64,
+    pub hits: u64,
+}
+
 /// The demo clients every local hub registers (infra/local-hub/src/demo.rs).
 pub const DEMO_PUBLISHER: &str = "demo-publisher";
 pub const DEMO_OPERATOR: &str = "demo-operator";
@@ -177,12 +186,27 @@ pub struct Hub {
     pub config: aws_config::SdkConfig,
     pub http: reqwest::Client,
     pub state_dir: PathBuf,
+    /// The fault proxy's admin URL, when the hub was started with faults.
+    faults: Option<String>,
     tokens: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     child: Child,
 }
 
 impl Hub {
     pub async fn start() -> Self {
+        Hub::start_with(None).await
+    }
+
+    /// A hub whose functions and stream poller reach the emulator through
+    /// the fault proxy, with these rules from the start (hub-local's
+    /// `--faults`; "" for none yet). The demo subscribers are onboarded
+    /// through it too, so rules that break onboarding stop the start-up:
+    /// inject those with [`Hub::inject`] once it is up.
+    pub async fn start_with_faults(rules: &str) -> Self {
+        Hub::start_with(Some(rules)).await
+    }
+
+    async fn start_with(fault_rules: Option<&str>) -> Self {
         let binary = require(
             target_dir().join("debug/hub-local"),
             "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
@@ -192,23 +216,31 @@ impl Hub {
             "hub-e2e-{}-{api_port}-{emulator_port}",
             std::process::id()
         ));
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["run", "--template"])
             .arg(repository().join("template.yaml"))
             .env("HUB_API_PORT", api_port.to_string())
             .env("HUB_EMULATOR_PORT", emulator_port.to_string())
             .env("HUB_LOCAL_STATE_DIR", &state_dir)
+            .env_remove("HUB_FAULTS")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting hub-local");
+            .kill_on_drop(true);
+        if let Some(rules) = fault_rules {
+            command.args(["--faults", rules]);
+        }
+        let mut child = command.spawn().expect("starting hub-local");
         let stdout = child.stdout.take().expect("hub-local's stdout");
         let mut lines = BufReader::new(stdout).lines();
         // Start-up includes registering the demo clients and onboarding the
         // demo subscribers through the API; tests start many hubs at once.
+        let mut faults = None;
         let ready = tokio::time::timeout(Duration::from_secs(120), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("Faults:") {
+                    faults = rest.split_whitespace().next().map(str::to_owned);
+                }
                 if line.starts_with("Ready.") {
                     return true;
                 }
@@ -216,7 +248,7 @@ impl Hub {
             false
         })
         .await;
-        if ready != Ok(true) {
+        if ready != Ok(true) || faults.is_some() != fault_rules.is_some() {
             stop(&mut child);
             let _ = std::fs::remove_dir_all(&state_dir);
             panic!("the local hub did not become ready");
@@ -230,9 +262,69 @@ impl Hub {
             emulator,
             http: reqwest::Client::new(),
             state_dir,
+            faults,
             tokens: Default::default(),
             child,
         }
+    }
+
+    fn fault_admin(&self) -> &str {
+        self.faults
+            .as_deref()
+            .expect("a hub started with Hub::start_with_faults")
+    }
+
+    async fn change_faults(&self, method: reqwest::Method, rules: &str) -> Vec<FaultCount> {
+        let response = self
+            .http
+            .request(method, self.fault_admin())
+            .body(rules.to_owned())
+            .send()
+            .await
+            .expect("the fault proxy's admin endpoint");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "fault rules '{rules}': {text}");
+        serde_json::from_str(&text).expect("the fault rules and their counts")
+    }
+
+    /// Adds fault rules (docs/reliability.md gives their form), each
+    /// counting calls from now.
+    pub async fn inject(&self, rules: &str) -> Vec<FaultCount> {
+        self.change_faults(reqwest::Method::POST, rules).await
+    }
+
+    /// Replaces the fault rules with these ("" for none), each counting
+    /// calls from now.
+    pub async fn set_faults(&self, rules: &str) -> Vec<FaultCount> {
+        self.change_faults(reqwest::Method::PUT, rules).await
+    }
+
+    /// Removes every fault rule: calls pass unchanged from now.
+    pub async fn clear_faults(&self) {
+        self.change_faults(reqwest::Method::DELETE, "").await;
+    }
+
+    /// The rules in force with their counts.
+    pub async fn fault_counts(&self) -> Vec<FaultCount> {
+        self.change_faults(reqwest::Method::GET, "").await
+    }
+
+    /// How many calls the rule (as it was written) acted on.
+    pub async fn fault_hits(&self, rule: &str) -> u64 {
+        self.fault_counts()
+            .await
+            .iter()
+            .find(|count| count.rule == rule)
+            .unwrap_or_else(|| panic!("no fault rule '{rule}' in force"))
+            .hits
+    }
+
+    /// SDK configuration that goes through the fault proxy, as the
+    /// functions do (a subscriber whose receives fail, say).
+    pub async fn faulty_config(&self) -> aws_config::SdkConfig {
+        let endpoint = self.fault_admin().trim_end_matches("/_faults").to_owned();
+        sdk_config(&endpoint).await
     }
 
     /// Kills (SIGKILL) this hub's running instances of a function binary,

@@ -481,6 +481,17 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
         .topic_arn
         .unwrap();
     let topics = BTreeMap::from([(EventType::Vaccinations, topic)]);
+    let undelivered_url = sqs
+        .create_queue()
+        .queue_name("undelivered")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let undelivered_arn = queue_attributes(&sqs, &undelivered_url).await
+        [&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
     let provisioner = SqsQueueProvisioner::new(
         sqs.clone(),
         sns.clone(),
@@ -491,6 +502,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             max_receive_count: 3,
             retention_seconds: 3600,
             kms_master_key_id: None,
+            undelivered_queue_arn: Some(undelivered_arn.clone()),
         },
     );
     let first = provisioner
@@ -509,7 +521,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
         "no topic, no queue"
     );
 
-    let publisher = SnsDeliveryPublisher::new(sns, topics);
+    let publisher = SnsDeliveryPublisher::new(sns.clone(), topics);
     let body = fixture("nems/vaccinations-1-new.xml");
     let event = stored_vaccination(&body);
     // Eleven recipients: more than one PublishBatch call.
@@ -552,6 +564,50 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             .await
             .is_empty()
     );
+
+    // What SNS cannot deliver goes to the hub's undelivered queue.
+    let subscription = sns
+        .get_subscription_attributes()
+        .subscription_arn(&first.topic_subscriptions[0])
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    let redrive: serde_json::Value = serde_json::from_str(&subscription["RedrivePolicy"]).unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], undelivered_arn.as_str());
+
+    // A subscriber's queue deleted outside the hub: publishing to it and to
+    // another still succeeds, the other gets its copy, and the queue is
+    // reported missing rather than failing the status.
+    sqs.delete_queue()
+        .queue_url(&second.queue_url)
+        .send()
+        .await
+        .unwrap();
+    let both: Vec<Delivery> = ["first", "second"]
+        .iter()
+        .map(|id| Delivery {
+            subscriber_id: (*id).into(),
+            matches: vec![Match {
+                subscription_id: format!("s-{id}"),
+                tag: None,
+            }],
+            replay_id: None,
+        })
+        .collect();
+    publisher.publish(&event, &both).await.unwrap();
+    let received = receive_all(&sqs, &first.queue_url, Duration::from_secs(2)).await;
+    assert_eq!(received.len(), 1);
+    let monitor = hub::aws::SqsQueueMonitor::new(sqs.clone());
+    let gone = hub::ports::QueueMonitor::depth(&monitor, &second.queue_url)
+        .await
+        .unwrap();
+    assert!(gone.missing, "{gone:?}");
+    let present = hub::ports::QueueMonitor::depth(&monitor, &first.queue_url)
+        .await
+        .unwrap();
+    assert!(!present.missing);
 }
 
 /// The attributes SQS reports for a queue.
@@ -593,6 +649,7 @@ async fn provisioned_queues_are_encrypted_with_the_hub_key_and_refuse_plain_http
             max_receive_count: 3,
             retention_seconds: 3600,
             kms_master_key_id: Some("alias/chhub-test-data".into()),
+            undelivered_queue_arn: None,
         },
     );
     let queues = provisioner

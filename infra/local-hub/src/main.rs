@@ -1,6 +1,7 @@
 //! `hub-local`: the hub on this machine, with no AWS account.
 //!
 //!   hub-local run [--template PATH] [--api-port N] [--emulator-port N]
+//!       [--faults RULES] [--fault-port N]
 //!   hub-local token CLIENT [--api URL]
 //!   hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]
 //!   hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE
@@ -21,6 +22,7 @@
 mod api;
 mod authorizer;
 mod demo;
+mod faults;
 mod gateway;
 mod reference;
 mod runtime;
@@ -88,7 +90,8 @@ async fn main() -> ExitCode {
 }
 
 fn usage() -> &'static str {
-    "usage:\n  hub-local run [--template PATH] [--api-port N] [--emulator-port N]\n  \
+    "usage:\n  hub-local run [--template PATH] [--api-port N] [--emulator-port N]\n      \
+     [--faults RULES] [--fault-port N]\n  \
      hub-local token CLIENT [--api URL]\n  \
      hub-local poll QUEUE_URL [--wait SECONDS] [--delete] [--emulator-port N]\n  \
      hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE\n      \
@@ -98,7 +101,10 @@ fn usage() -> &'static str {
      clients' keys are in HUB_LOCAL_STATE_DIR, else .local beside template.yaml;\n\
      CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator.\n\
      reference load writes to the local stack's ReferenceTable, to --table at --endpoint\n\
-     (an emulator), or, given --table without --endpoint, to AWS (default credentials)."
+     (an emulator), or, given --table without --endpoint, to AWS (default credentials).\n\
+     --faults (else HUB_FAULTS) puts a fault-injecting proxy between the functions and\n\
+     the emulator, on --fault-port (else HUB_FAULT_PORT, else any free port); rules\n\
+     such as 'sns:PublishBatch#2..4=error;dynamodb:*=slow:200ms' (docs/reliability.md)."
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -453,9 +459,31 @@ async fn run(args: &[String]) -> Result<(), String> {
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
         .await
         .map_err(|e| format!("port {api_port} for the API: {e} (set HUB_API_PORT)"))?;
+    let fault_rules = match flag(args, "--faults")
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HUB_FAULTS").ok())
+    {
+        Some(text) => Some(faults::Rule::parse_list(&text)?),
+        None => None,
+    };
+    let fault_port = port(args, "--fault-port", "HUB_FAULT_PORT", 0)?;
     let endpoint = emulator_endpoint(emulator_port);
     let mut emulator = start_emulator(&moto_server(&template_path)?, emulator_port).await?;
     let config = emulator_config(&endpoint).await;
+    // What the functions and the stream poller call: the emulator, or the
+    // fault proxy in front of it. hub-local's own set-up calls go direct.
+    let (function_endpoint, fault_admin) = match fault_rules {
+        Some(rules) => {
+            let address =
+                faults::start(faults::Faults::new(rules), endpoint.clone(), fault_port).await?;
+            (
+                format!("http://{address}"),
+                Some(format!("http://{address}{}", faults::ADMIN_PATH)),
+            )
+        }
+        None => (endpoint.clone(), None),
+    };
+    let function_config = emulator_config(&function_endpoint).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -596,7 +624,7 @@ async fn run(args: &[String]) -> Result<(), String> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut functions = BTreeMap::new();
     for spec in &template.functions {
-        let mut environment = emulator_environment(&endpoint);
+        let mut environment = emulator_environment(&function_endpoint);
         for (name, value) in &spec.environment {
             environment.push((
                 name.clone(),
@@ -688,8 +716,8 @@ async fn run(args: &[String]) -> Result<(), String> {
                 source: source.clone(),
                 stream_arn,
                 function: function.clone(),
-                streams: aws_sdk_dynamodbstreams::Client::new(&config),
-                sqs: sqs.clone(),
+                streams: aws_sdk_dynamodbstreams::Client::new(&function_config),
+                sqs: aws_sdk_sqs::Client::new(&function_config),
             });
         }
     }
@@ -768,6 +796,12 @@ async fn run(args: &[String]) -> Result<(), String> {
         );
     }
     println!("Emulator: {endpoint}   (moto; AWS_ACCESS_KEY_ID/SECRET 'testing', region {REGION})");
+    if let Some(admin) = &fault_admin {
+        println!(
+            "Faults:   {admin}   (the functions' AWS endpoint is {function_endpoint}; \
+             GET lists the rules and their hits, PUT/POST/DELETE change them)"
+        );
+    }
     for (logical_id, name) in &resolved.refs {
         if template.tables.iter().any(|t| &t.logical_id == logical_id) {
             println!("  table {logical_id}: {name}");

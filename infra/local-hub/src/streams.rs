@@ -14,7 +14,30 @@ use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use serde_json::json;
 
 use crate::runtime::{Function, InvokeError};
-use crate::template::{REGION, StreamSource};
+use crate::template::{ACCOUNT_ID, REGION, StreamSource};
+
+/// A record read from the stream, with the shard it came from.
+#[derive(Clone)]
+struct Pending {
+    shard_id: String,
+    record: Record,
+}
+
+impl Pending {
+    fn sequence_number(&self) -> Option<&str> {
+        self.record.dynamodb.as_ref()?.sequence_number.as_deref()
+    }
+
+    fn arrival(&self) -> Option<String> {
+        let at = self
+            .record
+            .dynamodb
+            .as_ref()?
+            .approximate_creation_date_time?;
+        at.fmt(aws_sdk_dynamodbstreams::primitives::DateTimeFormat::DateTime)
+            .ok()
+    }
+}
 
 pub struct StreamMapping {
     pub source: StreamSource,
@@ -30,9 +53,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 impl StreamMapping {
     pub async fn run(self) {
         let mut iterators: Vec<(String, Option<String>)> = Vec::new();
-        let mut pending: VecDeque<Record> = VecDeque::new();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut attempts: u32 = 0;
-        let mut batch_limit = self.source.batch_size.max(1);
+        let full_batch = self.source.batch_size.max(1);
+        let mut batch_limit = full_batch;
         loop {
             if pending.len() < batch_limit {
                 self.fill(&mut iterators, &mut pending).await;
@@ -42,28 +66,40 @@ impl StreamMapping {
                 continue;
             }
             let size = batch_limit.min(pending.len());
-            let batch: Vec<Record> = pending.iter().take(size).cloned().collect();
+            let batch: Vec<Pending> = pending.iter().take(size).cloned().collect();
             match self.invoke(&batch).await {
                 Ok(None) => {
                     pending.drain(..size);
                     attempts = 0;
-                    batch_limit = self.source.batch_size.max(1);
+                    batch_limit = full_batch;
                 }
                 Ok(Some(failed_at)) => {
                     // Everything before the first failed record is done.
                     pending.drain(..failed_at);
                     attempts += 1;
-                    if attempts > self.source.maximum_retry_attempts {
-                        self.give_up(
-                            &batch[failed_at..],
-                            "the function reported the record as failed",
-                        )
-                        .await;
-                        pending.drain(..size - failed_at);
+                    let left = size - failed_at;
+                    if self.source.bisect_on_error && left > 1 {
+                        // Halving what is left isolates a record that keeps
+                        // failing, so that only it is given up on and the
+                        // records behind it are still delivered.
+                        batch_limit = left.div_ceil(2);
+                    } else if attempts > self.source.maximum_retry_attempts {
+                        if !self
+                            .give_up(
+                                &batch[failed_at..],
+                                "the function reported the record as failed",
+                            )
+                            .await
+                        {
+                            tokio::time::sleep(backoff(attempts)).await;
+                            continue;
+                        }
+                        pending.drain(..left);
                         attempts = 0;
-                    } else {
-                        tokio::time::sleep(backoff(attempts)).await;
+                        batch_limit = full_batch;
+                        continue;
                     }
+                    tokio::time::sleep(backoff(attempts)).await;
                 }
                 Err(error) => {
                     eprintln!("[hub] stream batch of {size} failed: {error}");
@@ -71,10 +107,13 @@ impl StreamMapping {
                     if self.source.bisect_on_error && size > 1 {
                         batch_limit = size.div_ceil(2);
                     } else if attempts > self.source.maximum_retry_attempts {
-                        self.give_up(&batch, &error.to_string()).await;
+                        if !self.give_up(&batch, &error.to_string()).await {
+                            tokio::time::sleep(backoff(attempts)).await;
+                            continue;
+                        }
                         pending.drain(..size);
                         attempts = 0;
-                        batch_limit = self.source.batch_size.max(1);
+                        batch_limit = full_batch;
                         continue;
                     }
                     tokio::time::sleep(backoff(attempts)).await;
@@ -87,7 +126,7 @@ impl StreamMapping {
     async fn fill(
         &self,
         iterators: &mut Vec<(String, Option<String>)>,
-        pending: &mut VecDeque<Record>,
+        pending: &mut VecDeque<Pending>,
     ) {
         if iterators.is_empty() {
             let Ok(description) = self
@@ -120,7 +159,7 @@ impl StreamMapping {
                 iterators.push((shard_id, iterator));
             }
         }
-        for (_, iterator) in iterators.iter_mut() {
+        for (shard_id, iterator) in iterators.iter_mut() {
             let Some(current) = iterator.clone() else {
                 continue;
             };
@@ -132,7 +171,16 @@ impl StreamMapping {
                 .await
             {
                 Ok(output) => {
-                    pending.extend(output.records.unwrap_or_default());
+                    pending.extend(
+                        output
+                            .records
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|record| Pending {
+                                shard_id: shard_id.clone(),
+                                record,
+                            }),
+                    );
                     *iterator = output.next_shard_iterator;
                 }
                 Err(error) => eprintln!(
@@ -144,11 +192,11 @@ impl StreamMapping {
     }
 
     /// Invokes the function; Ok(Some(index)) names the first failed record.
-    async fn invoke(&self, batch: &[Record]) -> Result<Option<usize>, InvokeError> {
+    async fn invoke(&self, batch: &[Pending]) -> Result<Option<usize>, InvokeError> {
         let mut event = Event::default();
         event.records = batch
             .iter()
-            .map(|record| lambda_record(record, &self.stream_arn))
+            .map(|pending| lambda_record(&pending.record, &self.stream_arn))
             .collect();
         let payload =
             serde_json::to_vec(&event).map_err(|e| InvokeError::Runtime(e.to_string()))?;
@@ -165,13 +213,9 @@ impl StreamMapping {
         let mut first_failed = None;
         for failure in &response.batch_item_failures {
             let position = failure.item_identifier.as_deref().and_then(|sequence| {
-                batch.iter().position(|record| {
-                    record
-                        .dynamodb
-                        .as_ref()
-                        .and_then(|d| d.sequence_number.as_deref())
-                        == Some(sequence)
-                })
+                batch
+                    .iter()
+                    .position(|pending| pending.sequence_number() == Some(sequence))
             });
             let position = position.ok_or_else(whole_batch)?;
             first_failed = Some(first_failed.map_or(position, |first: usize| first.min(position)));
@@ -179,31 +223,44 @@ impl StreamMapping {
         Ok(first_failed)
     }
 
-    /// Sends the context of records given up on to the on-failure queue, as
-    /// Lambda's on-failure destination does, so an operator can redrive them.
-    async fn give_up(&self, records: &[Record], reason: &str) {
-        let sequence_numbers: Vec<&str> = records
-            .iter()
-            .filter_map(|r| r.dynamodb.as_ref()?.sequence_number.as_deref())
-            .collect();
+    /// Sends the context of records given up on to the on-failure queue, in
+    /// the form Lambda's on-failure destination gives it (the shard, the
+    /// first and last sequence numbers and arrival times), so an operator
+    /// can read those records from the stream, or the events of that time
+    /// from the table, and dispatch them again. False when that context
+    /// could not be sent: the records are then kept and tried again, never
+    /// dropped without a trace.
+    async fn give_up(&self, records: &[Pending], reason: &str) -> bool {
         eprintln!(
             "[hub] giving up on {} stream record(s) after retries: {reason}",
             records.len()
         );
         let Some(queue_url) = &self.on_failure_queue_url else {
-            return;
+            return true;
+        };
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return true;
         };
         let context = json!({
-            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.function.name()},
+            "requestContext": {
+                "requestId": uuid::Uuid::new_v4().to_string(),
+                "functionArn": format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{}", self.function.name()),
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": self.source.maximum_retry_attempts + 1,
+            },
             "responseContext": {"functionError": reason},
+            "version": "1.0",
             "DDBStreamBatchInfo": {
-                "streamArn": self.stream_arn,
+                "shardId": first.shard_id,
+                "startSequenceNumber": first.sequence_number(),
+                "endSequenceNumber": last.sequence_number(),
+                "approximateArrivalOfFirstRecord": first.arrival(),
+                "approximateArrivalOfLastRecord": last.arrival(),
                 "batchSize": records.len(),
-                "startSequenceNumber": sequence_numbers.first(),
-                "endSequenceNumber": sequence_numbers.last(),
+                "streamArn": self.stream_arn,
             }
         });
-        if let Err(error) = self
+        match self
             .sqs
             .send_message()
             .queue_url(queue_url)
@@ -211,7 +268,14 @@ impl StreamMapping {
             .send()
             .await
         {
-            eprintln!("[hub] could not record the failure: {error}");
+            Ok(_) => true,
+            Err(error) => {
+                eprintln!(
+                    "[hub] could not record the failure, keeping the records: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(error)
+                );
+                false
+            }
         }
     }
 }
