@@ -35,3 +35,6 @@ diff -r "$scratch/apigw" events/apigw \
 
 echo "==> cargo test"
 cargo test --workspace
+
+echo "==> fuzz smoke run (the committed corpus, then 20 s of fuzzing per target)"
+bash infra/fuzz.sh smoke
