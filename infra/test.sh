@@ -51,3 +51,6 @@ python3 bench/lambda/memory.py --runs 1 --bin-dir target/debug \
 python3 bench/cost/cost.py > /dev/null
 python3 -m py_compile bench/python-parse/*.py bench/reference/*.py
 bash -n bench/lambda/sizes.sh bench/reference/load-national.sh bench/python-parse/run.sh
+
+echo "==> fuzz smoke run (the committed corpus, then 20 s of fuzzing per target)"
+bash infra/fuzz.sh smoke

@@ -1176,7 +1176,7 @@ impl Client {
             #[serde(default)]
             subscribe_generic: BTreeMap<String, BTreeSet<String>>,
         }
-        let registration: Registration = serde_json::from_str(body).map_err(|error| {
+        let registration: Registration = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
                 "$",
                 format!("the body is not a valid client registration: {error}"),
@@ -1222,7 +1222,10 @@ impl Client {
                         parameters.curve == EllipticCurve::P256
                     }
                     _ => false,
-                };
+                }
+                // Its numbers must decode (base64url), or no assertion could
+                // ever verify against it.
+                && DecodingKey::from_jwk(jwk).is_ok();
             if !usable {
                 return Err(HubError::unprocessable(
                     format!("keys.keys[{index}]"),
@@ -1276,6 +1279,32 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ec_registration(x: &str) -> String {
+        serde_json::json!({
+            "clientId": "client-1",
+            "odsCode": "A83627",
+            "roles": ["subscriber"],
+            "keys": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": x,
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_registered_key_whose_numbers_are_not_base64url_is_refused() {
+        let good = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+        assert!(Client::from_registration(&ec_registration(good)).is_ok());
+        for bad in [
+            "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRV\u{fffd}EU",
+            "not base64!",
+            "%%%",
+        ] {
+            let error = Client::from_registration(&ec_registration(bad)).unwrap_err();
+            assert_eq!(error.status(), 422, "{bad}");
+            assert!(error.to_string().contains("keys.keys[0]"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn der_signatures_become_fixed_width_whatever_their_leading_bytes() {

@@ -16,6 +16,7 @@ use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 pub const FHIR_NAMESPACE: &str = "http://hl7.org/fhir";
@@ -233,6 +234,15 @@ pub fn read_json(text: &str) -> Result<Element<'_>, ReadError> {
         return Err(ReadError::NotFhir("the body is not a JSON object".into()));
     };
     resource_from_json(members, 0)
+}
+
+/// Reads any JSON body as serde_json does, except that an object with a key
+/// given twice, at any depth, is refused: serde_json keeps the last one
+/// silently, so a duplicate could be checked as one value and acted on, or
+/// audited, as another.
+pub fn from_json_unique<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str::<Json<'_>>(text)?;
+    serde_json::from_str(text)
 }
 
 /// JSON as written: members in order, so duplicate keys can be refused
@@ -573,5 +583,32 @@ mod tests {
             Err(ReadError::NotFhir(_))
         ));
         assert!(matches!(read_json("{"), Err(ReadError::Json(_))));
+    }
+
+    #[test]
+    fn json_bodies_refuse_duplicate_keys_at_any_depth() {
+        let nested = r#"{"keys":{"keys":[{"kid":"a","kty":"EC","kid":"b"}]}}"#;
+        let error = from_json_unique::<serde_json::Value>(nested).unwrap_err();
+        assert!(
+            error.to_string().contains("duplicate key \"kid\""),
+            "{error}"
+        );
+        let unique = r#"{"a":[1,{"b":2.5,"c":null}],"kid":"a"}"#;
+        assert_eq!(
+            from_json_unique::<serde_json::Value>(unique).unwrap(),
+            serde_json::json!({"a": [1, {"b": 2.5, "c": null}], "kid": "a"})
+        );
+    }
+
+    #[test]
+    fn json_numbers_out_of_range_are_refused() {
+        for number in ["1e400", "-1e400", &format!("1{}", "0".repeat(400))] {
+            let resource = format!(r#"{{"resourceType":"Bundle","total":{number}}}"#);
+            assert!(
+                matches!(read_json(&resource), Err(ReadError::Json(_))),
+                "{number}"
+            );
+            assert!(from_json_unique::<serde_json::Value>(&format!("[{number}]")).is_err());
+        }
     }
 }

@@ -1602,7 +1602,7 @@ fn replay_window(
             "application/fhir+json (a Parameters resource)",
         ));
     }
-    let body = limited_text_body(request, MAX_REQUEST_BYTES)?.into_bytes();
+    let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
     if from_query != (None, None) {
         return Err(HubError::bad_request(
             "Parameters",
@@ -1610,8 +1610,12 @@ fn replay_window(
         ));
     }
     let bad = |problem: &str| HubError::bad_request("Parameters", problem.to_owned());
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|_| bad("the body is a FHIR Parameters resource in JSON"))?;
+    let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
+        HubError::bad_request(
+            "Parameters",
+            format!("the body is not a FHIR Parameters resource in JSON: {error}"),
+        )
+    })?;
     if value["resourceType"] != "Parameters" {
         return Err(bad("the body is a FHIR Parameters resource in JSON"));
     }

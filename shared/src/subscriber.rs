@@ -166,7 +166,7 @@ impl OnboardRequest {
             aws_principal: Option<String>,
             queue_arn: Option<String>,
         }
-        let raw: Raw = serde_json::from_str(body).map_err(|error| {
+        let raw: Raw = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
                 "$",
                 format!("the body is not a valid onboarding request: {error}"),
@@ -272,7 +272,7 @@ pub struct ChangeRequest {
 
 impl ChangeRequest {
     pub fn parse(body: &str) -> Result<Self, HubError> {
-        let value: serde_json::Value = serde_json::from_str(body).map_err(|error| {
+        let value: serde_json::Value = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request("$", format!("the body is not a JSON object: {error}"))
         })?;
         let object = value

@@ -31,8 +31,13 @@ fn require(path: PathBuf, hint: &str) -> PathBuf {
 }
 
 pub fn moto_server() -> PathBuf {
+    venv_tool("moto_server")
+}
+
+/// A command of the project venv (infra/requirements.txt).
+pub fn venv_tool(name: &str) -> PathBuf {
     require(
-        repository().join(".venv/bin/moto_server"),
+        repository().join(".venv/bin").join(name),
         "run infra/setup.sh (or infra/test.sh) to create the project venv",
     )
 }

@@ -1,13 +1,18 @@
-//! Whatever a client sends, every API handler answers a success or a 4xx,
-//! never a 5xx: the in-memory stores never fail, so a 5xx here could only be
-//! the hub mishandling input. Bodies, content types, path and query values
-//! are generated (proptest), for each kind of caller.
+//! Whatever a client sends, every API handler answers a success or a 4xx
+//! OperationOutcome, never a 5xx: the in-memory stores never fail, so a 5xx
+//! here could only be the hub mishandling input. Bodies, content types, path
+//! and query values are generated (proptest), for each kind of caller; then
+//! the classic hostile inputs (entity expansion, external entities, deep
+//! nesting, huge attributes, invalid UTF-8, duplicate JSON keys, numbers out
+//! of range) are sent by name, each beside the well-formed request it
+//! spoils, so that the refusal is shown to be the hostile part's doing.
 
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest, ApiGatewayProxyResponse,
 };
+use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
 use e2e_tests::api_request;
 use hub::EventType;
@@ -43,6 +48,7 @@ struct Stores {
     signer: HubSigner,
     stats: hub::memory::MemoryDeliveryStats,
     queues: hub::memory::MemoryQueues,
+    replays: hub::memory::MemoryReplayStore,
 }
 
 fn key_file(name: &str) -> Vec<u8> {
@@ -67,13 +73,14 @@ fn stores() -> Stores {
         signer: HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap(),
         stats: hub::memory::MemoryDeliveryStats::default(),
         queues: hub::memory::MemoryQueues::default(),
+        replays: hub::memory::MemoryReplayStore::default(),
     }
 }
 
-/// A caller holding every role and permission, so that input reaches every
-/// check past the role ones; and no caller at all.
-fn callers() -> Vec<Option<Caller>> {
-    let everything = Client {
+/// A client holding every role and permission, so that input reaches every
+/// check past the role ones.
+fn everything(subscriber_id: &str) -> Client {
+    Client {
         client_id: "everything".into(),
         ods_code: OdsCode::parse("A83627").unwrap(),
         roles: [Role::Publisher, Role::Subscriber, Role::Operator].into(),
@@ -81,10 +88,15 @@ fn callers() -> Vec<Option<Caller>> {
         enabled: true,
         publish_event_types: EventType::ALL.iter().copied().collect(),
         publish_for_ods: ["A83627".to_owned(), "RR8".to_owned(), "X26".to_owned()].into(),
-        subscriber_id: Some("9a830b79-90b0-4cd7-87fb-0862a75a6362".into()),
+        subscriber_id: Some(subscriber_id.into()),
         subscribe_explicit: true,
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
-    };
+    }
+}
+
+/// The client of every role; and no caller at all.
+fn callers() -> Vec<Option<Caller>> {
+    let everything = everything("9a830b79-90b0-4cd7-87fb-0862a75a6362");
     vec![Some(Caller::of(&everything)), None]
 }
 
@@ -120,13 +132,35 @@ fn request(
     request
 }
 
+fn body_text(response: &ApiGatewayProxyResponse) -> &str {
+    match &response.body {
+        Some(Body::Text(text)) => text,
+        _ => "",
+    }
+}
+
+/// A success, or a 4xx whose body is an OperationOutcome with an issue
+/// (in JSON, or in XML when the request asked for XML).
 fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
+    let status = response.status_code;
     assert!(
-        response.status_code < 500,
-        "{what} answered {}: {:?}",
-        response.status_code,
+        status < 500,
+        "{what} answered {status}: {:?}",
         response.body
     );
+    if status >= 400 {
+        let text = body_text(response);
+        let json_outcome = serde_json::from_str::<serde_json::Value>(text).is_ok_and(|outcome| {
+            outcome["resourceType"] == "OperationOutcome"
+                && outcome["issue"][0]["severity"].is_string()
+                && outcome["issue"][0]["code"].is_string()
+        });
+        let xml_outcome = text.contains("<OperationOutcome") && text.contains("<issue>");
+        assert!(
+            json_outcome || xml_outcome,
+            "{what} answered {status} without an OperationOutcome: {text:?}"
+        );
+    }
 }
 
 /// Every API handler, fed one request.
@@ -210,6 +244,19 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         (
             "redrive",
             lambda::redrive(&s.subscribers, &s.queues, &s.audit, request).await,
+        ),
+        (
+            "read child events",
+            lambda::read_child_events(&s.events, &s.subscriptions, &s.register, &s.audit, request)
+                .await,
+        ),
+        (
+            "start replay",
+            lambda::start_replay(&s.subscriptions, &s.replays, &s.audit, request).await,
+        ),
+        (
+            "read replay",
+            lambda::read_replay(&s.replays, &s.audit, request).await,
         ),
         (
             "token",
@@ -311,5 +358,538 @@ proptest! {
             prop_assert!(answer.is_ok());
             Ok(())
         })?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Named hostile inputs
+// ---------------------------------------------------------------------------
+
+/// The routes that read a body, each with a request the hub accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    PublishXml,
+    PublishJson,
+    RegisterClient,
+    Onboard,
+    ChangeSubscriber,
+    CreateSubscription,
+    StartReplay,
+}
+
+const JSON_ROUTES: [Route; 6] = [
+    Route::PublishJson,
+    Route::RegisterClient,
+    Route::Onboard,
+    Route::ChangeSubscriber,
+    Route::CreateSubscription,
+    Route::StartReplay,
+];
+
+/// In-memory stores holding an onboarded subscriber with one subscription,
+/// and a caller of every role that is that subscriber.
+struct Bench {
+    stores: Stores,
+    caller: Caller,
+    subscriber_id: String,
+    subscription_id: String,
+    /// Each registration and onboarding needs a client id of its own.
+    next_client: std::cell::Cell<u32>,
+}
+
+impl Bench {
+    async fn new() -> Self {
+        let stores = stores();
+        let operator = Caller::of(&everything("9a830b79-90b0-4cd7-87fb-0862a75a6362"));
+        let mut bench = Bench {
+            stores,
+            caller: operator,
+            subscriber_id: String::new(),
+            subscription_id: String::new(),
+            next_client: std::cell::Cell::new(0),
+        };
+        let onboarded = bench
+            .send(Route::Onboard, bench.good_body(Route::Onboard))
+            .await;
+        assert_eq!(onboarded.status_code, 201, "{:?}", onboarded.body);
+        let answer: serde_json::Value = serde_json::from_str(body_text(&onboarded)).unwrap();
+        bench.subscriber_id = answer["id"].as_str().unwrap().to_owned();
+        bench.caller = Caller::of(&everything(&bench.subscriber_id));
+        let created = bench
+            .send(
+                Route::CreateSubscription,
+                bench.good_body(Route::CreateSubscription),
+            )
+            .await;
+        assert_eq!(created.status_code, 201, "{:?}", created.body);
+        let resource: serde_json::Value = serde_json::from_str(body_text(&created)).unwrap();
+        bench.subscription_id = resource["id"].as_str().unwrap().to_owned();
+        bench
+    }
+
+    /// A client id not yet used, registered in the store unless the route
+    /// is the registration itself.
+    async fn fresh_client(&self, registered: bool) -> String {
+        let number = self.next_client.get() + 1;
+        self.next_client.set(number);
+        let client_id = format!("hostile-{number}");
+        if registered {
+            let registration = registration(&client_id).into_bytes();
+            let response = self.send_as_is(Route::RegisterClient, registration).await;
+            assert_eq!(response.status_code, 201, "{:?}", response.body);
+        }
+        client_id
+    }
+
+    /// A well-formed body for the route: the one the hostile variants spoil.
+    fn good_body(&self, route: Route) -> Vec<u8> {
+        let text = match route {
+            Route::PublishXml => e2e_tests::fixture("nems/vaccinations-1-new.xml"),
+            // The XML message's, under another message id: the hub refuses
+            // a second body under an id it has accepted.
+            Route::PublishJson => e2e_tests::fixture("nems-json/vaccinations-1-new.json")
+                .replace(MESSAGE_ID, "0d6b4a52-3b5e-4a8e-9f3c-7d2e1c9b8a01"),
+            // The client id is filled in when sent (see `send`).
+            Route::RegisterClient => registration("CLIENT-ID"),
+            Route::Onboard => serde_json::json!({
+                "clientId": "CLIENT-ID",
+                "odsCode": "A83627",
+                "name": "Silverdale Family Practice",
+                "eventTypes": ["vaccinations-1"],
+            })
+            .to_string(),
+            Route::ChangeSubscriber => {
+                serde_json::json!({"eventTypes": ["vaccinations-1", "nipe-outcome-1"]}).to_string()
+            }
+            Route::CreateSubscription => {
+                e2e_tests::fixture("subscriptions/explicit-vaccinations.json")
+                    .replace("REPLACE-WITH-SUBSCRIBER-ID", &self.subscriber_id)
+            }
+            Route::StartReplay => serde_json::json!({
+                "resourceType": "Parameters",
+                "parameter": [{"name": "since", "valueDate": "2020-01-01"}],
+            })
+            .to_string(),
+        };
+        text.into_bytes()
+    }
+
+    /// Sends the body, with a fresh client id in place of CLIENT-ID.
+    async fn send(&self, route: Route, body: Vec<u8>) -> ApiGatewayProxyResponse {
+        const PLACEHOLDER: &[u8] = b"CLIENT-ID";
+        // Bytes, not text: the body may be meant not to be UTF-8.
+        let body = match body
+            .windows(PLACEHOLDER.len())
+            .position(|w| w == PLACEHOLDER)
+        {
+            Some(at) => {
+                let client_id = self.fresh_client(route == Route::Onboard).await;
+                let mut replaced = body;
+                replaced.splice(at..at + PLACEHOLDER.len(), client_id.bytes());
+                replaced
+            }
+            None => body,
+        };
+        self.send_as_is(route, body).await
+    }
+
+    async fn send_as_is(&self, route: Route, body: Vec<u8>) -> ApiGatewayProxyResponse {
+        let content_type = match route {
+            Route::PublishXml => "application/fhir+xml",
+            Route::PublishJson | Route::CreateSubscription | Route::StartReplay => {
+                "application/fhir+json"
+            }
+            Route::RegisterClient | Route::Onboard | Route::ChangeSubscriber => "application/json",
+        };
+        let path: &[(&str, &str)] = match route {
+            Route::ChangeSubscriber => &[("id", &self.subscriber_id)],
+            Route::StartReplay => &[("id", &self.subscription_id)],
+            _ => &[],
+        };
+        let mut request = api_request(Some(&self.caller), content_type, None, path);
+        // Refusals in JSON, whatever the body's encoding, to read them here.
+        request
+            .headers
+            .insert("accept", HeaderValue::from_static("application/fhir+json"));
+        match String::from_utf8(body) {
+            Ok(text) => request.body = Some(text),
+            Err(bytes) => {
+                // Only base64 carries bytes that are not UTF-8 through API Gateway.
+                use base64::Engine as _;
+                request.body =
+                    Some(base64::engine::general_purpose::STANDARD.encode(bytes.into_bytes()));
+                request.is_base64_encoded = true;
+            }
+        }
+        let s = &self.stores;
+        match route {
+            Route::PublishXml | Route::PublishJson => {
+                lambda::publish(
+                    &s.events,
+                    &s.audit,
+                    &s.register,
+                    EventType::Vaccinations,
+                    &request,
+                )
+                .await
+            }
+            Route::RegisterClient => lambda::register_client(&s.clients, &s.audit, &request).await,
+            Route::Onboard => {
+                lambda::onboard(
+                    &s.subscribers,
+                    &s.provisioner,
+                    &s.clients,
+                    &s.audit,
+                    &request,
+                )
+                .await
+            }
+            Route::ChangeSubscriber => {
+                lambda::change_subscriber(
+                    &s.subscribers,
+                    &s.subscriptions,
+                    &s.provisioner,
+                    &s.audit,
+                    &request,
+                )
+                .await
+            }
+            Route::CreateSubscription => {
+                lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, &request)
+                    .await
+            }
+            Route::StartReplay => {
+                lambda::start_replay(&s.subscriptions, &s.replays, &s.audit, &request).await
+            }
+        }
+    }
+
+    /// The route accepts its well-formed body and refuses the hostile one
+    /// with a 4xx OperationOutcome (`status` when given); the outcome's
+    /// diagnostics are returned.
+    async fn refuses(
+        &self,
+        route: Route,
+        what: &str,
+        hostile: Vec<u8>,
+        status: Option<i64>,
+    ) -> String {
+        let good = self.send(route, self.good_body(route)).await;
+        assert!(
+            (200..300).contains(&good.status_code),
+            "{route:?} refused its well-formed body: {} {:?}",
+            good.status_code,
+            good.body
+        );
+        let started = std::time::Instant::now();
+        let answer = self.send(route, hostile).await;
+        let what = format!("{route:?} with {what}");
+        assert_not_5xx(&what, &answer);
+        assert!(
+            (400..500).contains(&answer.status_code),
+            "{what} was accepted: {} {:?}",
+            answer.status_code,
+            answer.body
+        );
+        if let Some(status) = status {
+            assert_eq!(answer.status_code, status, "{what}: {:?}", answer.body);
+        }
+        // Generous for a debug build on a busy machine; a body that makes a
+        // reader do work out of proportion to its size takes far longer.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+        let outcome: serde_json::Value = serde_json::from_str(body_text(&answer)).unwrap();
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// The MessageHeader id of events/nems/vaccinations-1-new.xml.
+const MESSAGE_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
+
+fn registration(client_id: &str) -> String {
+    serde_json::json!({
+        "clientId": client_id,
+        "odsCode": "A83627",
+        "roles": ["subscriber"],
+        "keys": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+        "subscribeExplicit": true,
+    })
+    .to_string()
+}
+
+/// The well-formed XML message with text put right after its root's start tag.
+fn xml_with(inside_root: &str) -> Vec<u8> {
+    let message = e2e_tests::fixture("nems/vaccinations-1-new.xml");
+    let root = message.find("<Bundle").unwrap();
+    let end = root + message[root..].find('>').unwrap() + 1;
+    format!("{}{inside_root}{}", &message[..end], &message[end..]).into_bytes()
+}
+
+/// The well-formed XML message with a document type declaration.
+fn xml_with_doctype(doctype: &str) -> Vec<u8> {
+    let message = e2e_tests::fixture("nems/vaccinations-1-new.xml");
+    let root = message.find("<Bundle").unwrap();
+    format!("{}{doctype}{}", &message[..root], &message[root..]).into_bytes()
+}
+
+/// The body with a member put first in its outermost JSON object.
+fn json_with_member(body: &[u8], member: &str) -> Vec<u8> {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let open = text.find('{').unwrap();
+    format!("{}{{{member},{}", &text[..open], &text[open + 1..]).into_bytes()
+}
+
+#[tokio::test]
+async fn xml_entity_expansion_and_external_entities_are_refused() {
+    let bench = Bench::new().await;
+    let laughs = (1..10)
+        .map(|n| {
+            format!(
+                r#"<!ENTITY lol{n} "{}">"#,
+                format!("&lol{};", n - 1).repeat(10)
+            )
+        })
+        .collect::<String>();
+    let billion_laughs = format!(r#"<!DOCTYPE Bundle [<!ENTITY lol0 "lol">{laughs}]>"#);
+    let mut cases = vec![
+        (
+            "entity expansion (billion laughs)",
+            xml_with_doctype(&billion_laughs),
+        ),
+        (
+            "an external entity",
+            xml_with_doctype(r#"<!DOCTYPE Bundle [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>"#),
+        ),
+        (
+            "an external parameter entity",
+            xml_with_doctype(
+                r#"<!DOCTYPE Bundle [<!ENTITY % remote SYSTEM "http://127.0.0.1:1/x.dtd"> %remote;]>"#,
+            ),
+        ),
+        (
+            "an external DTD",
+            xml_with_doctype(r#"<!DOCTYPE Bundle SYSTEM "http://127.0.0.1:1/x.dtd">"#),
+        ),
+    ];
+    // Without a declaration, a reference to an entity is an unknown one.
+    let message = String::from_utf8(xml_with("")).unwrap();
+    let first_value = message.find("value=\"").unwrap() + "value=\"".len();
+    let mut undeclared = message.clone();
+    undeclared.insert_str(first_value, "&lol9;");
+    cases.push(("an undeclared entity", undeclared.into_bytes()));
+    for (what, body) in cases {
+        let diagnostics = bench
+            .refuses(Route::PublishXml, what, body, Some(400))
+            .await;
+        assert!(!diagnostics.is_empty(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn deep_nesting_is_refused_in_every_body() {
+    let bench = Bench::new().await;
+    let xml = xml_with(&format!(
+        "{}{}",
+        "<extension>".repeat(5_000),
+        "</extension>".repeat(5_000)
+    ));
+    bench
+        .refuses(Route::PublishXml, "XML 5 000 levels deep", xml, Some(400))
+        .await;
+    // Within the operator APIs' 16 KiB body limit.
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(1_000), "}".repeat(1_000));
+    let arrays = format!("{}1{}", "[".repeat(2_000), "]".repeat(2_000));
+    for route in JSON_ROUTES {
+        let good = bench.good_body(route);
+        for (what, member) in [
+            ("an object 1 000 levels deep", format!(r#""deep":{deep}"#)),
+            ("arrays 2 000 levels deep", format!(r#""deep":{arrays}"#)),
+        ] {
+            let body = json_with_member(&good, &member);
+            bench.refuses(route, what, body, None).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn huge_attributes_are_refused() {
+    let bench = Bench::new().await;
+    // In the message id, an attribute the hub reads: within the payload
+    // limit it is refused by its format, beyond it by its size.
+    let message = String::from_utf8(xml_with("")).unwrap();
+    let id_value = message.find(MESSAGE_ID).unwrap();
+    for (what, size, status) in [
+        ("a 150 KiB attribute", 150 * 1024, None),
+        ("a 1 MiB attribute", 1024 * 1024, Some(413)),
+    ] {
+        let mut body = message.clone();
+        body.insert_str(id_value, &"a".repeat(size));
+        bench
+            .refuses(Route::PublishXml, what, body.into_bytes(), status)
+            .await;
+    }
+    let mut many = String::new();
+    for n in 0..10_000 {
+        many.push_str(&format!(" a{n}=\"x\""));
+    }
+    let mut body = message.clone();
+    body.insert_str(id_value - "value=\"".len() - 1, &many);
+    bench
+        .refuses(
+            Route::PublishXml,
+            "10 000 attributes",
+            body.into_bytes(),
+            None,
+        )
+        .await;
+    let mut name = message.clone();
+    name.insert_str(
+        id_value - "value=\"".len() - 1,
+        &format!(" {}=\"x\"", "n".repeat(100_000)),
+    );
+    bench
+        .refuses(
+            Route::PublishXml,
+            "a 100 KB attribute name",
+            name.into_bytes(),
+            None,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_in_every_body() {
+    let bench = Bench::new().await;
+    let mut routes = vec![Route::PublishXml];
+    routes.extend(JSON_ROUTES);
+    for route in routes {
+        let good = bench.good_body(route);
+        let middle = good.len() / 2;
+        for (what, bytes) in [
+            ("a stray continuation byte", &[0x80][..]),
+            ("a truncated sequence", &[0xC3, 0x28][..]),
+            ("an overlong '<'", &[0xC0, 0xBC][..]),
+            ("a UTF-16 surrogate", &[0xED, 0xA0, 0x80][..]),
+            ("0xFF", &[0xFF][..]),
+        ] {
+            let mut body = good.clone();
+            body.splice(middle..middle, bytes.iter().copied());
+            bench.refuses(route, what, body, Some(400)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn duplicate_json_keys_are_refused_in_every_body() {
+    let bench = Bench::new().await;
+    for route in JSON_ROUTES {
+        let good = String::from_utf8(bench.good_body(route)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&good).unwrap();
+        // The outermost object's first key, given again with another value.
+        let (key, _) = value.as_object().unwrap().iter().next().unwrap();
+        let top = json_with_member(good.as_bytes(), &format!(r#""{key}":"other""#));
+        let diagnostics = bench
+            .refuses(route, "a duplicate top-level key", top, Some(400))
+            .await;
+        assert!(
+            diagnostics.contains("duplicate"),
+            "{route:?}: {diagnostics}"
+        );
+    }
+    // A duplicate deeper down: in a Bundle entry, a JWK, a Parameters entry.
+    let nested = [
+        (
+            Route::PublishJson,
+            r#""fullUrl":"#,
+            r#""fullUrl":"urn:uuid:1","#,
+        ),
+        (Route::RegisterClient, r#""kid":"#, r#""kid":"other","#),
+        (
+            Route::StartReplay,
+            r#""valueDate":"#,
+            r#""valueDate":"2021-01-01","#,
+        ),
+        (
+            Route::CreateSubscription,
+            r#""type":"#,
+            r#""type":"rest-hook","#,
+        ),
+    ];
+    for (route, before, duplicate) in nested {
+        let good = String::from_utf8(bench.good_body(route)).unwrap();
+        let at = good
+            .find(before)
+            .unwrap_or_else(|| panic!("{route:?}: {before}"));
+        let body = format!("{}{duplicate}{}", &good[..at], &good[at..]);
+        let diagnostics = bench
+            .refuses(
+                route,
+                "a duplicate nested key",
+                body.into_bytes(),
+                Some(400),
+            )
+            .await;
+        assert!(
+            diagnostics.contains("duplicate"),
+            "{route:?}: {diagnostics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn numbers_out_of_range_are_refused_in_every_body() {
+    let bench = Bench::new().await;
+    for route in JSON_ROUTES {
+        let good = bench.good_body(route);
+        for number in ["1e400", "-1e400", &format!("1{}", "0".repeat(400))] {
+            let body = json_with_member(&good, &format!(r#""number":{number}"#));
+            bench.refuses(route, number, body, Some(400)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_numbers_out_of_range_are_refused() {
+    let stores = stores();
+    let caller = Caller::of(&everything("9a830b79-90b0-4cd7-87fb-0862a75a6362"));
+    for value in [
+        "99999999999999999999999",
+        "1e400",
+        "-1",
+        "18446744073709551616",
+        "NaN",
+    ] {
+        for name in ["_count", "_page"] {
+            let mut request = api_request(Some(&caller), "application/fhir+json", None, &[]);
+            request.query_string_parameters =
+                HashMap::from([(name.to_owned(), value.to_owned())]).into();
+            for (what, response) in [
+                (
+                    "list subscriptions",
+                    lambda::list_subscriptions(&stores.subscriptions, &stores.audit, &request)
+                        .await,
+                ),
+                (
+                    "read audit",
+                    lambda::read_audit(&stores.audit, &request).await,
+                ),
+            ] {
+                let what = format!("{what} with {name}={value}");
+                assert_not_5xx(&what, &response);
+                // A page token is opaque: one the hub never issued may be
+                // refused or read as past the end, never a failure.
+                if name == "_count" {
+                    assert_eq!(response.status_code, 400, "{what}: {:?}", response.body);
+                }
+            }
+        }
     }
 }

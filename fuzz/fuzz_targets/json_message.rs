@@ -1,0 +1,9 @@
+//! An event message in JSON, as a publisher POSTs it.
+#![no_main]
+
+mod message;
+
+use hub::Encoding;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| message::publish_body(data, Encoding::Json));
