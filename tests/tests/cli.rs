@@ -537,9 +537,11 @@ async fn hub_publish_sends_a_folder_and_sums_up_what_the_hub_made_of_it() {
         stderr(&run)
     );
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("a JSON summary");
-    assert_eq!(summary["accepted"], count, "{summary:#}");
+    // One of NHS Digital's examples is refused as published: its routing
+    // NHS number fails the check digit (events/derived has it corrected).
+    assert_eq!(summary["accepted"], count - 1, "{summary:#}");
     assert_eq!(summary["duplicate"], 1, "{summary:#}");
-    assert_eq!(summary["rejected"], 2, "{summary:#}");
+    assert_eq!(summary["rejected"], 3, "{summary:#}");
     let files = summary["files"].as_array().expect("files");
     assert_eq!(files.len(), count + 3, "notes.txt is not a message file");
     let by_name = |name: &str| {
@@ -549,6 +551,14 @@ async fn hub_publish_sends_a_folder_and_sums_up_what_the_hub_made_of_it() {
             .unwrap_or_else(|| panic!("{name} in {summary:#}"))
     };
     assert_eq!(by_name("again.xml")["status"], 200);
+    let birth = by_name("BirthNotificationWithMother.xml");
+    assert_eq!(birth["status"], 422, "{birth}");
+    assert!(
+        birth["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("check digit") && r.contains("nhsNumber")),
+        "{birth}"
+    );
     let document = by_name("document.xml");
     assert_eq!(document["eventType"], "vaccinations-1");
     assert!(
@@ -586,7 +596,7 @@ async fn hub_publish_sends_a_folder_and_sums_up_what_the_hub_made_of_it() {
     );
     assert_eq!(
         text.lines().filter(|l| l.starts_with("duplicate")).count(),
-        count + 1,
+        count,
         "{text}"
     );
     assert!(
@@ -598,8 +608,8 @@ async fn hub_publish_sends_a_folder_and_sums_up_what_the_hub_made_of_it() {
         last.split_whitespace().collect::<Vec<_>>(),
         [
             "0".to_owned(),
-            (count + 1).to_string(),
-            "2".into(),
+            count.to_string(),
+            "3".into(),
             (count + 3).to_string()
         ],
         "{text}"
@@ -843,8 +853,8 @@ async fn an_operator_onboards_reads_and_offboards_with_the_cli() {
     assert!(run.status.success(), "{}", stderr(&run));
     let redrive: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
     assert_eq!(
-        (redrive["moved"].as_u64(), redrive["remaining"].as_u64()),
-        (Some(0), Some(0))
+        (redrive["moved"].as_u64(), redrive["remaining"].as_bool()),
+        (Some(0), Some(false))
     );
 
     // Something to read: a published example, its child, its audit.

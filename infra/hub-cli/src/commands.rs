@@ -23,6 +23,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 #[derive(Debug, Subcommand)]
 pub enum Subscriptions {
     /// Create a subscription from a criteria string (docs/subscriptions.md)
+    ///
+    /// Prints the new subscription's id (with --json, the subscription).
     #[command(
         after_help = "Example:\n  hub --profile local-subscriber-1 subscriptions create \\\n    \
         --criteria '/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1&tag=gp-care'"
@@ -303,11 +305,9 @@ pub async fn run(command: Command, hub: &HubClient, settings: &Settings, json: b
             let answer = hub
                 .call(Method::GET, &path, None, &[StatusCode::OK])
                 .await?;
-            // The message exactly as published, whatever --json says.
+            // The message exactly as published, whatever --json says, byte
+            // for byte (no newline added), so that `> file` keeps it whole.
             write!(out, "{}", answer.body)?;
-            if !answer.body.ends_with('\n') {
-                writeln!(out)?;
-            }
         }
         Command::Children(args) => children(args, hub, json, colours).await?,
         Command::Audit(args) => audit(args, hub, json, colours).await?,
@@ -435,16 +435,26 @@ async fn subscriptions(
             if let Some(end) = &args.end {
                 resource["end"] = json!(end);
             }
+            let body = Body {
+                content_type: "application/fhir+json",
+                text: resource.to_string(),
+            };
             let answer = hub
-                .json(
+                .call(
                     Method::POST,
                     "/Subscription",
-                    Some(&resource),
+                    Some(body),
                     &[StatusCode::CREATED],
                 )
-                .await?;
-            let id = text(&answer["id"]);
-            finish(out, json, &answer, &format!("subscription {id} created"))?;
+                .await?
+                .json("POST /Subscription")?;
+            if json {
+                writeln!(out, "{answer:#}")?;
+            } else {
+                // The id alone on stdout, for `SUB=$(hub subscriptions create ...)`.
+                writeln!(out, "{}", text(&answer["id"]))?;
+                eprintln!("subscription created ({})", text(&answer["status"]));
+            }
         }
         Subscriptions::List => {
             let mut entries = Vec::new();
@@ -887,9 +897,13 @@ async fn subscribers(
                 json,
                 &answer,
                 &format!(
-                    "{} moved back to the queue, {} left on the dead-letter queue",
+                    "{} moved back to the queue; {}",
                     text(&answer["moved"]),
-                    text(&answer["remaining"])
+                    if answer["remaining"] == true {
+                        "more remain on the dead-letter queue (run it again)"
+                    } else {
+                        "the dead-letter queue is empty"
+                    }
                 ),
             )?;
         }
