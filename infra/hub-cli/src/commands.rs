@@ -383,9 +383,16 @@ fn show(out: &mut impl Write, value: &Value, json: bool, colours: Colours) -> io
     let width = object.keys().map(|key| key.len()).max().unwrap_or(0);
     for (key, value) in object {
         let text = match value {
-            Value::String(text) => text.clone(),
-            Value::Null => "-".to_owned(),
-            other => other.to_string(),
+            // A register fact: its value, when and by which event it changed.
+            Value::Object(fact) if fact.contains_key("value") && fact.contains_key("changedAt") => {
+                format!(
+                    "{}  (since {}, by {})",
+                    text(&value["value"]),
+                    text(&value["changedAt"]),
+                    text(&value["byEvent"])
+                )
+            }
+            other => text(other),
         };
         let label = format!("{key:<width$}");
         writeln!(out, "{}  {text}", colours.bold(&label))?;
