@@ -1,9 +1,13 @@
-//! The `hub` command line (infra/hub-cli) end to end: `hub poll` reads a
-//! subscriber's queue of the local stack with the subscriber's own AWS
-//! credentials (the emulator's), shows, saves and deletes deliveries; and
-//! the subscriber library's poller deletes only what its handler took.
+//! The `hub` command line (infra/hub-cli) end to end, through the real
+//! binary against the local stack: `hub poll` reads a subscriber's queue
+//! with the subscriber's own AWS credentials (the emulator's), shows, saves
+//! and deletes deliveries; publishers publish folders; subscribers manage
+//! subscriptions and replays; operators onboard, read and redrive, each
+//! through the profiles `hub-local run` writes. The subscriber library's
+//! poller deletes only what its handler took. Every command's `--help`
+//! works.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -30,17 +34,34 @@ fn hub_binary() -> PathBuf {
 
 /// Runs `hub` as a subscriber would, with AWS credentials and region in the
 /// environment and AWS_ENDPOINT_URL at the emulator; nothing of the
-/// developer's own AWS set-up reaches it.
+/// developer's own AWS or hub set-up reaches it.
 async fn run_hub(endpoint: Option<&str>, args: &[&str]) -> Output {
+    run_with_config(None, endpoint, args).await
+}
+
+/// Runs `hub --profile PROFILE ARGS` with the profiles the hub wrote.
+async fn run_as(hub: &Hub, profile: &str, args: &[&str]) -> Output {
+    let config = hub.state_dir.join("config.toml");
+    let mut all = vec!["--profile", profile];
+    all.extend_from_slice(args);
+    run_with_config(Some(&config), None, &all).await
+}
+
+async fn run_with_config(config: Option<&Path>, endpoint: Option<&str>, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(hub_binary());
     command.args(args);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AWS_") || name == "NO_COLOR" {
+        let text = name.to_string_lossy();
+        if text.starts_with("AWS_") || text.starts_with("HUB_") || name == "NO_COLOR" {
             command.env_remove(name);
         }
     }
     let nowhere = std::env::temp_dir().join("hub-cli-e2e-no-aws-files");
     command
+        .env(
+            "HUB_CONFIG",
+            config.map_or_else(|| nowhere.join("hub.toml"), Path::to_path_buf),
+        )
         .env("AWS_CONFIG_FILE", nowhere.join("config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", nowhere.join("credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true");
@@ -252,11 +273,15 @@ async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
     }
     assert!(stdout(&run_hub(None, &["poll", "--help"]).await).contains("--queue-url <URL>"));
 
-    // A usage error: exit status 2, and the usage.
+    // No queue anywhere: one line naming the three ways to give it.
     let run = run_hub(None, &["poll"]).await;
-    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    assert!(stderr(&run).contains("--queue-url"), "{}", stderr(&run));
-    assert!(stderr(&run).contains("Usage: hub poll"), "{}", stderr(&run));
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).starts_with("hub: no queue_url: give --queue-url, set HUB_QUEUE_URL, or set queue_url in a profile of "),
+        "{}",
+        stderr(&run)
+    );
+    // A usage error: exit status 2, and the usage.
     let run = run_hub(None, &["poll", "--queue-url", "my-queue"]).await;
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(stderr(&run).contains("not a queue URL"), "{}", stderr(&run));
@@ -400,4 +425,486 @@ async fn the_poller_deletes_a_message_only_once_its_handler_took_it() {
         "{outcomes:?}"
     );
     assert_eq!(queue_depth(&sqs, &queue_url).await, 1);
+}
+
+/// The subcommands a `--help` lists under "Commands:" (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| line.trim() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_explains_itself() {
+    let mut pending = vec![Vec::<String>::new()];
+    let mut seen = Vec::new();
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let run = run_hub(None, &args).await;
+        assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+        let help = stdout(&run);
+        let usage = format!("Usage: hub {}", path.join(" "));
+        assert!(help.contains(usage.trim_end()), "{args:?}: {help}");
+        for name in subcommands(&help) {
+            let mut child = path.clone();
+            child.push(name);
+            pending.push(child);
+        }
+        seen.push(path.join(" "));
+    }
+    for command in [
+        "token",
+        "publish",
+        "subscriptions create",
+        "subscriptions list",
+        "subscriptions delete",
+        "poll",
+        "replay",
+        "replays",
+        "events",
+        "children",
+        "audit",
+        "clients register",
+        "clients disable",
+        "subscribers onboard",
+        "subscribers offboard",
+        "subscribers status",
+        "subscribers redrive",
+        "subscribers update",
+        "reference load",
+        "config",
+    ] {
+        assert!(seen.iter().any(|s| s == command), "{command} in {seen:?}");
+    }
+}
+
+/// The repository's folder of the NEMS example messages.
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/nems")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_publish_sends_a_folder_and_sums_up_what_the_hub_made_of_it() {
+    let hub = Hub::start().await;
+    let examples = examples();
+    let count = std::fs::read_dir(&examples)
+        .expect("the examples")
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "xml"))
+        .count();
+    assert!(count >= 19, "{count} examples");
+
+    // Beside them: one example again (a duplicate), one the hub refuses,
+    // one with no event type (never sent) and a file that is not a message.
+    let extra = std::env::temp_dir().join(format!("hub-cli-e2e-{}-publish", std::process::id()));
+    let _ = std::fs::remove_dir_all(&extra);
+    std::fs::create_dir_all(&extra).expect("a folder");
+    let vaccination = fixture("nems/vaccinations-1-new.xml");
+    std::fs::write(extra.join("again.xml"), &vaccination).expect("a file");
+    let document = vaccination
+        .replacen("<type value=\"message\"/>", "<type value=\"document\"/>", 1)
+        .replacen(VACCINATION_NEW, "0e6c1bd4-3b56-4ae5-b1a5-0f0f0f0f0f0f", 1);
+    std::fs::write(extra.join("document.xml"), document).expect("a file");
+    std::fs::write(
+        extra.join("no-header.json"),
+        r#"{"resourceType":"Bundle","type":"message"}"#,
+    )
+    .expect("a file");
+    std::fs::write(
+        extra.join("notes.txt"),
+        "not published: neither .xml nor .json",
+    )
+    .expect("a file");
+    let examples_text = examples.to_string_lossy().into_owned();
+    let extra_text = extra.to_string_lossy().into_owned();
+
+    let run = run_as(
+        &hub,
+        "local-publisher",
+        &["--json", "publish", &examples_text, &extra_text],
+    )
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "a rejection fails the run: {}",
+        stderr(&run)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("a JSON summary");
+    // One of NHS Digital's examples is refused as published: its routing
+    // NHS number fails the check digit (events/derived has it corrected).
+    assert_eq!(summary["accepted"], count - 1, "{summary:#}");
+    assert_eq!(summary["duplicate"], 1, "{summary:#}");
+    assert_eq!(summary["rejected"], 3, "{summary:#}");
+    let files = summary["files"].as_array().expect("files");
+    assert_eq!(files.len(), count + 3, "notes.txt is not a message file");
+    let by_name = |name: &str| {
+        files
+            .iter()
+            .find(|file| file["file"].as_str().is_some_and(|f| f.ends_with(name)))
+            .unwrap_or_else(|| panic!("{name} in {summary:#}"))
+    };
+    assert_eq!(by_name("again.xml")["status"], 200);
+    let birth = by_name("BirthNotificationWithMother.xml");
+    assert_eq!(birth["status"], 422, "{birth}");
+    assert!(
+        birth["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("check digit") && r.contains("nhsNumber")),
+        "{birth}"
+    );
+    let document = by_name("document.xml");
+    assert_eq!(document["eventType"], "vaccinations-1");
+    assert!(
+        document["status"]
+            .as_u64()
+            .is_some_and(|s| (400..500).contains(&s)),
+        "{document}"
+    );
+    assert!(
+        document["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("Bundle.type")),
+        "the OperationOutcome names the field: {document}"
+    );
+    let no_header = by_name("no-header.json");
+    assert_eq!(no_header["status"], serde_json::Value::Null, "never sent");
+    assert!(
+        no_header["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no event type"))
+    );
+
+    // Again, as a table: everything is a duplicate now, the rejections stay.
+    let run = run_as(
+        &hub,
+        "local-publisher",
+        &["publish", &examples_text, &extra_text],
+    )
+    .await;
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let text = stdout(&run);
+    assert!(
+        !text.contains('\x1b'),
+        "no colours off a terminal: {text:?}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("duplicate")).count(),
+        count,
+        "{text}"
+    );
+    assert!(
+        text.contains("    "),
+        "reasons indented under their file: {text}"
+    );
+    let last = text.lines().last().expect("a summary row");
+    assert_eq!(
+        last.split_whitespace().collect::<Vec<_>>(),
+        [
+            "0".to_owned(),
+            count.to_string(),
+            "3".into(),
+            (count + 3).to_string()
+        ],
+        "{text}"
+    );
+
+    // Only good files: success.
+    let good = examples.join("vaccinations-1-new.xml");
+    let run = run_as(
+        &hub,
+        "local-publisher",
+        &["publish", &good.to_string_lossy()],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let _ = std::fs::remove_dir_all(&extra);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_subscribes_polls_replays_and_unsubscribes_with_the_cli() {
+    let hub = Hub::start().await;
+    let gp = "local-subscriber-1";
+    let criteria = format!(
+        "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{PATIENT}&MessageHeader.event=vaccinations-1&tag=gp-care"
+    );
+    let run = run_as(
+        &hub,
+        gp,
+        &["--json", "subscriptions", "create", "--criteria", &criteria],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let created: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    let subscription = created["id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["status"], "active");
+
+    let run = run_as(&hub, gp, &["subscriptions", "list"]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let table = stdout(&run);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&subscription) && l.contains("active")),
+        "{table}"
+    );
+
+    let example = examples().join("vaccinations-1-new.xml");
+    let run = run_as(
+        &hub,
+        "local-publisher",
+        &["publish", &example.to_string_lossy()],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    // The profile names the queue and the emulator: nothing else to give.
+    let run = run_as(
+        &hub,
+        gp,
+        &["--json", "poll", "--ack", "--max", "1", "--wait", "20"],
+    )
+    .await;
+    let lines = json_lines(&run);
+    assert_eq!(lines.len(), 1, "{}", stdout(&run));
+    assert_eq!(lines[0]["eventId"], VACCINATION_NEW);
+    assert_eq!(lines[0]["subscriptions"][0]["id"], subscription.as_str());
+    assert!(lines[0].get("replay").is_none());
+
+    let run = run_as(
+        &hub,
+        gp,
+        &[
+            "--json",
+            "replay",
+            &subscription,
+            "--since",
+            "2000-01-01",
+            "--follow",
+            "--timeout",
+            "60",
+        ],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let job: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(job["status"], "completed", "{job:#}");
+    assert_eq!(job["delivered"], 1, "{job:#}");
+    let replay = job["id"].as_str().expect("a replay id").to_owned();
+
+    let run = run_as(&hub, gp, &["replays", &replay]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run)
+            .lines()
+            .any(|l| l.starts_with("status") && l.ends_with("completed")),
+        "{}",
+        stdout(&run)
+    );
+
+    let run = run_as(&hub, gp, &["poll", "--ack", "--max", "1", "--wait", "20"]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains(&format!("replay={replay}")),
+        "{}",
+        stdout(&run)
+    );
+
+    let run = run_as(&hub, gp, &["subscriptions", "delete", &subscription]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        stdout(&run).trim(),
+        format!("subscription {subscription} deleted")
+    );
+    let run = run_as(&hub, gp, &["--json", "subscriptions", "list"]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let list: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(list, serde_json::json!([]));
+
+    // A refusal: one line with the OperationOutcome's reason, exit 1.
+    let run = run_as(
+        &hub,
+        gp,
+        &[
+            "subscriptions",
+            "create",
+            "--criteria",
+            "/Bundle?type=message",
+        ],
+    )
+    .await;
+    assert_eq!(run.status.code(), Some(1));
+    let error = stderr(&run);
+    assert!(
+        error.starts_with("hub: the hub refused POST /Subscription (4"),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_onboards_reads_and_offboards_with_the_cli() {
+    let hub = Hub::start().await;
+    let operator = "local-operator";
+
+    let run = run_as(&hub, operator, &["token"]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let token = stdout(&run).trim().to_owned();
+    let response = hub
+        .request(
+            reqwest::Method::GET,
+            &format!("/audit?patient={PATIENT}"),
+            &token,
+        )
+        .send()
+        .await
+        .expect("GET /audit");
+    assert_eq!(response.status(), 200, "the printed token works");
+
+    // A new subscriber client, registered from a file, then onboarded.
+    let client_id = format!("cli-subscriber-{}", std::process::id());
+    let jwk = hub::auth::public_jwk(
+        &e2e_tests::test_key(),
+        jsonwebtoken::Algorithm::ES256,
+        "k-1",
+    )
+    .expect("a JWK");
+    let registration = serde_json::json!({
+        "clientId": client_id,
+        "odsCode": "Y12345",
+        "roles": ["subscriber"],
+        "keys": {"keys": [jwk]},
+        "subscribeExplicit": true,
+    });
+    let file = std::env::temp_dir().join(format!("{client_id}.json"));
+    std::fs::write(&file, registration.to_string()).expect("a registration file");
+    let run = run_as(
+        &hub,
+        operator,
+        &["clients", "register", &file.to_string_lossy()],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(stdout(&run).trim(), format!("{client_id}: registered"));
+    let _ = std::fs::remove_file(&file);
+
+    let run = run_as(
+        &hub,
+        operator,
+        &[
+            "--json",
+            "subscribers",
+            "onboard",
+            "--client",
+            &client_id,
+            "--ods",
+            "Y12345",
+            "--name",
+            "CLI test team",
+            "--event-types",
+            "vaccinations-1,newborn-hearing-1",
+        ],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let onboarded: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    let subscriber = onboarded["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        onboarded["eventTypes"],
+        serde_json::json!(["newborn-hearing-1", "vaccinations-1"])
+    );
+
+    let run = run_as(
+        &hub,
+        operator,
+        &[
+            "--json",
+            "subscribers",
+            "update",
+            &subscriber,
+            "--event-types",
+            "vaccinations-1",
+        ],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let changed: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(changed["eventTypes"], serde_json::json!(["vaccinations-1"]));
+
+    let run = run_as(&hub, operator, &["subscribers", "status", &subscriber]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let status = stdout(&run);
+    assert!(status.contains("dead-letter queue  0 waiting"), "{status}");
+    assert!(status.contains("EVENT TYPE"), "{status}");
+
+    let run = run_as(
+        &hub,
+        operator,
+        &["--json", "subscribers", "redrive", &subscriber],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let redrive: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(
+        (redrive["moved"].as_u64(), redrive["remaining"].as_bool()),
+        (Some(0), Some(false))
+    );
+
+    // Something to read: a published example, its child, its audit.
+    let example = examples().join("vaccinations-1-new.xml");
+    let run = run_as(
+        &hub,
+        "local-publisher",
+        &["publish", &example.to_string_lossy()],
+    )
+    .await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = run_as(&hub, operator, &["events", VACCINATION_NEW]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        stdout(&run),
+        fixture("nems/vaccinations-1-new.xml"),
+        "as published"
+    );
+    let run = run_as(&hub, operator, &["children", PATIENT, "--events"]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run)
+            .lines()
+            .any(|l| l.starts_with("vaccinations-1") && l.contains(VACCINATION_NEW)),
+        "{}",
+        stdout(&run)
+    );
+    let run = run_as(&hub, operator, &["--json", "children", PATIENT]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let record: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(record["nhsNumber"], PATIENT);
+    let run = run_as(&hub, operator, &["audit", "--patient", PATIENT]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    let audit = stdout(&run);
+    assert!(audit.starts_with("AT"), "{audit}");
+    assert!(audit.contains("demo-publisher"), "{audit}");
+
+    let run = run_as(&hub, operator, &["subscribers", "offboard", &subscriber]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stdout(&run).contains("kept 14 days"), "{}", stdout(&run));
+    let run = run_as(&hub, operator, &["clients", "disable", &client_id]).await;
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    // Not an operator: the hub's 403, one line, exit 1.
+    let run = run_as(&hub, "local-publisher", &["audit", "--client", &client_id]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    assert!(
+        stderr(&run).starts_with("hub: the hub refused GET /audit?client="),
+        "{}",
+        stderr(&run)
+    );
+    assert!(stderr(&run).contains("(403 Forbidden)"), "{}", stderr(&run));
 }

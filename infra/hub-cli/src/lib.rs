@@ -5,5 +5,11 @@
 //! ([`subscriber::Delivery`]) and polls a queue, deleting each message only
 //! once the caller's handler has processed it ([`subscriber::Poller`]).
 //! docs/subscribers.md describes the messages.
+//!
+//! [`api`] calls the hub's HTTP API as one client (signed JWT assertion,
+//! access token, any route); [`config`] finds the hub's URL and the
+//! client's key from flags, the environment or a profile.
 
+pub mod api;
+pub mod config;
 pub mod subscriber;

@@ -1,42 +1,102 @@
-//! `hub`: the hub's command line. For now, for subscribers:
+//! `hub`: the hub's command line, for publishers, subscribers and
+//! operators. `hub --help` lists the commands, `hub COMMAND --help` each
+//! one's options; docs/cli.md is the reference.
 //!
-//!   hub poll --queue-url URL [--profile NAME] [--region REGION] [--ack]
-//!       [--save DIR] [--max N] [--wait SECONDS] [--json]
-//!
-//! AWS credentials, region and endpoint come from the AWS chain (options,
-//! then AWS_* variables, then the profile, ...); AWS_ENDPOINT_URL points it
-//! at an emulator such as the local stack's. Errors are one line on stderr
-//! and a non-zero exit status; usage errors exit with 2.
+//! The hub's URL and the client it acts as come from flags, then HUB_*
+//! variables, then a profile of the config file (src/config.rs). Output is
+//! a table or text for people (colours only on a terminal), JSON with
+//! `--json`. Errors are one line on stderr and a non-zero exit status;
+//! usage errors exit with 2.
 
+mod commands;
 mod output;
 mod poll;
+mod publish;
 
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use hub_cli::config::Profile;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "hub",
     version,
     about = "The Child Health Events Hub's command line",
-    long_about = "The Child Health Events Hub's command line.\n\n\
-        AWS credentials and region come from the standard AWS chain: options, then \
-        AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE, \
-        AWS_REGION, the shared config and credentials files, and the container or \
-        instance role. AWS_ENDPOINT_URL sends every request to another endpoint (an \
-        emulator such as the local stack's).",
+    long_about = "The Child Health Events Hub's command line, for publishers, subscribers and operators.\n\n\
+        The hub's URL and the client acting come from the options below, else the \
+        variables HUB_URL, HUB_CLIENT_ID, HUB_KEY_FILE, HUB_KEY_ID, HUB_SUBSCRIBER_ID, \
+        HUB_QUEUE_URL, HUB_EMULATOR, else the profile named by --profile or HUB_PROFILE \
+        (else `default`) in the config file: HUB_CONFIG, else ~/.config/chhub/config.toml. \
+        `hub-local run` writes .local/config.toml with a profile per demo client.\n\n\
+        `hub poll` reads a subscriber queue with AWS credentials: the standard AWS chain \
+        (AWS_* variables, AWS_PROFILE, the shared files, a role), or the local stack's \
+        emulator when the profile names one.",
     propagate_version = true
 )]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
+
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Args)]
+struct Global {
+    /// The config file's profile to use [default: HUB_PROFILE, else `default`]
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
+
+    /// The hub's API URL (HUB_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+
+    /// The client id to act as (HUB_CLIENT_ID)
+    #[arg(long, global = true, value_name = "ID")]
+    client_id: Option<String>,
+
+    /// The client's private key, PKCS#8 PEM: P-256 signs ES256, RSA RS512 (HUB_KEY_FILE)
+    #[arg(long, global = true, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+
+    /// The kid the client's key is registered under (HUB_KEY_ID) [default: <client id>-1]
+    #[arg(long, global = true, value_name = "KID")]
+    key_id: Option<String>,
+
+    /// Print the hub's answers as JSON (one object, or one per line) instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print an access token for the client (valid 5 minutes)
+    ///
+    /// Signs a JWT client assertion with the client's key and exchanges it at
+    /// POST /oauth2/token. With --json, the token endpoint's whole answer.
+    #[command(
+        after_help = "Example:\n  curl -H \"authorization: Bearer $(hub --profile local-operator token)\" \"$HUB_URL/audit?patient=9912003888\""
+    )]
+    Token,
+
+    /// Publish event messages: files, or every .xml and .json file of folders
+    ///
+    /// Each file's encoding is read from its content (XML or JSON) and its
+    /// route from its MessageHeader's event type. Prints one line per file
+    /// (a progress bar on a terminal) and a summary: accepted, duplicate,
+    /// rejected with the hub's reasons. Exits 1 if any file was rejected.
+    #[command(after_help = "Examples:\n  \
+        hub --profile local-publisher publish events/nems                 # every example\n  \
+        hub --profile local-publisher publish events/nems/vaccinations-1-new.xml")]
+    Publish(publish::PublishArgs),
+
+    /// Create, list, read and delete your subscriptions (subscribers)
+    #[command(subcommand)]
+    Subscriptions(commands::Subscriptions),
+
     /// Read the deliveries waiting in your subscriber queue
     ///
     /// Long-polls your queue with your own AWS credentials and shows each
@@ -49,21 +109,58 @@ enum Command {
     /// message received that many times without being deleted (by --ack or by
     /// your own system) moves to your dead-letter queue.
     Poll(PollArgs),
+
+    /// Replay a window of stored events to one of your subscriptions
+    ///
+    /// Re-sends the events the hub accepted in [since, until) that the
+    /// subscription matches now, flagged with the replay's id. --follow
+    /// waits for the replay to finish, showing its progress.
+    #[command(
+        after_help = "Example:\n  hub --profile local-subscriber-1 replay SUBSCRIPTION_ID --since 2020-01-01 --follow"
+    )]
+    Replay(commands::ReplayArgs),
+
+    /// Show a replay's progress
+    Replays(commands::ReplayIdArgs),
+
+    /// Read an event back, as it was published
+    Events(commands::EventArgs),
+
+    /// Read a child's register record, or with --events the child's events
+    Children(commands::ChildrenArgs),
+
+    /// Read the audit trail of a patient or of a client (operators)
+    Audit(commands::AuditArgs),
+
+    /// Register and disable clients (operators)
+    #[command(subcommand)]
+    Clients(commands::Clients),
+
+    /// Onboard, change, offboard subscribers; their status; redrive their DLQ
+    #[command(subcommand)]
+    Subscribers(commands::Subscribers),
+
+    /// Load reference data (postcodes, practices) into the reference table (operators)
+    #[command(subcommand)]
+    Reference(commands::Reference),
+
+    /// Print the settings in force (URL, client, key file, ...) and where the config file is
+    Config,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-    hub poll --queue-url \"$QUEUE\"                     # show what is waiting\n  \
-    hub poll --queue-url \"$QUEUE\" --ack --save inbox  # save each body, then delete it\n  \
-    hub poll --queue-url \"$QUEUE\" --json --wait 60    # JSON lines until a minute passes without one")]
+    hub --profile local-subscriber-1 poll                  # the profile's queue, once\n  \
+    hub poll --queue-url \"$QUEUE\" --ack --save inbox       # save each body, then delete it\n  \
+    hub poll --queue-url \"$QUEUE\" --json --wait 60         # JSON lines until a minute passes without one")]
 pub struct PollArgs {
-    /// Your queue's URL: the queueUrl of your onboarding
+    /// Your queue's URL: the queueUrl of your onboarding [default: HUB_QUEUE_URL, else the profile's queue_url]
     #[arg(long, value_name = "URL", value_parser = queue_url)]
-    pub queue_url: String,
+    pub queue_url: Option<String>,
 
     /// The AWS profile to use [default: AWS_PROFILE, else the default chain]
     #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
+    pub aws_profile: Option<String>,
 
     /// The AWS region [default: AWS_REGION, else the profile's, else the queue URL's]
     #[arg(long, value_name = "REGION")]
@@ -88,11 +185,6 @@ pub struct PollArgs {
     /// [default: stop after one long poll]
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub wait: Option<u64>,
-
-    /// Print one JSON object per message (its attributes, receive count and
-    /// body) instead of the table
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A queue URL: http(s)://HOST/ACCOUNT/NAME.
@@ -118,12 +210,35 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
     };
-    let result = match cli.command {
-        Command::Poll(args) => runtime.block_on(poll::run(args)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
         Err(error) => fail(&*error),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let flags = Profile {
+        url: cli.global.url,
+        client_id: cli.global.client_id,
+        key_file: cli.global.key_file,
+        key_id: cli.global.key_id,
+        ..Profile::default()
+    };
+    let settings = hub_cli::config::Settings::resolve(&flags, cli.global.profile.as_deref(), &env)?;
+    let json = cli.global.json;
+    let ok = Ok(ExitCode::SUCCESS);
+    match cli.command {
+        Command::Poll(args) => poll::run(args, &settings, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Publish(args) => publish::run(args, &commands::client(&settings)?, json).await,
+        Command::Reference(command) => commands::reference(command),
+        Command::Config => commands::show_config(&settings, json).and(ok),
+        command => {
+            let hub = commands::client(&settings)?;
+            commands::run(command, &hub, &settings, json).await.and(ok)
+        }
     }
 }
 
@@ -163,14 +278,13 @@ mod tests {
     }
 
     #[test]
-    fn poll_needs_a_queue_url_and_takes_every_option() {
-        assert!(Cli::try_parse_from(["hub", "poll"]).is_err());
+    fn poll_takes_every_option() {
         let cli = Cli::try_parse_from([
             "hub",
             "poll",
             "--queue-url",
             "http://localhost/000000000000/q",
-            "--profile",
+            "--aws-profile",
             "gp",
             "--region",
             "eu-west-2",
@@ -184,11 +298,16 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Command::Poll(args) = cli.command;
-        assert_eq!(args.queue_url, "http://localhost/000000000000/q");
-        assert_eq!(args.profile.as_deref(), Some("gp"));
+        let Command::Poll(args) = cli.command else {
+            panic!("not poll: {:?}", cli.command)
+        };
+        assert_eq!(
+            args.queue_url.as_deref(),
+            Some("http://localhost/000000000000/q")
+        );
+        assert_eq!(args.aws_profile.as_deref(), Some("gp"));
         assert_eq!(args.region.as_deref(), Some("eu-west-2"));
-        assert!(args.ack && args.json);
+        assert!(args.ack && cli.global.json);
         assert_eq!(args.save, Some(PathBuf::from("inbox")));
         assert_eq!((args.max, args.wait), (Some(3), Some(0)));
         let url = "https://sqs.eu-west-2.amazonaws.com/123456789012/q";

@@ -1,4 +1,4 @@
-//! How `hub` shows deliveries: a table for people, JSON lines for programs.
+//! How `hub` shows what it reads: tables for people, JSON for programs.
 
 use std::io::{self, IsTerminal, Write};
 
@@ -21,6 +21,28 @@ impl Colours {
     pub fn for_stdout() -> Self {
         let no_colour = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
         Self(io::stdout().is_terminal() && !no_colour)
+    }
+
+    /// Plain text, whatever stdout is.
+    #[cfg(test)]
+    pub fn never() -> Self {
+        Self(false)
+    }
+
+    pub fn bold(self, text: &str) -> String {
+        self.paint(BOLD, text)
+    }
+
+    pub fn red(self, text: &str) -> String {
+        self.paint(RED, text)
+    }
+
+    pub fn green(self, text: &str) -> String {
+        self.paint(GREEN, text)
+    }
+
+    pub fn yellow(self, text: &str) -> String {
+        self.paint(YELLOW, text)
     }
 
     fn paint(self, style: &str, text: &str) -> String {
@@ -118,6 +140,54 @@ impl<W: Write> Output<W> {
             }
         }
         self.out.flush()
+    }
+}
+
+/// A table of rows known in advance: columns as wide as their widest
+/// cell, two spaces apart, the header in bold.
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&'static str]) -> Self {
+        Self {
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn render(&self, colours: Colours) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|title| title.len()).collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut text = String::new();
+            for (cell, width) in cells.iter().zip(&widths) {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+            text.trim_end().to_owned()
+        };
+        let mut text = colours.bold(&line(self.header.clone()));
+        text.push('\n');
+        for row in &self.rows {
+            text.push_str(&line(row.iter().map(String::as_str).collect()));
+            text.push('\n');
+        }
+        text
     }
 }
 
@@ -252,6 +322,17 @@ mod tests {
         // The first row's columns line up with the header's.
         assert_eq!(lines[0].find("NHS NUMBER"), lines[1].find("9912003888"));
         assert_eq!(lines[0].find("EVENT ID"), lines[1].find("85c8a1c5"));
+    }
+
+    #[test]
+    fn a_table_lines_its_columns_up() {
+        let mut table = Table::new(&["ID", "CRITERIA"]);
+        table.row(vec!["a-long-id".into(), "x".into()]);
+        table.row(vec!["b".into(), "y z".into()]);
+        assert_eq!(
+            table.render(Colours(false)),
+            "ID         CRITERIA\na-long-id  x\nb          y z\n"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `hub poll`: show (and optionally save and delete) the deliveries waiting
-//! in a subscriber queue, with the subscriber's own AWS credentials.
+//! in a subscriber queue, with the subscriber's own AWS credentials, or the
+//! local stack's emulator when the profile names one.
 
 use std::error::Error;
 use std::fs;
@@ -8,18 +9,27 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
+use hub_cli::config::Settings;
 use hub_cli::subscriber::{Delivery, Outcome, Poller, ReceiveOptions};
 
 use crate::PollArgs;
 use crate::output::{Colours, Output};
 
-pub async fn run(args: PollArgs) -> Result<(), Box<dyn Error>> {
+pub async fn run(args: PollArgs, settings: &Settings, json: bool) -> Result<(), Box<dyn Error>> {
+    let queue_url = match &args.queue_url {
+        Some(url) => url.clone(),
+        None => {
+            let url = settings.require("queue_url", &settings.profile.queue_url)?;
+            crate::queue_url(url).map_err(|e| format!("queue_url {url}: {e}"))?
+        }
+    };
     if let Some(dir) = &args.save {
         // Before receiving anything: a message is never received for nothing.
         fs::create_dir_all(dir).map_err(|e| format!("--save: creating {}: {e}", dir.display()))?;
     }
-    let poller = Poller::new(sqs_client(&args).await?, &args.queue_url).delete_handled(args.ack);
-    let mut output = if args.json {
+    let sqs = sqs_client(&args, &queue_url, settings.profile.emulator.as_deref()).await?;
+    let poller = Poller::new(sqs, &queue_url).delete_handled(args.ack);
+    let mut output = if json {
         Output::json(io::stdout())
     } else {
         Output::table(io::stdout(), Colours::for_stdout())
@@ -145,10 +155,27 @@ fn save(dir: &Path, delivery: &Delivery) -> Result<(), String> {
         })
 }
 
-/// The SQS client, from the AWS chain with --profile and --region on top.
-async fn sqs_client(args: &PollArgs) -> Result<aws_sdk_sqs::Client, String> {
+/// The emulator's region and its fixed, not secret, credentials (moto
+/// takes any): the local stack's.
+const EMULATOR_REGION: &str = "eu-west-2";
+
+/// The SQS client, from the AWS chain with --aws-profile and --region on
+/// top; or, given the local stack's emulator, its endpoint and credentials.
+async fn sqs_client(
+    args: &PollArgs,
+    queue_url: &str,
+    emulator: Option<&str>,
+) -> Result<aws_sdk_sqs::Client, String> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(profile) = &args.profile {
+    if let Some(endpoint) = emulator {
+        loader = loader
+            .endpoint_url(endpoint)
+            .region(Region::new(EMULATOR_REGION))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "emulator",
+            ));
+    }
+    if let Some(profile) = &args.aws_profile {
         loader = loader.profile_name(profile);
     }
     if let Some(region) = &args.region {
@@ -157,7 +184,7 @@ async fn sqs_client(args: &PollArgs) -> Result<aws_sdk_sqs::Client, String> {
     let config = loader.load().await;
     let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
     if config.region().is_none() {
-        let region = region_of_queue_url(&args.queue_url).ok_or(
+        let region = region_of_queue_url(queue_url).ok_or(
             "no AWS region: give --region, set AWS_REGION, or set a region in your AWS profile",
         )?;
         sqs = sqs.region(Region::new(region));

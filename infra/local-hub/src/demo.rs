@@ -21,13 +21,9 @@ use hub::subscriber::OdsCode;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey};
 
-/// The token endpoint's path (the template's TokenFunction route).
-pub const TOKEN_PATH: &str = "/oauth2/token";
-/// The token endpoint of the API at `api`: the URL clients post to and
-/// the audience their assertions name.
-pub fn token_url(api: &str) -> String {
-    format!("{}{TOKEN_PATH}", api.trim_end_matches('/'))
-}
+// The token endpoint's path (the template's TokenFunction route) and URL:
+// the hub command line's, so that both build assertions the same way.
+pub use hub_cli::api::{TOKEN_PATH, token_url};
 
 /// The operator the local stack acts as to onboard the demo subscribers.
 pub const OPERATOR: &str = "demo-operator";
@@ -185,50 +181,26 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
 }
 
 /// Signs an assertion as the client and exchanges it for an access token
-/// at `<api>/oauth2/token`.
+/// at `<api>/oauth2/token` (the hub command line's client does both).
 pub async fn request_token(
     http: &reqwest::Client,
     api: &str,
     client: &str,
     key: &EncodingKey,
 ) -> Result<String, String> {
-    let token_url = token_url(api);
-    let assertion = hub::auth::sign_client_assertion(
-        client,
-        &key_id(client),
-        key,
-        Algorithm::ES256,
-        &token_url,
-        time::OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| format!("signing the client assertion: {e}"))?;
-    let response = http
-        .post(&token_url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(hub::auth::token_request_form(&assertion))
-        .send()
+    let key = hub_cli::api::ClientKey {
+        client_id: client.to_owned(),
+        key_id: key_id(client),
+        key: key.clone(),
+        algorithm: Algorithm::ES256,
+    };
+    let answer = hub_cli::api::request_token(http, api, &key)
         .await
-        .map_err(|e| {
-            if e.is_connect() {
-                format!("no hub answers at {api}: start it with infra/run-local.sh (or pass --api)")
-            } else {
-                format!("POST {token_url}: {e}")
-            }
-        })?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "the hub refused a token for {client} ({status}): {body}"
-        ));
-    }
-    let answer: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| format!("the token endpoint answered something that is not JSON: {e}"))?;
-    answer["access_token"]
+        .map_err(|e| e.to_string())?;
+    Ok(answer["access_token"]
         .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("the token endpoint's answer has no access_token: {body}"))
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// An onboarded demo subscriber.
@@ -313,6 +285,51 @@ pub fn write_env(state: &Path, onboarded: &[Onboarded]) -> Result<PathBuf, Strin
     Ok(path)
 }
 
+/// The profile name of a demo client: demo-subscriber-1 -> local-subscriber-1.
+pub fn profile_name(client: &str) -> String {
+    format!("local-{}", client.strip_prefix("demo-").unwrap_or(client))
+}
+
+/// Writes `<state>/config.toml`: a `hub` command line profile per demo
+/// client (URL, key, and for a subscriber its id and queue at the
+/// emulator), so that `HUB_CONFIG=.local/config.toml hub --profile
+/// local-publisher ...` needs nothing else. Rewritten on every run: the
+/// subscribers' ids and queues change with it.
+pub fn write_config(
+    state: &Path,
+    api: &str,
+    emulator: &str,
+    onboarded: &[Onboarded],
+) -> Result<PathBuf, String> {
+    let path = state.join("config.toml");
+    let absolute_state = std::path::absolute(state)
+        .map_err(|e| format!("the absolute path of {}: {e}", state.display()))?;
+    let mut text = String::from(
+        "# Written by `hub-local run`: the hub command line's profiles for the demo\n\
+         # clients of the hub running now (export HUB_CONFIG=<this file>).\n",
+    );
+    for client in DEMO_CLIENTS {
+        let subscriber = onboarded.iter().find(|o| o.client == client.name);
+        let profile = hub_cli::config::Profile {
+            url: Some(api.to_owned()),
+            client_id: Some(client.name.to_owned()),
+            key_file: Some(key_path(&absolute_state, client.name)),
+            key_id: Some(key_id(client.name)),
+            ods_code: Some(client.ods.to_owned()),
+            subscriber_id: subscriber.map(|s| s.subscriber_id.clone()),
+            queue_url: subscriber.map(|s| s.queue_url.clone()),
+            emulator: subscriber.map(|_| emulator.to_owned()),
+        };
+        text.push('\n');
+        text.push_str(&hub_cli::config::profile_toml(
+            &profile_name(client.name),
+            &profile,
+        ));
+    }
+    std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +406,36 @@ mod tests {
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\nDEMO_SUBSCRIBER_1=abc\nDEMO_SUBSCRIBER_1_QUEUE=http://q/1\n"));
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[test]
+    fn the_config_file_has_a_profile_per_demo_client() {
+        let state = std::env::temp_dir().join(format!("hub-local-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&state).unwrap();
+        let path = write_config(
+            &state,
+            "http://127.0.0.1:3000",
+            "http://127.0.0.1:4566",
+            &[Onboarded {
+                client: "demo-subscriber-1",
+                ods: "A83627",
+                subscriber_id: "abc".into(),
+                queue_url: "http://127.0.0.1:4566/123456789012/q".into(),
+            }],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = hub_cli::config::parse(&path, &text).unwrap();
+        assert_eq!(file.profiles.len(), DEMO_CLIENTS.len());
+        let gp = &file.profiles["local-subscriber-1"];
+        assert_eq!(gp.subscriber_id.as_deref(), Some("abc"));
+        assert_eq!(gp.ods_code.as_deref(), Some("A83627"));
+        assert_eq!(gp.emulator.as_deref(), Some("http://127.0.0.1:4566"));
+        assert!(gp.key_file.as_ref().unwrap().is_absolute());
+        let publisher = &file.profiles["local-publisher"];
+        assert_eq!(publisher.client_id.as_deref(), Some("demo-publisher"));
+        assert_eq!(publisher.queue_url, None);
         std::fs::remove_dir_all(&state).unwrap();
     }
 }

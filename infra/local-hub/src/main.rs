@@ -783,6 +783,11 @@ async fn run(args: &[String]) -> Result<(), String> {
     } else {
         Some(demo::write_env(&state, &onboarded)?)
     };
+    let config_file = if clients_table.is_some() && has_token_route {
+        Some(demo::write_config(&state, &api_url, &endpoint, &onboarded)?)
+    } else {
+        None
+    };
 
     println!(
         "Child health events hub, running locally ({} functions, {route_count} routes).",
@@ -833,6 +838,15 @@ async fn run(args: &[String]) -> Result<(), String> {
             println!(
                 "  (their ids and queues, as shell variables: . {})",
                 env_file.display()
+            );
+        }
+        if let Some(config_file) = config_file {
+            println!(
+                "The hub command line's profiles for them (local-publisher, local-subscriber-1, ...):\n  \
+                 export HUB_CONFIG={}",
+                std::path::absolute(&config_file)
+                    .unwrap_or(config_file)
+                    .display()
             );
         }
     } else {
