@@ -35,3 +35,6 @@ diff -r "$scratch/apigw" events/apigw \
 
 echo "==> cargo test"
 cargo test --workspace
+
+echo "==> sam build for x86_64: a bootstrap per function (infra/sam-build.sh)"
+bash infra/sam-build.sh

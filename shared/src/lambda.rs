@@ -1358,7 +1358,15 @@ where
 /// (none when the stored time cannot be read: the delivery still counts).
 fn dispatch_metrics(event: &StoredEvent, now: OffsetDateTime) -> metrics::MetricRecord {
     let record = metrics::MetricRecord::for_event_type(event.event_type);
-    let delay = crate::fhir_time::parse_instant(&event.received_at)
+    record_dispatch_delay(record, &event.received_at, now)
+}
+
+fn record_dispatch_delay(
+    record: metrics::MetricRecord,
+    received_at: &str,
+    now: OffsetDateTime,
+) -> metrics::MetricRecord {
+    let delay = crate::fhir_time::parse_instant(received_at)
         .ok()
         .and_then(|received| std::time::Duration::try_from(now - received).ok());
     match delay {
@@ -1738,4 +1746,60 @@ where
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_counts_for_the_outcome_its_status_tells() {
+        for (status, metric) in [
+            (202, metrics::PUBLISH_ACCEPTED),
+            (200, metrics::PUBLISH_DUPLICATE),
+            (400, metrics::PUBLISH_REJECTED),
+            (413, metrics::PUBLISH_REJECTED),
+            (500, metrics::PUBLISH_FAILED),
+            (503, metrics::PUBLISH_FAILED),
+        ] {
+            let emf = publish_metrics(
+                EventType::NewbornHearing,
+                status,
+                std::time::Duration::from_millis(7),
+            )
+            .to_emf("ns", 0);
+            assert_eq!(emf[metric], 1.0, "status {status}: {emf}");
+            assert_eq!(emf[metrics::PUBLISH_LATENCY], 7.0, "status {status}");
+            assert_eq!(emf[metrics::EVENT_TYPE_DIMENSION], "newborn-hearing-1");
+            let counted = [
+                metrics::PUBLISH_ACCEPTED,
+                metrics::PUBLISH_DUPLICATE,
+                metrics::PUBLISH_REJECTED,
+                metrics::PUBLISH_FAILED,
+            ]
+            .iter()
+            .filter(|name| emf.get(**name).is_some())
+            .count();
+            assert_eq!(counted, 1, "status {status}: one outcome only");
+        }
+    }
+
+    #[test]
+    fn dispatch_delay_runs_from_acceptance() {
+        let received = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let record = metrics::MetricRecord::for_event_type(EventType::Vaccinations);
+        let emf = record_dispatch_delay(
+            record.clone(),
+            &crate::fhir_time::format_instant(received),
+            received + time::Duration::milliseconds(1_500),
+        )
+        .to_emf("ns", 0);
+        assert_eq!(emf[metrics::DISPATCH_DELAY], 1500.0);
+        // An unreadable time leaves the delay out, not the record.
+        let emf =
+            record_dispatch_delay(record.count(metrics::DELIVERIES, 2), "yesterday", received)
+                .to_emf("ns", 0);
+        assert!(emf.get(metrics::DISPATCH_DELAY).is_none());
+        assert_eq!(emf[metrics::DELIVERIES], 2.0);
+    }
 }
