@@ -5,10 +5,23 @@
 # the template has its x86-64 `bootstrap` in the build directory.
 #
 # All functions are first compiled in one cargo-lambda invocation, so that
-# cargo spreads the release (LTO) builds over every core; the per-function
-# builds SAM then runs find them up to date and only copy them. The
-# binaries are the same either way: same profile, target and features.
+# cargo spreads the release builds over every core; the per-function builds
+# SAM then runs find them up to date and only copy them. The binaries are
+# the same either way: same profile, target and features.
+#
+# --quick (what CI runs) turns off the release profile's whole-program
+# optimisation (LTO, one codegen unit) through cargo's environment: 31 fat
+# LTO links take about an hour on 2 cores, past CI's budget
+# (docs/benchmarks.md). Everything else is what `sam deploy` would upload:
+# the same code, target, packaging and SAM build path; only the
+# optimisation differs.
 set -euo pipefail
+if [ "${1:-}" = --quick ]; then
+  export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+elif [ -n "${1:-}" ]; then
+  echo "usage: infra/sam-build.sh [--quick]   (ARCHITECTURE=x86_64|arm64, SAM_BUILD_DIR)"
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 # cargo-lambda and the zig it links with come from the project venv.

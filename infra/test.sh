@@ -36,5 +36,5 @@ diff -r "$scratch/apigw" events/apigw \
 echo "==> cargo test"
 cargo test --workspace
 
-echo "==> sam build for x86_64: a bootstrap per function (infra/sam-build.sh)"
-bash infra/sam-build.sh
+echo "==> sam build for x86_64, without LTO: a bootstrap per function (infra/sam-build.sh)"
+bash infra/sam-build.sh --quick
