@@ -54,3 +54,6 @@ bash -n bench/lambda/sizes.sh bench/reference/load-national.sh bench/python-pars
 
 echo "==> fuzz smoke run (the committed corpus, then 20 s of fuzzing per target)"
 bash infra/fuzz.sh smoke
+
+echo "==> sam build for x86_64, without LTO: a bootstrap per function (infra/sam-build.sh)"
+bash infra/sam-build.sh --quick

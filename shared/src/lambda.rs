@@ -27,6 +27,7 @@ use crate::error::HubError;
 use crate::events::{self, StoredEvent};
 use crate::history;
 use crate::message::Encoding;
+use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
 use crate::ports::{
@@ -570,6 +571,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     event_type: EventType,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let started = std::time::Instant::now();
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| {
         let identified = body_bytes(request)
@@ -580,7 +582,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             None => record,
         }
     };
-    audited(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
+    let response = audited(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
         let outcome = events::publish(
             store,
@@ -617,7 +619,28 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
         );
         Ok((response, record))
     })
-    .await
+    .await;
+    publish_metrics(event_type, response.status_code, started.elapsed()).emit();
+    response
+}
+
+/// What one publish counts for: its outcome, told by the status the
+/// publisher was answered (202 stored, 200 duplicate, 4xx refused, 5xx
+/// failed), and how long it took.
+fn publish_metrics(
+    event_type: EventType,
+    status: i64,
+    elapsed: std::time::Duration,
+) -> metrics::MetricRecord {
+    let outcome = match status {
+        202 => metrics::PUBLISH_ACCEPTED,
+        200 => metrics::PUBLISH_DUPLICATE,
+        400..=499 => metrics::PUBLISH_REJECTED,
+        _ => metrics::PUBLISH_FAILED,
+    };
+    metrics::MetricRecord::for_event_type(event_type)
+        .count(outcome, 1)
+        .milliseconds(metrics::PUBLISH_LATENCY, elapsed)
 }
 
 /// The main of every publish function: one per event type.
@@ -1369,12 +1392,24 @@ where
         match dispatched {
             Ok((event, Dispatched::Delivered { recipients })) => {
                 info!(event_id = %event.event_id, event_type = %event.event_type, recipients, "dispatched");
+                dispatch_metrics(&event, OffsetDateTime::now_utc())
+                    .count(
+                        metrics::DELIVERIES,
+                        u64::try_from(recipients).unwrap_or(u64::MAX),
+                    )
+                    .emit();
             }
             Ok((event, Dispatched::Withheld)) => {
                 info!(event_id = %event.event_id, event_type = %event.event_type, "withheld: sensitive patient");
+                dispatch_metrics(&event, OffsetDateTime::now_utc())
+                    .count(metrics::DISPATCH_WITHHELD, 1)
+                    .emit();
             }
             Err(error) => {
                 error!(sequence_number = ?sequence_number, error = %error, "dispatch failed; the batch resumes here");
+                metrics::MetricRecord::new()
+                    .count(metrics::DISPATCH_FAILURES, 1)
+                    .emit();
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = sequence_number;
                 response.batch_item_failures.push(failure);
@@ -1383,6 +1418,27 @@ where
         }
     }
     response
+}
+
+/// The metrics of one dispatched event, with the delay since its acceptance
+/// (none when the stored time cannot be read: the delivery still counts).
+fn dispatch_metrics(event: &StoredEvent, now: OffsetDateTime) -> metrics::MetricRecord {
+    let record = metrics::MetricRecord::for_event_type(event.event_type);
+    record_dispatch_delay(record, &event.received_at, now)
+}
+
+fn record_dispatch_delay(
+    record: metrics::MetricRecord,
+    received_at: &str,
+    now: OffsetDateTime,
+) -> metrics::MetricRecord {
+    let delay = crate::fhir_time::parse_instant(received_at)
+        .ok()
+        .and_then(|received| std::time::Duration::try_from(now - received).ok());
+    match delay {
+        Some(delay) => record.milliseconds(metrics::DISPATCH_DELAY, delay),
+        None => record,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1749,6 +1805,9 @@ where
             Ok(None) => {}
             Err(error) => {
                 error!(replay_id = %job.replay_id, error = %error, "replay step failed; it resumes from its last save");
+                metrics::MetricRecord::new()
+                    .count(metrics::REPLAY_FAILURES, 1)
+                    .emit();
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = sequence_number;
                 response.batch_item_failures.push(failure);
@@ -1757,4 +1816,60 @@ where
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_counts_for_the_outcome_its_status_tells() {
+        for (status, metric) in [
+            (202, metrics::PUBLISH_ACCEPTED),
+            (200, metrics::PUBLISH_DUPLICATE),
+            (400, metrics::PUBLISH_REJECTED),
+            (413, metrics::PUBLISH_REJECTED),
+            (500, metrics::PUBLISH_FAILED),
+            (503, metrics::PUBLISH_FAILED),
+        ] {
+            let emf = publish_metrics(
+                EventType::NewbornHearing,
+                status,
+                std::time::Duration::from_millis(7),
+            )
+            .to_emf("ns", 0);
+            assert_eq!(emf[metric], 1.0, "status {status}: {emf}");
+            assert_eq!(emf[metrics::PUBLISH_LATENCY], 7.0, "status {status}");
+            assert_eq!(emf[metrics::EVENT_TYPE_DIMENSION], "newborn-hearing-1");
+            let counted = [
+                metrics::PUBLISH_ACCEPTED,
+                metrics::PUBLISH_DUPLICATE,
+                metrics::PUBLISH_REJECTED,
+                metrics::PUBLISH_FAILED,
+            ]
+            .iter()
+            .filter(|name| emf.get(**name).is_some())
+            .count();
+            assert_eq!(counted, 1, "status {status}: one outcome only");
+        }
+    }
+
+    #[test]
+    fn dispatch_delay_runs_from_acceptance() {
+        let received = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let record = metrics::MetricRecord::for_event_type(EventType::Vaccinations);
+        let emf = record_dispatch_delay(
+            record.clone(),
+            &crate::fhir_time::format_instant(received),
+            received + time::Duration::milliseconds(1_500),
+        )
+        .to_emf("ns", 0);
+        assert_eq!(emf[metrics::DISPATCH_DELAY], 1500.0);
+        // An unreadable time leaves the delay out, not the record.
+        let emf =
+            record_dispatch_delay(record.count(metrics::DELIVERIES, 2), "yesterday", received)
+                .to_emf("ns", 0);
+        assert!(emf.get(metrics::DISPATCH_DELAY).is_none());
+        assert_eq!(emf[metrics::DELIVERIES], 2.0);
+    }
 }

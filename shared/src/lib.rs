@@ -19,6 +19,7 @@ pub mod generic;
 pub mod history;
 pub mod memory;
 pub mod message;
+pub mod metrics;
 pub mod nhs_number;
 pub mod outcome;
 pub mod ports;

@@ -331,6 +331,9 @@ where
                     .await?;
                 let sent = [delivery];
                 self.publisher.publish(event, &sent).await?;
+                crate::metrics::MetricRecord::for_event_type(event.event_type)
+                    .count(crate::metrics::REPLAY_DELIVERIES, 1)
+                    .emit();
                 dispatcher.count_deliveries(event, &sent, now).await;
                 job.delivered += 1;
                 self.save(&mut job, now).await?;

@@ -2,7 +2,10 @@
 //! itself (no AWS, no emulator), so that a later change cannot loosen them
 //! silently: encryption with the hub's key, TLS-only topics and queues, the
 //! authorizer on every route but the token endpoint, gateway refusals as
-//! OperationOutcomes, and least-privilege function policies.
+//! OperationOutcomes, and least-privilege function policies. Then the
+//! monitoring: every alarm and dashboard metric of the hub's own namespace
+//! is one the code emits (hub::metrics), and every failure queue has an
+//! alarm.
 //!
 //! CloudFormation's short tags (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) are
 //! read into their long forms (`{"Ref": X}`, `{"Fn::GetAtt": [X, "Arn"]}`,
@@ -291,7 +294,8 @@ fn data_tables_are_recoverable_and_kept() {
 #[test]
 fn every_topic_is_encrypted_and_refuses_plain_http() {
     let topics = of_type("AWS::SNS::Topic");
-    assert_eq!(topics.len(), 10, "one topic per event type");
+    let event_topics = topics.iter().filter(|(id, _)| *id != "AlarmTopic");
+    assert_eq!(event_topics.count(), 10, "one topic per event type");
     let policies = of_type("AWS::SNS::TopicPolicy");
     for (id, topic) in topics {
         assert!(
@@ -1213,5 +1217,226 @@ fn delivery_status_functions_stay_within_the_subscriber_queues() {
             })
             .collect();
         assert_eq!(routes, [(path.to_owned(), method.to_owned())], "{id}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Monitoring
+// ---------------------------------------------------------------------------
+
+/// The hub's metric namespace as the template writes it.
+const HUB_NAMESPACE: &str = "ChildHealthEventsHub/${Stage}";
+
+fn alarms() -> Vec<(&'static str, &'static Value)> {
+    of_type("AWS::CloudWatch::Alarm")
+}
+
+fn sub_text(value: &Value) -> Option<&str> {
+    value["Fn::Sub"].as_str().or_else(|| value.as_str())
+}
+
+/// The metric names a Metrics Insights query or a SEARCH expression of the
+/// hub's namespace reads: `FN(Name) FROM "<namespace>"` and
+/// `{<namespace>,...} MetricName="Name"` (quotes escaped or not).
+fn hub_metrics_in_expression(expression: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let from_hub = format!("FROM \"{HUB_NAMESPACE}\"");
+    if let Some((select, _)) = expression.split_once(&from_hub)
+        && let Some((_, call)) = select.rsplit_once('(')
+        && let Some((name, _)) = call.split_once(')')
+    {
+        names.push(name.to_owned());
+    }
+    for search in expression.split("SEARCH(").skip(1) {
+        if !search.starts_with(&format!("'{{{HUB_NAMESPACE},")) {
+            continue;
+        }
+        let search = search.replace("\\\"", "\"");
+        if let Some((_, rest)) = search.split_once("MetricName=\"")
+            && let Some((name, _)) = rest.split_once('"')
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// Every metric of the hub's namespace an alarm reads.
+fn hub_metrics_of_alarm(alarm: &'static Value) -> Vec<String> {
+    let properties = &alarm["Properties"];
+    let hub_metric = |metric: &Value| {
+        (sub_text(&metric["Namespace"]) == Some(HUB_NAMESPACE))
+            .then(|| metric["MetricName"].as_str().unwrap_or_default().to_owned())
+    };
+    let mut names: Vec<String> = hub_metric(properties).into_iter().collect();
+    for query in properties["Metrics"].as_array().into_iter().flatten() {
+        names.extend(hub_metric(&query["MetricStat"]["Metric"]));
+        if let Some(expression) = sub_text(&query["Expression"]) {
+            names.extend(hub_metrics_in_expression(expression));
+        }
+    }
+    names
+}
+
+/// Every metric of the hub's namespace the dashboard shows.
+fn hub_metrics_of_dashboard() -> Vec<String> {
+    let body = sub_text(&resource("HubDashboard")["Properties"]["DashboardBody"])
+        .expect("the dashboard body is a !Sub text");
+    let body: Value = serde_json::from_str(body).expect("the dashboard body is JSON");
+    let mut names = Vec::new();
+    for widget in body["widgets"]
+        .as_array()
+        .expect("the dashboard has widgets")
+    {
+        for line in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            match line.as_array().map(Vec::as_slice) {
+                Some([Value::Object(options), ..]) => {
+                    let expression = options["expression"].as_str().unwrap_or_default();
+                    names.extend(hub_metrics_in_expression(expression));
+                }
+                Some([namespace, name, ..]) if namespace == HUB_NAMESPACE => {
+                    names.push(name.as_str().unwrap_or_default().to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn functions_write_their_metrics_to_the_stage_namespace() {
+    let globals = &template()["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        sub_text(&globals[hub::metrics::NAMESPACE_VARIABLE]),
+        Some(HUB_NAMESPACE),
+        "Globals: {} must be {HUB_NAMESPACE}",
+        hub::metrics::NAMESPACE_VARIABLE
+    );
+}
+
+#[test]
+fn alarms_and_dashboard_read_only_metrics_the_hub_emits() {
+    let mut read = Vec::new();
+    for (id, alarm) in alarms() {
+        read.extend(
+            hub_metrics_of_alarm(alarm)
+                .into_iter()
+                .map(|name| (id, name)),
+        );
+    }
+    read.extend(
+        hub_metrics_of_dashboard()
+            .into_iter()
+            .map(|name| ("HubDashboard", name)),
+    );
+    for (id, name) in &read {
+        assert!(
+            hub::metrics::ALL.contains(&name.as_str()),
+            "{id} reads {name}, which the hub does not emit (shared/src/metrics.rs)"
+        );
+    }
+    // The parsing above found what the template is known to read, so an
+    // empty list cannot pass for a correct one.
+    for (id, name) in [
+        ("DispatchRetriesAlarm", hub::metrics::DISPATCH_FAILURES),
+        ("ReplayWorkerErrorsAlarm", hub::metrics::REPLAY_FAILURES),
+        ("PublishFailuresAlarm", hub::metrics::PUBLISH_FAILED),
+        ("HubDashboard", hub::metrics::PUBLISH_ACCEPTED),
+        ("HubDashboard", hub::metrics::DELIVERIES),
+        ("HubDashboard", hub::metrics::PUBLISH_LATENCY),
+        ("HubDashboard", hub::metrics::DISPATCH_DELAY),
+    ] {
+        assert!(
+            read.iter()
+                .any(|(reader, read_name)| *reader == id && read_name == name),
+            "{id} should read {name}; found {read:?}"
+        );
+    }
+}
+
+#[test]
+fn every_queue_of_the_template_has_an_alarm_on_waiting_messages() {
+    for (queue, _) in of_type("AWS::SQS::Queue") {
+        let watched = alarms().iter().any(|(_, alarm)| {
+            let properties = &alarm["Properties"];
+            properties["Namespace"] == "AWS/SQS"
+                && properties["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && items(&properties["Dimensions"]).iter().any(|dimension| {
+                    dimension["Name"] == "QueueName"
+                        && dimension["Value"] == json!({"Fn::GetAtt": [queue, "QueueName"]})
+                })
+        });
+        assert!(
+            watched,
+            "{queue}: no alarm on ApproximateNumberOfMessagesVisible (a failure queue must be watched)"
+        );
+    }
+}
+
+#[test]
+fn every_alarm_is_named_for_its_stage_and_notifies_the_alarm_topic() {
+    let alarms = alarms();
+    assert!(alarms.len() >= 10, "the on-call alarms are missing");
+    for (id, alarm) in alarms {
+        let properties = &alarm["Properties"];
+        // The data key lets CloudWatch use it for alarms of this prefix only.
+        let name = sub_text(&properties["AlarmName"]).unwrap_or_default();
+        assert!(
+            name.starts_with("chhub-${Stage}-"),
+            "{id}: AlarmName must start with chhub-${{Stage}}-, not {name:?}"
+        );
+        for actions in ["AlarmActions", "OKActions"] {
+            let expected = json!({"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]});
+            assert_eq!(properties[actions], expected, "{id}: {actions}");
+        }
+        assert!(
+            properties["AlarmDescription"]
+                .as_str()
+                .is_some_and(|text| text.contains("docs/deploy.md#alarms")),
+            "{id}: the description should point the on-call person to docs/deploy.md#alarms"
+        );
+    }
+}
+
+#[test]
+fn subscriber_queue_alarms_cover_the_queues_onboarding_creates() {
+    // The prefix onboarding is given must be the one the queries read.
+    let prefix = sub_text(&environment(resource("OnboardSubscriberFunction"))["QUEUE_NAME_PREFIX"])
+        .expect("onboarding has QUEUE_NAME_PREFIX");
+    for (id, pattern) in [
+        ("SubscriberQueueAgeAlarm", format!("LIKE '{prefix}-%'")),
+        (
+            "SubscriberDeadLetterAlarm",
+            format!("LIKE '{prefix}-%-dlq'"),
+        ),
+    ] {
+        let expression =
+            sub_text(&resource(id)["Properties"]["Metrics"][0]["Expression"]).unwrap_or_default();
+        assert!(
+            expression.contains(&pattern) && expression.contains("GROUP BY QueueName"),
+            "{id}: the query should read every queue {pattern}, one contributor each: {expression}"
+        );
+    }
+}
+
+#[test]
+fn functions_run_on_the_architecture_parameter() {
+    let parameter = &template()["Parameters"]["Architecture"];
+    assert_eq!(parameter["Default"], "arm64");
+    assert_eq!(parameter["AllowedValues"], json!(["arm64", "x86_64"]));
+    assert_eq!(
+        template()["Globals"]["Function"]["Architectures"],
+        json!([{"Ref": "Architecture"}])
+    );
+    for (id, function) in functions() {
+        assert!(
+            function["Properties"].get("Architectures").is_none(),
+            "{id}: the architecture is the stack's (Globals), not the function's"
+        );
     }
 }
