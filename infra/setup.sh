@@ -18,5 +18,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
+# The emulator the local stack and the tests start: moto's server with the
+# project's one change (infra/emulator.py says which and why).
+cat > .venv/bin/hub-emulator <<'SCRIPT'
+#!/bin/sh
+here=$(dirname "$0")
+exec "$here/python" "$here/../../infra/emulator.py" "$@"
+SCRIPT
+chmod +x .venv/bin/hub-emulator
+
 echo "==> building the hub (cargo build --workspace --bins)"
 cargo build --workspace --bins --quiet

@@ -30,8 +30,9 @@ fn require(path: PathBuf, hint: &str) -> PathBuf {
     path
 }
 
+/// moto's server with the project's change (infra/emulator.py).
 pub fn moto_server() -> PathBuf {
-    venv_tool("moto_server")
+    venv_tool("hub-emulator")
 }
 
 /// A command of the project venv (infra/requirements.txt).

@@ -183,8 +183,8 @@ fn local_parameters(api_port: u16) -> BTreeMap<String, String> {
     )])
 }
 
-/// The project's moto server: HUB_MOTO_SERVER, else .venv/bin/moto_server
-/// beside the template.
+/// The project's emulator: HUB_MOTO_SERVER, else .venv/bin/hub-emulator
+/// beside the template (moto's server, see infra/emulator.py).
 fn moto_server(template: &Path) -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var("HUB_MOTO_SERVER") {
         return Ok(PathBuf::from(path));
@@ -192,7 +192,7 @@ fn moto_server(template: &Path) -> Result<PathBuf, String> {
     let candidate = template
         .parent()
         .unwrap_or(Path::new("."))
-        .join(".venv/bin/moto_server");
+        .join(".venv/bin/hub-emulator");
     if candidate.exists() {
         Ok(candidate)
     } else {
