@@ -46,42 +46,64 @@ pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 /// Libraries whose debug logs would carry message bodies, tokens or
 /// patient identifiers.
 const LIBRARIES_CAPPED_AT_INFO: [&str; 7] = [
-    "lambda_runtime=info",
-    "lambda_runtime_api_client=info",
-    "aws_smithy_runtime=info",
-    "aws_smithy_runtime_api=info",
-    "aws_smithy_http_client=info",
-    "hyper=info",
-    "hyper_util=info",
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "hyper",
+    "hyper_util",
 ];
 
 /// Logs go to stdout (CloudWatch); JSON when the function's log format is
 /// JSON. Level from AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else info.
 pub fn init_tracing() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let setting = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into())
-        .to_ascii_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // At DEBUG and TRACE the runtime logs each raw event (bodies, bearer
-    // tokens) and the SDK each request (items with NHS numbers): the hub's
-    // own code may be verbose, those libraries never more than INFO.
-    let filter = LIBRARIES_CAPPED_AT_INFO
-        .iter()
-        .filter_map(|directive| directive.parse().ok())
-        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .ok();
+    let filter = log_filter(setting.as_deref());
+    let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
         .without_time();
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let registry = tracing_subscriber::registry();
     if json {
-        builder.json().with_current_span(false).init();
+        let layer = layer.json().with_current_span(false).with_filter(filter);
+        registry.with(layer).init();
     } else {
-        builder.with_ansi(false).init();
+        registry
+            .with(layer.with_ansi(false).with_filter(filter))
+            .init();
     }
+}
+
+/// The log filter of a level setting (`debug`, or per target:
+/// `info,hub=debug`); info when unset or unreadable. The libraries of
+/// [`LIBRARIES_CAPPED_AT_INFO`] log at most at INFO, and no more than the
+/// default level. A plain target filter, not `EnvFilter`: its regular
+/// expressions would cost binary size and start-up time for syntax
+/// (span and field filters) a Lambda log level never uses.
+fn log_filter(setting: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    // Lambda's log levels include FATAL, which tracing calls ERROR.
+    let requested = setting
+        .map(|setting| setting.to_ascii_lowercase().replace("fatal", "error"))
+        .and_then(|setting| setting.parse::<Targets>().ok())
+        .unwrap_or_default();
+    let default = requested.default_level().unwrap_or(LevelFilter::INFO);
+    let requested = requested.with_default(default);
+    let capped = default.min(LevelFilter::INFO);
+    LIBRARIES_CAPPED_AT_INFO
+        .iter()
+        .fold(requested, |targets, library| {
+            targets.with_target(*library, capped)
+        })
 }
 
 /// The SDK configuration, loaded once per container. AWS_ENDPOINT_URL, when
@@ -1871,5 +1893,42 @@ mod tests {
                 .to_emf("ns", 0);
         assert!(emf.get(metrics::DISPATCH_DELAY).is_none());
         assert_eq!(emf[metrics::DELIVERIES], 2.0);
+    }
+
+    #[test]
+    fn the_log_level_comes_from_the_setting_and_libraries_stay_at_info() {
+        use tracing::Level;
+        let hub = "hub::dispatch";
+        let sdk = "aws_smithy_runtime::client::orchestrator";
+        for (setting, hub_level, sdk_level) in [
+            (None, Level::INFO, Level::INFO),
+            (Some("DEBUG"), Level::DEBUG, Level::INFO),
+            (Some("trace"), Level::TRACE, Level::INFO),
+            (Some("WARN"), Level::WARN, Level::WARN),
+            (Some("FATAL"), Level::ERROR, Level::ERROR),
+            (Some("info,hub=debug"), Level::DEBUG, Level::INFO),
+            (Some("aws_smithy_runtime=trace"), Level::INFO, Level::INFO),
+            (Some("not a level!"), Level::INFO, Level::INFO),
+        ] {
+            let filter = log_filter(setting);
+            for (target, wanted) in [(hub, hub_level), (sdk, sdk_level)] {
+                assert!(
+                    filter.would_enable(target, &wanted),
+                    "{setting:?}: {target} at {wanted}"
+                );
+                let finer = match wanted {
+                    Level::ERROR => Level::WARN,
+                    Level::WARN => Level::INFO,
+                    Level::INFO => Level::DEBUG,
+                    _ => Level::TRACE,
+                };
+                if wanted != Level::TRACE {
+                    assert!(
+                        !filter.would_enable(target, &finer),
+                        "{setting:?}: {target} not at {finer}"
+                    );
+                }
+            }
+        }
     }
 }
