@@ -21,6 +21,9 @@ echo "==> template lint (cfn-lint, sam validate --lint)"
 echo "==> openapi.yaml is a valid OpenAPI document"
 .venv/bin/openapi-spec-validator openapi.yaml
 
+echo "==> the emulator's transaction rollback (infra/emulator.py --self-test)"
+.venv/bin/python infra/emulator.py --self-test
+
 echo "==> fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -49,6 +52,11 @@ python3 bench/lambda/init.py --runs 1 --bin-dir target/debug \
 python3 bench/lambda/memory.py --runs 1 --bin-dir target/debug \
   --hello target/bench-hello/debug/hello-lambda --only publish-vaccinations > /dev/null
 python3 bench/cost/cost.py > /dev/null
+# The load test's script against a hub of its own: 15 s at 4 events/s,
+# every delivery checked against its record (it exits 1 on any miss).
+bash bench/load/run.sh --minutes 0.25 --rate 4 --children 12 --settle 60 > "$scratch/load.txt" 2>&1 \
+  || { cat "$scratch/load.txt"; exit 1; }
+sed -n 2,4p "$scratch/load.txt"
 python3 -m py_compile bench/python-parse/*.py bench/reference/*.py
 bash -n bench/lambda/sizes.sh bench/reference/load-national.sh bench/python-parse/run.sh
 
