@@ -20,10 +20,13 @@ Every function gets the environment variables of its template.yaml entry
 (names read from the template, placeholder values), the variables Lambda
 itself sets (function name, memory 128, log format JSON, region eu-west-2),
 dummy static credentials and AWS_ENDPOINT_URL pointing at a local port that
-refuses connections, so no AWS call made during init could succeed. The two
-functions that read a KMS public key during init (authorizer, token) get
-AWS_ENDPOINT_URL_KMS pointing at a local stub of KMS GetPublicKey (plain HTTP
-on loopback: no TLS, no network latency) unless --no-kms-stub is given.
+refuses connections, so no AWS call made during init could succeed, except
+the calls functions make during init on purpose, which a local stub answers
+(plain HTTP on loopback: no TLS, no network latency): KMS GetPublicKey
+(authorizer, token; --no-kms-stub leaves it out), DynamoDB DescribeEndpoints
+(every function opens its DynamoDB connection in init) and SNS
+GetTopicAttributes (dispatch and replay-worker also open their SNS
+connection); --no-warm-up-stub sends the last two to the dead port instead.
 
 bench/lambda/memory.py reuses this module's Runtime API.
 """
@@ -148,7 +151,8 @@ def dead_port():
     return s, s.getsockname()[1]
 
 
-def function_env(name, variables, defaults, runtime_api, dead_endpoint, kms_endpoint=None):
+def function_env(name, variables, defaults, runtime_api, dead_endpoint, kms_endpoint=None,
+                 warm_up_endpoint=None):
     env = {
         "PATH": "/usr/bin:/bin",
         "LANG": "en_US.UTF-8",
@@ -178,6 +182,9 @@ def function_env(name, variables, defaults, runtime_api, dead_endpoint, kms_endp
         env[variable] = placeholder(variable, defaults)
     if kms_endpoint and name in KMS_INIT_FUNCTIONS:
         env["AWS_ENDPOINT_URL_KMS"] = kms_endpoint
+    if warm_up_endpoint:
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = warm_up_endpoint
+        env["AWS_ENDPOINT_URL_SNS"] = warm_up_endpoint
     return env
 
 
@@ -304,8 +311,11 @@ class RuntimeApi:
                 self.cond.wait(min(left, 0.005))
 
 
-class KmsStub:
-    """GetPublicKey over KMS's JSON protocol, on loopback, plain HTTP."""
+class AwsStub:
+    """The AWS calls functions make during init, answered on loopback over
+    plain HTTP: KMS GetPublicKey and DynamoDB DescribeEndpoints (JSON
+    protocols), SNS GetTopicAttributes (query protocol). Anything else is
+    refused with a 400."""
 
     def __init__(self):
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -314,27 +324,41 @@ class KmsStub:
             def log_message(self, *args):
                 pass
 
+            def _reply(self, status, data, content_type):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                request = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
                 target = self.headers.get("X-Amz-Target", "")
                 if target.endswith(".GetPublicKey"):
-                    status, body = 200, {
+                    request = json.loads(raw or b"{}")
+                    self._reply(200, json.dumps({
                         "KeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{request.get('KeyId', '')}",
                         "PublicKey": BENCH_PUBLIC_KEY_DER_B64,
                         "KeySpec": "ECC_NIST_P256",
                         "KeyUsage": "SIGN_VERIFY",
                         "SigningAlgorithms": ["ECDSA_SHA_256"],
-                    }
+                    }).encode(), "application/x-amz-json-1.1")
+                elif target == "DynamoDB_20120810.DescribeEndpoints":
+                    self._reply(200, json.dumps({"Endpoints": [{
+                        "Address": f"dynamodb.{REGION}.amazonaws.com",
+                        "CachePeriodInMinutes": 1440}]}).encode(), "application/x-amz-json-1.0")
+                elif b"Action=GetTopicAttributes" in raw:
+                    self._reply(200, (
+                        '<GetTopicAttributesResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
+                        "<GetTopicAttributesResult><Attributes><entry><key>Owner</key>"
+                        f"<value>{ACCOUNT}</value></entry></Attributes></GetTopicAttributesResult>"
+                        "<ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata>"
+                        "</GetTopicAttributesResponse>").encode(), "text/xml")
                 else:
-                    status, body = 400, {"__type": "UnsupportedOperationException",
-                                         "message": "benchmark stub"}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    self._reply(400, json.dumps({"__type": "UnsupportedOperationException",
+                                                 "message": "benchmark stub"}).encode(),
+                                "application/x-amz-json-1.1")
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -381,6 +405,12 @@ class Spawned:
         ok = self.api.wait_for(lambda inv: len(inv.nexts) >= 1, timeout, self.process)
         return (self.invocation.nexts[0] - self.start) / 1e6 if ok else None
 
+    def warm_up_failures(self):
+        """The warm-up calls the function logged as failed (its log at INFO)."""
+        self.log.flush()
+        return [line for line in open(self.log.name, encoding="utf-8", errors="replace")
+                if "warm-up call" in line]
+
     def failure(self):
         code = self.process.poll()
         err = self.invocation.error
@@ -413,9 +443,10 @@ def function_names(bin_dir, only=None):
 class Bench:
     """The shared set-up of init.py and memory.py."""
 
-    def __init__(self, kms_stub=True):
+    def __init__(self, kms_stub=True, warm_up_stub=False):
         self.api = RuntimeApi()
-        self.kms = KmsStub() if kms_stub else None
+        self.aws = AwsStub()
+        self.kms_stub, self.warm_up_stub = kms_stub, warm_up_stub
         self._dead_socket, port = dead_port()
         self.dead_endpoint = f"http://127.0.0.1:{port}"
         self.variables = template_environment()
@@ -424,7 +455,8 @@ class Bench:
     def env(self, name):
         return function_env(name, self.variables.get(name, []), self.defaults,
                             self.api.address, self.dead_endpoint,
-                            self.kms.endpoint if self.kms else None)
+                            self.aws.endpoint if self.kms_stub else None,
+                            self.aws.endpoint if self.warm_up_stub else None)
 
 
 def percentile(values, p):
@@ -443,6 +475,8 @@ def main():
     parser.add_argument("--hello", default=os.path.join(ROOT, "target", "bench-hello", "release", "hello-lambda"))
     parser.add_argument("--only", default="", help="comma-separated function names")
     parser.add_argument("--no-kms-stub", action="store_true")
+    parser.add_argument("--no-warm-up-stub", action="store_true",
+                        help="no answer to the DynamoDB and SNS warm-up calls (the dead port refuses them)")
     parser.add_argument("--json", default="", help="write the raw samples here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra variable for the functions (not hello world), e.g. "
@@ -455,7 +489,7 @@ def main():
     names, missing = function_names(args.bin_dir, only)
     if not os.path.isfile(args.hello):
         sys.exit(f"no hello-world binary at {args.hello}: build it first (see the docstring)")
-    bench = Bench(kms_stub=not args.no_kms_stub)
+    bench = Bench(kms_stub=not args.no_kms_stub, warm_up_stub=not args.no_warm_up_stub)
     hello_env = function_env("hello", [], {}, bench.api.address, bench.dead_endpoint)
 
     samples = {"hello-world": []}
@@ -472,6 +506,9 @@ def main():
                 ms = run.wait_ready()
                 if ms is None:
                     failures[name] = run.failure()
+                elif bench.warm_up_stub and name != "hello-world" and run.warm_up_failures():
+                    # The figure would leave out the round trip it claims.
+                    failures[name] = "warm-up call not answered: " + run.warm_up_failures()[0].strip()
                 else:
                     samples[name].append(ms)
             finally:
@@ -479,7 +516,8 @@ def main():
 
     load = open("/proc/loadavg").read().split()[:3]
     hello_median = statistics.median(samples["hello-world"])
-    print(f"# init: spawn -> first GET /next, {args.runs} rounds, load average {' '.join(load)}"
+    print(f"# init: spawn -> first GET /next, {args.runs} rounds, load average {' '.join(load)}, "
+          f"warm-up calls {'refused' if args.no_warm_up_stub else 'answered by the stub'}"
           + (f", extra environment {extra}" if extra else ""))
     print("| function | median (ms) | p90 (ms) | min (ms) | median / hello world | within 1.5x |")
     print("|---|---|---|---|---|---|")
