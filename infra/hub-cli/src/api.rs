@@ -133,7 +133,11 @@ pub fn outcome_reasons(body: &str) -> Vec<String> {
                 .as_array()
                 .map(|list| list.iter().filter_map(|e| e.as_str()).collect())
                 .unwrap_or_default();
-            if expressions.is_empty() {
+            // The hub's own diagnostics already start with the element.
+            if expressions
+                .iter()
+                .all(|expression| diagnostics.contains(expression))
+            {
                 diagnostics.to_owned()
             } else {
                 format!("{diagnostics} ({})", expressions.join(", "))
@@ -372,10 +376,15 @@ mod tests {
     fn an_operation_outcome_gives_each_issue_and_its_element() {
         let body = r#"{"resourceType":"OperationOutcome","issue":[
             {"severity":"error","code":"invalid","diagnostics":"must be 'message'","expression":["Bundle.type"]},
-            {"severity":"error","code":"forbidden"}]}"#;
+            {"severity":"error","code":"forbidden"},
+            {"severity":"error","code":"invalid","diagnostics":"Bundle.id: missing","expression":["Bundle.id"]}]}"#;
         assert_eq!(
             outcome_reasons(body),
-            ["must be 'message' (Bundle.type)", "forbidden"]
+            [
+                "must be 'message' (Bundle.type)",
+                "forbidden",
+                "Bundle.id: missing"
+            ]
         );
         assert_eq!(outcome_reasons("  not\n json "), ["not json"]);
         assert_eq!(outcome_reasons(""), ["(no body)"]);

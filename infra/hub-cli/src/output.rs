@@ -77,9 +77,10 @@ const HEADER: [&str; COLUMNS] = [
     "EVENT ID",
     "SUBSCRIPTIONS",
 ];
-/// Widths the usual values fit: the longest event type code, a lifecycle,
-/// an NHS number, a UUID. Longer cells widen their column from then on.
-const MINIMUM_WIDTHS: [usize; COLUMNS] = [23, 9, 10, 36, 0];
+/// Widths the usual values fit: the longest event type code, a lifecycle
+/// with its out-of-order flag ("update older-than-current"), an NHS number,
+/// a UUID. Longer cells (a replay's) widen their column from then on.
+const MINIMUM_WIDTHS: [usize; COLUMNS] = [25, 25, 10, 36, 0];
 
 impl<W: Write> Output<W> {
     pub fn json(out: W) -> Self {
