@@ -5,6 +5,8 @@
 //! and a build of the binaries (`cargo build --workspace --bins`). Without
 //! them the tests fail and say so; they never skip.
 
+pub mod routing_model;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
