@@ -320,7 +320,9 @@ impl Event {
 
     /// [decision 1]: any Patient of the message carries a label.
     fn labelled(&self) -> bool {
-        self.patient.as_ref().is_some_and(|patient| patient.labelled)
+        self.patient
+            .as_ref()
+            .is_some_and(|patient| patient.labelled)
             || self.mother.as_ref().is_some_and(|mother| mother.labelled)
     }
 }
@@ -370,11 +372,7 @@ impl Register {
     /// A fact replaces the register's only if stated later. [docs: Where the
     /// child is, "A late event (older `meta.lastUpdated`) never overwrites
     /// newer facts"]. Returns the value it replaced, if it did replace one.
-    fn state<T: Clone>(
-        slot: &mut Option<Stated<T>>,
-        value: T,
-        at: OffsetDateTime,
-    ) -> Replaced<T> {
+    fn state<T: Clone>(slot: &mut Option<Stated<T>>, value: T, at: OffsetDateTime) -> Replaced<T> {
         match slot {
             Some(current) if current.at >= at => Replaced::No,
             _ => {
@@ -524,13 +522,16 @@ fn record(registers: &mut BTreeMap<String, Register>, child: &str, event: &Event
 
     // The child's birth date: its Patient entry's, else (not for a birth,
     // whose routing demographics are the mother's) the routing one.
-    let born = event.patient.as_ref().and_then(|p| p.birth_date).or(
-        if event.kind == EventKind::Birth {
-            None
-        } else {
-            event.routing_birth_date
-        },
-    );
+    let born =
+        event
+            .patient
+            .as_ref()
+            .and_then(|p| p.birth_date)
+            .or(if event.kind == EventKind::Birth {
+                None
+            } else {
+                event.routing_birth_date
+            });
     if register.birth_date.is_none() {
         register.birth_date = born;
     }
@@ -539,9 +540,8 @@ fn record(registers: &mut BTreeMap<String, Register>, child: &str, event: &Event
         // [explore_subscriptions: "The NEMS matches the patients home
         // postcode"]; [pds_change_of_address: "Current address post code"].
         if let Some(postcode) = &patient.home_postcode {
-            moved.postcode_left = Register::state(&mut register.postcode, postcode.clone(), at)
-                .previous()
-                .map(|previous| previous);
+            moved.postcode_left =
+                Register::state(&mut register.postcode, postcode.clone(), at).previous();
         }
         // [pds_change_of_gp: "generalPractitioner ... the new GP Practice";
         // "In a de-registration scenario where a new GP is not applied to the
@@ -587,11 +587,14 @@ fn places(register: &Register, event: &Event, moved: Moved) -> Places {
         .iter()
         .map(|stated| stated.value.clone())
         .collect();
-    let mut practices: Vec<String> = register.practice_code().map(str::to_owned).into_iter().collect();
+    let mut practices: Vec<String> = register
+        .practice_code()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
     match event.kind {
-        // [docs: Generic subscriptions, "A change of address must reach both
-        // the old and the new area"] (DOMAIN: "A change of address must
-        // reach both the old and the new area"); the area left is the `old`
+        // [docs: Moves, "A change of address reaches the postcode rules ...
+        // of both the area left and the area arrived in"]; the area left is the `old`
         // address [pds_change_of_address: "Previous address post code"],
         // else the postcode this event replaced in the register. A late one
         // replaces nothing: its stale destination is not reached [docs:
@@ -629,7 +632,12 @@ fn places(register: &Register, event: &Event, moved: Moved) -> Places {
 }
 
 /// Rules 1 and 2: the subscription names the event and selects the child.
-fn targets(subscription: &Subscription, event: &Event, places: &Places, reference: &Reference) -> bool {
+fn targets(
+    subscription: &Subscription,
+    event: &Event,
+    places: &Places,
+    reference: &Reference,
+) -> bool {
     match &subscription.target {
         // [explore_create_subscription: "Patient.identifier ... The
         // [IDENTIFIER] is the NHS Number for the patient"; "MessageHeader.event
@@ -654,11 +662,19 @@ fn targets(subscription: &Subscription, event: &Event, places: &Places, referenc
 /// [explore_create_subscription, subscriptionRuleType]: each rule compares
 /// one attribute of the child's postcode or practice with the code.
 fn selects(rule: Rule, organisation: &str, places: &Places, reference: &Reference) -> bool {
-    let areas = || places.postcodes.iter().filter_map(|postcode| reference.postcode(postcode));
+    let areas = || {
+        places
+            .postcodes
+            .iter()
+            .filter_map(|postcode| reference.postcode(postcode))
+    };
     match rule {
         // "GP_GP_GP - This will be a match if the patients registered GP
         // matches the GP Practice code"
-        Rule::GpGpGp => places.practices.iter().any(|practice| practice == organisation),
+        Rule::GpGpGp => places
+            .practices
+            .iter()
+            .any(|practice| practice == organisation),
         // "CHO_GP_CCG - ... the ICB sub location code responsible for the
         // geographical location of the patients registered GP matches"
         Rule::ChoGpCcg => places
@@ -695,9 +711,8 @@ fn filters_allow(filters: &Filters, register: &Register, event: &Event) -> bool 
     // NOT registered with a GP"].
     let registration = match filters.registration {
         None => true,
-        Some(wanted) => registered(register, event).is_some_and(|registered| {
-            registered == (wanted == Registration::RegisteredOnly)
-        }),
+        Some(wanted) => registered(register, event)
+            .is_some_and(|registered| registered == (wanted == Registration::RegisteredOnly)),
     };
     younger && older && registration
 }
@@ -711,10 +726,10 @@ fn age(register: &Register, event: &Event) -> Option<i64> {
     } else {
         event.routing_birth_date
     };
-    let born = register
-        .birth_date
-        .or(routing)
-        .or(event.patient.as_ref().and_then(|patient| patient.birth_date))?;
+    let born = register.birth_date.or(routing).or(event
+        .patient
+        .as_ref()
+        .and_then(|patient| patient.birth_date))?;
     let on = event.timestamp.date();
     let mut years = i64::from(on.year()) - i64::from(born.year());
     if (on.month() as u8, on.day()) < (born.month() as u8, born.day()) {

@@ -263,8 +263,12 @@ pub fn case(seed: u64, events: usize) -> Case {
     let mut stream: Vec<Published> = Vec::new();
     for _ in 0..events {
         stated += Duration::minutes(rng.range(60, 3 * 24 * 60));
-        let unborn: Vec<usize> = (0..children.len()).filter(|&c| children[c].unborn).collect();
-        let born: Vec<usize> = (0..children.len()).filter(|&c| !children[c].unborn).collect();
+        let unborn: Vec<usize> = (0..children.len())
+            .filter(|&c| children[c].unborn)
+            .collect();
+        let born: Vec<usize> = (0..children.len())
+            .filter(|&c| !children[c].unborn)
+            .collect();
         let published = if !unborn.is_empty() && (born.is_empty() || rng.percent(25)) {
             let c = *rng.pick(&unborn);
             birth(&mut rng, &mut children[c], &mothers, &postcodes, stated)
@@ -384,7 +388,10 @@ fn subscriptions(rng: &mut Rng, children: &[Child], mothers: &[Person]) -> Vec<S
             if rng.percent(20) && with_filters {
                 let older = rng.range(0, 5) as u32;
                 // The criteria refuse an age range with no whole age in it.
-                if filters.younger_than.is_none_or(|younger| younger > older + 1) {
+                if filters
+                    .younger_than
+                    .is_none_or(|younger| younger > older + 1)
+                {
                     filters.older_than = Some(older);
                 }
             }
@@ -467,8 +474,7 @@ fn birth(
     child.unborn = false;
     child.born = stated.date();
     child.postcode = rng.pick(postcodes).to_string();
-    let with_mother =
-        child.mother.is_some() && (rng.percent(85) || !scope().births_without_mother);
+    let with_mother = child.mother.is_some() && (rng.percent(85) || !scope().births_without_mother);
     let template = if with_mother {
         Template::BirthWithMother
     } else {
@@ -476,9 +482,7 @@ fn birth(
     };
     let (timestamp, last_updated) = times(rng, template, stated, child.born);
     let mother = child.mother.map(|m| &mothers[m]);
-    let mother_gp = rng
-        .percent(70)
-        .then(|| rng.pick(&PRACTICES).to_string());
+    let mother_gp = rng.percent(70).then(|| rng.pick(&PRACTICES).to_string());
     let (routing_nhs_number, routing_birth_date, mother) = match (with_mother, mother) {
         (true, Some(mother)) => (
             Some(mother.nhs_number.clone()),
@@ -603,10 +607,15 @@ fn child_event(
             Template::ChangeOfGp
         }
         38..=40 => *rng.pick(&[Template::DeathFormal, Template::DeathInformal]),
-        41..=62 => {
-            *rng.pick(&[Template::VaccinationsNew, Template::VaccinationsUpdate, Template::VaccinationsDelete])
-        }
-        63..=72 => *rng.pick(&[Template::ProfessionalContactsNew, Template::ProfessionalContactsDelete]),
+        41..=62 => *rng.pick(&[
+            Template::VaccinationsNew,
+            Template::VaccinationsUpdate,
+            Template::VaccinationsDelete,
+        ]),
+        63..=72 => *rng.pick(&[
+            Template::ProfessionalContactsNew,
+            Template::ProfessionalContactsDelete,
+        ]),
         73..=82 => *rng.pick(&[
             Template::BloodSpotNew,
             Template::BloodSpotUpdate,

@@ -71,9 +71,7 @@ impl Template {
             ChangeOfGp => EventKind::ChangeOfGp,
             DeathFormal | DeathInformal => EventKind::Death,
             RecordChange => EventKind::RecordChange,
-            ProfessionalContactsNew | ProfessionalContactsDelete => {
-                EventKind::ProfessionalContacts
-            }
+            ProfessionalContactsNew | ProfessionalContactsDelete => EventKind::ProfessionalContacts,
             BloodSpotNew | BloodSpotUpdate | BloodSpotDelete => EventKind::BloodSpot,
             NewbornHearingNew | NewbornHearingDelete => EventKind::NewbornHearing,
             NipeNew | NipeUpdate => EventKind::Nipe,
@@ -84,7 +82,9 @@ impl Template {
     /// As the example says it (screening updates are sent as `new`).
     pub fn lifecycle(self) -> Lifecycle {
         match self {
-            ProfessionalContactsDelete | BloodSpotDelete | NewbornHearingDelete
+            ProfessionalContactsDelete
+            | BloodSpotDelete
+            | NewbornHearingDelete
             | VaccinationsDelete => Lifecycle::Delete,
             VaccinationsUpdate => Lifecycle::Update,
             _ => Lifecycle::New,
@@ -226,7 +226,12 @@ fn edit_patient(body: &str, nth: usize, edit: impl FnOnce(&str) -> String) -> St
     }
     start -= 1;
     let end = find(body, start, "</Patient>") + "</Patient>".len();
-    format!("{}{}{}", &body[..start], edit(&body[start..end]), &body[end..])
+    format!(
+        "{}{}{}",
+        &body[..start],
+        edit(&body[start..end]),
+        &body[end..]
+    )
 }
 
 fn date_time(date: Date, time_of_day: &str) -> String {
@@ -271,11 +276,20 @@ fn patient_facts(
         if !patient.contains("<birthDate") {
             let at = find(&patient, 0, "<gender ");
             let at = find(&patient, at, "/>") + 2;
-            patient = format!("{}<birthDate value=\"\"/>{}", &patient[..at], &patient[at..]);
+            patient = format!(
+                "{}<birthDate value=\"\"/>{}",
+                &patient[..at],
+                &patient[at..]
+            );
         }
         patient = set_first(&patient, "<birthDate value=\"", &born.to_string());
         if let Some(at) = patient.find("patient-birthTime") {
-            patient = set_after(&patient, at, "<valueDateTime value=\"", &date_time(born, "08:00:00"));
+            patient = set_after(
+                &patient,
+                at,
+                "<valueDateTime value=\"",
+                &date_time(born, "08:00:00"),
+            );
         }
     }
     if let Some(postcode) = postcode {
@@ -300,9 +314,19 @@ pub fn render(published: &Published) -> String {
     let old_id = value_after(&body, header, "<id value=\"").to_owned();
     body = body.replace(&old_id, &event.message_id);
     if let Some(last_updated) = event.last_updated {
-        body = set_after(&body, header, "<lastUpdated value=\"", &instant(last_updated));
+        body = set_after(
+            &body,
+            header,
+            "<lastUpdated value=\"",
+            &instant(last_updated),
+        );
     }
-    body = set_after(&body, header, "<timestamp value=\"", &instant(event.timestamp));
+    body = set_after(
+        &body,
+        header,
+        "<timestamp value=\"",
+        &instant(event.timestamp),
+    );
     if let Some(routing) = &event.routing_nhs_number {
         let at = find(&body, header, "<extension url=\"nhsNumber\">");
         body = set_after(&body, at, "<value value=\"", routing);
@@ -333,7 +357,12 @@ pub fn render(published: &Published) -> String {
             match (template, &patient.gp) {
                 (ChangeOfGp, None) => {
                     let at = find(&text, 0, "<generalPractitioner>");
-                    text = remove_around(&text, at + "<generalPractitioner>".len(), "<generalPractitioner>", "</generalPractitioner>");
+                    text = remove_around(
+                        &text,
+                        at + "<generalPractitioner>".len(),
+                        "<generalPractitioner>",
+                        "</generalPractitioner>",
+                    );
                 }
                 (ChangeOfGp, Some(_)) => {}
                 (_, Some(gp)) => {
@@ -386,12 +415,16 @@ pub fn render(published: &Published) -> String {
 
     // The mother's Patient entry of a birth.
     if let Some(mother) = &event.mother {
-        let label = mother.labelled.then(|| label(&format!("{}m", event.message_id)));
+        let label = mother
+            .labelled
+            .then(|| label(&format!("{}m", event.message_id)));
         body = edit_patient(&body, 0, |text| {
             let mut text = patient_facts(
                 text,
                 mother.nhs_number.as_deref(),
-                event.routing_birth_date.filter(|_| mother.nhs_number.is_some()),
+                event
+                    .routing_birth_date
+                    .filter(|_| mother.nhs_number.is_some()),
                 None,
                 label,
             );
@@ -402,7 +435,12 @@ pub fn render(published: &Published) -> String {
                     text = text.replace(&reference, &format!("{ODS_URL}{gp}"));
                 }
                 None => {
-                    text = remove_around(&text, at + "<generalPractitioner>".len(), "<generalPractitioner>", "</generalPractitioner>");
+                    text = remove_around(
+                        &text,
+                        at + "<generalPractitioner>".len(),
+                        "<generalPractitioner>",
+                        "</generalPractitioner>",
+                    );
                 }
             }
             text
@@ -446,7 +484,10 @@ pub fn describe(published: &Published) -> String {
         event.message_id,
         instant(event.received_at),
         instant(event.timestamp),
-        event.last_updated.map(instant).unwrap_or_else(|| "-".into()),
+        event
+            .last_updated
+            .map(instant)
+            .unwrap_or_else(|| "-".into()),
     );
     if let Some(routing) = &event.routing_nhs_number {
         line.push_str(&format!(" routing={routing}"));
@@ -455,7 +496,10 @@ pub fn describe(published: &Published) -> String {
         line.push_str(&format!(
             " patient={} born={} postcode={} gp={}{}",
             patient.nhs_number,
-            patient.birth_date.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            patient
+                .birth_date
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
             patient.home_postcode.as_deref().unwrap_or("-"),
             patient.gp.as_deref().unwrap_or("-"),
             if patient.labelled { " LABELLED" } else { "" },
@@ -468,11 +512,18 @@ pub fn describe(published: &Published) -> String {
             " mother={} mother-gp={}{}",
             mother.nhs_number.as_deref().unwrap_or("-"),
             mother.gp.as_deref().unwrap_or("-"),
-            if mother.labelled { " MOTHER-LABELLED" } else { "" },
+            if mother.labelled {
+                " MOTHER-LABELLED"
+            } else {
+                ""
+            },
         ));
     }
     if event.kind == EventKind::ChangeOfAddress {
-        line.push_str(&format!(" old={}", event.old_postcode.as_deref().unwrap_or("-")));
+        line.push_str(&format!(
+            " old={}",
+            event.old_postcode.as_deref().unwrap_or("-")
+        ));
     }
     if event.kind == EventKind::ChangeOfGp {
         line.push_str(&format!(
