@@ -351,6 +351,21 @@ impl EventStore for DynamoEventStore {
         .await
     }
 
+    async fn mark_withheld(&self, event_key: &str) -> Result<(), StoreError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("eventKey", AttributeValue::S(event_key.to_owned()))
+            .update_expression("SET sensitive = :withheld")
+            // Never creates an item: an expired event stays gone.
+            .condition_expression("attribute_exists(eventKey)")
+            .expression_attribute_values(":withheld", AttributeValue::Bool(true))
+            .send()
+            .await;
+        conditionally_written(marked, "marking an event withheld").map(|_| ())
+    }
+
     async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut unique: Vec<String> = event_keys.to_vec();
         unique.sort();

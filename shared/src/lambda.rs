@@ -608,6 +608,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
         let body = body_bytes(request)?;
         let outcome = events::publish(
             store,
+            register,
             &caller,
             event_type,
             header(request, "content-type"),
@@ -616,15 +617,6 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             *RETENTION,
         )
         .await?;
-        // The event is stored: a failed register read must not turn its
-        // acceptance into an error the publisher would retry.
-        let outcome = match events::note_known_sensitivity(outcome.clone(), register).await {
-            Ok(noted) => noted,
-            Err(error) => {
-                warn!(error = %error, "the register could not be read for the sensitivity warning");
-                outcome
-            }
-        };
         let kind = match &outcome {
             events::PublishOutcome::Accepted { .. } => "accepted",
             events::PublishOutcome::Duplicate { .. } => "duplicate",
@@ -1384,8 +1376,8 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S, P, A, G, R, D>(
-    dispatcher: &Dispatcher<'_, S, P, A, G, R, D>,
+pub async fn dispatch_batch<S, P, A, G, R, D, E>(
+    dispatcher: &Dispatcher<'_, S, P, A, G, R, D, E>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where
@@ -1395,6 +1387,7 @@ where
     G: RegisterStore,
     R: ReferenceData,
     D: crate::ports::DeliveryStats,
+    E: EventStore,
 {
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {

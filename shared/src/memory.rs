@@ -55,6 +55,14 @@ impl MemoryEventStore {
 }
 
 impl EventStore for MemoryEventStore {
+    async fn mark_withheld(&self, event_key: &str) -> Result<(), StoreError> {
+        let mut events = self.events.lock().map_err(|_| poisoned())?;
+        if let Some(event) = events.get_mut(event_key) {
+            event.sensitive = true;
+        }
+        Ok(())
+    }
+
     async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
         let mut events = self.events.lock().map_err(|_| poisoned())?;
         match events.get(&event.event_key) {

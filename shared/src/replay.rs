@@ -307,6 +307,7 @@ where
             register: self.register,
             reference: self.reference,
             stats: self.stats,
+            events: self.events,
         };
         for event in &found {
             job.scanned += 1;

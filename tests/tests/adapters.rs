@@ -735,6 +735,7 @@ fn registered_client() -> hub::auth::Client {
         subscriber_id: None,
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
+        sensitivity_authority: false,
     }
 }
 

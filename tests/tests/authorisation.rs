@@ -48,6 +48,7 @@ fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
         subscriber_id: None,
         subscribe_explicit: false,
         subscribe_generic: BTreeMap::new(),
+        sensitivity_authority: false,
     }
 }
 

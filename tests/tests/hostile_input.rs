@@ -91,6 +91,7 @@ fn everything(subscriber_id: &str) -> Client {
         subscriber_id: Some(subscriber_id.into()),
         subscribe_explicit: true,
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
+        sensitivity_authority: false,
     }
 }
 
