@@ -19,7 +19,7 @@ mod scenario;
 
 use std::collections::BTreeMap;
 
-use e2e_tests::Hub;
+use e2e_tests::{Hub, fixture};
 use scenario::*;
 use serde_json::json;
 
