@@ -351,19 +351,21 @@ impl EventStore for DynamoEventStore {
         .await
     }
 
-    async fn mark_withheld(&self, event_key: &str) -> Result<(), StoreError> {
-        let marked = self
+    async fn set_withheld(&self, event_key: &str, withheld: bool) -> Result<(), StoreError> {
+        let written = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("eventKey", AttributeValue::S(event_key.to_owned()))
-            .update_expression("SET sensitive = :withheld")
+            // SENSITIVE is one of DynamoDB's reserved words.
+            .update_expression("SET #withheld = :withheld")
+            .expression_attribute_names("#withheld", "sensitive")
             // Never creates an item: an expired event stays gone.
             .condition_expression("attribute_exists(eventKey)")
-            .expression_attribute_values(":withheld", AttributeValue::Bool(true))
+            .expression_attribute_values(":withheld", AttributeValue::Bool(withheld))
             .send()
             .await;
-        conditionally_written(marked, "marking an event withheld").map(|_| ())
+        conditionally_written(written, "marking an event withheld or released").map(|_| ())
     }
 
     async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {

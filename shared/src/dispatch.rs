@@ -143,7 +143,7 @@ where
                 // Withheld for good: clearing the child's flag later must not
                 // open this event to history, event reads or replays.
                 if !event.sensitive {
-                    self.events.mark_withheld(&event.event_key).await?;
+                    self.events.set_withheld(&event.event_key, true).await?;
                 }
                 return Ok(Dispatched::Withheld);
             }

@@ -551,6 +551,53 @@ async fn known_sensitive<R: RegisterStore>(
     Ok(false)
 }
 
+/// `POST /events/{id}/$release`: an operator releases an event withheld
+/// while its child was flagged sensitive, once the demographics authority
+/// has cleared the flag. It becomes readable in the child's history, by
+/// `GET /events/{id}` and by replays; it is not sent again on its own. An
+/// event whose message itself carries a confidentiality label is never
+/// released.
+pub async fn release<S: EventStore, R: RegisterStore>(
+    store: &S,
+    register: &R,
+    event_key: &str,
+    now: OffsetDateTime,
+) -> Result<StoredEvent, HubError> {
+    let event = store
+        .get(event_key)
+        .await?
+        .filter(|event| event.is_live(now))
+        .ok_or_else(|| HubError::NotFound(format!("event {event_key}")))?;
+    if !event.sensitive {
+        return Err(HubError::unprocessable(
+            "id",
+            "the event is not withheld: there is nothing to release",
+        ));
+    }
+    // Read again as at its publish; a payload that no longer reads is not
+    // released, as nothing can be said of its labels.
+    let message = Encoding::from_content_type(&event.content_type)
+        .and_then(|encoding| EventMessage::read(&event.payload, encoding).ok())
+        .filter(|message| !message.sensitive)
+        .ok_or_else(|| {
+            HubError::unprocessable(
+                "id",
+                "the message carries a confidentiality label: it stays withheld",
+            )
+        })?;
+    if known_sensitive(register, &message).await? {
+        return Err(HubError::unprocessable(
+            "id",
+            "the child is still flagged sensitive: only the demographics authority clears the flag",
+        ));
+    }
+    store.set_withheld(event_key, false).await?;
+    Ok(StoredEvent {
+        sensitive: false,
+        ..event
+    })
+}
+
 /// The event key and routing NHS number of a message that was refused, if
 /// it can be read: so that a refused attempt appears in the patient's audit
 /// trail too.

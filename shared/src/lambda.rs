@@ -1507,6 +1507,63 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
     .await
 }
 
+/// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
+/// event withheld while its child was flagged sensitive, once the flag is
+/// cleared (events::release). The release is in the child's audit trail.
+pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
+    store: &E,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::Release,
+        encoding,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = request
+                .path_parameters
+                .get("id")
+                .map(|id| id.to_ascii_lowercase())
+                .filter(|id| events::is_message_id(id))
+                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let code = request
+                .query_string_parameters
+                .first("eventType")
+                .ok_or_else(|| {
+                    HubError::bad_request(
+                        "eventType",
+                        "name the event type of the event to release",
+                    )
+                })?;
+            let event_type = code.parse::<EventType>().map_err(|_| {
+                HubError::bad_request(
+                    "eventType",
+                    format!("'{code}' is not an event type of the hub"),
+                )
+            })?;
+            let event_key = events::event_key(event_type, &id);
+            let record = record.event(event_key.clone());
+            let released =
+                events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
+            info!(event_id = %released.event_id, event_type = %event_type, "released");
+            let outcome = OperationOutcome::information(
+                "RELEASED",
+                format!("event {id} is released: readable and replayable by those it concerns"),
+            );
+            Ok((
+                fhir_response(200, encoding, outcome.render(encoding), &[]),
+                record.patient(released.nhs_number),
+            ))
+        },
+    )
+    .await
+}
+
 /// `GET /children/{nhsNumber}/events`: the child's event history as a FHIR
 /// searchset Bundle (history::HistoryQuery gives the parameters), for
 /// operators, and for subscribers with an active explicit subscription for

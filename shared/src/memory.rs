@@ -55,10 +55,10 @@ impl MemoryEventStore {
 }
 
 impl EventStore for MemoryEventStore {
-    async fn mark_withheld(&self, event_key: &str) -> Result<(), StoreError> {
+    async fn set_withheld(&self, event_key: &str, withheld: bool) -> Result<(), StoreError> {
         let mut events = self.events.lock().map_err(|_| poisoned())?;
         if let Some(event) = events.get_mut(event_key) {
-            event.sensitive = true;
+            event.sensitive = withheld;
         }
         Ok(())
     }

@@ -55,11 +55,16 @@ pub trait EventStore: Send + Sync {
         event_key: &str,
     ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
 
-    /// Marks a stored event withheld (`sensitive`): dispatch found its child
-    /// sensitive after it was accepted. Marking an event already marked, or
-    /// one that no longer exists, is no error.
-    fn mark_withheld(&self, event_key: &str)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a stored event withheld (`sensitive`) or releases it: dispatch
+    /// withholds an event whose child it finds sensitive after the event was
+    /// accepted; an operator releases one (`POST /events/{id}/$release`).
+    /// Setting what is already set, or an event that no longer exists, is
+    /// no error.
+    fn set_withheld(
+        &self,
+        event_key: &str,
+        withheld: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The events stored under these keys (at most 100), in no set order;
     /// keys with no event are left out.

@@ -602,15 +602,25 @@ async fn a_sensitive_child_is_delivered_to_no_one_and_the_withholding_is_audited
     ];
     delivered_plain.sort();
     assert_eq!(of(&plain), delivered_plain, "{trail}");
+    // The labelled vaccination also flagged the child: a record of its own.
+    assert_eq!(
+        of(&sensitive),
+        [
+            ("deliver".to_owned(), 204, None),
+            ("publish".to_owned(), 202, None),
+            ("sensitivity-change".to_owned(), 200, None),
+        ],
+        "{sensitive}: {trail}"
+    );
+    assert_eq!(
+        of(&later),
+        [
+            ("deliver".to_owned(), 204, None),
+            ("publish".to_owned(), 202, None)
+        ],
+        "{later}: {trail}"
+    );
     for withheld in [&sensitive, &later] {
-        assert_eq!(
-            of(withheld),
-            [
-                ("deliver".to_owned(), 204, None),
-                ("publish".to_owned(), 202, None)
-            ],
-            "{withheld}: {trail}"
-        );
         let record = entries
             .iter()
             .find(|entry| entry["eventKey"] == withheld.as_str() && entry["action"] == "deliver")

@@ -132,12 +132,13 @@ fn is_withheld(outcome: &Value) -> bool {
     spine_codes(outcome).contains(&"SENSITIVE_PATIENT".to_owned())
 }
 
-/// The MessageHeader ids of a child's history as a subscriber reads it.
+/// The MessageHeader ids of a child's history as a subscriber reads it,
+/// every version (the record changes are versions of one Patient).
 async fn history_ids(hub: &Hub, subscriber: &Subscriber, child: &str) -> Vec<String> {
     let response = hub
         .request(
             reqwest::Method::GET,
-            &format!("/children/{child}/events"),
+            &format!("/children/{child}/events?versions=all"),
             &subscriber.token,
         )
         .header("accept", "application/fhir+json")
@@ -156,6 +157,24 @@ async fn history_ids(hub: &Hub, subscriber: &Subscriber, child: &str) -> Vec<Str
             Some(url.split('?').next()?.to_owned())
         })
         .collect()
+}
+
+/// `POST /events/{id}/$release` as the demo operator: the status and the
+/// OperationOutcome.
+async fn release(hub: &Hub, event_type: &str, id: &str) -> (u16, Value) {
+    let operator = hub.token(e2e_tests::DEMO_OPERATOR).await;
+    let response = hub
+        .request(
+            reqwest::Method::POST,
+            &format!("/events/{id}/$release?eventType={event_type}"),
+            &operator,
+        )
+        .header("accept", "application/fhir+json")
+        .send()
+        .await
+        .expect("POST /events/{id}/$release");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
 }
 
 /// The register's `sensitive` fact about the child.
@@ -244,6 +263,10 @@ async fn an_unlabelled_pds_event_leaves_a_sensitive_flag_set_until_the_authority
         json!({"value": true, "changedAt": "2018-02-10T10:00:00Z", "byEvent": labelled})
     );
 
+    // Nothing withheld can be released while the child is flagged.
+    let (status, outcome) = release(&hub, ADDRESS, "5e0b2c1d-0000-4000-8000-000000000002").await;
+    assert_eq!(status, 422, "{outcome}");
+
     // The demographics service (X26) holds the authority by default: its
     // unlabelled record change clears the flag, and is itself delivered.
     let authority = hub
@@ -284,7 +307,25 @@ async fn an_unlabelled_pds_event_leaves_a_sensitive_flag_set_until_the_authority
         ["5e0b2c1d-0000-4000-8000-000000000004"]
     );
 
-    // Both changes of the flag are in the child's audit trail.
+    // An operator may release what was withheld only for the flag: the
+    // record change that did not carry a label, not the labelled vaccination.
+    let (status, outcome) =
+        release(&hub, VACCINATION, "5e0b2c1d-0000-4000-8000-000000000001").await;
+    assert_eq!(status, 422, "{outcome}");
+    let (status, outcome) =
+        release(&hub, RECORD_CHANGE, "5e0b2c1d-0000-4000-8000-000000000003").await;
+    assert_eq!(status, 200, "{outcome}");
+    let mut history = history_ids(&hub, &gp.subscriber, BABY).await;
+    history.sort();
+    assert_eq!(
+        history,
+        [
+            "5e0b2c1d-0000-4000-8000-000000000003",
+            "5e0b2c1d-0000-4000-8000-000000000004"
+        ]
+    );
+
+    // Both changes of the flag, and the release, are in the child's trail.
     let (status, trail) = hub.audit_of_patient(BABY).await;
     assert_eq!(status, 200);
     let mut changes: Vec<(String, String)> = trail["entries"]
@@ -309,6 +350,16 @@ async fn an_unlabelled_pds_event_leaves_a_sensitive_flag_set_until_the_authority
     ];
     expected.sort();
     assert_eq!(changes, expected, "{trail}");
+    let released = trail["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|entry| {
+            entry["action"] == "release"
+                && entry["status"] == 200
+                && entry["eventKey"] == not_authority.as_str()
+        });
+    assert!(released, "{trail}");
 
     // The child's events flow again.
     let later = "5e0b2c1d-0000-4000-8000-000000000005";
