@@ -36,6 +36,16 @@ pub enum HubError {
     Criteria(#[from] CriteriaError),
     #[error("{0} was not found")]
     NotFound(String),
+    /// The request clashes with what is under way (a replay already
+    /// running for the subscription): 409.
+    #[error("{expression}: {problem}")]
+    Conflict { expression: String, problem: String },
+    /// A quota is spent: 429, with the seconds until it renews.
+    #[error("{problem}")]
+    TooManyRequests {
+        problem: String,
+        retry_after_seconds: u64,
+    },
     /// No valid credentials: 401 (503 when the hub could not check them).
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
@@ -100,7 +110,8 @@ impl HubError {
             | HubError::EventTypeMismatch { .. }
             | HubError::Unprocessable { .. }
             | HubError::Criteria(_) => 422,
-            HubError::DuplicateConflict { .. } => 409,
+            HubError::DuplicateConflict { .. } | HubError::Conflict { .. } => 409,
+            HubError::TooManyRequests { .. } => 429,
             HubError::NotFound(_) => 404,
             HubError::Unauthenticated(error) => error.status(),
             HubError::Forbidden { .. } => 403,
@@ -163,6 +174,10 @@ impl HubError {
                 vec!["Subscription.criteria".into()],
             ),
             HubError::NotFound(_) => ("not-found", "NO_RECORD_FOUND", vec![]),
+            HubError::Conflict { expression, .. } => {
+                ("conflict", "DUPLICATE_REJECTED", vec![expression.clone()])
+            }
+            HubError::TooManyRequests { .. } => ("throttled", "TOO_MANY_REQUESTS", vec![]),
             HubError::Store(StoreError::InvalidPageToken) => {
                 ("invalid", "INVALID_PARAMETER", vec!["_page".into()])
             }

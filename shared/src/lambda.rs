@@ -287,7 +287,14 @@ pub fn error_response(error: &HubError, encoding: Encoding) -> ApiGatewayProxyRe
             "request refused"
         );
     }
-    fhir_response(status, encoding, outcome.render(encoding), &[])
+    let retry_after = match error {
+        HubError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } => vec![("retry-after", retry_after_seconds.to_string())],
+        _ => Vec::new(),
+    };
+    fhir_response(status, encoding, outcome.render(encoding), &retry_after)
 }
 
 // ---------------------------------------------------------------------------
@@ -1737,7 +1744,27 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
             let window =
                 replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), *RETENTION, now)?;
             let job = window.job(&subscription, now);
-            jobs.create(&job).await?;
+            match jobs.start(&job, &replay::Admission::of(&job, now)).await? {
+                Ok(()) => {}
+                Err(replay::NotStarted::AlreadyRunning) => {
+                    return Err(HubError::Conflict {
+                        expression: "Subscription.id".into(),
+                        problem: "a replay of this subscription is running: wait for it to \
+                                  complete (GET its Content-Location) before starting another"
+                            .into(),
+                    });
+                }
+                Err(replay::NotStarted::QuotaSpent) => {
+                    return Err(HubError::TooManyRequests {
+                        problem: format!(
+                            "the subscriber has started its {} replays of the day (UTC): \
+                             try again after midnight UTC",
+                            replay::REPLAYS_PER_SUBSCRIBER_PER_DAY
+                        ),
+                        retry_after_seconds: replay::quota_renews_in(now),
+                    });
+                }
+            }
             info!(replay_id = %job.replay_id, subscription_id = %subscription.id, "replay started");
             let record = record
                 .subscription(subscription.id.clone())
@@ -1810,11 +1837,25 @@ where
         let sequence_number = record.change.sequence_number.clone();
         let Ok(job) = serde_dynamo::from_item::<_, replay::ReplayJob>(record.change.new_image)
         else {
-            // A removal (TTL) or a record of no job: nothing to advance.
+            // A removal (TTL), or a subscription's hold or a subscriber's
+            // count (replay::Admission), not a job: nothing to advance.
             continue;
         };
+        if job.status != replay::ReplayStatus::Running {
+            // A finished job's hold on its subscription is released by the
+            // step that finished it; again here in case that step failed
+            // after its save.
+            if let Err(error) = replayer.jobs.release(&job).await {
+                error!(replay_id = %job.replay_id, error = %error, "a finished replay's subscription could not be released");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+            continue;
+        }
         // The records of one batch are of the same few jobs: one step each.
-        if job.status != replay::ReplayStatus::Running || !stepped.insert(job.replay_id.clone()) {
+        if !stepped.insert(job.replay_id.clone()) {
             continue;
         }
         match replayer
