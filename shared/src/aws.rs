@@ -2232,7 +2232,9 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
         let count = Update::builder()
             .table_name(&self.table)
             .key("replayId", AttributeValue::S(admission.quota_key.clone()))
-            .update_expression("SET started = if_not_exists(started, :zero) + :one, expiresAt = :expires")
+            .update_expression(
+                "SET started = if_not_exists(started, :zero) + :one, expiresAt = :expires",
+            )
             .condition_expression("attribute_not_exists(started) OR started < :limit")
             .expression_attribute_values(":zero", number(0))
             .expression_attribute_values(":one", number(1))

@@ -419,11 +419,7 @@ mod tests {
                     Ok(query) => assert_eq!(query.dates.len(), 1, "{text}"),
                     Err(error) => {
                         assert_eq!(error.status(), 400, "{text}");
-                        assert_eq!(
-                            error.outcome().issues[0].expression,
-                            ["date"],
-                            "{text}"
-                        );
+                        assert_eq!(error.outcome().issues[0].expression, ["date"], "{text}");
                     }
                 }
             }
@@ -431,7 +427,10 @@ mod tests {
         // The last second itself has no end within the years the hub
         // handles: refused, whatever the prefix.
         for prefix in ["", "eq", "gt", "ge", "lt", "le"] {
-            assert!(dated(&format!("{prefix}9999-12-31T23:59:59Z")).is_err(), "{prefix}");
+            assert!(
+                dated(&format!("{prefix}9999-12-31T23:59:59Z")).is_err(),
+                "{prefix}"
+            );
         }
         // The day before is an ordinary date.
         assert!(dated("le9999-12-30T23:59:59Z").is_ok());

@@ -742,7 +742,9 @@ impl ReplayStore for MemoryReplayStore {
         if started >= admission.per_day {
             return Ok(Err(NotStarted::QuotaSpent));
         }
-        records.started.insert(admission.quota_key.clone(), started + 1);
+        records
+            .started
+            .insert(admission.quota_key.clone(), started + 1);
         records.holds.insert(
             admission.hold_key.clone(),
             (job.replay_id.clone(), admission.hold_until),

@@ -298,8 +298,10 @@ async fn concurrent_replays_of_a_subscription_start_one_and_a_subscriber_has_a_d
     for attempt in attempts {
         answers.push(attempt.await.expect("the request's task"));
     }
-    let started: Vec<&(u16, serde_json::Value, Option<String>)> =
-        answers.iter().filter(|(status, _, _)| *status == 202).collect();
+    let started: Vec<&(u16, serde_json::Value, Option<String>)> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 202)
+        .collect();
     assert_eq!(started.len(), 1, "one replay runs: {answers:?}");
     for (status, outcome, _) in answers.iter().filter(|(status, _, _)| *status != 202) {
         assert_eq!(*status, 409, "{outcome}");
@@ -325,7 +327,9 @@ async fn concurrent_replays_of_a_subscription_start_one_and_a_subscriber_has_a_d
     let empty_window = "?since=2026-01-01&until=2026-01-02";
     let mut again = 0;
     for _ in 0..20 {
-        again = start_replay(&hub, &late, &subscription, empty_window).await.0;
+        again = start_replay(&hub, &late, &subscription, empty_window)
+            .await
+            .0;
         if again != 409 {
             break;
         }
