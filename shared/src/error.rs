@@ -57,6 +57,10 @@ pub enum HubError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub's own fault (an operation that panicked): 500. The detail is
+    /// for logs, never for clients.
+    #[error("the hub failed: {0}")]
+    Internal(String),
 }
 
 /// What the FHIR endpoints take.
@@ -117,6 +121,7 @@ impl HubError {
             HubError::Forbidden { .. } => 403,
             HubError::Store(StoreError::Unavailable(_)) => 503,
             HubError::Store(StoreError::InvalidPageToken) => 400,
+            HubError::Internal(_) => 500,
         }
     }
 
@@ -182,12 +187,14 @@ impl HubError {
                 ("invalid", "INVALID_PARAMETER", vec!["_page".into()])
             }
             HubError::Store(_) => ("transient", "SERVICE_UNAVAILABLE", vec![]),
+            HubError::Internal(_) => ("exception", "INTERNAL_SERVER_ERROR", vec![]),
         };
         let diagnostics = match self {
             // The cause of a storage failure stays in the logs.
             HubError::Store(StoreError::Unavailable(_)) => {
                 "the hub could not complete the request; try again later".to_owned()
             }
+            HubError::Internal(_) => "the hub failed to answer the request".to_owned(),
             other => other.to_string(),
         };
         OperationOutcome::single(Issue {
