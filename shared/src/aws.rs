@@ -2297,22 +2297,28 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
         )))
     }
 
+    /// The hold is ended in place (its `holdUntil` set to 0), not deleted:
+    /// no function but the two that remove subscriptions deletes anything
+    /// (tests/tests/template.rs). TTL removes the record later.
     async fn release(&self, job: &crate::replay::ReplayJob) -> Result<(), StoreError> {
-        let deleted = self
+        let ended = self
             .client
-            .delete_item()
+            .put_item()
             .table_name(&self.table)
-            .key(
+            .item(
                 "replayId",
                 AttributeValue::S(crate::replay::Admission::hold_key_of(job)),
             )
+            .item("runningReplay", AttributeValue::S(job.replay_id.clone()))
+            .item("holdUntil", AttributeValue::N("0".into()))
+            .item("expiresAt", AttributeValue::N(job.expires_at.to_string()))
             .condition_expression("runningReplay = :replay")
             .expression_attribute_values(":replay", AttributeValue::S(job.replay_id.clone()))
             .send()
             .await;
-        // Not held by this job (released before, or taken over after its
-        // hold ended): nothing to release.
-        conditionally_written(deleted, "releasing a replay's subscription").map(|_| ())
+        // Not held by this job (taken over after its hold ended): nothing
+        // to release.
+        conditionally_written(ended, "releasing a replay's subscription").map(|_| ())
     }
 
     async fn get(&self, replay_id: &str) -> Result<Option<crate::replay::ReplayJob>, StoreError> {
