@@ -38,6 +38,7 @@ static CLIENT: LazyLock<(EncodingKey, Client)> = LazyLock::new(|| {
         subscriber_id: None,
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
+        sensitivity_authority: false,
     };
     (ec, client)
 });

@@ -646,6 +646,7 @@ fn dispatch_scaling(c: &mut Criterion) {
                 register: &register,
                 reference: &counted_reference,
                 stats: &hub::memory::MemoryDeliveryStats::default(),
+                events: &hub::memory::MemoryEventStore::default(),
             };
             runtime
                 .block_on(dispatcher.route(black_box(&event), NOW))
@@ -666,10 +667,7 @@ fn dispatch_scaling(c: &mut Criterion) {
             );
         }
         let record = register.record(patient).expect("on the register");
-        assert_eq!(
-            record.gp_practice.map(|field| field.value).as_deref(),
-            Some(PRACTICE)
-        );
+        assert_eq!(record.registration(), Some(Some(PRACTICE)));
 
         // The store reads alone: the explicit candidates and the generic
         // candidates under the child's five keys.

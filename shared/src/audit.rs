@@ -39,6 +39,11 @@ pub enum Action {
     SubscriberStatus,
     /// A subscriber's DLQ moved back to its queue.
     Redrive,
+    /// A child's sensitive flag set or cleared by an event.
+    SensitivityChange,
+    /// An operator released an event withheld while its child was flagged
+    /// sensitive.
+    Release,
 }
 
 /// One entry of the trail.
@@ -147,6 +152,36 @@ impl AuditRecord {
             subscription_id: None,
             subscriber_id: None,
             detail: Some("withheld: the patient is flagged sensitive".to_owned()),
+        }
+    }
+
+    /// The record of a child's sensitive flag changed by an event: one per
+    /// event and child, however often dispatch is retried.
+    pub fn sensitivity_change(
+        event_key: &str,
+        nhs_number: NhsNumber,
+        sensitive: bool,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("sensitivity/{event_key}/{nhs_number}"),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::SensitivityChange,
+            status: 200,
+            nhs_number: Some(nhs_number.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: None,
+            detail: Some(
+                if sensitive {
+                    "flagged sensitive"
+                } else {
+                    "sensitive flag cleared by the demographics authority"
+                }
+                .to_owned(),
+            ),
         }
     }
 

@@ -98,6 +98,11 @@ pub struct Client {
     /// with the organisation codes it may name.
     #[serde(default)]
     pub subscribe_generic: BTreeMap<String, BTreeSet<String>>,
+    /// Whether its unlabelled `pds-record-change-1` messages clear a child's
+    /// sensitive flag. Any publisher's confidentiality label sets the flag;
+    /// only the demographics authority may lift it (docs/subscriptions.md).
+    #[serde(default)]
+    pub sensitivity_authority: bool,
 }
 
 /// The authenticated client of a request: who it is and what it was
@@ -118,6 +123,8 @@ pub struct Caller {
     pub subscribe_explicit: bool,
     #[serde(default)]
     pub subscribe_generic: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default)]
+    pub sensitivity_authority: bool,
 }
 
 /// The authorizer context key that carries the caller (as JSON: API
@@ -135,6 +142,7 @@ impl Caller {
             publish_for_ods: client.publish_for_ods.clone(),
             subscribe_explicit: client.subscribe_explicit,
             subscribe_generic: client.subscribe_generic.clone(),
+            sensitivity_authority: client.sensitivity_authority,
         }
     }
 
@@ -1152,6 +1160,10 @@ pub fn sign_client_assertion(
         .map_err(|error| AuthError::Unavailable(format!("signing failed: {error}")))
 }
 
+/// The ODS code of the national demographics service (PDS), the default
+/// sensitivity authority.
+pub const DEMOGRAPHICS_AUTHORITY_ODS: &str = "X26";
+
 /// The largest JWKS a client may register: enough for a rotation overlap.
 const MAX_CLIENT_KEYS: usize = 5;
 
@@ -1175,6 +1187,7 @@ impl Client {
             subscribe_explicit: bool,
             #[serde(default)]
             subscribe_generic: BTreeMap<String, BTreeSet<String>>,
+            sensitivity_authority: Option<bool>,
         }
         let registration: Registration = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
@@ -1256,6 +1269,21 @@ impl Client {
                 ));
             }
         }
+        let may_publish_record_changes = registration.roles.contains(&Role::Publisher)
+            && registration
+                .publish_event_types
+                .contains(&EventType::PdsRecordChange);
+        // By default only the demographics service (PDS, ODS X26) is the
+        // authority; an operator may name another explicitly.
+        let sensitivity_authority = registration.sensitivity_authority.unwrap_or(
+            ods_code.as_str() == DEMOGRAPHICS_AUTHORITY_ODS && may_publish_record_changes,
+        );
+        if sensitivity_authority && !may_publish_record_changes {
+            return Err(HubError::unprocessable(
+                "sensitivityAuthority",
+                "only a publisher of pds-record-change-1 can clear a sensitive flag",
+            ));
+        }
         Ok(Client {
             client_id: registration.client_id,
             ods_code,
@@ -1267,6 +1295,7 @@ impl Client {
             subscriber_id: None,
             subscribe_explicit: registration.subscribe_explicit,
             subscribe_generic: registration.subscribe_generic,
+            sensitivity_authority,
         })
     }
 

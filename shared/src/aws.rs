@@ -351,6 +351,23 @@ impl EventStore for DynamoEventStore {
         .await
     }
 
+    async fn set_withheld(&self, event_key: &str, withheld: bool) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("eventKey", AttributeValue::S(event_key.to_owned()))
+            // SENSITIVE is one of DynamoDB's reserved words.
+            .update_expression("SET #withheld = :withheld")
+            .expression_attribute_names("#withheld", "sensitive")
+            // Never creates an item: an expired event stays gone.
+            .condition_expression("attribute_exists(eventKey)")
+            .expression_attribute_values(":withheld", AttributeValue::Bool(withheld))
+            .send()
+            .await;
+        conditionally_written(written, "marking an event withheld or released").map(|_| ())
+    }
+
     async fn get_many(&self, event_keys: &[String]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut unique: Vec<String> = event_keys.to_vec();
         unique.sort();
@@ -2192,22 +2209,133 @@ impl DynamoReplayStore {
     }
 }
 
+/// Attempts at starting a replay when a concurrent start of the same
+/// subscriber's (another subscription) touched its quota count meanwhile.
+const START_ATTEMPTS: usize = 3;
+
 impl crate::ports::ReplayStore for DynamoReplayStore {
-    async fn create(&self, job: &crate::replay::ReplayJob) -> Result<(), StoreError> {
-        self.client
-            .put_item()
+    /// One transaction of three writes: the job (new), the subscription's
+    /// hold (`running#<subscription>`, new or ended) and the subscriber's
+    /// count of the day (`quota#<subscriber>#<day>`, below the limit). The
+    /// hold and the count live in the replays table beside the jobs, under
+    /// keys no replay id takes; the worker skips their stream records, which
+    /// are not jobs.
+    async fn start(
+        &self,
+        job: &crate::replay::ReplayJob,
+        admission: &crate::replay::Admission,
+    ) -> Result<Result<(), crate::replay::NotStarted>, StoreError> {
+        use aws_sdk_dynamodb::types::Update;
+        let build = |what: &str, error: aws_sdk_dynamodb::error::BuildError| {
+            unavailable(&format!("building the replay's {what}"), error)
+        };
+        let number = |value: i64| AttributeValue::N(value.to_string());
+        let put_job = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(job)?))
             .condition_expression("attribute_not_exists(replayId)")
+            .build()
+            .map_err(|error| build("record", error))?;
+        let hold = Put::builder()
+            .table_name(&self.table)
+            .item("replayId", AttributeValue::S(admission.hold_key.clone()))
+            .item("runningReplay", AttributeValue::S(job.replay_id.clone()))
+            .item("holdUntil", number(admission.hold_until))
+            .item("expiresAt", number(admission.hold_until))
+            .condition_expression("attribute_not_exists(replayId) OR holdUntil < :now")
+            .expression_attribute_values(":now", number(admission.now))
+            .build()
+            .map_err(|error| build("hold", error))?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key("replayId", AttributeValue::S(admission.quota_key.clone()))
+            .update_expression(
+                "SET started = if_not_exists(started, :zero) + :one, expiresAt = :expires",
+            )
+            .condition_expression("attribute_not_exists(started) OR started < :limit")
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":limit", number(i64::from(admission.per_day)))
+            .expression_attribute_values(":expires", number(admission.quota_expires_at))
+            .build()
+            .map_err(|error| build("count", error))?;
+        for _ in 0..START_ATTEMPTS {
+            let written = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_job.clone()).build())
+                .transact_items(TransactWriteItem::builder().put(hold.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(count.clone()).build())
+                .send()
+                .await;
+            let error = match written {
+                Ok(_) => return Ok(Ok(())),
+                Err(error) => error,
+            };
+            let reasons: Vec<Option<String>> = match error.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                        cancelled,
+                    ),
+                ) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|reason| reason.code().map(str::to_owned))
+                    .collect(),
+                _ => {
+                    return Err(unavailable(
+                        "starting a replay",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    ));
+                }
+            };
+            let failed = |index: usize, code: &str| {
+                reasons
+                    .get(index)
+                    .and_then(Option::as_deref)
+                    .is_some_and(|reason| reason == code)
+            };
+            // A concurrent start of the same subscription is as much a
+            // running replay as one already stored.
+            if failed(1, "ConditionalCheckFailed") || failed(1, "TransactionConflict") {
+                return Ok(Err(crate::replay::NotStarted::AlreadyRunning));
+            }
+            if failed(2, "ConditionalCheckFailed") {
+                return Ok(Err(crate::replay::NotStarted::QuotaSpent));
+            }
+            if !failed(2, "TransactionConflict") {
+                return Err(StoreError::Unavailable(format!(
+                    "starting a replay: the transaction was cancelled ({reasons:?})"
+                )));
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "starting a replay: the subscriber's count changed under each of {START_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// The hold is ended in place (its `holdUntil` set to 0), not deleted:
+    /// no function but the two that remove subscriptions deletes anything
+    /// (tests/tests/template.rs). TTL removes the record later.
+    async fn release(&self, job: &crate::replay::ReplayJob) -> Result<(), StoreError> {
+        let ended = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                "replayId",
+                AttributeValue::S(crate::replay::Admission::hold_key_of(job)),
+            )
+            .item("runningReplay", AttributeValue::S(job.replay_id.clone()))
+            .item("holdUntil", AttributeValue::N("0".into()))
+            .item("expiresAt", AttributeValue::N(job.expires_at.to_string()))
+            .condition_expression("runningReplay = :replay")
+            .expression_attribute_values(":replay", AttributeValue::S(job.replay_id.clone()))
             .send()
-            .await
-            .map_err(|error| {
-                unavailable(
-                    "creating a replay",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )
-            })?;
-        Ok(())
+            .await;
+        // Not held by this job (taken over after its hold ended): nothing
+        // to release.
+        conditionally_written(ended, "releasing a replay's subscription").map(|_| ())
     }
 
     async fn get(&self, replay_id: &str) -> Result<Option<crate::replay::ReplayJob>, StoreError> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::audit::AuditRecord;
 use crate::criteria::{PatientAtEvent, Target};
@@ -13,10 +13,11 @@ use crate::fhir_time::{parse_date, parse_instant};
 use crate::generic;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, DeliveryPublisher, DeliveryStats, RegisterStore, StoreError, SubscriptionStore,
+    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, RegisterStore, StoreError,
+    SubscriptionStore,
 };
 use crate::reference::{Postcode, ReferenceData};
-use crate::register::{self, Recorded};
+use crate::register::{self, ChildRecord, Recorded};
 use crate::subscription::Subscription;
 
 /// The message attribute that SNS filter policies route on.
@@ -104,17 +105,19 @@ pub enum Dispatched {
 }
 
 /// What dispatch reads and writes: the subscriptions, the topics, the audit
-/// trail, the child register, the reference data and the delivery counts.
-pub struct Dispatcher<'a, S, P, A, G, R, D> {
+/// trail, the child register, the reference data, the delivery counts and
+/// the events (to mark one withheld).
+pub struct Dispatcher<'a, S, P, A, G, R, D, E> {
     pub subscriptions: &'a S,
     pub publisher: &'a P,
     pub audit: &'a A,
     pub register: &'a G,
     pub reference: &'a R,
     pub stats: &'a D,
+    pub events: &'a E,
 }
 
-impl<S, P, A, G, R, D> Dispatcher<'_, S, P, A, G, R, D>
+impl<S, P, A, G, R, D, E> Dispatcher<'_, S, P, A, G, R, D, E>
 where
     S: SubscriptionStore,
     P: DeliveryPublisher,
@@ -122,6 +125,7 @@ where
     G: RegisterStore,
     R: ReferenceData,
     D: DeliveryStats,
+    E: EventStore,
 {
     /// Routes one accepted event: records what it says of the child in the
     /// register, then delivers it to every subscriber with a matching
@@ -136,6 +140,11 @@ where
                 self.audit
                     .record(&AuditRecord::withheld(&event.event_key, patient, now))
                     .await?;
+                // Withheld for good: clearing the child's flag later must not
+                // open this event to history, event reads or replays.
+                if !event.sensitive {
+                    self.events.set_withheld(&event.event_key, true).await?;
+                }
                 return Ok(Dispatched::Withheld);
             }
             Route::Deliver {
@@ -211,10 +220,14 @@ where
     ) -> Result<Route, StoreError> {
         let mut children = Vec::new();
         for update in register::updates_for(event) {
-            children.push(match registering {
+            let recorded = match registering {
                 Registering::Record => register::record_event(self.register, update).await?,
                 Registering::ReadOnly => register::preview(self.register, update).await?,
-            });
+            };
+            if registering == Registering::Record {
+                self.audit_sensitivity_change(event, &recorded, now).await?;
+            }
+            children.push(recorded);
         }
         // The child the event is about: the baby of a birth notification,
         // else the routed patient.
@@ -245,12 +258,43 @@ where
         if sensitive {
             return Ok(Route::Withheld { patient });
         }
-        let mut matched = explicit_matches(self.subscriptions, event, now).await?;
-        matched.extend(self.generic_matches(event, child, now).await?);
+        let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
+        let at_event = facts.at_event(event, now);
+        let mut matched = explicit_matches(self.subscriptions, event, &at_event, now).await?;
+        matched.extend(
+            self.generic_matches(event, &facts, child, &at_event, now)
+                .await?,
+        );
         Ok(Route::Deliver {
             deliveries: by_subscriber(matched),
             patient,
         })
+    }
+
+    /// One audit record under the child each time an event sets or clears
+    /// its sensitive flag.
+    async fn audit_sensitivity_change(
+        &self,
+        event: &StoredEvent,
+        recorded: &Recorded,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let before = recorded
+            .before
+            .as_ref()
+            .is_some_and(|record| record.is_sensitive());
+        let after = recorded.after.is_sensitive();
+        if before == after {
+            return Ok(());
+        }
+        self.audit
+            .record(&AuditRecord::sensitivity_change(
+                &event.event_key,
+                recorded.after.nhs_number,
+                after,
+                now,
+            ))
+            .await
     }
 
     /// The generic subscriptions the child's place selects: where the
@@ -260,22 +304,11 @@ where
     async fn generic_matches(
         &self,
         event: &StoredEvent,
+        facts: &ChildFacts,
         child: Option<&Recorded>,
+        at_event: &PatientAtEvent,
         now: OffsetDateTime,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let record = child.map(|recorded| &recorded.after);
-        let message_postcode = event
-            .home_postcode
-            .as_deref()
-            .and_then(|postcode| Postcode::parse(postcode).ok());
-        let postcode = record
-            .and_then(|record| record.home_postcode.as_ref())
-            .map(|field| field.value.clone())
-            .or(message_postcode);
-        let practice = record
-            .and_then(|record| record.gp_practice.as_ref())
-            .map(|field| field.value.clone())
-            .or_else(|| event.gp_ods.clone());
         let moved = child
             .map(|recorded| recorded.moved.clone())
             .unwrap_or_default();
@@ -287,29 +320,15 @@ where
         });
         let location = generic::locate(
             self.reference,
-            postcode.as_ref(),
+            facts.postcode.as_ref(),
             previous_postcode.as_ref(),
-            practice.as_deref(),
+            facts.practice.as_deref(),
             moved.from_practice.as_deref(),
         )
         .await?;
         let keys = generic::match_keys(&location, event.event_type);
         if keys.is_empty() {
             return Ok(Vec::new());
-        }
-        let mut patient = patient_at(event, now);
-        if let Some(record) = record {
-            if let Some(birth_date) = record.birth_date.as_ref() {
-                patient.birth_date = Some(birth_date.value);
-            }
-            // The message's Patient facts are the routed patient's: for
-            // another child (the baby of a birth) only the register speaks.
-            if Some(record.nhs_number) != event.nhs_number {
-                patient.has_gp = Some(record.gp_practice.is_some());
-            }
-        }
-        if patient.has_gp.is_none() && practice.is_some() {
-            patient.has_gp = Some(true);
         }
         Ok(self
             .subscriptions
@@ -319,24 +338,79 @@ where
             .filter(|subscription| {
                 subscription.is_active(now)
                     && generic::matches(&subscription.criteria, &location, event.event_type)
-                    && subscription.criteria.filters_allow(&patient)
+                    && subscription.criteria.filters_allow(at_event)
             })
             .collect())
     }
 }
 
-/// The routed patient as the event's filters see it.
-fn patient_at(event: &StoredEvent, now: OffsetDateTime) -> PatientAtEvent {
-    PatientAtEvent {
-        birth_date: event
+/// What routing knows of the child an event is about: the register's facts
+/// first (this event applied), else the message's. For a birth notification
+/// the child is the baby, of whom the message's routed facts (the mother's)
+/// say nothing, except that until the baby has a practice of its own the
+/// birth reaches the practice the message names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChildFacts {
+    postcode: Option<Postcode>,
+    practice: Option<String>,
+    birth_date: Option<Date>,
+    /// None: neither the register nor the message says.
+    registered: Option<bool>,
+}
+
+impl ChildFacts {
+    fn of(event: &StoredEvent, record: Option<&ChildRecord>) -> Self {
+        // The message's Patient facts are the routed patient's: for another
+        // child (the baby of a birth) only the register speaks.
+        let routed = record.is_none_or(|record| Some(record.nhs_number) == event.nhs_number);
+        let message_postcode = event
+            .home_postcode
+            .as_deref()
+            .filter(|_| routed)
+            .and_then(|postcode| Postcode::parse(postcode).ok());
+        let postcode = record
+            .and_then(|record| record.home_postcode.as_ref())
+            .map(|field| field.value.clone())
+            .or(message_postcode);
+        let registration = record.and_then(ChildRecord::registration);
+        let practice = match registration {
+            Some(known) => known.map(str::to_owned),
+            None => event.gp_ods.clone(),
+        };
+        let registered = match registration {
+            Some(known) => Some(known.is_some()),
+            None if routed => event.registered_with_gp,
+            // A baby whose entry names no practice: unregistered, as its
+            // entry says.
+            None => Some(false),
+        };
+        let message_birth_date = event
             .birth_date
             .as_deref()
+            .filter(|_| routed)
             .and_then(|date| parse_date(date).ok())
-            .and_then(|date| date.date()),
-        event_date: parse_instant(&event.timestamp)
-            .map(|moment| moment.date())
-            .unwrap_or_else(|_| now.date()),
-        has_gp: event.registered_with_gp,
+            .and_then(|date| date.date());
+        let birth_date = record
+            .and_then(|record| record.birth_date.as_ref())
+            .map(|field| field.value)
+            .or(message_birth_date);
+        ChildFacts {
+            postcode,
+            practice,
+            birth_date,
+            registered,
+        }
+    }
+
+    /// The child as a subscription's filters see it at the event.
+    fn at_event(&self, event: &StoredEvent, now: OffsetDateTime) -> PatientAtEvent {
+        PatientAtEvent {
+            birth_date: self.birth_date,
+            event_date: parse_instant(&event.timestamp)
+                .map(|moment| moment.date())
+                .unwrap_or_else(|_| now.date()),
+            has_gp: self.registered,
+        }
     }
 }
 
@@ -344,12 +418,12 @@ fn patient_at(event: &StoredEvent, now: OffsetDateTime) -> PatientAtEvent {
 async fn explicit_matches<S: SubscriptionStore>(
     subscriptions: &S,
     event: &StoredEvent,
+    at_event: &PatientAtEvent,
     now: OffsetDateTime,
 ) -> Result<Vec<Subscription>, StoreError> {
     let Some(nhs_number) = event.nhs_number else {
         return Ok(Vec::new());
     };
-    let patient = patient_at(event, now);
     Ok(subscriptions
         .explicit_candidates(nhs_number, event.event_type)
         .await?
@@ -361,7 +435,7 @@ async fn explicit_matches<S: SubscriptionStore>(
             subscription.criteria.target == Target::Explicit(nhs_number)
                 && subscription.is_active(now)
                 && subscription.criteria.events.contains(&event.event_type)
-                && subscription.criteria.filters_allow(&patient)
+                && subscription.criteria.filters_allow(at_event)
         })
         .collect())
 }
@@ -454,6 +528,7 @@ mod tests {
             home_postcode: None,
             previous_postcode: None,
             sensitive: false,
+            clears_sensitivity: false,
             received_at: "2026-01-01T00:00:00Z".into(),
             focus_identifier: None,
             out_of_order: None,

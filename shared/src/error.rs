@@ -36,6 +36,16 @@ pub enum HubError {
     Criteria(#[from] CriteriaError),
     #[error("{0} was not found")]
     NotFound(String),
+    /// The request clashes with what is under way (a replay already
+    /// running for the subscription): 409.
+    #[error("{expression}: {problem}")]
+    Conflict { expression: String, problem: String },
+    /// A quota is spent: 429, with the seconds until it renews.
+    #[error("{problem}")]
+    TooManyRequests {
+        problem: String,
+        retry_after_seconds: u64,
+    },
     /// No valid credentials: 401 (503 when the hub could not check them).
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
@@ -47,6 +57,10 @@ pub enum HubError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub's own fault (an operation that panicked): 500. The detail is
+    /// for logs, never for clients.
+    #[error("the hub failed: {0}")]
+    Internal(String),
 }
 
 /// What the FHIR endpoints take.
@@ -100,12 +114,14 @@ impl HubError {
             | HubError::EventTypeMismatch { .. }
             | HubError::Unprocessable { .. }
             | HubError::Criteria(_) => 422,
-            HubError::DuplicateConflict { .. } => 409,
+            HubError::DuplicateConflict { .. } | HubError::Conflict { .. } => 409,
+            HubError::TooManyRequests { .. } => 429,
             HubError::NotFound(_) => 404,
             HubError::Unauthenticated(error) => error.status(),
             HubError::Forbidden { .. } => 403,
             HubError::Store(StoreError::Unavailable(_)) => 503,
             HubError::Store(StoreError::InvalidPageToken) => 400,
+            HubError::Internal(_) => 500,
         }
     }
 
@@ -163,16 +179,22 @@ impl HubError {
                 vec!["Subscription.criteria".into()],
             ),
             HubError::NotFound(_) => ("not-found", "NO_RECORD_FOUND", vec![]),
+            HubError::Conflict { expression, .. } => {
+                ("conflict", "DUPLICATE_REJECTED", vec![expression.clone()])
+            }
+            HubError::TooManyRequests { .. } => ("throttled", "TOO_MANY_REQUESTS", vec![]),
             HubError::Store(StoreError::InvalidPageToken) => {
                 ("invalid", "INVALID_PARAMETER", vec!["_page".into()])
             }
             HubError::Store(_) => ("transient", "SERVICE_UNAVAILABLE", vec![]),
+            HubError::Internal(_) => ("exception", "INTERNAL_SERVER_ERROR", vec![]),
         };
         let diagnostics = match self {
             // The cause of a storage failure stays in the logs.
             HubError::Store(StoreError::Unavailable(_)) => {
                 "the hub could not complete the request; try again later".to_owned()
             }
+            HubError::Internal(_) => "the hub failed to answer the request".to_owned(),
             other => other.to_string(),
         };
         OperationOutcome::single(Issue {

@@ -62,7 +62,17 @@ pub struct StoredEvent {
     pub home_postcode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_postcode: Option<String>,
+    /// Withheld: delivered to no one and left out of every read (history,
+    /// event read, replay). Set when the message carries a confidentiality
+    /// label, when the child was known sensitive as it was accepted, and by
+    /// dispatch when it withholds the event; cleared only by an operator's
+    /// release. Stored as `sensitive`.
     pub sensitive: bool,
+    /// An unlabelled `pds-record-change-1` from a publisher holding the
+    /// sensitivity-authority grant: the one kind of event that may clear a
+    /// child's sensitive flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clears_sensitivity: bool,
     pub received_at: String,
     /// What links versions of the focus resource (see [`focus_key`]); absent
     /// when the focus carries no business identifier.
@@ -99,7 +109,7 @@ impl StoredEvent {
             focus_identifier: message
                 .focus_identifiers
                 .first()
-                .map(|identifier| focus_key(message.event_type, identifier)),
+                .map(|identifier| focus_key(message.event_type, message.nhs_number, identifier)),
             out_of_order: None,
             event_key: key,
             event_id: message.message_id.clone(),
@@ -122,6 +132,7 @@ impl StoredEvent {
             home_postcode: patient.and_then(|p| p.home_postcode.clone()),
             previous_postcode: patient.and_then(|p| p.previous_postcode.clone()),
             sensitive: message.sensitive,
+            clears_sensitivity: false,
             received_at: format_instant(received_at),
         }
     }
@@ -152,11 +163,23 @@ fn version_key(last_updated: &str, version_id: Option<u64>) -> (OffsetDateTime, 
 }
 
 /// The business identifier that links an update or delete to what it
-/// changes, scoped to the event type: suppliers reuse identifier values
-/// across resource kinds (the NEMS vaccination and professional contact
-/// examples share `https://supplierABC/identifiers|abc1111`).
-pub fn focus_key(event_type: EventType, identifier: &Identifier) -> String {
-    format!("{event_type}|{}|{}", identifier.system, identifier.value)
+/// changes, scoped to the event type (suppliers reuse identifier values
+/// across resource kinds: the NEMS vaccination and professional contact
+/// examples share `https://supplierABC/identifiers|abc1111`) and to the
+/// routed patient (and across children: one child's record must never make
+/// another's event look out of date).
+pub fn focus_key(
+    event_type: EventType,
+    nhs_number: Option<NhsNumber>,
+    identifier: &Identifier,
+) -> String {
+    let patient = nhs_number
+        .map(|number| number.to_string())
+        .unwrap_or_default();
+    format!(
+        "{event_type}|{patient}|{}|{}",
+        identifier.system, identifier.value
+    )
 }
 
 /// Why a delivery is flagged out of order: a receiver that trusts the flag
@@ -507,35 +530,72 @@ impl PublishOutcome {
     }
 }
 
-/// An accepted event whose message carries no confidentiality label, about
-/// a child the register already knows to be sensitive: it will be withheld
-/// all the same, and the publisher's answer must say so.
-pub async fn note_known_sensitivity<R: RegisterStore>(
-    outcome: PublishOutcome,
+/// Whether the register already holds the child an event is about (or, for
+/// a birth, its mother) as sensitive: such an event is stored withheld, so
+/// that the publisher's answer and every later read agree with dispatch.
+async fn known_sensitive<R: RegisterStore>(
     register: &R,
-) -> Result<PublishOutcome, StoreError> {
-    match outcome {
-        PublishOutcome::Accepted {
-            event_id,
-            nhs_number: Some(nhs_number),
-            sensitive: false,
-            warnings,
-            out_of_order,
-        } => {
-            let sensitive = register
-                .get(nhs_number)
-                .await?
-                .is_some_and(|record| record.value.is_sensitive());
-            Ok(PublishOutcome::Accepted {
-                event_id,
-                nhs_number: Some(nhs_number),
-                sensitive,
-                warnings,
-                out_of_order,
-            })
+    message: &EventMessage,
+) -> Result<bool, StoreError> {
+    let mut people: Vec<NhsNumber> = message.subject.into_iter().collect();
+    people.extend(message.nhs_number.filter(|routed| !people.contains(routed)));
+    for nhs_number in people {
+        if register
+            .get(nhs_number)
+            .await?
+            .is_some_and(|record| record.value.is_sensitive())
+        {
+            return Ok(true);
         }
-        other => Ok(other),
     }
+    Ok(false)
+}
+
+/// `POST /events/{id}/$release`: an operator releases an event withheld
+/// while its child was flagged sensitive, once the demographics authority
+/// has cleared the flag. It becomes readable in the child's history, by
+/// `GET /events/{id}` and by replays; it is not sent again on its own. An
+/// event whose message itself carries a confidentiality label is never
+/// released.
+pub async fn release<S: EventStore, R: RegisterStore>(
+    store: &S,
+    register: &R,
+    event_key: &str,
+    now: OffsetDateTime,
+) -> Result<StoredEvent, HubError> {
+    let event = store
+        .get(event_key)
+        .await?
+        .filter(|event| event.is_live(now))
+        .ok_or_else(|| HubError::NotFound(format!("event {event_key}")))?;
+    if !event.sensitive {
+        return Err(HubError::unprocessable(
+            "id",
+            "the event is not withheld: there is nothing to release",
+        ));
+    }
+    // Read again as at its publish; a payload that no longer reads is not
+    // released, as nothing can be said of its labels.
+    let message = Encoding::from_content_type(&event.content_type)
+        .and_then(|encoding| EventMessage::read(&event.payload, encoding).ok())
+        .filter(|message| !message.sensitive)
+        .ok_or_else(|| {
+            HubError::unprocessable(
+                "id",
+                "the message carries a confidentiality label: it stays withheld",
+            )
+        })?;
+    if known_sensitive(register, &message).await? {
+        return Err(HubError::unprocessable(
+            "id",
+            "the child is still flagged sensitive: only the demographics authority clears the flag",
+        ));
+    }
+    store.set_withheld(event_key, false).await?;
+    Ok(StoredEvent {
+        sensitive: false,
+        ..event
+    })
 }
 
 /// The event key and routing NHS number of a message that was refused, if
@@ -560,8 +620,10 @@ pub fn identify(
 /// Checks a published body and stores it once, if its publisher may
 /// publish it: the event type before the body is read, the organisation
 /// it names responsible once it is.
-pub async fn publish<S: EventStore>(
+#[allow(clippy::too_many_arguments)]
+pub async fn publish<S: EventStore, R: RegisterStore>(
     store: &S,
+    register: &R,
     publisher: &Caller,
     expected: EventType,
     content_type: Option<&str>,
@@ -590,7 +652,15 @@ pub async fn publish<S: EventStore>(
         });
     }
     publisher.may_publish_for(message.responsible_ods.as_deref())?;
-    let event = StoredEvent::new(&message, encoding, text, received_at, retention);
+    let mut event = StoredEvent::new(&message, encoding, text, received_at, retention);
+    event.clears_sensitivity = publisher.sensitivity_authority
+        && message.event_type == EventType::PdsRecordChange
+        && !message.sensitive;
+    // The event that may clear the flag is not withheld for the flag it
+    // clears; dispatch still withholds it if a newer statement keeps it set.
+    if !event.sensitive && !event.clears_sensitivity {
+        event.sensitive = known_sensitive(register, &message).await?;
+    }
     match store.insert(&event).await? {
         Insert::Stored { out_of_order } => Ok(PublishOutcome::Accepted {
             event_id: event.event_id,

@@ -102,19 +102,25 @@ impl DateBound {
 fn span(value: DateTimeValue) -> Option<(OffsetDateTime, OffsetDateTime)> {
     let midnight = |date: Date| date.midnight().assume_utc();
     match value {
-        DateTimeValue::DateTime(moment) => Some((moment, moment + time::Duration::seconds(1))),
+        // The last second of year 9999 has no end the hub can represent:
+        // refused as a bad value, not overflowed.
+        DateTimeValue::DateTime(moment) => {
+            Some((moment, moment.checked_add(time::Duration::SECOND)?))
+        }
         DateTimeValue::Date(date) => Some((midnight(date), midnight(date.next_day()?))),
         DateTimeValue::YearMonth(year, month) => {
             let first = Date::from_calendar_date(year, month, 1).ok()?;
             let next = match month {
-                Month::December => Date::from_calendar_date(year + 1, Month::January, 1).ok()?,
+                Month::December => {
+                    Date::from_calendar_date(year.checked_add(1)?, Month::January, 1).ok()?
+                }
                 _ => Date::from_calendar_date(year, month.next(), 1).ok()?,
             };
             Some((midnight(first), midnight(next)))
         }
         DateTimeValue::Year(year) => Some((
             midnight(Date::from_calendar_date(year, Month::January, 1).ok()?),
-            midnight(Date::from_calendar_date(year + 1, Month::January, 1).ok()?),
+            midnight(Date::from_calendar_date(year.checked_add(1)?, Month::January, 1).ok()?),
         )),
     }
 }
@@ -386,5 +392,47 @@ fn without_declaration(payload: &str) -> &str {
             .find("?>")
             .map_or(trimmed, |end| rest[end + 2..].trim_start()),
         None => trimmed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dated(date: &str) -> Result<HistoryQuery, HubError> {
+        HistoryQuery::parse(None, std::iter::empty(), std::iter::once(date), None, None)
+    }
+
+    #[test]
+    fn a_date_at_the_end_of_year_9999_is_a_bad_date_not_an_overflow() {
+        for prefix in ["", "eq", "gt", "ge", "lt", "le"] {
+            for value in [
+                "9999-12-31T23:59:59Z",
+                "9999-12-31T23:59:59.999Z",
+                "9999-12-31",
+                "9999-12",
+                "9999",
+            ] {
+                let text = format!("{prefix}{value}");
+                match dated(&text) {
+                    // A value whose end the hub can still represent.
+                    Ok(query) => assert_eq!(query.dates.len(), 1, "{text}"),
+                    Err(error) => {
+                        assert_eq!(error.status(), 400, "{text}");
+                        assert_eq!(error.outcome().issues[0].expression, ["date"], "{text}");
+                    }
+                }
+            }
+        }
+        // The last second itself has no end within the years the hub
+        // handles: refused, whatever the prefix.
+        for prefix in ["", "eq", "gt", "ge", "lt", "le"] {
+            assert!(
+                dated(&format!("{prefix}9999-12-31T23:59:59Z")).is_err(),
+                "{prefix}"
+            );
+        }
+        // The day before is an ordinary date.
+        assert!(dated("le9999-12-30T23:59:59Z").is_ok());
     }
 }

@@ -287,7 +287,14 @@ pub fn error_response(error: &HubError, encoding: Encoding) -> ApiGatewayProxyRe
             "request refused"
         );
     }
-    fhir_response(status, encoding, outcome.render(encoding), &[])
+    let retry_after = match error {
+        HubError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } => vec![("retry-after", retry_after_seconds.to_string())],
+        _ => Vec::new(),
+    };
+    fhir_response(status, encoding, outcome.render(encoding), &retry_after)
 }
 
 // ---------------------------------------------------------------------------
@@ -331,7 +338,13 @@ where
     let outcome = match caller {
         // Boxed: the operations' futures nest deeply enough to overflow the
         // compiler's layout queries when inlined into the handler's future.
-        Ok(caller) => Box::pin(operation(caller, record.clone())).await,
+        Ok(caller) => unwinding(Box::pin(operation(caller, record.clone())))
+            .await
+            .unwrap_or_else(|| {
+                Err(HubError::Internal(format!(
+                    "the {action:?} operation panicked"
+                )))
+            }),
         Err(error) => Err(error),
     };
     let (response, record) = match outcome {
@@ -348,6 +361,23 @@ where
         }
     };
     finish_audited(audit, record, response, encoding).await
+}
+
+/// The future's output, or None when it panicked: an operation's bug still
+/// leaves its audit record and a FHIR answer. (Where panics abort instead
+/// of unwinding, as in the release profile, nothing is caught; API
+/// Gateway's access log still names the client.)
+async fn unwinding<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|context| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(&mut future).poll(context)
+        })) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Some(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    })
+    .await
 }
 
 /// What a refusal's audit record says of it: the authentication failure by
@@ -608,6 +638,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
         let body = body_bytes(request)?;
         let outcome = events::publish(
             store,
+            register,
             &caller,
             event_type,
             header(request, "content-type"),
@@ -616,15 +647,6 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             *RETENTION,
         )
         .await?;
-        // The event is stored: a failed register read must not turn its
-        // acceptance into an error the publisher would retry.
-        let outcome = match events::note_known_sensitivity(outcome.clone(), register).await {
-            Ok(noted) => noted,
-            Err(error) => {
-                warn!(error = %error, "the register could not be read for the sensitivity warning");
-                outcome
-            }
-        };
         let kind = match &outcome {
             events::PublishOutcome::Accepted { .. } => "accepted",
             events::PublishOutcome::Duplicate { .. } => "duplicate",
@@ -700,12 +722,23 @@ where
     A: AuditLog,
 {
     let encoding = response_encoding(request);
+    // A refused read of a stored event names the event and its patient, so
+    // that probing for a child's events shows in the child's trail.
+    let found_event: std::sync::OnceLock<(String, Option<NhsNumber>)> = std::sync::OnceLock::new();
+    let stored = &found_event;
+    let on_refusal = |record: AuditRecord| {
+        let record = refused_asking_for(request, "event", record);
+        match stored.get() {
+            Some((event_key, patient)) => record.event(event_key.clone()).patient(*patient),
+            None => record,
+        }
+    };
     audited(
         audit,
         request,
         Action::EventRead,
         encoding,
-        std::convert::identity,
+        on_refusal,
         |caller, record| async move {
             let id = request
                 .path_parameters
@@ -727,15 +760,19 @@ where
                 .map(|&event_type| events::event_key(event_type, &id))
                 .collect();
             let now = OffsetDateTime::now_utc();
+            let mut found = store.get_many(&keys).await?;
+            found.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+            if let Some(event) = found.first() {
+                let _ = stored.set((event.event_key.clone(), event.nhs_number));
+            }
             let mut readable = Vec::new();
-            for event in store.get_many(&keys).await? {
+            for event in found {
                 if event.is_live(now)
                     && may_read_event(subscriptions, register, audit, &caller, &event, now).await?
                 {
                     readable.push(event);
                 }
             }
-            readable.sort_by(|a, b| a.event_key.cmp(&b.event_key));
             // Refused as not found: whether an event exists for a patient is
             // itself patient information.
             let Some(event) = readable.first() else {
@@ -1002,7 +1039,7 @@ pub async fn subscriber_status<
         request,
         Action::SubscriberStatus,
         Encoding::Json,
-        std::convert::identity,
+        |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
             let status = crate::status::status(subscribers, stats, queues, &caller, id).await?;
@@ -1029,7 +1066,7 @@ pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: Audit
         request,
         Action::Redrive,
         Encoding::Json,
-        std::convert::identity,
+        |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
             let redriven = crate::status::redrive(
@@ -1274,6 +1311,51 @@ fn path_id<'a>(request: &'a ApiGatewayProxyRequest, what: &str) -> Result<&'a st
         .ok_or_else(|| HubError::NotFound(format!("that {what}")))
 }
 
+/// The `{id}` of the path as the caller sent it, for a refusal's audit
+/// record: probing for ids shows in the trail. Capped: the hub's ids are 36
+/// characters, and the record is not the place for a caller's essay.
+fn asked_id(request: &ApiGatewayProxyRequest) -> Option<String> {
+    const KEPT: usize = 64;
+    request
+        .path_parameters
+        .get("id")
+        .map(|id| id.chars().take(KEPT).collect())
+}
+
+/// A refused request's record, naming the subscription it asked for.
+fn refused_subscription(request: &ApiGatewayProxyRequest, record: AuditRecord) -> AuditRecord {
+    match asked_id(request) {
+        Some(id) => record.subscription(id),
+        None => record,
+    }
+}
+
+/// A refused request's record, naming the subscriber it asked about.
+fn refused_subscriber(request: &ApiGatewayProxyRequest, record: AuditRecord) -> AuditRecord {
+    match asked_id(request) {
+        Some(id) => record.subscriber(id),
+        None => record,
+    }
+}
+
+/// A refused request's record, its detail (the refusal's code) followed by
+/// what it asked for: `<what> <id>`, for targets the record has no field
+/// of (an event id of no known type, a replay).
+fn refused_asking_for(
+    request: &ApiGatewayProxyRequest,
+    what: &str,
+    record: AuditRecord,
+) -> AuditRecord {
+    let Some(id) = asked_id(request) else {
+        return record;
+    };
+    let detail = match &record.detail {
+        Some(code) => format!("{code} {what} {id}"),
+        None => format!("{what} {id}"),
+    };
+    record.detail(detail)
+}
+
 /// The subscription of the path, if the caller's subscriber owns it.
 /// Another subscriber's is refused as not found: its existence is not the
 /// caller's business.
@@ -1303,7 +1385,7 @@ pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
         request,
         Action::SubscriptionRead,
         encoding,
-        std::convert::identity,
+        |record| refused_subscription(request, record),
         |caller, record| async move {
             let subscription = own_subscription(subscriptions, &caller, request).await?;
             let response = fhir_response(
@@ -1361,7 +1443,8 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
-    audited(audit, request, Action::SubscriptionDelete, encoding, std::convert::identity, |caller, record| async move {
+    let on_refusal = |record| refused_subscription(request, record);
+    audited(audit, request, Action::SubscriptionDelete, encoding, on_refusal, |caller, record| async move {
         let subscription = own_subscription(subscriptions, &caller, request).await?;
         subscriptions.delete(&subscription).await?;
         let deleted = subscription;
@@ -1384,8 +1467,8 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S, P, A, G, R, D>(
-    dispatcher: &Dispatcher<'_, S, P, A, G, R, D>,
+pub async fn dispatch_batch<S, P, A, G, R, D, E>(
+    dispatcher: &Dispatcher<'_, S, P, A, G, R, D, E>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where
@@ -1395,6 +1478,7 @@ where
     G: RegisterStore,
     R: ReferenceData,
     D: crate::ports::DeliveryStats,
+    E: EventStore,
 {
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {
@@ -1514,6 +1598,63 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
     .await
 }
 
+/// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
+/// event withheld while its child was flagged sensitive, once the flag is
+/// cleared (events::release). The release is in the child's audit trail.
+pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
+    store: &E,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::Release,
+        encoding,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = request
+                .path_parameters
+                .get("id")
+                .map(|id| id.to_ascii_lowercase())
+                .filter(|id| events::is_message_id(id))
+                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let code = request
+                .query_string_parameters
+                .first("eventType")
+                .ok_or_else(|| {
+                    HubError::bad_request(
+                        "eventType",
+                        "name the event type of the event to release",
+                    )
+                })?;
+            let event_type = code.parse::<EventType>().map_err(|_| {
+                HubError::bad_request(
+                    "eventType",
+                    format!("'{code}' is not an event type of the hub"),
+                )
+            })?;
+            let event_key = events::event_key(event_type, &id);
+            let record = record.event(event_key.clone());
+            let released =
+                events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
+            info!(event_id = %released.event_id, event_type = %event_type, "released");
+            let outcome = OperationOutcome::information(
+                "RELEASED",
+                format!("event {id} is released: readable and replayable by those it concerns"),
+            );
+            Ok((
+                fhir_response(200, encoding, outcome.render(encoding), &[]),
+                record.patient(released.nhs_number),
+            ))
+        },
+    )
+    .await
+}
+
 /// `GET /children/{nhsNumber}/events`: the child's event history as a FHIR
 /// searchset Bundle (history::HistoryQuery gives the parameters), for
 /// operators, and for subscribers with an active explicit subscription for
@@ -1564,16 +1705,22 @@ where
                          for this child, may read the child's events",
                     ));
                 }
-                // What is withheld from delivery is withheld from history.
+                // What is withheld from delivery is withheld from history,
+                // and answered before any event is read: the empty history
+                // of a child the hub holds nothing of, in no more time.
                 let sensitive = register
                     .get(nhs_number)
                     .await?
                     .is_some_and(|record| record.value.is_sensitive());
                 if sensitive {
-                    (Some(BTreeSet::new()), false)
-                } else {
-                    (Some(types), false)
+                    let body =
+                        history::searchset(nhs_number, &query, &[], 0, *RETENTION, now, encoding);
+                    let record = record
+                        .patient(Some(nhs_number))
+                        .detail("withheld: the patient is flagged sensitive");
+                    return Ok((fhir_response(200, encoding, body, &[]), record));
                 }
+                (Some(types), false)
             };
             let summaries = events.patient_events(nhs_number).await?;
             let selected = history::select(
@@ -1723,7 +1870,7 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
         request,
         Action::Replay,
         encoding,
-        std::convert::identity,
+        |record| refused_subscription(request, record),
         |caller, record| async move {
             let subscription = own_subscription(subscriptions, &caller, request).await?;
             let now = OffsetDateTime::now_utc();
@@ -1737,7 +1884,27 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
             let window =
                 replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), *RETENTION, now)?;
             let job = window.job(&subscription, now);
-            jobs.create(&job).await?;
+            match jobs.start(&job, &replay::Admission::of(&job, now)).await? {
+                Ok(()) => {}
+                Err(replay::NotStarted::AlreadyRunning) => {
+                    return Err(HubError::Conflict {
+                        expression: "Subscription.id".into(),
+                        problem: "a replay of this subscription is running: wait for it to \
+                                  complete (GET its Content-Location) before starting another"
+                            .into(),
+                    });
+                }
+                Err(replay::NotStarted::QuotaSpent) => {
+                    return Err(HubError::TooManyRequests {
+                        problem: format!(
+                            "the subscriber has started its {} replays of the day (UTC): \
+                             try again after midnight UTC",
+                            replay::REPLAYS_PER_SUBSCRIBER_PER_DAY
+                        ),
+                        retry_after_seconds: replay::quota_renews_in(now),
+                    });
+                }
+            }
             info!(replay_id = %job.replay_id, subscription_id = %subscription.id, "replay started");
             let record = record
                 .subscription(subscription.id.clone())
@@ -1761,17 +1928,32 @@ pub async fn read_replay<J: ReplayStore, A: AuditLog>(
     audit: &A,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    // A refused read of an existing replay names its subscription and
+    // subscriber too.
+    let found_job: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let stored = &found_job;
+    let on_refusal = |record: AuditRecord| {
+        let record = refused_asking_for(request, "replay", record);
+        match stored.get() {
+            Some((subscription_id, subscriber_id)) => record
+                .subscription(subscription_id.clone())
+                .subscriber(subscriber_id.clone()),
+            None => record,
+        }
+    };
     audited(
         audit,
         request,
         Action::ReplayRead,
         Encoding::Json,
-        std::convert::identity,
+        on_refusal,
         |caller, record| async move {
             let id = path_id(request, "replay")?;
-            let job = jobs
-                .get(id)
-                .await?
+            let job = jobs.get(id).await?;
+            if let Some(job) = &job {
+                let _ = stored.set((job.subscription_id.clone(), job.subscriber_id.clone()));
+            }
+            let job = job
                 .filter(|job| replay::may_see(&caller, job))
                 .ok_or_else(|| HubError::NotFound(format!("replay {id}")))?;
             let record = record
@@ -1810,11 +1992,25 @@ where
         let sequence_number = record.change.sequence_number.clone();
         let Ok(job) = serde_dynamo::from_item::<_, replay::ReplayJob>(record.change.new_image)
         else {
-            // A removal (TTL) or a record of no job: nothing to advance.
+            // A removal (TTL), or a subscription's hold or a subscriber's
+            // count (replay::Admission), not a job: nothing to advance.
             continue;
         };
+        if job.status != replay::ReplayStatus::Running {
+            // A finished job's hold on its subscription is released by the
+            // step that finished it; again here in case that step failed
+            // after its save.
+            if let Err(error) = replayer.jobs.release(&job).await {
+                error!(replay_id = %job.replay_id, error = %error, "a finished replay's subscription could not be released");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+            continue;
+        }
         // The records of one batch are of the same few jobs: one step each.
-        if job.status != replay::ReplayStatus::Running || !stepped.insert(job.replay_id.clone()) {
+        if !stepped.insert(job.replay_id.clone()) {
             continue;
         }
         match replayer

@@ -20,7 +20,7 @@ use crate::ports::{
     ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionState, SubscriptionStore,
     TopicSubscription,
 };
-use crate::replay::ReplayJob;
+use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
@@ -55,6 +55,14 @@ impl MemoryEventStore {
 }
 
 impl EventStore for MemoryEventStore {
+    async fn set_withheld(&self, event_key: &str, withheld: bool) -> Result<(), StoreError> {
+        let mut events = self.events.lock().map_err(|_| poisoned())?;
+        if let Some(event) = events.get_mut(event_key) {
+            event.sensitive = withheld;
+        }
+        Ok(())
+    }
+
     async fn insert(&self, event: &StoredEvent) -> Result<Insert, StoreError> {
         let mut events = self.events.lock().map_err(|_| poisoned())?;
         match events.get(&event.event_key) {
@@ -693,32 +701,92 @@ impl crate::ports::RegisterStore for MemoryRegisterStore {
     }
 }
 
-/// Replay jobs by id.
+/// Replay jobs by id, with the holds on subscriptions and the quota counts
+/// the DynamoDB table keeps beside them.
 #[derive(Default)]
 pub struct MemoryReplayStore {
-    jobs: Mutex<HashMap<String, ReplayJob>>,
+    records: Mutex<ReplayRecords>,
+}
+
+#[derive(Default)]
+struct ReplayRecords {
+    jobs: HashMap<String, ReplayJob>,
+    /// Hold key: (the replay holding it, until when).
+    holds: HashMap<String, (String, i64)>,
+    /// Quota key: replays started.
+    started: HashMap<String, u32>,
+}
+
+impl MemoryReplayStore {
+    /// The replay holding a subscription, if any (whatever its hold's age).
+    pub fn holder(&self, subscription_id: &str) -> Option<String> {
+        let records = self.records.lock().ok()?;
+        records
+            .holds
+            .get(&format!("running#{subscription_id}"))
+            .map(|(replay_id, _)| replay_id.clone())
+    }
 }
 
 impl ReplayStore for MemoryReplayStore {
-    async fn create(&self, job: &ReplayJob) -> Result<(), StoreError> {
-        self.jobs
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert(job.replay_id.clone(), job.clone());
+    async fn start(
+        &self,
+        job: &ReplayJob,
+        admission: &Admission,
+    ) -> Result<Result<(), NotStarted>, StoreError> {
+        let mut records = self.records.lock().map_err(|_| poisoned())?;
+        let held = records
+            .holds
+            .get(&admission.hold_key)
+            .is_some_and(|(_, until)| *until >= admission.now);
+        if held {
+            return Ok(Err(NotStarted::AlreadyRunning));
+        }
+        let started = records
+            .started
+            .get(&admission.quota_key)
+            .copied()
+            .unwrap_or(0);
+        if started >= admission.per_day {
+            return Ok(Err(NotStarted::QuotaSpent));
+        }
+        records
+            .started
+            .insert(admission.quota_key.clone(), started + 1);
+        records.holds.insert(
+            admission.hold_key.clone(),
+            (job.replay_id.clone(), admission.hold_until),
+        );
+        records.jobs.insert(job.replay_id.clone(), job.clone());
+        Ok(Ok(()))
+    }
+
+    async fn release(&self, job: &ReplayJob) -> Result<(), StoreError> {
+        let mut records = self.records.lock().map_err(|_| poisoned())?;
+        let key = Admission::hold_key_of(job);
+        if records
+            .holds
+            .get(&key)
+            .is_some_and(|(replay_id, _)| *replay_id == job.replay_id)
+        {
+            records.holds.remove(&key);
+        }
         Ok(())
     }
 
     async fn get(&self, replay_id: &str) -> Result<Option<ReplayJob>, StoreError> {
         Ok(self
-            .jobs
+            .records
             .lock()
             .map_err(|_| poisoned())?
+            .jobs
             .get(replay_id)
             .cloned())
     }
 
     async fn save(&self, job: &ReplayJob) -> Result<bool, StoreError> {
-        let mut jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        let mut records = self.records.lock().map_err(|_| poisoned())?;
+        let jobs = &mut records.jobs;
         match jobs.get(&job.replay_id) {
             Some(stored) if stored.revision + 1 == job.revision => {
                 jobs.insert(job.replay_id.clone(), job.clone());

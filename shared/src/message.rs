@@ -156,6 +156,9 @@ pub struct EventMessage {
     pub focus_type: String,
     pub focus_identifiers: Vec<Identifier>,
     pub patient: Option<PatientFacts>,
+    /// The child the event is about: the baby of a birth notification, else
+    /// the routed patient.
+    pub subject: Option<NhsNumber>,
     /// A Patient in the message carries a restricting confidentiality label.
     pub sensitive: bool,
     /// Defects the hub tolerates, reported back to the publisher.
@@ -274,9 +277,18 @@ impl EventMessage {
 
         let patients: Vec<&Element> = resources(bundle).filter(|r| r.name == "Patient").collect();
         let sensitive = patients.iter().any(|patient| is_sensitive(patient));
-        let routed_patient =
-            routed_patient(bundle, nhs_number).or_else(|| patients.first().copied());
+        let birth = event_type == EventType::PdsBirthNotification;
+        // A birth without the mother's NHS number routes on the baby alone:
+        // the mother's entry, if any, must not lend the baby her place.
+        let routed_patient = routed_patient(bundle, nhs_number)
+            .or_else(|| patients.first().copied())
+            .filter(|_| !birth || nhs_number.is_some());
         let patient = routed_patient.map(|patient| patient_facts(bundle, patient));
+        let subject = if birth {
+            crate::rules::birth_notification_baby(bundle).and_then(patient_nhs_number)
+        } else {
+            nhs_number
+        };
 
         let message = EventMessage {
             message_id,
@@ -291,6 +303,7 @@ impl EventMessage {
             focus_type: focus.name.to_string(),
             focus_identifiers,
             patient,
+            subject,
             sensitive,
             warnings,
         };
@@ -392,9 +405,18 @@ fn read_routing_demographics(
     event_type: EventType,
 ) -> Result<(Option<NhsNumber>, Option<Date>), MessageError> {
     let routing_path = format!("{HEADER}.extension('{ROUTING_DEMOGRAPHICS_URL}')");
-    let routing = header.extension(ROUTING_DEMOGRAPHICS_URL).ok_or_else(|| {
-        MessageError::missing(&routing_path, "the routing demographics extension")
-    })?;
+    let Some(routing) = header.extension(ROUTING_DEMOGRAPHICS_URL) else {
+        // NEMS pds_birth_notification_1: "If the birth was registered without
+        // the mothers details this extension may not be included"; such a
+        // birth reaches generic subscriptions of the baby's place only.
+        if event_type == EventType::PdsBirthNotification {
+            return Ok((None, None));
+        }
+        return Err(MessageError::missing(
+            &routing_path,
+            "the routing demographics extension",
+        ));
+    };
 
     let nhs_path = format!("{routing_path}.extension('nhsNumber').valueIdentifier.value");
     let nhs_number = match routing

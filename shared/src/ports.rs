@@ -12,7 +12,7 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
-use crate::replay::ReplayJob;
+use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
@@ -54,6 +54,17 @@ pub trait EventStore: Send + Sync {
         &self,
         event_key: &str,
     ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
+
+    /// Marks a stored event withheld (`sensitive`) or releases it: dispatch
+    /// withholds an event whose child it finds sensitive after the event was
+    /// accepted; an operator releases one (`POST /events/{id}/$release`).
+    /// Setting what is already set, or an event that no longer exists, is
+    /// no error.
+    fn set_withheld(
+        &self,
+        event_key: &str,
+        withheld: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The events stored under these keys (at most 100), in no set order;
     /// keys with no event are left out.
@@ -252,9 +263,21 @@ pub trait AuditLog: Send + Sync {
     ) -> impl Future<Output = Result<Page<AuditRecord>, StoreError>> + Send;
 }
 
-/// Replay jobs: created once, then saved by the worker step by step.
+/// Replay jobs: started once, then saved by the worker step by step.
 pub trait ReplayStore: Send + Sync {
-    fn create(&self, job: &ReplayJob) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the new job, holding its subscription (no other replay of it
+    /// may start while the hold lasts) and counting it against its
+    /// subscriber's quota of the day, as one conditional write: concurrent
+    /// starts cannot both pass. A refusal stores nothing.
+    fn start(
+        &self,
+        job: &ReplayJob,
+        admission: &Admission,
+    ) -> impl Future<Output = Result<Result<(), NotStarted>, StoreError>> + Send;
+
+    /// Ends the hold the job took on its subscription, once the job is no
+    /// longer running; nothing when another replay holds it now.
+    fn release(&self, job: &ReplayJob) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The job as last saved (a strongly consistent read).
     fn get(

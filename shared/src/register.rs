@@ -116,13 +116,14 @@ pub struct ChildRecord {
     pub birth_date: Option<Field<Date>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_postcode: Option<Field<Postcode>>,
-    /// The GP practice's ODS code, upper case.
+    /// The GP practice's ODS code, upper case; `null` once a change of GP
+    /// without a practice (a de-registration) said the child has none.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "stored_practice::deserialize"
     )]
-    pub gp_practice: Option<Field<String>>,
+    pub gp_practice: Option<Field<Option<String>>>,
     /// Its code: `1`, `2` or `U`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub death: Option<Field<DeathStatus>>,
@@ -199,7 +200,8 @@ mod stored_date {
     }
 }
 
-/// A GP practice is read back only as a well-formed upper-case ODS code.
+/// A GP practice is read back only as a well-formed upper-case ODS code,
+/// or null (no practice).
 mod stored_practice {
     use super::*;
 
@@ -217,9 +219,9 @@ mod stored_practice {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Option<Field<String>>, D::Error> {
-        let field = Option::<Field<Practice>>::deserialize(deserializer)?;
-        Ok(field.map(|field| field.map(|Practice(code)| code)))
+    ) -> Result<Option<Field<Option<String>>>, D::Error> {
+        let field = Option::<Field<Option<Practice>>>::deserialize(deserializer)?;
+        Ok(field.map(|field| field.map(|practice| practice.map(|Practice(code)| code))))
     }
 }
 
@@ -244,6 +246,14 @@ impl ChildRecord {
             .as_ref()
             .is_some_and(|field| field.value.is_dead())
     }
+
+    /// The practice the child is registered at. The outer None: no event
+    /// has said; `Some(None)`: a de-registration said there is none.
+    pub fn registration(&self) -> Option<Option<&str>> {
+        self.gp_practice
+            .as_ref()
+            .map(|field| field.value.as_deref())
+    }
 }
 
 /// What one event says about one child. A None field says nothing and
@@ -260,7 +270,8 @@ pub struct RegisterUpdate {
     /// (address use `old`). Not stored: it tells dispatch which area the
     /// child left (see [`moved_from`]).
     pub previous_postcode: Option<Postcode>,
-    pub gp_practice: Option<String>,
+    /// `Some(None)`: a de-registration (a change of GP naming no practice).
+    pub gp_practice: Option<Option<String>>,
     /// The practice a change of GP ends (the finished EpisodeOfCare's
     /// managing organisation). Not stored, like `previous_postcode`.
     pub previous_practice: Option<String>,
@@ -291,14 +302,16 @@ impl RegisterUpdate {
     /// |---|---|
     /// | `pds-birth-notification-1` | creates the **baby's** record: NHS number, birth date, postcode of the baby's Patient entry (never the mother's) |
     /// | `pds-change-of-address-1` | home postcode; reports the `old` one |
-    /// | `pds-change-of-gp-1` | GP practice; reports the practice left |
+    /// | `pds-change-of-gp-1` | GP practice, or none (a de-registration); reports the practice left |
     /// | `pds-death-notification-1` | death status: informal (1), formal (2), removed (U) |
     /// | `pds-record-change-1` | whatever its Patient carries: birth date, postcode, GP, death status |
-    /// | any other | what its Patient entry carries: postcode, GP, sensitive (set only) |
+    /// | any other | what its Patient entry carries: postcode, GP |
     ///
-    /// PDS events state sensitivity either way; other publishers can only
-    /// raise it (see [`RegisterUpdate::patient_entry`]). None when the
-    /// message names no child the register can key on.
+    /// Any message with a confidentiality label flags its child sensitive;
+    /// no message read here clears the flag: only the demographics
+    /// authority's unlabelled record change does, which [`updates_for`]
+    /// knows from the stored event. None when the message names no child
+    /// the register can key on.
     pub fn from_message(bundle: &Element, message: &EventMessage) -> Option<Self> {
         match message.event_type {
             EventType::PdsBirthNotification => Self::birth_notification(bundle, message),
@@ -314,8 +327,8 @@ impl RegisterUpdate {
     /// Patient entry, her GP); the record it creates is the baby's, read
     /// from the Patient the mother's RelatedPerson points to. The baby's
     /// address is usually unlabelled, so an address with no `use` counts as
-    /// home. Sensitivity is the message's: a sensitive mother's address is
-    /// the baby's address.
+    /// home. A label on the mother flags the baby too: a sensitive mother's
+    /// address is the baby's address.
     pub fn birth_notification(bundle: &Element, message: &EventMessage) -> Option<Self> {
         let baby = birth_notification_baby(bundle)?;
         let mut update = RegisterUpdate::new(
@@ -330,8 +343,9 @@ impl RegisterUpdate {
         update.home_postcode = home_postcode(baby);
         update.gp_practice = baby
             .children("generalPractitioner")
-            .find_map(|reference| organisation_code(bundle, reference));
-        update.sensitive = Some(message.sensitive);
+            .find_map(|reference| organisation_code(bundle, reference))
+            .map(Some);
+        update.sensitive = message.sensitive.then_some(true);
         Some(update)
     }
 
@@ -348,9 +362,21 @@ impl RegisterUpdate {
     }
 
     /// Sets the GP practice and reports the practice whose registration
-    /// ended (the `finished` EpisodeOfCare's managing organisation).
+    /// ended (the `finished` EpisodeOfCare's managing organisation). A
+    /// Patient without `generalPractitioner` is a de-registration (NEMS
+    /// pds_change_of_gp_1: "In a de-registration scenario where a new GP is
+    /// not applied to the patients record, this element will not be
+    /// included"): the child has no practice from then on.
     pub fn change_of_gp(bundle: &Element, message: &EventMessage) -> Option<Self> {
         let mut update = Self::pds_patient(message)?;
+        let deregistered = message
+            .patient
+            .as_ref()
+            .filter(|_| update.is_about(message))
+            .is_some_and(|patient| !patient.has_gp);
+        if deregistered {
+            update.gp_practice = Some(None);
+        }
         update.previous_practice = resources(bundle)
             .filter(|resource| resource.name == "EpisodeOfCare")
             .filter(|episode| episode.value_of("status") == Some("finished"))
@@ -372,10 +398,7 @@ impl RegisterUpdate {
         Self::death_notification(bundle, message)
     }
 
-    /// Any other event: what its Patient entry carries. Such publishers are
-    /// not the authority on sensitivity and their Patient entries often carry
-    /// no security label at all, so their messages can mark a child
-    /// sensitive but never clear the flag: only a PDS event can.
+    /// Any other event: what its Patient entry carries.
     pub fn patient_entry(message: &EventMessage) -> Option<Self> {
         let mut update = Self::from_patient_facts(message)?;
         update.sensitive = message.sensitive.then_some(true);
@@ -383,7 +406,7 @@ impl RegisterUpdate {
     }
 
     /// The facts of a PDS event's Patient entry, PDS being the authority on
-    /// birth date and sensitivity.
+    /// birth date.
     fn pds_patient(message: &EventMessage) -> Option<Self> {
         let mut update = Self::from_patient_facts(message)?;
         if let Some(patient) = message
@@ -392,7 +415,6 @@ impl RegisterUpdate {
             .filter(|_| update.is_about(message))
         {
             update.birth_date = patient.birth_date;
-            update.sensitive = Some(message.sensitive);
         }
         Some(update)
     }
@@ -416,8 +438,11 @@ impl RegisterUpdate {
                 .home_postcode
                 .as_deref()
                 .and_then(|postcode| Postcode::parse(postcode).ok());
-            update.gp_practice = patient.gp_ods.as_deref().and_then(ods_code);
+            update.gp_practice = patient.gp_ods.as_deref().and_then(ods_code).map(Some);
         }
+        // Any publisher's label flags the child: failing safe, whoever
+        // says so.
+        update.sensitive = message.sensitive.then_some(true);
         Some(update)
     }
 
@@ -475,8 +500,32 @@ pub fn apply(record: Option<ChildRecord>, update: RegisterUpdate) -> ChildRecord
     merge(&mut record.home_postcode, update.home_postcode, at, event);
     merge(&mut record.gp_practice, update.gp_practice, at, event);
     merge(&mut record.death, update.death, at, event);
-    merge(&mut record.sensitive, update.sensitive, at, event);
+    merge_sensitive(&mut record.sensitive, update.sensitive, at, event);
     record
+}
+
+/// The sensitive flag is the latest statement, as any other fact, except
+/// that of two statements made at the same moment the flag wins: failing
+/// safe, whichever arrives first.
+fn merge_sensitive(
+    slot: &mut Option<Field<bool>>,
+    value: Option<bool>,
+    at: OffsetDateTime,
+    event: &str,
+) {
+    let Some(value) = value else {
+        return;
+    };
+    let newer = slot.as_ref().is_none_or(|field| {
+        (field.changed_at, field.value, field.by_event.as_str()) < (at, value, event)
+    });
+    if newer {
+        *slot = Some(Field {
+            value,
+            changed_at: at,
+            by_event: event.to_owned(),
+        });
+    }
 }
 
 fn merge<T>(slot: &mut Option<Field<T>>, value: Option<T>, at: OffsetDateTime, event: &str) {
@@ -531,6 +580,7 @@ pub fn moved_from(before: Option<&ChildRecord>, update: &RegisterUpdate) -> Move
                 update.gp_practice.as_ref(),
                 update,
             )
+            .flatten()
         }),
     }
 }
@@ -642,6 +692,15 @@ pub fn updates_for(event: &StoredEvent) -> Vec<RegisterUpdate> {
     if let Ok(received) = fhir_time::parse_instant(&event.received_at) {
         for update in &mut updates {
             update.at = update.at.min(received);
+        }
+    }
+    // The demographics authority's unlabelled record change says the
+    // routed child is no longer sensitive; no other event can say so.
+    if event.clears_sensitivity {
+        for update in &mut updates {
+            if update.sensitive.is_none() && Some(update.nhs_number) == event.nhs_number {
+                update.sensitive = Some(false);
+            }
         }
     }
     updates

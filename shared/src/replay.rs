@@ -33,6 +33,69 @@ pub const STEP_EVENTS: usize = 100;
 pub const STEP_DAYS: usize = 62;
 /// How long a finished job can still be read.
 pub const JOB_DAYS_KEPT: i64 = 30;
+/// Replays a subscriber may start per day (UTC), over all its
+/// subscriptions: each re-sends a whole window to its queue.
+pub const REPLAYS_PER_SUBSCRIBER_PER_DAY: u32 = 10;
+/// The longest a running replay keeps its subscription from starting
+/// another: a replay its worker stopped advancing (its stream records given
+/// up on) must not block the subscription for good.
+pub const RUNNING_HOLD_SECONDS: i64 = 24 * 3600;
+
+/// Why a replay was not started. Neither refusal stores anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStarted {
+    /// Another replay of the subscription is running.
+    AlreadyRunning,
+    /// The subscriber has started its replays of the day.
+    QuotaSpent,
+}
+
+/// What starting a replay checks and counts, all in one conditional write:
+/// the subscription's running hold, and the subscriber's count of the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The key of the record that says which replay of the subscription is
+    /// running (the replays table's key space; no replay id looks like it).
+    pub hold_key: String,
+    /// Unix seconds: a hold that ends before this no longer blocks.
+    pub now: i64,
+    pub hold_until: i64,
+    /// The key of the subscriber's count of replays started this day.
+    pub quota_key: String,
+    pub per_day: u32,
+    /// When the count's record may leave the store (Unix seconds).
+    pub quota_expires_at: i64,
+}
+
+impl Admission {
+    pub fn of(job: &ReplayJob, now: OffsetDateTime) -> Self {
+        let day = now.to_offset(time::UtcOffset::UTC).date();
+        Admission {
+            hold_key: Self::hold_key_of(job),
+            now: now.unix_timestamp(),
+            hold_until: now.unix_timestamp().saturating_add(RUNNING_HOLD_SECONDS),
+            quota_key: format!("quota#{}#{day}", job.subscriber_id),
+            per_day: REPLAYS_PER_SUBSCRIBER_PER_DAY,
+            quota_expires_at: now.unix_timestamp().saturating_add(2 * 86_400),
+        }
+    }
+
+    /// The key of the hold a job of this subscription takes.
+    pub fn hold_key_of(job: &ReplayJob) -> String {
+        format!("running#{}", job.subscription_id)
+    }
+}
+
+/// Seconds until the subscriber's quota renews: the next midnight, UTC.
+pub fn quota_renews_in(now: OffsetDateTime) -> u64 {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    now.date()
+        .next_day()
+        .map(|tomorrow| tomorrow.midnight().assume_utc() - now)
+        .and_then(|wait| u64::try_from(wait.whole_seconds()).ok())
+        .unwrap_or(86_400)
+        .max(1)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -307,6 +370,7 @@ where
             register: self.register,
             reference: self.reference,
             stats: self.stats,
+            events: self.events,
         };
         for event in &found {
             job.scanned += 1;
@@ -381,6 +445,11 @@ where
         job.revision += 1;
         job.updated_at = audit::timestamp(now);
         if self.jobs.save(job).await? {
+            if job.status != ReplayStatus::Running {
+                // Finished: the subscription may replay again. (Should this
+                // fail, the worker releases it on the finished job's record.)
+                self.jobs.release(job).await?;
+            }
             Ok(())
         } else {
             Err(StoreError::Unavailable(format!(

@@ -321,6 +321,7 @@ mod tests {
             subscriber_id: subscriber_id.map(str::to_owned),
             subscribe_explicit: false,
             subscribe_generic: BTreeMap::new(),
+            sensitivity_authority: false,
         })
     }
 

@@ -81,6 +81,7 @@ fn client() -> Client {
         subscriber_id: Some("subscriber-1".to_owned()),
         subscribe_explicit: true,
         subscribe_generic: BTreeMap::new(),
+        sensitivity_authority: false,
     }
 }
 

@@ -148,6 +148,7 @@ async fn publish_to(
 ) -> Result<PublishOutcome, HubError> {
     publish(
         store,
+        &hub::memory::MemoryRegisterStore::default(),
         &publisher_of(body),
         expected,
         content_type,
@@ -179,6 +180,7 @@ fn publisher_of(body: &[u8]) -> Caller {
         publish_for_ods: responsible.into_iter().collect(),
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
+        sensitivity_authority: false,
     }
 }
 
@@ -1008,6 +1010,7 @@ impl Hub {
             subscriber_id: None,
             subscribe_explicit: true,
             subscribe_generic: Default::default(),
+            sensitivity_authority: false,
         };
         self.clients.register(&client).await.unwrap();
         let body = json!({"clientId": client_id, "odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});
@@ -1066,6 +1069,7 @@ impl Hub {
             register: &self.register,
             reference: &self.reference,
             stats: &hub::memory::MemoryDeliveryStats::default(),
+            events: &MemoryEventStore::default(),
         };
         dispatcher.dispatch(event, now).await.unwrap()
     }

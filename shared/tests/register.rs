@@ -80,7 +80,8 @@ fn a_birth_notification_creates_the_babys_record_not_the_mothers() {
     assert_eq!(update.home_postcode, Some(postcode("LS17 7DF")));
     // B86056 is the mother's GP, not the baby's.
     assert_eq!(update.gp_practice, None);
-    assert_eq!(update.sensitive, Some(false));
+    // Only the demographics authority says a child is not sensitive.
+    assert_eq!(update.sensitive, None);
     assert_eq!(update.at, LAST_UPDATED);
     assert!(
         update
@@ -115,7 +116,7 @@ fn a_change_of_address_sets_the_home_postcode_and_reports_the_old_one() {
 #[test]
 fn a_change_of_gp_sets_the_practice_and_reports_the_one_left() {
     let update = update_of("nems/PDS-Change-Of-GP-ems-example.xml").unwrap();
-    assert_eq!(update.gp_practice.as_deref(), Some("B86056"));
+    assert_eq!(update.gp_practice, Some(Some("B86056".to_owned())));
     assert_eq!(update.previous_practice.as_deref(), Some("B85612"));
     assert_eq!(update.home_postcode, Some(postcode("LS17 7DF")));
     assert_eq!(
@@ -127,7 +128,7 @@ fn a_change_of_gp_sets_the_practice_and_reports_the_one_left() {
     );
     let record = apply(None, update);
     assert_eq!(
-        record.gp_practice.as_ref().map(|f| f.value.as_str()),
+        record.gp_practice.as_ref().and_then(|f| f.value.as_deref()),
         Some("B86056")
     );
 }
@@ -231,13 +232,13 @@ fn a_late_event_never_overwrites_newer_data() {
         with_postcode("new", datetime!(2020-06-01 0:00 UTC), "LS17 7DF"),
     );
     let mut late = with_postcode("old", datetime!(2020-01-01 0:00 UTC), "WF14 0BQ");
-    late.gp_practice = Some("B85612".into());
+    late.gp_practice = Some(Some("B85612".into()));
     let after = apply(Some(newer), late);
     assert_eq!(home(&after), Some("LS17 7DF"));
     assert_eq!(after.home_postcode.as_ref().unwrap().by_event, "new");
     // The late event still fills a field nothing newer has stated.
     assert_eq!(
-        after.gp_practice.as_ref().map(|f| f.value.as_str()),
+        after.gp_practice.as_ref().and_then(|f| f.value.as_deref()),
         Some("B85612")
     );
 }
@@ -394,7 +395,7 @@ fn arbitrary_update() -> impl Strategy<Value = RegisterUpdate> {
                 datetime!(2020-01-01 0:00 UTC) + time::Duration::days(day),
             );
             update.home_postcode = postcode.map(|code| Postcode::parse(code).unwrap());
-            update.gp_practice = practice.map(str::to_owned);
+            update.gp_practice = practice.map(|code| Some(code.to_owned()));
             update.death = death;
             update.sensitive = sensitive;
             update
@@ -463,7 +464,7 @@ fn full_record() -> ChildRecord {
         "pds-change-of-gp-1/b",
         datetime!(2020-02-01 10:00:00.25 +01:00),
     );
-    gp.gp_practice = Some("B86056".into());
+    gp.gp_practice = Some(Some("B86056".into()));
     let mut death = update(
         CHILD,
         "pds-death-notification-1/c",
@@ -745,7 +746,7 @@ impl RegisterStore for Contended {
 #[tokio::test]
 async fn a_write_that_lost_a_race_reads_again_and_keeps_both_changes() {
     let mut gp = update(CHILD, "gp", datetime!(2020-03-01 0:00 UTC));
-    gp.gp_practice = Some("B86056".into());
+    gp.gp_practice = Some(Some("B86056".into()));
     // The other dispatch creates the record between our read and our write.
     let store = Contended::new(MemoryRegisterStore::default(), vec![gp]);
     let recorded = record_event(
@@ -766,7 +767,7 @@ async fn a_write_that_lost_a_race_reads_again_and_keeps_both_changes() {
         stored
             .gp_practice
             .as_ref()
-            .map(|field| field.value.as_str()),
+            .and_then(|field| field.value.as_deref()),
         Some("B86056")
     );
     // `before` is the record the write was finally based on.
@@ -775,7 +776,7 @@ async fn a_write_that_lost_a_race_reads_again_and_keeps_both_changes() {
             .before
             .as_ref()
             .and_then(|record| record.gp_practice.clone())
-            .map(|field| field.value),
+            .and_then(|field| field.value),
         Some("B86056".to_owned())
     );
     assert_eq!(version(&store.inner, CHILD).await, Some(2));
@@ -794,7 +795,7 @@ async fn a_record_that_keeps_changing_fails_the_event_for_a_retry() {
         .collect();
     let store = Contended::new(MemoryRegisterStore::default(), interference);
     let mut gp = update(CHILD, "gp", datetime!(2020-03-01 0:00 UTC));
-    gp.gp_practice = Some("B86056".into());
+    gp.gp_practice = Some(Some("B86056".into()));
     let result = record_event(&store, gp).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),

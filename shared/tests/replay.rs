@@ -13,7 +13,10 @@ use hub::memory::{
 };
 use hub::ports::{DeliveryPublisher, EventStore, ReplayStore, StoreError, SubscriptionStore};
 use hub::reference::MemoryReferenceData;
-use hub::replay::{ReplayJob, ReplayRequest, ReplayStatus, Replayer};
+use hub::replay::{
+    Admission, NotStarted, REPLAYS_PER_SUBSCRIBER_PER_DAY, RUNNING_HOLD_SECONDS, ReplayJob,
+    ReplayRequest, ReplayStatus, Replayer, quota_renews_in,
+};
 use hub::subscriber::OdsCode;
 use hub::subscription::Subscription;
 use hub::{Encoding, EventMessage};
@@ -120,7 +123,11 @@ impl World {
             .unwrap();
         let request = ReplayRequest::parse(Some(&since), None, Retention::DEFAULT, NOW).unwrap();
         let job = request.job(subscription, NOW);
-        self.jobs.create(&job).await.unwrap();
+        self.jobs
+            .start(&job, &hub::replay::Admission::of(&job, NOW))
+            .await
+            .unwrap()
+            .unwrap();
         job
     }
 
@@ -339,5 +346,77 @@ async fn a_replay_stops_when_its_subscription_is_deleted_and_reaches_back_no_fur
             ReplayRequest::parse(since, until, Retention::DEFAULT, NOW).is_err(),
             "{since:?} {until:?}"
         );
+    }
+}
+
+/// Starts a replay of the last day at `now`, as the handler does: the
+/// store's answer (stored, or why not).
+async fn try_start(
+    jobs: &MemoryReplayStore,
+    subscription: &Subscription,
+    now: OffsetDateTime,
+) -> (ReplayJob, Result<(), NotStarted>) {
+    let since = (now - Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let job = ReplayRequest::parse(Some(&since), None, Retention::DEFAULT, now)
+        .unwrap()
+        .job(subscription, now);
+    let started = jobs.start(&job, &Admission::of(&job, now)).await.unwrap();
+    (job, started)
+}
+
+#[tokio::test]
+async fn one_replay_runs_per_subscription_and_a_subscriber_starts_a_bounded_number_a_day() {
+    let subscription = explicit_vaccinations();
+    let world = World::new(&[], &subscription).await;
+    let (first, started) = try_start(&world.jobs, &subscription, NOW).await;
+    assert_eq!(started, Ok(()));
+    // A second while the first runs is refused, and stores nothing.
+    let (second, refused) = try_start(&world.jobs, &subscription, NOW).await;
+    assert_eq!(refused, Err(NotStarted::AlreadyRunning));
+    assert!(world.jobs.get(&second.replay_id).await.unwrap().is_none());
+    // The first completes: its hold ends with it.
+    let publisher = MemoryPublisher::default();
+    let done = world
+        .replayer(&publisher)
+        .step(&first.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ReplayStatus::Completed);
+    assert_eq!(world.jobs.holder(&subscription.id), None);
+    assert_eq!(try_start(&world.jobs, &subscription, NOW).await.1, Ok(()));
+
+    // A replay whose worker stopped advancing it blocks its subscription
+    // for a day at most.
+    let stuck = subscription_of_another_id(&subscription, "stuck");
+    assert_eq!(try_start(&world.jobs, &stuck, NOW).await.1, Ok(()));
+    let later = NOW + Duration::seconds(RUNNING_HOLD_SECONDS - 1);
+    assert_eq!(
+        try_start(&world.jobs, &stuck, later).await.1,
+        Err(NotStarted::AlreadyRunning)
+    );
+
+    // Three started so far today; the subscriber's other subscriptions
+    // start the rest of its day's quota, then no more until midnight UTC.
+    for n in 3..REPLAYS_PER_SUBSCRIBER_PER_DAY {
+        let other = subscription_of_another_id(&subscription, &format!("other-{n}"));
+        assert_eq!(try_start(&world.jobs, &other, NOW).await.1, Ok(()), "{n}");
+    }
+    let one_more = subscription_of_another_id(&subscription, "one-more");
+    assert_eq!(
+        try_start(&world.jobs, &one_more, NOW).await.1,
+        Err(NotStarted::QuotaSpent)
+    );
+    assert_eq!(quota_renews_in(NOW), 12 * 3600, "NOW is noon UTC");
+    let tomorrow = datetime!(2026-11-25 00:00:01 UTC);
+    assert_eq!(try_start(&world.jobs, &one_more, tomorrow).await.1, Ok(()));
+}
+
+fn subscription_of_another_id(subscription: &Subscription, id: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        ..subscription.clone()
     }
 }

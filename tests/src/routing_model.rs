@@ -363,12 +363,24 @@ struct Register {
     postcode: Option<Stated<String>>,
     practice: Option<Stated<Practice>>,
     birth_date: Option<Date>,
-    /// [decision 1]: set by a labelled event, with the time of the newest
-    /// labelled statement since it was set.
-    sensitive_since: Option<OffsetDateTime>,
+    /// [decision 1]: the newest labelled statement about the child.
+    labelled_at: Option<OffsetDateTime>,
+    /// [decision 1]: the newest unlabelled record change from the
+    /// sensitivity authority.
+    cleared_at: Option<OffsetDateTime>,
 }
 
 impl Register {
+    /// [decision 1]: a label flags the child; only the authority's unlabelled
+    /// record change clears it, and only if newer than the label. Both
+    /// compared by when they were stated, as every fact of the register is
+    /// (rule 3), so the answer does not depend on the order of arrival: a
+    /// label older than the authority's latest word arrives stale.
+    fn is_sensitive(&self) -> bool {
+        self.labelled_at
+            .is_some_and(|labelled| self.cleared_at.is_none_or(|cleared| cleared <= labelled))
+    }
+
     /// A fact replaces the register's only if stated later. [docs: Where the
     /// child is, "A late event (older `meta.lastUpdated`) never overwrites
     /// newer facts"]. Returns the value it replaced, if it did replace one.
@@ -440,8 +452,10 @@ pub fn deliveries(
                 .routing_nhs_number
                 .as_ref()
                 .and_then(|mother| registers.get(mother))
-                .is_some_and(|mother| mother.sensitive_since.is_some());
-        if register.sensitive_since.is_some() || mother_sensitive {
+                .is_some_and(Register::is_sensitive);
+        // A labelled message is itself never delivered, even when its label
+        // is older than the authority's latest word.
+        if event.labelled() || register.is_sensitive() || mother_sensitive {
             continue;
         }
 
@@ -561,12 +575,9 @@ fn record(registers: &mut BTreeMap<String, Register>, child: &str, event: &Event
     }
 
     if event.labelled() {
-        register.sensitive_since = Some(register.sensitive_since.map_or(at, |since| since.max(at)));
-    } else if event.kind == EventKind::RecordChange
-        && event.by_sensitivity_authority
-        && register.sensitive_since.is_some_and(|since| at > since)
-    {
-        register.sensitive_since = None;
+        register.labelled_at = register.labelled_at.max(Some(at));
+    } else if event.kind == EventKind::RecordChange && event.by_sensitivity_authority {
+        register.cleared_at = register.cleared_at.max(Some(at));
     }
     moved
 }

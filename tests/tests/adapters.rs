@@ -205,6 +205,37 @@ async fn the_event_store_writes_once_and_tells_duplicates_from_conflicts() {
     assert_eq!(store.insert(&altered).await.unwrap(), Insert::Conflict);
 }
 
+/// Dispatch marks an event withheld, an operator releases it: the flag is
+/// written (SENSITIVE is a reserved word of DynamoDB's expressions), shows
+/// in the child's timeline, and an expired or unknown event is not created.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_store_marks_an_event_withheld_and_released() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    event_tables(&client).await;
+    let store = DynamoEventStore::new(client, "events", "versions");
+    let event = stored_vaccination(&fixture("nems/vaccinations-1-new.xml"));
+    assert!(!event.sensitive);
+    store.insert(&event).await.unwrap();
+    let patient = event.nhs_number.expect("routed on a patient");
+    for withheld in [true, true, false] {
+        store
+            .set_withheld(&event.event_key, withheld)
+            .await
+            .unwrap();
+        let stored = store.get(&event.event_key).await.unwrap().expect("stored");
+        assert_eq!(stored.sensitive, withheld);
+        let timeline = store.patient_events(patient).await.unwrap();
+        assert_eq!(timeline.len(), 1);
+        assert_eq!(timeline[0].sensitive, withheld);
+    }
+    store
+        .set_withheld("vaccinations-1/unknown", true)
+        .await
+        .unwrap();
+    assert_eq!(store.get("vaccinations-1/unknown").await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_event_store_keeps_versions_and_reads_by_patient_and_by_day() {
     use hub::events::OutOfOrder;
@@ -735,6 +766,7 @@ fn registered_client() -> hub::auth::Client {
         subscriber_id: None,
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
+        sensitivity_authority: false,
     }
 }
 

@@ -48,6 +48,7 @@ fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
         subscriber_id: None,
         subscribe_explicit: false,
         subscribe_generic: BTreeMap::new(),
+        sensitivity_authority: false,
     }
 }
 
@@ -1369,4 +1370,283 @@ async fn delivery_status_and_redrive_are_for_operators_and_the_subscriber_itself
             && r.detail.as_deref() == Some("moved 0")),
         "a redrive's record names the subscriber and what moved"
     );
+}
+
+/// An event store that counts the reads of a child's events, and can be
+/// made to panic on them (a bug in the function).
+struct WatchedEvents<'a> {
+    inner: &'a MemoryEventStore,
+    reads: std::sync::atomic::AtomicUsize,
+    panics: bool,
+}
+
+impl<'a> WatchedEvents<'a> {
+    fn new(inner: &'a MemoryEventStore, panics: bool) -> Self {
+        WatchedEvents {
+            inner,
+            reads: Default::default(),
+            panics,
+        }
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(!self.panics, "the event store's read panicked");
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl hub::ports::EventStore for WatchedEvents<'_> {
+    async fn insert(
+        &self,
+        event: &hub::events::StoredEvent,
+    ) -> Result<hub::ports::Insert, hub::ports::StoreError> {
+        self.inner.insert(event).await
+    }
+
+    async fn get(
+        &self,
+        event_key: &str,
+    ) -> Result<Option<hub::events::StoredEvent>, hub::ports::StoreError> {
+        self.read();
+        self.inner.get(event_key).await
+    }
+
+    async fn get_many(
+        &self,
+        event_keys: &[String],
+    ) -> Result<Vec<hub::events::StoredEvent>, hub::ports::StoreError> {
+        self.read();
+        self.inner.get_many(event_keys).await
+    }
+
+    async fn patient_events(
+        &self,
+        nhs_number: hub::NhsNumber,
+    ) -> Result<Vec<hub::events::EventSummary>, hub::ports::StoreError> {
+        self.read();
+        self.inner.patient_events(nhs_number).await
+    }
+
+    async fn received_on(
+        &self,
+        day: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<hub::ports::Page<String>, hub::ports::StoreError> {
+        self.inner.received_on(day, after, limit).await
+    }
+}
+
+/// The child's history as `caller` reads it, its events read through `events`.
+async fn history_through(
+    world: &World,
+    events: &WatchedEvents<'_>,
+    caller: &Caller,
+) -> (u16, Value) {
+    let request = request(
+        Some(caller),
+        "application/fhir+json",
+        None,
+        &[("nhsNumber", PATIENT)],
+    );
+    answer(
+        lambda::read_child_events(
+            events,
+            &world.subscriptions,
+            &world.register,
+            &world.audit,
+            &request,
+        )
+        .await,
+    )
+}
+
+async fn flag_sensitive(world: &World) {
+    let mut update = hub::register::RegisterUpdate::new(
+        hub::NhsNumber::parse(PATIENT).unwrap(),
+        "pds-record-change-1/earlier",
+        time::OffsetDateTime::now_utc(),
+    );
+    update.sensitive = Some(true);
+    hub::register::record_event(&world.register, update)
+        .await
+        .unwrap();
+}
+
+/// Issue 18, item 3: the time a history takes must not tell a subscriber
+/// that a sensitive child has events. The hub answers before reading them.
+#[tokio::test]
+async fn a_sensitive_childs_history_is_answered_without_reading_its_events() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    assert_eq!(world.subscribe(Some(&world.subscriber_a), &a).await.0, 201);
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &vaccination()
+            )
+            .await,
+        202
+    );
+    // Before the flag, the subscriber sees the event.
+    let events = WatchedEvents::new(&world.events, false);
+    let (status, seen) = history_through(&world, &events, &world.subscriber_a).await;
+    assert_eq!((status, seen["total"].clone()), (200, json!(1)), "{seen}");
+
+    flag_sensitive(&world).await;
+    let events = WatchedEvents::new(&world.events, false);
+    let (status, withheld) = history_through(&world, &events, &world.subscriber_a).await;
+    assert_eq!(status, 200, "{withheld}");
+    assert_eq!(withheld["total"], 0, "{withheld}");
+    assert_eq!(events.reads(), 0, "no event of the child was read");
+    let record = world.audit.records().pop().unwrap();
+    assert_eq!(record.action, Action::HistoryRead);
+    assert_eq!(record.nhs_number.as_deref(), Some(PATIENT));
+    // Operators still see what the hub holds.
+    let (status, held) = history_through(&world, &events, &world.operator).await;
+    assert_eq!((status, held["total"].clone()), (200, json!(1)), "{held}");
+}
+
+/// Issue 18, item 8: a refused read names what it asked for, and a refused
+/// read of a stored event names the event's patient, so that probing shows
+/// in the patient's trail.
+#[tokio::test]
+async fn refused_reads_name_what_they_asked_for_and_the_events_patient() {
+    let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    assert_eq!(
+        world
+            .publish(
+                Some(&world.publisher),
+                EventType::Vaccinations,
+                &vaccination()
+            )
+            .await,
+        202
+    );
+    let (_, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    let subscription = created["id"].as_str().unwrap().to_owned();
+    let (status, job) = world
+        .start_replay(Some(&world.subscriber_a), &subscription)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let replay = job["id"].as_str().unwrap().to_owned();
+    let b = Some(&world.subscriber_b);
+    let last = || world.audit.records().pop().unwrap();
+
+    assert_eq!(world.read_event(b).await, 404);
+    let refused = last();
+    assert_eq!((refused.action, refused.status), (Action::EventRead, 404));
+    assert_eq!(refused.nhs_number.as_deref(), Some(PATIENT));
+    assert_eq!(
+        refused.event_key.as_deref(),
+        Some(format!("vaccinations-1/{VACCINATION_ID}").as_str())
+    );
+    assert_eq!(
+        refused.detail.as_deref(),
+        Some(format!("NO_RECORD_FOUND event {VACCINATION_ID}").as_str())
+    );
+
+    assert_eq!(world.read_subscription(b, &subscription).await, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::SubscriptionRead);
+    assert_eq!(
+        refused.subscription_id.as_deref(),
+        Some(subscription.as_str())
+    );
+    assert_eq!(world.delete_subscription(b, &subscription).await, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::SubscriptionDelete);
+    assert_eq!(
+        refused.subscription_id.as_deref(),
+        Some(subscription.as_str())
+    );
+    assert_eq!(world.start_replay(b, &subscription).await.0, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::Replay);
+    assert_eq!(
+        refused.subscription_id.as_deref(),
+        Some(subscription.as_str())
+    );
+
+    assert_eq!(world.subscriber_status(b, &a).await.0, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::SubscriberStatus);
+    assert_eq!(refused.subscriber_id.as_deref(), Some(a.as_str()));
+    assert_eq!(world.redrive(b, &a).await.0, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::Redrive);
+    assert_eq!(refused.subscriber_id.as_deref(), Some(a.as_str()));
+
+    assert_eq!(world.read_replay(b, &replay).await.0, 404);
+    let refused = last();
+    assert_eq!(refused.action, Action::ReplayRead);
+    assert_eq!(
+        refused.detail.as_deref(),
+        Some(format!("NO_RECORD_FOUND replay {replay}").as_str())
+    );
+    assert_eq!(
+        refused.subscription_id.as_deref(),
+        Some(subscription.as_str())
+    );
+    assert_eq!(refused.subscriber_id.as_deref(), Some(a.as_str()));
+    // An id of nothing stored is named too.
+    let unknown = "0b7c3f61-2d7e-4f0a-8a55-0f7f7c9d1e22";
+    assert_eq!(world.read_replay(b, unknown).await.0, 404);
+    assert_eq!(
+        last().detail.as_deref(),
+        Some(format!("NO_RECORD_FOUND replay {unknown}").as_str())
+    );
+
+    // The refused event read is in the patient's trail.
+    let (status, trail) = world
+        .read_audit(Some(&world.operator), &[("patient", PATIENT)])
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        trail["entries"].as_array().unwrap().iter().any(|entry| {
+            entry["action"] == "event-read"
+                && entry["status"] == 404
+                && entry["clientId"] == "subscriber-b"
+        }),
+        "{trail}"
+    );
+}
+
+/// Issue 18, item 8: a function that fails (here a store that panics) still
+/// answers, and leaves its audit record naming the client and the patient.
+#[tokio::test]
+async fn a_request_whose_function_panics_is_answered_and_audited() {
+    let world = World::new().await;
+    let events = WatchedEvents::new(&world.events, true);
+    let request = request(
+        Some(&world.operator),
+        "application/fhir+json",
+        None,
+        &[("nhsNumber", PATIENT)],
+    );
+    let (status, outcome) = answer(
+        lambda::read_child_events(
+            &events,
+            &world.subscriptions,
+            &world.register,
+            &world.audit,
+            &request,
+        )
+        .await,
+    );
+    assert_eq!(status, 500, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let record = world.audit.records().pop().unwrap();
+    assert_eq!(
+        (record.action, record.status, record.client_id.as_str()),
+        (Action::HistoryRead, 500, "operator")
+    );
+    assert_eq!(record.nhs_number.as_deref(), Some(PATIENT));
 }

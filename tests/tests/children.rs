@@ -31,6 +31,7 @@ fn caller(client_id: &str, roles: &[Role]) -> Caller {
         publish_for_ods: BTreeSet::new(),
         subscribe_explicit: false,
         subscribe_generic: BTreeMap::new(),
+        sensitivity_authority: false,
     }
 }
 
@@ -60,7 +61,7 @@ impl World {
             "pds-change-of-gp-1/b",
             datetime!(2020-02-01 0:00 UTC),
         );
-        gp.gp_practice = Some("B86056".into());
+        gp.gp_practice = Some(Some("B86056".into()));
         gp.death = Some(DeathStatus::Informal);
         for update in [birth, gp] {
             record_event(&world.register, update).await.unwrap();

@@ -245,6 +245,7 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
         register: &register,
         reference: &hub::reference::MemoryReferenceData::default(),
         stats: &stats,
+        events: &MemoryEventStore::default(),
     };
     let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());
@@ -287,6 +288,7 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
         register: &hub::memory::MemoryRegisterStore::default(),
         reference: &hub::reference::MemoryReferenceData::default(),
         stats: &hub::memory::MemoryDeliveryStats::default(),
+        events: &MemoryEventStore::default(),
     };
     let response = lambda::dispatch_batch(&dispatcher, event).await;
     let failed: Vec<_> = response

@@ -317,3 +317,32 @@ async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
     assert!(message_ids(&far).is_empty());
     assert_eq!(far["total"], 2);
 }
+
+/// Issue 18, item 4: `date=le9999-12-31T23:59:59Z` (and ge, gt) once
+/// panicked the function on its end-of-second arithmetic: a 502, and no
+/// audit record. Now a 400 naming `date`, each in the child's trail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_at_the_end_of_year_9999_is_refused_naming_date_and_audited() {
+    let hub = Hub::start().await;
+    let subscriber = subscriber_of(&hub, "A83627", &["vaccinations-1"]).await;
+    let prefixes = ["le", "ge", "gt", "eq", "lt", ""];
+    for prefix in prefixes {
+        let query = format!("?date={prefix}9999-12-31T23:59:59Z");
+        let (status, outcome) = history(&hub, &subscriber.token, &query).await;
+        assert_eq!(status, 400, "{query}: {outcome}");
+        assert_eq!(outcome["issue"][0]["expression"][0], "date", "{query}");
+    }
+    let (status, trail) = hub.audit_of_patient(PATIENT).await;
+    assert_eq!(status, 200, "{trail}");
+    let refused = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| {
+            entry["action"] == "history-read"
+                && entry["status"] == 400
+                && entry["clientId"] == subscriber.client.client_id.as_str()
+        })
+        .count();
+    assert_eq!(refused, prefixes.len(), "{trail}");
+}

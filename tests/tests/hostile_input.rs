@@ -91,6 +91,7 @@ fn everything(subscriber_id: &str) -> Client {
         subscriber_id: Some(subscriber_id.into()),
         subscribe_explicit: true,
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
+        sensitivity_authority: false,
     }
 }
 
@@ -558,8 +559,11 @@ impl Bench {
                 lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, &request)
                     .await
             }
+            // A store of its own each time: a well-formed start would
+            // otherwise find the previous one still running (409).
             Route::StartReplay => {
-                lambda::start_replay(&s.subscriptions, &s.replays, &s.audit, &request).await
+                let replays = hub::memory::MemoryReplayStore::default();
+                lambda::start_replay(&s.subscriptions, &replays, &s.audit, &request).await
             }
         }
     }

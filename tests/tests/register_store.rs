@@ -38,7 +38,7 @@ fn full_record() -> ChildRecord {
         "pds-change-of-gp-1/b",
         datetime!(2020-02-01 10:00:00.125 +01:00),
     );
-    gp.gp_practice = Some("B86056".into());
+    gp.gp_practice = Some(Some("B86056".into()));
     let mut death = RegisterUpdate::new(
         child(),
         "pds-death-notification-1/c",
@@ -128,7 +128,7 @@ async fn a_full_record_round_trips_in_its_stored_form() {
     // A record of one fact leaves the others out.
     let other = NhsNumber::parse("9449305552").unwrap();
     let mut update = RegisterUpdate::new(other, "e", datetime!(2020-01-01 0:00 UTC));
-    update.gp_practice = Some("A83627".into());
+    update.gp_practice = Some(Some("A83627".into()));
     let sparse = apply(None, update);
     assert!(store.put(&sparse, None).await.unwrap());
     let item = client

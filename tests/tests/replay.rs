@@ -258,3 +258,110 @@ async fn a_replay_whose_worker_crashes_resumes_without_resending() {
     assert!(repeated <= 1, "{repeated} events sent twice");
     assert_eq!(messages.len(), EVENTS + repeated);
 }
+
+/// Issue 18, item 7: twenty concurrent `$replay` calls on one subscription
+/// were all accepted, each re-sending its whole window. One runs, the
+/// others are refused with 409; and a subscriber starts a bounded number
+/// of replays a day (429, with Retry-After, beyond it).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_replays_of_a_subscription_start_one_and_a_subscriber_has_a_daily_quota() {
+    const EVENTS: usize = 120;
+    let hub = Hub::start().await;
+    // Enough events that the first replay is still running while the
+    // others arrive.
+    for n in 0..EVENTS {
+        accepted_days_ago(&hub, "nems/vaccinations-1-new.xml", 1000 + n, 1).await;
+    }
+    let late = hub.onboard("A83627", &["vaccinations-1"]).await;
+    let subscription = subscribe(&hub, &late, "vaccinations-1").await;
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let request = hub.request(
+                Method::POST,
+                &format!("/Subscription/{subscription}/$replay?since=2026-01-01"),
+                &late.token,
+            );
+            tokio::spawn(async move {
+                let response = request.send().await.expect("POST $replay");
+                let status = response.status().as_u16();
+                let location = response
+                    .headers()
+                    .get("content-location")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                (status, body, location)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        answers.push(attempt.await.expect("the request's task"));
+    }
+    let started: Vec<&(u16, serde_json::Value, Option<String>)> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 202)
+        .collect();
+    assert_eq!(started.len(), 1, "one replay runs: {answers:?}");
+    for (status, outcome, _) in answers.iter().filter(|(status, _, _)| *status != 202) {
+        assert_eq!(*status, 409, "{outcome}");
+        assert_eq!(outcome["issue"][0]["code"], "conflict", "{outcome}");
+    }
+    let location = started[0].2.clone().expect("Content-Location");
+    let done = finished(&hub, &late, &location).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Each event once, by the one replay: the refused attempts sent nothing.
+    assert_eq!(done["delivered"].as_u64(), Some(EVENTS as u64), "{done}");
+    let messages = hub.drain(&late.queue_url, Duration::from_secs(2)).await;
+    assert!(!messages.is_empty());
+    assert!(
+        messages
+            .iter()
+            .filter_map(|message| attribute(message, "replay"))
+            .all(|id| Some(id) == started[0].1["id"].as_str()),
+        "only the one replay's copies"
+    );
+
+    // Once it has completed, the subscription may replay again (its hold
+    // is released just after the job is saved as completed).
+    let empty_window = "?since=2026-01-01&until=2026-01-02";
+    let mut again = 0;
+    for _ in 0..20 {
+        again = start_replay(&hub, &late, &subscription, empty_window)
+            .await
+            .0;
+        if again != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, 202);
+
+    // Two started today; its other subscriptions start the rest of the
+    // day's quota, then no more.
+    for n in 2..hub::replay::REPLAYS_PER_SUBSCRIBER_PER_DAY {
+        let other = subscribe(&hub, &late, "vaccinations-1").await;
+        let (status, body, _) = start_replay(&hub, &late, &other, empty_window).await;
+        assert_eq!(status, 202, "replay {n}: {body}");
+    }
+    let one_more = subscribe(&hub, &late, "vaccinations-1").await;
+    let response = hub
+        .request(
+            Method::POST,
+            &format!("/Subscription/{one_more}/$replay{empty_window}"),
+            &late.token,
+        )
+        .send()
+        .await
+        .expect("POST $replay");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    let outcome: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "throttled", "{outcome}");
+}

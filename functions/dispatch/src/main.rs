@@ -6,8 +6,9 @@
 #![recursion_limit = "256"]
 
 use hub::aws::{
-    DynamoAuditLog, DynamoDeliveryStats, DynamoReferenceData, DynamoRegisterStore,
-    DynamoSubscriptionStore, SnsDeliveryPublisher, required_env, topic_arns_from_env,
+    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
+    DynamoRegisterStore, DynamoSubscriptionStore, SnsDeliveryPublisher, required_env,
+    topic_arns_from_env,
 };
 use hub::dispatch::Dispatcher;
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
@@ -22,6 +23,7 @@ async fn main() -> Result<(), Error> {
     let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
     let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let topics = topic_arns_from_env();
     let publisher = SnsDeliveryPublisher::new(lambda::sns_client(&config, &topics).await, topics);
@@ -32,6 +34,7 @@ async fn main() -> Result<(), Error> {
         register: &register,
         reference: &reference,
         stats: &stats,
+        events: &events,
     };
     let dispatcher = &dispatcher;
     lambda::run(service_fn(move |event: LambdaEvent<_>| async move {

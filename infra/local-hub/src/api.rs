@@ -293,14 +293,21 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
         }
     }
 
-    // The access log's `$context.authorizer.<key>` of an allowed request.
+    // The access log's `$context.authorizer.<key>` of an allowed request,
+    // whatever its function does: the client is named even when it fails.
+    let allowed: BTreeMap<String, String> = authorizer_fields
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
     let mut context = facts.variables(&api.stage, resource);
-    for (key, value) in &authorizer_fields {
-        let value = match value {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        context.insert(format!("authorizer.{key}"), value);
+    for (key, value) in &allowed {
+        context.insert(format!("authorizer.{key}"), value.clone());
     }
     let event = proxy_event(
         route,
@@ -321,7 +328,7 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
             message: Some("Internal server error".into()),
             status: Some(502),
         };
-        refuse(refusal, resource, &none)
+        refuse(refusal, resource, &allowed)
     };
     let payload = match serde_json::to_vec(&event) {
         Ok(payload) => payload,

@@ -177,6 +177,7 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
         subscriber_id: None,
         subscribe_explicit: client.role == Role::Subscriber,
         subscribe_generic: Default::default(),
+        sensitivity_authority: false,
     })
 }
 

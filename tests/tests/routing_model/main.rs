@@ -232,6 +232,7 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
         }
     }
     let dispatcher = Dispatcher {
+        events: &store,
         subscriptions: &subscriptions,
         publisher: &publisher,
         audit: &audit,
@@ -246,6 +247,7 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
         let event_type = event_type(published);
         let outcome = publish(
             &store,
+            &register,
             &caller(published.publisher),
             event_type,
             Some(XML),
