@@ -1407,6 +1407,14 @@ impl hub::ports::EventStore for WatchedEvents<'_> {
         self.inner.insert(event).await
     }
 
+    async fn set_withheld(
+        &self,
+        event_key: &str,
+        withheld: bool,
+    ) -> Result<(), hub::ports::StoreError> {
+        self.inner.set_withheld(event_key, withheld).await
+    }
+
     async fn get(
         &self,
         event_key: &str,
