@@ -51,9 +51,9 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 /// The client each publisher publishes as: the ONE place a Caller is built,
-/// so that a new field of Caller is set here only. Built from its JSON form:
-/// `sensitivityAuthority` is decision 1's grant (the demographics service
-/// holds it), read once Caller has the field.
+/// so that a new field of Caller is set here only. Built from its JSON form;
+/// `sensitivityAuthority` is decision 1's grant, which the demographics
+/// service holds.
 fn caller(publisher: Publisher) -> Caller {
     let (client, ods, types, publishes_for, authority): (&str, &str, Vec<&str>, Vec<&str>, bool) =
         match publisher {
@@ -658,10 +658,8 @@ fn every_template_renders_to_a_message_the_hub_reads() {
 const STACK_SEED: u64 = 20_261_207;
 const STACK_EVENTS: usize = 200;
 
-/// The registration of a publisher's client: the ONE place, beside
-/// [`caller`], that says what each publisher may do. Decision 1's grant
-/// (`"sensitivityAuthority": true` for the demographics service) belongs
-/// here once client registrations take it.
+/// The registration of a publisher's client, from [`caller`]: what each
+/// publisher may do, decision 1's grant included.
 fn publisher_registration(publisher: Publisher) -> (&'static str, serde_json::Value) {
     let caller = caller(publisher);
     (
@@ -673,6 +671,7 @@ fn publisher_registration(publisher: Publisher) -> (&'static str, serde_json::Va
         serde_json::json!({
             "publishEventTypes": caller.publish_event_types,
             "publishForOds": caller.publish_for_ods,
+            "sensitivityAuthority": caller.sensitivity_authority,
         }),
     )
 }
