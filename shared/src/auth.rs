@@ -1631,6 +1631,25 @@ mod tests {
         }
     }
 
+    /// An assertion naming no registered key is checked against these: if
+    /// one failed to load, that refusal would cost less work than a wrong
+    /// signature's, and tell the two apart by time.
+    #[test]
+    fn the_stand_in_keys_load_and_verify_nothing() {
+        let key = EncodingKey::from_ec_pem(include_bytes!("../tests/keys/client-ec.pem")).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let token = jsonwebtoken::encode(&header, &serde_json::json!({"iss": "x"}), &key).unwrap();
+        for algorithm in [Algorithm::RS512, Algorithm::ES256] {
+            assert!(stand_in_key(algorithm).is_some(), "{algorithm:?}");
+        }
+        let stand_in = stand_in_key(Algorithm::ES256).unwrap();
+        assert_eq!(
+            verified_claims::<serde_json::Value>(&token, stand_in, Algorithm::ES256).err(),
+            Some(AuthError::BadSignature)
+        );
+    }
+
     #[test]
     fn der_signatures_become_fixed_width_whatever_their_leading_bytes() {
         // r with a sign-keeping zero byte (33 bytes), s shorter than 32.
