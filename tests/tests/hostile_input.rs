@@ -1043,7 +1043,7 @@ async fn elements_fhir_allows_once_are_refused_when_repeated() {
             "a responsible outside the FHIR namespace before FHIR's",
             message_with(
                 Route::PublishXml,
-                "</focus>",
+                "</source>",
                 &other_organisation.replacen("<responsible>", r#"<responsible xmlns="urn:x">"#, 1),
             ),
             Route::PublishXml,
