@@ -744,12 +744,7 @@ where
         encoding,
         on_refusal,
         |caller, record| async move {
-            let id = request
-                .path_parameters
-                .get("id")
-                .map(|id| id.to_ascii_lowercase())
-                .filter(|id| events::is_message_id(id))
-                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let id = path_message_id(request)?;
             let event_types = match request.query_string_parameters.first("eventType") {
                 None => EventType::ALL.to_vec(),
                 Some(code) => vec![code.parse::<EventType>().map_err(|_| {
@@ -1602,6 +1597,17 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
     .await
 }
 
+/// The `{id}` of an `/events/{id}` path: a MessageHeader.id, lower case.
+/// Anything else is "not found", as an id that was never published.
+fn path_message_id(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    request
+        .path_parameters
+        .get("id")
+        .map(|id| id.to_ascii_lowercase())
+        .filter(|id| events::is_message_id(id))
+        .ok_or_else(|| HubError::NotFound("that event".into()))
+}
+
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
 /// event withheld while its child was flagged sensitive, once the flag is
 /// cleared (events::release). The release is in the child's audit trail.
@@ -1620,12 +1626,7 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
         std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
-            let id = request
-                .path_parameters
-                .get("id")
-                .map(|id| id.to_ascii_lowercase())
-                .filter(|id| events::is_message_id(id))
-                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let id = path_message_id(request)?;
             let code = request
                 .query_string_parameters
                 .first("eventType")
