@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,7 +47,10 @@ pub const CLOCK_SKEW_SECONDS: i64 = 60;
 /// requires: a captured assertion is worth little for long.
 pub const MAX_ASSERTION_LIFETIME_SECONDS: i64 = 300;
 
-pub const DEFAULT_ACCESS_TOKEN_LIFETIME_SECONDS: u64 = 300;
+/// How long the hub's access tokens live: the token endpoint issues them
+/// for this long, and the authorizer refuses any token that claims to live
+/// longer, so that a signing mistake cannot mint a token good for days.
+pub const ACCESS_TOKEN_LIFETIME_SECONDS: u64 = 300;
 
 /// Longer than any token the hub issues or accepts: refused before any
 /// decoding, so an oversized header costs nothing.
@@ -294,7 +298,9 @@ pub enum AuthError {
     NoToken,
     #[error("the token is not a well-formed signed JWT")]
     Malformed,
-    #[error("the client is not registered with the hub")]
+    /// Answered as [`AuthError::BadSignature`] is, so that the token
+    /// endpoint does not tell who is registered.
+    #[error("{}", UNVERIFIABLE)]
     UnknownClient,
     #[error("the client is disabled")]
     DisabledClient,
@@ -302,11 +308,13 @@ pub enum AuthError {
     UnsupportedAlgorithm,
     #[error("the token's header names no key (kid)")]
     MissingKeyId,
-    #[error("no registered key has the token's key id")]
+    /// No registered key has the token's key id.
+    #[error("{}", UNVERIFIABLE)]
     UnknownKey,
-    #[error("the key with the token's key id does not suit the token's algorithm")]
+    /// The key with the token's key id does not suit its algorithm.
+    #[error("{}", UNVERIFIABLE)]
     KeyTypeMismatch,
-    #[error("the token's signature does not verify")]
+    #[error("{}", UNVERIFIABLE)]
     BadSignature,
     #[error("the token is not addressed to this audience")]
     WrongAudience,
@@ -320,6 +328,10 @@ pub enum AuthError {
     NotYetValid,
     #[error("the client assertion lives longer than 5 minutes")]
     LifetimeTooLong,
+    #[error("the access token lives longer than the hub issues its tokens for")]
+    AccessTokenTooLong,
+    #[error("the token has no issue time (iat)")]
+    MissingIssuedAt,
     #[error("the client assertion has no unique identifier (jti)")]
     MissingJti,
     #[error("the client assertion was already used")]
@@ -330,6 +342,12 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+/// One answer for an unknown client, an unknown key id, a key that does not
+/// suit the algorithm and a signature that does not verify: whoever probes
+/// the token endpoint learns nothing of which clients and keys exist.
+const UNVERIFIABLE: &str = "the token's signature could not be verified \
+    with a key registered for the client it names";
+
 impl From<StoreError> for AuthError {
     fn from(error: StoreError) -> Self {
         AuthError::Unavailable(error.to_string())
@@ -337,6 +355,33 @@ impl From<StoreError> for AuthError {
 }
 
 impl AuthError {
+    /// The refusal's name, as the audit trail records it: distinct for each
+    /// reason, even where the answer to the client is the same.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthError::NoToken => "NoToken",
+            AuthError::Malformed => "Malformed",
+            AuthError::UnknownClient => "UnknownClient",
+            AuthError::DisabledClient => "DisabledClient",
+            AuthError::UnsupportedAlgorithm => "UnsupportedAlgorithm",
+            AuthError::MissingKeyId => "MissingKeyId",
+            AuthError::UnknownKey => "UnknownKey",
+            AuthError::KeyTypeMismatch => "KeyTypeMismatch",
+            AuthError::BadSignature => "BadSignature",
+            AuthError::WrongAudience => "WrongAudience",
+            AuthError::WrongIssuer => "WrongIssuer",
+            AuthError::MissingExpiry => "MissingExpiry",
+            AuthError::Expired => "Expired",
+            AuthError::NotYetValid => "NotYetValid",
+            AuthError::LifetimeTooLong => "LifetimeTooLong",
+            AuthError::AccessTokenTooLong => "AccessTokenTooLong",
+            AuthError::MissingIssuedAt => "MissingIssuedAt",
+            AuthError::MissingJti => "MissingJti",
+            AuthError::ReplayedJti => "ReplayedJti",
+            AuthError::Unavailable(_) => "Unavailable",
+        }
+    }
+
     /// 401 for every refusal; 503 when the hub itself failed, since telling
     /// a client its credentials are wrong during an outage would send it to
     /// fix what is not broken.
@@ -383,6 +428,30 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     match token.trim() {
         "" => Err(AuthError::NoToken),
         token => Ok(token),
+    }
+}
+
+/// A refused token or assertion, with the client it names for the audit
+/// trail: the id it claims, or, once the hub has checked its signature with
+/// that client's key (or its own), the id that signature proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: AuthError,
+    pub client_id: Option<String>,
+    /// Whether the signature was checked before the refusal: if not,
+    /// `client_id` is only what the token claims.
+    pub verified: bool,
+}
+
+impl Refusal {
+    /// Refusals naming the client, verified or only claimed.
+    fn naming(client_id: Option<&str>, verified: bool) -> impl Fn(AuthError) -> Refusal + use<> {
+        let client_id = client_id.map(str::to_owned);
+        move |reason| Refusal {
+            reason,
+            client_id: client_id.clone(),
+            verified,
+        }
     }
 }
 
@@ -550,11 +619,6 @@ pub struct AssertionClaims {
 }
 
 #[derive(Deserialize)]
-struct UnverifiedAssertion {
-    iss: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct RawAssertion {
     iss: Option<String>,
     sub: Option<String>,
@@ -565,37 +629,102 @@ struct RawAssertion {
     jti: Option<String>,
 }
 
-/// The client id an assertion claims to come from, to look the client up.
-/// Nothing is verified yet: the id only says whose keys to verify with.
-pub fn peek_client_id(assertion: &str) -> Result<String, AuthError> {
+/// A claim of a token, read without verifying anything: whom the token
+/// says it comes from, to choose whose keys verify it and to name the
+/// client in the audit record of a refusal, never to decide anything else.
+/// Bounded: the id becomes a key of a DynamoDB read, which refuses keys
+/// over 2 KB with an error rather than a miss.
+fn claimed_id(token: &str, claim: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_LENGTH {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Map<String, serde_json::Value> = decode_segment(payload).ok()?;
+    claims
+        .get(claim)?
+        .as_str()
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CLIENT_ID_LENGTH)
+        .map(str::to_owned)
+}
+
+/// The client an assertion claims to come from (`iss`), whatever its
+/// algorithm: an unsigned or HMAC assertion is refused, but filed under
+/// the client it claims.
+pub fn claimed_client_id(assertion: &str) -> Option<String> {
+    claimed_id(assertion, "iss")
+}
+
+/// The client an access token names (`sub`), read without verifying it.
+pub fn claimed_subject(authorization: &str) -> Option<String> {
+    claimed_id(bearer_token(Some(authorization)).ok()?, "sub")
+}
+
+/// The algorithm and key id of an assertion's header: all the header must
+/// say, checked before the client is looked up, so that no refusal of a
+/// malformed header depends on whether the client it names exists.
+fn assertion_header(assertion: &str) -> Result<(Algorithm, String), AuthError> {
     let header = read_header(assertion)?;
-    accepted_algorithm(&header, ASSERTION_ALGORITHMS)?;
-    let payload = assertion.split('.').nth(1).ok_or(AuthError::Malformed)?;
-    let claims: UnverifiedAssertion = decode_segment(payload)?;
-    match claims.iss {
-        // Bounded: the id becomes a key of a DynamoDB read, which refuses
-        // keys over 2 KB with an error rather than a miss.
-        Some(client_id) if !client_id.is_empty() && client_id.len() <= MAX_CLIENT_ID_LENGTH => {
-            Ok(client_id)
-        }
-        _ => Err(AuthError::Malformed),
+    let algorithm = accepted_algorithm(&header, ASSERTION_ALGORITHMS)?;
+    let kid = header.kid.ok_or(AuthError::MissingKeyId)?;
+    Ok((algorithm, kid))
+}
+
+/// The assertion's claims once its signature verifies with the client key
+/// its `kid` names. For an unknown client, an unknown `kid` or a key that
+/// does not suit the algorithm the signature is checked all the same, with
+/// a stand-in key, and the refusal answered as a wrong signature is: the
+/// answer, and as far as can be the work, tell nothing of which clients
+/// and keys exist.
+fn assertion_signature(
+    assertion: &str,
+    client: Option<&Client>,
+    kid: &str,
+    algorithm: Algorithm,
+) -> Result<RawAssertion, AuthError> {
+    let key = client
+        .ok_or(AuthError::UnknownClient)
+        .and_then(|client| client.keys.find(kid).ok_or(AuthError::UnknownKey))
+        .and_then(|jwk| client_key(jwk, algorithm));
+    match key {
+        Ok(key) => verified_claims(assertion, &key, algorithm),
+        Err(reason) => match stand_in_key(algorithm) {
+            Some(stand_in) => match verified_claims::<RawAssertion>(assertion, stand_in, algorithm)
+            {
+                // A signature refused for its form is refused so with any key.
+                Err(AuthError::BadSignature) | Ok(_) => Err(reason),
+                Err(other) => Err(other),
+            },
+            None => Err(reason),
+        },
     }
 }
 
-/// The client an access token names (`sub`), read without verifying it:
-/// for the audit record of a refusal only, never to decide anything.
-pub fn claimed_subject(authorization: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Subject {
-        sub: Option<String>,
+/// Public keys whose private halves were discarded when they were made:
+/// what an assertion that names no registered key is checked against.
+fn stand_in_key(algorithm: Algorithm) -> Option<&'static DecodingKey> {
+    static RSA: LazyLock<Option<DecodingKey>> = LazyLock::new(|| {
+        DecodingKey::from_rsa_components(
+            "ktwi3r0Y7gjvjB_kYWIjHi58jOh0Z74YpyVAXV34Y6WLoNO3bEhSYYl3zFPhhJFrMKxr6syCMcNbLH3dT894\
+             YDDSrFuezASo9JQUJfjIhcTuYXrPHW0B-1cg6PzITkqE0p3CeaBh7nx9iZJrik8JE4-zlSkNfxRfz3F5cpwU\
+             qpsfkGCcfwottiCORnJCkMONfq6--YXwpkZT8TDItqEx9FgYit8M6UzjKvyHU4uyITYDGH_znMjJQ1Ua8tg\
+             bUkD_ELeAbyzcXnh7xi9drxXj43zUi0wpa7x8dedIEYR-9yjUb5uXfs_0ljubis8_nlUM1BrwQa4tKE2Prg\
+             f0nQKu2Q",
+            "AQAB",
+        )
+        .ok()
+    });
+    static EC: LazyLock<Option<DecodingKey>> = LazyLock::new(|| {
+        DecodingKey::from_ec_components(
+            "YqNUa8FUZ1_2NX6xdEF9yp890mYWtEVAsYyUYlV3EBk",
+            "OdvauzzSjIrC_BNHNMfKqHJ7fJTll2cWEVgnpo3rwUE",
+        )
+        .ok()
+    });
+    match algorithm {
+        Algorithm::RS512 => RSA.as_ref(),
+        Algorithm::ES256 => EC.as_ref(),
+        _ => None,
     }
-    let token = bearer_token(Some(authorization)).ok()?;
-    read_header(token).ok()?;
-    let payload = token.split('.').nth(1)?;
-    let subject: Subject = decode_segment(payload).ok()?;
-    subject
-        .sub
-        .filter(|sub| !sub.is_empty() && sub.len() <= MAX_CLIENT_ID_LENGTH)
 }
 
 /// Verifies a client assertion (RFC 7523, as NHS England uses it) against
@@ -608,13 +737,18 @@ pub fn verify_client_assertion(
     token_endpoint_url: &str,
     now: OffsetDateTime,
 ) -> Result<AssertionClaims, AuthError> {
-    let header = read_header(assertion)?;
-    let algorithm = accepted_algorithm(&header, ASSERTION_ALGORITHMS)?;
-    let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
-    let jwk = client.keys.find(kid).ok_or(AuthError::UnknownKey)?;
-    let key = client_key(jwk, algorithm)?;
-    let claims: RawAssertion = verified_claims(assertion, &key, algorithm)?;
+    let (algorithm, kid) = assertion_header(assertion)?;
+    let claims = assertion_signature(assertion, Some(client), &kid, algorithm)?;
+    assertion_claims(claims, client, token_endpoint_url, now)
+}
 
+/// The checks of a client assertion's claims, once its signature verified.
+fn assertion_claims(
+    claims: RawAssertion,
+    client: &Client,
+    token_endpoint_url: &str,
+    now: OffsetDateTime,
+) -> Result<AssertionClaims, AuthError> {
     let client_id = client.client_id.as_str();
     if claims.iss.as_deref() != Some(client_id) || claims.sub.as_deref() != Some(client_id) {
         return Err(AuthError::WrongIssuer);
@@ -712,6 +846,8 @@ pub struct AccessToken {
 
 /// Exchanges a client assertion for a hub access token: the client must be
 /// registered and enabled, the assertion valid, and its `jti` not used before.
+/// A refusal names the client the assertion claims, as verified once its
+/// signature was checked.
 pub async fn exchange<C: ClientStore, R: ReplayGuard, K: HubSigningKey>(
     assertion: &str,
     clients: &C,
@@ -719,30 +855,44 @@ pub async fn exchange<C: ClientStore, R: ReplayGuard, K: HubSigningKey>(
     token_endpoint_url: &str,
     signer: &HubSigner<K>,
     now: OffsetDateTime,
-) -> Result<AccessToken, AuthError> {
-    let client_id = peek_client_id(assertion)?;
+) -> Result<AccessToken, Refusal> {
+    let claimed = claimed_client_id(assertion);
+    let unverified = Refusal::naming(claimed.as_deref(), false);
+    let (algorithm, kid) = assertion_header(assertion).map_err(&unverified)?;
+    let client_id = claimed
+        .as_deref()
+        .ok_or(AuthError::Malformed)
+        .map_err(&unverified)?;
     let client = clients
-        .get(&client_id)
-        .await?
-        .ok_or(AuthError::UnknownClient)?;
-    let claims = verify_client_assertion(assertion, &client, token_endpoint_url, now)?;
+        .get(client_id)
+        .await
+        .map_err(|error| unverified(error.into()))?;
+    let claims =
+        assertion_signature(assertion, client.as_ref(), &kid, algorithm).map_err(&unverified)?;
+    let Some(client) = client else {
+        return Err(unverified(AuthError::UnknownClient));
+    };
+    // From here on the assertion is known to come from the client's key.
+    let verified = Refusal::naming(Some(&client.client_id), true);
+    let claims = assertion_claims(claims, &client, token_endpoint_url, now).map_err(&verified)?;
     // Checked after the signature, so that only the key's holder learns
     // that its client is disabled.
     if !client.enabled {
-        return Err(AuthError::DisabledClient);
+        return Err(verified(AuthError::DisabledClient));
     }
     // Remembered only once verified: a forged assertion must not be able to
     // use up a jti its client has yet to send.
     let forget_after = claims
         .expires_at
         .saturating_add(time::Duration::seconds(CLOCK_SKEW_SECONDS));
-    if !replay_guard
+    let first_use = replay_guard
         .remember(&claims.client_id, &claims.jti, forget_after)
-        .await?
-    {
-        return Err(AuthError::ReplayedJti);
+        .await
+        .map_err(|error| verified(error.into()))?;
+    if !first_use {
+        return Err(verified(AuthError::ReplayedJti));
     }
-    signer.issue(&client, now).await
+    signer.issue(&client, now).await.map_err(&verified)
 }
 
 // ---------------------------------------------------------------------------
@@ -860,12 +1010,14 @@ impl<K: HubSigningKey> HubSigner<K> {
     pub fn new(key: K) -> Self {
         HubSigner {
             key,
-            lifetime_seconds: DEFAULT_ACCESS_TOKEN_LIFETIME_SECONDS,
+            lifetime_seconds: ACCESS_TOKEN_LIFETIME_SECONDS,
         }
     }
 
+    /// Shorter tokens (tests): never longer than
+    /// [`ACCESS_TOKEN_LIFETIME_SECONDS`], which the authorizer would refuse.
     pub fn with_lifetime_seconds(mut self, seconds: u64) -> Self {
-        self.lifetime_seconds = seconds;
+        self.lifetime_seconds = seconds.min(ACCESS_TOKEN_LIFETIME_SECONDS);
         self
     }
 
@@ -987,18 +1139,34 @@ impl HubKeys for Vec<HubVerifier> {
 }
 
 /// Verifies a hub access token: ES256 under one of the hub's keys, issued
-/// by and for the hub, unexpired and already issued.
+/// by and for the hub, unexpired, already issued, and living no longer than
+/// the hub issues its tokens for.
 pub fn verify_access_token<K: HubKeys + ?Sized>(
     token: &str,
     keys: &K,
     now: OffsetDateTime,
 ) -> Result<TokenSubject, AuthError> {
+    access_token_claims(access_token_signature(token, keys)?, now)
+}
+
+/// The access token's claims once its signature verifies with the hub key
+/// its `kid` names.
+fn access_token_signature<K: HubKeys + ?Sized>(
+    token: &str,
+    keys: &K,
+) -> Result<RawAccessClaims, AuthError> {
     let header = read_header(token)?;
     let algorithm = accepted_algorithm(&header, ACCESS_TOKEN_ALGORITHMS)?;
     let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
     let verifier = keys.find(kid).ok_or(AuthError::UnknownKey)?;
-    let claims: RawAccessClaims = verified_claims(token, &verifier.key, algorithm)?;
+    verified_claims(token, &verifier.key, algorithm)
+}
 
+/// The checks of a hub access token's claims, once its signature verified.
+fn access_token_claims(
+    claims: RawAccessClaims,
+    now: OffsetDateTime,
+) -> Result<TokenSubject, AuthError> {
     if claims.iss.as_deref() != Some(HUB_ISSUER) {
         return Err(AuthError::WrongIssuer);
     }
@@ -1014,13 +1182,16 @@ pub fn verify_access_token<K: HubKeys + ?Sized>(
     if now >= expires {
         return Err(AuthError::Expired);
     }
+    // The hub always sets iat: without it the lifetime cannot be bounded.
+    let issued = seconds(claims.iat.as_ref())?.ok_or(AuthError::MissingIssuedAt)?;
     let latest_start = now.saturating_add(CLOCK_SKEW_SECONDS);
-    let issued = seconds(claims.iat.as_ref())?;
     let not_before = seconds(claims.nbf.as_ref())?;
-    if issued.is_some_and(|issued| issued > latest_start)
-        || not_before.is_some_and(|not_before| not_before > latest_start)
-    {
+    if issued > latest_start || not_before.is_some_and(|not_before| not_before > latest_start) {
         return Err(AuthError::NotYetValid);
+    }
+    let longest = i64::try_from(ACCESS_TOKEN_LIFETIME_SECONDS).unwrap_or(i64::MAX);
+    if expires.saturating_sub(issued) > longest {
+        return Err(AuthError::AccessTokenTooLong);
     }
     let client_id = claims
         .sub
@@ -1042,21 +1213,28 @@ pub fn verify_access_token<K: HubKeys + ?Sized>(
 /// token of a client that is still registered and enabled. The caller's
 /// roles and permissions come from the client record as it is now, so that
 /// disabling a client or narrowing its rights takes effect at once rather
-/// than when its tokens run out.
+/// than when its tokens run out. A refusal names the client the token
+/// claims, as verified once the hub's signature on it was checked.
 pub async fn authenticate<K: HubKeys + ?Sized, C: ClientStore>(
     authorization: Option<&str>,
     keys: &K,
     clients: &C,
     now: OffsetDateTime,
-) -> Result<Caller, AuthError> {
-    let token = bearer_token(authorization)?;
-    let subject = verify_access_token(token, keys, now)?;
+) -> Result<Caller, Refusal> {
+    let claimed = authorization.and_then(claimed_subject);
+    let unverified = Refusal::naming(claimed.as_deref(), false);
+    let token = bearer_token(authorization).map_err(&unverified)?;
+    let claims = access_token_signature(token, keys).map_err(&unverified)?;
+    let verified = Refusal::naming(claims.sub.as_deref(), true);
+    let subject = access_token_claims(claims, now).map_err(&verified)?;
     let client = clients
         .get(&subject.client_id)
-        .await?
-        .ok_or(AuthError::UnknownClient)?;
+        .await
+        .map_err(|error| verified(error.into()))?
+        .ok_or(AuthError::UnknownClient)
+        .map_err(&verified)?;
     if !client.enabled {
-        return Err(AuthError::DisabledClient);
+        return Err(verified(AuthError::DisabledClient));
     }
     Ok(Caller::of(&client))
 }
@@ -1167,6 +1345,160 @@ pub const DEMOGRAPHICS_AUTHORITY_ODS: &str = "X26";
 /// The largest JWKS a client may register: enough for a rotation overlap.
 const MAX_CLIENT_KEYS: usize = 5;
 
+/// The private members of RSA, EC and symmetric JWKs (RFC 7518 section 6).
+const PRIVATE_KEY_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The RSA moduli the hub verifies with: none weaker than 2048 bits, none
+/// longer than its RSA verifier takes.
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// The smallest public exponent accepted: smaller ones (3, or 1, which
+/// makes the "signature" the message itself) are refused.
+const MIN_RSA_EXPONENT: u64 = 65_537;
+
+/// The largest public exponent the RSA verifier takes (33 bits).
+const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
+
+/// Whether a registered JWK could verify a client assertion, and is strong
+/// enough to be trusted to: else the member at fault (".kid"; "" for the
+/// key as a whole) and why.
+fn registrable_key(jwk: &Jwk) -> Result<(), (&'static str, String)> {
+    if jwk.common.key_id.as_deref().is_none_or(str::is_empty) {
+        return Err((".kid", "each key needs a kid".into()));
+    }
+    if !matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    ) {
+        return Err((
+            ".use",
+            "use, when given, must be sig: the hub verifies signatures with these keys".into(),
+        ));
+    }
+    let verifies = jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_none_or(|operations| operations.contains(&KeyOperations::Verify));
+    if !verifies {
+        return Err((
+            ".key_ops",
+            "key_ops, when given, must include verify".into(),
+        ));
+    }
+    let algorithm = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            registrable_rsa(&rsa.n, &rsa.e)?;
+            KeyAlgorithm::RS512
+        }
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            registrable_p256(&ec.x, &ec.y)?;
+            KeyAlgorithm::ES256
+        }
+        _ => return Err(("", "each key must be an RSA or EC P-256 public key".into())),
+    };
+    if jwk
+        .common
+        .key_algorithm
+        .is_some_and(|named| named != algorithm)
+    {
+        return Err((
+            ".alg",
+            "alg, when given, must be RS512 for an RSA key or ES256 for an EC P-256 key: \
+             the algorithms the hub accepts for client assertions"
+                .into(),
+        ));
+    }
+    // Whatever else the verifier reads of the key must decode too.
+    DecodingKey::from_jwk(jwk)
+        .map(drop)
+        .map_err(|_| ("", "the key's members do not decode as base64url".into()))
+}
+
+/// A big-endian unsigned integer in base64url, without its leading zeros.
+fn unsigned_integer(encoded: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let start = bytes
+        .iter()
+        .position(|&byte| byte != 0)
+        .unwrap_or(bytes.len());
+    Some(bytes[start..].to_vec())
+}
+
+fn registrable_rsa(n: &str, e: &str) -> Result<(), (&'static str, String)> {
+    let modulus = unsigned_integer(n).ok_or((".n", "n is not base64url".to_owned()))?;
+    let bits = modulus.first().map_or(0, |&top| {
+        (modulus.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+    });
+    // A modulus is the product of two odd primes: an even one is no key.
+    let odd = modulus.last().is_some_and(|&low| low & 1 == 1);
+    if !RSA_MODULUS_BITS.contains(&bits) || !odd {
+        return Err((
+            ".n",
+            format!(
+                "the RSA modulus is {bits} bits{}: the hub takes odd moduli of {} to {} bits",
+                if odd { "" } else { " and even" },
+                RSA_MODULUS_BITS.start(),
+                RSA_MODULUS_BITS.end()
+            ),
+        ));
+    }
+    let exponent = unsigned_integer(e)
+        .filter(|bytes| bytes.len() <= 8)
+        .map(|bytes| {
+            bytes
+                .iter()
+                .fold(0u64, |value, &byte| (value << 8) | u64::from(byte))
+        });
+    match exponent {
+        Some(exponent)
+            if exponent % 2 == 1 && (MIN_RSA_EXPONENT..=MAX_RSA_EXPONENT).contains(&exponent) =>
+        {
+            Ok(())
+        }
+        _ => Err((
+            ".e",
+            format!(
+                "the RSA exponent must be odd and from {MIN_RSA_EXPONENT} to 2^33 - 1 \
+                 ({MIN_RSA_EXPONENT}, AQAB, is usual)"
+            ),
+        )),
+    }
+}
+
+/// The point (x, y) must be on the P-256 curve, as aws-lc-rs parses it: a
+/// point off the curve verifies no honest signature, and is where
+/// invalid-curve attacks start.
+fn registrable_p256(x: &str, y: &str) -> Result<(), (&'static str, String)> {
+    let coordinate = |member: &'static str, encoded: &str| {
+        URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok()
+            .filter(|bytes| bytes.len() == 32)
+            .ok_or((
+                member,
+                format!(
+                    "{} is not a P-256 coordinate: 32 bytes in base64url",
+                    member.trim_start_matches('.')
+                ),
+            ))
+    };
+    let mut point = vec![0x04];
+    point.extend(coordinate(".x", x)?);
+    point.extend(coordinate(".y", y)?);
+    aws_lc_rs::signature::ParsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        point,
+    )
+    .map(drop)
+    .map_err(|_| {
+        (
+            "",
+            "the EC key's point (x, y) is not on the P-256 curve".into(),
+        )
+    })
+}
+
 impl Client {
     /// `POST /clients`: a registration as an operator sends it. The hub
     /// decides `enabled` and the subscriber link; keys must be public,
@@ -1223,40 +1555,33 @@ impl Client {
                 format!("register 1 to {MAX_CLIENT_KEYS} public keys"),
             ));
         }
-        for (index, jwk) in keys.iter().enumerate() {
-            let usable = jwk
-                .common
-                .key_id
-                .as_deref()
-                .is_some_and(|kid| !kid.is_empty())
-                && match &jwk.algorithm {
-                    AlgorithmParameters::RSA(_) => true,
-                    AlgorithmParameters::EllipticCurve(parameters) => {
-                        parameters.curve == EllipticCurve::P256
-                    }
-                    _ => false,
-                }
-                // Its numbers must decode (base64url), or no assertion could
-                // ever verify against it.
-                && DecodingKey::from_jwk(jwk).is_ok();
-            if !usable {
+        // A private key sent by mistake must be neither stored nor silently
+        // dropped (the JWK reader ignores members it does not know): its
+        // holder must learn that it leaked.
+        let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let raw_keys = raw["keys"]["keys"].as_array().into_iter().flatten();
+        for (index, key) in raw_keys.enumerate() {
+            if let Some(member) = PRIVATE_KEY_MEMBERS
+                .iter()
+                .find(|member| key.get(**member).is_some())
+            {
                 return Err(HubError::unprocessable(
-                    format!("keys.keys[{index}]"),
-                    "each key needs a kid and must be an RSA or EC P-256 public key",
+                    format!("keys.keys[{index}].{member}"),
+                    "a private key was sent: register only the public key, and replace the leaked one",
                 ));
             }
         }
-        // A private key sent by mistake must not be stored: `d` is the
-        // private exponent or scalar in RFC 7518.
-        let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        let private = raw["keys"]["keys"]
-            .as_array()
-            .is_some_and(|keys| keys.iter().any(|key| key.get("d").is_some()));
-        if private {
-            return Err(HubError::unprocessable(
-                "keys",
-                "a private key was sent: register only the public key, and replace the leaked one",
-            ));
+        let mut key_ids = BTreeSet::new();
+        for (index, jwk) in keys.iter().enumerate() {
+            registrable_key(jwk).map_err(|(member, problem)| {
+                HubError::unprocessable(format!("keys.keys[{index}]{member}"), problem)
+            })?;
+            if !key_ids.insert(jwk.common.key_id.as_deref()) {
+                return Err(HubError::unprocessable(
+                    format!("keys.keys[{index}].kid"),
+                    "two keys have the same kid: an assertion names its key by kid",
+                ));
+            }
         }
         for (rule, codes) in &registration.subscribe_generic {
             let known = crate::generic::RULE_TYPES
@@ -1333,6 +1658,25 @@ mod tests {
             assert_eq!(error.status(), 422, "{bad}");
             assert!(error.to_string().contains("keys.keys[0]"), "{bad}: {error}");
         }
+    }
+
+    /// An assertion naming no registered key is checked against these: if
+    /// one failed to load, that refusal would cost less work than a wrong
+    /// signature's, and tell the two apart by time.
+    #[test]
+    fn the_stand_in_keys_load_and_verify_nothing() {
+        let key = EncodingKey::from_ec_pem(include_bytes!("../tests/keys/client-ec.pem")).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let token = jsonwebtoken::encode(&header, &serde_json::json!({"iss": "x"}), &key).unwrap();
+        for algorithm in [Algorithm::RS512, Algorithm::ES256] {
+            assert!(stand_in_key(algorithm).is_some(), "{algorithm:?}");
+        }
+        let stand_in = stand_in_key(Algorithm::ES256).unwrap();
+        assert_eq!(
+            verified_claims::<serde_json::Value>(&token, stand_in, Algorithm::ES256).err(),
+            Some(AuthError::BadSignature)
+        );
     }
 
     #[test]

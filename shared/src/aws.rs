@@ -116,6 +116,60 @@ where
     }
 }
 
+/// Why each item of a cancelled transaction failed, in the order written;
+/// any other failure of the call is the store's.
+struct CancellationReasons(Vec<Option<String>>);
+
+/// The reason codes as DynamoDB gave them, `-` for an item that did not
+/// fail: for the log line of an unexpected cancellation.
+impl std::fmt::Display for CancellationReasons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let codes: Vec<&str> = self
+            .0
+            .iter()
+            .map(|code| code.as_deref().unwrap_or("-"))
+            .collect();
+        f.write_str(&codes.join(", "))
+    }
+}
+
+impl CancellationReasons {
+    /// Whether item `index` failed with this reason code
+    /// (`ConditionalCheckFailed`, `TransactionConflict`...).
+    fn at(&self, index: usize, code: &str) -> bool {
+        self.0
+            .get(index)
+            .and_then(Option::as_deref)
+            .is_some_and(|reason| reason == code)
+    }
+}
+
+fn cancellation_reasons(
+    error: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+    what: &str,
+) -> Result<CancellationReasons, StoreError> {
+    match error.as_service_error() {
+        Some(
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                cancelled,
+            ),
+        ) => Ok(CancellationReasons(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code().map(str::to_owned))
+                .collect(),
+        )),
+        _ => Err(unavailable(
+            what,
+            aws_sdk_dynamodb::error::DisplayErrorContext(error),
+        )),
+    }
+}
+
 /// The events table (one item per event type and MessageHeader.id, written
 /// once, indexed by patient and by day of arrival) and the versions table
 /// (the current version of each focus identifier).
@@ -298,40 +352,19 @@ impl EventStore for DynamoEventStore {
                 }
                 Err(error) => error,
             };
-            let reasons: Vec<Option<String>> = match error.as_service_error() {
-                Some(
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                        cancelled,
-                    ),
-                ) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|reason| reason.code().map(str::to_owned))
-                    .collect(),
-                _ => {
-                    return Err(unavailable(
-                        "storing the event",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    ));
-                }
-            };
-            let failed = |index: usize, code: &str| {
-                reasons
-                    .get(index)
-                    .and_then(Option::as_deref)
-                    .is_some_and(|reason| reason == code)
-            };
-            if failed(0, "ConditionalCheckFailed") {
+            let failed = cancellation_reasons(error, "storing the event")?;
+            if failed.at(0, "ConditionalCheckFailed") {
                 return self.existing(event).await;
             }
             // Another publish of the same resource moved the current
             // version (or wrote at the same moment): place it again.
-            if !(failed(1, "ConditionalCheckFailed")
-                || failed(0, "TransactionConflict")
-                || failed(1, "TransactionConflict"))
+            if !(failed.at(1, "ConditionalCheckFailed")
+                || failed.at(0, "TransactionConflict")
+                || failed.at(1, "TransactionConflict"))
             {
                 return Err(StoreError::Unavailable(format!(
-                    "storing the event: the transaction was cancelled ({reasons:?})"
+                    "storing the event: the transaction was cancelled ({})",
+                    failed
                 )));
             }
         }
@@ -2272,40 +2305,19 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
                 Ok(_) => return Ok(Ok(())),
                 Err(error) => error,
             };
-            let reasons: Vec<Option<String>> = match error.as_service_error() {
-                Some(
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                        cancelled,
-                    ),
-                ) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|reason| reason.code().map(str::to_owned))
-                    .collect(),
-                _ => {
-                    return Err(unavailable(
-                        "starting a replay",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    ));
-                }
-            };
-            let failed = |index: usize, code: &str| {
-                reasons
-                    .get(index)
-                    .and_then(Option::as_deref)
-                    .is_some_and(|reason| reason == code)
-            };
+            let failed = cancellation_reasons(error, "starting a replay")?;
             // A concurrent start of the same subscription is as much a
             // running replay as one already stored.
-            if failed(1, "ConditionalCheckFailed") || failed(1, "TransactionConflict") {
+            if failed.at(1, "ConditionalCheckFailed") || failed.at(1, "TransactionConflict") {
                 return Ok(Err(crate::replay::NotStarted::AlreadyRunning));
             }
-            if failed(2, "ConditionalCheckFailed") {
+            if failed.at(2, "ConditionalCheckFailed") {
                 return Ok(Err(crate::replay::NotStarted::QuotaSpent));
             }
-            if !failed(2, "TransactionConflict") {
+            if !failed.at(2, "TransactionConflict") {
                 return Err(StoreError::Unavailable(format!(
-                    "starting a replay: the transaction was cancelled ({reasons:?})"
+                    "starting a replay: the transaction was cancelled ({})",
+                    failed
                 )));
             }
         }

@@ -10,7 +10,7 @@ use crate::ports::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("the Content-Type {found:?} is not {expected}")]
+    #[error("{}", media_type_problem(found.as_deref(), expected))]
     UnsupportedMediaType {
         found: Option<String>,
         expected: &'static str,
@@ -61,6 +61,15 @@ pub enum HubError {
     /// for logs, never for clients.
     #[error("the hub failed: {0}")]
     Internal(String),
+}
+
+/// What an unsupported media type's diagnostics say: the type as it was
+/// sent, or that none was.
+fn media_type_problem(found: Option<&str>, expected: &str) -> String {
+    match found {
+        Some(found) => format!("the Content-Type {found} is not {expected}"),
+        None => format!("the request has no Content-Type: send {expected}"),
+    }
 }
 
 /// What the FHIR endpoints take.
@@ -204,5 +213,25 @@ impl HubError {
             diagnostics,
             expression,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Diagnostics are read by people: the media type as it was sent, not
+    /// Rust's Debug text of an Option.
+    #[test]
+    fn an_unsupported_media_type_reads_as_sent() {
+        let named = HubError::unsupported_media_type(Some("text/plain"), FHIR_MEDIA_TYPES);
+        assert_eq!(
+            named.outcome().issues[0].diagnostics,
+            "the Content-Type text/plain is not application/fhir+xml or application/fhir+json"
+        );
+        let absent = HubError::unsupported_media_type(None, FHIR_MEDIA_TYPES);
+        let diagnostics = &absent.outcome().issues[0].diagnostics;
+        assert!(diagnostics.contains("no Content-Type"), "{diagnostics}");
+        assert!(!diagnostics.contains("None"), "{diagnostics}");
     }
 }

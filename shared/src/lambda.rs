@@ -20,7 +20,9 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 
 use crate::audit::{self, Action, AuditQuery, AuditRecord};
-use crate::auth::{self, AuthError, Caller, Client, HubKeys, HubSigner, HubSigningKey, Role};
+use crate::auth::{
+    self, AuthError, Caller, Client, HubKeys, HubSigner, HubSigningKey, Refusal, Role,
+};
 use crate::catalogue::EventType;
 use crate::dispatch::{Dispatched, Dispatcher};
 use crate::error::HubError;
@@ -384,7 +386,7 @@ async fn unwinding<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
 /// name, else the OperationOutcome's code.
 fn refusal_detail(error: &HubError) -> String {
     match error {
-        HubError::Unauthenticated(refusal) => format!("{refusal:?}"),
+        HubError::Unauthenticated(refusal) => refusal.name().to_owned(),
         other => other
             .outcome()
             .issues
@@ -453,34 +455,24 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
             response.policy_document = policy(IamPolicyEffect::Allow, method_arn);
             response.context = serde_json::to_value(caller.to_context())?;
         }
-        Err(AuthError::Unavailable(detail)) => {
+        Err(Refusal {
+            reason: AuthError::Unavailable(detail),
+            ..
+        }) => {
             error!(error = %detail, "authentication could not complete");
             return Err(detail.into());
         }
         Err(refusal) => {
-            warn!(reason = ?refusal, "request refused by the authorizer");
-            let outcome = refusal.outcome();
+            warn!(
+                reason = refusal.reason.name(),
+                "request refused by the authorizer"
+            );
+            let outcome = refusal.reason.outcome();
             let issue = outcome.issues.first();
             let route = method_arn.splitn(3, '/').nth(2).unwrap_or_default();
-            let mut record = AuditRecord::new(None, Action::Authenticate, refusal.status(), now)
-                .detail(format!("{refusal:?} {route}"));
-            // Whom the token names, so that an operator looking into that
-            // client sees the attempts made in its name; unverified unless
-            // the refusal came after the signature check.
-            let token = request.authorization_token.as_deref();
-            if let Some(subject) = token.and_then(auth::claimed_subject) {
-                let verified = matches!(
-                    refusal,
-                    AuthError::UnknownClient | AuthError::DisabledClient
-                );
-                record.client_id = subject;
-                if !verified {
-                    record.detail = record
-                        .detail
-                        .map(|detail| format!("{detail} (claimed, unverified)"));
-                }
-            }
-            audit.record(&record).await?;
+            let record = AuditRecord::new(None, Action::Authenticate, refusal.reason.status(), now)
+                .detail(format!("{} {route}", refusal.reason.name()));
+            audit.record(&naming_client(record, &refusal)).await?;
             response.principal_id = Some(audit::ANONYMOUS.to_owned());
             response.policy_document = policy(IamPolicyEffect::Deny, method_arn);
             response.context = serde_json::json!({
@@ -490,6 +482,22 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
         }
     }
     Ok(response)
+}
+
+/// A refusal's audit record filed under the client the token or assertion
+/// names, so that an operator looking into that client sees the attempts
+/// made in its name: marked as a claim unless the refusal came after the
+/// signature was checked.
+fn naming_client(mut record: AuditRecord, refusal: &Refusal) -> AuditRecord {
+    if let Some(client_id) = &refusal.client_id {
+        record.client_id = client_id.clone();
+        if !refusal.verified {
+            record.detail = record
+                .detail
+                .map(|detail| format!("{detail} (claimed, unverified)"));
+        }
+    }
+    record
 }
 
 /// The URL of the token endpoint, which client assertions must name as
@@ -561,7 +569,7 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
             let url = token_endpoint_url(request, configured_url);
             auth::exchange(&assertion, clients, replay_guard, &url, signer, now)
                 .await
-                .map_err(|error| (HubError::from(error), auth::peek_client_id(&assertion).ok()))
+                .map_err(|refusal| (HubError::from(refusal.reason.clone()), Some(refusal)))
         }
         Err(error) => Err((error, None)),
     };
@@ -589,16 +597,12 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
             };
             (response, record)
         }
-        Err((error, claimed)) => {
-            // The client the assertion claims to be, unverified: an operator
-            // looking into that client sees the attempts made in its name.
-            let mut record = record.detail(refusal_detail(&error));
-            if let Some(claimed) = claimed {
-                record.client_id = claimed;
-                record.detail = record
-                    .detail
-                    .map(|detail| format!("{detail} (claimed, unverified)"));
-            }
+        Err((error, refusal)) => {
+            let record = record.detail(refusal_detail(&error));
+            let record = match &refusal {
+                Some(refusal) => naming_client(record, refusal),
+                None => record,
+            };
             (error_response(&error, Encoding::Json), record)
         }
     };
@@ -740,12 +744,7 @@ where
         encoding,
         on_refusal,
         |caller, record| async move {
-            let id = request
-                .path_parameters
-                .get("id")
-                .map(|id| id.to_ascii_lowercase())
-                .filter(|id| events::is_message_id(id))
-                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let id = path_message_id(request)?;
             let event_types = match request.query_string_parameters.first("eventType") {
                 None => EventType::ALL.to_vec(),
                 Some(code) => vec![code.parse::<EventType>().map_err(|_| {
@@ -1598,6 +1597,17 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
     .await
 }
 
+/// The `{id}` of an `/events/{id}` path: a MessageHeader.id, lower case.
+/// Anything else is "not found", as an id that was never published.
+fn path_message_id(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    request
+        .path_parameters
+        .get("id")
+        .map(|id| id.to_ascii_lowercase())
+        .filter(|id| events::is_message_id(id))
+        .ok_or_else(|| HubError::NotFound("that event".into()))
+}
+
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
 /// event withheld while its child was flagged sensitive, once the flag is
 /// cleared (events::release). The release is in the child's audit trail.
@@ -1616,12 +1626,7 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
         std::convert::identity,
         |caller, record| async move {
             caller.require(Role::Operator)?;
-            let id = request
-                .path_parameters
-                .get("id")
-                .map(|id| id.to_ascii_lowercase())
-                .filter(|id| events::is_message_id(id))
-                .ok_or_else(|| HubError::NotFound("that event".into()))?;
+            let id = path_message_id(request)?;
             let code = request
                 .query_string_parameters
                 .first("eventType")

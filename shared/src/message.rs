@@ -114,6 +114,12 @@ impl MessageError {
     }
 }
 
+impl From<fhir::CardinalityError> for MessageError {
+    fn from(error: fhir::CardinalityError) -> Self {
+        MessageError::bad_value(error.expression, error.problem)
+    }
+}
+
 /// A business identifier (system and value) of the focus resource: what links
 /// an update or delete to the event it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +192,7 @@ impl EventMessage {
                 found: bundle.name.to_string(),
             });
         }
+        fhir::check_cardinality(bundle)?;
         match bundle.value_of("type") {
             Some("message") => {}
             Some(other) => {

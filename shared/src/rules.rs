@@ -119,6 +119,7 @@ pub(crate) fn check(
     } else {
         check_routed_patient(bundle, message, &mut warnings)?;
     }
+    check_one_patient(bundle, message)?;
 
     let checked = match event_type {
         EventType::Vaccinations => check_immunization(focus, &focus_path),
@@ -311,29 +312,96 @@ fn check_procedure_outcomes(bundle: &Element) -> Result<(), MessageError> {
 }
 
 /// Every dateTime or instant with a time carries a zone offset, wherever it
-/// stands in the message. The path is built only for the element at fault.
+/// stands in the message.
 fn check_date_time_offsets(bundle: &Element<'_>) -> Result<(), MessageError> {
-    match offsetless_date_time(bundle) {
+    let offsetless = find_in_bundle(bundle, &|element| {
+        element
+            .value
+            .as_deref()
+            .filter(|value| looks_like_date_time(value) && !has_zone_offset(value))
+            .map(str::to_owned)
+    });
+    match offsetless {
         None => Ok(()),
-        Some((mut segments, value)) => {
-            segments.push(bundle.name.to_string());
-            segments.reverse();
-            Err(MessageError::bad_value(
-                segments.join("."),
-                format!("'{value}' has a time but no zone offset (Z or +hh:mm)"),
-            ))
-        }
+        Some((path, value)) => Err(MessageError::bad_value(
+            path,
+            format!("'{value}' has a time but no zone offset (Z or +hh:mm)"),
+        )),
     }
 }
 
-/// The first dateTime without an offset: its path segments, innermost
-/// first, and its value.
-fn offsetless_date_time(element: &Element<'_>) -> Option<(Vec<String>, String)> {
-    if let Some(value) = element.value.as_deref()
-        && looks_like_date_time(value)
-        && !has_zone_offset(value)
-    {
-        return Some((Vec::new(), value.to_owned()));
+/// A message is about one patient: no Patient entry and no valid NHS
+/// number anywhere in the Bundle but the routed patient's (a birth
+/// notification's: the mother's and the baby's). Another child riding
+/// along would reach the first one's subscribers, past the second's
+/// confidentiality label and audit trail. A number failing its check digit
+/// identifies no one; the Patient rules deal with it.
+fn check_one_patient(bundle: &Element, message: &EventMessage) -> Result<(), MessageError> {
+    let birth = message.event_type == EventType::PdsBirthNotification;
+    let patients = || resources(bundle).filter(|resource| resource.name == "Patient");
+    let is = |a: &Element, b: Option<&Element>| b.is_some_and(|b| std::ptr::eq(a, b));
+    let baby = if birth {
+        birth_notification_baby(bundle)
+    } else {
+        None
+    };
+    // The routed patient (a birth notification's mother): the one with the
+    // routing number, else the first that is not the baby.
+    let routed = routed_patient(bundle, message.nhs_number)
+        .or_else(|| patients().find(|patient| !is(patient, baby)));
+    if let Some(extra) = patients().find(|patient| !is(patient, baby) && !is(patient, routed)) {
+        return Err(MessageError::bad_value(
+            resource_path(bundle, extra),
+            if birth {
+                "a birth notification carries the baby and the mother, and no other Patient"
+            } else {
+                "a second Patient entry: a message is about one patient"
+            },
+        ));
+    }
+    // A mother unknown to PDS has no routing number; her entry may still
+    // carry her own.
+    let routed = [
+        message
+            .nhs_number
+            .or_else(|| routed.and_then(patient_nhs_number)),
+        baby.and_then(patient_nhs_number),
+    ];
+    let other = find_in_bundle(bundle, &|element| {
+        (element.value_of("system") == Some(NHS_NUMBER_SYSTEM))
+            .then(|| NhsNumber::parse(element.value_of("value")?).ok())
+            .flatten()
+            .filter(|number| !routed.contains(&Some(*number)))
+    });
+    match other {
+        None => Ok(()),
+        Some((path, _)) => Err(MessageError::bad_value(
+            format!("{path}.value"),
+            "an NHS number that is not the routed patient's: a message is about one patient",
+        )),
+    }
+}
+
+/// The first element of the Bundle, depth first, for which `find` answers:
+/// its FHIRPath and the answer. The path is built only for the element found.
+fn find_in_bundle<T>(
+    bundle: &Element<'_>,
+    find: &impl Fn(&Element<'_>) -> Option<T>,
+) -> Option<(String, T)> {
+    let (mut segments, found) = find_within(bundle, find)?;
+    segments.push(bundle.name.to_string());
+    segments.reverse();
+    Some((segments.join("."), found))
+}
+
+/// What `find` answers for the element or its first descendant: the path
+/// segments, innermost first, and the answer.
+fn find_within<T>(
+    element: &Element<'_>,
+    find: &impl Fn(&Element<'_>) -> Option<T>,
+) -> Option<(Vec<String>, T)> {
+    if let Some(found) = find(element) {
+        return Some((Vec::new(), found));
     }
     let mut entries = 0;
     for child in &element.children {
@@ -341,7 +409,7 @@ fn offsetless_date_time(element: &Element<'_>) -> Option<(Vec<String>, String)> 
         if child.name == "entry" {
             entries += 1;
         }
-        if let Some((mut segments, value)) = offsetless_date_time(child) {
+        if let Some((mut segments, found)) = find_within(child, find) {
             segments.push(if element.name == "Bundle" && child.name == "entry" {
                 format!("entry[{entry_index}]")
             } else if element.name == "resource" {
@@ -349,7 +417,7 @@ fn offsetless_date_time(element: &Element<'_>) -> Option<(Vec<String>, String)> 
             } else {
                 child.name.to_string()
             });
-            return Some((segments, value));
+            return Some((segments, found));
         }
     }
     None

@@ -156,6 +156,8 @@ impl SubscriptionRequest {
                 format!("the body is a FHIR {}, not a Subscription", resource.name),
             ));
         }
+        crate::fhir::check_cardinality(resource)
+            .map_err(|error| HubError::unprocessable(error.expression, error.problem))?;
         let set_by_hub = |expression: &str| {
             HubError::unprocessable(
                 expression,

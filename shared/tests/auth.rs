@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hub::EventType;
 use hub::auth::{
     AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
-    exchange, peek_client_id, verify_access_token, verify_client_assertion,
+    claimed_client_id, exchange, verify_access_token, verify_client_assertion,
 };
 use hub::memory::{MemoryClientStore, MemoryReplayGuard};
 use hub::outcome::Severity;
@@ -203,14 +203,12 @@ fn an_assertion_may_name_its_audience_in_a_list_and_leave_out_iat() {
 #[test]
 fn the_client_id_is_read_from_iss_before_verification() {
     assert_eq!(
-        peek_client_id(&rs512(&assertion_claims("jti-peek"))),
-        Ok(CLIENT_ID.to_owned())
+        claimed_client_id(&rs512(&assertion_claims("jti-peek"))),
+        Some(CLIENT_ID.to_owned())
     );
     let no_issuer = changed(assertion_claims("jti-peek"), json!({"iss": null}));
-    assert_eq!(
-        peek_client_id(&rs512(&no_issuer)),
-        Err(AuthError::Malformed)
-    );
+    assert_eq!(claimed_client_id(&rs512(&no_issuer)), None);
+    assert_eq!(claimed_client_id(""), None);
 }
 
 #[tokio::test]
@@ -274,7 +272,6 @@ fn no_token_is_refused_as_no_token() {
         bearer_token(Some("Basic dXNlcjpwYXNz")),
         Err(AuthError::Malformed)
     );
-    assert_eq!(peek_client_id(""), Err(AuthError::NoToken));
     assert_eq!(verify(""), Err(AuthError::NoToken));
     assert_eq!(
         verify_access_token("", &hub_verifier(), NOW),
@@ -323,7 +320,8 @@ async fn garbage_is_refused_as_malformed() {
                 &hub_signer(),
                 NOW
             )
-            .await,
+            .await
+            .map_err(|refusal| refusal.reason),
             Err(AuthError::Malformed),
             "{garbage}"
         );
@@ -552,10 +550,6 @@ fn an_unsigned_assertion_is_refused_for_its_algorithm() {
             segment(&assertion_claims("jti-none"))
         );
         assert_eq!(verify(&unsigned), Err(AuthError::UnsupportedAlgorithm));
-        assert_eq!(
-            peek_client_id(&unsigned),
-            Err(AuthError::UnsupportedAlgorithm)
-        );
     }
     let no_alg = format!(
         "{}.{}.",
@@ -678,13 +672,16 @@ async fn a_replayed_assertion_is_refused() {
             &signer,
             a_second_later
         )
-        .await,
+        .await
+        .map_err(|refusal| refusal.reason),
         Err(AuthError::ReplayedJti)
     );
     // A new assertion with the same jti is a replay too.
     let same_jti = es256(&assertion_claims("jti-once"));
     assert_eq!(
-        exchange(&same_jti, &clients, &replay_guard, TOKEN_URL, &signer, NOW).await,
+        exchange(&same_jti, &clients, &replay_guard, TOKEN_URL, &signer, NOW)
+            .await
+            .map_err(|refusal| refusal.reason),
         Err(AuthError::ReplayedJti)
     );
     let fresh = es256(&assertion_claims("jti-twice"));
@@ -706,7 +703,9 @@ async fn a_forged_assertion_does_not_use_up_its_jti() {
         &assertion_claims("jti-next"),
     );
     assert_eq!(
-        exchange(&forged, &clients, &replay_guard, TOKEN_URL, &signer, NOW).await,
+        exchange(&forged, &clients, &replay_guard, TOKEN_URL, &signer, NOW)
+            .await
+            .map_err(|refusal| refusal.reason),
         Err(AuthError::BadSignature)
     );
     assert!(replay_guard.is_empty());
@@ -734,7 +733,8 @@ async fn an_unknown_client_is_refused() {
             &hub_signer(),
             NOW
         )
-        .await,
+        .await
+        .map_err(|refusal| refusal.reason),
         Err(AuthError::UnknownClient)
     );
 }
@@ -758,7 +758,8 @@ async fn a_disabled_client_is_refused() {
             &hub_signer(),
             NOW
         )
-        .await,
+        .await
+        .map_err(|refusal| refusal.reason),
         Err(AuthError::DisabledClient)
     );
     // Only the holder of the client's key learns that it is disabled.
@@ -777,7 +778,8 @@ async fn a_disabled_client_is_refused() {
             &hub_signer(),
             NOW
         )
-        .await,
+        .await
+        .map_err(|refusal| refusal.reason),
         Err(AuthError::BadSignature)
     );
 }
@@ -815,7 +817,8 @@ async fn a_store_failure_is_unavailable_not_a_refusal() {
         NOW,
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .reason;
     assert!(matches!(refusal, AuthError::Unavailable(_)), "{refusal:?}");
     assert_eq!(refusal.status(), 503);
     let outcome = refusal.outcome();
@@ -844,8 +847,16 @@ fn every_refusal_is_a_401_with_a_security_outcome() {
         AuthError::Expired,
         AuthError::NotYetValid,
         AuthError::LifetimeTooLong,
+        AuthError::AccessTokenTooLong,
+        AuthError::MissingIssuedAt,
         AuthError::MissingJti,
         AuthError::ReplayedJti,
+    ];
+    // These read as a bad signature does (see the test below).
+    let alike = [
+        AuthError::UnknownClient,
+        AuthError::UnknownKey,
+        AuthError::KeyTypeMismatch,
     ];
     let mut diagnostics = BTreeSet::new();
     for refusal in &refusals {
@@ -861,8 +872,14 @@ fn every_refusal_is_a_401_with_a_security_outcome() {
     }
     assert_eq!(
         diagnostics.len(),
+        refusals.len() - alike.len(),
+        "each other reason reads differently"
+    );
+    let names: BTreeSet<&str> = refusals.iter().map(AuthError::name).collect();
+    assert_eq!(
+        names.len(),
         refusals.len(),
-        "each reason reads differently"
+        "the audit trail tells each apart"
     );
     assert_eq!(AuthError::NoToken.outcome().issues[0].code, "login");
     assert_eq!(AuthError::BadSignature.outcome().issues[0].code, "security");
@@ -960,4 +977,349 @@ fn the_token_request_form_carries_the_grant_and_the_escaped_assertion_type() {
         "client_assertion_type".to_owned(),
         hub::auth::CLIENT_ASSERTION_TYPE.to_owned()
     )));
+}
+
+// ---------------------------------------------------------------------------
+// Issue 18: registration, filing of refusals, enumeration, token lifetime
+// ---------------------------------------------------------------------------
+
+/// A registration of `keys` (JWKs as JSON) for a new client.
+fn registration_of(keys: Vec<Value>) -> String {
+    json!({
+        "clientId": "new-client",
+        "odsCode": "A83627",
+        "roles": ["publisher"],
+        "keys": {"keys": keys},
+    })
+    .to_string()
+}
+
+fn rsa_jwk() -> Value {
+    serde_json::to_value(public_jwk(&client_rsa_key(), Algorithm::RS512, RSA_KID)).unwrap()
+}
+
+fn ec_jwk() -> Value {
+    serde_json::to_value(public_jwk(&client_ec_key(), Algorithm::ES256, EC_KID)).unwrap()
+}
+
+/// A 1024-bit RSA modulus (of a key made with openssl and thrown away).
+const RSA_1024_MODULUS: &str = "pxfH8kGS9MRX1OemcRcj0MKEfJbOtsPuZuUHdQBiyOFsFgWnwx-uErwFvXI5g7nsykTV0VAMdSwcF64o8c0xkFxsUAVfJx-Y9CHZl5-C3yUsQXnbvF2g2AWN3VTt_feudcNHRyCi67VGuzCIHFpj8CgNgnyQ-Li3ua3GuPKwr-U";
+
+#[test]
+fn registration_refuses_weak_unusable_and_private_keys_with_422() {
+    // The control: the test keys, with and without alg and use.
+    assert!(Client::from_registration(&registration_of(vec![rsa_jwk(), ec_jwk()])).is_ok());
+    let mut bare = ec_jwk();
+    bare.as_object_mut()
+        .unwrap()
+        .retain(|name, _| name != "alg" && name != "use");
+    assert!(Client::from_registration(&registration_of(vec![bare])).is_ok());
+
+    let with = |jwk: Value, changes: Value| changed(jwk, changes);
+    let mut off_curve = ec_jwk();
+    // The same x with y moved by one: no longer a point of P-256.
+    let mut y = URL_SAFE_NO_PAD
+        .decode(off_curve["y"].as_str().unwrap())
+        .unwrap();
+    y[31] ^= 1;
+    off_curve["y"] = json!(URL_SAFE_NO_PAD.encode(y));
+    let cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        (
+            "RSA-1024",
+            vec![with(rsa_jwk(), json!({"n": RSA_1024_MODULUS}))],
+            "keys.keys[0].n",
+        ),
+        (
+            "RSA e=1",
+            vec![with(rsa_jwk(), json!({"e": "AQ"}))],
+            "keys.keys[0].e",
+        ),
+        (
+            "RSA e=3",
+            vec![with(rsa_jwk(), json!({"e": "Aw"}))],
+            "keys.keys[0].e",
+        ),
+        (
+            "RSA e even",
+            vec![with(rsa_jwk(), json!({"e": "AQAA"}))],
+            "keys.keys[0].e",
+        ),
+        ("EC point off P-256", vec![off_curve], "keys.keys[0]"),
+        (
+            "EC coordinate too short",
+            vec![with(ec_jwk(), json!({"x": "AQAB"}))],
+            "keys.keys[0].x",
+        ),
+        (
+            "two keys with one kid",
+            vec![rsa_jwk(), with(ec_jwk(), json!({"kid": RSA_KID}))],
+            "keys.keys[1].kid",
+        ),
+        (
+            "alg HS256",
+            vec![with(ec_jwk(), json!({"alg": "HS256"}))],
+            "keys.keys[0].alg",
+        ),
+        (
+            "alg RS512 on an EC key",
+            vec![with(ec_jwk(), json!({"alg": "RS512"}))],
+            "keys.keys[0].alg",
+        ),
+        (
+            "alg RS256, which the hub does not accept",
+            vec![with(rsa_jwk(), json!({"alg": "RS256"}))],
+            "keys.keys[0].alg",
+        ),
+        (
+            "use enc",
+            vec![with(ec_jwk(), json!({"use": "enc"}))],
+            "keys.keys[0].use",
+        ),
+        (
+            "key_ops without verify",
+            vec![with(ec_jwk(), json!({"key_ops": ["sign"]}))],
+            "keys.keys[0].key_ops",
+        ),
+        (
+            "an RSA key with its primes",
+            vec![
+                rsa_jwk(),
+                with(rsa_jwk(), json!({"kid": "k2", "p": "AQAB", "q": "AQAB"})),
+            ],
+            "keys.keys[1].p",
+        ),
+    ];
+    let private = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+        .map(|member| (member, with(rsa_jwk(), json!({member: "AQAB"}))));
+    let private_cases = private
+        .iter()
+        .map(|(member, jwk)| (*member, vec![jwk.clone()], format!("keys.keys[0].{member}")));
+    let cases = cases
+        .into_iter()
+        .map(|(what, keys, expression)| (what, keys, expression.to_owned()))
+        .chain(private_cases);
+    for (what, keys, expression) in cases {
+        let error = Client::from_registration(&registration_of(keys)).unwrap_err();
+        assert_eq!(error.status(), 422, "{what}: {error}");
+        let outcome = error.outcome();
+        assert_eq!(
+            outcome.issues[0].expression,
+            vec![expression.clone()],
+            "{what}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unsigned_and_hmac_assertions_are_filed_under_the_client_they_claim() {
+    let (clients, replay_guard) = stores();
+    let unsigned = format!(
+        "{}.{}.",
+        segment(&json!({"alg": "none", "kid": RSA_KID})),
+        segment(&assertion_claims("jti-filed-none"))
+    );
+    let hmac = signed(
+        Algorithm::HS256,
+        Some(EC_KID),
+        &EncodingKey::from_secret(&key_file("client-ec.pub.pem")),
+        &assertion_claims("jti-filed-hs256"),
+    );
+    for assertion in [unsigned, hmac] {
+        let refusal = exchange(
+            &assertion,
+            &clients,
+            &replay_guard,
+            TOKEN_URL,
+            &hub_signer(),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refusal,
+            hub::auth::Refusal {
+                reason: AuthError::UnsupportedAlgorithm,
+                client_id: Some(CLIENT_ID.to_owned()),
+                verified: false,
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_after_the_signature_was_checked_name_the_client_as_verified() {
+    let (clients, replay_guard) = stores();
+    let assertion = es256(&assertion_claims("jti-verified-replay"));
+    let exchanged = |assertion: String| {
+        let (clients, replay_guard) = (&clients, &replay_guard);
+        async move {
+            exchange(
+                &assertion,
+                clients,
+                replay_guard,
+                TOKEN_URL,
+                &hub_signer(),
+                NOW,
+            )
+            .await
+        }
+    };
+    assert!(exchanged(assertion.clone()).await.is_ok());
+    let replayed = exchanged(assertion).await.unwrap_err();
+    assert_eq!(replayed.reason, AuthError::ReplayedJti);
+    assert_eq!(replayed.client_id.as_deref(), Some(CLIENT_ID));
+    assert!(replayed.verified);
+
+    let expired = changed(
+        assertion_claims("jti-verified-expired"),
+        json!({"iat": seconds_from_now(-900), "exp": seconds_from_now(-600)}),
+    );
+    let refused = exchanged(es256(&expired)).await.unwrap_err();
+    assert_eq!(
+        (refused.reason, refused.verified),
+        (AuthError::Expired, true)
+    );
+
+    // A signature by another key proves nothing of the client.
+    let forged = signed(
+        Algorithm::RS512,
+        Some(RSA_KID),
+        &other_rsa_key(),
+        &assertion_claims("jti-verified-forged"),
+    );
+    let refused = exchanged(forged).await.unwrap_err();
+    assert_eq!(refused.reason, AuthError::BadSignature);
+    assert_eq!(refused.client_id.as_deref(), Some(CLIENT_ID));
+    assert!(!refused.verified);
+
+    clients
+        .put(Client {
+            enabled: false,
+            ..client()
+        })
+        .unwrap();
+    let refused = exchanged(es256(&assertion_claims("jti-verified-disabled")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.reason, refused.verified),
+        (AuthError::DisabledClient, true)
+    );
+}
+
+#[tokio::test]
+async fn unknown_client_unknown_kid_wrong_key_and_bad_signature_are_answered_alike() {
+    let (clients, replay_guard) = stores();
+    let stranger = changed(
+        assertion_claims("jti-alike-stranger"),
+        json!({"iss": "stranger", "sub": "stranger"}),
+    );
+    let tampered = {
+        let token = es256(&assertion_claims("jti-alike-tampered"));
+        let parts: Vec<&str> = token.split('.').collect();
+        let claims = changed(
+            assertion_claims("jti-alike-tampered"),
+            json!({"exp": seconds_from_now(200)}),
+        );
+        format!("{}.{}.{}", parts[0], segment(&claims), parts[2])
+    };
+    let cases = [
+        (
+            "an unknown client",
+            es256(&stranger),
+            AuthError::UnknownClient,
+        ),
+        (
+            "an unknown kid",
+            signed(
+                Algorithm::ES256,
+                Some("no-such-kid"),
+                &client_ec_key(),
+                &assertion_claims("jti-alike-kid"),
+            ),
+            AuthError::UnknownKey,
+        ),
+        (
+            "an RS512 assertion under the EC key's kid",
+            signed(
+                Algorithm::RS512,
+                Some(EC_KID),
+                &client_rsa_key(),
+                &assertion_claims("jti-alike-type"),
+            ),
+            AuthError::KeyTypeMismatch,
+        ),
+        (
+            "a signature by another key",
+            signed(
+                Algorithm::RS512,
+                Some(RSA_KID),
+                &other_rsa_key(),
+                &assertion_claims("jti-alike-wrong"),
+            ),
+            AuthError::BadSignature,
+        ),
+        ("a tampered assertion", tampered, AuthError::BadSignature),
+    ];
+    let mut answers = BTreeSet::new();
+    for (what, assertion, expected) in cases {
+        let refusal = exchange(
+            &assertion,
+            &clients,
+            &replay_guard,
+            TOKEN_URL,
+            &hub_signer(),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+        // The audit trail still tells them apart.
+        assert_eq!(refusal.reason, expected, "{what}");
+        answers.insert((
+            refusal.reason.status(),
+            refusal.reason.outcome().to_json().to_string(),
+        ));
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    // A malformed signature is refused as malformed whether or not the
+    // client exists.
+    for claims in [stranger, assertion_claims("jti-alike-malformed")] {
+        let (unsigned, _) = es256(&claims)
+            .rsplit_once('.')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .unwrap();
+        let refusal = exchange(
+            &format!("{unsigned}.!!!"),
+            &clients,
+            &replay_guard,
+            TOKEN_URL,
+            &hub_signer(),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refusal.reason, AuthError::Malformed);
+    }
+}
+
+#[test]
+fn an_access_token_living_longer_than_the_hub_issues_or_without_iat_is_refused() {
+    let verifier = hub_verifier();
+    let longest = changed(access_claims(), json!({"exp": seconds_from_now(300)}));
+    assert!(verify_access_token(&hub_signed(&longest), &verifier, NOW).is_ok());
+    let for_a_day = changed(access_claims(), json!({"exp": seconds_from_now(86_400)}));
+    assert_eq!(
+        verify_access_token(&hub_signed(&for_a_day), &verifier, NOW),
+        Err(AuthError::AccessTokenTooLong)
+    );
+    let a_second_too_long = changed(access_claims(), json!({"exp": seconds_from_now(301)}));
+    assert_eq!(
+        verify_access_token(&hub_signed(&a_second_too_long), &verifier, NOW),
+        Err(AuthError::AccessTokenTooLong)
+    );
+    let no_iat = changed(access_claims(), json!({"iat": null}));
+    assert_eq!(
+        verify_access_token(&hub_signed(&no_iat), &verifier, NOW),
+        Err(AuthError::MissingIssuedAt)
+    );
 }

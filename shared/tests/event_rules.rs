@@ -982,6 +982,57 @@ fn the_birth_notification_routes_on_the_mother_and_checks_the_baby() {
     assert_eq!(hub::rules::resource_path(&bundle, baby), BABY);
 }
 
+/// Issue 18, item 1: a birth notification is about the baby and the
+/// mother, and no one else.
+#[test]
+fn a_birth_notification_with_a_third_patient_is_refused() {
+    const THIRD_CHILD: &str = "9434765919";
+    let third = birth_notification()
+        .xml(|xml| {
+            xml.replace(
+                "</Bundle>",
+                &format!(
+                    r#"<entry><resource><Patient><identifier><system value="https://fhir.nhs.uk/Id/nhs-number"/><value value="{THIRD_CHILD}"/></identifier><birthDate value="2017-10-02"/></Patient></resource></entry></Bundle>"#
+                ),
+            )
+        })
+        .json(|bundle| {
+            bundle["entry"].as_array_mut().unwrap().push(json!({"resource": {
+                "resourceType": "Patient",
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": THIRD_CHILD}],
+                "birthDate": "2017-10-02",
+            }}));
+        });
+    assert_refused(
+        &third,
+        "Bundle.entry[20].resource.ofType(Patient)",
+        ProblemKind::BadValue,
+    );
+    // The baby with a second NHS number, someone else's.
+    let second_number = birth_notification()
+        .xml(|xml| {
+            xml_replace(
+                xml,
+                BABY_ID,
+                BABY_ID,
+                &format!(
+                    r#"{BABY_ID}<identifier><system value="https://fhir.nhs.uk/Id/nhs-number"/><value value="{THIRD_CHILD}"/></identifier>"#
+                ),
+            )
+        })
+        .json(|bundle| {
+            bundle["entry"][4]["resource"]["identifier"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": THIRD_CHILD}));
+        });
+    assert_refused(
+        &second_number,
+        &format!("{BABY}.identifier.value"),
+        ProblemKind::BadValue,
+    );
+}
+
 #[test]
 fn a_baby_with_an_invalid_nhs_number_is_refused() {
     for number in ["9912003889", "991200388", "99120038880"] {

@@ -1229,9 +1229,39 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     assert_eq!(issued.client_id, "sub-client");
     assert_eq!(issued.ods_code.as_deref(), Some("A83627"));
     assert_eq!(replayed.client_id, "sub-client");
+    // Refused after its signature was checked: the client is no mere claim.
+    assert_eq!(replayed.detail.as_deref(), Some("ReplayedJti"));
+
+    // An unsigned assertion is filed under the client it claims, as a claim.
+    let claims = serde_json::json!({
+        "iss": "sub-client", "sub": "sub-client", "aud": TOKEN_URL, "jti": "unsigned-1",
+        "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 60,
+    });
+    let segment = |value: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        segment(&serde_json::json!({"alg": "none", "kid": "key-1"})),
+        segment(&claims)
+    );
+    let request = token_request(&hub::auth::token_request_form(&unsigned));
+    let response = lambda::token(
+        &world.clients,
+        &replay,
+        &signer,
+        &audit,
+        Some(TOKEN_URL),
+        &request,
+    )
+    .await;
+    assert_eq!(status(&response), 401);
+    let refused = audit.records().pop().unwrap();
+    assert_eq!(refused.client_id, "sub-client");
     assert_eq!(
-        replayed.detail.as_deref(),
-        Some("ReplayedJti (claimed, unverified)")
+        refused.detail.as_deref(),
+        Some("UnsupportedAlgorithm (claimed, unverified)")
     );
 }
 

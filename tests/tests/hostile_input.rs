@@ -5,7 +5,10 @@
 //! the classic hostile inputs (entity expansion, external entities, deep
 //! nesting, huge attributes, invalid UTF-8, duplicate JSON keys, numbers out
 //! of range) are sent by name, each beside the well-formed request it
-//! spoils, so that the refusal is shown to be the hostile part's doing.
+//! spoils, so that the refusal is shown to be the hostile part's doing; last,
+//! messages read one way by the hub and another by a subscriber (a second
+//! patient, repeated singletons, XML subscribers' parsers refuse, active
+//! narratives) are refused, each at the element at fault.
 
 use std::collections::HashMap;
 
@@ -896,4 +899,380 @@ async fn query_numbers_out_of_range_are_refused() {
             }
         }
     }
+}
+
+/// Each variant gets a MessageHeader id of its own, so that its answer is
+/// its content's doing, not a conflict with an id the hub has accepted.
+fn fresh_message_id(body: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}{number:012x}", &MESSAGE_ID[..24]);
+    body.replace(MESSAGE_ID, &id)
+}
+
+/// The message (XML or JSON) with `insert` put right after the first `at`.
+fn message_with(route: Route, at: &str, insert: &str) -> String {
+    let message = match route {
+        Route::PublishJson => e2e_tests::fixture("nems-json/vaccinations-1-new.json"),
+        _ => e2e_tests::fixture("nems/vaccinations-1-new.xml"),
+    };
+    let position = message.find(at).unwrap_or_else(|| panic!("{at}")) + at.len();
+    format!("{}{insert}{}", &message[..position], &message[position..])
+}
+
+/// Publishes a body under a fresh message id: its status and the first
+/// issue of its OperationOutcome (Null when accepted without one).
+async fn publish(bench: &Bench, route: Route, body: &str) -> (i64, serde_json::Value) {
+    let answer = bench.send(route, fresh_message_id(body).into_bytes()).await;
+    assert_not_5xx("a publish", &answer);
+    let outcome: serde_json::Value =
+        serde_json::from_str(body_text(&answer)).unwrap_or(serde_json::Value::Null);
+    (answer.status_code, outcome["issue"][0].clone())
+}
+
+/// A valid NHS number that is not the message's (9912003888).
+const OTHER_CHILD: &str = "9449305552";
+
+/// Issue 18, item 1: a message is about one patient. A second Patient
+/// entry, or a second NHS number on the routed one, would be delivered to
+/// the first child's subscribers past the second's confidentiality and
+/// audit; each is refused at the element that carries it.
+#[tokio::test]
+async fn a_second_patient_riding_along_is_refused() {
+    let bench = Bench::new().await;
+    let other_patient = format!(
+        r#"<entry><fullUrl value="urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"/><resource><Patient>
+        <id value="9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"/>
+        <identifier><system value="https://fhir.nhs.uk/Id/nhs-number"/><value value="{OTHER_CHILD}"/></identifier>
+        <name><use value="official"/><family value="SMITH"/><given value="Amy"/></name>
+        <birthDate value="2016-03-01"/><address><use value="home"/><postalCode value="LS1 4AP"/></address>
+        </Patient></resource></entry>"#
+    );
+    let unnumbered_patient = r#"<entry><resource><Patient>
+        <name><use value="official"/><family value="SMITH"/><given value="Amy"/></name>
+        <birthDate value="2016-03-01"/></Patient></resource></entry>"#;
+    let second_identifier = format!(
+        r#"<identifier><system value="https://fhir.nhs.uk/Id/nhs-number"/><value value="{OTHER_CHILD}"/></identifier>"#
+    );
+    let json_patient = serde_json::json!({
+        "fullUrl": "urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d",
+        "resource": {
+            "resourceType": "Patient",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": OTHER_CHILD}],
+            "name": [{"use": "official", "family": "SMITH", "given": ["Amy"]}],
+            "birthDate": "2016-03-01",
+        },
+    });
+    let cases = [
+        (
+            "a second Patient entry with another child's NHS number",
+            message_with(Route::PublishXml, "</entry>", &other_patient),
+            Route::PublishXml,
+            "Bundle.entry[1].resource.ofType(Patient)",
+        ),
+        (
+            "a second Patient entry without an NHS number",
+            message_with(Route::PublishXml, "</entry>", unnumbered_patient),
+            Route::PublishXml,
+            "Bundle.entry[1].resource.ofType(Patient)",
+        ),
+        (
+            "the routed Patient with a second NHS number",
+            message_with(
+                Route::PublishXml,
+                "<value value=\"9912003888\"/>\n\t\t\t\t</identifier>",
+                &second_identifier,
+            ),
+            Route::PublishXml,
+            "Bundle.entry[3].resource.ofType(Patient).identifier.value",
+        ),
+        (
+            "another child's NHS number on the Immunization's patient reference",
+            message_with(
+                Route::PublishXml,
+                "<patient>",
+                &format!(
+                    r#"<identifier><system value="https://fhir.nhs.uk/Id/nhs-number"/><value value="{OTHER_CHILD}"/></identifier>"#
+                ),
+            ),
+            Route::PublishXml,
+            "Bundle.entry[1].resource.ofType(Immunization).patient.identifier.value",
+        ),
+        (
+            "a second Patient entry in JSON",
+            {
+                let mut message: serde_json::Value =
+                    serde_json::from_str(&e2e_tests::fixture("nems-json/vaccinations-1-new.json"))
+                        .unwrap();
+                message["entry"].as_array_mut().unwrap().push(json_patient);
+                message.to_string()
+            },
+            Route::PublishJson,
+            "Bundle.entry[9].resource.ofType(Patient)",
+        ),
+    ];
+    for (what, body, route, expression) in cases {
+        let (status, issue) = publish(&bench, route, &body).await;
+        assert_eq!(status, 422, "{what}: {issue}");
+        assert_eq!(issue["expression"][0], expression, "{what}: {issue}");
+    }
+}
+
+/// Issue 18, item 2: an element FHIR STU3 allows once, given twice (or as
+/// a JSON array, or outside the FHIR namespace), is refused: the hub reads
+/// the first, a subscriber's library may keep the last.
+#[tokio::test]
+async fn elements_fhir_allows_once_are_refused_when_repeated() {
+    let bench = Bench::new().await;
+    const HEADER: &str = "Bundle.entry[0].resource.ofType(MessageHeader)";
+    let other_organisation = r#"<responsible><reference value="https://directory.spineservices.nhs.uk/STU3/Organization/X99999"/></responsible>"#;
+    let json_message = e2e_tests::fixture("nems-json/vaccinations-1-new.json");
+    let mut two_responsible: serde_json::Value = serde_json::from_str(&json_message).unwrap();
+    let header = &mut two_responsible["entry"][0]["resource"];
+    let own = header["responsible"].clone();
+    header["responsible"] = serde_json::json!([own, {"reference": "https://directory.spineservices.nhs.uk/STU3/Organization/X99999"}]);
+    let mut one_in_array: serde_json::Value = serde_json::from_str(&json_message).unwrap();
+    let header = &mut one_in_array["entry"][0]["resource"];
+    header["responsible"] = serde_json::json!([header["responsible"].clone()]);
+    let cases = [
+        (
+            "two responsible organisations",
+            message_with(Route::PublishXml, "</responsible>", other_organisation),
+            Route::PublishXml,
+            422,
+            format!("{HEADER}.responsible"),
+        ),
+        (
+            "a responsible outside the FHIR namespace before FHIR's",
+            message_with(
+                Route::PublishXml,
+                "</source>",
+                &other_organisation.replacen("<responsible>", r#"<responsible xmlns="urn:x">"#, 1),
+            ),
+            Route::PublishXml,
+            400,
+            String::new(),
+        ),
+        (
+            "responsible as a JSON array of two",
+            two_responsible.to_string(),
+            Route::PublishJson,
+            422,
+            format!("{HEADER}.responsible"),
+        ),
+        (
+            "responsible as a JSON array of one",
+            one_in_array.to_string(),
+            Route::PublishJson,
+            422,
+            format!("{HEADER}.responsible"),
+        ),
+        (
+            "two event codes",
+            message_with(
+                Route::PublishXml,
+                "</event>",
+                r#"<event><system value="https://fhir.nhs.uk/STU3/CodeSystem/EventType-1"/><code value="pds-death-notification-1"/></event>"#,
+            ),
+            Route::PublishXml,
+            422,
+            format!("{HEADER}.event"),
+        ),
+        (
+            "a second Patient.meta with a confidentiality label",
+            message_with(
+                Route::PublishXml,
+                "CareConnect-Patient-1\"/>\n\t\t\t\t</meta>",
+                r#"<meta><security><system value="http://hl7.org/fhir/v3/Confidentiality"/><code value="R"/></security></meta>"#,
+            ),
+            Route::PublishXml,
+            422,
+            "Bundle.entry[3].resource.ofType(Patient).meta".to_owned(),
+        ),
+        (
+            "a second entry with the responsible Organization's fullUrl",
+            message_with(
+                Route::PublishXml,
+                "</entry>",
+                r#"<entry><fullUrl value="urn:uuid:3ff6d789-af64-4d9c-aa1d-0087d29e9e1c"/><resource><Organization>
+                <identifier><system value="https://fhir.nhs.uk/Id/ods-organization-code"/><value value="X99999"/></identifier>
+                </Organization></resource></entry>"#,
+            ),
+            Route::PublishXml,
+            422,
+            // The Organization's own entry, now after the inserted one.
+            "Bundle.entry[3].fullUrl".to_owned(),
+        ),
+        (
+            "an attribute in another namespace beside FHIR's",
+            message_with(
+                Route::PublishXml,
+                "<code value=\"vaccinations-1\"",
+                r#" xmlns:x="urn:x" x:value="pds-death-notification-1""#,
+            ),
+            Route::PublishXml,
+            400,
+            String::new(),
+        ),
+    ];
+    for (what, body, route, expected_status, expression) in cases {
+        let (status, issue) = publish(&bench, route, &body).await;
+        assert_eq!(status, expected_status, "{what}: {issue}");
+        if expected_status == 422 {
+            assert_eq!(
+                issue["expression"][0],
+                expression.as_str(),
+                "{what}: {issue}"
+            );
+        } else {
+            let diagnostics = issue["diagnostics"].as_str().unwrap_or_default();
+            assert!(
+                diagnostics.contains("namespace") || diagnostics.contains("attribute"),
+                "{what}: {issue}"
+            );
+        }
+    }
+}
+
+/// Issue 18, item 2, for the Subscription reader: one channel, one endpoint.
+#[tokio::test]
+async fn subscription_elements_fhir_allows_once_are_refused_when_repeated() {
+    let bench = Bench::new().await;
+    let good: serde_json::Value =
+        serde_json::from_slice(&bench.good_body(Route::CreateSubscription)).unwrap();
+    let mut two_channels = good.clone();
+    two_channels["channel"] = serde_json::json!([good["channel"].clone(), good["channel"].clone()]);
+    let mut endpoint_array = good.clone();
+    endpoint_array["channel"]["endpoint"] =
+        serde_json::json!([good["channel"]["endpoint"].clone()]);
+    for (what, body, expression) in [
+        ("two channels", two_channels, "Subscription.channel"),
+        (
+            "endpoint as an array",
+            endpoint_array,
+            "Subscription.channel.endpoint",
+        ),
+    ] {
+        let answer = bench
+            .send(Route::CreateSubscription, body.to_string().into_bytes())
+            .await;
+        let outcome: serde_json::Value = serde_json::from_str(body_text(&answer)).unwrap();
+        assert_eq!(answer.status_code, 422, "{what}: {outcome}");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0], expression,
+            "{what}: {outcome}"
+        );
+    }
+}
+
+/// Issue 18, item 5: XML a subscriber's parser would refuse is refused
+/// before it is stored, and so is narrative XHTML that could run script.
+#[tokio::test]
+async fn xml_subscribers_cannot_read_and_active_narratives_are_refused() {
+    let bench = Bench::new().await;
+    let narrative = |xhtml: &str| {
+        format!(
+            r#"<text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml">{xhtml}</div></text>"#
+        )
+    };
+    // A plain narrative is accepted: the refusals are the hostile parts' doing.
+    let plain = message_with(
+        Route::PublishXml,
+        "<Patient>",
+        &narrative("<p>Jack &amp; <b>Jill</b> &#233;</p>"),
+    );
+    let (status, issue) = publish(&bench, Route::PublishXml, &plain).await;
+    assert_eq!(status, 202, "a plain narrative: {issue}");
+    let json_narrative = |div: &str| {
+        let mut message: serde_json::Value =
+            serde_json::from_str(&e2e_tests::fixture("nems-json/vaccinations-1-new.json")).unwrap();
+        message["entry"][3]["resource"]["text"] =
+            serde_json::json!({"status": "generated", "div": div});
+        assert_eq!(message["entry"][3]["resource"]["resourceType"], "Patient");
+        message.to_string()
+    };
+    let cases = [
+        (
+            "a DOCTYPE inside the narrative",
+            message_with(
+                Route::PublishXml,
+                "<Patient>",
+                &narrative(r#"<!DOCTYPE p [<!ENTITY e "x">]><p>&e;</p>"#),
+            ),
+            Route::PublishXml,
+        ),
+        (
+            "an undefined entity inside the narrative",
+            message_with(Route::PublishXml, "<Patient>", &narrative("<p>&lol;</p>")),
+            Route::PublishXml,
+        ),
+        (
+            "an undefined entity between elements",
+            message_with(Route::PublishXml, "<Patient>", "&lol;"),
+            Route::PublishXml,
+        ),
+        (
+            "U+0001 in an attribute value",
+            message_with(Route::PublishXml, "<family value=\"DAWKINS", "\u{1}"),
+            Route::PublishXml,
+        ),
+        (
+            "a reference to U+0001 in an attribute value",
+            message_with(Route::PublishXml, "<family value=\"DAWKINS", "&#1;"),
+            Route::PublishXml,
+        ),
+        (
+            "a script in the narrative",
+            message_with(
+                Route::PublishXml,
+                "<Patient>",
+                &narrative("<p>x</p><script>alert(1)</script>"),
+            ),
+            Route::PublishXml,
+        ),
+        (
+            "an event handler attribute in the narrative",
+            message_with(
+                Route::PublishXml,
+                "<Patient>",
+                &narrative(r#"<img src="x.png" alt="x" onerror="alert(1)"/>"#),
+            ),
+            Route::PublishXml,
+        ),
+        (
+            "a javascript link in the narrative",
+            message_with(
+                Route::PublishXml,
+                "<Patient>",
+                &narrative(r#"<a href=" JavaScript:alert(1)">x</a>"#),
+            ),
+            Route::PublishXml,
+        ),
+        (
+            "a script in a JSON narrative",
+            json_narrative(
+                r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>x</p><script>alert(1)</script></div>"#,
+            ),
+            Route::PublishJson,
+        ),
+        (
+            "an undefined entity in a JSON narrative",
+            json_narrative(r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>&lol;</p></div>"#),
+            Route::PublishJson,
+        ),
+    ];
+    for (what, body, route) in cases {
+        let (status, issue) = publish(&bench, route, &body).await;
+        assert_eq!(status, 400, "{what}: {issue}");
+    }
+    let (status, issue) = publish(
+        &bench,
+        Route::PublishJson,
+        &json_narrative(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>Jack &amp; Jill</p></div>"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "a plain JSON narrative: {issue}");
 }

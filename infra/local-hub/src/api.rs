@@ -280,8 +280,12 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
             }
             Decision::Failure(detail) => {
                 eprintln!(
-                    "[hub] {} {}: authorizer {}: {detail}",
-                    parts.method, facts.path, authorizer.name
+                    "{}",
+                    failure_log_line(
+                        facts,
+                        &route.resource,
+                        &format!("authorizer {}: {detail}", authorizer.name)
+                    )
                 );
                 let refusal = Refusal {
                     kind: "AUTHORIZER_FAILURE",
@@ -322,7 +326,7 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
     // Deployed, a function that fails or answers something that is not a
     // proxy response gets API Gateway's 502 "Internal server error".
     let internal_error = |detail: String| {
-        eprintln!("[hub] {} {}: {detail}", parts.method, facts.path);
+        eprintln!("{}", failure_log_line(facts, &route.resource, &detail));
         let refusal = Refusal {
             kind: "DEFAULT_5XX",
             message: Some("Internal server error".into()),
@@ -332,7 +336,9 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
     };
     let payload = match serde_json::to_vec(&event) {
         Ok(payload) => payload,
-        Err(error) => return internal_error(format!("encoding the event: {error}")),
+        Err(error) => {
+            return internal_error(format!("encoding the event: {}", json_problem(&error)));
+        }
     };
     match route.function.invoke(payload).await {
         Ok(answer) => match serde_json::from_slice::<ApiGatewayProxyResponse>(&answer) {
@@ -342,12 +348,35 @@ async fn answer(api: &Api, facts: &RequestFacts, request: Request<Body>) -> Resp
                 response
             }
             Err(error) => internal_error(format!(
-                "{} answered something that is not a proxy response: {error}",
-                route.function.name()
+                "{} answered something that is not a proxy response: {}",
+                route.function.name(),
+                json_problem(&error)
             )),
         },
         Err(error) => internal_error(error.to_string()),
     }
+}
+
+/// The log line of a request the gateway could not answer with its
+/// function's response: the request id and the route's template, never the
+/// path, whose parameters may be an NHS number, nor the query or the body.
+fn failure_log_line(facts: &RequestFacts, resource: &str, detail: &str) -> String {
+    format!(
+        "[hub] request {} {} {resource}: {detail}",
+        facts.request_id, facts.method
+    )
+}
+
+/// Where a JSON document failed to read or write, without serde's text,
+/// which can quote the document's values.
+fn json_problem(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Data => "a value of the wrong type",
+        serde_json::error::Category::Eof => "an early end",
+    };
+    format!("{kind} at line {} column {}", error.line(), error.column())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -524,6 +553,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("401"), "{text}");
+    }
+
+    /// A request whose function failed is logged by its route's template
+    /// and request id: its path can hold an NHS number, which belongs only
+    /// in the audit trail.
+    #[test]
+    fn a_failed_request_is_logged_by_route_and_request_id_not_by_path() {
+        let mut facts = facts();
+        facts.path = "/children/9912003888/events".into();
+        let line = failure_log_line(
+            &facts,
+            "/children/{nhsNumber}/events",
+            "runtime error: child-events exited",
+        );
+        assert!(!line.contains("9912003888"), "{line}");
+        assert!(line.contains("req-1"), "{line}");
+        assert!(line.contains("GET /children/{nhsNumber}/events"), "{line}");
+        // serde's own text quotes the values it could not read.
+        let error =
+            serde_json::from_str::<ApiGatewayProxyResponse>(r#"{"statusCode": "9912003888"}"#)
+                .unwrap_err();
+        assert!(error.to_string().contains("9912003888"));
+        assert!(!json_problem(&error).contains("9912003888"));
     }
 
     /// A function's answer is logged with the authorizer's context.

@@ -28,10 +28,23 @@ pub enum InvokeError {
     Runtime(String),
 }
 
+/// As it is logged: a function error by its `errorType` only, since its
+/// message (a panic's, say) may quote what the function was given.
 impl std::fmt::Display for InvokeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InvokeError::Function(detail) => write!(f, "function error: {detail}"),
+            InvokeError::Function(detail) => {
+                #[derive(serde::Deserialize)]
+                struct LambdaError {
+                    #[serde(rename = "errorType")]
+                    error_type: String,
+                }
+                match serde_json::from_str::<LambdaError>(detail) {
+                    Ok(error) => write!(f, "function error: {}", error.error_type),
+                    // Not the runtime's report: one of the stack's own texts.
+                    Err(_) => write!(f, "function error: {detail}"),
+                }
+            }
             InvokeError::Runtime(detail) => write!(f, "runtime error: {detail}"),
         }
     }
