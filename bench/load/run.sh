@@ -8,15 +8,19 @@
 #
 # LOAD_FAULTS=1 starts the hub with its fault proxy (no rules) and gives
 # load.py the proxy's admin URL (--faults), so that it injects faults as it
-# publishes. Ports: LOAD_API_PORT (3100), LOAD_EMULATOR_PORT (4600),
-# LOAD_FAULT_PORT (4601).
+# publishes. Ports: LOAD_API_PORT, LOAD_EMULATOR_PORT, LOAD_FAULT_PORT,
+# each a free port the system picks when not set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/setup.sh > /dev/null
 
-api_port=${LOAD_API_PORT:-3100}
-emulator_port=${LOAD_EMULATOR_PORT:-4600}
-fault_port=${LOAD_FAULT_PORT:-4601}
+# A port nothing holds now, as the system picks it.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+api_port=${LOAD_API_PORT:-$(free_port)}
+emulator_port=${LOAD_EMULATOR_PORT:-$(free_port)}
+fault_port=${LOAD_FAULT_PORT:-$(free_port)}
 state=$(mktemp -d)
 log="$state/hub.log"
 hub_env=(HUB_API_PORT="$api_port" HUB_EMULATOR_PORT="$emulator_port" HUB_LOCAL_STATE_DIR="$state")

@@ -218,13 +218,7 @@ async fn start_emulator(moto: &Path, port: u16) -> Result<Child, String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; the emulator dies with the hub.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    runtime::end_with_the_hub(&mut command);
     let child = command
         .spawn()
         .map_err(|e| format!("starting {}: {e}", moto.display()))?;

@@ -197,14 +197,7 @@ async fn supervise(
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it makes the kernel stop the
-        // function if the hub dies, so no orphan keeps running.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        end_with_the_hub(&mut command);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -315,3 +308,20 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCod
     );
     StatusCode::ACCEPTED
 }
+
+/// Makes the kernel stop a child process if the hub dies, so that no
+/// function or emulator outlives it (Linux's parent-death signal). Elsewhere
+/// the children still stop when the hub ends normally (`kill_on_drop`).
+#[cfg(target_os = "linux")]
+pub fn end_with_the_hub(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe, as a pre_exec hook must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn end_with_the_hub(_command: &mut Command) {}
