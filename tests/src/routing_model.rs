@@ -362,7 +362,10 @@ struct Stated<T> {
 struct Register {
     postcode: Option<Stated<String>>,
     practice: Option<Stated<Practice>>,
-    birth_date: Option<Date>,
+    /// Stated by the demographics service only: its events' Patient entries
+    /// (the baby's, for a birth). [register: "PDS being the authority on
+    /// birth date"; docs/subscriptions.md, Where the child is].
+    birth_date: Option<Stated<Date>>,
     /// [decision 1]: the newest labelled statement about the child.
     labelled_at: Option<OffsetDateTime>,
     /// [decision 1]: the newest unlabelled record change from the
@@ -534,20 +537,20 @@ fn record(registers: &mut BTreeMap<String, Register>, child: &str, event: &Event
     let register = registers.entry(child.to_owned()).or_default();
     let mut moved = Moved::default();
 
-    // The child's birth date: its Patient entry's, else (not for a birth,
-    // whose routing demographics are the mother's) the routing one.
-    let born =
-        event
-            .patient
-            .as_ref()
-            .and_then(|p| p.birth_date)
-            .or(if event.kind == EventKind::Birth {
-                None
-            } else {
-                event.routing_birth_date
-            });
-    if register.birth_date.is_none() {
-        register.birth_date = born;
+    // The child's birth date, as the demographics service states it in its
+    // events' Patient entries (a birth's: the baby's).
+    let from_demographics = matches!(
+        event.kind,
+        EventKind::Birth
+            | EventKind::ChangeOfAddress
+            | EventKind::ChangeOfGp
+            | EventKind::Death
+            | EventKind::RecordChange
+    );
+    if from_demographics
+        && let Some(born) = event.patient.as_ref().and_then(|p| p.birth_date)
+    {
+        let _ = Register::state(&mut register.birth_date, born, at);
     }
 
     if let Some(patient) = &event.patient {
@@ -737,7 +740,7 @@ fn age(register: &Register, event: &Event) -> Option<i64> {
     } else {
         event.routing_birth_date
     };
-    let born = register.birth_date.or(routing).or(event
+    let born = register.birth_date.as_ref().map(|stated| stated.value).or(routing).or(event
         .patient
         .as_ref()
         .and_then(|patient| patient.birth_date))?;
