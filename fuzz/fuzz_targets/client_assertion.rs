@@ -49,11 +49,11 @@ fuzz_target!(|data: &[u8]| {
     match data.split_first() {
         Some((mode, claims)) if mode % 2 == 1 => {
             let assertion = signed::es256_token(claims, key, "ec-1");
-            let peeked = auth::peek_client_id(&assertion);
+            let claimed = auth::claimed_client_id(&assertion);
             if let Ok(claims) =
                 auth::verify_client_assertion(&assertion, client, TOKEN_ENDPOINT, now)
             {
-                assert_eq!(peeked.as_deref(), Ok(client.client_id.as_str()));
+                assert_eq!(claimed.as_deref(), Some(client.client_id.as_str()));
                 assert!(!claims.jti.is_empty());
             }
         }
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(assertion) = std::str::from_utf8(data) else {
                 return;
             };
-            let _ = auth::peek_client_id(assertion);
+            let _ = auth::claimed_client_id(assertion);
             // No fuzzed assertion carries the client's signature.
             assert!(auth::verify_client_assertion(assertion, client, TOKEN_ENDPOINT, now).is_err());
         }
