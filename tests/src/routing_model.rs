@@ -547,9 +547,7 @@ fn record(registers: &mut BTreeMap<String, Register>, child: &str, event: &Event
             | EventKind::Death
             | EventKind::RecordChange
     );
-    if from_demographics
-        && let Some(born) = event.patient.as_ref().and_then(|p| p.birth_date)
-    {
+    if from_demographics && let Some(born) = event.patient.as_ref().and_then(|p| p.birth_date) {
         let _ = Register::state(&mut register.birth_date, born, at);
     }
 
@@ -740,10 +738,15 @@ fn age(register: &Register, event: &Event) -> Option<i64> {
     } else {
         event.routing_birth_date
     };
-    let born = register.birth_date.as_ref().map(|stated| stated.value).or(routing).or(event
-        .patient
+    let born = register
+        .birth_date
         .as_ref()
-        .and_then(|patient| patient.birth_date))?;
+        .map(|stated| stated.value)
+        .or(routing)
+        .or(event
+            .patient
+            .as_ref()
+            .and_then(|patient| patient.birth_date))?;
     let on = event.timestamp.date();
     let mut years = i64::from(on.year()) - i64::from(born.year());
     if (on.month() as u8, on.day()) < (born.month() as u8, born.day()) {
