@@ -220,14 +220,12 @@ where
     ) -> Result<Route, StoreError> {
         let mut children = Vec::new();
         for update in register::updates_for(event) {
-            let recorded = match registering {
-                Registering::Record => register::record_event(self.register, update).await?,
+            children.push(match registering {
+                Registering::Record => {
+                    register::record_event(self.register, self.audit, update, now).await?
+                }
                 Registering::ReadOnly => register::preview(self.register, update).await?,
-            };
-            if registering == Registering::Record {
-                self.audit_sensitivity_change(event, &recorded, now).await?;
-            }
-            children.push(recorded);
+            });
         }
         // The child the event is about: the baby of a birth notification,
         // else the routed patient.
@@ -269,32 +267,6 @@ where
             deliveries: by_subscriber(matched),
             patient,
         })
-    }
-
-    /// One audit record under the child each time an event sets or clears
-    /// its sensitive flag.
-    async fn audit_sensitivity_change(
-        &self,
-        event: &StoredEvent,
-        recorded: &Recorded,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let before = recorded
-            .before
-            .as_ref()
-            .is_some_and(|record| record.is_sensitive());
-        let after = recorded.after.is_sensitive();
-        if before == after {
-            return Ok(());
-        }
-        self.audit
-            .record(&AuditRecord::sensitivity_change(
-                &event.event_key,
-                recorded.after.nhs_number,
-                after,
-                now,
-            ))
-            .await
     }
 
     /// The generic subscriptions the child's place selects: where the

@@ -15,7 +15,8 @@ use crate::fhir_time::{format_instant, parse_instant};
 use crate::message::{Encoding, EventMessage, Identifier, Warning};
 use crate::nhs_number::NhsNumber;
 use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::{EventStore, Insert, RegisterStore, StoreError};
+use crate::ports::{AuditLog, EventStore, Insert, RegisterStore, StoreError};
+use crate::register::{RegisterUpdate, record_event};
 
 /// The largest message body the hub accepts, in bytes. A delivery is one SNS
 /// message of at most 262 144 bytes, body and attributes together; 192 KiB
@@ -621,9 +622,10 @@ pub fn identify(
 /// publish it: the event type before the body is read, the organisation
 /// it names responsible once it is.
 #[allow(clippy::too_many_arguments)]
-pub async fn publish<S: EventStore, R: RegisterStore>(
+pub async fn publish<S: EventStore, R: RegisterStore, A: AuditLog>(
     store: &S,
     register: &R,
+    audit: &A,
     publisher: &Caller,
     expected: EventType,
     content_type: Option<&str>,
@@ -652,6 +654,11 @@ pub async fn publish<S: EventStore, R: RegisterStore>(
         });
     }
     publisher.may_publish_for(message.responsible_ods.as_deref())?;
+    // A label flags the child before the event is stored: events accepted
+    // after it are then stored withheld, whichever is dispatched first.
+    if let Some(label) = RegisterUpdate::label_of(&message, received_at) {
+        record_event(register, audit, label, received_at).await?;
+    }
     let mut event = StoredEvent::new(&message, encoding, text, received_at, retention);
     event.clears_sensitivity = publisher.sensitivity_authority
         && message.event_type == EventType::PdsRecordChange

@@ -643,6 +643,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
         let outcome = events::publish(
             store,
             register,
+            audit,
             &caller,
             event_type,
             header(request, "content-type"),

@@ -12,13 +12,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::{Date, OffsetDateTime};
 use tracing::warn;
 
+use crate::audit::AuditRecord;
 use crate::catalogue::EventType;
 use crate::events::{StoredEvent, event_key};
 use crate::fhir::Element;
 use crate::fhir_time;
 use crate::message::{Encoding, EventMessage, MessageError, patient_nhs_number, resources};
 use crate::nhs_number::NhsNumber;
-use crate::ports::{RegisterStore, StoreError};
+use crate::ports::{AuditLog, RegisterStore, StoreError};
 use crate::reference::{Postcode, ods_code};
 use crate::rules::birth_notification_baby;
 
@@ -349,6 +350,24 @@ impl RegisterUpdate {
         Some(update)
     }
 
+    /// What a labelled message says of its child as soon as it is accepted:
+    /// the child is sensitive, as of the message's statement (never later
+    /// than its arrival). Recorded before the event is stored, so that no
+    /// event about the child accepted after it, dispatched in whatever
+    /// order, can be delivered. None for an unlabelled message.
+    pub fn label_of(message: &EventMessage, received_at: OffsetDateTime) -> Option<Self> {
+        if !message.sensitive {
+            return None;
+        }
+        let mut update = RegisterUpdate::new(
+            message.subject?,
+            event_key(message.event_type, &message.message_id),
+            stated_at(message).min(received_at),
+        );
+        update.sensitive = Some(true);
+        Some(update)
+    }
+
     /// Sets the home postcode and reports the one the child moved from.
     pub fn change_of_address(message: &EventMessage) -> Option<Self> {
         let mut update = Self::pds_patient(message)?;
@@ -612,9 +631,16 @@ pub struct Recorded {
 /// about a child not yet on the register) is not written. Fails with
 /// `StoreError::Unavailable` after [`MAX_RECORD_ATTEMPTS`] collisions, so
 /// that the stream retries the event.
-pub async fn record_event<S: RegisterStore>(
+///
+/// A write that sets or clears the child's sensitive flag is audited under
+/// the child first (one record per event and child, however often it is
+/// retried): a flag changed without its record could never be accounted
+/// for.
+pub async fn record_event<S: RegisterStore, A: AuditLog>(
     store: &S,
+    audit: &A,
     update: RegisterUpdate,
+    now: OffsetDateTime,
 ) -> Result<Recorded, StoreError> {
     for _ in 0..MAX_RECORD_ATTEMPTS {
         let stored = store.get(update.nhs_number).await?;
@@ -626,6 +652,17 @@ pub async fn record_event<S: RegisterStore>(
             Some(before) => *before == after,
             None => after == ChildRecord::new(update.nhs_number),
         };
+        let flagged_before = before.as_ref().is_some_and(ChildRecord::is_sensitive);
+        if !unchanged && flagged_before != after.is_sensitive() {
+            audit
+                .record(&AuditRecord::sensitivity_change(
+                    &update.event_key,
+                    update.nhs_number,
+                    after.is_sensitive(),
+                    now,
+                ))
+                .await?;
+        }
         if unchanged || store.put(&after, version).await? {
             return Ok(Recorded {
                 before,

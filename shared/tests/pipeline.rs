@@ -149,6 +149,7 @@ async fn publish_to(
     publish(
         store,
         &hub::memory::MemoryRegisterStore::default(),
+        &MemoryAuditLog::default(),
         &publisher_of(body),
         expected,
         content_type,
@@ -2409,7 +2410,7 @@ async fn a_birth_to_a_mother_the_register_knows_to_be_sensitive_is_withheld() {
         NOW,
     );
     flagged.sensitive = Some(true);
-    hub::register::record_event(&hub.register, flagged)
+    hub::register::record_event(&hub.register, &hub.audit, flagged, NOW)
         .await
         .unwrap();
     let event = stored(birth, FHIR_XML, &birth_in_area_a()).await;
@@ -2435,4 +2436,96 @@ async fn a_sensitive_child_reaches_no_generic_subscriber() {
     let event = stored(vaccinations, FHIR_XML, &vaccination_with_security("R")).await;
     assert_eq!(hub.dispatch(&event, NOW).await, Dispatched::Withheld);
     assert!(hub.publisher.sent().is_empty());
+}
+
+/// A labelled message flags its child as it is accepted, not only when it
+/// is dispatched: the events table's stream keeps no order between two
+/// events of one child, so an unlabelled event accepted a moment later may
+/// be dispatched first, and must already be withheld. The flag's change is
+/// in the child's audit trail, and dispatching the labelled event later
+/// does not record it again.
+#[tokio::test]
+async fn a_label_flags_the_child_as_it_is_accepted_before_any_dispatch() {
+    let store = MemoryEventStore::default();
+    let register = hub::memory::MemoryRegisterStore::default();
+    let audit = MemoryAuditLog::default();
+    let publish_now = async |body: &str| {
+        publish(
+            &store,
+            &register,
+            &audit,
+            &publisher_of(body.as_bytes()),
+            EventType::Vaccinations,
+            Some(FHIR_XML),
+            body.as_bytes(),
+            RECEIVED,
+            Retention::DEFAULT,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("publish refused: {error}"))
+    };
+    let labelled = vaccination_with_security("R");
+    let unlabelled = mutate(
+        &vaccination_xml(),
+        VACCINATION_ID,
+        "0d9b0a2e-1c4f-4b7e-9a53-5f2d8c6e7a10",
+    );
+
+    let first = publish_now(&labelled).await;
+    assert!(
+        matches!(
+            first,
+            PublishOutcome::Accepted {
+                sensitive: true,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let second = publish_now(&unlabelled).await;
+    assert!(
+        matches!(
+            second,
+            PublishOutcome::Accepted {
+                sensitive: true,
+                ..
+            }
+        ),
+        "accepted after the label, before any dispatch: withheld, and said so: {second:?}"
+    );
+    let stored = store
+        .by_message_id("0d9b0a2e-1c4f-4b7e-9a53-5f2d8c6e7a10")
+        .expect("stored");
+    assert!(stored.sensitive, "stored withheld");
+    let changes = |audit: &MemoryAuditLog| {
+        audit
+            .records()
+            .into_iter()
+            .filter(|record| record.action == hub::audit::Action::SensitivityChange)
+            .count()
+    };
+    assert_eq!(changes(&audit), 1, "the flag's change is audited once");
+
+    // Dispatched in the wrong order: the unlabelled event first.
+    let subscriptions = MemorySubscriptionStore::default();
+    let publisher = MemoryPublisher::default();
+    let dispatcher = Dispatcher {
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &MemoryReferenceData::default(),
+        stats: &hub::memory::MemoryDeliveryStats::default(),
+        events: &store,
+    };
+    assert_eq!(
+        dispatcher.dispatch(&stored, NOW).await.unwrap(),
+        Dispatched::Withheld
+    );
+    let labelled_event = store.by_message_id(VACCINATION_ID).expect("stored");
+    assert_eq!(
+        dispatcher.dispatch(&labelled_event, NOW).await.unwrap(),
+        Dispatched::Withheld
+    );
+    assert_eq!(changes(&audit), 1, "dispatch finds the flag already set");
 }

@@ -23,6 +23,21 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
+/// Records an update as dispatch does; the audit trail of flag changes is
+/// not what these tests are about.
+async fn record<S: hub::ports::RegisterStore>(
+    store: &S,
+    update: hub::register::RegisterUpdate,
+) -> Result<hub::register::Recorded, hub::ports::StoreError> {
+    record_event(
+        store,
+        &hub::memory::MemoryAuditLog::default(),
+        update,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+}
+
 const CHILD: &str = "9912003888";
 const OTHER_CHILD: &str = "9449305552";
 
@@ -638,7 +653,7 @@ async fn recording_a_birth_creates_the_record() {
         Encoding::Xml,
     );
     let update = updates_for(&event).remove(0);
-    let recorded = record_event(&store, update.clone()).await.unwrap();
+    let recorded = record(&store, update.clone()).await.unwrap();
     assert_eq!(recorded.before, None);
     assert_eq!(recorded.after, apply(None, update));
     assert_eq!(recorded.moved, Moved::default());
@@ -650,13 +665,13 @@ async fn recording_a_birth_creates_the_record() {
 #[tokio::test]
 async fn a_move_is_recorded_with_the_place_left() {
     let store = MemoryRegisterStore::default();
-    record_event(
+    record(
         &store,
         with_postcode("a", datetime!(2020-01-01 0:00 UTC), "WF14 0BQ"),
     )
     .await
     .unwrap();
-    let recorded = record_event(
+    let recorded = record(
         &store,
         with_postcode("b", datetime!(2020-06-01 0:00 UTC), "LS17 7DF"),
     )
@@ -673,11 +688,11 @@ async fn a_move_is_recorded_with_the_place_left() {
 async fn a_repeated_or_late_event_is_not_written_again() {
     let store = MemoryRegisterStore::default();
     let newer = with_postcode("new", datetime!(2020-06-01 0:00 UTC), "LS17 7DF");
-    let first = record_event(&store, newer.clone()).await.unwrap();
-    let again = record_event(&store, newer).await.unwrap();
+    let first = record(&store, newer.clone()).await.unwrap();
+    let again = record(&store, newer).await.unwrap();
     assert_eq!(again.before, Some(first.after.clone()));
     assert_eq!(again.after, first.after);
-    let late = record_event(
+    let late = record(
         &store,
         with_postcode("old", datetime!(2020-01-01 0:00 UTC), "WF14 0BQ"),
     )
@@ -692,7 +707,7 @@ async fn a_repeated_or_late_event_is_not_written_again() {
 async fn an_event_that_states_nothing_puts_no_one_on_the_register() {
     let store = MemoryRegisterStore::default();
     let empty = update(CHILD, "empty", datetime!(2020-01-01 0:00 UTC));
-    let recorded = record_event(&store, empty).await.unwrap();
+    let recorded = record(&store, empty).await.unwrap();
     assert_eq!(recorded.before, None);
     assert_eq!(recorded.after, ChildRecord::new(nhs(CHILD)));
     assert!(store.is_empty());
@@ -749,7 +764,7 @@ async fn a_write_that_lost_a_race_reads_again_and_keeps_both_changes() {
     gp.gp_practice = Some(Some("B86056".into()));
     // The other dispatch creates the record between our read and our write.
     let store = Contended::new(MemoryRegisterStore::default(), vec![gp]);
-    let recorded = record_event(
+    let recorded = record(
         &store,
         with_postcode("address", datetime!(2020-02-01 0:00 UTC), "LS17 7DF"),
     )
@@ -796,7 +811,7 @@ async fn a_record_that_keeps_changing_fails_the_event_for_a_retry() {
     let store = Contended::new(MemoryRegisterStore::default(), interference);
     let mut gp = update(CHILD, "gp", datetime!(2020-03-01 0:00 UTC));
     gp.gp_practice = Some(Some("B86056".into()));
-    let result = record_event(&store, gp).await;
+    let result = record(&store, gp).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "{result:?}"
@@ -814,7 +829,7 @@ fn recorded_through_store(updates: &[RegisterUpdate]) -> (Option<ChildRecord>, V
         let store = MemoryRegisterStore::default();
         let mut recorded = Vec::new();
         for update in updates {
-            recorded.push(record_event(&store, update.clone()).await.unwrap());
+            recorded.push(record(&store, update.clone()).await.unwrap());
         }
         (store.record(nhs(CHILD)), recorded)
     })

@@ -1322,9 +1322,14 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         time::OffsetDateTime::now_utc(),
     );
     update.sensitive = Some(true);
-    hub::register::record_event(&world.register, update)
-        .await
-        .unwrap();
+    hub::register::record_event(
+        &world.register,
+        &world.audit,
+        update,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     let mut request = request(
         Some(&world.publisher),
         "application/fhir+xml",
@@ -1510,9 +1515,14 @@ async fn flag_sensitive(world: &World) {
         time::OffsetDateTime::now_utc(),
     );
     update.sensitive = Some(true);
-    hub::register::record_event(&world.register, update)
-        .await
-        .unwrap();
+    hub::register::record_event(
+        &world.register,
+        &world.audit,
+        update,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
 }
 
 /// Issue 18, item 3: the time a history takes must not tell a subscriber

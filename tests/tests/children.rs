@@ -64,7 +64,14 @@ impl World {
         gp.gp_practice = Some(Some("B86056".into()));
         gp.death = Some(DeathStatus::Informal);
         for update in [birth, gp] {
-            record_event(&world.register, update).await.unwrap();
+            record_event(
+                &world.register,
+                &world.audit,
+                update,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
         }
         world
     }

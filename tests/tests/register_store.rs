@@ -157,14 +157,18 @@ async fn events_are_recorded_through_the_adapter() {
     };
     let first = record_event(
         &store,
+        &hub::memory::MemoryAuditLog::default(),
         at_home("a", datetime!(2020-01-01 0:00 UTC), "WF14 0BQ"),
+        time::OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
     assert_eq!(first.before, None);
     let moved = record_event(
         &store,
+        &hub::memory::MemoryAuditLog::default(),
         at_home("b", datetime!(2020-06-01 0:00 UTC), "LS17 7DF"),
+        time::OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
@@ -173,7 +177,9 @@ async fn events_are_recorded_through_the_adapter() {
     // A late event changes nothing and is not written.
     let late = record_event(
         &store,
+        &hub::memory::MemoryAuditLog::default(),
         at_home("c", datetime!(2019-06-01 0:00 UTC), "DH1 2TF"),
+        time::OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();

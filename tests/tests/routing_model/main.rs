@@ -248,6 +248,7 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
         let outcome = publish(
             &store,
             &register,
+            &audit,
             &caller(published.publisher),
             event_type,
             Some(XML),
