@@ -557,13 +557,14 @@ async fn known_sensitive<R: RegisterStore>(
 /// has cleared the flag. It becomes readable in the child's history, by
 /// `GET /events/{id}` and by replays; it is not sent again on its own. An
 /// event whose message itself carries a confidentiality label is never
-/// released.
+/// released. Returns the child the event is about (a birth's baby), whose
+/// audit trail records the release.
 pub async fn release<S: EventStore, R: RegisterStore>(
     store: &S,
     register: &R,
     event_key: &str,
     now: OffsetDateTime,
-) -> Result<StoredEvent, HubError> {
+) -> Result<Option<NhsNumber>, HubError> {
     let event = store
         .get(event_key)
         .await?
@@ -593,10 +594,7 @@ pub async fn release<S: EventStore, R: RegisterStore>(
         ));
     }
     store.set_withheld(event_key, false).await?;
-    Ok(StoredEvent {
-        sensitive: false,
-        ..event
-    })
+    Ok(message.subject.or(event.nhs_number))
 }
 
 /// The event key and routing NHS number of a message that was refused, if

@@ -1645,16 +1645,16 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
             })?;
             let event_key = events::event_key(event_type, &id);
             let record = record.event(event_key.clone());
-            let released =
+            let child =
                 events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
-            info!(event_id = %released.event_id, event_type = %event_type, "released");
+            info!(event_id = %id, event_type = %event_type, "released");
             let outcome = OperationOutcome::information(
                 "RELEASED",
                 format!("event {id} is released: readable and replayable by those it concerns"),
             );
             Ok((
                 fhir_response(200, encoding, outcome.render(encoding), &[]),
-                record.patient(released.nhs_number),
+                record.patient(child),
             ))
         },
     )
