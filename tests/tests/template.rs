@@ -736,12 +736,14 @@ fn the_audit_trail_is_only_ever_added_to() {
 }
 
 #[test]
-fn publish_functions_only_store_events_versions_and_audit() {
+fn publish_functions_only_store_events_versions_audit_and_sensitive_flags() {
     let expected: BTreeSet<(String, String)> = [
         ("dynamodb:PutItem", "EventsTable"),
         ("dynamodb:GetItem", "EventsTable"),
         ("dynamodb:PutItem", "AuditTable"),
         ("dynamodb:GetItem", "RegisterTable"),
+        // A labelled message flags its child before it is stored.
+        ("dynamodb:PutItem", "RegisterTable"),
         // The current version of the focus resource: read, then replaced or
         // checked in the event's transaction.
         ("dynamodb:GetItem", "VersionsTable"),
