@@ -6,6 +6,7 @@
 //! them the tests fail and say so; they never skip.
 
 pub mod routing_model;
+mod shared;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -197,7 +198,10 @@ pub struct Hub {
     /// The fault proxy's admin URL, when the hub was started with faults.
     faults: Option<String>,
     tokens: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
-    child: Child,
+    /// The hub-local process when this handle started it (and stops it when
+    /// dropped); None for a shared stack, which lives as long as the test
+    /// binary.
+    child: Option<Child>,
 }
 
 impl Hub {
@@ -272,7 +276,27 @@ impl Hub {
             state_dir,
             faults,
             tokens: Default::default(),
-            child,
+            child: Some(child),
+        }
+    }
+
+    /// A handle on the stack shared by every test that asks for `name` in
+    /// this test binary, started by the first of them. Tests on a shared
+    /// stack keep to their own data (their own clients, subscribers,
+    /// children), so they may run at the same time; a test that changes the
+    /// stack itself (faults, killed functions) starts its own instead.
+    pub async fn shared(name: &'static str) -> Self {
+        let stack = shared::stack(name).await;
+        let emulator = format!("http://127.0.0.1:{}", stack.emulator_port);
+        Hub {
+            api: format!("http://127.0.0.1:{}", stack.api_port),
+            config: sdk_config(&emulator).await,
+            emulator,
+            http: reqwest::Client::new(),
+            state_dir: stack.state_dir.clone(),
+            faults: None,
+            tokens: Default::default(),
+            child: None,
         }
     }
 
@@ -339,8 +363,8 @@ impl Hub {
     /// as a crash would; the local stack starts it again for the next
     /// invocation. How many were killed.
     pub fn kill_function(&self, binary: &str) -> usize {
-        let Some(hub_pid) = self.child.id() else {
-            return 0;
+        let Some(hub_pid) = self.child.as_ref().and_then(Child::id) else {
+            panic!("kill_function needs a hub of the test's own (Hub::start)");
         };
         let mut killed = 0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -578,8 +602,10 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        stop(&mut self.child);
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        if let Some(child) = self.child.as_mut() {
+            stop(child);
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
     }
 }
 

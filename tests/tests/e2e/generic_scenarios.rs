@@ -15,12 +15,10 @@
 //! it waits for the expected deliveries, keeps watching every queue a few
 //! seconds more for any that should not come, and compares the lot.
 
-mod scenario;
-
 use std::collections::BTreeMap;
 
+use crate::scenario::*;
 use e2e_tests::{Hub, fixture};
-use scenario::*;
 use serde_json::json;
 
 // ---------------------------------------------------------------------------

@@ -14,12 +14,10 @@
 //!    make a child's event out of order.
 //! 5. A GP registration filter reads the child's register record first.
 
-mod scenario;
-
 use std::time::Duration;
 
+use crate::scenario::*;
 use e2e_tests::{Hub, Subscriber, attribute, fixture};
-use scenario::*;
 use serde_json::{Value, json};
 
 const RECORD_CHANGE: &str = "pds-record-change-1";

@@ -3,9 +3,6 @@
 //! event type, and the check that each queue receives exactly what a
 //! scenario expects (generic_scenarios.rs, routing_safety.rs).
 
-// Each test binary uses the part it needs.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -170,7 +170,7 @@ async fn hub_signed(hub: &Hub, kid: &str, claims: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_assertion_gets_a_bearer_token_that_opens_the_api() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let client = hub.demo_client(DEMO_SUBSCRIBER);
     let response = hub.exchange(&client.assertion(&hub.token_url())).await;
     assert_eq!(response.status(), 200);
@@ -213,7 +213,7 @@ async fn a_valid_assertion_gets_a_bearer_token_that_opens_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_refuses_every_bad_assertion_with_401() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let url = hub.token_url();
     // A client with the committed test key, whose public half is at hand
     // as PEM: what an attacker would use as an HMAC secret.
@@ -352,7 +352,7 @@ async fn the_token_endpoint_refuses_every_bad_assertion_with_401() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_authorizer_refuses_every_bad_access_token_with_401() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let token = hub.token(DEMO_SUBSCRIBER).await;
     let genuine = claims_of(&token);
     let hub_kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
@@ -484,7 +484,7 @@ async fn the_authorizer_refuses_every_bad_access_token_with_401() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_client_gets_no_new_token_and_its_issued_tokens_stop_working() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let client = hub
         .register_client(
             "publisher",
@@ -538,7 +538,7 @@ async fn a_disabled_client_gets_no_new_token_and_its_issued_tokens_stop_working(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn publishers_may_publish_only_their_event_types_for_their_organisations() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let vaccination = fixture("nems/vaccinations-1-new.xml");
     let register = |types: Value, ods: Value| {
         let hub = &hub;
@@ -608,7 +608,7 @@ async fn publishers_may_publish_only_their_event_types_for_their_organisations()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_sees_and_changes_only_its_own_subscriptions() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let other = hub.onboard("RR8", &["vaccinations-1"]).await;
     let (created, theirs) = hub.subscribe(&other, "RR8", VACCINATION_CRITERIA).await;
@@ -680,7 +680,7 @@ async fn a_subscriber_sees_and_changes_only_its_own_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_operators_onboard_register_clients_and_read_the_audit_trail() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let client: TestClient = hub
         .register_client("subscriber", "A83627", json!({"subscribeExplicit": true}))
         .await;
@@ -698,8 +698,15 @@ async fn only_operators_onboard_register_clients_and_read_the_audit_trail() {
         "keys": {"keys": [hub::auth::public_jwk(&e2e_tests::test_key(), Algorithm::ES256, "k1").unwrap()]},
     })
     .to_string();
-    for caller in [DEMO_PUBLISHER, DEMO_SUBSCRIBER] {
-        let token = hub.token(caller).await;
+    // Callers of this test's own, so that the trail read below holds only
+    // what this test did (the stack is shared).
+    let publisher = hub.register_client("publisher", "A83627", json!({})).await;
+    let subscriber = hub
+        .register_client("subscriber", "A83627", json!({"subscribeExplicit": true}))
+        .await;
+    for caller in [&publisher, &subscriber] {
+        let token = hub.token_for(caller).await;
+        let caller = &caller.client_id;
         let onboard = hub
             .request(Method::POST, "/subscribers", &token)
             .header("content-type", "application/json")
@@ -720,22 +727,31 @@ async fn only_operators_onboard_register_clients_and_read_the_audit_trail() {
         assert_eq!(status(offboard).await, 403, "{caller} offboarding");
     }
 
-    // The operator may; the trail shows the refusals above.
+    // The operator may; each caller's trail shows its four refusals.
     let operator = hub.token(DEMO_OPERATOR).await;
-    let response = hub
-        .request(Method::GET, "/audit?client=demo-publisher", &operator)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let trail: Value = response.json().await.unwrap();
-    let entries = trail["entries"].as_array().expect("entries");
-    assert!(
-        entries
+    for caller in [&publisher, &subscriber] {
+        let response = hub
+            .request(
+                Method::GET,
+                &format!("/audit?client={}", caller.client_id),
+                &operator,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let trail: Value = response.json().await.unwrap();
+        let entries = trail["entries"].as_array().expect("entries");
+        let refused = entries
             .iter()
-            .any(|entry| entry.to_string().contains("403")),
-        "the refused calls are audited: {trail}"
-    );
+            .filter(|entry| entry.to_string().contains("403"))
+            .count();
+        assert!(
+            refused >= 4,
+            "the refused calls of {} are audited: {trail}",
+            caller.client_id
+        );
+    }
     let onboard = hub
         .request(Method::POST, "/subscribers", &operator)
         .header("content-type", "application/json")
@@ -768,7 +784,7 @@ fn changed(mut jwk: Value, changes: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registering_weak_unusable_or_private_keys_is_refused_with_422() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     // A 1024-bit modulus (of a key made with openssl and thrown away).
     let rsa_1024 = "pxfH8kGS9MRX1OemcRcj0MKEfJbOtsPuZuUHdQBiyOFsFgWnwx-uErwFvXI5g7nsykTV0VAMdSwcF64o8c0xkFxsUAVfJx-Y9CHZl5-C3yUsQXnbvF2g2AWN3VTt_feudcNHRyCi67VGuzCIHFpj8CgNgnyQ-Li3ua3GuPKwr-U";
     let mut off_curve = test_jwk("k1");
@@ -867,7 +883,7 @@ async fn trail_of(hub: &Hub, client_id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_assertions_are_filed_under_the_client_they_claim_verified_or_not() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let url = hub.token_url();
     let client = hub.register_client("publisher", "A83627", json!({})).await;
     let id = client.client_id.as_str();
@@ -908,7 +924,7 @@ async fn refused_assertions_are_filed_under_the_client_they_claim_verified_or_no
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_answers_unknown_clients_keys_and_bad_signatures_alike() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let url = hub.token_url();
     let client = hub.register_client("publisher", "A83627", json!({})).await;
     let (id, kid, key) = (client.client_id.as_str(), client.kid.as_str(), &client.key);
@@ -966,7 +982,7 @@ async fn the_token_endpoint_answers_unknown_clients_keys_and_bad_signatures_alik
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_authorizer_refuses_hub_tokens_that_live_too_long_or_have_no_iat() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     let token = hub.token(DEMO_SUBSCRIBER).await;
     let genuine = claims_of(&token);
     let kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
@@ -991,7 +1007,7 @@ async fn the_authorizer_refuses_hub_tokens_that_live_too_long_or_have_no_iat() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unsupported_content_type_is_named_as_sent_not_as_rust_debug_text() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared("auth").await;
     for (content_type, expected) in [
         (Some("text/plain"), "the Content-Type text/plain is not"),
         (None, "no Content-Type"),

@@ -1,0 +1,152 @@
+//! Stacks shared by the tests of one binary (`Hub::shared`).
+//!
+//! Starting the local stack (the emulator, every function, the demo clients
+//! and subscribers) is most of an end-to-end test's time, and tests run on
+//! several runtimes (one per `#[tokio::test]`), so a shared stack is owned
+//! by a plain thread, not by a runtime: the thread starts hub-local, reads
+//! its output for the whole run, and holds it until the binary exits.
+//! Linux's parent-death signal, set for that thread, then stops the stack.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{LazyLock, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+/// Where a shared stack listens, and its state directory (demo client keys).
+pub(crate) struct SharedStack {
+    pub api_port: u16,
+    pub emulator_port: u16,
+    pub state_dir: PathBuf,
+}
+
+type Slot = &'static OnceLock<SharedStack>;
+
+static STACKS: LazyLock<Mutex<HashMap<&'static str, Slot>>> = LazyLock::new(Default::default);
+
+/// Prefix of a shared stack's state directory, followed by the test
+/// binary's process id.
+const STATE_DIR_PREFIX: &str = "hub-e2e-shared-";
+
+/// The stack named `name`, started on first use.
+pub(crate) async fn stack(name: &'static str) -> &'static SharedStack {
+    let slot: Slot = *STACKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(name)
+        .or_insert_with(|| Box::leak(Box::default()));
+    // Starting blocks (a thread reads hub-local's output until it is ready),
+    // and the tests asking at the same time wait for the one start.
+    tokio::task::spawn_blocking(move || slot.get_or_init(|| start(name)))
+        .await
+        .unwrap_or_else(|failed| panic!("the shared stack '{name}' did not start: {failed}"))
+}
+
+fn start(name: &str) -> SharedStack {
+    remove_state_dirs_of_ended_runs();
+    let binary = super::require(
+        super::target_dir().join("debug/hub-local"),
+        "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
+    );
+    let (api_port, emulator_port) = (super::free_port(), super::free_port());
+    let state_dir =
+        std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}-{name}", std::process::id()));
+    let mut command = Command::new(binary);
+    command
+        .args(["run", "--template"])
+        .arg(super::repository().join("template.yaml"))
+        .env("HUB_API_PORT", api_port.to_string())
+        .env("HUB_EMULATOR_PORT", emulator_port.to_string())
+        .env("HUB_LOCAL_STATE_DIR", &state_dir)
+        .env_remove("HUB_FAULTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    end_with_the_calling_thread(&mut command);
+
+    let (ready, is_ready) = mpsc::channel::<Result<(), String>>();
+    let owner = std::thread::Builder::new()
+        .name(format!("shared-stack-{name}"))
+        .spawn(move || {
+            let mut child = match command.spawn() {
+                Ok(child) => child,
+                Err(error) => {
+                    let _ = ready.send(Err(format!("starting hub-local: {error}")));
+                    return;
+                }
+            };
+            let mut announced = false;
+            if let Some(stdout) = child.stdout.take() {
+                // Read to the end: a hub-local whose output is not read
+                // would block on a full pipe.
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if !announced && line.starts_with("Ready.") {
+                        announced = true;
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+            }
+            if !announced {
+                let _ = ready.send(Err("hub-local ended before it was ready".to_owned()));
+            }
+            let _ = child.wait();
+        });
+    if let Err(error) = owner {
+        panic!("a thread for the shared stack '{name}': {error}");
+    }
+    match is_ready.recv_timeout(Duration::from_secs(180)) {
+        Ok(Ok(())) => SharedStack {
+            api_port,
+            emulator_port,
+            state_dir,
+        },
+        Ok(Err(reason)) => panic!("the shared stack '{name}': {reason}"),
+        Err(_) => panic!("the shared stack '{name}' was not ready within 180 s"),
+    }
+}
+
+/// The stack gets SIGTERM (and stops its functions and emulator) when the
+/// thread that started it ends, which for a shared stack's owner thread is
+/// when the test binary exits, however it exits.
+#[cfg(target_os = "linux")]
+fn end_with_the_calling_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, as a pre_exec hook must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere there is no parent-death signal: the stack outlives the run
+/// and must be stopped by hand.
+#[cfg(not(target_os = "linux"))]
+fn end_with_the_calling_thread(_command: &mut Command) {}
+
+/// State directories of shared stacks whose test binary has ended: a
+/// stack stopped by a signal cannot remove its own. (Linux only: it tells
+/// an ended run by its missing /proc entry.)
+fn remove_state_dirs_of_ended_runs() {
+    if cfg!(not(target_os = "linux")) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STATE_DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The adapter tier: the SDK adapters against the emulator, each test with
+//! an emulator of its own (moto alone, no functions).
+
+mod reference_data;
+mod register_store;
+mod stores;

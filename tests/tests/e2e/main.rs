@@ -1,0 +1,20 @@
+//! The end-to-end tier: the whole local stack (emulator, every function as a
+//! process, the API and stream mapping) driven over HTTP as publishers,
+//! subscribers and operators would. Tests that change the stack itself
+//! (fault injection, killed functions) start a stack of their own; the
+//! others share one per module (`Hub::shared`).
+
+mod auth;
+mod catalogue;
+mod cli;
+mod delivery_status;
+mod faults;
+mod generic_scenarios;
+mod history;
+mod pipeline;
+mod queue_access;
+mod replay;
+mod routing_safety;
+mod scenario;
+mod schemathesis;
+mod subscriptions;

@@ -1,0 +1,8 @@
+//! The handler tier: every Lambda handler fed API Gateway and stream events,
+//! with the in-memory adapters. No emulator, no processes: these run in
+//! seconds and say whether a route answers what it should to whom.
+
+mod authorisation;
+mod children;
+mod hostile_input;
+mod sample_events;
