@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, template checks, fixtures, unit,
-# adapter and end-to-end tests. The end-to-end tests start the emulator and
-# the local hub themselves, on free ports, and stop them.
+# The test suite. Two depths:
+#   infra/test.sh --fast  formatting, clippy, template and OpenAPI checks,
+#                         fixtures, and every cargo test: unit, handler,
+#                         contract, adapter and end-to-end (the README's fast
+#                         command; under 10 minutes on 2 cores after setup)
+#   infra/test.sh         all of that, then the benchmarks once, the load and
+#                         fuzz smoke runs and `sam build` (what CI runs:
+#                         .ci/run)
+# The end-to-end tests start the emulator and the local hub themselves, on
+# free ports, and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
+
+fast=false
+case "${1:-}" in
+  --fast) fast=true ;;
+  "") ;;
+  *) echo "usage: infra/test.sh [--fast]" >&2; exit 2 ;;
+esac
 
 bash infra/setup.sh
 
@@ -39,6 +53,11 @@ diff -r "$scratch/apigw" events/apigw \
 echo "==> cargo test"
 cargo test --workspace
 
+if $fast; then
+  echo "==> the fast checks passed (${SECONDS} s)"
+  exit 0
+fi
+
 # Benchmarks are built and run once so they cannot rot: criterion in test
 # mode (each benchmark once), the Lambda init and memory scripts on two debug
 # binaries beside the hello-world baseline, the cost model. The figures of
@@ -65,3 +84,5 @@ bash infra/fuzz.sh smoke
 
 echo "==> sam build for x86_64, without LTO: a bootstrap per function (infra/sam-build.sh)"
 bash infra/sam-build.sh --quick
+
+echo "==> the whole suite passed (${SECONDS} s)"

@@ -58,6 +58,21 @@ pub fn fixture(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The MessageHeader id of events/nems/vaccinations-1-new.xml.
+pub const VACCINATION_HEADER_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
+
+/// The message with a MessageHeader id of its own (its id's last group
+/// replaced), so that tests sharing a stack may each publish the same
+/// example without one being taken for a resend of another's.
+pub fn as_new_message(message: &str, header_id: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (stem, _) = header_id
+        .rsplit_once('-')
+        .unwrap_or_else(|| panic!("{header_id} is not a UUID"));
+    message.replace(header_id, &format!("{stem}-{number:012x}"))
+}
+
 /// SDK configuration for the emulator at this endpoint.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -280,13 +295,14 @@ impl Hub {
         }
     }
 
-    /// A handle on the stack shared by every test that asks for `name` in
-    /// this test binary, started by the first of them. Tests on a shared
-    /// stack keep to their own data (their own clients, subscribers,
-    /// children), so they may run at the same time; a test that changes the
-    /// stack itself (faults, killed functions) starts its own instead.
-    pub async fn shared(name: &'static str) -> Self {
-        let stack = shared::stack(name).await;
+    /// A handle on the stack shared by the tests of this binary that ask for
+    /// it, started by the first of them. They run at the same time, so a
+    /// test on the shared stack asserts nothing another could change: no
+    /// queue, no child's history, no trail but its own clients'. A test that
+    /// reads those, or changes the stack itself (faults, killed functions),
+    /// starts its own with [`Hub::start`].
+    pub async fn shared() -> Self {
+        let stack = shared::stack().await;
         let emulator = format!("http://127.0.0.1:{}", stack.emulator_port);
         Hub {
             api: format!("http://127.0.0.1:{}", stack.api_port),

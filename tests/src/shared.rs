@@ -1,18 +1,16 @@
-//! Stacks shared by the tests of one binary (`Hub::shared`).
+//! The stack shared by the tests of one binary (`Hub::shared`).
 //!
 //! Starting the local stack (the emulator, every function, the demo clients
 //! and subscribers) is most of an end-to-end test's time, and tests run on
 //! several runtimes (one per `#[tokio::test]`), so a shared stack is owned
-//! by a plain thread, not by a runtime: the thread starts hub-local, reads
-//! its output for the whole run, and holds it until the binary exits.
+//! by a plain thread, not by a runtime: the thread starts hub-local and
+//! waits on it until the binary exits.
 //! Linux's parent-death signal, set for that thread, then stops the stack.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{LazyLock, Mutex, OnceLock, mpsc};
-use std::time::Duration;
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 /// Where a shared stack listens, and its state directory (demo client keys).
 pub(crate) struct SharedStack {
@@ -21,29 +19,22 @@ pub(crate) struct SharedStack {
     pub state_dir: PathBuf,
 }
 
-type Slot = &'static OnceLock<SharedStack>;
-
-static STACKS: LazyLock<Mutex<HashMap<&'static str, Slot>>> = LazyLock::new(Default::default);
+static STACK: OnceLock<SharedStack> = OnceLock::new();
 
 /// Prefix of a shared stack's state directory, followed by the test
 /// binary's process id.
 const STATE_DIR_PREFIX: &str = "hub-e2e-shared-";
 
-/// The stack named `name`, started on first use.
-pub(crate) async fn stack(name: &'static str) -> &'static SharedStack {
-    let slot: Slot = *STACKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry(name)
-        .or_insert_with(|| Box::leak(Box::default()));
+/// The binary's shared stack, started on first use.
+pub(crate) async fn stack() -> &'static SharedStack {
     // Starting blocks (a thread reads hub-local's output until it is ready),
     // and the tests asking at the same time wait for the one start.
-    tokio::task::spawn_blocking(move || slot.get_or_init(|| start(name)))
+    tokio::task::spawn_blocking(|| STACK.get_or_init(start))
         .await
-        .unwrap_or_else(|failed| panic!("the shared stack '{name}' did not start: {failed}"))
+        .unwrap_or_else(|failed| panic!("the shared stack did not start: {failed}"))
 }
 
-fn start(name: &str) -> SharedStack {
+fn start() -> SharedStack {
     remove_state_dirs_of_ended_runs();
     let binary = super::require(
         super::target_dir().join("debug/hub-local"),
@@ -51,7 +42,15 @@ fn start(name: &str) -> SharedStack {
     );
     let (api_port, emulator_port) = (super::free_port(), super::free_port());
     let state_dir =
-        std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}-{name}", std::process::id()));
+        std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}", std::process::id()));
+    if let Err(error) = std::fs::create_dir_all(&state_dir) {
+        panic!("{}: {error}", state_dir.display());
+    }
+    // Its output goes to a file, not a pipe: nothing reads a pipe once the
+    // test binary has exited, and hub-local still writes as it stops.
+    let output_path = state_dir.join("hub-local.out");
+    let output = std::fs::File::create(&output_path)
+        .unwrap_or_else(|error| panic!("{}: {error}", output_path.display()));
     let mut command = Command::new(binary);
     command
         .args(["run", "--template"])
@@ -60,49 +59,48 @@ fn start(name: &str) -> SharedStack {
         .env("HUB_EMULATOR_PORT", emulator_port.to_string())
         .env("HUB_LOCAL_STATE_DIR", &state_dir)
         .env_remove("HUB_FAULTS")
-        .stdout(Stdio::piped())
+        .stdout(output)
         .stderr(Stdio::inherit());
     end_with_the_calling_thread(&mut command);
 
-    let (ready, is_ready) = mpsc::channel::<Result<(), String>>();
+    let (started, has_started) = mpsc::channel::<Result<u32, String>>();
     let owner = std::thread::Builder::new()
-        .name(format!("shared-stack-{name}"))
+        .name("shared-stack".to_owned())
         .spawn(move || {
             let mut child = match command.spawn() {
                 Ok(child) => child,
                 Err(error) => {
-                    let _ = ready.send(Err(format!("starting hub-local: {error}")));
+                    let _ = started.send(Err(format!("starting hub-local: {error}")));
                     return;
                 }
             };
-            let mut announced = false;
-            if let Some(stdout) = child.stdout.take() {
-                // Read to the end: a hub-local whose output is not read
-                // would block on a full pipe.
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if !announced && line.starts_with("Ready.") {
-                        announced = true;
-                        let _ = ready.send(Ok(()));
-                    }
-                }
-            }
-            if !announced {
-                let _ = ready.send(Err("hub-local ended before it was ready".to_owned()));
-            }
+            let _ = started.send(Ok(child.id()));
+            // This thread is the stack's parent: it waits for as long as the
+            // stack runs, which is until the test binary exits.
             let _ = child.wait();
         });
     if let Err(error) = owner {
-        panic!("a thread for the shared stack '{name}': {error}");
+        panic!("a thread for the shared stack: {error}");
     }
-    match is_ready.recv_timeout(Duration::from_secs(180)) {
-        Ok(Ok(())) => SharedStack {
-            api_port,
-            emulator_port,
-            state_dir,
-        },
-        Ok(Err(reason)) => panic!("the shared stack '{name}': {reason}"),
-        Err(_) => panic!("the shared stack '{name}' was not ready within 180 s"),
+    match has_started.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(_pid)) => {}
+        Ok(Err(reason)) => panic!("the shared stack: {reason}"),
+        Err(_) => panic!("the shared stack's hub-local did not start"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let written = std::fs::read_to_string(&output_path).unwrap_or_default();
+        if written.lines().any(|line| line.starts_with("Ready.")) {
+            return SharedStack {
+                api_port,
+                emulator_port,
+                state_dir,
+            };
+        }
+        if Instant::now() > deadline {
+            panic!("the shared stack was not ready within 180 s:\n{written}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -140,7 +138,6 @@ fn remove_state_dirs_of_ended_runs() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix(STATE_DIR_PREFIX)
-            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;

@@ -170,7 +170,7 @@ async fn hub_signed(hub: &Hub, kid: &str, claims: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_assertion_gets_a_bearer_token_that_opens_the_api() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let client = hub.demo_client(DEMO_SUBSCRIBER);
     let response = hub.exchange(&client.assertion(&hub.token_url())).await;
     assert_eq!(response.status(), 200);
@@ -213,7 +213,7 @@ async fn a_valid_assertion_gets_a_bearer_token_that_opens_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_refuses_every_bad_assertion_with_401() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let url = hub.token_url();
     // A client with the committed test key, whose public half is at hand
     // as PEM: what an attacker would use as an HMAC secret.
@@ -352,7 +352,7 @@ async fn the_token_endpoint_refuses_every_bad_assertion_with_401() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_authorizer_refuses_every_bad_access_token_with_401() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let token = hub.token(DEMO_SUBSCRIBER).await;
     let genuine = claims_of(&token);
     let hub_kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
@@ -484,7 +484,7 @@ async fn the_authorizer_refuses_every_bad_access_token_with_401() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_client_gets_no_new_token_and_its_issued_tokens_stop_working() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let client = hub
         .register_client(
             "publisher",
@@ -493,7 +493,11 @@ async fn a_disabled_client_gets_no_new_token_and_its_issued_tokens_stop_working(
         )
         .await;
     let token = hub.token_for(&client).await;
-    let vaccination = fixture("nems/vaccinations-1-new.xml");
+    // A message of this test's own: the stack is shared.
+    let vaccination = e2e_tests::as_new_message(
+        &fixture("nems/vaccinations-1-new.xml"),
+        e2e_tests::VACCINATION_HEADER_ID,
+    );
     let (published, outcome) = hub
         .publish_as(&token, "vaccinations-1", Some(XML), &vaccination)
         .await;
@@ -538,8 +542,12 @@ async fn a_disabled_client_gets_no_new_token_and_its_issued_tokens_stop_working(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn publishers_may_publish_only_their_event_types_for_their_organisations() {
-    let hub = Hub::shared("auth").await;
-    let vaccination = fixture("nems/vaccinations-1-new.xml");
+    let hub = Hub::shared().await;
+    // A message of this test's own: the stack is shared.
+    let vaccination = e2e_tests::as_new_message(
+        &fixture("nems/vaccinations-1-new.xml"),
+        e2e_tests::VACCINATION_HEADER_ID,
+    );
     let register = |types: Value, ods: Value| {
         let hub = &hub;
         async move {
@@ -608,7 +616,7 @@ async fn publishers_may_publish_only_their_event_types_for_their_organisations()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_sees_and_changes_only_its_own_subscriptions() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let other = hub.onboard("RR8", &["vaccinations-1"]).await;
     let (created, theirs) = hub.subscribe(&other, "RR8", VACCINATION_CRITERIA).await;
@@ -680,7 +688,7 @@ async fn a_subscriber_sees_and_changes_only_its_own_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_operators_onboard_register_clients_and_read_the_audit_trail() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let client: TestClient = hub
         .register_client("subscriber", "A83627", json!({"subscribeExplicit": true}))
         .await;
@@ -784,7 +792,7 @@ fn changed(mut jwk: Value, changes: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registering_weak_unusable_or_private_keys_is_refused_with_422() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     // A 1024-bit modulus (of a key made with openssl and thrown away).
     let rsa_1024 = "pxfH8kGS9MRX1OemcRcj0MKEfJbOtsPuZuUHdQBiyOFsFgWnwx-uErwFvXI5g7nsykTV0VAMdSwcF64o8c0xkFxsUAVfJx-Y9CHZl5-C3yUsQXnbvF2g2AWN3VTt_feudcNHRyCi67VGuzCIHFpj8CgNgnyQ-Li3ua3GuPKwr-U";
     let mut off_curve = test_jwk("k1");
@@ -883,7 +891,7 @@ async fn trail_of(hub: &Hub, client_id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_assertions_are_filed_under_the_client_they_claim_verified_or_not() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let url = hub.token_url();
     let client = hub.register_client("publisher", "A83627", json!({})).await;
     let id = client.client_id.as_str();
@@ -924,7 +932,7 @@ async fn refused_assertions_are_filed_under_the_client_they_claim_verified_or_no
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_answers_unknown_clients_keys_and_bad_signatures_alike() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let url = hub.token_url();
     let client = hub.register_client("publisher", "A83627", json!({})).await;
     let (id, kid, key) = (client.client_id.as_str(), client.kid.as_str(), &client.key);
@@ -982,7 +990,7 @@ async fn the_token_endpoint_answers_unknown_clients_keys_and_bad_signatures_alik
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_authorizer_refuses_hub_tokens_that_live_too_long_or_have_no_iat() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     let token = hub.token(DEMO_SUBSCRIBER).await;
     let genuine = claims_of(&token);
     let kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
@@ -1007,7 +1015,7 @@ async fn the_authorizer_refuses_hub_tokens_that_live_too_long_or_have_no_iat() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unsupported_content_type_is_named_as_sent_not_as_rust_debug_text() {
-    let hub = Hub::shared("auth").await;
+    let hub = Hub::shared().await;
     for (content_type, expected) in [
         (Some("text/plain"), "the Content-Type text/plain is not"),
         (None, "no Content-Type"),

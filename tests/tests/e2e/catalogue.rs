@@ -128,7 +128,7 @@ async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_published_birth_notification_is_refused_for_the_mothers_invalid_nhs_number() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let xml = fixture("nems/BirthNotificationWithMother.xml");
     let (status, outcome) = hub
         .publish(

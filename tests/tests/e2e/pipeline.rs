@@ -78,7 +78,7 @@ async fn onboarding_creates_the_queue_its_dlq_and_filtered_topic_subscriptions()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn onboarding_refuses_bad_requests() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let operator = hub.token(DEMO_OPERATOR).await;
     let client = hub
         .register_client("subscriber", "A83627", serde_json::json!({}))
@@ -139,7 +139,7 @@ async fn onboarding_refuses_bad_requests() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_explicit_subscription_is_created_and_read_back() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let subscriber = hub.onboard("A83627", &["vaccinations-1"]).await;
     let (status, created) = hub
         .subscribe(&subscriber, "A83627", &explicit("vaccinations-1", "gp"))
@@ -312,7 +312,7 @@ async fn a_change_of_address_in_json_is_delivered_unchanged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_4xx_operation_outcome_naming_the_fault() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let vaccination = fixture("nems/vaccinations-1-new.xml");
     let header = "Bundle.entry[0].resource.ofType(MessageHeader)";
     let routing =

@@ -263,7 +263,7 @@ async fn a_subscriber_is_refused_event_types_it_was_not_onboarded_for() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let chis = hub.onboard("RR8", &["vaccinations-1"]).await;
     let mut mine = BTreeSet::new();
@@ -349,7 +349,7 @@ async fn subscriptions_are_listed_a_page_at_a_time_in_json_and_xml() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_created_in_xml_and_generic_ones_are_stored() {
-    let hub = Hub::start().await;
+    let hub = Hub::shared().await;
     let gp = hub.onboard("A83627", &["vaccinations-1"]).await;
     let criteria = explicit("vaccinations-1", "&tag=xml").replace('&', "&amp;");
     let xml = format!(
