@@ -41,8 +41,7 @@ fn start() -> SharedStack {
         "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
     );
     let (api_port, emulator_port) = (super::free_port(), super::free_port());
-    let state_dir =
-        std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}", std::process::id()));
+    let state_dir = std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}", std::process::id()));
     if let Err(error) = std::fs::create_dir_all(&state_dir) {
         panic!("{}: {error}", state_dir.display());
     }
