@@ -14,6 +14,7 @@ mod history;
 mod pipeline;
 mod queue_access;
 mod replay;
+mod routing_model;
 mod routing_safety;
 mod scenario;
 mod schemathesis;

@@ -408,7 +408,7 @@ fn story(case: &Case, difference: &Difference, run: &HubRun) -> String {
         .map(|decisions| format!("ROUTING_EXCLUDE={decisions} "))
         .unwrap_or_default();
     let mut text = format!(
-        "seed {} disagrees with the model\nreplay: {exclude}ROUTING_SEED={} ROUTING_EVENTS={} cargo test -p e2e-tests --test routing_model the_hub_delivers -- --nocapture\n",
+        "seed {} disagrees with the model\nreplay: {exclude}ROUTING_SEED={} ROUTING_EVENTS={} cargo test -p e2e-tests --test e2e routing_model::the_hub_delivers -- --nocapture\n",
         case.seed,
         case.seed,
         case.stream.iter().filter(|p| !p.duplicate).count()
@@ -922,7 +922,7 @@ async fn one_seed_through_the_local_stack() {
         println!("{}", story(&case, &difference, &run));
         panic!(
             "the local hub's deliveries disagree with the model (seed {seed}; \
-             ROUTING_SEED={seed} ROUTING_EVENTS={STACK_EVENTS} cargo test -p e2e-tests --test routing_model the_hub_delivers -- --nocapture replays the case in memory)"
+             ROUTING_SEED={seed} ROUTING_EVENTS={STACK_EVENTS} cargo test -p e2e-tests --test e2e routing_model::the_hub_delivers -- --nocapture replays the case in memory)"
         );
     }
 }

@@ -13,7 +13,7 @@ use e2e_tests::routing_model::{
 use time::macros::datetime;
 use time::{Date, Duration, Month, OffsetDateTime};
 
-use crate::render::Template;
+use super::render::Template;
 
 /// When dispatch runs: subscriptions ending before it are over.
 pub const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);

@@ -12,7 +12,7 @@ use e2e_tests::routing_model::{Event, EventKind, Lifecycle};
 use time::Date;
 use time::macros::date;
 
-use crate::generate::{Published, Publisher};
+use super::generate::{Published, Publisher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Template {
