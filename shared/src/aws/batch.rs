@@ -1,0 +1,158 @@
+//! BatchWriteItem and BatchGetItem in chunks, asking again for what
+//! DynamoDB leaves unprocessed.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Item, unavailable};
+use crate::ports::StoreError;
+
+/// BatchWriteItem's limit.
+pub(super) const MAX_BATCH_WRITE: usize = 25;
+/// BatchGetItem's limit of keys per request.
+const MAX_BATCH_GET: usize = 100;
+
+/// How many times a batch request is sent while DynamoDB leaves some of it
+/// unprocessed (throttling), before the caller's own retry takes over.
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// Puts `items` into `table`, 25 to a BatchWriteItem, sending again what
+/// DynamoDB leaves unprocessed, with a growing pause.
+pub(super) async fn write_batches(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<Item>,
+    what: &str,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let mut requests = items
+            .by_ref()
+            .take(MAX_BATCH_WRITE)
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|error| unavailable(what, error))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for attempt in 0..BATCH_ATTEMPTS {
+            if attempt > 0 {
+                back_off(client, attempt).await;
+            }
+            let output = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        &format!("writing {what}"),
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                break;
+            }
+        }
+        if !requests.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB left {} {what} unprocessed after {BATCH_ATTEMPTS} requests",
+                requests.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the items of `table` under these values of its string hash key,
+/// 100 to a BatchGetItem, asking again for what DynamoDB leaves
+/// unprocessed, with a growing pause. Keys with no item are left out; the
+/// keys must be unique (BatchGetItem refuses a request that repeats one).
+pub(super) async fn read_batches(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key_name: &str,
+    keys: &[String],
+    what: &str,
+) -> Result<Vec<Item>, StoreError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_BATCH_GET) {
+        let mut request = KeysAndAttributes::builder();
+        for key in chunk {
+            request = request.keys(HashMap::from([(
+                key_name.to_owned(),
+                AttributeValue::S(key.clone()),
+            )]));
+        }
+        let mut pending = Some(
+            request
+                .build()
+                .map_err(|error| unavailable(&format!("building a read of {what}"), error))?,
+        );
+        let mut attempt = 0;
+        while let Some(keys) = pending.take() {
+            if attempt == BATCH_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB left keys of {what} unprocessed after {BATCH_ATTEMPTS} requests"
+                )));
+            }
+            if attempt > 0 {
+                back_off(client, attempt).await;
+            }
+            attempt += 1;
+            let mut output = client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(
+                        &format!("reading {what}"),
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    )
+                })?;
+            found.extend(
+                output
+                    .responses
+                    .as_mut()
+                    .and_then(|responses| responses.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .filter(|keys| !keys.keys.is_empty());
+        }
+    }
+    Ok(found)
+}
+
+/// Waits before asking again for what DynamoDB left unprocessed, as its
+/// documentation asks: exponentially longer each time (25 ms doubling, at
+/// most 1.6 s), with jitter so that concurrent writers spread out. Without
+/// a sleep implementation in the client's configuration it asks again at
+/// once.
+async fn back_off(client: &aws_sdk_dynamodb::Client, attempt: u32) {
+    use aws_sdk_dynamodb::config::AsyncSleep;
+    let Some(sleep) = client.config().sleep_impl() else {
+        return;
+    };
+    let base = 25u64 << attempt.min(6);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos()),
+    ) % base.max(1);
+    sleep
+        .sleep(std::time::Duration::from_millis(base / 2 + jitter / 2))
+        .await;
+}
