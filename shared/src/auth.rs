@@ -981,10 +981,10 @@ impl HubSigningKey for PemSigningKey {
 
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
         let signature = jsonwebtoken::crypto::sign(signing_input, &self.key, Algorithm::ES256)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))?;
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))?;
         URL_SAFE_NO_PAD
             .decode(signature)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))
     }
 }
 

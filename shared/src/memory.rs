@@ -519,9 +519,9 @@ impl ClientStore for MemoryClientStore {
                 client.subscriber_id = Some(subscriber_id.to_owned());
                 Ok(())
             }
-            None => Err(StoreError::Unavailable(format!(
-                "no client {client_id} to link"
-            ))),
+            None => Err(StoreError::Unavailable(
+                format!("no client {client_id} to link").into(),
+            )),
         }
     }
 }

@@ -107,7 +107,10 @@ impl crate::ports::AuditLog for DynamoAuditLog {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(from_item)
+            .map(|item| {
+                let described = super::keyed(&self.table, &item, "auditId");
+                from_item(item, &described)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let next = output
             .last_evaluated_key

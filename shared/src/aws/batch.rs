@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Item, unavailable};
+use super::{Item, unavailable, unavailable_because};
 use crate::ports::StoreError;
 
 /// BatchWriteItem's limit.
@@ -48,12 +48,7 @@ pub(super) async fn write_batches(
                 .request_items(table, requests)
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        &format!("writing {what}"),
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    )
-                })?;
+                .map_err(|error| unavailable(&format!("writing {what}"), error))?;
             requests = output
                 .unprocessed_items
                 .and_then(|mut unprocessed| unprocessed.remove(table))
@@ -63,7 +58,7 @@ pub(super) async fn write_batches(
             }
         }
         if !requests.is_empty() {
-            return Err(StoreError::Unavailable(format!(
+            return Err(unavailable_because(format!(
                 "DynamoDB left {} {what} unprocessed after {BATCH_ATTEMPTS} requests",
                 requests.len()
             )));
@@ -101,7 +96,7 @@ pub(super) async fn read_batches(
         let mut attempt = 0;
         while let Some(keys) = pending.take() {
             if attempt == BATCH_ATTEMPTS {
-                return Err(StoreError::Unavailable(format!(
+                return Err(unavailable_because(format!(
                     "DynamoDB left keys of {what} unprocessed after {BATCH_ATTEMPTS} requests"
                 )));
             }
@@ -114,12 +109,7 @@ pub(super) async fn read_batches(
                 .request_items(table, keys)
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        &format!("reading {what}"),
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    )
-                })?;
+                .map_err(|error| unavailable(&format!("reading {what}"), error))?;
             found.extend(
                 output
                     .responses

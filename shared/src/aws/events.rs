@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::batch::read_batches;
 use super::{
-    Item, Read, cancellation_reasons, conditionally_written, from_item, get_by_key, required_env,
-    text_attribute, to_item, unavailable,
+    Item, Read, cancellation_reasons, conditionally_written, from_item, get_by_key, keyed,
+    required_env, text_attribute, to_item, unavailable, unavailable_because,
 };
 use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
@@ -70,7 +70,16 @@ impl DynamoEventStore {
             .send()
             .await
             .map_err(|error| unavailable("reading the current version", error))?;
-        output.item.map(from_item).transpose()
+        // The focus identifier holds an NHS number: the item is not named by it.
+        output
+            .item
+            .map(|item| {
+                from_item(
+                    item,
+                    &format!("the {} item of a focus resource", self.versions_table),
+                )
+            })
+            .transpose()
     }
 
     /// Whether the event already stored under this key has the same body.
@@ -206,13 +215,12 @@ impl EventStore for DynamoEventStore {
                 || failed.at(0, "TransactionConflict")
                 || failed.at(1, "TransactionConflict"))
             {
-                return Err(StoreError::Unavailable(format!(
-                    "storing the event: the transaction was cancelled ({})",
-                    failed
+                return Err(unavailable_because(format!(
+                    "storing the event: the transaction was cancelled ({failed})"
                 )));
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(unavailable_because(format!(
             "the current version changed under each of {PLACE_ATTEMPTS} attempts to store the event"
         )))
     }
@@ -252,7 +260,10 @@ impl EventStore for DynamoEventStore {
         read_batches(&self.client, &self.table, "eventKey", &unique, "events")
             .await?
             .into_iter()
-            .map(from_item)
+            .map(|item| {
+                let described = keyed(&self.table, &item, "eventKey");
+                from_item(item, &described)
+            })
             .collect()
     }
 
@@ -270,14 +281,10 @@ impl EventStore for DynamoEventStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        "reading a child's events",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    )
-                })?;
+                .map_err(|error| unavailable("reading a child's events", error))?;
             for item in output.items.unwrap_or_default() {
-                found.push(from_item(item)?);
+                let described = keyed(&self.table, &item, "eventKey");
+                found.push(from_item(item, &described)?);
             }
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -308,12 +315,7 @@ impl EventStore for DynamoEventStore {
             .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .send()
             .await
-            .map_err(|error| {
-                unavailable(
-                    "reading a day's events",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )
-            })?;
+            .map_err(|error| unavailable("reading a day's events", error))?;
         let items = output.items.unwrap_or_default();
         let more = output.last_evaluated_key.is_some_and(|key| !key.is_empty());
         let next = if more {

@@ -1,6 +1,6 @@
 //! The hub's token-signing key in KMS, and the verifiers of its tokens.
 
-use super::unavailable;
+use super::{unavailable, unavailable_because};
 use crate::ports::StoreError;
 
 /// The hub's token-signing key in KMS (ECC_NIST_P256, SIGN_VERIFY): tokens
@@ -38,10 +38,12 @@ pub async fn kms_verifier(
         .map_err(|error| unavailable("reading the hub's public key", error))?;
     let der = output
         .public_key
-        .ok_or_else(|| StoreError::Unavailable("KMS returned no public key".into()))?;
+        .ok_or_else(|| unavailable_because("KMS returned no public key"))?;
     let pem = crate::auth::public_key_pem(der.as_ref());
-    crate::auth::HubVerifier::from_public_pem(pem.as_bytes())
-        .map_err(|error| unavailable("the hub's public key", error))
+    // A key of another kind (not ECC_NIST_P256): the wrong key is configured.
+    crate::auth::HubVerifier::from_public_pem(pem.as_bytes()).map_err(|error| {
+        StoreError::Configuration(format!("the hub's key {key_id} cannot verify: {error}"))
+    })
 }
 
 /// The verifiers of every key id in a comma-separated list: the current
@@ -59,7 +61,7 @@ pub async fn kms_verifiers(
         verifiers.push(kms_verifier(client, key_id).await?);
     }
     if verifiers.is_empty() {
-        return Err(StoreError::Unavailable(
+        return Err(StoreError::Configuration(
             "no hub verifying key is configured".into(),
         ));
     }
@@ -86,9 +88,9 @@ impl crate::auth::HubSigningKey for KmsSigningKey {
             .map_err(|error| unavailable("signing a token", error))?;
         let der = output
             .signature
-            .ok_or_else(|| StoreError::Unavailable("KMS returned no signature".into()))?;
+            .ok_or_else(|| unavailable_because("KMS returned no signature"))?;
         crate::auth::ecdsa_der_to_fixed(der.as_ref())
             .map(Vec::from)
-            .ok_or_else(|| StoreError::Unavailable("KMS returned an unreadable signature".into()))
+            .ok_or_else(|| unavailable_because("KMS returned an unreadable signature"))
     }
 }

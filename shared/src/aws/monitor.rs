@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::unavailable;
+use super::{unavailable, unavailable_because};
 use crate::catalogue::EventType;
 use crate::ports::{StoreError, SubscriptionState, TopicSubscription};
 use crate::subscriber::Queues;
@@ -86,12 +86,7 @@ impl SqsQueueMonitor {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        "sending messages back to the queue",
-                        aws_sdk_sqs::error::DisplayErrorContext(error),
-                    )
-                })?;
+                .map_err(|error| unavailable("sending messages back to the queue", error))?;
             let deletions = sent
                 .successful()
                 .iter()
@@ -113,13 +108,10 @@ impl SqsQueueMonitor {
                     .send()
                     .await
                     .map_err(|error| {
-                        unavailable(
-                            "deleting redriven messages from the DLQ",
-                            aws_sdk_sqs::error::DisplayErrorContext(error),
-                        )
+                        unavailable("deleting redriven messages from the DLQ", error)
                     })?;
                 if !deleted.failed().is_empty() {
-                    return Err(StoreError::Unavailable(format!(
+                    return Err(unavailable_because(format!(
                         "{} messages were sent back to the queue but stay in the DLQ too",
                         deleted.failed().len()
                     )));
@@ -128,7 +120,7 @@ impl SqsQueueMonitor {
             moved += sent.successful().len() as u64;
             if !sent.failed().is_empty() {
                 // Those stay in the DLQ, visible again after the timeout.
-                return Err(StoreError::Unavailable(format!(
+                return Err(unavailable_because(format!(
                     "{} messages could not be sent back to the queue ({moved} were moved)",
                     sent.failed().len()
                 )));
@@ -183,10 +175,7 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
                 });
             }
             Err(error) => {
-                return Err(unavailable(
-                    "reading a queue's depth",
-                    aws_sdk_sqs::error::DisplayErrorContext(error),
-                ));
+                return Err(unavailable("reading a queue's depth", error));
             }
         };
         let number = |name: QueueAttributeName| {
@@ -230,12 +219,7 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
                 .message_attribute_names("All")
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        "receiving from the DLQ",
-                        aws_sdk_sqs::error::DisplayErrorContext(error),
-                    )
-                })?
+                .map_err(|error| unavailable("receiving from the DLQ", error))?
                 .messages
                 .unwrap_or_default();
             if received.is_empty() {
@@ -259,7 +243,7 @@ impl crate::ports::QueueMonitor for SqsQueueMonitor {
         let mut states = Vec::with_capacity(queues.topic_subscriptions.len());
         for subscription_arn in &queues.topic_subscriptions {
             let Some(sns) = &self.sns else {
-                return Err(StoreError::Unavailable(
+                return Err(StoreError::Configuration(
                     "the queue monitor was built without an SNS client".into(),
                 ));
             };

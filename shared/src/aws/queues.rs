@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 
-use super::{required_env, topic_arns_from_env, unavailable};
+use super::{required_env, topic_arns_from_env, unavailable, unavailable_because};
 use crate::access::{self, AwsPrincipal, QueueAccess};
 use crate::catalogue::EventType;
 use crate::dispatch::SUBSCRIBER_ATTRIBUTE;
@@ -47,7 +47,7 @@ impl QueueSettings {
     pub fn from_env() -> Result<Self, StoreError> {
         let number = |name: &str| {
             required_env(name)?.parse::<u32>().map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::Configuration(format!(
                     "environment variable {name} is not a whole number"
                 ))
             })
@@ -115,14 +115,9 @@ impl SqsQueueProvisioner {
         let url = request
             .send()
             .await
-            .map_err(|error| {
-                unavailable(
-                    "creating a queue",
-                    aws_sdk_sqs::error::DisplayErrorContext(error),
-                )
-            })?
+            .map_err(|error| unavailable("creating a queue", error))?
             .queue_url
-            .ok_or_else(|| StoreError::Unavailable("SQS returned no queue URL".into()))?;
+            .ok_or_else(|| unavailable_because("SQS returned no queue URL"))?;
         let arn = self
             .sqs
             .get_queue_attributes()
@@ -133,7 +128,7 @@ impl SqsQueueProvisioner {
             .map_err(|error| unavailable("reading a queue's ARN", error))?
             .attributes
             .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
-            .ok_or_else(|| StoreError::Unavailable("SQS returned no queue ARN".into()))?;
+            .ok_or_else(|| unavailable_because("SQS returned no queue ARN"))?;
         Ok((url, arn))
     }
 
@@ -145,7 +140,9 @@ impl SqsQueueProvisioner {
                     .get(event_type)
                     .map(String::as_str)
                     .ok_or_else(|| {
-                        StoreError::Unavailable(format!("no topic is configured for {event_type}"))
+                        StoreError::Configuration(format!(
+                            "no topic is configured for {event_type}"
+                        ))
                     })
             })
             .collect()
@@ -224,10 +221,7 @@ impl SqsQueueProvisioner {
                 .send()
                 .await
                 .map_err(|error| {
-                    unavailable(
-                        "granting the subscriber's principal its queue's key",
-                        aws_sdk_kms::error::DisplayErrorContext(error),
-                    )
+                    unavailable("granting the subscriber's principal its queue's key", error)
                 })?;
             grants.extend(granted.grant_id);
         }
@@ -254,10 +248,7 @@ impl SqsQueueProvisioner {
                         .as_service_error()
                         .is_some_and(|e| e.is_not_found_exception()) => {}
                 Err(error) => {
-                    return Err(unavailable(
-                        "revoking a key grant",
-                        aws_sdk_kms::error::DisplayErrorContext(error),
-                    ));
+                    return Err(unavailable("revoking a key grant", error));
                 }
             }
         }

@@ -58,13 +58,16 @@ impl crate::ports::RegisterStore for DynamoRegisterStore {
             .remove(REGISTER_VERSION)
             .and_then(|value| value.as_n().ok()?.parse::<u64>().ok())
             .ok_or_else(|| {
-                StoreError::Unavailable("a register item has no readable version".into())
+                StoreError::Corrupt(format!("an item of {} has no readable version", self.table))
             })?;
-        let value: crate::register::ChildRecord = from_item(item)?;
+        // Its key is an NHS number: the item is not named by it.
+        let value: crate::register::ChildRecord =
+            from_item(item, &format!("an item of {}", self.table))?;
         if value.nhs_number != nhs_number {
-            return Err(StoreError::Unavailable(
-                "a register item is stored under another NHS number".into(),
-            ));
+            return Err(StoreError::Corrupt(format!(
+                "an item of {} is stored under another NHS number",
+                self.table
+            )));
         }
         Ok(Some(crate::ports::Versioned { value, version }))
     }

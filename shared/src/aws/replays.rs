@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::{
     Read, cancellation_reasons, conditionally_written, get_by_key, required_env, to_item,
-    unavailable,
+    unavailable, unavailable_because,
 };
 use crate::ports::StoreError;
 
@@ -104,13 +104,13 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
                 return Ok(Err(crate::replay::NotStarted::QuotaSpent));
             }
             if !failed.at(2, "TransactionConflict") {
-                return Err(StoreError::Unavailable(format!(
+                return Err(unavailable_because(format!(
                     "starting a replay: the transaction was cancelled ({})",
                     failed
                 )));
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(unavailable_because(format!(
             "starting a replay: the subscriber's count changed under each of {START_ATTEMPTS} attempts"
         )))
     }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
-use super::unavailable;
+use super::{unavailable, unavailable_because};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::StoredEvent;
@@ -34,7 +34,7 @@ impl DeliveryPublisher for SnsDeliveryPublisher {
         deliveries: &[Delivery],
     ) -> Result<(), StoreError> {
         let topic = self.topics.get(&event.event_type).ok_or_else(|| {
-            StoreError::Unavailable(format!("no topic is configured for {}", event.event_type))
+            StoreError::Configuration(format!("no topic is configured for {}", event.event_type))
         })?;
         for chunk in crate::dispatch::batches(event, deliveries) {
             let mut pending: Vec<PublishBatchRequestEntry> = chunk
@@ -50,19 +50,14 @@ impl DeliveryPublisher for SnsDeliveryPublisher {
                     .set_publish_batch_request_entries(Some(pending.clone()))
                     .send()
                     .await
-                    .map_err(|error| {
-                        unavailable(
-                            "publishing deliveries",
-                            aws_sdk_sns::error::DisplayErrorContext(error),
-                        )
-                    })?;
+                    .map_err(|error| unavailable("publishing deliveries", error))?;
                 let failed: Vec<&str> =
                     output.failed().iter().map(|failure| failure.id()).collect();
                 if failed.is_empty() {
                     break;
                 }
                 if attempt == SNS_ENTRY_ATTEMPTS {
-                    return Err(StoreError::Unavailable(format!(
+                    return Err(unavailable_because(format!(
                         "{} deliveries of event {} failed after {attempt} attempts",
                         failed.len(),
                         event.event_id

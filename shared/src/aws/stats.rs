@@ -51,12 +51,7 @@ impl DynamoDeliveryStats {
             .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
             .send()
             .await
-            .map_err(|error| {
-                unavailable(
-                    "counting a delivery",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )
-            })?;
+            .map_err(|error| unavailable("counting a delivery", error))?;
         Ok(())
     }
 }
@@ -99,12 +94,7 @@ impl crate::ports::DeliveryStats for DynamoDeliveryStats {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|error| {
-                    unavailable(
-                        "reading delivery counts",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    )
-                })?;
+                .map_err(|error| unavailable("reading delivery counts", error))?;
             for item in output.items.unwrap_or_default() {
                 // An event type the catalogue no longer has is left out.
                 let Some(event_type) = text_attribute(&item, "eventType")

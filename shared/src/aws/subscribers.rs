@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Read, conditionally_written, get_by_key, to_item, unavailable};
+use super::{Read, conditionally_written, get_by_key, to_item, unavailable, unavailable_because};
 use crate::ports::{StoreError, SubscriberStore};
 use crate::subscriber::Subscriber;
 
@@ -59,8 +59,8 @@ impl SubscriberStore for DynamoSubscriberStore {
         if conditionally_written(written, "saving the subscriber")? {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(
-                "the subscriber was offboarded while it was being changed".into(),
+            Err(unavailable_because(
+                "the subscriber was offboarded while it was being changed",
             ))
         }
     }

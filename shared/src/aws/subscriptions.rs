@@ -73,12 +73,20 @@ impl DynamoSubscriptionStore {
     }
 }
 
-fn subscription_of(mut item: Item) -> Result<Subscription, StoreError> {
+/// The subscription an item holds. A broken item is named by the
+/// subscription's id (`pk` of its resource item, `sk` of a match item,
+/// whose `pk` may hold an NHS number).
+fn subscription_of(table: &str, mut item: Item) -> Result<Subscription, StoreError> {
+    let id = super::text_attribute(&item, "pk")
+        .and_then(|pk| pk.strip_prefix("SUBSCRIPTION#").map(str::to_owned))
+        .or_else(|| super::text_attribute(&item, "sk"))
+        .unwrap_or_default();
+    let described = format!("the {table} item of subscription {id}");
     match item.remove("subscription") {
-        Some(AttributeValue::M(fields)) => from_item(fields),
-        _ => Err(StoreError::Unavailable(
-            "a subscription item has no subscription".into(),
-        )),
+        Some(AttributeValue::M(fields)) => from_item(fields, &described),
+        _ => Err(StoreError::Corrupt(format!(
+            "{described} has no subscription"
+        ))),
     }
 }
 
@@ -139,12 +147,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .set_transact_items(Some(writes))
             .send()
             .await
-            .map_err(|error| {
-                unavailable(
-                    "storing the subscription",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )
-            })?;
+            .map_err(|error| unavailable("storing the subscription", error))?;
         Ok(())
     }
 
@@ -166,12 +169,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .set_transact_items(Some(deletes))
             .send()
             .await
-            .map_err(|error| {
-                unavailable(
-                    "deleting the subscription",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                )
-            })?;
+            .map_err(|error| unavailable("deleting the subscription", error))?;
         Ok(())
     }
 
@@ -204,7 +202,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(subscription_of)
+            .map(|item| subscription_of(&self.table, item))
             .collect::<Result<Vec<_>, _>>()?;
         let next = output
             .last_evaluated_key
@@ -223,7 +221,10 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .send()
             .await
             .map_err(|error| unavailable("reading a subscription", error))?;
-        output.item.map(subscription_of).transpose()
+        output
+            .item
+            .map(|item| subscription_of(&self.table, item))
+            .transpose()
     }
 
     async fn explicit_candidates(
@@ -264,7 +265,7 @@ impl DynamoSubscriptionStore {
                 .await
                 .map_err(|error| unavailable("finding subscriptions", error))?;
             for item in page.items.unwrap_or_default() {
-                candidates.push(subscription_of(item)?);
+                candidates.push(subscription_of(&self.table, item)?);
             }
             start_key = page.last_evaluated_key;
             if start_key.is_none() {
