@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::retry::Attempts;
 use super::{Item, unavailable, unavailable_because};
 use crate::ports::StoreError;
 
@@ -18,7 +19,8 @@ const MAX_BATCH_GET: usize = 100;
 const BATCH_ATTEMPTS: u32 = 8;
 
 /// Puts `items` into `table`, 25 to a BatchWriteItem, sending again what
-/// DynamoDB leaves unprocessed, with a growing pause.
+/// DynamoDB leaves unprocessed, with a growing pause (`retry`), as its
+/// documentation asks.
 pub(super) async fn write_batches(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -39,10 +41,8 @@ pub(super) async fn write_batches(
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        for attempt in 0..BATCH_ATTEMPTS {
-            if attempt > 0 {
-                back_off(client, attempt).await;
-            }
+        let mut attempts = Attempts::new(BATCH_ATTEMPTS, client.config().sleep_impl());
+        while !requests.is_empty() && attempts.next().await {
             let output = client
                 .batch_write_item()
                 .request_items(table, requests)
@@ -53,9 +53,6 @@ pub(super) async fn write_batches(
                 .unprocessed_items
                 .and_then(|mut unprocessed| unprocessed.remove(table))
                 .unwrap_or_default();
-            if requests.is_empty() {
-                break;
-            }
         }
         if !requests.is_empty() {
             return Err(unavailable_because(format!(
@@ -93,17 +90,13 @@ pub(super) async fn read_batches(
                 .build()
                 .map_err(|error| unavailable(&format!("building a read of {what}"), error))?,
         );
-        let mut attempt = 0;
+        let mut attempts = Attempts::new(BATCH_ATTEMPTS, client.config().sleep_impl());
         while let Some(keys) = pending.take() {
-            if attempt == BATCH_ATTEMPTS {
+            if !attempts.next().await {
                 return Err(unavailable_because(format!(
                     "DynamoDB left keys of {what} unprocessed after {BATCH_ATTEMPTS} requests"
                 )));
             }
-            if attempt > 0 {
-                back_off(client, attempt).await;
-            }
-            attempt += 1;
             let mut output = client
                 .batch_get_item()
                 .request_items(table, keys)
@@ -124,25 +117,4 @@ pub(super) async fn read_batches(
         }
     }
     Ok(found)
-}
-
-/// Waits before asking again for what DynamoDB left unprocessed, as its
-/// documentation asks: exponentially longer each time (25 ms doubling, at
-/// most 1.6 s), with jitter so that concurrent writers spread out. Without
-/// a sleep implementation in the client's configuration it asks again at
-/// once.
-async fn back_off(client: &aws_sdk_dynamodb::Client, attempt: u32) {
-    use aws_sdk_dynamodb::config::AsyncSleep;
-    let Some(sleep) = client.config().sleep_impl() else {
-        return;
-    };
-    let base = 25u64 << attempt.min(6);
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos()),
-    ) % base.max(1);
-    sleep
-        .sleep(std::time::Duration::from_millis(base / 2 + jitter / 2))
-        .await;
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::batch::read_batches;
+use super::retry::Attempts;
 use super::{
     Item, Read, cancellation_reasons, conditionally_written, from_item, get_by_key, keyed,
     required_env, text_attribute, to_item, unavailable, unavailable_because,
@@ -30,7 +31,7 @@ pub const PATIENT_INDEX: &str = "ByPatient";
 pub const DAY_INDEX: &str = "ByDay";
 /// How many times an insert reads the current version again when another
 /// publish of the same focus resource changed it meanwhile.
-const PLACE_ATTEMPTS: usize = 5;
+const PLACE_ATTEMPTS: u32 = 5;
 
 impl DynamoEventStore {
     pub fn new(
@@ -176,7 +177,8 @@ impl EventStore for DynamoEventStore {
                 self.existing(event).await
             };
         };
-        for _ in 0..PLACE_ATTEMPTS {
+        let mut attempts = Attempts::new(PLACE_ATTEMPTS, self.client.config().sleep_impl());
+        while attempts.next().await {
             let seen = self.current_version(identifier).await?;
             let placement = place(event, seen.as_ref());
             let mut stored = event.clone();

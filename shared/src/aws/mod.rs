@@ -18,6 +18,7 @@ mod queues;
 mod reference;
 mod register;
 mod replays;
+mod retry;
 mod sns;
 mod stats;
 mod subscribers;

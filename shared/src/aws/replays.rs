@@ -3,6 +3,7 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
+use super::retry::Attempts;
 use super::{
     Read, cancellation_reasons, conditionally_written, get_by_key, required_env, to_item,
     unavailable, unavailable_because,
@@ -33,7 +34,7 @@ impl DynamoReplayStore {
 
 /// Attempts at starting a replay when a concurrent start of the same
 /// subscriber's (another subscription) touched its quota count meanwhile.
-const START_ATTEMPTS: usize = 3;
+const START_ATTEMPTS: u32 = 3;
 
 impl crate::ports::ReplayStore for DynamoReplayStore {
     /// One transaction of three writes: the job (new), the subscription's
@@ -81,7 +82,8 @@ impl crate::ports::ReplayStore for DynamoReplayStore {
             .expression_attribute_values(":expires", number(admission.quota_expires_at))
             .build()
             .map_err(|error| build("count", error))?;
-        for _ in 0..START_ATTEMPTS {
+        let mut attempts = Attempts::new(START_ATTEMPTS, self.client.config().sleep_impl());
+        while attempts.next().await {
             let written = self
                 .client
                 .transact_write_items()

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
+use super::retry::Attempts;
 use super::{unavailable, unavailable_because};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
@@ -12,7 +13,7 @@ use crate::ports::{DeliveryPublisher, StoreError};
 
 /// Entries SNS reports as failed are retried this many times before the
 /// whole event is handed back for the stream to retry.
-const SNS_ENTRY_ATTEMPTS: usize = 3;
+const SNS_ENTRY_ATTEMPTS: u32 = 3;
 
 /// Publishes one message per recipient to the event type's topic.
 #[derive(Clone)]
@@ -42,7 +43,10 @@ impl DeliveryPublisher for SnsDeliveryPublisher {
                 .enumerate()
                 .map(|(index, delivery)| entry(index, event, delivery))
                 .collect::<Result<_, _>>()?;
-            for attempt in 1..=SNS_ENTRY_ATTEMPTS {
+            // Entries SNS reports as failed (throttled, an internal error)
+            // are sent again after a pause, not at once.
+            let mut attempts = Attempts::new(SNS_ENTRY_ATTEMPTS, self.client.config().sleep_impl());
+            while attempts.next().await {
                 let output = self
                     .client
                     .publish_batch()
@@ -56,9 +60,9 @@ impl DeliveryPublisher for SnsDeliveryPublisher {
                 if failed.is_empty() {
                     break;
                 }
-                if attempt == SNS_ENTRY_ATTEMPTS {
+                if attempts.made() == SNS_ENTRY_ATTEMPTS {
                     return Err(unavailable_because(format!(
-                        "{} deliveries of event {} failed after {attempt} attempts",
+                        "{} deliveries of event {} failed after {SNS_ENTRY_ATTEMPTS} attempts",
                         failed.len(),
                         event.event_id
                     )));
