@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use super::batch::read_batches;
 use super::retry::Attempts;
 use super::{
-    Item, Read, cancellation_reasons, conditionally_written, from_item, get_by_key, keyed,
-    required_env, text_attribute, to_item, unavailable, unavailable_because,
+    Read, cancellation_reasons, conditionally_written, from_item, get_by_key, keyed, required_env,
+    text_attribute, to_item, unavailable, unavailable_because,
 };
 use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
@@ -271,27 +271,21 @@ impl EventStore for DynamoEventStore {
 
     async fn patient_events(&self, nhs_number: NhsNumber) -> Result<Vec<EventSummary>, StoreError> {
         let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(PATIENT_INDEX)
-                .key_condition_expression("nhsNumber = :nhs")
-                .expression_attribute_values(":nhs", AttributeValue::S(nhs_number.as_string()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|error| unavailable("reading a child's events", error))?;
-            for item in output.items.unwrap_or_default() {
-                let described = keyed(&self.table, &item, "eventKey");
-                found.push(from_item(item, &described)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
+        // Every page, until DynamoDB returns no (or an empty) last key.
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PATIENT_INDEX)
+            .key_condition_expression("nhsNumber = :nhs")
+            .expression_attribute_values(":nhs", AttributeValue::S(nhs_number.as_string()))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|error| unavailable("reading a child's events", error))?;
+            let described = keyed(&self.table, &item, "eventKey");
+            found.push(from_item(item, &described)?);
         }
         Ok(found)
     }

@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Item, required_env, text_attribute, unavailable};
+use super::{required_env, text_attribute, unavailable};
 use crate::catalogue::EventType;
 use crate::ports::StoreError;
 
@@ -78,44 +78,34 @@ impl crate::ports::DeliveryStats for DynamoDeliveryStats {
         subscriber_id: &str,
     ) -> Result<Vec<crate::status::DeliveryCount>, StoreError> {
         let mut counts = Vec::new();
-        let mut start: Option<Item> = None;
-        // One page holds a subscriber's ten event types; the loop is for
-        // the contract, not the expected case.
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("subscriberId = :subscriber")
-                .expression_attribute_values(
-                    ":subscriber",
-                    AttributeValue::S(subscriber_id.to_owned()),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| unavailable("reading delivery counts", error))?;
-            for item in output.items.unwrap_or_default() {
-                // An event type the catalogue no longer has is left out.
-                let Some(event_type) = text_attribute(&item, "eventType")
-                    .and_then(|code| code.parse::<EventType>().ok())
-                else {
-                    continue;
-                };
-                let delivered = match item.get("delivered") {
-                    Some(AttributeValue::N(number)) => number.parse::<u64>().unwrap_or_default(),
-                    _ => 0,
-                };
-                counts.push(crate::status::DeliveryCount {
-                    event_type,
-                    delivered,
-                    last_delivery_at: text_attribute(&item, "lastDeliveryAt"),
-                });
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
+        // One page holds a subscriber's ten event types; the paginator is
+        // for the contract, not the expected case.
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("subscriberId = :subscriber")
+            .expression_attribute_values(":subscriber", AttributeValue::S(subscriber_id.to_owned()))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|error| unavailable("reading delivery counts", error))?;
+            // An event type the catalogue no longer has is left out.
+            let Some(event_type) =
+                text_attribute(&item, "eventType").and_then(|code| code.parse::<EventType>().ok())
+            else {
+                continue;
+            };
+            let delivered = match item.get("delivered") {
+                Some(AttributeValue::N(number)) => number.parse::<u64>().unwrap_or_default(),
+                _ => 0,
+            };
+            counts.push(crate::status::DeliveryCount {
+                event_type,
+                delivered,
+                last_delivery_at: text_attribute(&item, "lastDeliveryAt"),
+            });
         }
         Ok(counts)
     }

@@ -250,27 +250,21 @@ impl DynamoSubscriptionStore {
     /// only when a key holds more than 1 MB of subscriptions).
     async fn stored_under(&self, pk: String) -> Result<Vec<Subscription>, StoreError> {
         let mut candidates = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                // A subscription deleted a moment ago must not match.
-                .consistent_read(true)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|error| unavailable("finding subscriptions", error))?;
-            for item in page.items.unwrap_or_default() {
-                candidates.push(subscription_of(&self.table, item)?);
-            }
-            start_key = page.last_evaluated_key;
-            if start_key.is_none() {
-                return Ok(candidates);
-            }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            // A subscription deleted a moment ago must not match.
+            .consistent_read(true)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|error| unavailable("finding subscriptions", error))?;
+            candidates.push(subscription_of(&self.table, item)?);
         }
+        Ok(candidates)
     }
 }
