@@ -327,9 +327,11 @@ pub trait ReplayStore: Send + Sync {
     fn save(&self, job: &ReplayJob) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Remembers the client assertions already exchanged, so that a captured
-/// assertion cannot be exchanged a second time within its lifetime.
-pub trait ReplayGuard: Send + Sync {
+/// Remembers the ids (`jti`) of the client assertions already exchanged, so
+/// that a captured assertion cannot be exchanged a second time within its
+/// lifetime. (Its table is the template's `ReplayTable`, REPLAY_TABLE: a
+/// replayed assertion, nothing to do with the replay jobs of `ReplayStore`.)
+pub trait UsedAssertionIds: Send + Sync {
     /// Records the client's `jti`; true when it was not seen before. The
     /// record may be forgotten after `expires_at`, when the assertion that
     /// carried it is refused as expired anyway.
@@ -340,6 +342,10 @@ pub trait ReplayGuard: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// The former name of [`UsedAssertionIds`], kept while code elsewhere still
+/// uses it.
+pub use UsedAssertionIds as ReplayGuard;
 
 /// A stored value with the version it was read at: what a conditional
 /// write checks against.

@@ -6,7 +6,7 @@
 //! configuration read from the environment, item encoding, single-key
 //! reads and the outcome of conditional writes and transactions.
 
-mod assertions;
+mod assertion_ids;
 mod audit;
 mod batch;
 mod clients;
@@ -24,7 +24,10 @@ mod stats;
 mod subscribers;
 mod subscriptions;
 
-pub use assertions::DynamoReplayGuard;
+pub use assertion_ids::DynamoUsedAssertionIds;
+/// The former name of [`DynamoUsedAssertionIds`], kept while code elsewhere
+/// still uses it.
+pub use assertion_ids::DynamoUsedAssertionIds as DynamoReplayGuard;
 pub use audit::DynamoAuditLog;
 pub use clients::DynamoClientStore;
 pub use events::{DAY_INDEX, DynamoEventStore, PATIENT_INDEX};

@@ -8,22 +8,24 @@ use crate::ports::StoreError;
 
 /// The client assertions already exchanged, one item per client and jti,
 /// removed by the table's TTL on `expiresAt` once the assertion has expired.
+/// Its table is the template's `ReplayTable` (REPLAY_TABLE), named for the
+/// replay of an assertion it prevents, not for replay jobs.
 #[derive(Clone)]
-pub struct DynamoReplayGuard {
+pub struct DynamoUsedAssertionIds {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
-impl DynamoReplayGuard {
+impl DynamoUsedAssertionIds {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoReplayGuard {
+        DynamoUsedAssertionIds {
             client,
             table: table.into(),
         }
     }
 }
 
-impl crate::ports::ReplayGuard for DynamoReplayGuard {
+impl crate::ports::UsedAssertionIds for DynamoUsedAssertionIds {
     async fn remember(
         &self,
         client_id: &str,
