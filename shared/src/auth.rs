@@ -32,7 +32,7 @@ use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::error::HubError;
 use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::{ClientStore, ReplayGuard, StoreError};
+use crate::ports::{ClientStore, StoreError, UsedAssertionIds};
 use crate::subscriber::OdsCode;
 
 /// `iss` of the hub's access tokens.
@@ -848,10 +848,10 @@ pub struct AccessToken {
 /// registered and enabled, the assertion valid, and its `jti` not used before.
 /// A refusal names the client the assertion claims, as verified once its
 /// signature was checked.
-pub async fn exchange<C: ClientStore, R: ReplayGuard, K: HubSigningKey>(
+pub async fn exchange<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey>(
     assertion: &str,
     clients: &C,
-    replay_guard: &R,
+    used_ids: &R,
     token_endpoint_url: &str,
     signer: &HubSigner<K>,
     now: OffsetDateTime,
@@ -885,7 +885,7 @@ pub async fn exchange<C: ClientStore, R: ReplayGuard, K: HubSigningKey>(
     let forget_after = claims
         .expires_at
         .saturating_add(time::Duration::seconds(CLOCK_SKEW_SECONDS));
-    let first_use = replay_guard
+    let first_use = used_ids
         .remember(&claims.client_id, &claims.jti, forget_after)
         .await
         .map_err(|error| verified(error.into()))?;
@@ -981,10 +981,10 @@ impl HubSigningKey for PemSigningKey {
 
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
         let signature = jsonwebtoken::crypto::sign(signing_input, &self.key, Algorithm::ES256)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))?;
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))?;
         URL_SAFE_NO_PAD
             .decode(signature)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))
     }
 }
 

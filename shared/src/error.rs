@@ -129,6 +129,8 @@ impl HubError {
             HubError::Unauthenticated(error) => error.status(),
             HubError::Forbidden { .. } => 403,
             HubError::Store(StoreError::Unavailable(_)) => 503,
+            // Not worth the caller's retry: an operator must look.
+            HubError::Store(StoreError::Corrupt(_) | StoreError::Configuration(_)) => 500,
             HubError::Store(StoreError::InvalidPageToken) => 400,
             HubError::Internal(_) => 500,
         }
@@ -195,15 +197,19 @@ impl HubError {
             HubError::Store(StoreError::InvalidPageToken) => {
                 ("invalid", "INVALID_PARAMETER", vec!["_page".into()])
             }
-            HubError::Store(_) => ("transient", "SERVICE_UNAVAILABLE", vec![]),
-            HubError::Internal(_) => ("exception", "INTERNAL_SERVER_ERROR", vec![]),
+            HubError::Store(StoreError::Unavailable(_)) => {
+                ("transient", "SERVICE_UNAVAILABLE", vec![])
+            }
+            HubError::Store(StoreError::Corrupt(_) | StoreError::Configuration(_))
+            | HubError::Internal(_) => ("exception", "INTERNAL_SERVER_ERROR", vec![]),
         };
         let diagnostics = match self {
             // The cause of a storage failure stays in the logs.
             HubError::Store(StoreError::Unavailable(_)) => {
                 "the hub could not complete the request; try again later".to_owned()
             }
-            HubError::Internal(_) => "the hub failed to answer the request".to_owned(),
+            HubError::Store(StoreError::Corrupt(_) | StoreError::Configuration(_))
+            | HubError::Internal(_) => "the hub failed to answer the request".to_owned(),
             other => other.to_string(),
         };
         OperationOutcome::single(Issue {
@@ -233,5 +239,52 @@ mod tests {
         let diagnostics = &absent.outcome().issues[0].diagnostics;
         assert!(diagnostics.contains("no Content-Type"), "{diagnostics}");
         assert!(!diagnostics.contains("None"), "{diagnostics}");
+    }
+
+    /// A store that cannot be reached is worth a retry (503); a corrupt
+    /// item or a misconfigured function is not (500). Neither tells the
+    /// client more than that.
+    #[test]
+    fn each_kind_of_store_failure_has_its_status() {
+        let cases = [
+            (
+                StoreError::Unavailable("connection refused".into()),
+                503,
+                "SERVICE_UNAVAILABLE",
+            ),
+            (
+                StoreError::Corrupt("the events item under eventKey e/1".into()),
+                500,
+                "INTERNAL_SERVER_ERROR",
+            ),
+            (
+                StoreError::Configuration("environment variable EVENTS_TABLE is not set".into()),
+                500,
+                "INTERNAL_SERVER_ERROR",
+            ),
+        ];
+        for (error, status, spine_code) in cases {
+            let error = HubError::Store(error);
+            assert_eq!(error.status(), status, "{error}");
+            let outcome = error.outcome();
+            assert_eq!(outcome.issues[0].spine_code, spine_code);
+            let diagnostics = &outcome.issues[0].diagnostics;
+            for detail in ["connection", "eventKey", "EVENTS_TABLE"] {
+                assert!(!diagnostics.contains(detail), "{diagnostics}");
+            }
+        }
+        let token = HubError::Store(StoreError::InvalidPageToken);
+        assert_eq!(token.status(), 400);
+    }
+
+    /// An unavailable store keeps the error it met as its source.
+    #[test]
+    fn an_unavailable_store_keeps_its_cause() {
+        use std::error::Error as _;
+        let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let error = StoreError::Unavailable(Box::new(cause));
+        assert_eq!(error.to_string(), "a backing service failed: timed out");
+        let source = error.source().expect("a source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
     }
 }

@@ -1585,9 +1585,9 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
                 HubError::NotFound("a register record for that NHS number".into())
             })?;
             let body = serde_json::to_string(&child.value).map_err(|error| {
-                HubError::Store(crate::ports::StoreError::Unavailable(format!(
-                    "rendering a register record: {error}"
-                )))
+                HubError::Store(crate::ports::StoreError::Unavailable(
+                    format!("rendering a register record: {error}").into(),
+                ))
             })?;
             Ok((
                 respond(200, "application/json", body, &[]),

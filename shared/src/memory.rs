@@ -17,8 +17,8 @@ use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
     AuditLog, ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner,
-    ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionState, SubscriptionStore,
-    TopicSubscription,
+    ReplayStore, StoreError, SubscriberStore, SubscriptionState, SubscriptionStore,
+    TopicSubscription, UsedAssertionIds,
 };
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
@@ -519,9 +519,9 @@ impl ClientStore for MemoryClientStore {
                 client.subscriber_id = Some(subscriber_id.to_owned());
                 Ok(())
             }
-            None => Err(StoreError::Unavailable(format!(
-                "no client {client_id} to link"
-            ))),
+            None => Err(StoreError::Unavailable(
+                format!("no client {client_id} to link").into(),
+            )),
         }
     }
 }
@@ -600,11 +600,15 @@ impl AuditLog for MemoryAuditLog {
 
 /// The (client id, jti) pairs seen, each with the time it may be forgotten.
 #[derive(Default)]
-pub struct MemoryReplayGuard {
+pub struct MemoryUsedAssertionIds {
     seen: Mutex<HashMap<(String, String), OffsetDateTime>>,
 }
 
-impl MemoryReplayGuard {
+/// The former name of [`MemoryUsedAssertionIds`], kept while code
+/// elsewhere still uses it.
+pub type MemoryReplayGuard = MemoryUsedAssertionIds;
+
+impl MemoryUsedAssertionIds {
     /// Drops the records whose assertions have expired. Nothing calls it on
     /// its own: the guard takes no clock, so a test with a fixed `now` never
     /// loses a record it still needs.
@@ -623,7 +627,7 @@ impl MemoryReplayGuard {
     }
 }
 
-impl ReplayGuard for MemoryReplayGuard {
+impl UsedAssertionIds for MemoryUsedAssertionIds {
     async fn remember(
         &self,
         client_id: &str,

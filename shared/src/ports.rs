@@ -16,15 +16,52 @@ use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What an unavailable store carries: the error it met (an SDK error with
+/// what the hub was doing), or the hub's own words.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a port could not answer. Each kind is answered differently
+/// (`HubError::status`): only `Unavailable` is worth a caller's retry.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store or service could not be reached or refused the call; the
-    /// detail is for logs, never for clients.
+    /// The store or service could not be reached, refused the call
+    /// (throttled, access denied, a missing table) or did not settle
+    /// (writes that kept conflicting): 503, try again. The cause keeps its
+    /// chain; its text (which names the service's error code) is for logs,
+    /// never for clients.
     #[error("a backing service failed: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BoxError),
+    /// An item read back that the hub cannot use (it does not decode, or
+    /// contradicts its key): 500, an operator must look. The text names
+    /// the kind of item and, where the key identifies no one, its key;
+    /// never its content.
+    #[error("a stored item cannot be read: {0}")]
+    Corrupt(String),
+    /// A setting the function needs is missing or invalid (a table or
+    /// topic not named, a number that is not one): 500. Settings are read
+    /// at start-up where they can be, so that such a function fails to
+    /// start rather than answer.
+    #[error("the hub is misconfigured: {0}")]
+    Configuration(String),
     /// A listing's page token that no page of ours produced.
     #[error("the page token is not one the hub issued")]
     InvalidPageToken,
+}
+
+/// Equal when of the same kind with the same text: the cause of an
+/// unavailable store is compared by what it says (tests compare results).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StoreError::Unavailable(a), StoreError::Unavailable(b)) => {
+                a.to_string() == b.to_string()
+            }
+            (StoreError::Corrupt(a), StoreError::Corrupt(b))
+            | (StoreError::Configuration(a), StoreError::Configuration(b)) => a == b,
+            (StoreError::InvalidPageToken, StoreError::InvalidPageToken) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The result of offering an event to the store.
@@ -290,9 +327,11 @@ pub trait ReplayStore: Send + Sync {
     fn save(&self, job: &ReplayJob) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Remembers the client assertions already exchanged, so that a captured
-/// assertion cannot be exchanged a second time within its lifetime.
-pub trait ReplayGuard: Send + Sync {
+/// Remembers the ids (`jti`) of the client assertions already exchanged, so
+/// that a captured assertion cannot be exchanged a second time within its
+/// lifetime. (Its table is the template's `ReplayTable`, REPLAY_TABLE: a
+/// replayed assertion, nothing to do with the replay jobs of `ReplayStore`.)
+pub trait UsedAssertionIds: Send + Sync {
     /// Records the client's `jti`; true when it was not seen before. The
     /// record may be forgotten after `expires_at`, when the assertion that
     /// carried it is refused as expired anyway.
@@ -303,6 +342,10 @@ pub trait ReplayGuard: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// The former name of [`UsedAssertionIds`], kept while code elsewhere still
+/// uses it.
+pub use UsedAssertionIds as ReplayGuard;
 
 /// A stored value with the version it was read at: what a conditional
 /// write checks against.

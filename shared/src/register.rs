@@ -671,9 +671,12 @@ pub async fn record_event<S: RegisterStore, A: AuditLog>(
             });
         }
     }
-    Err(StoreError::Unavailable(format!(
-        "the child's register record changed under each of {MAX_RECORD_ATTEMPTS} attempts to write it"
-    )))
+    Err(StoreError::Unavailable(
+        format!(
+            "the child's register record changed under each of {MAX_RECORD_ATTEMPTS} attempts to write it"
+        )
+        .into(),
+    ))
 }
 
 /// What recording the update would make of the child's record, without

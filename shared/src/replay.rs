@@ -452,10 +452,13 @@ where
             }
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
-                "replay {} was saved by another worker meanwhile",
-                job.replay_id
-            )))
+            Err(StoreError::Unavailable(
+                format!(
+                    "replay {} was saved by another worker meanwhile",
+                    job.replay_id
+                )
+                .into(),
+            ))
         }
     }
 

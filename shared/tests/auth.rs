@@ -13,7 +13,7 @@ use hub::auth::{
     AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
     claimed_client_id, exchange, verify_access_token, verify_client_assertion,
 };
-use hub::memory::{MemoryClientStore, MemoryReplayGuard};
+use hub::memory::{MemoryClientStore, MemoryUsedAssertionIds};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};
 use hub::subscriber::OdsCode;
@@ -165,10 +165,10 @@ fn hub_signed(claims: &Value) -> String {
     signed(Algorithm::ES256, Some(&kid), &hub_private_key(), claims)
 }
 
-fn stores() -> (MemoryClientStore, MemoryReplayGuard) {
+fn stores() -> (MemoryClientStore, MemoryUsedAssertionIds) {
     let clients = MemoryClientStore::default();
     clients.put(client()).unwrap();
-    (clients, MemoryReplayGuard::default())
+    (clients, MemoryUsedAssertionIds::default())
 }
 
 // ---------------------------------------------------------------------------
@@ -811,7 +811,7 @@ async fn a_store_failure_is_unavailable_not_a_refusal() {
     let refusal = exchange(
         &assertion,
         &UnreachableClients,
-        &MemoryReplayGuard::default(),
+        &MemoryUsedAssertionIds::default(),
         TOKEN_URL,
         &hub_signer(),
         NOW,

@@ -1,7 +1,9 @@
 //! `POST /oauth2/token`: a client assertion in, a hub access token out.
 
 use hub::auth::HubSigner;
-use hub::aws::{DynamoAuditLog, DynamoClientStore, DynamoReplayGuard, KmsSigningKey, required_env};
+use hub::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoUsedAssertionIds, KmsSigningKey, required_env,
+};
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -10,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = lambda::sdk_config().await;
     let dynamodb = lambda::dynamodb_client(&config).await;
     let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let replay_guard = DynamoReplayGuard::new(dynamodb.clone(), required_env("REPLAY_TABLE")?);
+    let used_ids = DynamoUsedAssertionIds::new(dynamodb.clone(), required_env("REPLAY_TABLE")?);
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let key = KmsSigningKey::load(
         aws_sdk_kms::Client::new(&config),
@@ -19,9 +21,9 @@ async fn main() -> Result<(), Error> {
     .await?;
     let signer = HubSigner::new(key);
     let configured_url = std::env::var("TOKEN_ENDPOINT_URL").ok();
-    let (clients, replay_guard, signer, audit, configured_url) = (
+    let (clients, used_ids, signer, audit, configured_url) = (
         &clients,
-        &replay_guard,
+        &used_ids,
         &signer,
         &audit,
         configured_url.as_deref(),
@@ -30,7 +32,7 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(
             lambda::token(
                 clients,
-                replay_guard,
+                used_ids,
                 signer,
                 audit,
                 configured_url,

@@ -918,11 +918,11 @@ async fn the_audit_trail_is_written_once_per_record_and_queried_by_patient_and_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_assertion_id_is_remembered_once() {
-    use hub::ports::ReplayGuard;
+    use hub::ports::UsedAssertionIds;
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
     table(&client, "replays", &[("jtiKey", KeyType::Hash)]).await;
-    let guard = hub::aws::DynamoReplayGuard::new(client, "replays");
+    let guard = hub::aws::DynamoUsedAssertionIds::new(client, "replays");
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(
         guard

@@ -14,8 +14,8 @@ use hub::auth::{Caller, Client, HubSigner, Role};
 use hub::lambda;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
-    MemoryRegisterStore, MemoryReplayGuard, MemoryReplayStore, MemorySubscriberStore,
-    MemorySubscriptionStore,
+    MemoryRegisterStore, MemoryReplayStore, MemorySubscriberStore, MemorySubscriptionStore,
+    MemoryUsedAssertionIds,
 };
 use hub::ports::{AuditLog, ClientStore};
 use hub::subscriber::OdsCode;
@@ -978,7 +978,7 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     publisher.publish_for_ods = BTreeSet::from(["A83627".to_owned()]);
     clients.put(publisher.clone()).unwrap();
     let (replay, audit, signer) = (
-        MemoryReplayGuard::default(),
+        MemoryUsedAssertionIds::default(),
         MemoryAuditLog::default(),
         hub_signer(),
     );
@@ -1072,7 +1072,7 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
 async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     let clients = MemoryClientStore::default();
     let (replay, audit, signer) = (
-        MemoryReplayGuard::default(),
+        MemoryUsedAssertionIds::default(),
         MemoryAuditLog::default(),
         hub_signer(),
     );
@@ -1177,7 +1177,7 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
 
     // The authorizer's refusal of a disabled client's token names it.
     let (replay, audit, signer) = (
-        MemoryReplayGuard::default(),
+        MemoryUsedAssertionIds::default(),
         MemoryAuditLog::default(),
         hub_signer(),
     );

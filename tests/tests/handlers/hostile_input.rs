@@ -23,7 +23,7 @@ use hub::auth::{Caller, Client, HubSigner, Role};
 use hub::lambda;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
-    MemoryRegisterStore, MemoryReplayGuard, MemorySubscriberStore, MemorySubscriptionStore,
+    MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, MemoryUsedAssertionIds,
 };
 use hub::subscriber::OdsCode;
 use proptest::prelude::*;
@@ -47,7 +47,7 @@ struct Stores {
     clients: MemoryClientStore,
     audit: MemoryAuditLog,
     register: MemoryRegisterStore,
-    replay: MemoryReplayGuard,
+    replay: MemoryUsedAssertionIds,
     signer: HubSigner,
     stats: hub::memory::MemoryDeliveryStats,
     queues: hub::memory::MemoryQueues,
@@ -72,7 +72,7 @@ fn stores() -> Stores {
         clients: MemoryClientStore::default(),
         audit: MemoryAuditLog::default(),
         register: MemoryRegisterStore::default(),
-        replay: MemoryReplayGuard::default(),
+        replay: MemoryUsedAssertionIds::default(),
         signer: HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap(),
         stats: hub::memory::MemoryDeliveryStats::default(),
         queues: hub::memory::MemoryQueues::default(),
