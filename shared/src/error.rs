@@ -1,5 +1,5 @@
-//! Every way a request can fail, and the one place that turns each into an
-//! HTTP status and an OperationOutcome.
+//! Every way a request can fail, and the OperationOutcome of each. Its HTTP
+//! status is the Lambda layer's (lambda/http_status.rs).
 
 use crate::auth::AuthError;
 use crate::catalogue::EventType;
@@ -110,27 +110,6 @@ impl HubError {
         HubError::Unprocessable {
             expression: expression.into(),
             problem: problem.into(),
-        }
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            HubError::UnsupportedMediaType { .. } => 415,
-            HubError::PayloadTooLarge { .. } => 413,
-            HubError::NotText | HubError::BadRequest { .. } => 400,
-            HubError::Message(MessageError::Unreadable(_) | MessageError::NotABundle { .. }) => 400,
-            HubError::Message(MessageError::Invalid { .. })
-            | HubError::EventTypeMismatch { .. }
-            | HubError::Unprocessable { .. }
-            | HubError::Criteria(_) => 422,
-            HubError::DuplicateConflict { .. } | HubError::Conflict { .. } => 409,
-            HubError::TooManyRequests { .. } => 429,
-            HubError::NotFound(_) => 404,
-            HubError::Unauthenticated(error) => error.status(),
-            HubError::Forbidden { .. } => 403,
-            HubError::Store(StoreError::Unavailable(_)) => 503,
-            HubError::Store(StoreError::InvalidPageToken) => 400,
-            HubError::Internal(_) => 500,
         }
     }
 

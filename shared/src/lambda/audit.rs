@@ -11,6 +11,10 @@ use crate::ports::AuditLog;
 
 use super::audited::audited;
 use super::http::{page_size, respond};
+use crate::aws::DynamoAuditLog;
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// `GET /audit?patient=<NHS number>` or `GET /audit?client=<client id>`,
 /// with `_count` and `_page`: the trail, newest first (operators).
@@ -64,4 +68,12 @@ pub async fn read_audit<A: AuditLog>(
         },
     )
     .await
+}
+
+/// The main of `GET /audit`.
+pub async fn run_read_audit() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let audit = &audit;
+    serve_api(move |request| async move { read_audit(audit, &request).await }).await
 }

@@ -44,6 +44,36 @@ where
     F: FnOnce(Caller, AuditRecord) -> Fut,
     Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord), HubError>>,
 {
+    let answered = |caller, record| {
+        let answer = operation(caller, record);
+        async move {
+            answer
+                .await
+                .map(|(response, record)| (response, record, ()))
+        }
+    };
+    let (response, _) =
+        audited_outcome(audit, request, action, encoding, on_refusal, answered).await;
+    response
+}
+
+/// [`audited`], for an operation whose result the handler needs once it is
+/// answered (a publish counts its outcome): the result, or the refusal the
+/// answer was built from, a success the trail could not record included.
+pub(super) async fn audited_outcome<A, R, F, Fut, T>(
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+    action: Action,
+    encoding: Encoding,
+    on_refusal: R,
+    operation: F,
+) -> (ApiGatewayProxyResponse, Result<T, HubError>)
+where
+    A: AuditLog,
+    R: FnOnce(AuditRecord) -> AuditRecord,
+    F: FnOnce(Caller, AuditRecord) -> Fut,
+    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord, T), HubError>>,
+{
     let caller = caller_of(request);
     let record = AuditRecord::new(caller.as_ref().ok(), action, 0, OffsetDateTime::now_utc());
     let authenticated = caller.is_ok();
@@ -59,8 +89,8 @@ where
             }),
         Err(error) => Err(error),
     };
-    let (response, record) = match outcome {
-        Ok(answered) => answered,
+    let (response, record, result) = match outcome {
+        Ok((response, record, value)) => (response, record, Ok(value)),
         Err(error) => {
             let refused = record.detail(refusal_detail(&error));
             // The body of a request from no one is not read at all.
@@ -69,10 +99,13 @@ where
             } else {
                 refused
             };
-            (error_response(&error, encoding), refused)
+            (error_response(&error, encoding), refused, Err(error))
         }
     };
-    finish_audited(audit, record, response, encoding).await
+    match finish_audited(audit, record, response).await {
+        Ok(response) => (response, result),
+        Err(error) => (error_response(&error, encoding), Err(error)),
+    }
 }
 
 /// The future's output, or None when it panicked: an operation's bug still
@@ -106,21 +139,20 @@ pub(super) fn refusal_detail(error: &HubError) -> String {
 }
 
 /// Writes the request's audit record, with the status answered, and returns
-/// the answer, or a 503 for a success the trail could not record.
+/// the answer, or the failure to record a success (answered 503).
 pub(super) async fn finish_audited<A: AuditLog>(
     audit: &A,
     mut record: AuditRecord,
     response: ApiGatewayProxyResponse,
-    encoding: Encoding,
-) -> ApiGatewayProxyResponse {
+) -> Result<ApiGatewayProxyResponse, HubError> {
     record.status = u16::try_from(response.status_code).unwrap_or_default();
     if let Err(error) = audit.record(&record).await {
         error!(error = %error, audit_id = %record.audit_id, "the audit record could not be written");
         if record.status < 400 {
-            return error_response(&HubError::Store(error), encoding);
+            return Err(HubError::Store(error));
         }
     }
-    response
+    Ok(response)
 }
 
 /// The `{id}` of the path as the caller sent it, for a refusal's audit

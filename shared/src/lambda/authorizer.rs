@@ -8,7 +8,10 @@ use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use time::OffsetDateTime;
 use tracing::{error, warn};
 
-use super::runtime::Error;
+use super::http_status::auth_status;
+use crate::aws::{DynamoAuditLog, DynamoClientStore, kms_verifiers, required_env};
+
+use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{self, AuthError, HubKeys, Refusal};
 use crate::ports::{AuditLog, ClientStore};
@@ -70,8 +73,13 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
             let outcome = refusal.reason.outcome();
             let issue = outcome.issues.first();
             let route = method_arn.splitn(3, '/').nth(2).unwrap_or_default();
-            let record = AuditRecord::new(None, Action::Authenticate, refusal.reason.status(), now)
-                .detail(format!("{} {route}", refusal.reason.name()));
+            let record = AuditRecord::new(
+                None,
+                Action::Authenticate,
+                auth_status(&refusal.reason),
+                now,
+            )
+            .detail(format!("{} {route}", refusal.reason.name()));
             audit.record(&naming_client(record, &refusal)).await?;
             response.principal_id = Some(audit::ANONYMOUS.to_owned());
             response.policy_document = policy(IamPolicyEffect::Deny, method_arn);
@@ -98,4 +106,23 @@ pub(super) fn naming_client(mut record: AuditRecord, refusal: &Refusal) -> Audit
         }
     }
     record
+}
+
+/// The main of the API's TOKEN authorizer.
+pub async fn run_authorizer() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    // The hub's public keys, read once: the current one and, during a
+    // rotation, the previous one.
+    let keys = kms_verifiers(
+        &aws_sdk_kms::Client::new(&config),
+        &required_env("HUB_VERIFYING_KEY_IDS")?,
+    )
+    .await?;
+    let (keys, clients, audit) = (keys.as_slice(), &clients, &audit);
+    run(service_fn(move |event: LambdaEvent<_>| async move {
+        authorize(keys, clients, audit, &event.payload).await
+    }))
+    .await
 }

@@ -16,6 +16,12 @@ use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
 use super::audited::audited;
 use super::events::RETENTION;
 use super::http::{fhir_response, respond, response_encoding};
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// The NHS number of the path, for `GET /children/{nhsNumber}`.
 fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {
@@ -208,4 +214,28 @@ pub(super) async fn subscribed_types<S: SubscriptionStore>(
         })
         .map(|(event_type, _)| *event_type)
         .collect())
+}
+
+/// The main of `GET /children/{nhsNumber}`.
+pub async fn run_read_child() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (register, audit) = (&register, &audit);
+    serve_api(move |request| async move { read_child(register, audit, &request).await }).await
+}
+
+/// The main of `GET /children/{nhsNumber}/events`.
+pub async fn run_read_child_events() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (events, subscriptions, register, audit) = (&events, &subscriptions, &register, &audit);
+    serve_api(move |request| async move {
+        read_child_events(events, subscriptions, register, audit, &request).await
+    })
+    .await
 }

@@ -11,6 +11,10 @@ use crate::ports::{AuditLog, ClientStore};
 
 use super::audited::audited;
 use super::http::{json_body, respond};
+use crate::aws::{DynamoAuditLog, DynamoClientStore, required_env};
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
 /// (operators). 201 when new, 200 when replaced.
@@ -78,4 +82,22 @@ pub async fn disable_client<C: ClientStore, A: AuditLog>(
         },
     )
     .await
+}
+
+/// The main of `POST /clients`.
+pub async fn run_register_client() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (clients, audit) = (&clients, &audit);
+    serve_api(move |request| async move { register_client(clients, audit, &request).await }).await
+}
+
+/// The main of `DELETE /clients/{id}`.
+pub async fn run_disable_client() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (clients, audit) = (&clients, &audit);
+    serve_api(move |request| async move { disable_client(clients, audit, &request).await }).await
 }

@@ -9,18 +9,24 @@ use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{Caller, Role};
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{self, StoredEvent};
+use crate::events::{self, PublishOutcome, StoredEvent};
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
 use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
 
-use super::audited::{audited, refused_asking_for};
+use super::audited::{audited, audited_outcome, refused_asking_for};
 use super::children::subscribed_types;
 use super::http::{body_bytes, fhir_response, header, respond, response_encoding};
+use super::http_status::{error_status, publish_status};
 use super::runtime::{
     Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, service_fn,
 };
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
+
+use super::runtime::{serve_api, start};
 
 /// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
 pub static RETENTION: std::sync::LazyLock<events::Retention> =
@@ -45,7 +51,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
             None => record,
         }
     };
-    let response = audited(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
+    let (response, outcome) = audited_outcome(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
         let outcome = events::publish(
             store,
@@ -60,39 +66,36 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
         )
         .await?;
         let kind = match &outcome {
-            events::PublishOutcome::Accepted { .. } => "accepted",
-            events::PublishOutcome::Duplicate { .. } => "duplicate",
+            PublishOutcome::Accepted { .. } => "accepted",
+            PublishOutcome::Duplicate { .. } => "duplicate",
         };
-        info!(status = outcome.status(), event_type = %event_type, event_id = outcome.event_id(), outcome = kind, "publish");
+        let status = publish_status(&outcome);
+        info!(status, event_type = %event_type, event_id = outcome.event_id(), outcome = kind, "publish");
         let record = record
             .event(events::event_key(event_type, outcome.event_id()))
             .patient(outcome.nhs_number());
-        let response = fhir_response(
-            outcome.status(),
-            encoding,
-            outcome.outcome().render(encoding),
-            &[],
-        );
-        Ok((response, record))
+        let response = fhir_response(status, encoding, outcome.outcome().render(encoding), &[]);
+        Ok((response, record, outcome))
     })
     .await;
-    publish_metrics(event_type, response.status_code, started.elapsed()).emit();
+    publish_metrics(event_type, outcome.as_ref(), started.elapsed()).emit();
     response
 }
 
-/// What one publish counts for: its outcome, told by the status the
-/// publisher was answered (202 stored, 200 duplicate, 4xx refused, 5xx
-/// failed), and how long it took.
+/// What one publish counts for: the outcome the publisher was answered
+/// (stored, duplicate, refused for the publisher's fault, or failed for the
+/// hub's: a 5xx, an accepted message whose audit record could not be written
+/// included), and how long it took.
 fn publish_metrics(
     event_type: EventType,
-    status: i64,
+    outcome: Result<&PublishOutcome, &HubError>,
     elapsed: std::time::Duration,
 ) -> metrics::MetricRecord {
-    let outcome = match status {
-        202 => metrics::PUBLISH_ACCEPTED,
-        200 => metrics::PUBLISH_DUPLICATE,
-        400..=499 => metrics::PUBLISH_REJECTED,
-        _ => metrics::PUBLISH_FAILED,
+    let outcome = match outcome {
+        Ok(PublishOutcome::Accepted { .. }) => metrics::PUBLISH_ACCEPTED,
+        Ok(PublishOutcome::Duplicate { .. }) => metrics::PUBLISH_DUPLICATE,
+        Err(error) if error_status(error) < 500 => metrics::PUBLISH_REJECTED,
+        Err(_) => metrics::PUBLISH_FAILED,
     };
     metrics::MetricRecord::for_event_type(event_type)
         .count(outcome, 1)
@@ -332,28 +335,69 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
     .await
 }
 
+/// The main of `GET /events/{id}`.
+pub async fn run_read_event() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let store = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (store, subscriptions, register, audit) = (&store, &subscriptions, &register, &audit);
+    serve_api(move |request| async move {
+        read_event(store, subscriptions, register, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `POST /events/{id}/$release`.
+pub async fn run_release_event() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let store = DynamoEventStore::from_env(dynamodb.clone())?;
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (store, register, audit) = (&store, &register, &audit);
+    serve_api(move |request| async move { release_event(store, register, audit, &request).await })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_publish_counts_for_the_outcome_its_status_tells() {
-        for (status, metric) in [
-            (202, metrics::PUBLISH_ACCEPTED),
-            (200, metrics::PUBLISH_DUPLICATE),
-            (400, metrics::PUBLISH_REJECTED),
-            (413, metrics::PUBLISH_REJECTED),
-            (500, metrics::PUBLISH_FAILED),
-            (503, metrics::PUBLISH_FAILED),
+    fn a_publish_counts_for_the_outcome_it_was_answered() {
+        let accepted = PublishOutcome::Accepted {
+            event_id: "e".into(),
+            nhs_number: None,
+            sensitive: false,
+            warnings: Vec::new(),
+            out_of_order: None,
+        };
+        let duplicate = PublishOutcome::Duplicate {
+            event_id: "e".into(),
+            nhs_number: None,
+        };
+        let bad_request = HubError::bad_request("$", "bad");
+        let too_large = HubError::PayloadTooLarge { size: 2, limit: 1 };
+        let internal = HubError::Internal("bug".into());
+        let unavailable = HubError::Store(crate::ports::StoreError::Unavailable("down".into()));
+        for (case, outcome, metric) in [
+            ("accepted", Ok(&accepted), metrics::PUBLISH_ACCEPTED),
+            ("duplicate", Ok(&duplicate), metrics::PUBLISH_DUPLICATE),
+            ("400", Err(&bad_request), metrics::PUBLISH_REJECTED),
+            ("413", Err(&too_large), metrics::PUBLISH_REJECTED),
+            ("500", Err(&internal), metrics::PUBLISH_FAILED),
+            ("503", Err(&unavailable), metrics::PUBLISH_FAILED),
         ] {
             let emf = publish_metrics(
                 EventType::NewbornHearing,
-                status,
+                outcome,
                 std::time::Duration::from_millis(7),
             )
             .to_emf("ns", 0);
-            assert_eq!(emf[metric], 1.0, "status {status}: {emf}");
-            assert_eq!(emf[metrics::PUBLISH_LATENCY], 7.0, "status {status}");
+            assert_eq!(emf[metric], 1.0, "{case}: {emf}");
+            assert_eq!(emf[metrics::PUBLISH_LATENCY], 7.0, "{case}");
             assert_eq!(emf[metrics::EVENT_TYPE_DIMENSION], "newborn-hearing-1");
             let counted = [
                 metrics::PUBLISH_ACCEPTED,
@@ -364,7 +408,7 @@ mod tests {
             .iter()
             .filter(|name| emf.get(**name).is_some())
             .count();
-            assert_eq!(counted, 1, "status {status}: one outcome only");
+            assert_eq!(counted, 1, "{case}: one outcome only");
         }
     }
 }

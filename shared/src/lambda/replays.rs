@@ -16,6 +16,10 @@ use super::http::{
     MAX_REQUEST_BYTES, body_bytes, header, limited_text_body, path_id, respond, response_encoding,
 };
 use super::subscriptions::own_subscription;
+use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// `since` and `until` of a replay request: query parameters, or a FHIR
 /// Parameters body (valueInstant, valueDateTime or valueDate).
@@ -178,4 +182,27 @@ pub async fn read_replay<J: ReplayStore, A: AuditLog>(
         },
     )
     .await
+}
+
+/// The main of `POST /Subscription/{id}/$replay`.
+pub async fn run_start_replay() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, jobs, audit) = (&subscriptions, &jobs, &audit);
+    serve_api(
+        move |request| async move { start_replay(subscriptions, jobs, audit, &request).await },
+    )
+    .await
+}
+
+/// The main of `GET /replays/{id}`.
+pub async fn run_read_replay() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (jobs, audit) = (&jobs, &audit);
+    serve_api(move |request| async move { read_replay(jobs, audit, &request).await }).await
 }

@@ -2,6 +2,8 @@
 //! clients whose connections are opened during init.
 
 use std::future::Future;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use tracing::info;
 
 use crate::catalogue::EventType;
@@ -143,6 +145,33 @@ async fn warm_up<T, E>(service: &'static str, call: impl Future<Output = Result<
             "warm-up call timed out: the first invocation connects"
         ),
     }
+}
+
+/// Every function's start: tracing, the SDK configuration, and the DynamoDB
+/// client every function uses, its connection opened during init.
+pub(super) async fn start() -> (aws_config::SdkConfig, aws_sdk_dynamodb::Client) {
+    init_tracing();
+    let config = sdk_config().await;
+    let dynamodb = dynamodb_client(&config).await;
+    (config, dynamodb)
+}
+
+/// Answers API Gateway requests with `handler` until the runtime stops.
+pub(super) async fn serve_api<H, Fut>(handler: H) -> Result<(), Error>
+where
+    H: Fn(ApiGatewayProxyRequest) -> Fut,
+    Fut: Future<Output = ApiGatewayProxyResponse>,
+{
+    let handler = &handler;
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| {
+            // Boxed: the handlers' futures nest deeply enough to overflow
+            // the compiler's layout queries when inlined into the runtime's.
+            let answer = Box::pin(handler(event.payload));
+            async move { Ok::<_, Error>(answer.await) }
+        },
+    ))
+    .await
 }
 
 #[cfg(test)]

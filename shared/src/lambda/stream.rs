@@ -7,6 +7,11 @@ use std::collections::BTreeSet;
 use time::OffsetDateTime;
 use tracing::{error, info};
 
+use crate::aws::{
+    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
+    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
+    required_env, topic_arns_from_env,
+};
 use crate::dispatch::{Dispatched, Dispatcher};
 use crate::events::StoredEvent;
 use crate::ports::{
@@ -14,6 +19,8 @@ use crate::ports::{
 };
 use crate::reference::ReferenceData;
 use crate::{metrics, replay};
+
+use super::runtime::{Error, LambdaEvent, run, service_fn, sns_client, start};
 
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
@@ -164,6 +171,64 @@ where
         }
     }
     response
+}
+
+/// The main of dispatch: the events table's stream.
+pub async fn run_dispatch() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
+    let dispatcher = Dispatcher {
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+        stats: &stats,
+        events: &events,
+    };
+    let dispatcher = &dispatcher;
+    run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(dispatch_batch(dispatcher, event.payload).await)
+    }))
+    .await
+}
+
+/// The main of the replay worker: the replays table's stream.
+pub async fn run_replay_worker() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
+    let replayer = replay::Replayer {
+        events: &events,
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+        jobs: &jobs,
+        stats: &stats,
+    };
+    let replayer = &replayer;
+    run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(replay_batch(replayer, event.payload).await)
+    }))
+    .await
 }
 
 #[cfg(test)]

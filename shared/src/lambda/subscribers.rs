@@ -13,6 +13,14 @@ use crate::subscriber::{self, OnboardRequest};
 
 use super::audited::{audited, refused_subscriber};
 use super::http::{json_body, path_id, respond};
+use crate::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoSubscriberStore,
+    DynamoSubscriptionStore, SqsQueueMonitor, SqsQueueProvisioner, required_env,
+    topic_arns_from_env,
+};
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// `POST /subscribers`: onboard a subscriber for a registered client.
 pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A: AuditLog>(
@@ -224,4 +232,81 @@ pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: Audit
         },
     )
     .await
+}
+
+/// The main of `POST /subscribers`.
+pub async fn run_onboard() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let provisioner = SqsQueueProvisioner::from_env(&config)?;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscribers, provisioner, clients, audit) = (&subscribers, &provisioner, &clients, &audit);
+    serve_api(move |request| async move {
+        onboard(subscribers, provisioner, clients, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `DELETE /subscribers/{id}`.
+pub async fn run_offboard() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let provisioner = SqsQueueProvisioner::from_env(&config)?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscribers, subscriptions, provisioner, audit) =
+        (&subscribers, &subscriptions, &provisioner, &audit);
+    serve_api(move |request| async move {
+        offboard(subscribers, subscriptions, provisioner, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `PATCH /subscribers/{id}`.
+pub async fn run_change_subscriber() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let provisioner = SqsQueueProvisioner::from_env(&config)?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscribers, subscriptions, provisioner, audit) =
+        (&subscribers, &subscriptions, &provisioner, &audit);
+    serve_api(move |request| async move {
+        change_subscriber(subscribers, subscriptions, provisioner, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `GET /subscribers/{id}/status`.
+pub async fn run_subscriber_status() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config))
+        .with_subscriptions(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscribers, stats, queues, audit) = (&subscribers, &stats, &queues, &audit);
+    serve_api(move |request| async move {
+        subscriber_status(subscribers, stats, queues, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `POST /subscribers/{id}/$redrive`.
+pub async fn run_redrive() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config));
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscribers, queues, audit) = (&subscribers, &queues, &audit);
+    serve_api(move |request| async move { redrive(subscribers, queues, audit, &request).await })
+        .await
 }

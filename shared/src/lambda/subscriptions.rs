@@ -16,6 +16,10 @@ use super::http::{
     MAX_REQUEST_BYTES, fhir_response, header, limited_text_body, page_size, path_id,
     response_encoding,
 };
+use crate::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
+
+use super::runtime::Error;
+use super::runtime::{serve_api, start};
 
 /// `POST /Subscription`: create a subscription for the calling subscriber.
 pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: AuditLog>(
@@ -174,5 +178,57 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
             .patient(deleted.criteria.target.patient());
         Ok((response, record))
     })
+    .await
+}
+
+/// The main of `POST /Subscription`.
+pub async fn run_create_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, subscribers, audit) = (&subscriptions, &subscribers, &audit);
+    serve_api(move |request| async move {
+        create_subscription(subscriptions, subscribers, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `GET /Subscription/{id}`.
+pub async fn run_read_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(move |request| async move { read_subscription(subscriptions, audit, &request).await })
+        .await
+}
+
+/// The main of `GET /Subscription`.
+pub async fn run_list_subscriptions() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(
+        move |request| async move { list_subscriptions(subscriptions, audit, &request).await },
+    )
+    .await
+}
+
+/// The main of `DELETE /Subscription/{id}`.
+pub async fn run_delete_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(
+        move |request| async move { delete_subscription(subscriptions, audit, &request).await },
+    )
     .await
 }

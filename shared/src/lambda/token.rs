@@ -17,6 +17,11 @@ use super::http::{MAX_REQUEST_BYTES, header, limited_text_body, respond};
 use super::http_status::error_response;
 
 pub use crate::auth::CLIENT_ASSERTION_TYPE;
+use crate::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoReplayGuard, KmsSigningKey, required_env,
+};
+
+use super::runtime::{Error, serve_api, start};
 
 /// The URL of the token endpoint, which client assertions must name as
 /// their audience: configured (a custom domain needs it), else the URL API
@@ -124,5 +129,41 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
             (error_response(&error, Encoding::Json), record)
         }
     };
-    finish_audited(audit, record, response, Encoding::Json).await
+    finish_audited(audit, record, response)
+        .await
+        .unwrap_or_else(|error| error_response(&error, Encoding::Json))
+}
+
+/// The main of `POST /oauth2/token`.
+pub async fn run_token() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let replay_guard = DynamoReplayGuard::new(dynamodb.clone(), required_env("REPLAY_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let key = KmsSigningKey::load(
+        aws_sdk_kms::Client::new(&config),
+        &required_env("HUB_SIGNING_KEY_ID")?,
+    )
+    .await?;
+    let signer = HubSigner::new(key);
+    let configured_url = std::env::var("TOKEN_ENDPOINT_URL").ok();
+    let (clients, replay_guard, signer, audit, configured_url) = (
+        &clients,
+        &replay_guard,
+        &signer,
+        &audit,
+        configured_url.as_deref(),
+    );
+    serve_api(move |request| async move {
+        token(
+            clients,
+            replay_guard,
+            signer,
+            audit,
+            configured_url,
+            &request,
+        )
+        .await
+    })
+    .await
 }
