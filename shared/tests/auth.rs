@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hub::{EventType, HubError};
 use hub::auth::{
     AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
     claimed_client_id, exchange, verify_access_token, verify_client_assertion,
@@ -17,6 +16,7 @@ use hub::memory::{MemoryClientStore, MemoryReplayGuard};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};
 use hub::subscriber::OdsCode;
+use hub::{EventType, HubError};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

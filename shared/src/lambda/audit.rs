@@ -4,6 +4,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 
 use crate::audit::{Action, AuditQuery};
 use crate::auth::{self, Role};
+use crate::aws::DynamoAuditLog;
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
@@ -11,10 +12,7 @@ use crate::ports::AuditLog;
 
 use super::audited::audited;
 use super::http::{page_size, respond};
-use crate::aws::DynamoAuditLog;
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
+use super::runtime::{Error, serve_api, start};
 
 /// `GET /audit?patient=<NHS number>` or `GET /audit?client=<client id>`,
 /// with `_count` and `_page`: the trail, newest first (operators).

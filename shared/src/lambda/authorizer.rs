@@ -9,11 +9,10 @@ use time::OffsetDateTime;
 use tracing::{error, warn};
 
 use super::http_status::auth_status;
-use crate::aws::{DynamoAuditLog, DynamoClientStore, kms_verifiers, required_env};
-
 use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{self, AuthError, HubKeys, Refusal};
+use crate::aws::{DynamoAuditLog, DynamoClientStore, kms_verifiers, required_env};
 use crate::ports::{AuditLog, ClientStore};
 
 /// The authorizer's policy: the whole API for an authenticated caller (the

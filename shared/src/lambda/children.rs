@@ -6,6 +6,9 @@ use time::OffsetDateTime;
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{Caller, Role};
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::history;
@@ -16,12 +19,7 @@ use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
 use super::audited::audited;
 use super::events::RETENTION;
 use super::http::{fhir_response, respond, response_encoding};
-use crate::aws::{
-    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
-};
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
+use super::runtime::{Error, serve_api, start};
 
 /// The NHS number of the path, for `GET /children/{nhsNumber}`.
 fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {

@@ -5,16 +5,14 @@ use tracing::info;
 
 use crate::audit::Action;
 use crate::auth::{self, Client, Role};
+use crate::aws::{DynamoAuditLog, DynamoClientStore, required_env};
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::ports::{AuditLog, ClientStore};
 
 use super::audited::audited;
 use super::http::{json_body, respond};
-use crate::aws::{DynamoAuditLog, DynamoClientStore, required_env};
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
+use super::runtime::{Error, serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
 /// (operators). 201 when new, 200 when replaced.

@@ -7,6 +7,9 @@ use tracing::info;
 
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{Caller, Role};
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::events::{self, PublishOutcome, StoredEvent};
@@ -20,13 +23,9 @@ use super::children::subscribed_types;
 use super::http::{body_bytes, fhir_response, header, respond, response_encoding};
 use super::http_status::{error_status, publish_status};
 use super::runtime::{
-    Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, service_fn,
+    Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, serve_api, service_fn,
+    start,
 };
-use crate::aws::{
-    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
-};
-
-use super::runtime::{serve_api, start};
 
 /// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
 pub static RETENTION: std::sync::LazyLock<events::Retention> =

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use tracing::info;
 
 use crate::audit::{Action, AuditRecord};
+use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::ports::{AuditLog, ReplayStore, SubscriptionStore};
@@ -15,11 +16,8 @@ use super::events::RETENTION;
 use super::http::{
     MAX_REQUEST_BYTES, body_bytes, header, limited_text_body, path_id, respond, response_encoding,
 };
+use super::runtime::{Error, serve_api, start};
 use super::subscriptions::own_subscription;
-use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
 
 /// `since` and `until` of a replay request: query parameters, or a FHIR
 /// Parameters body (valueInstant, valueDateTime or valueDate).

@@ -7,20 +7,18 @@ use tracing::info;
 
 use crate::audit::Action;
 use crate::auth::Role;
+use crate::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoSubscriberStore,
+    DynamoSubscriptionStore, SqsQueueMonitor, SqsQueueProvisioner, required_env,
+    topic_arns_from_env,
+};
 use crate::message::Encoding;
 use crate::ports::{AuditLog, ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
 use crate::subscriber::{self, OnboardRequest};
 
 use super::audited::{audited, refused_subscriber};
 use super::http::{json_body, path_id, respond};
-use crate::aws::{
-    DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoSubscriberStore,
-    DynamoSubscriptionStore, SqsQueueMonitor, SqsQueueProvisioner, required_env,
-    topic_arns_from_env,
-};
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
+use super::runtime::{Error, serve_api, start};
 
 /// `POST /subscribers`: onboard a subscriber for a registered client.
 pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A: AuditLog>(

@@ -6,6 +6,7 @@ use tracing::info;
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::Caller;
+use crate::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::ports::{AuditLog, SubscriberStore, SubscriptionStore};
@@ -16,10 +17,7 @@ use super::http::{
     MAX_REQUEST_BYTES, fhir_response, header, limited_text_body, page_size, path_id,
     response_encoding,
 };
-use crate::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
-
-use super::runtime::Error;
-use super::runtime::{serve_api, start};
+use super::runtime::{Error, serve_api, start};
 
 /// `POST /Subscription`: create a subscription for the calling subscriber.
 pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: AuditLog>(

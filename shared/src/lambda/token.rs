@@ -6,6 +6,9 @@ use tracing::info;
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{self, HubSigner, HubSigningKey};
+use crate::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoReplayGuard, KmsSigningKey, required_env,
+};
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::ports::{AuditLog, ClientStore, ReplayGuard};
@@ -17,9 +20,6 @@ use super::http::{MAX_REQUEST_BYTES, header, limited_text_body, respond};
 use super::http_status::error_response;
 
 pub use crate::auth::CLIENT_ASSERTION_TYPE;
-use crate::aws::{
-    DynamoAuditLog, DynamoClientStore, DynamoReplayGuard, KmsSigningKey, required_env,
-};
 
 use super::runtime::{Error, serve_api, start};
 
