@@ -382,16 +382,6 @@ impl AuthError {
         }
     }
 
-    /// 401 for every refusal; 503 when the hub itself failed, since telling
-    /// a client its credentials are wrong during an outage would send it to
-    /// fix what is not broken.
-    pub fn status(&self) -> u16 {
-        match self {
-            AuthError::Unavailable(_) => 503,
-            _ => 401,
-        }
-    }
-
     pub fn outcome(&self) -> OperationOutcome {
         let (code, spine_code, diagnostics) = match self {
             AuthError::Unavailable(_) => (
@@ -1655,7 +1645,10 @@ mod tests {
             "%%%",
         ] {
             let error = Client::from_registration(&ec_registration(bad)).unwrap_err();
-            assert_eq!(error.status(), 422, "{bad}");
+            assert!(
+                matches!(error, HubError::Unprocessable { .. }),
+                "{bad}: {error:?}"
+            );
             assert!(error.to_string().contains("keys.keys[0]"), "{bad}: {error}");
         }
     }

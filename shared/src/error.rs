@@ -1,5 +1,5 @@
-//! Every way a request can fail, and the one place that turns each into an
-//! HTTP status and an OperationOutcome.
+//! Every way a request can fail, and the OperationOutcome of each. Its HTTP
+//! status is the Lambda layer's (lambda/http_status.rs).
 
 use crate::auth::AuthError;
 use crate::catalogue::EventType;
@@ -113,29 +113,6 @@ impl HubError {
         }
     }
 
-    pub fn status(&self) -> u16 {
-        match self {
-            HubError::UnsupportedMediaType { .. } => 415,
-            HubError::PayloadTooLarge { .. } => 413,
-            HubError::NotText | HubError::BadRequest { .. } => 400,
-            HubError::Message(MessageError::Unreadable(_) | MessageError::NotABundle { .. }) => 400,
-            HubError::Message(MessageError::Invalid { .. })
-            | HubError::EventTypeMismatch { .. }
-            | HubError::Unprocessable { .. }
-            | HubError::Criteria(_) => 422,
-            HubError::DuplicateConflict { .. } | HubError::Conflict { .. } => 409,
-            HubError::TooManyRequests { .. } => 429,
-            HubError::NotFound(_) => 404,
-            HubError::Unauthenticated(error) => error.status(),
-            HubError::Forbidden { .. } => 403,
-            HubError::Store(StoreError::Unavailable(_)) => 503,
-            // Not worth the caller's retry: an operator must look.
-            HubError::Store(StoreError::Corrupt(_) | StoreError::Configuration(_)) => 500,
-            HubError::Store(StoreError::InvalidPageToken) => 400,
-            HubError::Internal(_) => 500,
-        }
-    }
-
     pub fn outcome(&self) -> OperationOutcome {
         if let HubError::Unauthenticated(error) = self {
             return error.outcome();
@@ -241,40 +218,33 @@ mod tests {
         assert!(!diagnostics.contains("None"), "{diagnostics}");
     }
 
-    /// A store that cannot be reached is worth a retry (503); a corrupt
-    /// item or a misconfigured function is not (500). Neither tells the
-    /// client more than that.
+    /// A store that cannot be reached is worth a retry; a corrupt item or a
+    /// misconfigured function is not (lambda/http_status.rs gives their
+    /// statuses). Neither tells the client more than that.
     #[test]
-    fn each_kind_of_store_failure_has_its_status() {
+    fn each_kind_of_store_failure_has_its_outcome() {
         let cases = [
             (
                 StoreError::Unavailable("connection refused".into()),
-                503,
                 "SERVICE_UNAVAILABLE",
             ),
             (
                 StoreError::Corrupt("the events item under eventKey e/1".into()),
-                500,
                 "INTERNAL_SERVER_ERROR",
             ),
             (
                 StoreError::Configuration("environment variable EVENTS_TABLE is not set".into()),
-                500,
                 "INTERNAL_SERVER_ERROR",
             ),
         ];
-        for (error, status, spine_code) in cases {
-            let error = HubError::Store(error);
-            assert_eq!(error.status(), status, "{error}");
-            let outcome = error.outcome();
+        for (error, spine_code) in cases {
+            let outcome = HubError::Store(error).outcome();
             assert_eq!(outcome.issues[0].spine_code, spine_code);
             let diagnostics = &outcome.issues[0].diagnostics;
             for detail in ["connection", "eventKey", "EVENTS_TABLE"] {
                 assert!(!diagnostics.contains(detail), "{diagnostics}");
             }
         }
-        let token = HubError::Store(StoreError::InvalidPageToken);
-        assert_eq!(token.status(), 400);
     }
 
     /// An unavailable store keeps the error it met as its source.

@@ -451,13 +451,6 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
-    pub fn status(&self) -> u16 {
-        match self {
-            PublishOutcome::Accepted { .. } => 202,
-            PublishOutcome::Duplicate { .. } => 200,
-        }
-    }
-
     pub fn outcome(&self) -> OperationOutcome {
         match self {
             PublishOutcome::Accepted {

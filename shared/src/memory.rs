@@ -604,10 +604,6 @@ pub struct MemoryUsedAssertionIds {
     seen: Mutex<HashMap<(String, String), OffsetDateTime>>,
 }
 
-/// The former name of [`MemoryUsedAssertionIds`], kept while code
-/// elsewhere still uses it.
-pub type MemoryReplayGuard = MemoryUsedAssertionIds;
-
 impl MemoryUsedAssertionIds {
     /// Drops the records whose assertions have expired. Nothing calls it on
     /// its own: the guard takes no clock, so a test with a fixed `now` never

@@ -343,10 +343,6 @@ pub trait UsedAssertionIds: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// The former name of [`UsedAssertionIds`], kept while code elsewhere still
-/// uses it.
-pub use UsedAssertionIds as ReplayGuard;
-
 /// A stored value with the version it was read at: what a conditional
 /// write checks against.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,40 +5,7 @@
 // than rustc's default query depth allows when its layout is computed.
 #![recursion_limit = "256"]
 
-use hub::aws::{
-    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
-    DynamoRegisterStore, DynamoSubscriptionStore, SnsDeliveryPublisher, required_env,
-    topic_arns_from_env,
-};
-use hub::dispatch::Dispatcher;
-use hub::lambda::{self, Error, LambdaEvent, service_fn};
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda::init_tracing();
-    let config = lambda::sdk_config().await;
-    let dynamodb = lambda::dynamodb_client(&config).await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
-    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
-    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
-    let events = DynamoEventStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let topics = topic_arns_from_env();
-    let publisher = SnsDeliveryPublisher::new(lambda::sns_client(&config, &topics).await, topics);
-    let dispatcher = Dispatcher {
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &reference,
-        stats: &stats,
-        events: &events,
-    };
-    let dispatcher = &dispatcher;
-    lambda::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(lambda::dispatch_batch(dispatcher, event.payload).await)
-    }))
-    .await
+async fn main() -> Result<(), hub::lambda::Error> {
+    hub::lambda::run_dispatch().await
 }

@@ -27,7 +27,6 @@ mod subscriptions;
 pub use assertion_ids::DynamoUsedAssertionIds;
 /// The former name of [`DynamoUsedAssertionIds`], kept while code elsewhere
 /// still uses it.
-pub use assertion_ids::DynamoUsedAssertionIds as DynamoReplayGuard;
 pub use audit::DynamoAuditLog;
 pub use clients::DynamoClientStore;
 pub use events::{DAY_INDEX, DynamoEventStore, PATIENT_INDEX};

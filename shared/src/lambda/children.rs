@@ -1,0 +1,239 @@
+//! The child register and a child's event history.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use std::collections::BTreeSet;
+use time::OffsetDateTime;
+
+use crate::audit::{Action, AuditRecord};
+use crate::auth::{Caller, Role};
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
+use crate::catalogue::EventType;
+use crate::error::HubError;
+use crate::history;
+use crate::message::Encoding;
+use crate::nhs_number::NhsNumber;
+use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
+
+use super::audited::audited;
+use super::events::RETENTION;
+use super::http::{fhir_response, respond, response_encoding};
+use super::runtime::{Error, serve_api, start};
+
+/// The NHS number of the path, for `GET /children/{nhsNumber}`.
+fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {
+    request
+        .path_parameters
+        .get("nhsNumber")
+        .and_then(|number| NhsNumber::parse(number).ok())
+        .ok_or_else(|| {
+            HubError::bad_request("nhsNumber", "nhsNumber is a valid 10-digit NHS number")
+        })
+}
+
+/// `GET /children/{nhsNumber}`: what the register holds about a child, each
+/// fact with when and by which event it was stated (operators). A child the
+/// register has learnt nothing about is not found.
+pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
+    register: &R,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    // A refused or unanswered look-up is in the child's trail too.
+    let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
+    audited(
+        audit,
+        request,
+        Action::RegisterRead,
+        Encoding::Json,
+        on_refusal,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let nhs_number = path_nhs_number(request)?;
+            let child = register.get(nhs_number).await?.ok_or_else(|| {
+                HubError::NotFound("a register record for that NHS number".into())
+            })?;
+            let body = serde_json::to_string(&child.value).map_err(|error| {
+                HubError::Store(crate::ports::StoreError::Unavailable(
+                    format!("rendering a register record: {error}").into(),
+                ))
+            })?;
+            Ok((
+                respond(200, "application/json", body, &[]),
+                record.patient(Some(nhs_number)),
+            ))
+        },
+    )
+    .await
+}
+
+/// `GET /children/{nhsNumber}/events`: the child's event history as a FHIR
+/// searchset Bundle (history::HistoryQuery gives the parameters), for
+/// operators, and for subscribers with an active explicit subscription for
+/// the child, who see the event types those subscriptions name and nothing
+/// of a child the hub knows to be sensitive.
+pub async fn read_child_events<E, S, G, A>(
+    events: &E,
+    subscriptions: &S,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
+    let encoding = response_encoding(request);
+    let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
+    audited(
+        audit,
+        request,
+        Action::HistoryRead,
+        encoding,
+        on_refusal,
+        |caller, record| async move {
+            let nhs_number = path_nhs_number(request)?;
+            let parameters = &request.query_string_parameters;
+            let query = history::HistoryQuery::parse(
+                parameters.first("versions"),
+                repeated(request, "eventType").into_iter(),
+                repeated(request, "date").into_iter(),
+                parameters.first("_count"),
+                parameters.first("_page"),
+            )?;
+            let now = OffsetDateTime::now_utc();
+            let (visible_types, include_sensitive) = if caller.has_role(Role::Operator) {
+                (None, true)
+            } else {
+                let types =
+                    subscribed_types(subscriptions, &caller, nhs_number, EventType::ALL, now)
+                        .await?;
+                if types.is_empty() {
+                    return Err(HubError::forbidden_element(
+                        "nhsNumber",
+                        "only operators, and subscribers with an active explicit subscription \
+                         for this child, may read the child's events",
+                    ));
+                }
+                // What is withheld from delivery is withheld from history,
+                // and answered before any event is read: the empty history
+                // of a child the hub holds nothing of, in no more time.
+                let sensitive = register
+                    .get(nhs_number)
+                    .await?
+                    .is_some_and(|record| record.value.is_sensitive());
+                if sensitive {
+                    let body =
+                        history::searchset(nhs_number, &query, &[], 0, *RETENTION, now, encoding);
+                    let record = record
+                        .patient(Some(nhs_number))
+                        .detail("withheld: the patient is flagged sensitive");
+                    return Ok((fhir_response(200, encoding, body, &[]), record));
+                }
+                (Some(types), false)
+            };
+            let summaries = events.patient_events(nhs_number).await?;
+            let selected = history::select(
+                &summaries,
+                &query,
+                visible_types.as_ref(),
+                include_sensitive,
+                now,
+            );
+            let keys: Vec<String> = selected
+                .iter()
+                .skip(query.offset)
+                .take(query.count)
+                .map(|summary| summary.event_key.clone())
+                .collect();
+            let mut page = events.get_many(&keys).await?;
+            page.sort_by_key(|event| {
+                keys.iter()
+                    .position(|key| *key == event.event_key)
+                    .unwrap_or(usize::MAX)
+            });
+            let body = history::searchset(
+                nhs_number,
+                &query,
+                &page,
+                selected.len(),
+                *RETENTION,
+                now,
+                encoding,
+            );
+            Ok((
+                fhir_response(200, encoding, body, &[]),
+                record.patient(Some(nhs_number)),
+            ))
+        },
+    )
+    .await
+}
+
+/// Every value of a query parameter that may be repeated: API Gateway keeps
+/// only the last one in `queryStringParameters`.
+fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str> {
+    request
+        .multi_value_query_string_parameters
+        .all(name)
+        .or_else(|| request.query_string_parameters.all(name))
+        .unwrap_or_default()
+}
+
+/// Which of these event types the caller's active explicit subscriptions
+/// for the child name: one keyed read per event type, together.
+pub(super) async fn subscribed_types<S: SubscriptionStore>(
+    subscriptions: &S,
+    caller: &Caller,
+    nhs_number: NhsNumber,
+    event_types: &[EventType],
+    now: OffsetDateTime,
+) -> Result<BTreeSet<EventType>, HubError> {
+    let subscriber_id = caller.subscriber()?;
+    let found = futures_util::future::try_join_all(
+        event_types
+            .iter()
+            .map(|&event_type| subscriptions.explicit_candidates(nhs_number, event_type)),
+    )
+    .await?;
+    Ok(event_types
+        .iter()
+        .zip(found)
+        .filter(|(event_type, candidates)| {
+            candidates.iter().any(|subscription| {
+                subscription.subscriber_id == subscriber_id
+                    && subscription.is_active(now)
+                    && subscription.criteria.target == crate::criteria::Target::Explicit(nhs_number)
+                    && subscription.criteria.events.contains(event_type)
+            })
+        })
+        .map(|(event_type, _)| *event_type)
+        .collect())
+}
+
+/// The main of `GET /children/{nhsNumber}`.
+pub async fn run_read_child() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (register, audit) = (&register, &audit);
+    serve_api(move |request| async move { read_child(register, audit, &request).await }).await
+}
+
+/// The main of `GET /children/{nhsNumber}/events`.
+pub async fn run_read_child_events() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (events, subscriptions, register, audit) = (&events, &subscriptions, &register, &audit);
+    serve_api(move |request| async move {
+        read_child_events(events, subscriptions, register, audit, &request).await
+    })
+    .await
+}

@@ -1,0 +1,101 @@
+//! Client systems (operators): register and disable.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use tracing::info;
+
+use crate::audit::Action;
+use crate::auth::{self, Client, Role};
+use crate::aws::{DynamoAuditLog, DynamoClientStore, required_env};
+use crate::error::HubError;
+use crate::message::Encoding;
+use crate::ports::{AuditLog, ClientStore};
+
+use super::audited::audited;
+use super::http::{json_body, respond};
+use super::runtime::{Error, serve_api, start};
+
+/// `POST /clients`: register a client system, or replace its registration
+/// (operators). 201 when new, 200 when replaced.
+pub async fn register_client<C: ClientStore, A: AuditLog>(
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::ClientRegister,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let body = json_body(request)?;
+            let client = Client::from_registration(&body)?;
+            let created = clients.register(&client).await?;
+            info!(client_id = %client.client_id, created, "client registered");
+            let registered = clients.get(&client.client_id).await?.unwrap_or(client);
+            let response = respond(
+                if created { 201 } else { 200 },
+                "application/json",
+                registered.to_json().to_string(),
+                &[("location", format!("/clients/{}", registered.client_id))],
+            );
+            Ok((
+                response,
+                record.detail(format!("client {}", registered.client_id)),
+            ))
+        },
+    )
+    .await
+}
+
+/// `DELETE /clients/{id}`: disable a client (operators). Its tokens stop
+/// working at once; its registration stays for the audit trail.
+pub async fn disable_client<C: ClientStore, A: AuditLog>(
+    clients: &C,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    audited(
+        audit,
+        request,
+        Action::ClientDisable,
+        Encoding::Json,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = request
+                .path_parameters
+                .get("id")
+                .map(String::as_str)
+                .filter(|id| !id.is_empty() && id.len() <= auth::MAX_CLIENT_ID_LENGTH)
+                .ok_or_else(|| HubError::NotFound("that client".into()))?;
+            if !clients.disable(id).await? {
+                return Err(HubError::NotFound(format!("client {id}")));
+            }
+            info!(client_id = %id, "client disabled");
+            let mut response = ApiGatewayProxyResponse::default();
+            response.status_code = 204;
+            Ok((response, record.detail(format!("client {id}"))))
+        },
+    )
+    .await
+}
+
+/// The main of `POST /clients`.
+pub async fn run_register_client() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (clients, audit) = (&clients, &audit);
+    serve_api(move |request| async move { register_client(clients, audit, &request).await }).await
+}
+
+/// The main of `DELETE /clients/{id}`.
+pub async fn run_disable_client() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (clients, audit) = (&clients, &audit);
+    serve_api(move |request| async move { disable_client(clients, audit, &request).await }).await
+}

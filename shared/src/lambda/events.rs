@@ -1,0 +1,413 @@
+//! `POST /events/{event-type}`, `GET /events/{id}` and
+//! `POST /events/{id}/$release`.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use time::OffsetDateTime;
+use tracing::info;
+
+use crate::audit::{self, Action, AuditRecord};
+use crate::auth::{Caller, Role};
+use crate::aws::{
+    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
+};
+use crate::catalogue::EventType;
+use crate::error::HubError;
+use crate::events::{self, PublishOutcome, StoredEvent};
+use crate::metrics;
+use crate::nhs_number::NhsNumber;
+use crate::outcome::OperationOutcome;
+use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
+
+use super::audited::{audited, audited_outcome, refused_asking_for};
+use super::children::subscribed_types;
+use super::http::{body_bytes, fhir_response, header, respond, response_encoding};
+use super::http_status::{error_status, publish_status};
+use super::runtime::{
+    Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, serve_api, service_fn,
+    start,
+};
+
+/// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
+pub static RETENTION: std::sync::LazyLock<events::Retention> =
+    std::sync::LazyLock::new(events::Retention::from_env);
+
+/// `POST /events/{event-type}`: validate, authorise, then store once.
+pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
+    store: &S,
+    audit: &A,
+    register: &G,
+    event_type: EventType,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let started = std::time::Instant::now();
+    let encoding = response_encoding(request);
+    let on_refusal = |record: AuditRecord| {
+        let identified = body_bytes(request)
+            .ok()
+            .and_then(|body| events::identify(event_type, header(request, "content-type"), &body));
+        match identified {
+            Some((event_key, nhs_number)) => record.event(event_key).patient(nhs_number),
+            None => record,
+        }
+    };
+    let (response, outcome) = audited_outcome(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
+        let body = body_bytes(request)?;
+        let outcome = events::publish(
+            store,
+            register,
+            audit,
+            &caller,
+            event_type,
+            header(request, "content-type"),
+            &body,
+            OffsetDateTime::now_utc(),
+            *RETENTION,
+        )
+        .await?;
+        let kind = match &outcome {
+            PublishOutcome::Accepted { .. } => "accepted",
+            PublishOutcome::Duplicate { .. } => "duplicate",
+        };
+        let status = publish_status(&outcome);
+        info!(status, event_type = %event_type, event_id = outcome.event_id(), outcome = kind, "publish");
+        let record = record
+            .event(events::event_key(event_type, outcome.event_id()))
+            .patient(outcome.nhs_number());
+        let response = fhir_response(status, encoding, outcome.outcome().render(encoding), &[]);
+        Ok((response, record, outcome))
+    })
+    .await;
+    publish_metrics(event_type, outcome.as_ref(), started.elapsed()).emit();
+    response
+}
+
+/// What one publish counts for: the outcome the publisher was answered
+/// (stored, duplicate, refused for the publisher's fault, or failed for the
+/// hub's: a 5xx, an accepted message whose audit record could not be written
+/// included), and how long it took.
+fn publish_metrics(
+    event_type: EventType,
+    outcome: Result<&PublishOutcome, &HubError>,
+    elapsed: std::time::Duration,
+) -> metrics::MetricRecord {
+    let outcome = match outcome {
+        Ok(PublishOutcome::Accepted { .. }) => metrics::PUBLISH_ACCEPTED,
+        Ok(PublishOutcome::Duplicate { .. }) => metrics::PUBLISH_DUPLICATE,
+        Err(error) if error_status(error) < 500 => metrics::PUBLISH_REJECTED,
+        Err(_) => metrics::PUBLISH_FAILED,
+    };
+    metrics::MetricRecord::for_event_type(event_type)
+        .count(outcome, 1)
+        .milliseconds(metrics::PUBLISH_LATENCY, elapsed)
+}
+
+/// The main of every publish function: one per event type.
+pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
+    init_tracing();
+    let config = sdk_config().await;
+    let dynamodb = dynamodb_client(&config).await;
+    let store = crate::aws::DynamoEventStore::from_env(dynamodb.clone())?;
+    let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
+    let (store, audit, register) = (&store, &audit, &register);
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
+            Ok::<_, Error>(publish(store, audit, register, event_type, &event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// The `{id}` of an `/events/{id}` path: a MessageHeader.id, lower case.
+/// Anything else is "not found", as an id that was never published.
+fn path_message_id(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    request
+        .path_parameters
+        .get("id")
+        .map(|id| id.to_ascii_lowercase())
+        .filter(|id| events::is_message_id(id))
+        .ok_or_else(|| HubError::NotFound("that event".into()))
+}
+
+/// `GET /events/{id}` (MessageHeader.id; `?eventType=` picks one type when
+/// an id was published under several): the stored message exactly as
+/// published, to the publishing organisation, the subscribers it was
+/// delivered to, and operators. Anyone else is answered 404.
+pub async fn read_event<E, S, G, A>(
+    store: &E,
+    subscriptions: &S,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
+    let encoding = response_encoding(request);
+    // A refused read of a stored event names the event and its patient, so
+    // that probing for a child's events shows in the child's trail.
+    let found_event: std::sync::OnceLock<(String, Option<NhsNumber>)> = std::sync::OnceLock::new();
+    let stored = &found_event;
+    let on_refusal = |record: AuditRecord| {
+        let record = refused_asking_for(request, "event", record);
+        match stored.get() {
+            Some((event_key, patient)) => record.event(event_key.clone()).patient(*patient),
+            None => record,
+        }
+    };
+    audited(
+        audit,
+        request,
+        Action::EventRead,
+        encoding,
+        on_refusal,
+        |caller, record| async move {
+            let id = path_message_id(request)?;
+            let event_types = match request.query_string_parameters.first("eventType") {
+                None => EventType::ALL.to_vec(),
+                Some(code) => vec![code.parse::<EventType>().map_err(|_| {
+                    HubError::bad_request(
+                        "eventType",
+                        format!("'{code}' is not an event type of the hub"),
+                    )
+                })?],
+            };
+            let keys: Vec<String> = event_types
+                .iter()
+                .map(|&event_type| events::event_key(event_type, &id))
+                .collect();
+            let now = OffsetDateTime::now_utc();
+            let mut found = store.get_many(&keys).await?;
+            found.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+            if let Some(event) = found.first() {
+                let _ = stored.set((event.event_key.clone(), event.nhs_number));
+            }
+            let mut readable = Vec::new();
+            for event in found {
+                if event.is_live(now)
+                    && may_read_event(subscriptions, register, audit, &caller, &event, now).await?
+                {
+                    readable.push(event);
+                }
+            }
+            // Refused as not found: whether an event exists for a patient is
+            // itself patient information.
+            let Some(event) = readable.first() else {
+                return Err(HubError::NotFound(format!("event {id}")));
+            };
+            if readable.len() > 1 {
+                let choices: Vec<&str> = readable
+                    .iter()
+                    .map(|event| event.event_type.code())
+                    .collect();
+                let outcome = OperationOutcome::information(
+                    "MULTIPLE_MATCHES",
+                    format!(
+                        "event {id} was published as {}: name one with ?eventType=",
+                        choices.join(" and ")
+                    ),
+                );
+                let response = fhir_response(300, encoding, outcome.render(encoding), &[]);
+                return Ok((
+                    response,
+                    record.detail(format!("event {id}: several types")),
+                ));
+            }
+            let record = record
+                .event(event.event_key.clone())
+                .patient(event.nhs_number);
+            let response = respond(200, &event.content_type, event.payload.clone(), &[]);
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+/// Operators; the publishing organisation's own systems; a subscriber the
+/// event was delivered to (its delivery's audit record says so), or that
+/// may see it in the child's history (an active explicit subscription for
+/// the child and the event type, the child not sensitive).
+async fn may_read_event<S, G, A>(
+    subscriptions: &S,
+    register: &G,
+    audit: &A,
+    caller: &Caller,
+    event: &StoredEvent,
+    now: OffsetDateTime,
+) -> Result<bool, HubError>
+where
+    S: SubscriptionStore,
+    G: RegisterStore,
+    A: AuditLog,
+{
+    if caller.has_role(Role::Operator) {
+        return Ok(true);
+    }
+    if caller.may_publish_type(event.event_type).is_ok()
+        && caller
+            .may_publish_for(event.responsible_ods.as_deref())
+            .is_ok()
+    {
+        return Ok(true);
+    }
+    let Some(subscriber_id) = caller
+        .subscriber_id
+        .as_deref()
+        .filter(|_| caller.has_role(Role::Subscriber))
+    else {
+        return Ok(false);
+    };
+    if audit
+        .get(&audit::delivery_id(&event.event_key, subscriber_id))
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
+        return Ok(false);
+    };
+    if !subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now)
+        .await?
+        .contains(&event.event_type)
+    {
+        return Ok(false);
+    }
+    Ok(!register
+        .get(nhs_number)
+        .await?
+        .is_some_and(|record| record.value.is_sensitive()))
+}
+
+/// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
+/// event withheld while its child was flagged sensitive, once the flag is
+/// cleared (events::release). The release is in the child's audit trail.
+pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
+    store: &E,
+    register: &G,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::Release,
+        encoding,
+        std::convert::identity,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let id = path_message_id(request)?;
+            let code = request
+                .query_string_parameters
+                .first("eventType")
+                .ok_or_else(|| {
+                    HubError::bad_request(
+                        "eventType",
+                        "name the event type of the event to release",
+                    )
+                })?;
+            let event_type = code.parse::<EventType>().map_err(|_| {
+                HubError::bad_request(
+                    "eventType",
+                    format!("'{code}' is not an event type of the hub"),
+                )
+            })?;
+            let event_key = events::event_key(event_type, &id);
+            let record = record.event(event_key.clone());
+            let child =
+                events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
+            info!(event_id = %id, event_type = %event_type, "released");
+            let outcome = OperationOutcome::information(
+                "RELEASED",
+                format!("event {id} is released: readable and replayable by those it concerns"),
+            );
+            Ok((
+                fhir_response(200, encoding, outcome.render(encoding), &[]),
+                record.patient(child),
+            ))
+        },
+    )
+    .await
+}
+
+/// The main of `GET /events/{id}`.
+pub async fn run_read_event() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let store = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (store, subscriptions, register, audit) = (&store, &subscriptions, &register, &audit);
+    serve_api(move |request| async move {
+        read_event(store, subscriptions, register, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `POST /events/{id}/$release`.
+pub async fn run_release_event() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let store = DynamoEventStore::from_env(dynamodb.clone())?;
+    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (store, register, audit) = (&store, &register, &audit);
+    serve_api(move |request| async move { release_event(store, register, audit, &request).await })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_counts_for_the_outcome_it_was_answered() {
+        let accepted = PublishOutcome::Accepted {
+            event_id: "e".into(),
+            nhs_number: None,
+            sensitive: false,
+            warnings: Vec::new(),
+            out_of_order: None,
+        };
+        let duplicate = PublishOutcome::Duplicate {
+            event_id: "e".into(),
+            nhs_number: None,
+        };
+        let bad_request = HubError::bad_request("$", "bad");
+        let too_large = HubError::PayloadTooLarge { size: 2, limit: 1 };
+        let internal = HubError::Internal("bug".into());
+        let unavailable = HubError::Store(crate::ports::StoreError::Unavailable("down".into()));
+        for (case, outcome, metric) in [
+            ("accepted", Ok(&accepted), metrics::PUBLISH_ACCEPTED),
+            ("duplicate", Ok(&duplicate), metrics::PUBLISH_DUPLICATE),
+            ("400", Err(&bad_request), metrics::PUBLISH_REJECTED),
+            ("413", Err(&too_large), metrics::PUBLISH_REJECTED),
+            ("500", Err(&internal), metrics::PUBLISH_FAILED),
+            ("503", Err(&unavailable), metrics::PUBLISH_FAILED),
+        ] {
+            let emf = publish_metrics(
+                EventType::NewbornHearing,
+                outcome,
+                std::time::Duration::from_millis(7),
+            )
+            .to_emf("ns", 0);
+            assert_eq!(emf[metric], 1.0, "{case}: {emf}");
+            assert_eq!(emf[metrics::PUBLISH_LATENCY], 7.0, "{case}");
+            assert_eq!(emf[metrics::EVENT_TYPE_DIMENSION], "newborn-hearing-1");
+            let counted = [
+                metrics::PUBLISH_ACCEPTED,
+                metrics::PUBLISH_DUPLICATE,
+                metrics::PUBLISH_REJECTED,
+                metrics::PUBLISH_FAILED,
+            ]
+            .iter()
+            .filter(|name| emf.get(**name).is_some())
+            .count();
+            assert_eq!(counted, 1, "{case}: one outcome only");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Reading API Gateway requests (headers, bodies within their limits, path
+//! and query parameters) and building their answers.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderMap, HeaderValue};
+
+use crate::error::HubError;
+use crate::message::Encoding;
+use crate::subscription;
+
+pub fn header<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// The largest subscription or onboarding request the hub reads; a real one
+/// is about 1 KB. Event messages have their own, larger limit.
+pub(super) const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The body as text, refused (413) above `limit` bytes before it is read.
+pub(super) fn limited_text_body(
+    request: &ApiGatewayProxyRequest,
+    limit: usize,
+) -> Result<String, HubError> {
+    let body = body_bytes(request)?;
+    if body.len() > limit {
+        return Err(HubError::PayloadTooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    String::from_utf8(body).map_err(|_| HubError::NotText)
+}
+
+pub(super) fn body_bytes(request: &ApiGatewayProxyRequest) -> Result<Vec<u8>, HubError> {
+    let body = request.body.as_deref().unwrap_or_default();
+    if request.is_base64_encoded {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| HubError::bad_request("body", "the body is marked base64 but is not"))
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+/// A JSON request body (operators' APIs), within the request size limit.
+pub(super) fn json_body(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+    let media_type = header(request, "content-type").unwrap_or_default();
+    if !media_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(HubError::unsupported_media_type(
+            Some(media_type),
+            "application/json",
+        ));
+    }
+    limited_text_body(request, MAX_REQUEST_BYTES)
+}
+
+/// The encoding of the answer: what Accept asks for, else the encoding of
+/// the request, else JSON.
+pub fn response_encoding(request: &ApiGatewayProxyRequest) -> Encoding {
+    let wants = |text: &str, needles: &[&str]| needles.iter().any(|needle| text.contains(needle));
+    let xml = ["fhir+xml", "xml+fhir", "application/xml"];
+    let json = ["fhir+json", "json+fhir", "application/json"];
+    if let Some(accept) = header(request, "accept").map(str::to_ascii_lowercase) {
+        if wants(&accept, &xml) {
+            return Encoding::Xml;
+        }
+        if wants(&accept, &json) {
+            return Encoding::Json;
+        }
+    }
+    match header(request, "content-type").and_then(Encoding::from_content_type) {
+        Some(Encoding::Xml) => Encoding::Xml,
+        _ => Encoding::Json,
+    }
+}
+
+pub(super) fn respond(
+    status: u16,
+    content_type: &str,
+    body: String,
+    extra_headers: &[(&'static str, String)],
+) -> ApiGatewayProxyResponse {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&format!("{content_type}; charset=utf-8")) {
+        headers.insert("content-type", value);
+    }
+    for (name, value) in extra_headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    response.headers = headers;
+    response.body = Some(Body::Text(body));
+    response
+}
+
+pub fn fhir_response(
+    status: u16,
+    encoding: Encoding,
+    body: String,
+    extra_headers: &[(&'static str, String)],
+) -> ApiGatewayProxyResponse {
+    respond(status, encoding.media_type(), body, extra_headers)
+}
+
+/// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
+/// cannot exist, and must not reach DynamoDB, which refuses keys over 2 KB
+/// with an error rather than a miss.
+pub(super) fn path_id<'a>(
+    request: &'a ApiGatewayProxyRequest,
+    what: &str,
+) -> Result<&'a str, HubError> {
+    request
+        .path_parameters
+        .get("id")
+        .map(String::as_str)
+        // The hub's ids are lower-case hyphenated: another spelling of one
+        // would read as a miss anyway.
+        .filter(|id| {
+            uuid::Uuid::try_parse(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == *id)
+        })
+        .ok_or_else(|| HubError::NotFound(format!("that {what}")))
+}
+
+/// `_count`: from 1 to the largest page, the default when absent.
+pub(super) fn page_size(request: &ApiGatewayProxyRequest) -> Result<usize, HubError> {
+    match request.query_string_parameters.first("_count") {
+        None => Ok(subscription::DEFAULT_PAGE_SIZE),
+        Some(count) => count
+            .parse::<usize>()
+            .ok()
+            .filter(|count| (1..=subscription::MAX_PAGE_SIZE).contains(count))
+            .ok_or_else(|| {
+                HubError::bad_request(
+                    "_count",
+                    format!(
+                        "_count is a whole number from 1 to {}",
+                        subscription::MAX_PAGE_SIZE
+                    ),
+                )
+            }),
+    }
+}

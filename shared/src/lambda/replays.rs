@@ -1,0 +1,206 @@
+//! Replays: start one for a subscription, read its progress.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use time::OffsetDateTime;
+use tracing::info;
+
+use crate::audit::{Action, AuditRecord};
+use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
+use crate::error::HubError;
+use crate::message::Encoding;
+use crate::ports::{AuditLog, ReplayStore, SubscriptionStore};
+use crate::replay;
+
+use super::audited::{audited, refused_asking_for, refused_subscription};
+use super::events::RETENTION;
+use super::http::{
+    MAX_REQUEST_BYTES, body_bytes, header, limited_text_body, path_id, respond, response_encoding,
+};
+use super::runtime::{Error, serve_api, start};
+use super::subscriptions::own_subscription;
+
+/// `since` and `until` of a replay request: query parameters, or a FHIR
+/// Parameters body (valueInstant, valueDateTime or valueDate).
+fn replay_window(
+    request: &ApiGatewayProxyRequest,
+) -> Result<(Option<String>, Option<String>), HubError> {
+    let parameters = &request.query_string_parameters;
+    let from_query = (
+        parameters.first("since").map(str::to_owned),
+        parameters.first("until").map(str::to_owned),
+    );
+    let body = body_bytes(request)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(from_query);
+    }
+    let media_type = header(request, "content-type").unwrap_or_default();
+    let json = media_type.to_ascii_lowercase();
+    if !(json.starts_with("application/fhir+json") || json.starts_with("application/json")) {
+        return Err(HubError::unsupported_media_type(
+            Some(media_type),
+            "application/fhir+json (a Parameters resource)",
+        ));
+    }
+    let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+    if from_query != (None, None) {
+        return Err(HubError::bad_request(
+            "Parameters",
+            "give since and until either as query parameters or in a Parameters body, not both",
+        ));
+    }
+    let bad = |problem: &str| HubError::bad_request("Parameters", problem.to_owned());
+    let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
+        HubError::bad_request(
+            "Parameters",
+            format!("the body is not a FHIR Parameters resource in JSON: {error}"),
+        )
+    })?;
+    if value["resourceType"] != "Parameters" {
+        return Err(bad("the body is a FHIR Parameters resource in JSON"));
+    }
+    let named = |name: &str| -> Option<String> {
+        value["parameter"].as_array()?.iter().find_map(|parameter| {
+            (parameter["name"] == name).then(|| {
+                ["valueInstant", "valueDateTime", "valueDate"]
+                    .iter()
+                    .find_map(|field| parameter[*field].as_str().map(str::to_owned))
+            })?
+        })
+    };
+    Ok((named("since"), named("until")))
+}
+
+/// `POST /Subscription/{id}/$replay`: starts re-delivering the window's
+/// events the subscription matches now; answers at once with the replay.
+pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
+    subscriptions: &S,
+    jobs: &J,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::Replay,
+        encoding,
+        |record| refused_subscription(request, record),
+        |caller, record| async move {
+            let subscription = own_subscription(subscriptions, &caller, request).await?;
+            let now = OffsetDateTime::now_utc();
+            if !subscription.is_active(now) {
+                return Err(HubError::unprocessable(
+                    "Subscription.status",
+                    "the subscription is off: it matches nothing to replay",
+                ));
+            }
+            let (since, until) = replay_window(request)?;
+            let window =
+                replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), *RETENTION, now)?;
+            let job = window.job(&subscription, now);
+            match jobs.start(&job, &replay::Admission::of(&job, now)).await? {
+                Ok(()) => {}
+                Err(replay::NotStarted::AlreadyRunning) => {
+                    return Err(HubError::Conflict {
+                        expression: "Subscription.id".into(),
+                        problem: "a replay of this subscription is running: wait for it to \
+                                  complete (GET its Content-Location) before starting another"
+                            .into(),
+                    });
+                }
+                Err(replay::NotStarted::QuotaSpent) => {
+                    return Err(HubError::TooManyRequests {
+                        problem: format!(
+                            "the subscriber has started its {} replays of the day (UTC): \
+                             try again after midnight UTC",
+                            replay::REPLAYS_PER_SUBSCRIBER_PER_DAY
+                        ),
+                        retry_after_seconds: replay::quota_renews_in(now),
+                    });
+                }
+            }
+            info!(replay_id = %job.replay_id, subscription_id = %subscription.id, "replay started");
+            let record = record
+                .subscription(subscription.id.clone())
+                .subscriber(subscription.subscriber_id.clone())
+                .detail(format!("replay {}", job.replay_id));
+            let response = respond(
+                202,
+                "application/json",
+                job.to_json().to_string(),
+                &[("content-location", format!("/replays/{}", job.replay_id))],
+            );
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+/// `GET /replays/{id}`: a replay's progress, to its subscriber and operators.
+pub async fn read_replay<J: ReplayStore, A: AuditLog>(
+    jobs: &J,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    // A refused read of an existing replay names its subscription and
+    // subscriber too.
+    let found_job: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let stored = &found_job;
+    let on_refusal = |record: AuditRecord| {
+        let record = refused_asking_for(request, "replay", record);
+        match stored.get() {
+            Some((subscription_id, subscriber_id)) => record
+                .subscription(subscription_id.clone())
+                .subscriber(subscriber_id.clone()),
+            None => record,
+        }
+    };
+    audited(
+        audit,
+        request,
+        Action::ReplayRead,
+        Encoding::Json,
+        on_refusal,
+        |caller, record| async move {
+            let id = path_id(request, "replay")?;
+            let job = jobs.get(id).await?;
+            if let Some(job) = &job {
+                let _ = stored.set((job.subscription_id.clone(), job.subscriber_id.clone()));
+            }
+            let job = job
+                .filter(|job| replay::may_see(&caller, job))
+                .ok_or_else(|| HubError::NotFound(format!("replay {id}")))?;
+            let record = record
+                .subscription(job.subscription_id.clone())
+                .subscriber(job.subscriber_id.clone());
+            Ok((
+                respond(200, "application/json", job.to_json().to_string(), &[]),
+                record,
+            ))
+        },
+    )
+    .await
+}
+
+/// The main of `POST /Subscription/{id}/$replay`.
+pub async fn run_start_replay() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, jobs, audit) = (&subscriptions, &jobs, &audit);
+    serve_api(
+        move |request| async move { start_replay(subscriptions, jobs, audit, &request).await },
+    )
+    .await
+}
+
+/// The main of `GET /replays/{id}`.
+pub async fn run_read_replay() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (jobs, audit) = (&jobs, &audit);
+    serve_api(move |request| async move { read_replay(jobs, audit, &request).await }).await
+}

@@ -1,0 +1,257 @@
+//! The stream handlers: dispatch of newly stored events, and the replay
+//! worker.
+
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use std::collections::BTreeSet;
+use time::OffsetDateTime;
+use tracing::{error, info};
+
+use crate::aws::{
+    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
+    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
+    required_env, topic_arns_from_env,
+};
+use crate::dispatch::{Dispatched, Dispatcher};
+use crate::events::StoredEvent;
+use crate::ports::{
+    AuditLog, DeliveryPublisher, EventStore, RegisterStore, ReplayStore, SubscriptionStore,
+};
+use crate::reference::ReferenceData;
+use crate::{metrics, replay};
+
+use super::runtime::{Error, LambdaEvent, run, service_fn, sns_client, start};
+
+/// The events table's stream: dispatch every newly stored event. On the
+/// first failure the rest of the batch is left for the retry, which restarts
+/// at the failed record (the stream keeps order per shard).
+pub async fn dispatch_batch<S, P, A, G, R, D, E>(
+    dispatcher: &Dispatcher<'_, S, P, A, G, R, D, E>,
+    batch: StreamEvent,
+) -> DynamoDbEventResponse
+where
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+    D: crate::ports::DeliveryStats,
+    E: EventStore,
+{
+    let mut response = DynamoDbEventResponse::default();
+    for record in batch.records {
+        // Events are written once: only an INSERT is a new event.
+        if record.event_name != "INSERT" {
+            continue;
+        }
+        let sequence_number = record.change.sequence_number.clone();
+        let dispatched = match serde_dynamo::from_item::<_, StoredEvent>(record.change.new_image) {
+            Ok(event) => dispatcher
+                .dispatch(&event, OffsetDateTime::now_utc())
+                .await
+                .map(|outcome| (event, outcome))
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("the stream record is not a stored event: {error}")),
+        };
+        match dispatched {
+            Ok((event, Dispatched::Delivered { recipients })) => {
+                info!(event_id = %event.event_id, event_type = %event.event_type, recipients, "dispatched");
+                dispatch_metrics(&event, OffsetDateTime::now_utc())
+                    .count(
+                        metrics::DELIVERIES,
+                        u64::try_from(recipients).unwrap_or(u64::MAX),
+                    )
+                    .emit();
+            }
+            Ok((event, Dispatched::Withheld)) => {
+                info!(event_id = %event.event_id, event_type = %event.event_type, "withheld: sensitive patient");
+                dispatch_metrics(&event, OffsetDateTime::now_utc())
+                    .count(metrics::DISPATCH_WITHHELD, 1)
+                    .emit();
+            }
+            Err(error) => {
+                error!(sequence_number = ?sequence_number, error = %error, "dispatch failed; the batch resumes here");
+                metrics::MetricRecord::new()
+                    .count(metrics::DISPATCH_FAILURES, 1)
+                    .emit();
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    response
+}
+
+/// The metrics of one dispatched event, with the delay since its acceptance
+/// (none when the stored time cannot be read: the delivery still counts).
+fn dispatch_metrics(event: &StoredEvent, now: OffsetDateTime) -> metrics::MetricRecord {
+    let record = metrics::MetricRecord::for_event_type(event.event_type);
+    record_dispatch_delay(record, &event.received_at, now)
+}
+
+fn record_dispatch_delay(
+    record: metrics::MetricRecord,
+    received_at: &str,
+    now: OffsetDateTime,
+) -> metrics::MetricRecord {
+    let delay = crate::fhir_time::parse_instant(received_at)
+        .ok()
+        .and_then(|received| std::time::Duration::try_from(now - received).ok());
+    match delay {
+        Some(delay) => record.milliseconds(metrics::DISPATCH_DELAY, delay),
+        None => record,
+    }
+}
+
+/// The replay worker: each change to a running replay's record (its
+/// creation, then each save) prompts one bounded step of it. A step that
+/// fails is reported, so that the stream retries from it; the job resumes
+/// from its last save.
+pub async fn replay_batch<E, S, P, A, G, R, J, D>(
+    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J, D>,
+    batch: StreamEvent,
+) -> DynamoDbEventResponse
+where
+    E: EventStore,
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+    J: ReplayStore,
+    D: crate::ports::DeliveryStats,
+{
+    let mut response = DynamoDbEventResponse::default();
+    let mut stepped = BTreeSet::new();
+    for record in batch.records {
+        let sequence_number = record.change.sequence_number.clone();
+        let Ok(job) = serde_dynamo::from_item::<_, replay::ReplayJob>(record.change.new_image)
+        else {
+            // A removal (TTL), or a subscription's hold or a subscriber's
+            // count (replay::Admission), not a job: nothing to advance.
+            continue;
+        };
+        if job.status != replay::ReplayStatus::Running {
+            // A finished job's hold on its subscription is released by the
+            // step that finished it; again here in case that step failed
+            // after its save.
+            if let Err(error) = replayer.jobs.release(&job).await {
+                error!(replay_id = %job.replay_id, error = %error, "a finished replay's subscription could not be released");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+            continue;
+        }
+        // The records of one batch are of the same few jobs: one step each.
+        if !stepped.insert(job.replay_id.clone()) {
+            continue;
+        }
+        match replayer
+            .step(&job.replay_id, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(Some(job)) => {
+                info!(replay_id = %job.replay_id, scanned = job.scanned, delivered = job.delivered, status = ?job.status, "replay step");
+            }
+            Ok(None) => {}
+            Err(error) => {
+                error!(replay_id = %job.replay_id, error = %error, "replay step failed; it resumes from its last save");
+                metrics::MetricRecord::new()
+                    .count(metrics::REPLAY_FAILURES, 1)
+                    .emit();
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    response
+}
+
+/// The main of dispatch: the events table's stream.
+pub async fn run_dispatch() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
+    let dispatcher = Dispatcher {
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+        stats: &stats,
+        events: &events,
+    };
+    let dispatcher = &dispatcher;
+    run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(dispatch_batch(dispatcher, event.payload).await)
+    }))
+    .await
+}
+
+/// The main of the replay worker: the replays table's stream.
+pub async fn run_replay_worker() -> Result<(), Error> {
+    let (config, dynamodb) = start().await;
+    let events = DynamoEventStore::from_env(dynamodb.clone())?;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
+    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
+    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
+    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let topics = topic_arns_from_env();
+    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
+    let replayer = replay::Replayer {
+        events: &events,
+        subscriptions: &subscriptions,
+        publisher: &publisher,
+        audit: &audit,
+        register: &register,
+        reference: &reference,
+        jobs: &jobs,
+        stats: &stats,
+    };
+    let replayer = &replayer;
+    run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(replay_batch(replayer, event.payload).await)
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::EventType;
+
+    #[test]
+    fn dispatch_delay_runs_from_acceptance() {
+        let received = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let record = metrics::MetricRecord::for_event_type(EventType::Vaccinations);
+        let emf = record_dispatch_delay(
+            record.clone(),
+            &crate::fhir_time::format_instant(received),
+            received + time::Duration::milliseconds(1_500),
+        )
+        .to_emf("ns", 0);
+        assert_eq!(emf[metrics::DISPATCH_DELAY], 1500.0);
+        // An unreadable time leaves the delay out, not the record.
+        let emf =
+            record_dispatch_delay(record.count(metrics::DELIVERIES, 2), "yesterday", received)
+                .to_emf("ns", 0);
+        assert!(emf.get(metrics::DISPATCH_DELAY).is_none());
+        assert_eq!(emf[metrics::DELIVERIES], 2.0);
+    }
+}

@@ -1,0 +1,232 @@
+//! Subscriptions (subscribers): create, read, list, delete.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use time::OffsetDateTime;
+use tracing::info;
+
+use crate::audit::{Action, AuditRecord};
+use crate::auth::Caller;
+use crate::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
+use crate::error::HubError;
+use crate::message::Encoding;
+use crate::ports::{AuditLog, SubscriberStore, SubscriptionStore};
+use crate::subscription::{self, Subscription, SubscriptionRequest};
+
+use super::audited::{audited, refused_subscription};
+use super::http::{
+    MAX_REQUEST_BYTES, fhir_response, header, limited_text_body, page_size, path_id,
+    response_encoding,
+};
+use super::runtime::{Error, serve_api, start};
+
+/// `POST /Subscription`: create a subscription for the calling subscriber.
+pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: AuditLog>(
+    subscriptions: &S,
+    subscribers: &R,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    let on_refusal = |record: AuditRecord| {
+        let patient = header(request, "content-type")
+            .and_then(Encoding::from_content_type)
+            .zip(limited_text_body(request, MAX_REQUEST_BYTES).ok())
+            .and_then(|(encoding, body)| {
+                SubscriptionRequest::read(&body, encoding, OffsetDateTime::now_utc()).ok()
+            })
+            .and_then(|request| request.criteria.target.patient());
+        record.patient(patient)
+    };
+    audited(audit, request, Action::SubscriptionCreate, encoding, on_refusal, |caller, record| async move {
+        let subscriber_id = caller.subscriber()?.to_owned();
+        let now = OffsetDateTime::now_utc();
+        let content_type = header(request, "content-type");
+        let request_encoding = content_type
+            .and_then(Encoding::from_content_type)
+            .ok_or_else(|| {
+                HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
+            })?;
+        let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+        let subscription_request = SubscriptionRequest::read(&body, request_encoding, now)?;
+        if subscription_request.subscriber_id != subscriber_id {
+            return Err(HubError::forbidden_element(
+                "Subscription.channel.endpoint",
+                "a client may create subscriptions only for its own subscriber",
+            ));
+        }
+        caller.may_subscribe(&subscription_request.criteria.target)?;
+        let patient = subscription_request.criteria.target.patient();
+        let subscription =
+            subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
+                .await?;
+        info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
+        let response = fhir_response(
+            201,
+            encoding,
+            subscription.render(encoding, now),
+            &[("location", format!("/Subscription/{}", subscription.id))],
+        );
+        let record = record
+            .subscription(subscription.id.clone())
+            .subscriber(subscriber_id)
+            .patient(patient);
+        Ok((response, record))
+    })
+    .await
+}
+
+/// The subscription of the path, if the caller's subscriber owns it.
+/// Another subscriber's is refused as not found: its existence is not the
+/// caller's business.
+pub(super) async fn own_subscription<S: SubscriptionStore>(
+    subscriptions: &S,
+    caller: &Caller,
+    request: &ApiGatewayProxyRequest,
+) -> Result<Subscription, HubError> {
+    let subscriber_id = caller.subscriber()?;
+    let id = path_id(request, "Subscription")?;
+    subscriptions
+        .get(id)
+        .await?
+        .filter(|subscription| subscription.subscriber_id == subscriber_id)
+        .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
+}
+
+/// `GET /Subscription/{id}`.
+pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::SubscriptionRead,
+        encoding,
+        |record| refused_subscription(request, record),
+        |caller, record| async move {
+            let subscription = own_subscription(subscriptions, &caller, request).await?;
+            let response = fhir_response(
+                200,
+                encoding,
+                subscription.render(encoding, OffsetDateTime::now_utc()),
+                &[],
+            );
+            let record = record
+                .subscription(subscription.id.clone())
+                .subscriber(subscription.subscriber_id.clone())
+                .patient(subscription.criteria.target.patient());
+            Ok((response, record))
+        },
+    )
+    .await
+}
+
+/// `GET /Subscription?_count=..&_page=..`: the caller's subscriptions, a
+/// searchset Bundle.
+pub async fn list_subscriptions<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    audited(
+        audit,
+        request,
+        Action::SubscriptionList,
+        encoding,
+        std::convert::identity,
+        |caller, record| async move {
+            let subscriber_id = caller.subscriber()?.to_owned();
+            let page_size = page_size(request)?;
+            let token = request.query_string_parameters.first("_page");
+            let page = subscriptions
+                .list_by_subscriber(&subscriber_id, page_size, token)
+                .await?;
+            let bundle =
+                subscription::searchset(&page, page_size, encoding, OffsetDateTime::now_utc());
+            Ok((
+                fhir_response(200, encoding, bundle, &[]),
+                record.subscriber(subscriber_id),
+            ))
+        },
+    )
+    .await
+}
+
+/// `DELETE /Subscription/{id}`: 204, and no delivery for it afterwards.
+pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
+    subscriptions: &S,
+    audit: &A,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let encoding = response_encoding(request);
+    let on_refusal = |record| refused_subscription(request, record);
+    audited(audit, request, Action::SubscriptionDelete, encoding, on_refusal, |caller, record| async move {
+        let subscription = own_subscription(subscriptions, &caller, request).await?;
+        subscriptions.delete(&subscription).await?;
+        let deleted = subscription;
+        info!(subscription_id = %deleted.id, subscriber_id = %deleted.subscriber_id, "subscription deleted");
+        let mut response = ApiGatewayProxyResponse::default();
+        response.status_code = 204;
+        let record = record
+            .subscription(deleted.id.clone())
+            .subscriber(deleted.subscriber_id.clone())
+            .patient(deleted.criteria.target.patient());
+        Ok((response, record))
+    })
+    .await
+}
+
+/// The main of `POST /Subscription`.
+pub async fn run_create_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let subscribers =
+        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, subscribers, audit) = (&subscriptions, &subscribers, &audit);
+    serve_api(move |request| async move {
+        create_subscription(subscriptions, subscribers, audit, &request).await
+    })
+    .await
+}
+
+/// The main of `GET /Subscription/{id}`.
+pub async fn run_read_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(move |request| async move { read_subscription(subscriptions, audit, &request).await })
+        .await
+}
+
+/// The main of `GET /Subscription`.
+pub async fn run_list_subscriptions() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(
+        move |request| async move { list_subscriptions(subscriptions, audit, &request).await },
+    )
+    .await
+}
+
+/// The main of `DELETE /Subscription/{id}`.
+pub async fn run_delete_subscription() -> Result<(), Error> {
+    let (_, dynamodb) = start().await;
+    let subscriptions =
+        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
+    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let (subscriptions, audit) = (&subscriptions, &audit);
+    serve_api(
+        move |request| async move { delete_subscription(subscriptions, audit, &request).await },
+    )
+    .await
+}
