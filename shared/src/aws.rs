@@ -1861,7 +1861,7 @@ pub async fn kms_verifiers(
     Ok(verifiers)
 }
 
-impl crate::auth::HubSigningKey for KmsSigningKey {
+impl crate::ports::HubSigningKey for KmsSigningKey {
     fn key_id(&self) -> &str {
         self.verifier.key_id()
     }
@@ -2161,7 +2161,7 @@ fn answer(areas: &mut crate::reference::ReferenceAreas, target: &ReferenceTarget
     }
 }
 
-impl crate::reference::ReferenceData for DynamoReferenceData {
+impl crate::ports::ReferenceData for DynamoReferenceData {
     async fn postcode_area(
         &self,
         postcode: &crate::reference::Postcode,

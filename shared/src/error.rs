@@ -1,12 +1,12 @@
 //! Every way a request can fail, and the one place that turns each into an
 //! HTTP status and an OperationOutcome.
 
-use crate::auth::AuthError;
+use crate::auth_error::AuthError;
 use crate::catalogue::EventType;
 use crate::criteria::CriteriaError;
 use crate::message::{MessageError, ProblemKind};
 use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {

@@ -19,12 +19,12 @@ use aws_lambda_events::apigw::{
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 
+use crate::app::auth::HubSigner;
+use crate::app::dispatch::Dispatcher;
 use crate::audit::{self, Action, AuditQuery, AuditRecord};
-use crate::auth::{
-    self, AuthError, Caller, Client, HubKeys, HubSigner, HubSigningKey, Refusal, Role,
-};
+use crate::auth::{self, AuthError, Caller, Client, HubKeys, Refusal, Role};
 use crate::catalogue::EventType;
-use crate::dispatch::{Dispatched, Dispatcher};
+use crate::dispatch::Dispatched;
 use crate::error::HubError;
 use crate::events::{self, StoredEvent};
 use crate::history;
@@ -32,11 +32,12 @@ use crate::message::Encoding;
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
+use crate::ports::HubSigningKey;
+use crate::ports::ReferenceData;
 use crate::ports::{
     AuditLog, ClientStore, DeliveryPublisher, EventStore, QueueProvisioner, RegisterStore,
     ReplayGuard, ReplayStore, SubscriberStore, SubscriptionStore,
 };
-use crate::reference::ReferenceData;
 use crate::replay;
 use crate::subscriber::{self, OnboardRequest};
 use crate::subscription::{self, Subscription, SubscriptionRequest};
@@ -447,7 +448,8 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
     let method_arn = request.method_arn.as_deref().unwrap_or_default();
     let now = OffsetDateTime::now_utc();
     let authenticated =
-        auth::authenticate(request.authorization_token.as_deref(), keys, clients, now).await;
+        crate::app::auth::authenticate(request.authorization_token.as_deref(), keys, clients, now)
+            .await;
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
     match authenticated {
         Ok(caller) => {
@@ -567,7 +569,7 @@ pub async fn token<C: ClientStore, R: ReplayGuard, K: HubSigningKey, A: AuditLog
     let issued = match assertion {
         Ok(assertion) => {
             let url = token_endpoint_url(request, configured_url);
-            auth::exchange(&assertion, clients, replay_guard, &url, signer, now)
+            crate::app::auth::exchange(&assertion, clients, replay_guard, &url, signer, now)
                 .await
                 .map_err(|refusal| (HubError::from(refusal.reason.clone()), Some(refusal)))
         }
@@ -640,7 +642,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     };
     let response = audited(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
-        let outcome = events::publish(
+        let outcome = crate::app::events::publish(
             store,
             register,
             audit,
@@ -884,7 +886,7 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A:
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
             let onboard_request = OnboardRequest::parse(&body)?;
-            let subscriber = subscriber::onboard(
+            let subscriber = crate::app::subscriber::onboard(
                 store,
                 provisioner,
                 clients,
@@ -946,7 +948,7 @@ pub async fn offboard<
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let id = path_id(request, "subscriber")?;
-            let subscriber = subscriber::offboard(
+            let subscriber = crate::app::subscriber::offboard(
                 subscribers,
                 subscriptions,
                 provisioner,
@@ -1005,7 +1007,8 @@ pub async fn change_subscriber<
                 },
             );
             let subscriber =
-                subscriber::change(subscribers, subscriptions, provisioner, id, change).await?;
+                crate::app::subscriber::change(subscribers, subscriptions, provisioner, id, change)
+                    .await?;
             info!(subscriber_id = %subscriber.id, "subscriber changed");
             let response = respond(
                 200,
@@ -1042,7 +1045,8 @@ pub async fn subscriber_status<
         |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
-            let status = crate::status::status(subscribers, stats, queues, &caller, id).await?;
+            let status =
+                crate::app::status::status(subscribers, stats, queues, &caller, id).await?;
             info!(subscriber_id = %id, "delivery status read");
             let response = respond(200, "application/json", status.to_json().to_string(), &[]);
             Ok((response, record.subscriber(id)))
@@ -1069,7 +1073,7 @@ pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: Audit
         |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
-            let redriven = crate::status::redrive(
+            let redriven = crate::app::status::redrive(
                 subscribers,
                 queues,
                 &caller,
@@ -1277,7 +1281,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
+            crate::app::subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(
@@ -1646,7 +1650,8 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
             let event_key = events::event_key(event_type, &id);
             let record = record.event(event_key.clone());
             let child =
-                events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
+                crate::app::events::release(store, register, &event_key, OffsetDateTime::now_utc())
+                    .await?;
             info!(event_id = %id, event_type = %event_type, "released");
             let outcome = OperationOutcome::information(
                 "RELEASED",
@@ -1979,7 +1984,7 @@ pub async fn read_replay<J: ReplayStore, A: AuditLog>(
 /// fails is reported, so that the stream retries from it; the job resumes
 /// from its last save.
 pub async fn replay_batch<E, S, P, A, G, R, J, D>(
-    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J, D>,
+    replayer: &crate::app::replay::Replayer<'_, E, S, P, A, G, R, J, D>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where

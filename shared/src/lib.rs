@@ -1,13 +1,16 @@
 //! The domain of the child health events hub.
 //!
 //! The core (catalogue, FHIR reading, validation, criteria, matching) has no
-//! AWS dependency and is tested with the in-memory adapters of [`memory`].
+//! AWS dependency and is tested with the in-memory adapters of `memory`
+//! (feature `memory`, for tests and tools only).
 //! The `aws` feature adds the DynamoDB, SNS and SQS adapters; the `lambda`
 //! feature adds the translation between Lambda events and the domain.
 
 pub mod access;
+pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod auth_error;
 pub mod catalogue;
 pub mod criteria;
 pub mod dispatch;
@@ -17,17 +20,19 @@ pub mod fhir;
 pub mod fhir_time;
 pub mod generic;
 pub mod history;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod nhs_number;
+pub mod ods;
 pub mod outcome;
 pub mod ports;
 pub mod reference;
 pub mod register;
 pub mod replay;
-pub mod rules;
 pub mod status;
+pub mod store;
 pub mod subscriber;
 pub mod subscription;
 pub mod text;

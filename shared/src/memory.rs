@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
+use std::io::BufRead;
 use std::sync::Mutex;
 
 use time::OffsetDateTime;
@@ -16,9 +17,19 @@ use crate::dispatch::Delivery;
 use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, ClientStore, DeliveryPublisher, EventStore, Insert, Page, QueueProvisioner,
-    ReplayGuard, ReplayStore, StoreError, SubscriberStore, SubscriptionState, SubscriptionStore,
-    TopicSubscription,
+    AuditLog, ClientStore, DeliveryPublisher, EventStore, HubSigningKey, Insert, Page,
+    QueueProvisioner, ReferenceData, ReplayGuard, ReplayStore, StoreError, SubscriberStore,
+    SubscriptionState, SubscriptionStore, TopicSubscription,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+use crate::app::auth::HubSigner;
+use crate::auth::{HubVerifier, KeyError};
+use crate::reference::{
+    Postcode, PostcodeArea, PracticeArea, ReferenceItem, ReferenceRows, Rejected, practice_code,
 };
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
@@ -927,5 +938,118 @@ impl crate::ports::QueueMonitor for MemoryQueues {
                 state: SubscriptionState::Confirmed,
             })
             .collect())
+    }
+}
+
+/// Reference data held in maps: filled before use (by a test, or from the
+/// sample files), then shared read-only.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryReferenceData {
+    postcodes: HashMap<Postcode, PostcodeArea>,
+    practices: HashMap<String, String>,
+}
+
+impl MemoryReferenceData {
+    pub fn insert_postcode(&mut self, postcode: Postcode, area: PostcodeArea) {
+        self.postcodes.insert(postcode, area);
+    }
+
+    pub fn insert_practice(&mut self, practice: PracticeArea) {
+        self.practices
+            .insert(practice_code(&practice.practice), practice.icb_sub_location);
+    }
+
+    pub fn insert(&mut self, item: ReferenceItem) {
+        match item {
+            ReferenceItem::Postcode { postcode, area, .. } => self.insert_postcode(postcode, area),
+            ReferenceItem::Practice(practice) => self.insert_practice(practice),
+        }
+    }
+
+    /// Loads a sub-ICB lookup, an ONSPD file and an `epraccur.csv` file as
+    /// [`ReferenceRows`] reads them, keeping every good row; the rejections
+    /// are the bad rows. Only what [`ReferenceRows::open`] refuses is an
+    /// `Err`.
+    pub fn load(
+        sub_icb: impl BufRead,
+        onspd: impl BufRead,
+        epraccur: impl BufRead,
+    ) -> Result<(Self, Vec<Rejected>), Rejected> {
+        let mut data = MemoryReferenceData::default();
+        let mut rejected = Vec::new();
+        for row in ReferenceRows::open(sub_icb, onspd, epraccur)? {
+            match row {
+                Ok(item) => data.insert(item),
+                Err(error) => rejected.push(error),
+            }
+        }
+        Ok((data, rejected))
+    }
+
+    pub fn postcode_count(&self) -> usize {
+        self.postcodes.len()
+    }
+
+    pub fn practice_count(&self) -> usize {
+        self.practices.len()
+    }
+}
+
+impl ReferenceData for MemoryReferenceData {
+    async fn postcode_area(&self, postcode: &Postcode) -> Result<Option<PostcodeArea>, StoreError> {
+        Ok(self.postcodes.get(postcode).cloned())
+    }
+
+    async fn practice_area(&self, ods_code: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.practices.get(&practice_code(ods_code)).cloned())
+    }
+}
+
+/// A hub signing key held in memory, read from PEM.
+#[derive(Debug, Clone)]
+pub struct PemSigningKey {
+    key: EncodingKey,
+    verifier: HubVerifier,
+}
+
+impl PemSigningKey {
+    /// A PKCS#8 PEM P-256 private key and its public key. The public key is
+    /// checked against the private one, so a mix-up of keys fails at
+    /// start-up rather than on every call.
+    pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
+        let key =
+            EncodingKey::from_ec_pem(private_key_pem).map_err(|_| KeyError::NotEs256PrivateKey)?;
+        let derived = Jwk::from_encoding_key(&key, Algorithm::ES256)
+            .map_err(|_| KeyError::NotEs256PrivateKey)?;
+        let verifier = HubVerifier::from_public_pem(public_key_pem)?;
+        if derived.algorithm != verifier.jwk().algorithm {
+            return Err(KeyError::NotAPair);
+        }
+        Ok(PemSigningKey { key, verifier })
+    }
+}
+
+impl HubSigningKey for PemSigningKey {
+    fn key_id(&self) -> &str {
+        self.verifier.key_id()
+    }
+
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let signature = jsonwebtoken::crypto::sign(signing_input, &self.key, Algorithm::ES256)
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))?;
+        URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}")))
+    }
+}
+
+impl HubSigner<PemSigningKey> {
+    pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
+        PemSigningKey::from_pem(private_key_pem, public_key_pem).map(HubSigner::new)
+    }
+
+    /// The verifier of the tokens this signer issues.
+    pub fn verifier(&self) -> &HubVerifier {
+        &self.key().verifier
     }
 }

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hub::EventType;
+use hub::app::auth::{HubSigner, exchange};
 use hub::auth::{
-    AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
-    claimed_client_id, exchange, verify_access_token, verify_client_assertion,
+    AuthError, Caller, Client, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
+    claimed_client_id, verify_access_token, verify_client_assertion,
 };
+use hub::memory::PemSigningKey;
 use hub::memory::{MemoryClientStore, MemoryReplayGuard};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};
@@ -137,7 +139,7 @@ fn verify(assertion: &str) -> Result<hub::auth::AssertionClaims, AuthError> {
     verify_client_assertion(assertion, &client(), TOKEN_URL, NOW)
 }
 
-fn hub_signer() -> HubSigner {
+fn hub_signer() -> HubSigner<PemSigningKey> {
     HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap()
 }
 

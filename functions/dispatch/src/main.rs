@@ -5,12 +5,12 @@
 // than rustc's default query depth allows when its layout is computed.
 #![recursion_limit = "256"]
 
+use hub::app::dispatch::Dispatcher;
 use hub::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
     DynamoRegisterStore, DynamoSubscriptionStore, SnsDeliveryPublisher, required_env,
     topic_arns_from_env,
 };
-use hub::dispatch::Dispatcher;
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
 #[tokio::main]

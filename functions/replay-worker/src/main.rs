@@ -4,13 +4,13 @@
 // than rustc's default query depth allows when its layout is computed.
 #![recursion_limit = "256"]
 
+use hub::app::replay::Replayer;
 use hub::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
     DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
     required_env, topic_arns_from_env,
 };
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
-use hub::replay::Replayer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

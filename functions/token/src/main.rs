@@ -1,6 +1,6 @@
 //! `POST /oauth2/token`: a client assertion in, a hub access token out.
 
-use hub::auth::HubSigner;
+use hub::app::auth::HubSigner;
 use hub::aws::{DynamoAuditLog, DynamoClientStore, DynamoReplayGuard, KmsSigningKey, required_env};
 use hub::lambda::{self, Error, LambdaEvent, service_fn};
 
