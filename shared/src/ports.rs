@@ -1,5 +1,9 @@
-//! Ports: what the domain needs from storage and messaging. The AWS adapters
-//! (module `aws`) and the in-memory adapters (module `memory`) implement them.
+//! Ports: what the use cases (module `app`) need from storage, messaging,
+//! reference data and the hub's signing key. The AWS adapters (module `aws`)
+//! and the in-memory adapters (module `memory`) implement them. The ports
+//! import only domain types; the value types a store answers with that the
+//! domain also speaks of (`StoreError`, `Page`, `TopicSubscription`) live in
+//! the domain and are re-exported here.
 
 use std::future::Future;
 

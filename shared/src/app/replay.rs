@@ -15,7 +15,7 @@ use crate::ports::{
     AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Page, ReferenceData, RegisterStore,
     ReplayStore, StoreError, SubscriptionStore,
 };
-use crate::replay::*;
+use crate::replay::{ReplayJob, ReplayStatus, STEP_DAYS, STEP_EVENTS, next_day};
 use crate::subscription::Subscription;
 
 /// A subscription store that offers one subscription as the only

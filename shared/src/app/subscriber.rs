@@ -12,7 +12,7 @@ use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
 use crate::ports::{AuditLog, ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
-use crate::subscriber::*;
+use crate::subscriber::{ChangeRequest, OnboardRequest, Subscriber};
 
 /// Changes what a subscriber may receive and who reads its queue, without
 /// touching what its queue holds. Narrowing its event types is refused

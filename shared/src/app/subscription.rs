@@ -7,7 +7,9 @@ use crate::criteria::CriteriaError;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
 use crate::ports::{SubscriberStore, SubscriptionStore};
-use crate::subscription::*;
+use crate::subscription::{
+    MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription, SubscriptionRequest,
+};
 
 /// Checks a request against its subscriber and stores the subscription.
 pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
