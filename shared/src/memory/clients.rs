@@ -1,18 +1,20 @@
 //! Registered clients, seen assertions and the hub's PEM signing key, in memory.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use time::OffsetDateTime;
+
 use super::poisoned;
 use crate::app::auth::HubSigner;
 use crate::auth::Client;
 use crate::auth::{HubVerifier, KeyError};
 use crate::ports::{ClientStore, HubSigningKey, ReplayGuard, StoreError};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::sync::Mutex;
-use time::OffsetDateTime;
 
 /// Registered clients, put in by the test or the local stack that uses it.
 #[derive(Default)]

@@ -1,11 +1,12 @@
 //! The event store in memory.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::poisoned;
 use crate::events::{CurrentVersion, EventSummary, StoredEvent, place};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{EventStore, Insert, Page, StoreError};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryEventStore {

@@ -1,5 +1,8 @@
 //! Deliveries, queues and their counts in memory: what SNS and SQS would hold.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::poisoned;
 use crate::access::QueueAccess;
 use crate::catalogue::EventType;
@@ -9,8 +12,6 @@ use crate::ports::{
     DeliveryPublisher, QueueProvisioner, StoreError, SubscriptionState, TopicSubscription,
 };
 use crate::subscriber::Queues;
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// A sent message: the event and the attributes one recipient got.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,13 @@
 //! The audit trail, the child register and replay jobs in memory.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::poisoned;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{AuditLog, Page, ReplayStore, StoreError};
 use crate::replay::{Admission, NotStarted, ReplayJob};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// The audit trail in memory, in the order written.
 #[derive(Default)]

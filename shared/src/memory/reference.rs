@@ -1,11 +1,12 @@
 //! Reference data held in maps.
 
+use std::collections::HashMap;
+use std::io::BufRead;
+
 use crate::ports::{ReferenceData, StoreError};
 use crate::reference::{
     Postcode, PostcodeArea, PracticeArea, ReferenceItem, ReferenceRows, Rejected, practice_code,
 };
-use std::collections::HashMap;
-use std::io::BufRead;
 
 /// Reference data held in maps: filled before use (by a test, or from the
 /// sample files), then shared read-only.

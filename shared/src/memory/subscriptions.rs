@@ -1,5 +1,8 @@
 //! Subscriptions and subscribers in memory.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
 use super::poisoned;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
@@ -7,8 +10,6 @@ use crate::nhs_number::NhsNumber;
 use crate::ports::{Page, StoreError, SubscriberStore, SubscriptionStore};
 use crate::subscriber::Subscriber;
 use crate::subscription::Subscription;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 
 /// Subscriptions by id, with an index by (NHS number, event type): the same
 /// keyed access the DynamoDB adapter offers.
