@@ -21,15 +21,16 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use hub::app::dispatch::Dispatcher;
 use hub::criteria::{AgeRange, Criteria, GpRegistration, RuleType, Target};
-use hub::dispatch::{Delivery, Dispatcher, Route};
+use hub::dispatch::{Delivery, Route};
 use hub::events::StoredEvent;
 use hub::generic::RULE_TYPES;
+use hub::memory::MemoryReferenceData;
 use hub::memory::{MemoryAuditLog, MemoryPublisher, MemoryRegisterStore, MemorySubscriptionStore};
+use hub::ports::ReferenceData;
 use hub::ports::{Page, RegisterStore, StoreError, SubscriptionStore, Versioned};
-use hub::reference::{
-    MemoryReferenceData, Postcode, PostcodeArea, PracticeArea, ReferenceAreas, ReferenceData,
-};
+use hub::reference::{Postcode, PostcodeArea, PracticeArea, ReferenceAreas};
 use hub::register::ChildRecord;
 use hub::subscriber::OdsCode;
 use hub::subscription::Subscription;
@@ -587,7 +588,7 @@ fn dispatch_scaling(c: &mut Criterion) {
     // The keys the child's place gives (one per rule type).
     let postcode = Postcode::parse(POSTCODE).expect("postcode");
     let location = runtime
-        .block_on(hub::generic::locate(
+        .block_on(hub::app::generic::locate(
             &reference,
             Some(&postcode),
             None,

@@ -4,8 +4,8 @@
 //! 1. A client registers the public half of its signing keys (a JWKS) with
 //!    the hub.
 //! 2. To call the hub it signs a short-lived client assertion (RFC 7523) and
-//!    exchanges it at the token endpoint ([`exchange`]) for a hub access
-//!    token, signed by the hub ([`HubSigner`]).
+//!    exchanges it at the token endpoint (`app::auth::exchange`) for a hub
+//!    access token, signed by the hub (`app::auth::HubSigner`).
 //! 3. Every API call carries that access token as a bearer token, which the
 //!    authorizer checks ([`verify_access_token`]) before anything else runs.
 //!
@@ -13,7 +13,6 @@
 //! is only asked for signatures, never for the clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::LazyLock;
 
 use base64::Engine;
@@ -28,12 +27,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use crate::auth_error::AuthError;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::error::HubError;
-use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::{ClientStore, StoreError, UsedAssertionIds};
-use crate::subscriber::OdsCode;
+use crate::ods::OdsCode;
 
 /// `iss` of the hub's access tokens.
 pub const HUB_ISSUER: &str = "child-health-hub";
@@ -289,121 +287,6 @@ impl Role {
     }
 }
 
-/// Why a token or a client was refused. The messages are fixed texts: none
-/// repeats anything from the token, so a refusal leaks nothing to a caller
-/// who presented someone else's token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no access token was presented")]
-    NoToken,
-    #[error("the token is not a well-formed signed JWT")]
-    Malformed,
-    /// Answered as [`AuthError::BadSignature`] is, so that the token
-    /// endpoint does not tell who is registered.
-    #[error("{}", UNVERIFIABLE)]
-    UnknownClient,
-    #[error("the client is disabled")]
-    DisabledClient,
-    #[error("the token's signing algorithm is not accepted here")]
-    UnsupportedAlgorithm,
-    #[error("the token's header names no key (kid)")]
-    MissingKeyId,
-    /// No registered key has the token's key id.
-    #[error("{}", UNVERIFIABLE)]
-    UnknownKey,
-    /// The key with the token's key id does not suit its algorithm.
-    #[error("{}", UNVERIFIABLE)]
-    KeyTypeMismatch,
-    #[error("{}", UNVERIFIABLE)]
-    BadSignature,
-    #[error("the token is not addressed to this audience")]
-    WrongAudience,
-    #[error("the token's issuer or subject is not the expected one")]
-    WrongIssuer,
-    #[error("the token has no expiry time (exp)")]
-    MissingExpiry,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the client assertion lives longer than 5 minutes")]
-    LifetimeTooLong,
-    #[error("the access token lives longer than the hub issues its tokens for")]
-    AccessTokenTooLong,
-    #[error("the token has no issue time (iat)")]
-    MissingIssuedAt,
-    #[error("the client assertion has no unique identifier (jti)")]
-    MissingJti,
-    #[error("the client assertion was already used")]
-    ReplayedJti,
-    /// The hub could not decide (a store failed): not the client's fault.
-    /// The detail is for logs, never for clients.
-    #[error("the hub could not complete authentication: {0}")]
-    Unavailable(String),
-}
-
-/// One answer for an unknown client, an unknown key id, a key that does not
-/// suit the algorithm and a signature that does not verify: whoever probes
-/// the token endpoint learns nothing of which clients and keys exist.
-const UNVERIFIABLE: &str = "the token's signature could not be verified \
-    with a key registered for the client it names";
-
-impl From<StoreError> for AuthError {
-    fn from(error: StoreError) -> Self {
-        AuthError::Unavailable(error.to_string())
-    }
-}
-
-impl AuthError {
-    /// The refusal's name, as the audit trail records it: distinct for each
-    /// reason, even where the answer to the client is the same.
-    pub fn name(&self) -> &'static str {
-        match self {
-            AuthError::NoToken => "NoToken",
-            AuthError::Malformed => "Malformed",
-            AuthError::UnknownClient => "UnknownClient",
-            AuthError::DisabledClient => "DisabledClient",
-            AuthError::UnsupportedAlgorithm => "UnsupportedAlgorithm",
-            AuthError::MissingKeyId => "MissingKeyId",
-            AuthError::UnknownKey => "UnknownKey",
-            AuthError::KeyTypeMismatch => "KeyTypeMismatch",
-            AuthError::BadSignature => "BadSignature",
-            AuthError::WrongAudience => "WrongAudience",
-            AuthError::WrongIssuer => "WrongIssuer",
-            AuthError::MissingExpiry => "MissingExpiry",
-            AuthError::Expired => "Expired",
-            AuthError::NotYetValid => "NotYetValid",
-            AuthError::LifetimeTooLong => "LifetimeTooLong",
-            AuthError::AccessTokenTooLong => "AccessTokenTooLong",
-            AuthError::MissingIssuedAt => "MissingIssuedAt",
-            AuthError::MissingJti => "MissingJti",
-            AuthError::ReplayedJti => "ReplayedJti",
-            AuthError::Unavailable(_) => "Unavailable",
-        }
-    }
-
-    pub fn outcome(&self) -> OperationOutcome {
-        let (code, spine_code, diagnostics) = match self {
-            AuthError::Unavailable(_) => (
-                "transient",
-                "SERVICE_UNAVAILABLE",
-                "the hub could not complete authentication; try again later".to_owned(),
-            ),
-            // The client should authenticate (again): no token, or its
-            // token ran out.
-            AuthError::NoToken | AuthError::Expired => ("login", "ACCESS_DENIED", self.to_string()),
-            refusal => ("security", "ACCESS_DENIED", refusal.to_string()),
-        };
-        OperationOutcome::single(Issue {
-            severity: Severity::Error,
-            code,
-            spine_code,
-            diagnostics,
-            expression: Vec::new(),
-        })
-    }
-}
-
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     let header = authorization.map(str::trim).unwrap_or_default();
@@ -435,7 +318,10 @@ pub struct Refusal {
 
 impl Refusal {
     /// Refusals naming the client, verified or only claimed.
-    fn naming(client_id: Option<&str>, verified: bool) -> impl Fn(AuthError) -> Refusal + use<> {
+    pub fn naming(
+        client_id: Option<&str>,
+        verified: bool,
+    ) -> impl Fn(AuthError) -> Refusal + use<> {
         let client_id = client_id.map(str::to_owned);
         move |reason| Refusal {
             reason,
@@ -608,8 +494,9 @@ pub struct AssertionClaims {
     pub issued_at: Option<OffsetDateTime>,
 }
 
+/// An assertion's claims as read, before they are checked.
 #[derive(Deserialize)]
-struct RawAssertion {
+pub struct RawAssertion {
     iss: Option<String>,
     sub: Option<String>,
     aud: Option<Audience>,
@@ -652,7 +539,7 @@ pub fn claimed_subject(authorization: &str) -> Option<String> {
 /// The algorithm and key id of an assertion's header: all the header must
 /// say, checked before the client is looked up, so that no refusal of a
 /// malformed header depends on whether the client it names exists.
-fn assertion_header(assertion: &str) -> Result<(Algorithm, String), AuthError> {
+pub fn assertion_header(assertion: &str) -> Result<(Algorithm, String), AuthError> {
     let header = read_header(assertion)?;
     let algorithm = accepted_algorithm(&header, ASSERTION_ALGORITHMS)?;
     let kid = header.kid.ok_or(AuthError::MissingKeyId)?;
@@ -665,7 +552,7 @@ fn assertion_header(assertion: &str) -> Result<(Algorithm, String), AuthError> {
 /// a stand-in key, and the refusal answered as a wrong signature is: the
 /// answer, and as far as can be the work, tell nothing of which clients
 /// and keys exist.
-fn assertion_signature(
+pub fn assertion_signature(
     assertion: &str,
     client: Option<&Client>,
     kid: &str,
@@ -733,7 +620,7 @@ pub fn verify_client_assertion(
 }
 
 /// The checks of a client assertion's claims, once its signature verified.
-fn assertion_claims(
+pub fn assertion_claims(
     claims: RawAssertion,
     client: &Client,
     token_endpoint_url: &str,
@@ -834,57 +721,6 @@ pub struct AccessToken {
     pub ods_code: OdsCode,
 }
 
-/// Exchanges a client assertion for a hub access token: the client must be
-/// registered and enabled, the assertion valid, and its `jti` not used before.
-/// A refusal names the client the assertion claims, as verified once its
-/// signature was checked.
-pub async fn exchange<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey>(
-    assertion: &str,
-    clients: &C,
-    used_ids: &R,
-    token_endpoint_url: &str,
-    signer: &HubSigner<K>,
-    now: OffsetDateTime,
-) -> Result<AccessToken, Refusal> {
-    let claimed = claimed_client_id(assertion);
-    let unverified = Refusal::naming(claimed.as_deref(), false);
-    let (algorithm, kid) = assertion_header(assertion).map_err(&unverified)?;
-    let client_id = claimed
-        .as_deref()
-        .ok_or(AuthError::Malformed)
-        .map_err(&unverified)?;
-    let client = clients
-        .get(client_id)
-        .await
-        .map_err(|error| unverified(error.into()))?;
-    let claims =
-        assertion_signature(assertion, client.as_ref(), &kid, algorithm).map_err(&unverified)?;
-    let Some(client) = client else {
-        return Err(unverified(AuthError::UnknownClient));
-    };
-    // From here on the assertion is known to come from the client's key.
-    let verified = Refusal::naming(Some(&client.client_id), true);
-    let claims = assertion_claims(claims, &client, token_endpoint_url, now).map_err(&verified)?;
-    // Checked after the signature, so that only the key's holder learns
-    // that its client is disabled.
-    if !client.enabled {
-        return Err(verified(AuthError::DisabledClient));
-    }
-    // Remembered only once verified: a forged assertion must not be able to
-    // use up a jti its client has yet to send.
-    let forget_after = claims
-        .expires_at
-        .saturating_add(time::Duration::seconds(CLOCK_SKEW_SECONDS));
-    let first_use = used_ids
-        .remember(&claims.client_id, &claims.jti, forget_after)
-        .await
-        .map_err(|error| verified(error.into()))?;
-    if !first_use {
-        return Err(verified(AuthError::ReplayedJti));
-    }
-    signer.issue(&client, now).await.map_err(&verified)
-}
-
 // ---------------------------------------------------------------------------
 // Hub access tokens
 // ---------------------------------------------------------------------------
@@ -914,8 +750,9 @@ struct AccessClaims {
     jti: String,
 }
 
+/// An access token's claims as read, before they are checked.
 #[derive(Deserialize)]
-struct RawAccessClaims {
+pub struct RawAccessClaims {
     iss: Option<String>,
     aud: Option<Audience>,
     sub: Option<String>,
@@ -927,118 +764,41 @@ struct RawAccessClaims {
     nbf: Option<NumericDate>,
 }
 
-/// A key the hub signs its access tokens with: ES256. Deployed, a KMS key
-/// whose private half never leaves KMS; in tests, a PEM key.
-pub trait HubSigningKey: Send + Sync {
-    /// The `kid` of the tokens it signs: its public key's thumbprint.
-    fn key_id(&self) -> &str;
-
-    /// The ES256 signature of `signing_input`, as JWS wants it: r || s.
-    fn sign(
-        &self,
-        signing_input: &[u8],
-    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
-}
-
-/// A hub signing key held in memory, read from PEM.
-#[derive(Debug, Clone)]
-pub struct PemSigningKey {
-    key: EncodingKey,
-    verifier: HubVerifier,
-}
-
-impl PemSigningKey {
-    /// A PKCS#8 PEM P-256 private key and its public key. The public key is
-    /// checked against the private one, so a mix-up of keys fails at
-    /// start-up rather than on every call.
-    pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
-        let key =
-            EncodingKey::from_ec_pem(private_key_pem).map_err(|_| KeyError::NotEs256PrivateKey)?;
-        let derived = Jwk::from_encoding_key(&key, Algorithm::ES256)
-            .map_err(|_| KeyError::NotEs256PrivateKey)?;
-        let verifier = HubVerifier::from_public_pem(public_key_pem)?;
-        if derived.algorithm != verifier.jwk.algorithm {
-            return Err(KeyError::NotAPair);
-        }
-        Ok(PemSigningKey { key, verifier })
+impl RawAccessClaims {
+    /// The client the token names (`sub`), whether or not its claims pass.
+    pub fn subject(&self) -> Option<&str> {
+        self.sub.as_deref()
     }
 }
 
-impl HubSigningKey for PemSigningKey {
-    fn key_id(&self) -> &str {
-        &self.verifier.key_id
-    }
-
-    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let signature = jsonwebtoken::crypto::sign(signing_input, &self.key, Algorithm::ES256)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))?;
-        URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|error| StoreError::Unavailable(format!("signing failed: {error}").into()))
-    }
-}
-
-/// Issues the hub's access tokens, signed ES256 with `K`.
-#[derive(Debug, Clone)]
-pub struct HubSigner<K = PemSigningKey> {
-    key: K,
+/// The JWS signing input (header and claims) of an access token for the
+/// client, under the hub key `key_id`, living `lifetime_seconds` from `now`:
+/// what the hub's signing key signs.
+pub fn access_token_signing_input(
+    client: &Client,
+    key_id: &str,
     lifetime_seconds: u64,
-}
-
-impl HubSigner<PemSigningKey> {
-    pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
-        PemSigningKey::from_pem(private_key_pem, public_key_pem).map(HubSigner::new)
-    }
-
-    /// The verifier of the tokens this signer issues.
-    pub fn verifier(&self) -> &HubVerifier {
-        &self.key.verifier
-    }
-}
-
-impl<K: HubSigningKey> HubSigner<K> {
-    pub fn new(key: K) -> Self {
-        HubSigner {
-            key,
-            lifetime_seconds: ACCESS_TOKEN_LIFETIME_SECONDS,
-        }
-    }
-
-    /// Shorter tokens (tests): never longer than
-    /// [`ACCESS_TOKEN_LIFETIME_SECONDS`], which the authorizer would refuse.
-    pub fn with_lifetime_seconds(mut self, seconds: u64) -> Self {
-        self.lifetime_seconds = seconds.min(ACCESS_TOKEN_LIFETIME_SECONDS);
-        self
-    }
-
-    pub async fn issue(
-        &self,
-        client: &Client,
-        now: OffsetDateTime,
-    ) -> Result<AccessToken, AuthError> {
-        let issued = now.unix_timestamp();
-        let lifetime = i64::try_from(self.lifetime_seconds).unwrap_or(i64::MAX);
-        let claims = AccessClaims {
-            iss: HUB_ISSUER.to_owned(),
-            aud: HUB_AUDIENCE.to_owned(),
-            sub: client.client_id.clone(),
-            ods: client.ods_code.as_str().to_owned(),
-            roles: client.roles.clone(),
-            iat: issued,
-            exp: issued.saturating_add(lifetime),
-            jti: uuid::Uuid::new_v4().to_string(),
-        };
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.key.key_id().to_owned());
-        let signing_input = format!("{}.{}", base64_json(&header)?, base64_json(&claims)?);
-        let signature = self.key.sign(signing_input.as_bytes()).await?;
-        Ok(AccessToken {
-            token: format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)),
-            expires_in: self.lifetime_seconds,
-            client_id: client.client_id.clone(),
-            ods_code: client.ods_code.clone(),
-        })
-    }
+    now: OffsetDateTime,
+) -> Result<String, AuthError> {
+    let issued = now.unix_timestamp();
+    let lifetime = i64::try_from(lifetime_seconds).unwrap_or(i64::MAX);
+    let claims = AccessClaims {
+        iss: HUB_ISSUER.to_owned(),
+        aud: HUB_AUDIENCE.to_owned(),
+        sub: client.client_id.clone(),
+        ods: client.ods_code.as_str().to_owned(),
+        roles: client.roles.clone(),
+        iat: issued,
+        exp: issued.saturating_add(lifetime),
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key_id.to_owned());
+    Ok(format!(
+        "{}.{}",
+        base64_json(&header)?,
+        base64_json(&claims)?
+    ))
 }
 
 /// A JWS segment: the value as JSON, base64url without padding.
@@ -1141,7 +901,7 @@ pub fn verify_access_token<K: HubKeys + ?Sized>(
 
 /// The access token's claims once its signature verifies with the hub key
 /// its `kid` names.
-fn access_token_signature<K: HubKeys + ?Sized>(
+pub fn access_token_signature<K: HubKeys + ?Sized>(
     token: &str,
     keys: &K,
 ) -> Result<RawAccessClaims, AuthError> {
@@ -1153,7 +913,7 @@ fn access_token_signature<K: HubKeys + ?Sized>(
 }
 
 /// The checks of a hub access token's claims, once its signature verified.
-fn access_token_claims(
+pub fn access_token_claims(
     claims: RawAccessClaims,
     now: OffsetDateTime,
 ) -> Result<TokenSubject, AuthError> {
@@ -1197,36 +957,6 @@ fn access_token_claims(
         ods_code,
         roles: claims.roles,
     })
-}
-
-/// What the authorizer does with an `Authorization` header: a valid hub
-/// token of a client that is still registered and enabled. The caller's
-/// roles and permissions come from the client record as it is now, so that
-/// disabling a client or narrowing its rights takes effect at once rather
-/// than when its tokens run out. A refusal names the client the token
-/// claims, as verified once the hub's signature on it was checked.
-pub async fn authenticate<K: HubKeys + ?Sized, C: ClientStore>(
-    authorization: Option<&str>,
-    keys: &K,
-    clients: &C,
-    now: OffsetDateTime,
-) -> Result<Caller, Refusal> {
-    let claimed = authorization.and_then(claimed_subject);
-    let unverified = Refusal::naming(claimed.as_deref(), false);
-    let token = bearer_token(authorization).map_err(&unverified)?;
-    let claims = access_token_signature(token, keys).map_err(&unverified)?;
-    let verified = Refusal::naming(claims.sub.as_deref(), true);
-    let subject = access_token_claims(claims, now).map_err(&verified)?;
-    let client = clients
-        .get(&subject.client_id)
-        .await
-        .map_err(|error| verified(error.into()))?
-        .ok_or(AuthError::UnknownClient)
-        .map_err(&verified)?;
-    if !client.enabled {
-        return Err(verified(AuthError::DisabledClient));
-    }
-    Ok(Caller::of(&client))
 }
 
 /// An ECDSA signature as KMS returns it (DER: a SEQUENCE of the INTEGERs r

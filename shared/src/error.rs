@@ -1,12 +1,12 @@
 //! Every way a request can fail, and the OperationOutcome of each. Its HTTP
 //! status is the Lambda layer's (lambda/http_status.rs).
 
-use crate::auth::AuthError;
+use crate::auth_error::AuthError;
 use crate::catalogue::EventType;
 use crate::criteria::CriteriaError;
 use crate::message::{MessageError, ProblemKind};
 use crate::outcome::{Issue, OperationOutcome, Severity};
-use crate::ports::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {

@@ -37,8 +37,7 @@ use std::collections::BTreeSet;
 
 use crate::catalogue::EventType;
 use crate::criteria::{Criteria, RuleType, Target};
-use crate::ports::StoreError;
-use crate::reference::{Postcode, PostcodeArea, ReferenceData, practice_code};
+use crate::reference::PostcodeArea;
 
 /// Every rule type, in the order keys are listed.
 pub const RULE_TYPES: [RuleType; 5] = [
@@ -179,37 +178,4 @@ pub fn match_keys(location: &ChildLocation, event_type: EventType) -> Vec<String
         })
         .collect();
     keys.into_iter().collect()
-}
-
-/// Resolves where a child is against the reference data: the areas of the
-/// current and previous postcodes, and the sub-ICB locations of the current
-/// and previous practices, asked in one lookup (one BatchGetItem against
-/// DynamoDB). An unknown postcode or practice leaves its area None (it then
-/// matches no area rule); a failed lookup is an error.
-pub async fn locate<R: ReferenceData>(
-    reference: &R,
-    postcode: Option<&Postcode>,
-    previous_postcode: Option<&Postcode>,
-    practice: Option<&str>,
-    previous_practice: Option<&str>,
-) -> Result<ChildLocation, StoreError> {
-    let postcodes: Vec<&Postcode> = [postcode, previous_postcode]
-        .into_iter()
-        .flatten()
-        .collect();
-    let practices: Vec<&str> = [practice, previous_practice]
-        .into_iter()
-        .flatten()
-        .collect();
-    let areas = reference.locate_many(&postcodes, &practices).await?;
-    let area = |postcode: Option<&Postcode>| postcode.and_then(|p| areas.postcode(p).cloned());
-    let icb = |practice: Option<&str>| practice.and_then(|p| areas.practice(p).map(str::to_owned));
-    Ok(ChildLocation {
-        postcode_area: area(postcode),
-        previous_postcode_area: area(previous_postcode),
-        practice: practice.map(practice_code),
-        practice_icb: icb(practice),
-        previous_practice: previous_practice.map(practice_code),
-        previous_practice_icb: icb(previous_practice),
-    })
 }

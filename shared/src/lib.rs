@@ -1,13 +1,24 @@
-//! The domain of the child health events hub.
+//! The child health events hub: domain, use cases, ports and adapters.
 //!
-//! The core (catalogue, FHIR reading, validation, criteria, matching) has no
-//! AWS dependency and is tested with the in-memory adapters of [`memory`].
-//! The `aws` feature adds the DynamoDB, SNS and SQS adapters; the `lambda`
-//! feature adds the translation between Lambda events and the domain.
+//! Imports go one way only, so that each layer can later become a crate of
+//! its own (`structure.py` reports any import cycle between these modules):
+//! - domain (every module not named below: catalogue, FHIR reading,
+//!   validation, criteria, matching, the register's rules...): types and
+//!   rules, no async, no ports, no environment; imports only other domain
+//!   modules;
+//! - `ports`: the traits of what the use cases read and write; imports the
+//!   domain;
+//! - `app`: the use cases, which take ports; imports ports and domain;
+//! - adapters: `memory` (feature `memory`: tests, benchmarks and tools only,
+//!   never the deployed functions), `aws` (feature `aws`: DynamoDB, SNS, SQS,
+//!   KMS) and `lambda` (feature `lambda`: the translation between Lambda
+//!   events and the use cases); they import everything below them.
 
 pub mod access;
+pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod auth_error;
 pub mod catalogue;
 pub mod criteria;
 pub mod dispatch;
@@ -17,17 +28,19 @@ pub mod fhir;
 pub mod fhir_time;
 pub mod generic;
 pub mod history;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod nhs_number;
+pub mod ods;
 pub mod outcome;
 pub mod ports;
 pub mod reference;
 pub mod register;
 pub mod replay;
-pub mod rules;
 pub mod status;
+pub mod store;
 pub mod subscriber;
 pub mod subscription;
 pub mod text;

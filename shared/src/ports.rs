@@ -1,5 +1,9 @@
-//! Ports: what the domain needs from storage and messaging. The AWS adapters
-//! (module `aws`) and the in-memory adapters (module `memory`) implement them.
+//! Ports: what the use cases (module `app`) need from storage, messaging,
+//! reference data and the hub's signing key. The AWS adapters (module `aws`)
+//! and the in-memory adapters (module `memory`) implement them. The ports
+//! import only domain types; the value types a store answers with that the
+//! domain also speaks of (`StoreError`, `Page`, `TopicSubscription`) live in
+//! the domain and are re-exported here.
 
 use std::future::Future;
 
@@ -12,57 +16,12 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::reference::{Postcode, PostcodeArea, ReferenceAreas, practice_code};
 use crate::replay::{Admission, NotStarted, ReplayJob};
+pub use crate::status::{SubscriptionState, TopicSubscription};
+pub use crate::store::{BoxError, Page, StoreError};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
-
-/// What an unavailable store carries: the error it met (an SDK error with
-/// what the hub was doing), or the hub's own words.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Why a port could not answer. Each kind is answered differently
-/// (`HubError::status`): only `Unavailable` is worth a caller's retry.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store or service could not be reached, refused the call
-    /// (throttled, access denied, a missing table) or did not settle
-    /// (writes that kept conflicting): 503, try again. The cause keeps its
-    /// chain; its text (which names the service's error code) is for logs,
-    /// never for clients.
-    #[error("a backing service failed: {0}")]
-    Unavailable(#[source] BoxError),
-    /// An item read back that the hub cannot use (it does not decode, or
-    /// contradicts its key): 500, an operator must look. The text names
-    /// the kind of item and, where the key identifies no one, its key;
-    /// never its content.
-    #[error("a stored item cannot be read: {0}")]
-    Corrupt(String),
-    /// A setting the function needs is missing or invalid (a table or
-    /// topic not named, a number that is not one): 500. Settings are read
-    /// at start-up where they can be, so that such a function fails to
-    /// start rather than answer.
-    #[error("the hub is misconfigured: {0}")]
-    Configuration(String),
-    /// A listing's page token that no page of ours produced.
-    #[error("the page token is not one the hub issued")]
-    InvalidPageToken,
-}
-
-/// Equal when of the same kind with the same text: the cause of an
-/// unavailable store is compared by what it says (tests compare results).
-impl PartialEq for StoreError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (StoreError::Unavailable(a), StoreError::Unavailable(b)) => {
-                a.to_string() == b.to_string()
-            }
-            (StoreError::Corrupt(a), StoreError::Corrupt(b))
-            | (StoreError::Configuration(a), StoreError::Configuration(b)) => a == b,
-            (StoreError::InvalidPageToken, StoreError::InvalidPageToken) => true,
-            _ => false,
-        }
-    }
-}
 
 /// The result of offering an event to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,13 +85,6 @@ pub trait EventStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<String>, StoreError>> + Send;
-}
-
-/// One page of a listing, and the token of the next page if there is one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
 }
 
 pub trait SubscriptionStore: Send + Sync {
@@ -230,26 +182,6 @@ pub trait QueueProvisioner: Send + Sync {
     /// Removes the queue's topic subscriptions: nothing more is delivered to
     /// it. The queues themselves stay, so nothing already delivered is lost.
     fn unsubscribe(&self, queues: &Queues) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// One topic subscription of a subscriber's queue, as SNS reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicSubscription {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_type: Option<EventType>,
-    pub subscription_arn: String,
-    pub state: SubscriptionState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SubscriptionState {
-    Confirmed,
-    /// A queue in another account: its owner has not yet confirmed.
-    PendingConfirmation,
-    /// SNS no longer knows it (removed outside the hub).
-    Missing,
 }
 
 /// The client systems registered with the hub, by client id.
@@ -416,4 +348,59 @@ pub trait QueueMonitor: Send + Sync {
         &self,
         queues: &Queues,
     ) -> impl Future<Output = Result<Vec<TopicSubscription>, StoreError>> + Send;
+}
+
+/// Looks up reference data. A failed lookup is an error, not `None`: an
+/// unreachable table must fail (and retry) a dispatch, not pass for "unknown
+/// postcode" and quietly deliver to no area subscriber.
+pub trait ReferenceData: Send + Sync {
+    /// The areas of a postcode, live or terminated; None if it is unknown.
+    fn postcode_area(
+        &self,
+        postcode: &Postcode,
+    ) -> impl Future<Output = Result<Option<PostcodeArea>, StoreError>> + Send;
+
+    /// The sub-ICB location (ODS code) of a practice; None if it is unknown.
+    fn practice_area(
+        &self,
+        ods_code: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Several postcodes and practices at once (an event names at most two
+    /// of each): the DynamoDB adapter answers with one BatchGetItem, so
+    /// dispatch makes one reference read per event. This default asks the
+    /// single lookups one after the other.
+    fn locate_many(
+        &self,
+        postcodes: &[&Postcode],
+        practices: &[&str],
+    ) -> impl Future<Output = Result<ReferenceAreas, StoreError>> + Send {
+        async move {
+            let mut areas = ReferenceAreas::default();
+            for postcode in postcodes {
+                if let Some(area) = self.postcode_area(postcode).await? {
+                    areas.postcodes.insert((*postcode).clone(), area);
+                }
+            }
+            for practice in practices {
+                if let Some(icb) = self.practice_area(practice).await? {
+                    areas.practices.insert(practice_code(practice), icb);
+                }
+            }
+            Ok(areas)
+        }
+    }
+}
+
+/// A key the hub signs its access tokens with: ES256. Deployed, a KMS key
+/// whose private half never leaves KMS; in tests, a PEM key.
+pub trait HubSigningKey: Send + Sync {
+    /// The `kid` of the tokens it signs: its public key's thumbprint.
+    fn key_id(&self) -> &str;
+
+    /// The ES256 signature of `signing_input`, as JWS wants it: r || s.
+    fn sign(
+        &self,
+        signing_input: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 }

@@ -21,14 +21,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::future::Future;
 use std::io::BufRead;
 use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::ports::StoreError;
 
 // ---------------------------------------------------------------------------
 // Postcodes
@@ -1294,111 +1291,5 @@ impl ReferenceAreas {
 
     pub fn practice(&self, code: &str) -> Option<&str> {
         self.practices.get(&practice_code(code)).map(String::as_str)
-    }
-}
-
-/// Looks up reference data. A failed lookup is an error, not `None`: an
-/// unreachable table must fail (and retry) a dispatch, not pass for "unknown
-/// postcode" and quietly deliver to no area subscriber.
-pub trait ReferenceData: Send + Sync {
-    /// The areas of a postcode, live or terminated; None if it is unknown.
-    fn postcode_area(
-        &self,
-        postcode: &Postcode,
-    ) -> impl Future<Output = Result<Option<PostcodeArea>, StoreError>> + Send;
-
-    /// The sub-ICB location (ODS code) of a practice; None if it is unknown.
-    fn practice_area(
-        &self,
-        ods_code: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-
-    /// Several postcodes and practices at once (an event names at most two
-    /// of each): the DynamoDB adapter answers with one BatchGetItem, so
-    /// dispatch makes one reference read per event. This default asks the
-    /// single lookups one after the other.
-    fn locate_many(
-        &self,
-        postcodes: &[&Postcode],
-        practices: &[&str],
-    ) -> impl Future<Output = Result<ReferenceAreas, StoreError>> + Send {
-        async move {
-            let mut areas = ReferenceAreas::default();
-            for postcode in postcodes {
-                if let Some(area) = self.postcode_area(postcode).await? {
-                    areas.postcodes.insert((*postcode).clone(), area);
-                }
-            }
-            for practice in practices {
-                if let Some(icb) = self.practice_area(practice).await? {
-                    areas.practices.insert(practice_code(practice), icb);
-                }
-            }
-            Ok(areas)
-        }
-    }
-}
-
-/// Reference data held in maps: filled before use (by a test, or from the
-/// sample files), then shared read-only.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryReferenceData {
-    postcodes: HashMap<Postcode, PostcodeArea>,
-    practices: HashMap<String, String>,
-}
-
-impl MemoryReferenceData {
-    pub fn insert_postcode(&mut self, postcode: Postcode, area: PostcodeArea) {
-        self.postcodes.insert(postcode, area);
-    }
-
-    pub fn insert_practice(&mut self, practice: PracticeArea) {
-        self.practices
-            .insert(practice_code(&practice.practice), practice.icb_sub_location);
-    }
-
-    pub fn insert(&mut self, item: ReferenceItem) {
-        match item {
-            ReferenceItem::Postcode { postcode, area, .. } => self.insert_postcode(postcode, area),
-            ReferenceItem::Practice(practice) => self.insert_practice(practice),
-        }
-    }
-
-    /// Loads a sub-ICB lookup, an ONSPD file and an `epraccur.csv` file as
-    /// [`ReferenceRows`] reads them, keeping every good row; the rejections
-    /// are the bad rows. Only what [`ReferenceRows::open`] refuses is an
-    /// `Err`.
-    pub fn load(
-        sub_icb: impl BufRead,
-        onspd: impl BufRead,
-        epraccur: impl BufRead,
-    ) -> Result<(Self, Vec<Rejected>), Rejected> {
-        let mut data = MemoryReferenceData::default();
-        let mut rejected = Vec::new();
-        for row in ReferenceRows::open(sub_icb, onspd, epraccur)? {
-            match row {
-                Ok(item) => data.insert(item),
-                Err(error) => rejected.push(error),
-            }
-        }
-        Ok((data, rejected))
-    }
-
-    pub fn postcode_count(&self) -> usize {
-        self.postcodes.len()
-    }
-
-    pub fn practice_count(&self) -> usize {
-        self.practices.len()
-    }
-}
-
-impl ReferenceData for MemoryReferenceData {
-    async fn postcode_area(&self, postcode: &Postcode) -> Result<Option<PostcodeArea>, StoreError> {
-        Ok(self.postcodes.get(postcode).cloned())
-    }
-
-    async fn practice_area(&self, ods_code: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.practices.get(&practice_code(ods_code)).cloned())
     }
 }

@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
 use crate::catalogue::EventType;
-use crate::error::HubError;
-use crate::ports::{DeliveryStats, QueueMonitor, SubscriberStore};
 use crate::subscriber::Subscriber;
 
 /// The deliveries of one event type to one subscriber.
@@ -79,7 +77,7 @@ pub struct DeliveryStatus {
     pub queue: Option<QueueDepth>,
     pub dead_letter_queue: Option<QueueDepth>,
     /// The queue's topic subscriptions and whether each is confirmed.
-    pub topic_subscriptions: Vec<crate::ports::TopicSubscription>,
+    pub topic_subscriptions: Vec<TopicSubscription>,
 }
 
 impl DeliveryStatus {
@@ -90,7 +88,7 @@ impl DeliveryStatus {
         recorded: Vec<DeliveryCount>,
         queue: Option<QueueDepth>,
         dead_letter_queue: Option<QueueDepth>,
-        topic_subscriptions: Vec<crate::ports::TopicSubscription>,
+        topic_subscriptions: Vec<TopicSubscription>,
     ) -> Self {
         let mut counts: BTreeMap<EventType, DeliveryCount> = subscriber
             .event_types
@@ -177,78 +175,6 @@ pub fn may_see(caller: &Caller, subscriber_id: &str) -> bool {
             && caller.subscriber_id.as_deref() == Some(subscriber_id))
 }
 
-/// The subscriber, if the caller may see it. Anyone else is told it does
-/// not exist, as for another's subscriptions: which subscribers exist is
-/// not their business.
-pub async fn visible_subscriber<S: SubscriberStore>(
-    subscribers: &S,
-    caller: &Caller,
-    subscriber_id: &str,
-) -> Result<Subscriber, HubError> {
-    let not_found = || HubError::NotFound(format!("subscriber {subscriber_id}"));
-    if !may_see(caller, subscriber_id) {
-        return Err(not_found());
-    }
-    subscribers.get(subscriber_id).await?.ok_or_else(not_found)
-}
-
-/// `GET /subscribers/{id}/status`: counts, then both queues' depths.
-pub async fn status<S: SubscriberStore, D: DeliveryStats, Q: QueueMonitor>(
-    subscribers: &S,
-    stats: &D,
-    queues: &Q,
-    caller: &Caller,
-    subscriber_id: &str,
-) -> Result<DeliveryStatus, HubError> {
-    let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
-    let recorded = stats.counts(&subscriber.id).await?;
-    let (queue, dead_letter_queue) = if subscriber.access.is_subscriber_owned() {
-        (None, None)
-    } else {
-        (
-            Some(queues.depth(&subscriber.queues.queue_url).await?),
-            Some(
-                queues
-                    .depth(&subscriber.queues.dead_letter_queue_url)
-                    .await?,
-            ),
-        )
-    };
-    let topic_subscriptions = queues.subscription_states(&subscriber.queues).await?;
-    Ok(DeliveryStatus::new(
-        &subscriber,
-        recorded,
-        queue,
-        dead_letter_queue,
-        topic_subscriptions,
-    ))
-}
-
-/// `POST /subscribers/{id}/$redrive`: moves the DLQ's messages back to the
-/// queue, within `limits`.
-pub async fn redrive<S: SubscriberStore, Q: QueueMonitor>(
-    subscribers: &S,
-    queues: &Q,
-    caller: &Caller,
-    subscriber_id: &str,
-    limits: RedriveLimits,
-) -> Result<Redriven, HubError> {
-    let subscriber = visible_subscriber(subscribers, caller, subscriber_id).await?;
-    if subscriber.access.is_subscriber_owned() {
-        return Err(HubError::unprocessable(
-            "id",
-            "the subscriber owns its queue: its dead-letter queue, if any, is redriven in its own account",
-        ));
-    }
-    Ok(queues
-        .redrive(
-            &subscriber.queues.dead_letter_queue_url,
-            &subscriber.queues.queue_url,
-            limits,
-        )
-        .await?)
-}
-
 /// SQS SendMessageBatch takes at most ten entries. The whole batch (bodies
 /// and attributes together) is kept to 256 KiB, the limit SQS long had and
 /// still a safe bound now that it allows 1 MiB: a delivery is at most
@@ -278,17 +204,36 @@ pub fn send_batches(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
     batches
 }
 
+/// One topic subscription of a subscriber's queue, as SNS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSubscription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
+    pub subscription_arn: String,
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubscriptionState {
+    Confirmed,
+    /// A queue in another account: its owner has not yet confirmed.
+    PendingConfirmation,
+    /// SNS no longer knows it (removed outside the hub).
+    Missing,
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::Client;
-    use crate::memory::{MemoryDeliveryStats, MemoryQueues, MemorySubscriberStore};
     use crate::subscriber::{OdsCode, Queues};
     use std::collections::BTreeSet;
 
-    const ID: &str = "5d1b7a3e-5c3f-4d8c-9a43-3b1f6f1c2a10";
+    pub(crate) const ID: &str = "5d1b7a3e-5c3f-4d8c-9a43-3b1f6f1c2a10";
 
-    fn subscriber() -> Subscriber {
+    pub(crate) fn subscriber() -> Subscriber {
         Subscriber {
             id: ID.into(),
             ods_code: OdsCode::parse("A83627").unwrap(),
@@ -309,7 +254,7 @@ mod tests {
         }
     }
 
-    fn caller(roles: &[Role], subscriber_id: Option<&str>) -> Caller {
+    pub(crate) fn caller(roles: &[Role], subscriber_id: Option<&str>) -> Caller {
         Caller::of(&Client {
             client_id: "someone".into(),
             ods_code: OdsCode::parse("A83627").unwrap(),
@@ -350,10 +295,10 @@ mod tests {
             waiting: 4,
             ..QueueDepth::default()
         };
-        let confirmed = crate::ports::TopicSubscription {
+        let confirmed = TopicSubscription {
             event_type: Some(EventType::Vaccinations),
             subscription_arn: "arn:aws:sns:eu-west-2:1:vaccinations:s".into(),
-            state: crate::ports::SubscriptionState::Confirmed,
+            state: SubscriptionState::Confirmed,
         };
         let status = DeliveryStatus::new(
             &subscriber(),
@@ -399,85 +344,6 @@ mod tests {
         assert!(!may_see(&caller(&[Role::Subscriber], None), ID));
         // The subscriber id without the role is not enough.
         assert!(!may_see(&caller(&[Role::Publisher], Some(ID)), ID));
-    }
-
-    #[tokio::test]
-    async fn status_and_redrive_read_the_subscribers_own_queues() {
-        let subscribers = MemorySubscriberStore::default();
-        subscribers.create(&subscriber()).await.unwrap();
-        let stats = MemoryDeliveryStats::default();
-        stats
-            .record_deliveries(EventType::Vaccinations, &[ID], "2026-01-02T10:00:00.000Z")
-            .await
-            .unwrap();
-        stats
-            .record_deliveries(EventType::Vaccinations, &[ID], "2026-01-02T11:00:00.000Z")
-            .await
-            .unwrap();
-        let queues = MemoryQueues::default();
-        queues.push("memory://q", "one", &[("eventType", "vaccinations-1")]);
-        for n in 0..3 {
-            queues.push("memory://q-dlq", &format!("dead {n}"), &[("eventId", "x")]);
-        }
-        let subscriber_caller = caller(&[Role::Subscriber], Some(ID));
-        let status = status(&subscribers, &stats, &queues, &subscriber_caller, ID)
-            .await
-            .unwrap();
-        let vaccinations = &status.counts[1];
-        assert_eq!(vaccinations.event_type, EventType::Vaccinations);
-        assert_eq!(vaccinations.delivered, 2);
-        assert_eq!(
-            status.last_delivery_at(),
-            Some("2026-01-02T11:00:00.000Z"),
-            "the later time wins"
-        );
-        assert_eq!(status.queue.unwrap().waiting, 1);
-        assert_eq!(status.dead_letter_queue.unwrap().waiting, 3);
-
-        let stranger = caller(&[Role::Subscriber], Some("someone-else"));
-        let refused = super::status(&subscribers, &stats, &queues, &stranger, ID).await;
-        assert!(matches!(refused, Err(HubError::NotFound(_))));
-        let missing = "0b7c3f61-2d7e-4f0a-8a55-0f7f7c9d1e22";
-        let operator = caller(&[Role::Operator], None);
-        let refused = super::status(&subscribers, &stats, &queues, &operator, missing).await;
-        assert!(matches!(refused, Err(HubError::NotFound(_))));
-
-        let limits = RedriveLimits {
-            max_messages: 2,
-            max_duration: Duration::from_secs(5),
-        };
-        let first = redrive(&subscribers, &queues, &operator, ID, limits)
-            .await
-            .unwrap();
-        assert_eq!(
-            first,
-            Redriven {
-                moved: 2,
-                remaining: true
-            }
-        );
-        let second = redrive(&subscribers, &queues, &operator, ID, limits)
-            .await
-            .unwrap();
-        assert_eq!(
-            second,
-            Redriven {
-                moved: 1,
-                remaining: false
-            }
-        );
-        let queue = queues.messages("memory://q");
-        assert_eq!(queue.len(), 4);
-        assert_eq!(queue[1].body, "dead 0", "in the order they left");
-        assert_eq!(
-            queue[1].attributes,
-            [("eventId".to_owned(), "x".to_owned())]
-        );
-        assert!(queues.messages("memory://q-dlq").is_empty());
-        assert!(matches!(
-            redrive(&subscribers, &queues, &stranger, ID, limits).await,
-            Err(HubError::NotFound(_))
-        ));
     }
 
     #[test]

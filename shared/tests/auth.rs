@@ -8,15 +8,17 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hub::EventType;
+use hub::app::auth::{HubSigner, exchange};
 use hub::auth::{
-    AuthError, Caller, Client, HubSigner, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
-    claimed_client_id, exchange, verify_access_token, verify_client_assertion,
+    AuthError, Caller, Client, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
+    claimed_client_id, verify_access_token, verify_client_assertion,
 };
-use hub::memory::{MemoryClientStore, MemoryUsedAssertionIds};
+use hub::memory::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};
 use hub::subscriber::OdsCode;
-use hub::{EventType, HubError};
+use hub::HubError;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -137,7 +139,7 @@ fn verify(assertion: &str) -> Result<hub::auth::AssertionClaims, AuthError> {
     verify_client_assertion(assertion, &client(), TOKEN_URL, NOW)
 }
 
-fn hub_signer() -> HubSigner {
+fn hub_signer() -> HubSigner<PemSigningKey> {
     HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap()
 }
 

@@ -1,4 +1,4 @@
-//! The rules of each event type (hub::rules) and the header rules of
+//! The rules of each event type (hub::message::rules) and the header rules of
 //! hub::message that tests/pipeline.rs does not exercise. Each rule is broken
 //! by one minimal mutation of a real example message, in XML and in JSON, and
 //! the refusal must name the element at fault with the kind of problem; the
@@ -978,8 +978,8 @@ fn the_birth_notification_routes_on_the_mother_and_checks_the_baby() {
     assert_eq!(message.nhs_number, Some(nhs(OTHER_NHS_NUMBER)));
     let example = birth_notification();
     let bundle = Encoding::Xml.read(&example.xml).unwrap();
-    let baby = hub::rules::birth_notification_baby(&bundle).expect("the baby");
-    assert_eq!(hub::rules::resource_path(&bundle, baby), BABY);
+    let baby = hub::message::rules::birth_notification_baby(&bundle).expect("the baby");
+    assert_eq!(hub::message::rules::resource_path(&bundle, baby), BABY);
 }
 
 /// Issue 18, item 1: a birth notification is about the baby and the

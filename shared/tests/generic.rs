@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 use hub::EventType;
 use hub::NhsNumber;
+use hub::app::generic::locate;
 use hub::criteria::{AgeRange, Criteria, RuleType, Target};
-use hub::generic::{ChildLocation, RULE_TYPES, locate, match_keys, matches, subscription_key};
-use hub::reference::{MemoryReferenceData, Postcode, PostcodeArea};
+use hub::generic::{ChildLocation, RULE_TYPES, match_keys, matches, subscription_key};
+use hub::memory::MemoryReferenceData;
+use hub::reference::{Postcode, PostcodeArea};
 use proptest::prelude::*;
 
 const VACCINATIONS: EventType = EventType::Vaccinations;

@@ -4,19 +4,23 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use hub::app::dispatch::Dispatcher;
+use hub::app::events::publish;
+use hub::app::subscriber::onboard;
+use hub::app::subscription::create_subscription;
 use hub::auth::{Caller, Client, Role};
 use hub::criteria::Criteria;
-use hub::dispatch::{Dispatched, Dispatcher, SUBSCRIBER_ATTRIBUTE};
-use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent, publish, sha256_hex};
+use hub::dispatch::{Dispatched, SUBSCRIBER_ATTRIBUTE};
+use hub::events::{MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent, sha256_hex};
+use hub::memory::MemoryReferenceData;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryPublisher, MemoryQueueProvisioner,
     MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
 };
 use hub::message::{EventMessage, MessageError, ProblemKind};
 use hub::ports::{ClientStore, SubscriberStore, SubscriptionStore};
-use hub::reference::MemoryReferenceData;
-use hub::subscriber::{OdsCode, OnboardRequest, Subscriber, onboard};
-use hub::subscription::{Subscription, SubscriptionRequest, create_subscription};
+use hub::subscriber::{OdsCode, OnboardRequest, Subscriber};
+use hub::subscription::{Subscription, SubscriptionRequest};
 use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
 use serde_json::{Value, json};
 use time::macros::datetime;
@@ -2201,9 +2205,8 @@ async fn a_create_request_carrying_a_status_the_hub_sets_is_refused() {
 /// and requests from reaching the store with keys or items it would refuse.
 #[tokio::test]
 async fn subscription_requests_are_bounded() {
-    use hub::subscription::{
-        MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, SubscriptionRequest, create_subscription,
-    };
+    use hub::app::subscription::create_subscription;
+    use hub::subscription::{MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, SubscriptionRequest};
     let hub = Hub::default();
     let (subscribers, subscriptions) = (&hub.subscribers, &hub.subscriptions);
     let subscriber = hub.onboard("A83627", &[EventType::Vaccinations]).await;
@@ -2438,7 +2441,7 @@ async fn a_birth_to_a_mother_the_register_knows_to_be_sensitive_is_withheld() {
         NOW,
     );
     flagged.sensitive = Some(true);
-    hub::register::record_event(&hub.register, &hub.audit, flagged, NOW)
+    hub::app::register::record_event(&hub.register, &hub.audit, flagged, NOW)
         .await
         .unwrap();
     let event = stored(birth, FHIR_XML, &birth_in_area_a()).await;

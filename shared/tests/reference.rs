@@ -9,11 +9,15 @@ use std::io::{BufReader, Cursor};
 use std::path::PathBuf;
 
 use hub::reference::{
-    CsvRecord, EPRACCUR_COLUMNS, EpraccurReader, MemoryReferenceData, OnspdReader, Postcode,
-    PostcodeArea, PostcodeRecord, PracticeArea, PracticeStatus, ReferenceAreas, ReferenceData,
-    ReferenceError, ReferenceFile, ReferenceItem, ReferenceRows, SubIcbLookup, SubIcbReader,
-    YearMonth, collect, is_country_code, postcode_key, practice_key,
+    CsvRecord, EPRACCUR_COLUMNS, EpraccurReader, OnspdReader, Postcode, PostcodeArea,
+    PostcodeRecord, PracticeArea, PracticeStatus, ReferenceAreas, ReferenceError, ReferenceFile,
+    ReferenceItem, ReferenceRows, SubIcbLookup, SubIcbReader, YearMonth, collect, is_country_code,
+    postcode_key, practice_key,
 };
+
+use hub::memory::MemoryReferenceData;
+
+use hub::ports::ReferenceData;
 
 fn reference_file(name: &str) -> BufReader<std::fs::File> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

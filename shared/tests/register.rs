@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hub::app::register::{MAX_RECORD_ATTEMPTS, record_event};
 use hub::events::StoredEvent;
 use hub::fhir::read_xml;
 use hub::memory::MemoryRegisterStore;
@@ -14,8 +15,8 @@ use hub::message::EventMessage;
 use hub::ports::{RegisterStore, StoreError, Versioned};
 use hub::reference::Postcode;
 use hub::register::{
-    ChildRecord, DeathStatus, Field, MAX_RECORD_ATTEMPTS, Moved, Recorded, RegisterUpdate, apply,
-    moved_from, record_event, updates_for, updates_in,
+    ChildRecord, DeathStatus, Field, Moved, Recorded, RegisterUpdate, apply, moved_from,
+    updates_for, updates_in,
 };
 use hub::{Encoding, NhsNumber};
 use proptest::prelude::*;

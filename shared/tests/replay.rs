@@ -4,18 +4,19 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hub::app::replay::Replayer;
 use hub::criteria::Criteria;
 use hub::dispatch::Delivery;
 use hub::events::{Retention, StoredEvent};
+use hub::memory::MemoryReferenceData;
 use hub::memory::{
     MemoryAuditLog, MemoryDeliveryStats, MemoryEventStore, MemoryPublisher, MemoryRegisterStore,
     MemoryReplayStore, MemorySubscriptionStore,
 };
 use hub::ports::{DeliveryPublisher, EventStore, ReplayStore, StoreError, SubscriptionStore};
-use hub::reference::MemoryReferenceData;
 use hub::replay::{
     Admission, NotStarted, REPLAYS_PER_SUBSCRIBER_PER_DAY, RUNNING_HOLD_SECONDS, ReplayJob,
-    ReplayRequest, ReplayStatus, Replayer, quota_renews_in,
+    ReplayRequest, ReplayStatus, quota_renews_in,
 };
 use hub::subscriber::OdsCode;
 use hub::subscription::Subscription;

@@ -1026,7 +1026,7 @@ mod tests {
         let signing = hub::aws::KmsSigningKey::load(kms.clone(), "alias/test-signing")
             .await
             .unwrap();
-        let signer = hub::auth::HubSigner::new(signing);
+        let signer = hub::app::auth::HubSigner::new(signing);
         let pem = demo::generate_private_key_pem().unwrap();
         let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
         let client = demo::registration(&demo::DEMO_CLIENTS[0], &key).unwrap();

@@ -68,7 +68,7 @@ pub async fn kms_verifiers(
     Ok(verifiers)
 }
 
-impl crate::auth::HubSigningKey for KmsSigningKey {
+impl crate::ports::HubSigningKey for KmsSigningKey {
     fn key_id(&self) -> &str {
         self.verifier.key_id()
     }

@@ -176,7 +176,7 @@ fn answer(areas: &mut crate::reference::ReferenceAreas, target: &ReferenceTarget
     }
 }
 
-impl crate::reference::ReferenceData for DynamoReferenceData {
+impl crate::ports::ReferenceData for DynamoReferenceData {
     async fn postcode_area(
         &self,
         postcode: &crate::reference::Postcode,

@@ -11,7 +11,7 @@ use tracing::{error, warn};
 use super::http_status::auth_status;
 use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 use crate::audit::{self, Action, AuditRecord};
-use crate::auth::{self, AuthError, HubKeys, Refusal};
+use crate::auth::{AuthError, HubKeys, Refusal};
 use crate::aws::{DynamoAuditLog, DynamoClientStore, kms_verifiers, required_env};
 use crate::ports::{AuditLog, ClientStore};
 
@@ -49,7 +49,8 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
     let method_arn = request.method_arn.as_deref().unwrap_or_default();
     let now = OffsetDateTime::now_utc();
     let authenticated =
-        auth::authenticate(request.authorization_token.as_deref(), keys, clients, now).await;
+        crate::app::auth::authenticate(request.authorization_token.as_deref(), keys, clients, now)
+            .await;
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
     match authenticated {
         Ok(caller) => {

@@ -52,7 +52,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     };
     let (response, outcome) = audited_outcome(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
-        let outcome = events::publish(
+        let outcome = crate::app::events::publish(
             store,
             register,
             audit,
@@ -284,7 +284,7 @@ where
 
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
 /// event withheld while its child was flagged sensitive, once the flag is
-/// cleared (events::release). The release is in the child's audit trail.
+/// cleared (crate::app::events::release). The release is in the child's audit trail.
 pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
     store: &E,
     register: &G,
@@ -319,7 +319,8 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
             let event_key = events::event_key(event_type, &id);
             let record = record.event(event_key.clone());
             let child =
-                events::release(store, register, &event_key, OffsetDateTime::now_utc()).await?;
+                crate::app::events::release(store, register, &event_key, OffsetDateTime::now_utc())
+                    .await?;
             info!(event_id = %id, event_type = %event_type, "released");
             let outcome = OperationOutcome::information(
                 "RELEASED",

@@ -7,17 +7,18 @@ use std::collections::BTreeSet;
 use time::OffsetDateTime;
 use tracing::{error, info};
 
+use crate::app::dispatch::Dispatcher;
 use crate::aws::{
     DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
     DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
     required_env, topic_arns_from_env,
 };
-use crate::dispatch::{Dispatched, Dispatcher};
+use crate::dispatch::Dispatched;
 use crate::events::StoredEvent;
+use crate::ports::ReferenceData;
 use crate::ports::{
     AuditLog, DeliveryPublisher, EventStore, RegisterStore, ReplayStore, SubscriptionStore,
 };
-use crate::reference::ReferenceData;
 use crate::{metrics, replay};
 
 use super::runtime::{Error, LambdaEvent, run, service_fn, sns_client, start};
@@ -110,7 +111,7 @@ fn record_dispatch_delay(
 /// fails is reported, so that the stream retries from it; the job resumes
 /// from its last save.
 pub async fn replay_batch<E, S, P, A, G, R, J, D>(
-    replayer: &replay::Replayer<'_, E, S, P, A, G, R, J, D>,
+    replayer: &crate::app::replay::Replayer<'_, E, S, P, A, G, R, J, D>,
     batch: StreamEvent,
 ) -> DynamoDbEventResponse
 where
@@ -214,7 +215,7 @@ pub async fn run_replay_worker() -> Result<(), Error> {
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let topics = topic_arns_from_env();
     let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
-    let replayer = replay::Replayer {
+    let replayer = crate::app::replay::Replayer {
         events: &events,
         subscriptions: &subscriptions,
         publisher: &publisher,

@@ -38,7 +38,7 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A:
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
             let onboard_request = OnboardRequest::parse(&body)?;
-            let subscriber = subscriber::onboard(
+            let subscriber = crate::app::subscriber::onboard(
                 store,
                 provisioner,
                 clients,
@@ -85,7 +85,7 @@ pub async fn offboard<
         |caller, record| async move {
             caller.require(Role::Operator)?;
             let id = path_id(request, "subscriber")?;
-            let subscriber = subscriber::offboard(
+            let subscriber = crate::app::subscriber::offboard(
                 subscribers,
                 subscriptions,
                 provisioner,
@@ -144,7 +144,8 @@ pub async fn change_subscriber<
                 },
             );
             let subscriber =
-                subscriber::change(subscribers, subscriptions, provisioner, id, change).await?;
+                crate::app::subscriber::change(subscribers, subscriptions, provisioner, id, change)
+                    .await?;
             info!(subscriber_id = %subscriber.id, "subscriber changed");
             let response = respond(
                 200,
@@ -181,7 +182,8 @@ pub async fn subscriber_status<
         |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
-            let status = crate::status::status(subscribers, stats, queues, &caller, id).await?;
+            let status =
+                crate::app::status::status(subscribers, stats, queues, &caller, id).await?;
             info!(subscriber_id = %id, "delivery status read");
             let response = respond(200, "application/json", status.to_json().to_string(), &[]);
             Ok((response, record.subscriber(id)))
@@ -208,7 +210,7 @@ pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: Audit
         |record| refused_subscriber(request, record),
         |caller, record| async move {
             let id = path_id(request, "subscriber")?;
-            let redriven = crate::status::redrive(
+            let redriven = crate::app::status::redrive(
                 subscribers,
                 queues,
                 &caller,

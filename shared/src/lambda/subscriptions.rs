@@ -57,7 +57,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
+            crate::app::subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(

@@ -4,13 +4,14 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use time::OffsetDateTime;
 use tracing::info;
 
+use crate::app::auth::HubSigner;
 use crate::audit::{Action, AuditRecord};
-use crate::auth::{self, HubSigner, HubSigningKey};
 use crate::aws::{
     DynamoAuditLog, DynamoClientStore, DynamoUsedAssertionIds, KmsSigningKey, required_env,
 };
 use crate::error::HubError;
 use crate::message::Encoding;
+use crate::ports::HubSigningKey;
 use crate::ports::{AuditLog, ClientStore, UsedAssertionIds};
 use crate::text;
 
@@ -90,7 +91,7 @@ pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: Aud
     let issued = match assertion {
         Ok(assertion) => {
             let url = token_endpoint_url(request, configured_url);
-            auth::exchange(&assertion, clients, used_ids, &url, signer, now)
+            crate::app::auth::exchange(&assertion, clients, used_ids, &url, signer, now)
                 .await
                 .map_err(|refusal| (HubError::from(refusal.reason.clone()), Some(refusal)))
         }

@@ -17,10 +17,9 @@ use aws_sdk_dynamodb::types::{
 };
 use e2e_tests::Emulator;
 use hub::aws::{DynamoReferenceData, reference_item_size};
+use hub::ports::ReferenceData;
 use hub::reference::{Postcode, ReferenceAreas};
-use hub::reference::{
-    PostcodeArea, PracticeArea, ReferenceData, ReferenceItem, ReferenceRows, postcode_key,
-};
+use hub::reference::{PostcodeArea, PracticeArea, ReferenceItem, ReferenceRows, postcode_key};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -200,7 +199,7 @@ async fn an_event_s_places_are_read_with_one_batch_request() {
     assert_eq!(requests.take(), 0, "nothing to read, no request");
 
     // Dispatch locates a child (both places of a move) with one request.
-    let location = hub::generic::locate(
+    let location = hub::app::generic::locate(
         &store,
         Some(&new),
         Some(&old),

@@ -4,10 +4,11 @@
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use e2e_tests::{Emulator, create_table};
 use hub::NhsNumber;
+use hub::app::register::record_event;
 use hub::aws::DynamoRegisterStore;
 use hub::ports::RegisterStore;
 use hub::reference::Postcode;
-use hub::register::{ChildRecord, DeathStatus, RegisterUpdate, apply, record_event};
+use hub::register::{ChildRecord, DeathStatus, RegisterUpdate, apply};
 use time::macros::{date, datetime};
 
 const TABLE: &str = "register";

@@ -22,16 +22,17 @@ use std::time::Duration;
 
 use e2e_tests::routing_model::{self, Delivery, Reference, Registration, Subscription, Target};
 use generate::{Case, NOW, Published, Publisher};
+use hub::app::dispatch::Dispatcher;
+use hub::app::events::publish;
 use hub::auth::Caller;
 use hub::criteria::Criteria;
-use hub::dispatch::Dispatcher;
-use hub::events::{PublishOutcome, Retention, event_key, publish};
+use hub::events::{PublishOutcome, Retention, event_key};
+use hub::memory::MemoryReferenceData;
 use hub::memory::{
     MemoryAuditLog, MemoryDeliveryStats, MemoryEventStore, MemoryPublisher, MemoryRegisterStore,
     MemorySubscriptionStore,
 };
 use hub::ports::{EventStore, SubscriptionStore};
-use hub::reference::MemoryReferenceData;
 use hub::{Encoding, EventMessage, EventType};
 
 /// Seeds of a normal run: about a minute in a debug build, where publishing

@@ -9,9 +9,11 @@ use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProx
 use aws_lambda_events::http::HeaderValue;
 use e2e_tests::{fixture, subscription_resource};
 use hub::EventType;
+use hub::app::auth::HubSigner;
 use hub::audit::{Action, AuditRecord};
-use hub::auth::{Caller, Client, HubSigner, Role};
+use hub::auth::{Caller, Client, Role};
 use hub::lambda;
+use hub::memory::PemSigningKey;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
     MemoryRegisterStore, MemoryReplayStore, MemorySubscriberStore, MemorySubscriptionStore,
@@ -938,7 +940,7 @@ async fn a_success_the_audit_cannot_record_is_not_returned() {
 // The authorizer and the token endpoint, as handlers
 // ---------------------------------------------------------------------------
 
-fn hub_signer() -> HubSigner {
+fn hub_signer() -> HubSigner<PemSigningKey> {
     HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap()
 }
 
@@ -1322,7 +1324,7 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         time::OffsetDateTime::now_utc(),
     );
     update.sensitive = Some(true);
-    hub::register::record_event(
+    hub::app::register::record_event(
         &world.register,
         &world.audit,
         update,
@@ -1515,7 +1517,7 @@ async fn flag_sensitive(world: &World) {
         time::OffsetDateTime::now_utc(),
     );
     update.sensitive = Some(true);
-    hub::register::record_event(
+    hub::app::register::record_event(
         &world.register,
         &world.audit,
         update,

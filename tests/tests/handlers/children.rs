@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use e2e_tests::{api_answer, api_request, first_issue_expression};
 use hub::NhsNumber;
+use hub::app::register::record_event;
 use hub::audit::Action;
 use hub::auth::{Caller, Role};
 use hub::lambda;
 use hub::memory::{MemoryAuditLog, MemoryRegisterStore};
 use hub::reference::Postcode;
-use hub::register::{DeathStatus, RegisterUpdate, record_event};
+use hub::register::{DeathStatus, RegisterUpdate};
 use hub::subscriber::OdsCode;
 use serde_json::{Value, json};
 use time::macros::{date, datetime};

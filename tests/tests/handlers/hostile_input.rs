@@ -19,8 +19,10 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::HeaderValue;
 use e2e_tests::api_request;
 use hub::EventType;
-use hub::auth::{Caller, Client, HubSigner, Role};
+use hub::app::auth::HubSigner;
+use hub::auth::{Caller, Client, Role};
 use hub::lambda;
+use hub::memory::PemSigningKey;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
     MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, MemoryUsedAssertionIds,
@@ -48,7 +50,7 @@ struct Stores {
     audit: MemoryAuditLog,
     register: MemoryRegisterStore,
     replay: MemoryUsedAssertionIds,
-    signer: HubSigner,
+    signer: HubSigner<PemSigningKey>,
     stats: hub::memory::MemoryDeliveryStats,
     queues: hub::memory::MemoryQueues,
     replays: hub::memory::MemoryReplayStore,

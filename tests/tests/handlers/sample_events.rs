@@ -238,12 +238,12 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let audit = MemoryAuditLog::default();
     let register = hub::memory::MemoryRegisterStore::default();
     let stats = hub::memory::MemoryDeliveryStats::default();
-    let dispatcher = hub::dispatch::Dispatcher {
+    let dispatcher = hub::app::dispatch::Dispatcher {
         subscriptions: &subscriptions,
         publisher: &publisher,
         audit: &audit,
         register: &register,
-        reference: &hub::reference::MemoryReferenceData::default(),
+        reference: &hub::memory::MemoryReferenceData::default(),
         stats: &stats,
         events: &MemoryEventStore::default(),
     };
@@ -281,12 +281,12 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
     later.change.sequence_number = Some("8".into());
     let mut event = Event::default();
     event.records = vec![broken, later];
-    let dispatcher = hub::dispatch::Dispatcher {
+    let dispatcher = hub::app::dispatch::Dispatcher {
         subscriptions: &MemorySubscriptionStore::default(),
         publisher: &MemoryPublisher::default(),
         audit: &MemoryAuditLog::default(),
         register: &hub::memory::MemoryRegisterStore::default(),
-        reference: &hub::reference::MemoryReferenceData::default(),
+        reference: &hub::memory::MemoryReferenceData::default(),
         stats: &hub::memory::MemoryDeliveryStats::default(),
         events: &MemoryEventStore::default(),
     };

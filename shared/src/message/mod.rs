@@ -9,6 +9,8 @@ use crate::fhir::{self, Element, ReadError};
 use crate::fhir_time::{self, TimeError};
 use crate::nhs_number::{NhsNumber, NhsNumberError};
 
+pub mod rules;
+
 pub const ROUTING_DEMOGRAPHICS_URL: &str =
     "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-RoutingDemographics-1";
 pub const MESSAGE_EVENT_TYPE_URL: &str =
@@ -292,7 +294,7 @@ impl EventMessage {
             .filter(|_| !birth || nhs_number.is_some());
         let patient = routed_patient.map(|patient| patient_facts(bundle, patient));
         let subject = if birth {
-            crate::rules::birth_notification_baby(bundle).and_then(patient_nhs_number)
+            crate::message::rules::birth_notification_baby(bundle).and_then(patient_nhs_number)
         } else {
             nhs_number
         };
@@ -315,7 +317,7 @@ impl EventMessage {
             warnings,
         };
         let mut message = message;
-        let tolerated = crate::rules::check(bundle, &message, focus)?;
+        let tolerated = crate::message::rules::check(bundle, &message, focus)?;
         message.warnings.extend(tolerated);
         Ok(message)
     }

@@ -1,0 +1,256 @@
+//! Dispatch: routes an accepted event to the subscribers whose
+//! subscriptions match it (the matching and batching rules are in
+//! `crate::dispatch`).
+
+use time::OffsetDateTime;
+
+use super::generic::locate;
+use super::register::{preview, record_event};
+use crate::audit::AuditRecord;
+use crate::criteria::{PatientAtEvent, Target};
+use crate::dispatch::{ChildFacts, Delivery, Dispatched, Registering, Route, by_subscriber};
+use crate::events::StoredEvent;
+use crate::generic;
+use crate::ports::{
+    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, ReferenceData, RegisterStore,
+    StoreError, SubscriptionStore,
+};
+use crate::reference::Postcode;
+use crate::register::{self, Recorded};
+use crate::subscription::Subscription;
+
+/// What dispatch reads and writes: the subscriptions, the topics, the audit
+/// trail, the child register, the reference data, the delivery counts and
+/// the events (to mark one withheld).
+pub struct Dispatcher<'a, S, P, A, G, R, D, E> {
+    pub subscriptions: &'a S,
+    pub publisher: &'a P,
+    pub audit: &'a A,
+    pub register: &'a G,
+    pub reference: &'a R,
+    pub stats: &'a D,
+    pub events: &'a E,
+}
+
+impl<S, P, A, G, R, D, E> Dispatcher<'_, S, P, A, G, R, D, E>
+where
+    S: SubscriptionStore,
+    P: DeliveryPublisher,
+    A: AuditLog,
+    G: RegisterStore,
+    R: ReferenceData,
+    D: DeliveryStats,
+    E: EventStore,
+{
+    /// Routes one accepted event: records what it says of the child in the
+    /// register, then delivers it to every subscriber with a matching
+    /// explicit or generic subscription, unless the child is sensitive.
+    pub async fn dispatch(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+    ) -> Result<Dispatched, StoreError> {
+        let (deliveries, patient) = match self.route(event, now).await? {
+            Route::Withheld { patient } => {
+                self.audit
+                    .record(&AuditRecord::withheld(&event.event_key, patient, now))
+                    .await?;
+                // Withheld for good: clearing the child's flag later must not
+                // open this event to history, event reads or replays.
+                if !event.sensitive {
+                    self.events.set_withheld(&event.event_key, true).await?;
+                }
+                return Ok(Dispatched::Withheld);
+            }
+            Route::Deliver {
+                deliveries,
+                patient,
+            } => (deliveries, patient),
+        };
+        if !deliveries.is_empty() {
+            // Recorded first: a delivery record without the delivery is put
+            // right by the retry, while a delivery without its record could
+            // never be accounted for. Each record's id is fixed by the event
+            // and the subscriber, so a retry does not duplicate it.
+            let records: Vec<AuditRecord> = deliveries
+                .iter()
+                .map(|delivery| {
+                    AuditRecord::delivery(&event.event_key, &delivery.subscriber_id, patient, now)
+                })
+                .collect();
+            self.audit.record_all(&records).await?;
+            self.publisher.publish(event, &deliveries).await?;
+            self.count_deliveries(event, &deliveries, now).await;
+        }
+        Ok(Dispatched::Delivered {
+            recipients: deliveries.len(),
+        })
+    }
+
+    /// Adds the messages just sent to each recipient's delivery count
+    /// (`GET /subscribers/{id}/status`). Counted after the publish, so a
+    /// stream retry that sends again counts again: the count is of messages
+    /// sent. A failure is logged, not returned: failing the event would
+    /// make the stream send it again, a duplicate delivery of patient data
+    /// for the sake of a counter.
+    pub async fn count_deliveries(
+        &self,
+        event: &StoredEvent,
+        deliveries: &[Delivery],
+        now: OffsetDateTime,
+    ) {
+        let recipients: Vec<&str> = deliveries
+            .iter()
+            .map(|delivery| delivery.subscriber_id.as_str())
+            .collect();
+        let at = crate::audit::timestamp(now);
+        if let Err(error) = self
+            .stats
+            .record_deliveries(event.event_type, &recipients, &at)
+            .await
+        {
+            tracing::warn!(event_id = %event.event_id, error = %error, "the delivery counts could not be updated");
+        }
+    }
+
+    /// Who receives an event: the register is updated first, then the
+    /// explicit subscriptions of the routed patient and the generic ones of
+    /// the child's place are read (a fixed number of keyed reads).
+    pub async fn route(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+    ) -> Result<Route, StoreError> {
+        self.route_as(event, now, Registering::Record).await
+    }
+
+    /// Routes an event as `route` does, recording it in the register or
+    /// only reading the register (a replay: the event was recorded when it
+    /// was first dispatched, and moves nobody now).
+    pub async fn route_as(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+        registering: Registering,
+    ) -> Result<Route, StoreError> {
+        let mut children = Vec::new();
+        for update in register::updates_for(event) {
+            children.push(match registering {
+                Registering::Record => record_event(self.register, self.audit, update, now).await?,
+                Registering::ReadOnly => preview(self.register, update).await?,
+            });
+        }
+        // The child the event is about: the baby of a birth notification,
+        // else the routed patient.
+        let child = children.first();
+        // The audit trail files the event under the child it is about.
+        let patient = child
+            .map(|recorded| recorded.after.nhs_number)
+            .or(event.nhs_number);
+        let mut sensitive = event.sensitive
+            || children
+                .iter()
+                .any(|recorded| recorded.after.is_sensitive());
+        // The routed patient, when the register was not updated for them (the
+        // mother of a birth, or a payload that could not be read again):
+        // their known sensitivity counts too, as the message is about them.
+        if let Some(routed) = event.nhs_number
+            && !sensitive
+            && !children
+                .iter()
+                .any(|recorded| recorded.after.nhs_number == routed)
+        {
+            sensitive = self
+                .register
+                .get(routed)
+                .await?
+                .is_some_and(|record| record.value.is_sensitive());
+        }
+        if sensitive {
+            return Ok(Route::Withheld { patient });
+        }
+        let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
+        let at_event = facts.at_event(event, now);
+        let mut matched = explicit_matches(self.subscriptions, event, &at_event, now).await?;
+        matched.extend(
+            self.generic_matches(event, &facts, child, &at_event, now)
+                .await?,
+        );
+        Ok(Route::Deliver {
+            deliveries: by_subscriber(matched),
+            patient,
+        })
+    }
+
+    /// The generic subscriptions the child's place selects: where the
+    /// register says the child is (else what the message says), and, for a
+    /// move, where the child was. At most ten keyed reads, however many
+    /// subscriptions exist.
+    async fn generic_matches(
+        &self,
+        event: &StoredEvent,
+        facts: &ChildFacts,
+        child: Option<&Recorded>,
+        at_event: &PatientAtEvent,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let moved = child
+            .map(|recorded| recorded.moved.clone())
+            .unwrap_or_default();
+        let previous_postcode = moved.from_postcode.or_else(|| {
+            event
+                .previous_postcode
+                .as_deref()
+                .and_then(|postcode| Postcode::parse(postcode).ok())
+        });
+        let location = locate(
+            self.reference,
+            facts.postcode.as_ref(),
+            previous_postcode.as_ref(),
+            facts.practice.as_deref(),
+            moved.from_practice.as_deref(),
+        )
+        .await?;
+        let keys = generic::match_keys(&location, event.event_type);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .subscriptions
+            .generic_candidates(&keys)
+            .await?
+            .into_iter()
+            .filter(|subscription| {
+                subscription.is_active(now)
+                    && generic::matches(&subscription.criteria, &location, event.event_type)
+                    && subscription.criteria.filters_allow(at_event)
+            })
+            .collect())
+    }
+}
+
+/// The explicit subscriptions for the routed patient that the event matches.
+async fn explicit_matches<S: SubscriptionStore>(
+    subscriptions: &S,
+    event: &StoredEvent,
+    at_event: &PatientAtEvent,
+    now: OffsetDateTime,
+) -> Result<Vec<Subscription>, StoreError> {
+    let Some(nhs_number) = event.nhs_number else {
+        return Ok(Vec::new());
+    };
+    Ok(subscriptions
+        .explicit_candidates(nhs_number, event.event_type)
+        .await?
+        .into_iter()
+        .filter(|subscription| {
+            // The store's key already selects this patient; checking again
+            // costs nothing and keeps a storage fault from delivering to the
+            // wrong party.
+            subscription.criteria.target == Target::Explicit(nhs_number)
+                && subscription.is_active(now)
+                && subscription.criteria.events.contains(&event.event_type)
+                && subscription.criteria.filters_allow(at_event)
+        })
+        .collect())
+}

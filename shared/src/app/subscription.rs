@@ -1,0 +1,88 @@
+//! Creating subscriptions (the Subscription resource and its rules are in
+//! `crate::subscription`).
+
+use time::OffsetDateTime;
+
+use crate::criteria::CriteriaError;
+use crate::error::HubError;
+use crate::fhir_time::format_instant;
+use crate::ports::{SubscriberStore, SubscriptionStore};
+use crate::subscription::{
+    MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription, SubscriptionRequest,
+};
+
+/// Checks a request against its subscriber and stores the subscription.
+pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
+    subscriptions: &S,
+    subscribers: &R,
+    request: SubscriptionRequest,
+    now: OffsetDateTime,
+) -> Result<Subscription, HubError> {
+    let subscriber = subscribers
+        .get(&request.subscriber_id)
+        .await?
+        .ok_or_else(|| {
+            HubError::unprocessable(
+                "Subscription.channel.endpoint",
+                format!("'{}' is not an onboarded subscriber", request.subscriber_id),
+            )
+        })?;
+    if subscriber.ods_code != request.contact_ods {
+        return Err(HubError::unprocessable(
+            "Subscription.contact",
+            format!(
+                "the contact's ODS code {} is not the subscriber's ({})",
+                request.contact_ods.as_str(),
+                subscriber.ods_code.as_str()
+            ),
+        ));
+    }
+    if !subscriber.is_active() {
+        return Err(HubError::unprocessable(
+            "Subscription.channel.endpoint",
+            format!("subscriber {} was offboarded", subscriber.id),
+        ));
+    }
+    if let Some(refused) = request
+        .criteria
+        .events
+        .iter()
+        .find(|event| !subscriber.may_receive(**event))
+    {
+        return Err(HubError::Criteria(CriteriaError {
+            component: "MessageHeader.event".into(),
+            problem: format!("the subscriber is not onboarded for {refused}"),
+        }));
+    }
+    for &event_type in &request.criteria.events {
+        if let crate::criteria::Target::Explicit(nhs_number) = request.criteria.target {
+            let held = subscriptions
+                .explicit_candidates(nhs_number, event_type)
+                .await?
+                .iter()
+                .filter(|existing| existing.subscriber_id == subscriber.id)
+                .count();
+            if held >= MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE {
+                return Err(HubError::unprocessable(
+                    "Subscription.criteria",
+                    format!(
+                        "the subscriber already holds {MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE} subscriptions \
+                         for this patient and {event_type}"
+                    ),
+                ));
+            }
+        }
+    }
+    let subscription = Subscription {
+        id: uuid::Uuid::new_v4().to_string(),
+        subscriber_id: subscriber.id,
+        contact_ods: request.contact_ods,
+        reason: request.reason,
+        end: request.end.map(format_instant),
+        criteria: request.criteria,
+        version_id: 1,
+        last_updated: format_instant(now),
+    };
+    subscriptions.create(&subscription).await?;
+    Ok(subscription)
+}
