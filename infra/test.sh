@@ -67,9 +67,9 @@ cargo test -p hub --benches --quiet
 CARGO_TARGET_DIR=target/bench-hello cargo build --quiet --locked \
   --manifest-path bench/lambda/hello/Cargo.toml
 python3 bench/lambda/init.py --runs 1 --bin-dir target/debug \
-  --hello target/bench-hello/debug/hello-lambda --only publish-vaccinations,dispatch > /dev/null
+  --hello target/bench-hello/debug/hello-lambda --only publish,dispatch > /dev/null
 python3 bench/lambda/memory.py --runs 1 --bin-dir target/debug \
-  --hello target/bench-hello/debug/hello-lambda --only publish-vaccinations > /dev/null
+  --hello target/bench-hello/debug/hello-lambda --only publish > /dev/null
 python3 bench/cost/cost.py > /dev/null
 # The load test's script against a hub of its own: 15 s at 4 events/s,
 # every delivery checked against its record (it exits 1 on any miss).

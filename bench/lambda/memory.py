@@ -6,12 +6,13 @@ the functions are deployed with (template.yaml Globals MemorySize).
 Python 3 standard library only; the Runtime API, environment and KMS stub
 are bench/lambda/init.py's.
 
-    python3 bench/lambda/memory.py [--runs 3] [--only publish-vaccinations]
+    python3 bench/lambda/memory.py [--runs 3] [--only publish]
 
 The events:
-- publish-*: the function's API Gateway sample (events/apigw/publish-*-1-xml.json
-  and -json.json) with the body padded to just under the largest message the
-  hub accepts (192 KiB, shared/src/events.rs MAX_PAYLOAD_BYTES): an XML
+- publish (the ten publish functions' one binary, run as vaccinations-1:
+  bench/lambda/init.py's EVENT_TYPE placeholder): the API Gateway sample
+  (events/apigw/publish-vaccinations-1-xml.json and -json.json) with the
+  body padded to just under the largest message the hub accepts (192 KiB, shared/src/events.rs MAX_PAYLOAD_BYTES): an XML
   comment inside the Bundle, or whitespace inside the JSON object. The body
   is read and validated in full; the store call then fails against the dead
   endpoint (the answer is a 5xx), so the figure covers read, validate and
@@ -66,9 +67,8 @@ def pad_json(body, size=PADDED_BYTES):
     return padded
 
 
-def publish_event(name, encoding):
-    event_type = name[len("publish-"):]
-    event = load(f"events/apigw/publish-{event_type}-1-{encoding}.json")
+def publish_event(encoding):
+    event = load(f"events/apigw/publish-vaccinations-1-{encoding}.json")
     event["body"] = (pad_xml if encoding == "xml" else pad_json)(event["body"])
     return event
 
@@ -88,9 +88,9 @@ def dispatch_event(records=10):
 
 def events_for(name):
     """[(label, event dict)] for one function."""
-    if name.startswith("publish-"):
-        return [("192 KiB XML", publish_event(name, "xml")),
-                ("192 KiB JSON", publish_event(name, "json"))]
+    if name == "publish":
+        return [("192 KiB XML", publish_event("xml")),
+                ("192 KiB JSON", publish_event("json"))]
     if name == "dispatch":
         return [("10 records x 192 KiB payload", dispatch_event())]
     if name == "replay-worker":

@@ -21,8 +21,8 @@ if [[ "$(cat "$out/rows" 2>/dev/null)" != "$rows" ]]; then
 fi
 ls -l "$out"
 
-echo "==> cargo build -p local-hub"
-cargo build --quiet -p local-hub --bins
+echo "==> cargo build -p hub-local"
+cargo build --quiet -p hub-local --bins
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > /dev/null 2>&1 &

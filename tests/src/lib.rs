@@ -153,7 +153,7 @@ pub struct FaultCount {
     pub hits: u64,
 }
 
-/// The demo clients every local hub registers (infra/local-hub/src/demo.rs).
+/// The demo clients every local hub registers (infra/hub-local/src/demo.rs).
 pub const DEMO_PUBLISHER: &str = "demo-publisher";
 pub const DEMO_OPERATOR: &str = "demo-operator";
 pub const DEMO_SUBSCRIBER: &str = "demo-subscriber-1";
@@ -762,38 +762,25 @@ pub fn api_answer(
     )
 }
 
-/// A DynamoDB table with string keys, on demand, as template.yaml declares
-/// them (adapter tests against the emulator).
-pub async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    keys: &[(&str, aws_sdk_dynamodb::types::KeyType)],
-) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, ScalarAttributeType,
-    };
-    let mut request = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (key, key_type) in keys {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(*key)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .expect("an attribute definition"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(*key)
-                    .key_type(key_type.clone())
-                    .build()
-                    .expect("a key schema element"),
-            );
-    }
-    request.send().await.expect("creating a table");
+/// The template, as hub-local reads it.
+pub fn template() -> &'static hub_local::template::Template {
+    static TEMPLATE: std::sync::OnceLock<hub_local::template::Template> =
+        std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        hub_local::template::Template::parse(&source).unwrap_or_else(|e| panic!("{path}: {e}"))
+    })
+}
+
+/// The template's table `logical_id` (e.g. "EventsTable"), created under
+/// `name` as hub-local creates it for the local stack: keys, indexes,
+/// stream and TTL from template.yaml, the one source of the tables'
+/// schemas (adapter tests against the emulator).
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, logical_id: &str, name: &str) {
+    hub_local::resources::create_template_table(client, template(), logical_id, name)
+        .await
+        .unwrap_or_else(|e| panic!("creating {logical_id} as {name}: {e}"));
 }
 
 impl Hub {
@@ -896,63 +883,9 @@ impl Hub {
 /// A YAML file (template.yaml, openapi.yaml) as JSON, with CloudFormation's
 /// short tags (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) in their long forms
 /// (`{"Ref": X}`, `{"Fn::GetAtt": [X, "Arn"]}`, `{"Fn::Sub": ...}`), so that
-/// each check handles one form only.
+/// each check handles one form only: hub-local's reader, the one the local
+/// stack runs the template with.
 pub fn read_yaml(path: &str) -> serde_json::Value {
     let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let yaml: serde_norway::Value =
-        serde_norway::from_str(&source).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"));
-    long_form(yaml)
-}
-
-fn long_form(value: serde_norway::Value) -> serde_json::Value {
-    use serde_json::{Value, json};
-    use serde_norway::Value as Yaml;
-    match value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(flag) => Value::Bool(flag),
-        Yaml::Number(number) => {
-            if let Some(n) = number.as_i64() {
-                json!(n)
-            } else if let Some(n) = number.as_u64() {
-                json!(n)
-            } else {
-                json!(number.as_f64())
-            }
-        }
-        Yaml::String(text) => Value::String(text),
-        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
-        Yaml::Mapping(mapping) => Value::Object(
-            mapping
-                .into_iter()
-                .map(|(key, value)| {
-                    let key = match key {
-                        Yaml::String(text) => text,
-                        other => serde_norway::to_string(&other)
-                            .expect("a YAML key")
-                            .trim()
-                            .to_owned(),
-                    };
-                    (key, long_form(value))
-                })
-                .collect(),
-        ),
-        Yaml::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = long_form(tagged.value);
-            match name {
-                "Ref" | "Condition" => json!({ name: inner }),
-                // `!GetAtt X.Arn` is `{"Fn::GetAtt": ["X", "Arn"]}`.
-                "GetAtt" => match inner {
-                    Value::String(path) => {
-                        let (resource, attribute) =
-                            path.split_once('.').expect("!GetAtt Resource.Attribute");
-                        json!({"Fn::GetAtt": [resource, attribute]})
-                    }
-                    other => json!({ "Fn::GetAtt": other }),
-                },
-                other => json!({ format!("Fn::{other}"): inner }),
-            }
-        }
-    }
+    hub_local::yaml::read_json(&source).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -933,7 +933,7 @@ pub fn reference(command: Reference) -> Result<ExitCode> {
         .status()
         .map_err(|e| {
             format!(
-                "running {}: {e} (hub-local is built with the hub: cargo build -p local-hub)",
+                "running {}: {e} (hub-local is built with the hub: cargo build -p hub-local)",
                 program.display()
             )
         })?;

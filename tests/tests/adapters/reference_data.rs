@@ -11,10 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use e2e_tests::Emulator;
 use hub::aws::{DynamoReferenceData, reference_item_size};
 use hub::ports::ReferenceData;
@@ -37,27 +34,7 @@ fn open(path: &PathBuf) -> std::io::BufReader<std::fs::File> {
 
 /// The reference table as template.yaml declares it.
 async fn reference_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("refKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("refKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    e2e_tests::create_table(client, "ReferenceTable", name).await;
 }
 
 /// Counts the requests a client makes (one per operation, whatever the

@@ -1,7 +1,7 @@
 //! The child register's DynamoDB adapter against the emulator: conditional
 //! writes on the record's version, and the stored form of a full record.
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
+use aws_sdk_dynamodb::types::AttributeValue;
 use e2e_tests::{Emulator, create_table};
 use hub::NhsNumber;
 use hub::app::register::record_event;
@@ -20,7 +20,7 @@ fn child() -> NhsNumber {
 
 async fn register(emulator: &Emulator) -> (DynamoRegisterStore, aws_sdk_dynamodb::Client) {
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    create_table(&client, TABLE, &[("nhsNumber", KeyType::Hash)]).await;
+    create_table(&client, "RegisterTable", TABLE).await;
     (DynamoRegisterStore::new(client.clone(), TABLE), client)
 }
 

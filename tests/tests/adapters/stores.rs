@@ -3,9 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use e2e_tests::{Emulator, attribute, fixture, receive_all};
 use hub::aws::{
     DynamoEventStore, DynamoSubscriberStore, DynamoSubscriptionStore, QueueSettings,
@@ -24,69 +21,6 @@ use time::OffsetDateTime;
 
 use e2e_tests::create_table as table;
 
-/// The sparse BySubscriber index template.yaml declares.
-async fn add_owner_index(client: &aws_sdk_dynamodb::Client, name: &str) {
-    add_index(client, name, "BySubscriber", "ownerId", "pk").await;
-}
-
-/// A global secondary index (string keys, all attributes) as template.yaml
-/// declares them.
-async fn add_index(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    index_name: &str,
-    hash: &str,
-    range: &str,
-) {
-    use aws_sdk_dynamodb::types::{
-        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
-    };
-    let index = CreateGlobalSecondaryIndexAction::builder()
-        .index_name(index_name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(hash)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(range)
-                .key_type(KeyType::Range)
-                .build()
-                .unwrap(),
-        )
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .unwrap();
-    client
-        .update_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(hash)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(range)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(index).build())
-        .send()
-        .await
-        .unwrap();
-}
-
 fn stored_vaccination(body: &str) -> StoredEvent {
     let message = EventMessage::read(body, Encoding::Xml).unwrap();
     StoredEvent::new(
@@ -101,74 +35,8 @@ fn stored_vaccination(body: &str) -> StoredEvent {
 /// The events table with its two indexes, and the versions table, as
 /// template.yaml declares them.
 async fn event_tables(client: &aws_sdk_dynamodb::Client) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, Projection,
-        ProjectionType, ScalarAttributeType,
-    };
-    let key = |name: &str, key_type: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .unwrap()
-    };
-    let text = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let index = |name: &str, hash: &str, projection: Projection| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(hash, KeyType::Hash))
-            .key_schema(key("receivedSort", KeyType::Range))
-            .projection(projection)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name("events")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(text("eventKey"))
-        .attribute_definitions(text("nhsNumber"))
-        .attribute_definitions(text("receivedDay"))
-        .attribute_definitions(text("receivedSort"))
-        .key_schema(key("eventKey", KeyType::Hash))
-        .global_secondary_indexes(index(
-            "ByPatient",
-            "nhsNumber",
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .set_non_key_attributes(Some(
-                    [
-                        "eventType",
-                        "lifecycle",
-                        "timestamp",
-                        "lastUpdated",
-                        "versionId",
-                        "focusIdentifier",
-                        "sensitive",
-                        "expiresAt",
-                    ]
-                    .map(str::to_owned)
-                    .to_vec(),
-                ))
-                .build(),
-        ))
-        .global_secondary_indexes(index(
-            "ByDay",
-            "receivedDay",
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        ))
-        .send()
-        .await
-        .expect("creating the events table");
-    table(client, "versions", &[("focusIdentifier", KeyType::Hash)]).await;
+    table(client, "EventsTable", "events").await;
+    table(client, "VersionsTable", "versions").await;
 }
 
 fn received(body: &str, at: OffsetDateTime) -> StoredEvent {
@@ -337,14 +205,8 @@ async fn the_event_store_keeps_versions_and_reads_by_patient_and_by_day() {
 async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(
-        &client,
-        "subscriptions",
-        &[("pk", KeyType::Hash), ("sk", KeyType::Range)],
-    )
-    .await;
-    add_owner_index(&client, "subscriptions").await;
-    table(&client, "subscribers", &[("id", KeyType::Hash)]).await;
+    table(&client, "SubscriptionsTable", "subscriptions").await;
+    table(&client, "SubscribersTable", "subscribers").await;
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
     let subscription = Subscription {
         id: "sub-1".into(),
@@ -775,7 +637,7 @@ async fn clients_are_registered_and_read_back_with_their_keys() {
     use hub::ports::ClientStore;
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(&client, "clients", &[("clientId", KeyType::Hash)]).await;
+    table(&client, "ClientsTable", "clients").await;
     let clients = hub::aws::DynamoClientStore::new(client, "clients");
     let registered = registered_client();
     clients.put(&registered).await.unwrap();
@@ -838,9 +700,7 @@ async fn the_audit_trail_is_written_once_per_record_and_queried_by_patient_and_c
     use hub::ports::{AuditLog, StoreError};
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(&client, "audit", &[("auditId", KeyType::Hash)]).await;
-    add_index(&client, "audit", "ByPatient", "nhsNumber", "at").await;
-    add_index(&client, "audit", "ByClient", "clientId", "at").await;
+    table(&client, "AuditTable", "audit").await;
     let audit = hub::aws::DynamoAuditLog::new(client, "audit");
     let patient = NhsNumber::parse("9912003888").unwrap();
     let start = OffsetDateTime::now_utc();
@@ -921,7 +781,7 @@ async fn an_assertion_id_is_remembered_once() {
     use hub::ports::UsedAssertionIds;
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(&client, "replays", &[("jtiKey", KeyType::Hash)]).await;
+    table(&client, "ReplayTable", "replays").await;
     let guard = hub::aws::DynamoUsedAssertionIds::new(client, "replays");
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(
@@ -952,15 +812,7 @@ async fn delivery_counts_add_up_per_subscriber_and_event_type() {
     use hub::ports::DeliveryStats;
     let emulator = Emulator::start().await;
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
-    table(
-        &client,
-        "delivery-stats",
-        &[
-            ("subscriberId", KeyType::Hash),
-            ("eventType", KeyType::Range),
-        ],
-    )
-    .await;
+    table(&client, "DeliveryStatsTable", "delivery-stats").await;
     let stats = DynamoDeliveryStats::new(client, "delivery-stats");
     assert!(stats.counts("a").await.unwrap().is_empty());
     // Twenty recipients: more than one round of concurrent updates.

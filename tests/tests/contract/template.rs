@@ -761,7 +761,7 @@ fn publish_functions_only_store_events_versions_audit_and_sensitive_flags() {
         .filter(|(_, f)| {
             f["Properties"]["CodeUri"]
                 .as_str()
-                .is_some_and(|uri| uri.starts_with("functions/publish-"))
+                .is_some_and(|uri| uri == "functions/publish")
         })
         .collect();
     assert_eq!(publishers.len(), 10, "one publish function per event type");

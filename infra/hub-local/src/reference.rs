@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use hub::aws::{DynamoReferenceData, reference_item_size};
 use hub::reference::{LoadCounts, ReferenceItem, ReferenceRows};
 
-use crate::template::{REGION, STACK_NAME};
+use crate::resources::create_template_table;
+use crate::template::{REGION, STACK_NAME, Template};
 
 /// The template's reference table, named in the local stack as every table
 /// is: `<stack>-<logical id>`.
@@ -47,10 +48,48 @@ pub const SAMPLE_SUB_ICB: &str = "sub-icb-sample.csv";
 pub const SAMPLE_ONSPD: &str = "onspd-sample.csv";
 pub const SAMPLE_EPRACCUR: &str = "epraccur-sample.csv";
 
-pub fn usage() -> &'static str {
-    "hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE\n      \
-     [--table NAME] [--endpoint URL] [--region R] [--emulator-port N]\n      \
-     [--in-flight N] [--progress-every N] [--create-table] [--check]"
+/// `hub-local reference load`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// The ONS Postcode Directory (CSV).
+    #[arg(long, value_name = "FILE")]
+    pub onspd: PathBuf,
+    /// ODS's GP practices (epraccur.csv).
+    #[arg(long, value_name = "FILE")]
+    pub epraccur: PathBuf,
+    /// ONS's sub-ICB location lookup (CSV).
+    #[arg(long, value_name = "FILE")]
+    pub sub_icb: PathBuf,
+    /// The table to load; without --endpoint, a table in AWS.
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// An emulator's endpoint (default: the local stack's).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// The local stack's emulator port (else HUB_EMULATOR_PORT, else 4566).
+    #[arg(long, value_name = "N")]
+    pub emulator_port: Option<u16>,
+    /// BatchWriteItem requests in flight at once.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub in_flight: Option<usize>,
+    /// A progress line every N items written.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub progress_every: Option<usize>,
+    /// Create the table (as template.yaml declares it) if it is missing.
+    #[arg(long)]
+    pub create_table: bool,
+    /// Read, translate and count; write nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+fn positive(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("'{text}' is not a positive number"))
 }
 
 /// The three files of a load.
@@ -359,24 +398,6 @@ pub fn summary(report: &Report) -> String {
     lines.join("\n")
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
-
-fn number(args: &[String], name: &str, default: usize) -> Result<usize, String> {
-    match flag(args, name) {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("{name}: '{text}' is not a positive number")),
-        None => Ok(default),
-    }
-}
-
 /// Where a load goes: the table, and the endpoint (None: AWS itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -388,10 +409,12 @@ pub struct Target {
 /// `--endpoint` means an emulator; `--table` without it means AWS, with
 /// the default credential chain; neither means the local stack's table in
 /// its emulator.
-pub fn target(args: &[String], emulator_port: u16) -> Target {
-    let table = flag(args, "--table").map(str::to_owned);
-    let endpoint = flag(args, "--endpoint").map(str::to_owned);
-    let region = flag(args, "--region").map(str::to_owned);
+pub fn target(
+    table: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    emulator_port: u16,
+) -> Target {
     match (table, endpoint) {
         (Some(table), None) => Target {
             table,
@@ -400,7 +423,9 @@ pub fn target(args: &[String], emulator_port: u16) -> Target {
         },
         (table, endpoint) => Target {
             table: table.unwrap_or_else(local_table),
-            endpoint: Some(endpoint.unwrap_or_else(|| crate::emulator_endpoint(emulator_port))),
+            endpoint: Some(
+                endpoint.unwrap_or_else(|| crate::emulator::emulator_endpoint(emulator_port)),
+            ),
             region: Some(region.unwrap_or_else(|| REGION.to_owned())),
         },
     }
@@ -414,7 +439,9 @@ pub fn local_table() -> String {
 async fn client(target: &Target) -> aws_sdk_dynamodb::Client {
     let config = match &target.endpoint {
         Some(endpoint) => {
-            let mut config = crate::emulator_config(endpoint).await.into_builder();
+            let mut config = crate::emulator::emulator_config(endpoint)
+                .await
+                .into_builder();
             if let Some(region) = &target.region {
                 config = config.region(aws_config::Region::new(region.clone()));
             }
@@ -438,9 +465,6 @@ async fn ensure_table(
     table: &str,
     create: bool,
 ) -> Result<(), String> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     match client.describe_table().table_name(table).send().await {
         Ok(_) => return Ok(()),
         Err(error)
@@ -460,33 +484,13 @@ async fn ensure_table(
              another with --table, or pass --create-table"
         ));
     }
-    let build = |e: aws_sdk_dynamodb::error::BuildError| e.to_string();
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("refKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build)?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("refKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(build)?,
-        )
-        .send()
-        .await
-        .map_err(|error| {
-            format!(
-                "creating table {table}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error)
-            )
-        })?;
+    // The schema is the template's own: the template this binary was built
+    // with, as the load may go to an emulator or AWS without a checkout.
+    let template = Template::parse(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../template.yaml"
+    )))?;
+    create_template_table(client, &template, REFERENCE_TABLE, table).await?;
     println!("Created table {table}.");
     Ok(())
 }
@@ -505,40 +509,29 @@ async fn table_size(client: &aws_sdk_dynamodb::Client, table: &str) -> Option<(i
 }
 
 /// `hub-local reference load ...`
-pub async fn command(args: &[String], emulator_port: u16) -> Result<ExitCode, String> {
-    match args.first().map(String::as_str) {
-        Some("load") => {}
-        _ => return Err(format!("usage: {}", usage())),
-    }
-    let args = &args[1..];
-    let path = |name: &str| {
-        flag(args, name)
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("{name} FILE is required\nusage: {}", usage()))
-    };
+pub async fn command(args: LoadArgs, emulator_port: u16) -> Result<ExitCode, String> {
     let files = Files {
-        sub_icb: path("--sub-icb")?,
-        onspd: path("--onspd")?,
-        epraccur: path("--epraccur")?,
+        sub_icb: args.sub_icb,
+        onspd: args.onspd,
+        epraccur: args.epraccur,
     };
     let defaults = Options::default();
     let options = Options {
-        in_flight: number(args, "--in-flight", defaults.in_flight)?,
-        progress_every: Some(number(
-            args,
-            "--progress-every",
-            defaults.progress_every.unwrap_or(100_000),
-        )?),
+        in_flight: args.in_flight.unwrap_or(defaults.in_flight),
+        progress_every: Some(
+            args.progress_every
+                .unwrap_or(defaults.progress_every.unwrap_or(100_000)),
+        ),
         report_rejections: true,
     };
     // Every file must open before anything is written.
     for path in [&files.sub_icb, &files.onspd, &files.epraccur] {
         open(path)?;
     }
-    let target = target(args, emulator_port);
+    let target = target(args.table, args.endpoint, args.region, emulator_port);
     // Read, translate and count, write nothing: to try a new release of
     // the files before loading it.
-    if args.iter().any(|a| a == "--check") {
+    if args.check {
         println!(
             "Checking {}, {} and {} (nothing is written).",
             files.sub_icb.display(),
@@ -550,12 +543,7 @@ pub async fn command(args: &[String], emulator_port: u16) -> Result<ExitCode, St
         return Ok(exit_status(&report));
     }
     let client = client(&target).await;
-    ensure_table(
-        &client,
-        &target.table,
-        args.iter().any(|a| a == "--create-table"),
-    )
-    .await?;
+    ensure_table(&client, &target.table, args.create_table).await?;
     println!(
         "Loading {}, {} and {} into {} ({}), {} requests in flight.",
         files.sub_icb.display(),
@@ -591,14 +579,14 @@ fn exit_status(report: &Report) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
+    fn some(text: &str) -> Option<String> {
+        Some(text.to_owned())
     }
 
     #[test]
     fn the_target_is_the_local_stack_an_emulator_or_aws() {
         assert_eq!(
-            target(&args("load"), 4566),
+            target(None, None, None, 4566),
             Target {
                 table: "chhub-local-ReferenceTable".into(),
                 endpoint: Some("http://127.0.0.1:4566".into()),
@@ -606,7 +594,7 @@ mod tests {
             }
         );
         assert_eq!(
-            target(&args("--endpoint http://127.0.0.1:9000 --table T"), 4566),
+            target(some("T"), some("http://127.0.0.1:9000"), None, 4566),
             Target {
                 table: "T".into(),
                 endpoint: Some("http://127.0.0.1:9000".into()),
@@ -614,10 +602,7 @@ mod tests {
             }
         );
         assert_eq!(
-            target(
-                &args("--table hub-ReferenceTable-X --region eu-west-1"),
-                4566
-            ),
+            target(some("hub-ReferenceTable-X"), None, some("eu-west-1"), 4566),
             Target {
                 table: "hub-ReferenceTable-X".into(),
                 endpoint: None,

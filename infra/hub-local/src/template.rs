@@ -18,6 +18,8 @@ use std::path::Path;
 
 use serde_norway::Value;
 
+use crate::yaml::read_yaml;
+
 pub const STACK_NAME: &str = "chhub-local";
 pub const REGION: &str = "eu-west-2";
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -94,7 +96,8 @@ pub struct StreamSource {
 #[derive(Debug)]
 pub struct FunctionSpec {
     pub logical_id: String,
-    /// The binary the function's crate builds (the last part of CodeUri).
+    /// The binary the function runs: Metadata.BuildProperties.Binary, else
+    /// the last part of CodeUri (the crate's one binary).
     pub binary: String,
     pub timeout_seconds: u64,
     pub memory_mb: u64,
@@ -158,16 +161,12 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
-/// An intrinsic function call, in either spelling: the short form
-/// (`!Ref X`, a YAML tag) or the long one (`{Ref: X}`, `{Fn::Join: ...}`,
-/// and `{Condition: X}` inside condition functions). Returns its short name
-/// and argument.
+/// An intrinsic function call, in its long form (`{Ref: X}`, `{Fn::Join:
+/// ...}`, and `{Condition: X}` inside condition functions; [`read_yaml`]
+/// has turned every short form into it). Returns its short name and
+/// argument.
 fn intrinsic(value: &Value) -> Option<(String, &Value)> {
     match value {
-        Value::Tagged(tagged) => Some((
-            tagged.tag.to_string().trim_start_matches('!').to_owned(),
-            &tagged.value,
-        )),
         Value::Mapping(mapping) if mapping.len() == 1 => {
             let (key, argument) = mapping.iter().next()?;
             let key = key.as_str()?;
@@ -205,7 +204,6 @@ impl Template {
 
     /// Parses the template with every parameter at its default: what the
     /// tests read; `run` always has overrides.
-    #[cfg(test)]
     pub fn parse(source: &str) -> Result<Self, String> {
         Template::parse_with(source, &BTreeMap::new())
     }
@@ -213,8 +211,7 @@ impl Template {
     /// Parses the template with `overrides` in place of those parameters'
     /// defaults, before anything (conditions included) reads them.
     pub fn parse_with(source: &str, overrides: &BTreeMap<String, String>) -> Result<Self, String> {
-        let document: Value =
-            serde_norway::from_str(source).map_err(|e| format!("parsing: {e}"))?;
+        let document = read_yaml(source)?;
         let declared = get(&document, "Parameters").and_then(Value::as_mapping);
         let mut parameters: BTreeMap<String, String> = declared
             .map(|parameters| {
@@ -306,6 +303,7 @@ impl Template {
                     template.functions.push(function_spec(
                         logical_id,
                         &properties,
+                        get(resource, "Metadata"),
                         function_globals,
                     )?);
                 }
@@ -447,13 +445,6 @@ fn apply_conditions(
         }
     }
     Ok(Some(match value {
-        Value::Tagged(tagged) => {
-            let inner = apply_conditions(&tagged.value, conditions)?.unwrap_or(Value::Null);
-            Value::Tagged(Box::new(serde_norway::value::TaggedValue {
-                tag: tagged.tag.clone(),
-                value: inner,
-            }))
-        }
         Value::Mapping(mapping) => {
             let mut kept = serde_norway::Mapping::new();
             for (key, inner) in mapping {
@@ -479,17 +470,27 @@ fn apply_conditions(
 fn function_spec(
     logical_id: String,
     properties: &Value,
+    metadata: Option<&Value>,
     globals: Option<&Value>,
 ) -> Result<FunctionSpec, String> {
     let setting = |key: &str| get(properties, key).or_else(|| globals.and_then(|g| get(g, key)));
     let code_uri =
         text(get(properties, "CodeUri")).ok_or_else(|| format!("{logical_id} has no CodeUri"))?;
-    let binary = code_uri
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    // As SAM's rust-cargolambda build names it: BuildProperties.Binary, else
+    // the crate's own binary (its directory's name here).
+    let binary = text(
+        metadata
+            .and_then(|m| get(m, "BuildProperties"))
+            .and_then(|b| get(b, "Binary")),
+    )
+    .unwrap_or_else(|| {
+        code_uri
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    });
     let mut environment: BTreeMap<String, Value> = BTreeMap::new();
     for source in [globals, Some(properties)].into_iter().flatten() {
         if let Some(variables) = get(source, "Environment")

@@ -1,6 +1,0 @@
-//! `POST /events/pds-death-notification-1`.
-
-#[tokio::main]
-async fn main() -> Result<(), hub::lambda::Error> {
-    hub::lambda::run_publish(hub::EventType::PdsDeathNotification).await
-}
