@@ -28,6 +28,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "==> the hub crate's layers import inwards only (infra/tools/layers.py)"
+python3 infra/tools/layers.py shared/src
+
 echo "==> template lint (cfn-lint, sam validate --lint)"
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint --region eu-west-2 --template template.yaml

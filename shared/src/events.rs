@@ -300,11 +300,10 @@ impl Retention {
     /// not the record of care (GP and CHIS systems are), so it keeps no more.
     pub const DEFAULT: Retention = Retention { days: 2190 };
 
-    /// From the EVENT_RETENTION_DAYS environment variable, else the default.
-    pub fn from_env() -> Self {
-        std::env::var("EVENT_RETENTION_DAYS")
-            .ok()
-            .and_then(|days| days.parse().ok())
+    /// From a setting of whole days (the EVENT_RETENTION_DAYS environment
+    /// variable, which the Lambda layer reads), else the default.
+    pub fn from_setting(days: Option<&str>) -> Self {
+        days.and_then(|days| days.parse().ok())
             .filter(|&days| days > 0)
             .map_or(Self::DEFAULT, |days| Retention { days })
     }

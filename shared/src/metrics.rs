@@ -11,7 +11,7 @@
 //! template tests check that every metric they name is one of [`ALL`].
 
 use std::io::Write as _;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
@@ -64,13 +64,22 @@ pub const ALL: [&str; 11] = [
     REPLAY_FAILURES,
 ];
 
-/// The namespace of this process: METRICS_NAMESPACE, read once.
-pub static NAMESPACE: LazyLock<String> = LazyLock::new(|| {
-    std::env::var(NAMESPACE_VARIABLE)
-        .ok()
+/// The namespace of this process, set once at start-up from
+/// METRICS_NAMESPACE by the Lambda layer ([`use_namespace`]).
+static NAMESPACE: OnceLock<String> = OnceLock::new();
+
+/// Sets the process's metric namespace (an unset or empty setting keeps
+/// [`DEFAULT_NAMESPACE`]); the first call wins.
+pub fn use_namespace(setting: Option<&str>) {
+    let namespace = setting
         .filter(|namespace| !namespace.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
-});
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let _ = NAMESPACE.set(namespace.to_owned());
+}
+
+fn namespace() -> &'static str {
+    NAMESPACE.get().map_or(DEFAULT_NAMESPACE, String::as_str)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -165,7 +174,7 @@ impl MetricRecord {
         }
         let now = time::OffsetDateTime::now_utc();
         let timestamp_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let mut line = self.to_emf(&NAMESPACE, timestamp_ms).to_string();
+        let mut line = self.to_emf(namespace(), timestamp_ms).to_string();
         line.push('\n');
         // One write of the whole line, so that a log line of another task
         // cannot cut into it; a failed write loses a metric, never a request.

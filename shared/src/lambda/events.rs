@@ -28,8 +28,9 @@ use super::runtime::{
 };
 
 /// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
-pub static RETENTION: std::sync::LazyLock<events::Retention> =
-    std::sync::LazyLock::new(events::Retention::from_env);
+pub static RETENTION: std::sync::LazyLock<events::Retention> = std::sync::LazyLock::new(|| {
+    events::Retention::from_setting(std::env::var("EVENT_RETENTION_DAYS").ok().as_deref())
+});
 
 /// `POST /events/{event-type}`: validate, authorise, then store once.
 pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(

@@ -26,6 +26,12 @@ const LIBRARIES_CAPPED_AT_INFO: [&str; 7] = [
 /// JSON. Level from AWS_LAMBDA_LOG_LEVEL, else RUST_LOG, else info.
 pub fn init_tracing() {
     use tracing_subscriber::Layer;
+    // Metrics are log lines too: their namespace is set with the logs'.
+    crate::metrics::use_namespace(
+        std::env::var(crate::metrics::NAMESPACE_VARIABLE)
+            .ok()
+            .as_deref(),
+    );
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
