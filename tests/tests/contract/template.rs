@@ -44,6 +44,18 @@ fn of_type(kind: &str) -> Vec<(&'static str, &'static Value)> {
         .collect()
 }
 
+/// Every resource of a type the template must have: a check looping over
+/// them would pass on none, so none fails here.
+fn present(kind: &str) -> Vec<(&'static str, &'static Value)> {
+    let found = of_type(kind);
+    assert!(!found.is_empty(), "the template has no {kind}");
+    found
+}
+
+/// The hub deploys 32 functions: fewer means the template (or its reading)
+/// lost some, and the checks over them would pass on what is left.
+const FUNCTIONS: usize = 32;
+
 fn resource(id: &str) -> &'static Value {
     resources()
         .get(id)
@@ -51,7 +63,13 @@ fn resource(id: &str) -> &'static Value {
 }
 
 fn functions() -> Vec<(&'static str, &'static Value)> {
-    of_type("AWS::Serverless::Function")
+    let found = of_type("AWS::Serverless::Function");
+    assert!(
+        found.len() >= FUNCTIONS,
+        "{} functions in the template, not {FUNCTIONS}",
+        found.len()
+    );
+    found
 }
 
 /// A value, or each item of a list; the branches of an `Fn::If` both count
@@ -192,12 +210,13 @@ fn all_identity_statements() -> Vec<Statement> {
         .into_iter()
         .flat_map(|(id, function)| function_statements(id, function))
         .collect();
-    for (id, policy) in of_type("AWS::IAM::ManagedPolicy") {
+    for (id, policy) in present("AWS::IAM::ManagedPolicy") {
         statements.extend(document_statements(
             id,
             &policy["Properties"]["PolicyDocument"],
         ));
     }
+    assert!(!statements.is_empty(), "the template grants nothing");
     statements
 }
 
@@ -243,7 +262,7 @@ fn every_table_is_encrypted_with_the_hub_data_key() {
 fn data_tables_are_recoverable_and_kept() {
     // The replay table holds assertion ids for five minutes, the reference
     // table public data reloaded from its files: nothing to keep.
-    for (id, table) in of_type("AWS::DynamoDB::Table") {
+    for (id, table) in present("AWS::DynamoDB::Table") {
         if id == "ReplayTable" || id == "ReferenceTable" {
             continue;
         }
@@ -326,7 +345,7 @@ fn every_topic_is_encrypted_and_refuses_plain_http() {
 #[test]
 fn every_queue_is_encrypted_and_refuses_plain_http() {
     let policies = of_type("AWS::SQS::QueuePolicy");
-    for (id, queue) in of_type("AWS::SQS::Queue") {
+    for (id, queue) in present("AWS::SQS::Queue") {
         assert!(
             names_key(&queue["Properties"]["KmsMasterKeyId"], "HubDataKey"),
             "{id}: KmsMasterKeyId must be HubDataKey"
@@ -400,7 +419,7 @@ fn the_keys_are_what_they_claim() {
         );
     }
 
-    for (id, key) in of_type("AWS::KMS::Key") {
+    for (id, key) in present("AWS::KMS::Key") {
         for statement in document_statements(id, &key["Properties"]["KeyPolicy"]) {
             let principal = &statement.value["Principal"];
             assert!(
@@ -1230,7 +1249,7 @@ fn delivery_status_functions_stay_within_the_subscriber_queues() {
 const HUB_NAMESPACE: &str = "ChildHealthEventsHub/${Stage}";
 
 fn alarms() -> Vec<(&'static str, &'static Value)> {
-    of_type("AWS::CloudWatch::Alarm")
+    present("AWS::CloudWatch::Alarm")
 }
 
 fn sub_text(value: &Value) -> Option<&str> {
@@ -1363,7 +1382,7 @@ fn alarms_and_dashboard_read_only_metrics_the_hub_emits() {
 
 #[test]
 fn every_queue_of_the_template_has_an_alarm_on_waiting_messages() {
-    for (queue, _) in of_type("AWS::SQS::Queue") {
+    for (queue, _) in present("AWS::SQS::Queue") {
         let watched = alarms().iter().any(|(_, alarm)| {
             let properties = &alarm["Properties"];
             properties["Namespace"] == "AWS/SQS"
