@@ -197,7 +197,11 @@ pub async fn run_dispatch() -> Result<(), Error> {
     };
     let dispatcher = &dispatcher;
     run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(dispatch_batch(dispatcher, event.payload).await)
+        // Boxed: the batch's future nests every port's calls, and laid out
+        // inside the runtime's future it passes rustc's default query depth.
+        let batch: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =
+            Box::pin(dispatch_batch(dispatcher, event.payload));
+        Ok::<_, Error>(batch.await)
     }))
     .await
 }
@@ -227,7 +231,10 @@ pub async fn run_replay_worker() -> Result<(), Error> {
     };
     let replayer = &replayer;
     run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(replay_batch(replayer, event.payload).await)
+        // Boxed, as dispatch's batch is.
+        let batch: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =
+            Box::pin(replay_batch(replayer, event.payload));
+        Ok::<_, Error>(batch.await)
     }))
     .await
 }
