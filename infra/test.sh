@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 
+# Each stage's header gives the seconds since the start, so a run's log
+# shows where its time went.
+stage() { echo "==> [${SECONDS} s] $*"; }
+
 fast=false
 case "${1:-}" in
   --fast) fast=true ;;
@@ -22,26 +26,26 @@ esac
 
 bash infra/setup.sh
 
-echo "==> cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "==> cargo clippy -D warnings"
+stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "==> the hub crate's layers import inwards only (infra/tools/layers.py)"
+stage "the hub crate's layers import inwards only (infra/tools/layers.py)"
 python3 infra/tools/layers.py shared/src
 
-echo "==> template lint (cfn-lint, sam validate --lint)"
+stage "template lint (cfn-lint, sam validate --lint)"
 .venv/bin/cfn-lint template.yaml
 .venv/bin/sam validate --lint --region eu-west-2 --template template.yaml
 
-echo "==> openapi.yaml is a valid OpenAPI document"
+stage "openapi.yaml is a valid OpenAPI document"
 .venv/bin/openapi-spec-validator openapi.yaml
 
-echo "==> the emulator's transaction rollback (infra/emulator.py --self-test)"
+stage "the emulator's transaction rollback (infra/emulator.py --self-test)"
 .venv/bin/python infra/emulator.py --self-test
 
-echo "==> fixtures and sample events are what the generators produce"
+stage "fixtures and sample events are what the generators produce"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 bash infra/tools/make-json-fixtures.sh "$scratch" > /dev/null
@@ -53,11 +57,11 @@ python3 infra/tools/make-sample-events.py "$scratch/apigw"
 diff -r "$scratch/apigw" events/apigw \
   || { echo "events/apigw is stale: run infra/tools/make-sample-events.py"; exit 1; }
 
-echo "==> cargo test"
+stage "cargo test"
 cargo test --workspace
 
 if $fast; then
-  echo "==> the fast checks passed (${SECONDS} s)"
+  stage "the fast checks passed"
   exit 0
 fi
 
@@ -65,7 +69,7 @@ fi
 # mode (each benchmark once), the Lambda init and memory scripts on two debug
 # binaries beside the hello-world baseline, the cost model. The figures of
 # docs/benchmarks.md come from the release builds, not from this.
-echo "==> benchmarks build and run once"
+stage "benchmarks build and run once"
 cargo test -p hub --benches --quiet
 CARGO_TARGET_DIR=target/bench-hello cargo build --quiet --locked \
   --manifest-path bench/lambda/hello/Cargo.toml
@@ -82,10 +86,10 @@ sed -n 2,4p "$scratch/load.txt"
 python3 -m py_compile bench/python-parse/*.py bench/reference/*.py
 bash -n bench/lambda/sizes.sh bench/reference/load-national.sh bench/python-parse/run.sh
 
-echo "==> fuzz smoke run (the committed corpus, then 20 s of fuzzing per target)"
+stage "fuzz smoke run (the committed corpus, then 20 s of fuzzing per target)"
 bash infra/fuzz.sh smoke
 
-echo "==> sam build for x86_64, without LTO: a bootstrap per function (infra/sam-build.sh)"
+stage "sam build for x86_64, without LTO: a bootstrap per function (infra/sam-build.sh)"
 bash infra/sam-build.sh --quick
 
-echo "==> the whole suite passed (${SECONDS} s)"
+stage "the whole suite passed"
