@@ -20,7 +20,7 @@ pub enum KeyError {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct AccessClaims {
+struct AccessClaims {
     iss: String,
     aud: String,
     sub: String,
@@ -83,7 +83,7 @@ pub fn access_token_signing_input(
 }
 
 /// A JWS segment: the value as JSON, base64url without padding.
-pub(super) fn base64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
+fn base64_json<T: Serialize>(value: &T) -> Result<String, AuthError> {
     serde_json::to_vec(value)
         .map(|json| URL_SAFE_NO_PAD.encode(json))
         .map_err(|error| AuthError::Unavailable(format!("encoding failed: {error}")))

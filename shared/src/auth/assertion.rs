@@ -33,7 +33,7 @@ pub struct RawAssertion {
 /// client in the audit record of a refusal, never to decide anything else.
 /// Bounded: the id becomes a key of a DynamoDB read, which refuses keys
 /// over 2 KB with an error rather than a miss.
-pub(super) fn claimed_id(token: &str, claim: &str) -> Option<String> {
+fn claimed_id(token: &str, claim: &str) -> Option<String> {
     if token.len() > MAX_TOKEN_LENGTH {
         return None;
     }
@@ -201,7 +201,7 @@ pub fn assertion_claims(
 /// The verification key of a client JWK, if it suits the algorithm: an RSA
 /// key for RS512, a P-256 key for ES256, and no `alg`, `use` or `key_ops` of
 /// its own that says otherwise.
-pub(super) fn client_key(jwk: &Jwk, algorithm: Algorithm) -> Result<DecodingKey, AuthError> {
+fn client_key(jwk: &Jwk, algorithm: Algorithm) -> Result<DecodingKey, AuthError> {
     let right_type = match (&jwk.algorithm, algorithm) {
         (AlgorithmParameters::RSA(_), Algorithm::RS512) => true,
         (AlgorithmParameters::EllipticCurve(parameters), Algorithm::ES256) => {

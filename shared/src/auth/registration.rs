@@ -7,26 +7,26 @@ use super::*;
 pub const DEMOGRAPHICS_AUTHORITY_ODS: &str = "X26";
 
 /// The largest JWKS a client may register: enough for a rotation overlap.
-pub(super) const MAX_CLIENT_KEYS: usize = 5;
+const MAX_CLIENT_KEYS: usize = 5;
 
 /// The private members of RSA, EC and symmetric JWKs (RFC 7518 section 6).
-pub(super) const PRIVATE_KEY_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+const PRIVATE_KEY_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// The RSA moduli the hub verifies with: none weaker than 2048 bits, none
 /// longer than its RSA verifier takes.
-pub(super) const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 /// The smallest public exponent accepted: smaller ones (3, or 1, which
 /// makes the "signature" the message itself) are refused.
-pub(super) const MIN_RSA_EXPONENT: u64 = 65_537;
+const MIN_RSA_EXPONENT: u64 = 65_537;
 
 /// The largest public exponent the RSA verifier takes (33 bits).
-pub(super) const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
+const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
 
 /// Whether a registered JWK could verify a client assertion, and is strong
 /// enough to be trusted to: else the member at fault (".kid"; "" for the
 /// key as a whole) and why.
-pub(super) fn registrable_key(jwk: &Jwk) -> Result<(), (&'static str, String)> {
+fn registrable_key(jwk: &Jwk) -> Result<(), (&'static str, String)> {
     if jwk.common.key_id.as_deref().is_none_or(str::is_empty) {
         return Err((".kid", "each key needs a kid".into()));
     }
@@ -80,7 +80,7 @@ pub(super) fn registrable_key(jwk: &Jwk) -> Result<(), (&'static str, String)> {
 }
 
 /// A big-endian unsigned integer in base64url, without its leading zeros.
-pub(super) fn unsigned_integer(encoded: &str) -> Option<Vec<u8>> {
+fn unsigned_integer(encoded: &str) -> Option<Vec<u8>> {
     let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     let start = bytes
         .iter()
@@ -89,7 +89,7 @@ pub(super) fn unsigned_integer(encoded: &str) -> Option<Vec<u8>> {
     Some(bytes[start..].to_vec())
 }
 
-pub(super) fn registrable_rsa(n: &str, e: &str) -> Result<(), (&'static str, String)> {
+fn registrable_rsa(n: &str, e: &str) -> Result<(), (&'static str, String)> {
     let modulus = unsigned_integer(n).ok_or((".n", "n is not base64url".to_owned()))?;
     let bits = modulus.first().map_or(0, |&top| {
         (modulus.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
@@ -133,7 +133,7 @@ pub(super) fn registrable_rsa(n: &str, e: &str) -> Result<(), (&'static str, Str
 /// The point (x, y) must be on the P-256 curve, as aws-lc-rs parses it: a
 /// point off the curve verifies no honest signature, and is where
 /// invalid-curve attacks start.
-pub(super) fn registrable_p256(x: &str, y: &str) -> Result<(), (&'static str, String)> {
+fn registrable_p256(x: &str, y: &str) -> Result<(), (&'static str, String)> {
     let coordinate = |member: &'static str, encoded: &str| {
         URL_SAFE_NO_PAD
             .decode(encoded)

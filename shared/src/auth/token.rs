@@ -43,7 +43,7 @@ pub(super) fn read_header(token: &str) -> Result<RawHeader, AuthError> {
     Ok(header)
 }
 
-pub(super) fn is_base64url(segment: &str) -> bool {
+fn is_base64url(segment: &str) -> bool {
     segment
         .bytes()
         .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
@@ -57,7 +57,7 @@ pub(super) fn decode_segment<T: DeserializeOwned>(segment: &str) -> Result<T, Au
 }
 
 /// Algorithms by the name a JWT header gives them.
-pub(super) type Accepted = &'static [(&'static str, Algorithm)];
+type Accepted = &'static [(&'static str, Algorithm)];
 
 pub(super) const ASSERTION_ALGORITHMS: Accepted =
     &[("RS512", Algorithm::RS512), ("ES256", Algorithm::ES256)];

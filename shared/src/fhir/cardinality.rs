@@ -30,17 +30,16 @@ pub fn check_cardinality(resource: &Element<'_>) -> Result<(), CardinalityError>
 }
 
 /// A failed check: the path's segments, innermost first, and the problem.
-pub(super) type Refusal = (Vec<String>, String);
+type Refusal = (Vec<String>, String);
 
 /// The elements every resource has at most once (Resource, DomainResource).
-pub(super) const RESOURCE_SINGLETONS: [&str; 5] =
-    ["id", "meta", "implicitRules", "language", "text"];
+const RESOURCE_SINGLETONS: [&str; 5] = ["id", "meta", "implicitRules", "language", "text"];
 
 /// The elements of a type that FHIR STU3 allows at most once, beyond those
 /// of every resource and every element (`id`). A choice `value[x]` counts
 /// every `valueString`, `valueIdentifier`... as one element.
 #[rustfmt::skip]
-pub(super) fn singletons(type_name: &str) -> &'static [&'static str] {
+fn singletons(type_name: &str) -> &'static [&'static str] {
     match type_name {
         "Bundle" => &["identifier", "type", "total", "signature"],
         "Bundle.entry" => &["fullUrl", "resource", "search", "request", "response"],
@@ -99,7 +98,7 @@ pub(super) fn singletons(type_name: &str) -> &'static [&'static str] {
 
 /// The type of a child element, for the types of [`singletons`]; `Element`
 /// (only `id` and extensions checked) for the rest.
-pub(super) fn child_type(parent: &str, child: &str) -> &'static str {
+fn child_type(parent: &str, child: &str) -> &'static str {
     match (parent, child) {
         (_, "extension" | "modifierExtension") => "Extension",
         (_, "meta") => "Meta",
@@ -149,7 +148,7 @@ pub(super) fn child_type(parent: &str, child: &str) -> &'static str {
 }
 
 /// The child names a singleton counts: `value[x]` matches `valueString`.
-pub(super) fn is_occurrence(singleton: &str, name: &str) -> bool {
+fn is_occurrence(singleton: &str, name: &str) -> bool {
     match singleton.strip_suffix("[x]") {
         Some(prefix) => name
             .strip_prefix(prefix)
@@ -158,7 +157,7 @@ pub(super) fn is_occurrence(singleton: &str, name: &str) -> bool {
     }
 }
 
-pub(super) fn check_singletons(element: &Element<'_>, names: &[&str]) -> Result<(), Refusal> {
+fn check_singletons(element: &Element<'_>, names: &[&str]) -> Result<(), Refusal> {
     for &singleton in names {
         let mut occurrences = element
             .children
@@ -188,7 +187,7 @@ pub(super) fn check_singletons(element: &Element<'_>, names: &[&str]) -> Result<
     Ok(())
 }
 
-pub(super) fn check_resource(resource: &Element<'_>) -> Result<(), Refusal> {
+fn check_resource(resource: &Element<'_>) -> Result<(), Refusal> {
     check_singletons(resource, &RESOURCE_SINGLETONS)?;
     check_element(resource, &resource.name)?;
     if resource.name == "Bundle" {
@@ -197,7 +196,7 @@ pub(super) fn check_resource(resource: &Element<'_>) -> Result<(), Refusal> {
     Ok(())
 }
 
-pub(super) fn check_element(element: &Element<'_>, type_name: &str) -> Result<(), Refusal> {
+fn check_element(element: &Element<'_>, type_name: &str) -> Result<(), Refusal> {
     check_singletons(element, &["id"])?;
     check_singletons(element, singletons(type_name))?;
     let mut entries = 0;
@@ -225,12 +224,12 @@ pub(super) fn check_element(element: &Element<'_>, type_name: &str) -> Result<()
     Ok(())
 }
 
-pub(super) fn is_resource_holder(parent_type: &str, name: &str) -> bool {
+fn is_resource_holder(parent_type: &str, name: &str) -> bool {
     (parent_type == "Bundle.entry" && name == "resource") || name == "contained"
 }
 
 /// An entry's `resource` (or a `contained`): exactly one resource.
-pub(super) fn check_holder(holder: &Element<'_>) -> Result<(), Refusal> {
+fn check_holder(holder: &Element<'_>) -> Result<(), Refusal> {
     match holder.children.as_slice() {
         [resource] => check_resource(resource).map_err(|(mut segments, problem)| {
             segments.push(format!("ofType({})", resource.name));
@@ -245,7 +244,7 @@ pub(super) fn check_holder(holder: &Element<'_>) -> Result<(), Refusal> {
 
 /// References resolve by fullUrl or `Type/id`: two entries answering to the
 /// same one would let the hub and a subscriber resolve it differently.
-pub(super) fn check_entries_distinct(bundle: &Element<'_>) -> Result<(), Refusal> {
+fn check_entries_distinct(bundle: &Element<'_>) -> Result<(), Refusal> {
     let mut full_urls = HashSet::new();
     let mut type_ids = HashSet::new();
     for (index, entry) in bundle.children("entry").enumerate() {

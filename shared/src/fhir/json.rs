@@ -20,7 +20,7 @@ pub fn read_json(text: &str) -> Result<Element<'_>, ReadError> {
 }
 
 /// Every Narrative's `div` of a JSON resource, checked as XML's are.
-pub(super) fn check_json_narratives(element: &Element<'_>) -> Result<(), ReadError> {
+fn check_json_narratives(element: &Element<'_>) -> Result<(), ReadError> {
     if element.name == "text"
         && let Some(div) = element.value_of("div")
     {
@@ -41,7 +41,7 @@ pub fn from_json_unique<T: DeserializeOwned>(text: &str) -> Result<T, serde_json
 /// JSON as written: members in order, so duplicate keys can be refused
 /// (serde_json's own Value silently keeps the last).
 #[derive(Clone)]
-pub(super) enum Json<'a> {
+enum Json<'a> {
     Null,
     Scalar(Cow<'a, str>),
     Array(Vec<Json<'a>>),
@@ -49,7 +49,7 @@ pub(super) enum Json<'a> {
 }
 
 /// A JSON object key, borrowed from the body unless it has escapes.
-pub(super) struct Key<'a>(Cow<'a, str>);
+struct Key<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -79,7 +79,7 @@ impl<'de> Deserialize<'de> for Json<'de> {
     }
 }
 
-pub(super) struct JsonVisitor;
+struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
     type Value = Json<'de>;
@@ -154,7 +154,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-pub(super) fn resource_from_json<'a>(
+fn resource_from_json<'a>(
     mut members: Vec<(Cow<'a, str>, Json<'a>)>,
     depth: usize,
 ) -> Result<Element<'a>, ReadError> {
@@ -171,7 +171,7 @@ pub(super) fn resource_from_json<'a>(
     Ok(resource)
 }
 
-pub(super) fn children_from_json<'a>(
+fn children_from_json<'a>(
     members: Vec<(Cow<'a, str>, Json<'a>)>,
     depth: usize,
 ) -> Result<Vec<Element<'a>>, ReadError> {
@@ -213,7 +213,7 @@ pub(super) fn children_from_json<'a>(
     Ok(children)
 }
 
-pub(super) fn element_from_json<'a>(
+fn element_from_json<'a>(
     name: &Cow<'a, str>,
     value: Json<'a>,
     extra: Option<&Json<'a>>,

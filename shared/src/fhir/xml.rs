@@ -67,13 +67,13 @@ pub fn read_xml(text: &str) -> Result<Element<'_>, ReadError> {
     root.ok_or_else(|| ReadError::Xml("the document has no root element".into()))
 }
 
-pub(super) fn xml_error(error: quick_xml::Error) -> ReadError {
+fn xml_error(error: quick_xml::Error) -> ReadError {
     ReadError::Xml(error.to_string())
 }
 
 /// The namespaces an element of a FHIR resource may be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Namespace {
+enum Namespace {
     Fhir,
     Xhtml,
     Other,
@@ -90,14 +90,14 @@ impl Namespace {
 }
 
 /// A Narrative's `div` (`text.div`): XHTML, carried rather than read.
-pub(super) fn is_narrative(stack: &[Element<'_>], start: &BytesStart<'_>) -> bool {
+fn is_narrative(stack: &[Element<'_>], start: &BytesStart<'_>) -> bool {
     stack.last().is_some_and(|parent| parent.name == "text")
         && start.local_name().into_inner() == "div"
 }
 
 /// An element of the resource itself: in the FHIR namespace, so that no
 /// reader can take a foreign `<responsible xmlns="urn:x">` for FHIR's.
-pub(super) fn fhir_element<'a>(
+fn fhir_element<'a>(
     input: &'a str,
     namespace: Namespace,
     start: &BytesStart<'_>,
@@ -113,7 +113,7 @@ pub(super) fn fhir_element<'a>(
 
 /// Every character is one XML 1.0 allows (its Char production): a control
 /// character makes the document one that subscribers' parsers refuse.
-pub(super) fn check_xml_chars(text: &str) -> Result<(), ReadError> {
+fn check_xml_chars(text: &str) -> Result<(), ReadError> {
     match text.chars().find(|&c| !is_xml_char(c)) {
         None => Ok(()),
         Some(c) => Err(ReadError::Xml(format!(
@@ -123,14 +123,14 @@ pub(super) fn check_xml_chars(text: &str) -> Result<(), ReadError> {
     }
 }
 
-pub(super) fn is_xml_char(c: char) -> bool {
+fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// A reference in text: a character reference to a character XML allows,
 /// or one of the five entities XML predefines; any other needs a DOCTYPE,
 /// which the hub refuses.
-pub(super) fn check_reference(reference: &BytesRef<'_>) -> Result<(), ReadError> {
+fn check_reference(reference: &BytesRef<'_>) -> Result<(), ReadError> {
     let name: &str = reference;
     match reference.resolve_char_ref() {
         Ok(Some(c)) if is_xml_char(c) => Ok(()),
@@ -145,7 +145,7 @@ pub(super) fn check_reference(reference: &BytesRef<'_>) -> Result<(), ReadError>
 /// list, table, link and image elements of its rule txt-1, as its reference
 /// validator lists them): scripts, forms, frames and objects are not.
 #[rustfmt::skip]
-pub(super) const NARRATIVE_ELEMENTS: [&str; 51] = [
+const NARRATIVE_ELEMENTS: [&str; 51] = [
     "p", "br", "div", "h1", "h2", "h3", "h4", "h5", "h6", "a", "span", "b", "em", "i", "strong",
     "small", "big", "tt", "dfn", "q", "var", "abbr", "acronym", "cite", "blockquote", "hr",
     "address", "bdo", "kbd", "sub", "sup", "ul", "ol", "li", "dl", "dt", "dd", "pre", "table",
@@ -154,10 +154,7 @@ pub(super) const NARRATIVE_ELEMENTS: [&str; 51] = [
 
 /// An element of a Narrative's XHTML: in the XHTML namespace, one FHIR's
 /// narrative rules allow, without event handlers or script links.
-pub(super) fn check_narrative_element(
-    namespace: Namespace,
-    start: &BytesStart<'_>,
-) -> Result<(), ReadError> {
+fn check_narrative_element(namespace: Namespace, start: &BytesStart<'_>) -> Result<(), ReadError> {
     let name = start.local_name().into_inner();
     if namespace != Namespace::Xhtml {
         return Err(ReadError::Narrative(format!(
@@ -197,10 +194,7 @@ pub(super) fn check_narrative_element(
 
 /// Reads a narrative's XHTML up to the end of its `div` (whose start the
 /// reader has just read), checking every element and reference in it.
-pub(super) fn read_narrative(
-    reader: &mut NsReader<&[u8]>,
-    depth_left: usize,
-) -> Result<(), ReadError> {
+fn read_narrative(reader: &mut NsReader<&[u8]>, depth_left: usize) -> Result<(), ReadError> {
     let mut depth = 1usize;
     loop {
         let (namespace, event) = reader.read_resolved_event().map_err(xml_error)?;
@@ -265,7 +259,7 @@ pub(super) fn check_narrative_xhtml(xhtml: &str) -> Result<(), ReadError> {
 
 /// The root element must be in the FHIR namespace, declared on it with the
 /// root's own prefix (`xmlns` or `xmlns:p`), as FHIR XML always does.
-pub(super) fn check_root(start: &BytesStart<'_>, root_seen: bool) -> Result<(), ReadError> {
+fn check_root(start: &BytesStart<'_>, root_seen: bool) -> Result<(), ReadError> {
     if root_seen {
         return Err(ReadError::Xml("content after the root element".into()));
     }
@@ -286,7 +280,7 @@ pub(super) fn check_root(start: &BytesStart<'_>, root_seen: bool) -> Result<(), 
     }
 }
 
-pub(super) fn attach<'a>(
+fn attach<'a>(
     stack: &mut [Element<'a>],
     root: &mut Option<Element<'a>>,
     element: Element<'a>,
@@ -301,7 +295,7 @@ pub(super) fn attach<'a>(
 
 /// `part` as a slice of `input` when it is one (the reader hands out
 /// borrowed names and values for text without escapes), else a copy.
-pub(super) fn borrow_from<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
+fn borrow_from<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
     let start = (part.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
     match input.get(start..start.wrapping_add(part.len())) {
         Some(slice) if slice.as_ptr() == part.as_ptr() => Cow::Borrowed(slice),
@@ -309,10 +303,7 @@ pub(super) fn borrow_from<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
     }
 }
 
-pub(super) fn element_from_xml<'a>(
-    input: &'a str,
-    start: &BytesStart<'_>,
-) -> Result<Element<'a>, ReadError> {
+fn element_from_xml<'a>(input: &'a str, start: &BytesStart<'_>) -> Result<Element<'a>, ReadError> {
     let mut element = Element::named(borrow_from(input, start.local_name().into_inner()));
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|error| ReadError::Xml(error.to_string()))?;

@@ -68,13 +68,12 @@ impl YearMonth {
 /// year-stamped form (`lad25cd`, `sicbl24cd`, `ctry25cd`) that later releases
 /// may use — an assumption not checked here against a published file, and
 /// taken only when exactly one column has that form.
-pub(super) const ONSPD_POSTCODE: &[&str] = &["pcds"];
-pub(super) const ONSPD_TERMINATED: &[&str] = &["doterm"];
-pub(super) const ONSPD_LOCAL_AUTHORITY: (&[&str], &[&str]) = (&["oslaua"], &["lad"]);
+const ONSPD_POSTCODE: &[&str] = &["pcds"];
+const ONSPD_TERMINATED: &[&str] = &["doterm"];
+const ONSPD_LOCAL_AUTHORITY: (&[&str], &[&str]) = (&["oslaua"], &["lad"]);
 /// `sicbl` in current releases, `ccg` before the 2022 reorganisation.
-pub(super) const ONSPD_ICB_SUB_LOCATION: (&[&str], &[&str]) =
-    (&["sicbl", "ccg"], &["sicbl", "ccg"]);
-pub(super) const ONSPD_COUNTRY: (&[&str], &[&str]) = (&["ctry"], &["ctry"]);
+const ONSPD_ICB_SUB_LOCATION: (&[&str], &[&str]) = (&["sicbl", "ccg"], &["sicbl", "ccg"]);
+const ONSPD_COUNTRY: (&[&str], &[&str]) = (&["ctry"], &["ctry"]);
 
 /// Where the columns the hub reads are, and under which names they were found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +132,7 @@ impl OnspdColumns {
 }
 
 /// `<prefix><two digits>cd`, e.g. `lad25cd`.
-pub(super) fn is_stamped(name: &str, prefix: &str) -> bool {
+fn is_stamped(name: &str, prefix: &str) -> bool {
     name.strip_prefix(prefix)
         .and_then(|rest| rest.strip_suffix("cd"))
         .is_some_and(|year| year.len() == 2 && year.bytes().all(|b| b.is_ascii_digit()))

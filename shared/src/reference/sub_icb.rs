@@ -33,7 +33,7 @@ pub struct SubIcbColumns {
 /// `SICBL22CD`, `CCG21CD`, `LOC22CD`. Consulted only when a file pairs
 /// codes of more than one kind of area, as the lookups to ICBs and regions
 /// do (`SICBL22CD` beside `ICB22CD` and `NHSER22CD`).
-pub(super) const SUB_ICB_STEMS: [&str; 3] = ["sicbl", "ccg", "loc"];
+const SUB_ICB_STEMS: [&str; 3] = ["sicbl", "ccg", "loc"];
 
 impl SubIcbColumns {
     /// The columns are found by suffix, not by name, since ONS stamps the

@@ -203,7 +203,7 @@ pub(super) async fn replay(args: ReplayArgs, hub: &HubClient, json: bool) -> Res
     Ok(())
 }
 
-pub(super) fn progress_line(job: &Value) -> String {
+fn progress_line(job: &Value) -> String {
     format!(
         "  {}: {} scanned, {} delivered",
         text(&job["status"]),

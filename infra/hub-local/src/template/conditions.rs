@@ -26,7 +26,7 @@ pub(super) fn evaluate_conditions(
     Ok(values)
 }
 
-pub(super) fn condition(
+fn condition(
     name: &str,
     definitions: &BTreeMap<String, &Value>,
     resolver: &Resolved,
@@ -49,7 +49,7 @@ pub(super) fn condition(
     Ok(value)
 }
 
-pub(super) fn truth(
+fn truth(
     expression: &Value,
     definitions: &BTreeMap<String, &Value>,
     resolver: &Resolved,

@@ -175,7 +175,7 @@ pub(super) fn api_spec(
 /// One gateway response, in SAM's form (`ResponseParameters: {Headers:
 /// {Name: "'value'"}}`) or CloudFormation's
 /// (`gatewayresponse.header.Name: "'value'"`).
-pub(super) fn gateway_response_spec(response: &Value) -> Result<GatewayResponseSpec, String> {
+fn gateway_response_spec(response: &Value) -> Result<GatewayResponseSpec, String> {
     let status = match text(get(response, "StatusCode")) {
         Some(code) => Some(
             code.parse::<u16>()
