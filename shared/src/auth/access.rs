@@ -1,5 +1,16 @@
 //! Hub access tokens: their claims, signing input and verification.
 
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ods::OdsCode;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

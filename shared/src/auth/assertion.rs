@@ -1,6 +1,15 @@
 //! Client assertions (RFC 7523): reading and verifying them, and signing
 //! them for the project's own clients.
 
+use std::sync::LazyLock;
+
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

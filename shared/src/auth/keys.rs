@@ -1,5 +1,9 @@
 //! Key formats: ECDSA signatures from DER, PEM, public JWKs.
 
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey};
+
 use super::*;
 
 /// An ECDSA signature as KMS returns it (DER: a SEQUENCE of the INTEGERs r

@@ -13,19 +13,9 @@
 //! is only asked for signatures, never for the clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::LazyLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
-    ThumbprintHash,
-};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::de::DeserializeOwned;
+use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 pub use crate::auth_error::AuthError;
 use crate::catalogue::EventType;

@@ -1,5 +1,19 @@
 //! Client registration: the checks a registered JWKS must pass.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use serde::Deserialize;
+
+use crate::catalogue::EventType;
+use crate::error::HubError;
+use crate::ods::OdsCode;
+
 use super::*;
 
 /// The ODS code of the national demographics service (PDS), the default

@@ -1,3 +1,5 @@
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
 use super::*;
 
 fn ec_registration(x: &str) -> String {

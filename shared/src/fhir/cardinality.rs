@@ -1,6 +1,8 @@
 //! FHIR STU3 cardinality: the table of elements that may occur once, and
 //! the check against it.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// An element given more often than FHIR STU3 allows, or in a form

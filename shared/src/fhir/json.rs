@@ -1,5 +1,13 @@
 //! Reading FHIR JSON, with duplicate keys refused.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+
 use super::*;
 
 /// Reads a FHIR resource in JSON (application/fhir+json).

@@ -9,16 +9,7 @@
 //! `"resource": {"resourceType": "Patient"}` give the same shape.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-
-use quick_xml::XmlVersion;
-use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 mod cardinality;
 mod json;

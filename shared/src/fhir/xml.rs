@@ -1,5 +1,12 @@
 //! Reading FHIR XML: well-formedness, namespaces and narrative checks.
 
+use std::borrow::Cow;
+
+use quick_xml::XmlVersion;
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
 use super::*;
 
 /// Reads a FHIR resource in XML (application/fhir+xml).

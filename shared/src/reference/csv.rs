@@ -1,5 +1,8 @@
 //! CSV records read a line at a time, and the code checks the sources share.
 
+use std::io::BufRead;
+use std::ops::Range;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

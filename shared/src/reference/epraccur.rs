@@ -1,5 +1,7 @@
 //! The NHS ODS GP practice file (`epraccur.csv`) reader.
 
+use std::io::BufRead;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 //! Loading: the three files read together into the items a store keeps.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufRead;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

@@ -19,10 +19,8 @@
 //! [`ReferenceRows`] reads the three files together into the items a store
 //! keeps, counting what it read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::io::BufRead;
-use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

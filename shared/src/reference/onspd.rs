@@ -1,5 +1,7 @@
 //! The ONS Postcode Directory (ONSPD) reader.
 
+use std::io::BufRead;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

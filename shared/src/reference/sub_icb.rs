@@ -1,5 +1,8 @@
 //! The ONS sub-ICB location lookup: GSS codes to ODS codes.
 
+use std::collections::HashMap;
+use std::io::BufRead;
+
 use super::*;
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! The command-line arguments of the API commands.
 
-use super::*;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
 pub enum Subscriptions {

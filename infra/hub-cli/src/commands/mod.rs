@@ -5,18 +5,14 @@ use std::error::Error;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
-use hub::EventType;
 use hub_cli::api::{Body, ClientKey, HubClient, segment};
 use hub_cli::config::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::Command;
-use crate::output::{Colours, Table};
+use crate::output::Colours;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

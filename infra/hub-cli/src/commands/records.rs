@@ -1,5 +1,14 @@
 //! `children` and `audit`.
 
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use hub::EventType;
+use hub_cli::api::{HubClient, segment};
+use reqwest::{Method, StatusCode};
+
+use crate::output::{Colours, Table};
+
 use super::*;
 
 pub(super) async fn children(

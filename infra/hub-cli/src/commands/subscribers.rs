@@ -1,5 +1,15 @@
 //! `subscribers`: onboarding and updating subscriber organisations.
 
+use std::io::{self, Write};
+
+use hub::EventType;
+use hub_cli::api::{HubClient, segment};
+use hub_cli::config::Settings;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::output::{Colours, Table};
+
 use super::*;
 
 pub(super) async fn subscribers(

@@ -1,5 +1,15 @@
 //! `subscriptions` and `replay`.
 
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use hub_cli::api::{Body, HubClient, segment};
+use hub_cli::config::Settings;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::output::{Colours, Table};
+
 use super::*;
 
 pub(super) async fn subscriptions(

@@ -1,5 +1,9 @@
 //! Conditions: evaluated once on the parameter values, then applied.
 
+use std::collections::BTreeMap;
+
+use serde_norway::Value;
+
 use super::*;
 
 /// Every condition of the template, evaluated on the parameters' values.

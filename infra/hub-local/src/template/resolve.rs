@@ -1,5 +1,9 @@
 //! Resolving intrinsic functions against the running stack.
 
+use std::collections::BTreeMap;
+
+use serde_norway::Value;
+
 use super::*;
 
 /// What `!Ref` and `!GetAtt` resolve to once the resources exist.

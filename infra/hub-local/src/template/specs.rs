@@ -1,6 +1,10 @@
 //! The specs read from the template's resources: functions, the API and
 //! its gateway responses.
 
+use std::collections::BTreeMap;
+
+use serde_norway::Value;
+
 use super::*;
 
 pub(super) fn function_spec(

@@ -1,3 +1,8 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_norway::Value;
+
 use super::*;
 
 const TEMPLATE: &str = r#"
