@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hub::EventType;
+use hub::HubError;
 use hub::app::auth::{HubSigner, exchange};
 use hub::auth::{
     AuthError, Caller, Client, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
@@ -18,7 +19,6 @@ use hub::memory::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};
 use hub::subscriber::OdsCode;
-use hub::HubError;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

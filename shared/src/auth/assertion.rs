@@ -241,12 +241,13 @@ fn client_key(jwk: &Jwk, algorithm: Algorithm) -> Result<DecodingKey, AuthError>
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The form body of a token request: the client credentials grant with a
-/// JWT assertion (a JWT is URL-safe as it is).
+/// JWT assertion.
 pub fn token_request_form(assertion: &str) -> String {
-    format!(
-        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
-        CLIENT_ASSERTION_TYPE.replace(':', "%3A")
-    )
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
+        .append_pair("client_assertion", assertion)
+        .finish()
 }
 
 /// A client assertion as a client system signs it (RFC 7523): for the

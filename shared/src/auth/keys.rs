@@ -1,6 +1,5 @@
 //! Key formats: ECDSA signatures from DER, PEM, public JWKs.
 
-use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
 
@@ -47,15 +46,8 @@ pub fn public_key_pem(spki_der: &[u8]) -> String {
 
 /// DER as PEM under `label` (RFC 7468): base64 in lines of 64.
 pub fn pem(label: &str, der: &[u8]) -> String {
-    use base64::engine::general_purpose::STANDARD;
-    let encoded = STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
+    let config = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    ::pem::encode_config(&::pem::Pem::new(label, der), config)
 }
 
 /// The public JWK of a client's signing key, named `kid`, for signatures:
