@@ -5,38 +5,38 @@ const XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   <!-- a comment -->
   <type value="message"/>
   <entry>
-<resource>
-  <Patient>
-    <text><div xmlns="http://www.w3.org/1999/xhtml"><p>narrative &amp; more</p></div></text>
-    <extension url="http://example.org/ext"><valueString value="a &lt; b"/></extension>
-    <name><given value="Jack"/><given value="Peter"/></name>
-    <birthDate value="2013-10-12">
-      <extension url="http://hl7.org/fhir/StructureDefinition/patient-birthTime">
-        <valueDateTime value="2013-10-12T12:00:00+00:00"/>
-      </extension>
-    </birthDate>
-  </Patient>
-</resource>
+    <resource>
+      <Patient>
+        <text><div xmlns="http://www.w3.org/1999/xhtml"><p>narrative &amp; more</p></div></text>
+        <extension url="http://example.org/ext"><valueString value="a &lt; b"/></extension>
+        <name><given value="Jack"/><given value="Peter"/></name>
+        <birthDate value="2013-10-12">
+          <extension url="http://hl7.org/fhir/StructureDefinition/patient-birthTime">
+            <valueDateTime value="2013-10-12T12:00:00+00:00"/>
+          </extension>
+        </birthDate>
+      </Patient>
+    </resource>
   </entry>
 </Bundle>"#;
 
 const JSON: &str = r#"{
-  "resourceType": "Bundle",
-  "type": "message",
-  "entry": [{
-    "resource": {
-      "resourceType": "Patient",
-      "text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>narrative</p></div>"},
-      "extension": [{"url": "http://example.org/ext", "valueString": "a < b"}],
-      "name": [{"given": ["Jack", "Peter"]}],
-      "birthDate": "2013-10-12",
-      "_birthDate": {"extension": [{
-        "url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
-        "valueDateTime": "2013-10-12T12:00:00+00:00"
-      }]}
-    }
-  }]
-}"#;
+      "resourceType": "Bundle",
+      "type": "message",
+      "entry": [{
+        "resource": {
+          "resourceType": "Patient",
+          "text": {"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>narrative</p></div>"},
+          "extension": [{"url": "http://example.org/ext", "valueString": "a < b"}],
+          "name": [{"given": ["Jack", "Peter"]}],
+          "birthDate": "2013-10-12",
+          "_birthDate": {"extension": [{
+            "url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+            "valueDateTime": "2013-10-12T12:00:00+00:00"
+          }]}
+        }
+      }]
+    }"#;
 
 fn check_shape(bundle: &Element) {
     assert_eq!(bundle.name, "Bundle");

@@ -8,117 +8,117 @@ use super::*;
 const TEMPLATE: &str = r#"
 Parameters:
   Stage:
-Type: String
-Default: dev
+    Type: String
+    Default: dev
   UseCmk:
-Type: String
-Default: "false"
+    Type: String
+    Default: "false"
 Conditions:
   IsDev: !Equals [!Ref Stage, dev]
   IsProd: !Not [!Condition IsDev]
   WithCmk: !And [!Equals ["true", !Ref UseCmk], !Condition IsDev]
   Either:
-Fn::Or:
-  - Condition: IsProd
-  - !Equals [!Ref "AWS::Region", eu-west-2]
+    Fn::Or:
+      - Condition: IsProd
+      - !Equals [!Ref "AWS::Region", eu-west-2]
 Globals:
   Function:
-Timeout: 10
-Environment:
-  Variables:
-    STAGE: !Ref Stage
+    Timeout: 10
+    Environment:
+      Variables:
+        STAGE: !Ref Stage
 Resources:
   HubApi:
-Type: AWS::Serverless::Api
-Properties:
-  StageName: !Ref Stage
-  AccessLogSetting:
-    DestinationArn: !GetAtt ApiAccessLogs.Arn
-    Format: '{"requestId":"$context.requestId","status":"$context.status"}'
-  MethodSettings:
-    - ResourcePath: "/*"
-      HttpMethod: "*"
-      ThrottlingBurstLimit: 10
-  Auth:
-    DefaultAuthorizer: HubTokenAuthorizer
-    Authorizers:
-      HubTokenAuthorizer:
-        FunctionArn: !GetAtt AuthorizerFunction.Arn
-        Identity:
-          Header: Authorization
-          ReauthorizeEvery: 0
-  GatewayResponses:
-    UNAUTHORIZED:
-      StatusCode: 401
-      ResponseParameters:
-        Headers:
-          Content-Type: "'application/fhir+json'"
-          X-Request: method.request.header.x-request
-      ResponseTemplates:
-        application/json: '{"code":"$context.authorizer.code"}'
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: !Ref Stage
+      AccessLogSetting:
+        DestinationArn: !GetAtt ApiAccessLogs.Arn
+        Format: '{"requestId":"$context.requestId","status":"$context.status"}'
+      MethodSettings:
+        - ResourcePath: "/*"
+          HttpMethod: "*"
+          ThrottlingBurstLimit: 10
+      Auth:
+        DefaultAuthorizer: HubTokenAuthorizer
+        Authorizers:
+          HubTokenAuthorizer:
+            FunctionArn: !GetAtt AuthorizerFunction.Arn
+            Identity:
+              Header: Authorization
+              ReauthorizeEvery: 0
+      GatewayResponses:
+        UNAUTHORIZED:
+          StatusCode: 401
+          ResponseParameters:
+            Headers:
+              Content-Type: "'application/fhir+json'"
+              X-Request: method.request.header.x-request
+          ResponseTemplates:
+            application/json: '{"code":"$context.authorizer.code"}'
   ApiAccessLogs:
-Type: AWS::Logs::LogGroup
-Properties:
-  RetentionInDays: 30
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: 30
   HubSigningKey:
-Type: AWS::KMS::Key
-Properties:
-  KeySpec: ECC_NIST_P256
-  KeyUsage: SIGN_VERIFY
+    Type: AWS::KMS::Key
+    Properties:
+      KeySpec: ECC_NIST_P256
+      KeyUsage: SIGN_VERIFY
   HubSigningKeyAlias:
-Type: AWS::KMS::Alias
-Properties:
-  AliasName: !Sub "alias/chhub-${Stage}-signing"
-  TargetKeyId: !Ref HubSigningKey
+    Type: AWS::KMS::Alias
+    Properties:
+      AliasName: !Sub "alias/chhub-${Stage}-signing"
+      TargetKeyId: !Ref HubSigningKey
   ProdOnlyTable:
-Type: AWS::DynamoDB::Table
-Condition: IsProd
-Properties: {}
+    Type: AWS::DynamoDB::Table
+    Condition: IsProd
+    Properties: {}
   Table:
-Type: AWS::DynamoDB::Table
-Properties:
-  SSESpecification: !If
-    - WithCmk
-    - {SSEEnabled: true, SSEType: KMS, KMSMasterKeyId: !Ref HubDataKey}
-    - !Ref AWS::NoValue
-  TimeToLiveSpecification: {AttributeName: expiresAt, Enabled: true}
+    Type: AWS::DynamoDB::Table
+    Properties:
+      SSESpecification: !If
+        - WithCmk
+        - {SSEEnabled: true, SSEType: KMS, KMSMasterKeyId: !Ref HubDataKey}
+        - !Ref AWS::NoValue
+      TimeToLiveSpecification: {AttributeName: expiresAt, Enabled: true}
   TopicPolicy:
-Type: AWS::SNS::TopicPolicy
-Properties: {}
+    Type: AWS::SNS::TopicPolicy
+    Properties: {}
   TokenFunction:
-Type: AWS::Serverless::Function
-Properties:
-  CodeUri: functions/token
-  Environment:
-    Variables:
-      KEY: !If [IsDev, !Ref HubSigningKeyAlias, !Ref AWS::NoValue]
-      GONE: !If [IsProd, x, !Ref AWS::NoValue]
-      JOINED: !Join [",", [a, !Ref Stage, !If [IsProd, c, !Ref AWS::NoValue]]]
-      PICKED: !Select [1, [x, !Sub ["${Name}-y", {Name: !Ref Stage}]]]
-      EITHER: !If [Either, yes, no]
-  Events:
-    Token:
-      Type: Api
-      Properties:
-        RestApiId: !Ref HubApi
-        Path: /oauth2/token
-        Method: post
-        Auth:
-          Authorizer: NONE
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/token
+      Environment:
+        Variables:
+          KEY: !If [IsDev, !Ref HubSigningKeyAlias, !Ref AWS::NoValue]
+          GONE: !If [IsProd, x, !Ref AWS::NoValue]
+          JOINED: !Join [",", [a, !Ref Stage, !If [IsProd, c, !Ref AWS::NoValue]]]
+          PICKED: !Select [1, [x, !Sub ["${Name}-y", {Name: !Ref Stage}]]]
+          EITHER: !If [Either, yes, no]
+      Events:
+        Token:
+          Type: Api
+          Properties:
+            RestApiId: !Ref HubApi
+            Path: /oauth2/token
+            Method: post
+            Auth:
+              Authorizer: NONE
   AuthorizerFunction:
-Type: AWS::Serverless::Function
-Properties:
-  CodeUri: functions/authorizer
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/authorizer
   ReadFunction:
-Type: AWS::Serverless::Function
-Properties:
-  CodeUri: functions/read
-  Events:
-    Read:
-      Type: Api
-      Properties:
-        Path: /things/{id}
-        Method: get
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/read
+      Events:
+        Read:
+          Type: Api
+          Properties:
+            Path: /things/{id}
+            Method: get
 "#;
 
 fn environment(template: &Template, function: &str) -> BTreeMap<String, Value> {
