@@ -1,6 +1,8 @@
 //! Text decoding shared by the criteria parser, the token endpoint's form
 //! body and the local stack's paths.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 /// Decodes %XX escapes; None for a malformed escape or a non-UTF-8 result.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -22,21 +24,22 @@ pub fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// The fields of an `application/x-www-form-urlencoded` body, in order;
-/// None when a field is not well encoded.
 /// The text with every byte but RFC 3986's unreserved characters
 /// percent-encoded: safe in any part of a URL.
 pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
+/// Every byte but RFC 3986's unreserved characters (letters, digits and
+/// `-._~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order;
+/// None when a field is not well encoded.
 pub fn form_fields(body: &str) -> Option<Vec<(String, String)>> {
     body.split('&')
         .filter(|field| !field.is_empty())

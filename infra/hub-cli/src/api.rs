@@ -357,15 +357,7 @@ impl HubClient {
 
 /// A path segment, percent-encoded: ids come from the command line.
 pub fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    hub::text::percent_encode(text)
 }
 
 #[cfg(test)]
