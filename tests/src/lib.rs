@@ -614,6 +614,27 @@ impl Hub {
     pub async fn drain(&self, queue_url: &str, window: Duration) -> Vec<Message> {
         receive_all(&self.sqs(), queue_url, window).await
     }
+
+    /// What arrives on a queue until at least `expected` messages have come
+    /// (or `limit` has passed), and then for `window` more, to see any
+    /// extra: a fixed window alone fails a busy machine whose emulator is
+    /// slow to hand over many messages, not the hub.
+    pub async fn drain_at_least(
+        &self,
+        queue_url: &str,
+        expected: usize,
+        limit: Duration,
+        window: Duration,
+    ) -> Vec<Message> {
+        let sqs = self.sqs();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut messages = Vec::new();
+        while messages.len() < expected && tokio::time::Instant::now() < deadline {
+            messages.extend(receive_all(&sqs, queue_url, Duration::from_secs(1)).await);
+        }
+        messages.extend(receive_all(&sqs, queue_url, window).await);
+        messages
+    }
 }
 
 impl Drop for Hub {

@@ -241,7 +241,14 @@ async fn a_replay_whose_worker_crashes_resumes_without_resending() {
 
     let done = finished(&hub, &late, &location).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let messages = hub.drain(&late.queue_url, Duration::from_secs(5)).await;
+    let messages = hub
+        .drain_at_least(
+            &late.queue_url,
+            EVENTS,
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+        )
+        .await;
     let mut copies: BTreeMap<String, usize> = BTreeMap::new();
     for message in &messages {
         assert_eq!(attribute(message, "replay"), job["id"].as_str());
