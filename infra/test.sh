@@ -3,7 +3,7 @@
 #   infra/test.sh --fast  formatting, clippy, template and OpenAPI checks,
 #                         fixtures, and every cargo test: unit, handler,
 #                         contract, adapter and end-to-end (the README's fast
-#                         command; under 10 minutes on 2 cores after setup)
+#                         command; its time is in the README)
 #   infra/test.sh         all of that, then the benchmarks once, the load and
 #                         fuzz smoke runs and `sam build` (what CI runs:
 #                         .ci/run)
