@@ -619,7 +619,7 @@ impl Bench {
 }
 
 /// The MessageHeader id of events/nems/vaccinations-1-new.xml.
-const MESSAGE_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
+const MESSAGE_ID: &str = e2e_tests::VACCINATION_HEADER_ID;
 
 fn registration(client_id: &str) -> String {
     serde_json::json!({
@@ -903,16 +903,6 @@ async fn query_numbers_out_of_range_are_refused() {
     }
 }
 
-/// Each variant gets a MessageHeader id of its own, so that its answer is
-/// its content's doing, not a conflict with an id the hub has accepted.
-fn fresh_message_id(body: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    let number = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{}{number:012x}", &MESSAGE_ID[..24]);
-    body.replace(MESSAGE_ID, &id)
-}
-
 /// The message (XML or JSON) with `insert` put right after the first `at`.
 fn message_with(route: Route, at: &str, insert: &str) -> String {
     let message = match route {
@@ -926,7 +916,10 @@ fn message_with(route: Route, at: &str, insert: &str) -> String {
 /// Publishes a body under a fresh message id: its status and the first
 /// issue of its OperationOutcome (Null when accepted without one).
 async fn publish(bench: &Bench, route: Route, body: &str) -> (i64, serde_json::Value) {
-    let answer = bench.send(route, fresh_message_id(body).into_bytes()).await;
+    // Each variant gets a MessageHeader id of its own, so that its answer
+    // is its content's doing, not a conflict with an id the hub accepted.
+    let body = e2e_tests::as_new_message(body, MESSAGE_ID);
+    let answer = bench.send(route, body.into_bytes()).await;
     assert_not_5xx("a publish", &answer);
     let outcome: serde_json::Value =
         serde_json::from_str(body_text(&answer)).unwrap_or(serde_json::Value::Null);
