@@ -28,6 +28,20 @@ the calls functions make during init on purpose, which a local stub answers
 GetTopicAttributes (dispatch and replay-worker also open their SNS
 connection); --no-warm-up-stub sends the last two to the dead port instead.
 
+--binary NAME=PATH (repeatable) measures another binary the way hello world
+is measured (its minimal environment, in the same rounds, right after it):
+issue 19 compares bench/lambda/hello-apigw (API Gateway requests decoded by
+hand) with bench/lambda/hello-http (lambda_http). --event FILE serves that
+JSON event on the first GET /next of hello world and the --binary ones (not
+the hub's functions, which would call AWS) and adds the time from spawn to
+the handler's answer (POST .../response or .../error); --only none leaves
+the hub's functions out:
+
+    python3 bench/lambda/init.py --runs 30 --only none \
+      --binary hello-apigw=target/bench-hello/release/hello-apigw \
+      --binary hello-http=target/bench-hello/release/hello-http \
+      --event bench/lambda/hello-apigw/event.json
+
 bench/lambda/memory.py reuses this module's Runtime API.
 """
 
@@ -481,6 +495,11 @@ def main():
     parser.add_argument("--no-kms-stub", action="store_true")
     parser.add_argument("--no-warm-up-stub", action="store_true",
                         help="no answer to the DynamoDB and SNS warm-up calls (the dead port refuses them)")
+    parser.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
+                        help="another binary measured like hello world (issue 19); repeatable")
+    parser.add_argument("--event", default="",
+                        help="a JSON event served to hello world and the --binary ones; "
+                             "adds the time to their first answer")
     parser.add_argument("--json", default="", help="write the raw samples here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra variable for the functions (not hello world), e.g. "
@@ -488,29 +507,47 @@ def main():
                              "directory costs; repeatable")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
+    baselines = {"hello-world": args.hello}
+    baselines.update(item.split("=", 1) for item in args.binary)
+    event = open(args.event, "rb").read() if args.event else None
 
     only = set(filter(None, args.only.split(",")))
     names, missing = function_names(args.bin_dir, only)
-    if not os.path.isfile(args.hello):
-        sys.exit(f"no hello-world binary at {args.hello}: build it first (see the docstring)")
+    for name, path in baselines.items():
+        if not os.path.isfile(path):
+            sys.exit(f"no {name} binary at {path}: build it first (see the docstring)")
     bench = Bench(kms_stub=not args.no_kms_stub, warm_up_stub=not args.no_warm_up_stub)
     hello_env = function_env("hello", [], {}, bench.api.address, bench.dead_endpoint)
 
-    samples = {"hello-world": []}
+    samples = {name: [] for name in baselines}
     samples.update({n: [] for n in names})
+    answers = {name: [] for name in baselines}  # ms from spawn to the answer (--event)
     failures = {}
     for _ in range(args.runs):
-        for name in ["hello-world"] + names:
+        for name in list(baselines) + names:
             if name in failures:
                 continue
-            binary = args.hello if name == "hello-world" else os.path.join(args.bin_dir, name)
-            env = hello_env if name == "hello-world" else dict(bench.env(name), **extra)
-            run = Spawned(bench.api, binary, env)
+            baseline = name in baselines
+            binary = baselines[name] if baseline else os.path.join(args.bin_dir, name)
+            env = hello_env if baseline else dict(bench.env(name), **extra)
+            run = Spawned(bench.api, binary, env, event if baseline else None)
             try:
                 ms = run.wait_ready()
                 if ms is None:
                     failures[name] = run.failure()
-                elif bench.warm_up_stub and name != "hello-world" and run.warm_up_failures():
+                elif baseline and event is not None:
+                    # Until the process asks for its next invocation: killed
+                    # earlier, its 202 or that request could reach the next
+                    # process's round (as memory.py waits).
+                    answered = bench.api.wait_for(
+                        lambda inv: len(inv.nexts) >= 2 or inv.error is not None,
+                        30.0, run.process)
+                    if not answered or run.invocation.response is None:
+                        failures[name] = run.failure()
+                    else:
+                        samples[name].append(ms)
+                        answers[name].append((run.invocation.response[0] - run.start) / 1e6)
+                elif bench.warm_up_stub and not baseline and run.warm_up_failures():
                     # The figure would leave out the round trip it claims.
                     failures[name] = "warm-up call not answered: " + run.warm_up_failures()[0].strip()
                 else:
@@ -523,17 +560,23 @@ def main():
     print(f"# init: spawn -> first GET /next, {args.runs} rounds, load average {' '.join(load)}, "
           f"warm-up calls {'refused' if args.no_warm_up_stub else 'answered by the stub'}"
           + (f", extra environment {extra}" if extra else ""))
-    print("| function | median (ms) | p90 (ms) | min (ms) | median / hello world | within 1.5x |")
-    print("|---|---|---|---|---|---|")
-    for name in ["hello-world"] + names:
+    print("| function | median (ms) | p90 (ms) | min (ms) | median / hello world | within 1.5x |"
+          + (" answer median (ms) | answer p90 (ms) |" if event is not None else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if event is not None else ""))
+    for name in list(baselines) + names:
         values = samples[name]
         if name in failures and not values:
             print(f"| {name} | failed: {failures[name]} | | | | no |")
             continue
         median = statistics.median(values)
         ratio = median / hello_median
-        print(f"| {name} | {median:.2f} | {percentile(values, 0.9):.2f} | {min(values):.2f} "
-              f"| {ratio:.2f} | {'yes' if ratio <= 1.5 else 'no'} |")
+        row = (f"| {name} | {median:.2f} | {percentile(values, 0.9):.2f} | {min(values):.2f} "
+               f"| {ratio:.2f} | {'yes' if ratio <= 1.5 else 'no'} |")
+        if event is not None:
+            times = answers.get(name) or []
+            row += (f" {statistics.median(times):.2f} | {percentile(times, 0.9):.2f} |"
+                    if times else " | |")
+        print(row)
     for name, why in failures.items():
         print(f"FAILED {name}: {why}", file=sys.stderr)
     for name in missing:
@@ -541,7 +584,7 @@ def main():
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"runs": args.runs, "load": load, "samples_ms": samples,
-                       "failures": failures}, out, indent=1)
+                       "answer_ms": answers, "failures": failures}, out, indent=1)
     # A failed or missing function fails the run, so CI's smoke run of this
     # script notices when it no longer measures what it says.
     sys.exit(1 if failures or missing else 0)

@@ -4,7 +4,10 @@
 # against the ~11 MB unzipped anchor and the 4 MB zipped target.
 #
 #   cargo build --release        # first: target/release/<function>
-#   bench/lambda/sizes.sh [BIN_DIR] [OUT_DIR]
+#   bench/lambda/sizes.sh [BIN_DIR] [OUT_DIR] [NAME...]
+#
+# NAMEs, when given, are the binaries of BIN_DIR to zip instead of every
+# function (issue 19's hello-world twins, see docs/benchmarks.md).
 #
 # The zips (deflate, level 9, as `zip -9` packs them; the default level 6
 # gives about 0.6 % more: 3 912 335 against 3 889 471 bytes for audit-read)
@@ -22,8 +25,13 @@ printf '| function | binary (bytes) | binary (MB) | zip (bytes) | zip (MB) | bin
 printf '|---|---|---|---|---|---|---|\n'
 max=0
 missing=()
-for dir in "$root"/functions/*/; do
-  name="$(basename "$dir")"
+names=()
+if (( $# > 2 )); then
+  names=("${@:3}")
+else
+  for dir in "$root"/functions/*/; do names+=("$(basename "$dir")"); done
+fi
+for name in "${names[@]}"; do
   bin="$bin_dir/$name"
   if [[ ! -f "$bin" ]]; then
     missing+=("$name")
@@ -50,7 +58,7 @@ print(f"| {name} | {b} | {b/1e6:.2f} | {z} | {z/1e6:.2f} | {b/11e6:.2f} | {'yes'
 PY
 done
 echo
-echo "largest zip: $max bytes ($(python3 -c "print(f'{$max/1e6:.2f} MB, {$max/2**20:.2f} MiB')")); target: $(uname -m) ($(file -b "$bin_dir/$(basename "$(ls -d "$root"/functions/*/ | head -1)")" 2>/dev/null | cut -d, -f1-2 || true))"
+echo "largest zip: $max bytes ($(python3 -c "print(f'{$max/1e6:.2f} MB, {$max/2**20:.2f} MiB')")); target: $(uname -m) ($(file -b "$bin_dir/${names[0]}" 2>/dev/null | cut -d, -f1-2 || true))"
 if (( ${#missing[@]} )); then
   echo "no binary for: ${missing[*]}" >&2
 fi
