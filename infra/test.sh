@@ -26,8 +26,62 @@ esac
 
 bash infra/setup.sh
 
+scratch=$(mktemp -d)
+background=()
+cleanup() {
+  for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
 stage "cargo fmt --check"
 cargo fmt --all -- --check
+
+stage "building every test (cargo test --no-run)"
+cargo test --workspace --no-run --message-format=json-render-diagnostics > "$scratch/build.json"
+# The tests crate's binaries, by name and path (the end-to-end one runs
+# from here; the others through cargo below, which cannot leave one out).
+python3 - "$scratch/build.json" > "$scratch/test-binaries" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    message = json.loads(line)
+    if (message.get("reason") == "compiler-artifact"
+            and message["package_id"].split("#")[0].endswith("/tests")
+            and message["target"]["kind"] == ["test"]):
+        print(message["target"]["name"], message["executable"])
+EOF
+if [[ "$(cut -d' ' -f1 "$scratch/test-binaries" | sort | tr '\n' ' ')" != "adapters contract e2e handlers " ]]; then
+  echo "the tests crate's test binaries changed: update infra/test.sh" >&2
+  cat "$scratch/test-binaries" >&2
+  exit 1
+fi
+e2e=$(awk '$1 == "e2e" { print $2 }' "$scratch/test-binaries")
+
+# The end-to-end tests spend most of their time waiting for the local stack,
+# so they run in the background while the checks and the other tests use
+# the processors. The three longest (each two to five minutes on this
+# 2-core machine) run in processes of their own from the start: in name
+# order they would start last and set the run's length.
+long_tests=(
+  routing_model::one_seed_through_the_local_stack
+  routing_model::the_hub_delivers_what_the_model_expects
+  schemathesis::schemathesis_finds_no_server_error_and_no_answer_off_the_description
+)
+e2e_logs=()
+start_e2e() {
+  local log="$scratch/e2e-$1.txt"
+  shift
+  (cd tests && exec "$e2e" "$@") > "$log" 2>&1 &
+  background+=("$!")
+  e2e_logs+=("$log")
+}
+stage "the end-to-end tests start in the background"
+skips=()
+for test in "${long_tests[@]}"; do
+  start_e2e "${test##*::}" --exact "$test"
+  skips+=(--skip "$test")
+done
+start_e2e rest --test-threads=3 "${skips[@]}"
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -46,8 +100,6 @@ stage "the emulator's transaction rollback (infra/emulator.py --self-test)"
 .venv/bin/python infra/emulator.py --self-test
 
 stage "fixtures and sample events are what the generators produce"
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
 bash infra/tools/make-json-fixtures.sh "$scratch" > /dev/null
 for folder in nems-json derived nems-spec-json; do
   diff -r "$scratch/$folder" "events/$folder" --exclude NOTICE.md \
@@ -57,8 +109,28 @@ python3 infra/tools/make-sample-events.py "$scratch/apigw"
 diff -r "$scratch/apigw" events/apigw \
   || { echo "events/apigw is stale: run infra/tools/make-sample-events.py"; exit 1; }
 
-stage "cargo test"
-cargo test --workspace
+stage "cargo test: unit, handler, contract and adapter tests"
+cargo test --workspace --exclude e2e-tests
+cargo test -p e2e-tests --test handlers --test contract --test adapters
+
+stage "the end-to-end tests (started in the background)"
+failed=false
+for index in "${!background[@]}"; do
+  log="${e2e_logs[$index]}"
+  if wait "${background[$index]}" && grep -q "^test result: ok" "$log"; then
+    grep "^test result" "$log" | sed "s|^|$(basename "$log" .txt): |"
+  else
+    cat "$log"
+    failed=true
+  fi
+done
+background=()
+$failed && { echo "end-to-end tests failed" >&2; exit 1; }
+# Each long test ran: a renamed one must not pass as zero tests.
+for test in "${long_tests[@]}"; do
+  grep -q "^test result: ok. 1 passed" "$scratch/e2e-${test##*::}.txt" \
+    || { echo "$test did not run" >&2; exit 1; }
+done
 
 if $fast; then
   stage "the fast checks passed"

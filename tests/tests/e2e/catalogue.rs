@@ -112,7 +112,12 @@ async fn every_example_of_every_event_type_is_delivered_unchanged_in_both_encodi
     }
 
     let delivered = hub
-        .drain(&subscriber.queue_url, Duration::from_secs(12))
+        .drain_at_least(
+            &subscriber.queue_url,
+            expected.len(),
+            Duration::from_secs(90),
+            Duration::from_secs(3),
+        )
         .await;
     let received = deliveries_by_event(&delivered);
     assert_eq!(
@@ -252,7 +257,12 @@ async fn the_specifications_other_examples_are_delivered_unchanged() {
 
     eprintln!("{unattributed} examples name no responsible organisation");
     let delivered = hub
-        .drain(&subscriber.queue_url, Duration::from_secs(12))
+        .drain_at_least(
+            &subscriber.queue_url,
+            expected.len(),
+            Duration::from_secs(90),
+            Duration::from_secs(3),
+        )
         .await;
     let received = deliveries_by_event(&delivered);
     assert_eq!(

@@ -797,7 +797,9 @@ async fn one_seed_through_the_local_stack() {
     // Hub subscription id -> model subscription id, hub subscriber id ->
     // model subscriber.
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let ends_soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(45);
+    // Each is created to end 20 s after its creation (a fixed moment for
+    // all would pass before the last is created on a busy machine).
+    let mut last_end = time::OffsetDateTime::now_utc();
     for subscription in &case.subscriptions {
         if !subscribers.contains_key(&subscription.subscriber) {
             let ods = format!(
@@ -822,7 +824,13 @@ async fn one_seed_through_the_local_stack() {
         let mut resource =
             e2e_tests::subscription_resource(&subscriber.id, &ods, &criteria(subscription));
         if let Some(end) = subscription.end {
-            let end = if end < NOW { ends_soon } else { end };
+            let end = if end < NOW {
+                let ends_soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(20);
+                last_end = last_end.max(ends_soon);
+                ends_soon
+            } else {
+                end
+            };
             resource["end"] = serde_json::json!(hub::fhir_time::format_instant(end));
         }
         let response = hub
@@ -850,7 +858,7 @@ async fn one_seed_through_the_local_stack() {
         }
         names.insert(id, subscription.id.clone());
     }
-    let wait = ends_soon - time::OffsetDateTime::now_utc();
+    let wait = last_end - time::OffsetDateTime::now_utc();
     if wait.is_positive() {
         tokio::time::sleep(Duration::from_secs_f64(wait.as_seconds_f64() + 1.0)).await;
     }
