@@ -88,7 +88,7 @@ fn stderr(output: &Output) -> String {
 
 /// The JSON lines `hub-cli poll --json` printed.
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    assert!(output.status.success(), "hub poll: {}", stderr(output));
+    assert!(output.status.success(), "hub-cli poll: {}", stderr(output));
     stdout(output)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
@@ -265,11 +265,11 @@ async fn hub_poll_shows_a_delivery_then_saves_and_deletes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
+async fn hub_cli_and_its_poll_explain_themselves_and_fail_cleanly() {
     for args in [&["--help"][..], &["poll", "--help"], &["help", "poll"]] {
         let run = run_hub(None, args).await;
         assert!(run.status.success(), "{args:?}: {}", stderr(&run));
-        assert!(stdout(&run).contains("Usage: hub"), "{args:?}");
+        assert!(stdout(&run).contains("Usage: hub-cli"), "{args:?}");
     }
     assert!(stdout(&run_hub(None, &["poll", "--help"]).await).contains("--queue-url <URL>"));
 
@@ -449,7 +449,7 @@ async fn every_command_explains_itself() {
         let run = run_hub(None, &args).await;
         assert!(run.status.success(), "{args:?}: {}", stderr(&run));
         let help = stdout(&run);
-        let usage = format!("Usage: hub {}", path.join(" "));
+        let usage = format!("Usage: hub-cli {}", path.join(" "));
         assert!(help.contains(usage.trim_end()), "{args:?}: {help}");
         for name in subcommands(&help) {
             let mut child = path.clone();
