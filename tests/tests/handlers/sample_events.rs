@@ -52,26 +52,20 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
             let audit = MemoryAuditLog::default();
             let register = hub::memory::MemoryRegisterStore::default();
             let request = sample(&name);
-            let response = lambda::publish(
-                &store,
-                &audit,
-                &register,
-                event_type,
-                &request,
-                Retention::DEFAULT,
-            )
-            .await;
+            let publish = |event_type| {
+                lambda::publish(
+                    &store,
+                    &audit,
+                    &register,
+                    event_type,
+                    &request,
+                    Retention::DEFAULT,
+                )
+            };
+            let response = publish(event_type).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(
-                &store,
-                &audit,
-                &register,
-                event_type,
-                &request,
-                Retention::DEFAULT,
-            )
-            .await;
+            let again = publish(event_type).await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -85,20 +79,7 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .copied()
                 .find(|other| *other != event_type)
                 .unwrap();
-            assert_eq!(
-                lambda::publish(
-                    &store,
-                    &audit,
-                    &register,
-                    other,
-                    &request,
-                    Retention::DEFAULT
-                )
-                .await
-                .status_code,
-                422,
-                "{name}"
-            );
+            assert_eq!(publish(other).await.status_code, 422, "{name}");
         }
     }
 }
