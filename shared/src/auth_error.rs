@@ -1,7 +1,6 @@
 //! Why a token or a client was refused: below both `auth` (which refuses)
 //! and `error` (which carries a refusal as one of the ways a request fails).
 
-use crate::outcome::{Issue, OperationOutcome, Severity};
 use crate::store::StoreError;
 
 /// Why a token or a client was refused. The messages are fixed texts: none
@@ -51,10 +50,16 @@ pub enum AuthError {
     MissingJti,
     #[error("the client assertion was already used")]
     ReplayedJti,
-    /// The hub could not decide (a store failed): not the client's fault.
-    /// The detail is for logs, never for clients.
+    /// The hub could not decide (a store could not be reached): not the
+    /// client's fault, and worth its retry. The detail is for logs, never
+    /// for clients.
     #[error("the hub could not complete authentication: {0}")]
     Unavailable(String),
+    /// The hub could not decide because of its own fault (a corrupt stored
+    /// item, a misconfigured function): not worth a retry, an operator must
+    /// look. The detail is for logs, never for clients.
+    #[error("the hub failed to complete authentication: {0}")]
+    Failed(String),
 }
 
 /// One answer for an unknown client, an unknown key id, a key that does not
@@ -63,9 +68,17 @@ pub enum AuthError {
 pub(crate) const UNVERIFIABLE: &str = "the token's signature could not be verified \
     with a key registered for the client it names";
 
+/// A store that could not be reached is a passing outage; any other store
+/// failure is the hub's own, as it is for every other request
+/// ([`crate::error::HubError::Store`]).
 impl From<StoreError> for AuthError {
     fn from(error: StoreError) -> Self {
-        AuthError::Unavailable(error.to_string())
+        match error {
+            StoreError::Unavailable(_) => AuthError::Unavailable(error.to_string()),
+            StoreError::Corrupt(_)
+            | StoreError::Configuration(_)
+            | StoreError::InvalidPageToken => AuthError::Failed(error.to_string()),
+        }
     }
 }
 
@@ -94,37 +107,7 @@ impl AuthError {
             AuthError::MissingJti => "MissingJti",
             AuthError::ReplayedJti => "ReplayedJti",
             AuthError::Unavailable(_) => "Unavailable",
+            AuthError::Failed(_) => "Failed",
         }
-    }
-
-    /// 401 for every refusal; 503 when the hub itself failed, since telling
-    /// a client its credentials are wrong during an outage would send it to
-    /// fix what is not broken.
-    pub fn status(&self) -> u16 {
-        match self {
-            AuthError::Unavailable(_) => 503,
-            _ => 401,
-        }
-    }
-
-    pub fn outcome(&self) -> OperationOutcome {
-        let (code, spine_code, diagnostics) = match self {
-            AuthError::Unavailable(_) => (
-                "transient",
-                "SERVICE_UNAVAILABLE",
-                "the hub could not complete authentication; try again later".to_owned(),
-            ),
-            // The client should authenticate (again): no token, or its
-            // token ran out.
-            AuthError::NoToken | AuthError::Expired => ("login", "ACCESS_DENIED", self.to_string()),
-            refusal => ("security", "ACCESS_DENIED", refusal.to_string()),
-        };
-        OperationOutcome::single(Issue {
-            severity: Severity::Error,
-            code,
-            spine_code,
-            diagnostics,
-            expression: Vec::new(),
-        })
     }
 }

@@ -12,7 +12,6 @@ use crate::catalogue::{EventType, Lifecycle};
 use crate::fhir_time::{format_instant, parse_instant};
 use crate::message::{Encoding, EventMessage, Identifier, Warning};
 use crate::nhs_number::NhsNumber;
-use crate::outcome::{Issue, OperationOutcome, Severity};
 
 /// The largest message body the hub accepts, in bytes. A delivery is one SNS
 /// message of at most 262 144 bytes, body and attributes together; 192 KiB
@@ -301,11 +300,20 @@ impl Retention {
     pub const DEFAULT: Retention = Retention { days: 2190 };
 
     /// From a setting of whole days (the EVENT_RETENTION_DAYS environment
-    /// variable, which the Lambda layer reads), else the default.
-    pub fn from_setting(days: Option<&str>) -> Self {
-        days.and_then(|days| days.parse().ok())
-            .filter(|&days| days > 0)
-            .map_or(Self::DEFAULT, |days| Retention { days })
+    /// variable, which the Lambda layer reads at start-up); the default
+    /// when there is none (absent or empty). A setting that is not a whole
+    /// number of days above zero is refused, not replaced by the default:
+    /// an operator who set it meant something else.
+    pub fn from_setting(days: Option<&str>) -> Result<Self, String> {
+        match days.map(str::trim).filter(|days| !days.is_empty()) {
+            None => Ok(Self::DEFAULT),
+            Some(setting) => setting
+                .parse()
+                .ok()
+                .filter(|&days| days > 0)
+                .map(|days| Retention { days })
+                .ok_or_else(|| format!("'{setting}' is not a whole number of days above zero")),
+        }
     }
 
     pub fn expiry(self, received_at: OffsetDateTime) -> i64 {
@@ -446,64 +454,6 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
-    pub fn outcome(&self) -> OperationOutcome {
-        match self {
-            PublishOutcome::Accepted {
-                event_id,
-                sensitive,
-                warnings,
-                out_of_order,
-                ..
-            } => {
-                let mut accepted = OperationOutcome::information(
-                    "ACCEPTED",
-                    format!("event {event_id} accepted for delivery"),
-                );
-                for warning in warnings {
-                    accepted = accepted.with(Issue {
-                        severity: Severity::Warning,
-                        code: "value",
-                        spine_code: "INVALID_VALUE",
-                        diagnostics: warning.problem.clone(),
-                        expression: vec![warning.expression.clone()],
-                    });
-                }
-                if let Some(flag) = out_of_order {
-                    accepted = accepted.with(Issue {
-                        severity: Severity::Warning,
-                        code: "informational",
-                        spine_code: "OUT_OF_ORDER",
-                        diagnostics: match flag {
-                            OutOfOrder::OlderThanCurrent => "a newer version of the focus resource was accepted before this one: it is delivered flagged out of order (outOfOrder=older-than-current)".into(),
-                            OutOfOrder::UnknownResource => "the hub holds no version of the resource this deletes: it is delivered flagged out of order (outOfOrder=unknown-resource)".into(),
-                        },
-                        expression: Vec::new(),
-                    });
-                }
-                if *sensitive {
-                    accepted.with(Issue {
-                        severity: Severity::Warning,
-                        code: "suppressed",
-                        spine_code: "SENSITIVE_PATIENT",
-                        diagnostics:
-                            "the patient is flagged sensitive: the event is kept and audited \
-                                      but delivered to no subscriber"
-                                .into(),
-                        expression: Vec::new(),
-                    })
-                } else {
-                    accepted
-                }
-            }
-            PublishOutcome::Duplicate { event_id, .. } => OperationOutcome::information(
-                "DUPLICATE",
-                format!("event {event_id} was already accepted; it is not delivered again"),
-            ),
-        }
-    }
-}
-
-impl PublishOutcome {
     pub fn event_id(&self) -> &str {
         match self {
             PublishOutcome::Accepted { event_id, .. }
@@ -541,6 +491,22 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No setting keeps the default; a setting that is no whole number of
+    /// days above zero is refused, never taken for the default.
+    #[test]
+    fn a_retention_setting_is_days_above_zero_or_refused() {
+        assert_eq!(Retention::from_setting(None), Ok(Retention::DEFAULT));
+        assert_eq!(Retention::from_setting(Some("")), Ok(Retention::DEFAULT));
+        assert_eq!(
+            Retention::from_setting(Some("30")),
+            Ok(Retention { days: 30 })
+        );
+        for bad in ["0", "-1", "six years", "2190.5", "99999999999"] {
+            let problem = Retention::from_setting(Some(bad)).unwrap_err();
+            assert!(problem.contains(bad), "{problem}");
+        }
+    }
 
     #[test]
     fn out_of_order_codes_round_trip() {

@@ -15,6 +15,7 @@ use hub::auth::{
     AuthError, Caller, Client, HubVerifier, KeyError, Role, TokenSubject, bearer_token,
     claimed_client_id, verify_access_token, verify_client_assertion,
 };
+use hub::lambda::Answer;
 use hub::memory::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
 use hub::outcome::Severity;
 use hub::ports::{ClientStore, StoreError};

@@ -1,4 +1,4 @@
-//! Where `hub` finds the hub and the client it acts as: flags, then
+//! Where `hub-cli` finds the hub and the client it acts as: flags, then
 //! environment variables, then a named profile of the config file
 //! (`$HUB_CONFIG`, else `~/.config/chhub/config.toml`):
 //!
@@ -10,7 +10,7 @@
 //! key_id = "demo-publisher-1"        # default: <client_id>-1
 //! ods_code = "A83627"               # the client's organisation
 //! subscriber_id = "..."              # a subscriber's own id
-//! queue_url = "..."                  # a subscriber's queue, for `hub poll`
+//! queue_url = "..."                  # a subscriber's queue, for `hub-cli poll`
 //! emulator = "http://127.0.0.1:4566" # the local stack's AWS emulator
 //! ```
 //!

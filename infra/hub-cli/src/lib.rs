@@ -1,4 +1,4 @@
-//! The hub's command line (`hub`, src/main.rs) and what it is built on.
+//! The hub's command line (`hub-cli`, src/main.rs) and what it is built on.
 //!
 //! [`subscriber`] is for subscriber systems written in Rust: it reads the
 //! deliveries of a subscriber queue into typed values

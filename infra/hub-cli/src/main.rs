@@ -1,5 +1,5 @@
-//! `hub`: the hub's command line, for publishers, subscribers and
-//! operators. `hub --help` lists the commands, `hub COMMAND --help` each
+//! `hub-cli`: the hub's command line, for publishers, subscribers and
+//! operators. `hub-cli --help` lists the commands, `hub-cli COMMAND --help` each
 //! one's options; docs/cli.md is the reference.
 //!
 //! The hub's URL and the client it acts as come from flags, then HUB_*
@@ -22,7 +22,7 @@ use hub_cli::config::Profile;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "hub",
+    name = "hub-cli",
     version,
     about = "The Child Health Events Hub's command line",
     long_about = "The Child Health Events Hub's command line, for publishers, subscribers and operators.\n\n\
@@ -31,7 +31,7 @@ use hub_cli::config::Profile;
         HUB_QUEUE_URL, HUB_EMULATOR, else the profile named by --profile or HUB_PROFILE \
         (else `default`) in the config file: HUB_CONFIG, else ~/.config/chhub/config.toml. \
         `hub-local run` writes .local/config.toml with a profile per demo client.\n\n\
-        `hub poll` reads a subscriber queue with AWS credentials: the standard AWS chain \
+        `hub-cli poll` reads a subscriber queue with AWS credentials: the standard AWS chain \
         (AWS_* variables, AWS_PROFILE, the shared files, a role), or the local stack's \
         emulator when the profile names one.",
     propagate_version = true
@@ -78,7 +78,7 @@ enum Command {
     /// Signs a JWT client assertion with the client's key and exchanges it at
     /// POST /oauth2/token. With --json, the token endpoint's whole answer.
     #[command(
-        after_help = "Example:\n  curl -H \"authorization: Bearer $(hub --profile local-operator token)\" \"$HUB_URL/audit?patient=9912003888\""
+        after_help = "Example:\n  curl -H \"authorization: Bearer $(hub-cli --profile local-operator token)\" \"$HUB_URL/audit?patient=9912003888\""
     )]
     Token,
 
@@ -89,8 +89,8 @@ enum Command {
     /// (a progress bar on a terminal) and a summary: accepted, duplicate,
     /// rejected with the hub's reasons. Exits 1 if any file was rejected.
     #[command(after_help = "Examples:\n  \
-        hub --profile local-publisher publish events/nems                 # every example\n  \
-        hub --profile local-publisher publish events/nems/vaccinations-1-new.xml")]
+        hub-cli --profile local-publisher publish events/nems                 # every example\n  \
+        hub-cli --profile local-publisher publish events/nems/vaccinations-1-new.xml")]
     Publish(publish::PublishArgs),
 
     /// Create, list, read and delete your subscriptions (subscribers)
@@ -116,7 +116,7 @@ enum Command {
     /// subscription matches now, flagged with the replay's id. --follow
     /// waits for the replay to finish, showing its progress.
     #[command(
-        after_help = "Example:\n  hub --profile local-subscriber-1 replay SUBSCRIPTION_ID --since 2020-01-01 --follow"
+        after_help = "Example:\n  hub-cli --profile local-subscriber-1 replay SUBSCRIPTION_ID --since 2020-01-01 --follow"
     )]
     Replay(commands::ReplayArgs),
 
@@ -150,9 +150,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-    hub --profile local-subscriber-1 poll                  # the profile's queue, once\n  \
-    hub poll --queue-url \"$QUEUE\" --ack --save inbox       # save each body, then delete it\n  \
-    hub poll --queue-url \"$QUEUE\" --json --wait 60         # JSON lines until a minute passes without one")]
+    hub-cli --profile local-subscriber-1 poll                  # the profile's queue, once\n  \
+    hub-cli poll --queue-url \"$QUEUE\" --ack --save inbox       # save each body, then delete it\n  \
+    hub-cli poll --queue-url \"$QUEUE\" --json --wait 60         # JSON lines until a minute passes without one")]
 pub struct PollArgs {
     /// Your queue's URL: the queueUrl of your onboarding [default: HUB_QUEUE_URL, else the profile's queue_url]
     #[arg(long, value_name = "URL", value_parser = queue_url)]
@@ -244,7 +244,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn Error>> {
 
 /// Prints the error and its causes on one line.
 fn fail(error: &dyn Error) -> ExitCode {
-    eprintln!("hub: {}", one_line(error));
+    eprintln!("hub-cli: {}", one_line(error));
     ExitCode::FAILURE
 }
 
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn poll_takes_every_option() {
         let cli = Cli::try_parse_from([
-            "hub",
+            "hub-cli",
             "poll",
             "--queue-url",
             "http://localhost/000000000000/q",
@@ -311,9 +311,13 @@ mod tests {
         assert_eq!(args.save, Some(PathBuf::from("inbox")));
         assert_eq!((args.max, args.wait), (Some(3), Some(0)));
         let url = "https://sqs.eu-west-2.amazonaws.com/123456789012/q";
-        assert!(Cli::try_parse_from(["hub", "poll", "--queue-url", url]).is_ok());
-        assert!(Cli::try_parse_from(["hub", "poll", "--queue-url", url, "--max", "0"]).is_err());
-        assert!(Cli::try_parse_from(["hub", "poll", "--queue-url", url, "--wait", "x"]).is_err());
+        assert!(Cli::try_parse_from(["hub-cli", "poll", "--queue-url", url]).is_ok());
+        assert!(
+            Cli::try_parse_from(["hub-cli", "poll", "--queue-url", url, "--max", "0"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["hub-cli", "poll", "--queue-url", url, "--wait", "x"]).is_err()
+        );
         for bad in [
             "q",
             "sqs.eu-west-2.amazonaws.com/1/q",
@@ -321,7 +325,7 @@ mod tests {
             "https:///1/q",
         ] {
             assert!(
-                Cli::try_parse_from(["hub", "poll", "--queue-url", bad]).is_err(),
+                Cli::try_parse_from(["hub-cli", "poll", "--queue-url", bad]).is_err(),
                 "{bad}"
             );
         }

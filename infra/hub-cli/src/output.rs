@@ -1,4 +1,4 @@
-//! How `hub` shows what it reads: tables for people, JSON for programs.
+//! How `hub-cli` shows what it reads: tables for people, JSON for programs.
 
 use std::io::{self, IsTerminal, Write};
 

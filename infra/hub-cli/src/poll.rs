@@ -1,4 +1,4 @@
-//! `hub poll`: show (and optionally save and delete) the deliveries waiting
+//! `hub-cli poll`: show (and optionally save and delete) the deliveries waiting
 //! in a subscriber queue, with the subscriber's own AWS credentials, or the
 //! local stack's emulator when the profile names one.
 
@@ -104,7 +104,7 @@ impl Tally {
                 Outcome::Malformed { message_id, error } => {
                     self.malformed += 1;
                     eprintln!(
-                        "hub: message {} is not a hub delivery ({error}): left on the queue",
+                        "hub-cli: message {} is not a hub delivery ({error}): left on the queue",
                         message_id.as_deref().unwrap_or("without an id")
                     );
                 }

@@ -1,4 +1,4 @@
-//! `hub publish`: posts event message files to their event type's route and
+//! `hub-cli publish`: posts event message files to their event type's route and
 //! sums up what the hub made of them.
 
 use std::error::Error;

@@ -291,7 +291,7 @@ pub fn profile_name(client: &str) -> String {
     format!("local-{}", client.strip_prefix("demo-").unwrap_or(client))
 }
 
-/// Writes `<state>/config.toml`: a `hub` command line profile per demo
+/// Writes `<state>/config.toml`: a `hub-cli` command line profile per demo
 /// client (URL, key, and for a subscriber its id and queue at the
 /// emulator), so that `HUB_CONFIG=.local/config.toml hub --profile
 /// local-publisher ...` needs nothing else. Rewritten on every run: the

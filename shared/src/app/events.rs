@@ -7,7 +7,7 @@ use super::register::record_event;
 use crate::auth::Caller;
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent};
+use crate::events::{PublishOutcome, Retention, StoredEvent};
 use crate::message::{Encoding, EventMessage};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{AuditLog, EventStore, Insert, RegisterStore, StoreError};
@@ -79,9 +79,12 @@ pub async fn release<S: EventStore, R: RegisterStore>(
     Ok(message.subject.or(event.nhs_number))
 }
 
-/// Checks a published body and stores it once, if its publisher may
-/// publish it: the event type before the body is read, the organisation
-/// it names responsible once it is.
+/// Checks a published message and stores it once, if its publisher may
+/// publish it: the event type before the message is read, the organisation
+/// it names responsible once it is. The message arrives as text in its
+/// encoding: its media type, size and characters are the Lambda layer's to
+/// check (lambda/events.rs), which checks the event type first too, so that
+/// a publisher learns nothing of a type it may not publish.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish<S: EventStore, R: RegisterStore, A: AuditLog>(
     store: &S,
@@ -89,24 +92,12 @@ pub async fn publish<S: EventStore, R: RegisterStore, A: AuditLog>(
     audit: &A,
     publisher: &Caller,
     expected: EventType,
-    content_type: Option<&str>,
-    body: &[u8],
+    encoding: Encoding,
+    text: &str,
     received_at: OffsetDateTime,
     retention: Retention,
 ) -> Result<PublishOutcome, HubError> {
     publisher.may_publish_type(expected)?;
-    let encoding = content_type
-        .and_then(Encoding::from_content_type)
-        .ok_or_else(|| {
-            HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
-        })?;
-    if body.len() > MAX_PAYLOAD_BYTES {
-        return Err(HubError::PayloadTooLarge {
-            size: body.len(),
-            limit: MAX_PAYLOAD_BYTES,
-        });
-    }
-    let text = std::str::from_utf8(body).map_err(|_| HubError::NotText)?;
     let message = EventMessage::read(text, encoding)?;
     if message.event_type != expected {
         return Err(HubError::EventTypeMismatch {

@@ -114,14 +114,29 @@ pub fn topic_env_var(event_type: EventType) -> String {
     )
 }
 
-/// The topic ARNs of the event types this deployment has topics for.
-pub fn topic_arns_from_env() -> BTreeMap<EventType, String> {
-    EventType::ALL
-        .iter()
-        .filter_map(|&event_type| {
-            Some((event_type, std::env::var(topic_env_var(event_type)).ok()?))
-        })
-        .collect()
+/// The topic ARN of every event type (TOPIC_ARN_*). Every event type needs
+/// its topic: a missing one fails the function's start, naming each
+/// variable missing, rather than leave its events undelivered.
+pub fn topic_arns_from_env() -> Result<BTreeMap<EventType, String>, StoreError> {
+    let mut topics = BTreeMap::new();
+    let mut missing = Vec::new();
+    for &event_type in EventType::ALL {
+        let name = topic_env_var(event_type);
+        match std::env::var(&name) {
+            Ok(arn) if !arn.is_empty() => {
+                topics.insert(event_type, arn);
+            }
+            _ => missing.push(name),
+        }
+    }
+    if missing.is_empty() {
+        Ok(topics)
+    } else {
+        Err(StoreError::Configuration(format!(
+            "environment variables {} are not set: every event type needs its topic",
+            missing.join(", ")
+        )))
+    }
 }
 
 fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
@@ -341,6 +356,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("9434765919"), "{text}");
+    }
+
+    /// A function that publishes to the topics needs every event type's:
+    /// a missing one fails its start, naming each variable missing. (The
+    /// tests run without any TOPIC_ARN_* set.)
+    #[test]
+    fn missing_topics_are_configuration_naming_each_variable() {
+        if EventType::ALL
+            .iter()
+            .any(|&event_type| std::env::var_os(topic_env_var(event_type)).is_some())
+        {
+            return;
+        }
+        let StoreError::Configuration(text) = topic_arns_from_env().unwrap_err() else {
+            panic!("not a configuration error");
+        };
+        for &event_type in EventType::ALL {
+            assert!(text.contains(&topic_env_var(event_type)), "{text}");
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl SqsQueueProvisioner {
             aws_sdk_sqs::Client::new(config),
             aws_sdk_sns::Client::new(config),
             aws_sdk_kms::Client::new(config),
-            topic_arns_from_env(),
+            topic_arns_from_env()?,
             QueueSettings::from_env()?,
         ))
     }

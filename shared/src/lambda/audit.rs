@@ -44,7 +44,8 @@ pub async fn read_audit<A: AuditLog>(
                     return Err(HubError::bad_request(
                         "patient",
                         "name exactly one of patient (an NHS number) or client (a client id)",
-                    ));
+                    )
+                    .into());
                 }
             };
             let page_size = page_size(request)?;

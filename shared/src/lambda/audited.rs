@@ -11,7 +11,8 @@ use crate::error::HubError;
 use crate::message::Encoding;
 use crate::ports::AuditLog;
 
-use super::http_status::error_response;
+use super::http_status::{Answer, error_response};
+use super::request_error::RequestError;
 
 /// The caller the authorizer established. A request without one reached a
 /// function that API Gateway should have protected: refused, never served.
@@ -42,7 +43,7 @@ where
     A: AuditLog,
     R: FnOnce(AuditRecord) -> AuditRecord,
     F: FnOnce(Caller, AuditRecord) -> Fut,
-    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord), HubError>>,
+    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord), RequestError>>,
 {
     let answered = |caller, record| {
         let answer = operation(caller, record);
@@ -67,12 +68,12 @@ pub(super) async fn audited_outcome<A, R, F, Fut, T>(
     encoding: Encoding,
     on_refusal: R,
     operation: F,
-) -> (ApiGatewayProxyResponse, Result<T, HubError>)
+) -> (ApiGatewayProxyResponse, Result<T, RequestError>)
 where
     A: AuditLog,
     R: FnOnce(AuditRecord) -> AuditRecord,
     F: FnOnce(Caller, AuditRecord) -> Fut,
-    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord, T), HubError>>,
+    Fut: Future<Output = Result<(ApiGatewayProxyResponse, AuditRecord, T), RequestError>>,
 {
     let caller = caller_of(request);
     let record = AuditRecord::new(caller.as_ref().ok(), action, 0, OffsetDateTime::now_utc());
@@ -83,11 +84,9 @@ where
         Ok(caller) => unwinding(Box::pin(operation(caller, record.clone())))
             .await
             .unwrap_or_else(|| {
-                Err(HubError::Internal(format!(
-                    "the {action:?} operation panicked"
-                )))
+                Err(HubError::Internal(format!("the {action:?} operation panicked")).into())
             }),
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     };
     let (response, record, result) = match outcome {
         Ok((response, record, value)) => (response, record, Ok(value)),
@@ -127,9 +126,9 @@ async fn unwinding<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
 
 /// What a refusal's audit record says of it: the authentication failure by
 /// name, else the OperationOutcome's code.
-pub(super) fn refusal_detail(error: &HubError) -> String {
+pub(super) fn refusal_detail(error: &RequestError) -> String {
     match error {
-        HubError::Unauthenticated(refusal) => refusal.name().to_owned(),
+        RequestError::Hub(HubError::Unauthenticated(refusal)) => refusal.name().to_owned(),
         other => other
             .outcome()
             .issues
@@ -144,12 +143,12 @@ pub(super) async fn finish_audited<A: AuditLog>(
     audit: &A,
     mut record: AuditRecord,
     response: ApiGatewayProxyResponse,
-) -> Result<ApiGatewayProxyResponse, HubError> {
+) -> Result<ApiGatewayProxyResponse, RequestError> {
     record.status = u16::try_from(response.status_code).unwrap_or_default();
     if let Err(error) = audit.record(&record).await {
         error!(error = %error, audit_id = %record.audit_id, "the audit record could not be written");
         if record.status < 400 {
-            return Err(HubError::Store(error));
+            return Err(HubError::Store(error).into());
         }
     }
     Ok(response)

@@ -8,7 +8,7 @@ use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use time::OffsetDateTime;
 use tracing::{error, warn};
 
-use super::http_status::auth_status;
+use super::http_status::Answer;
 use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{AuthError, HubKeys, Refusal};
@@ -58,8 +58,10 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
             response.policy_document = policy(IamPolicyEffect::Allow, method_arn);
             response.context = serde_json::to_value(caller.to_context())?;
         }
+        // Whatever kept the hub from deciding, the gateway answers the
+        // failure with its own status (template.yaml, AUTHORIZER_FAILURE).
         Err(Refusal {
-            reason: AuthError::Unavailable(detail),
+            reason: AuthError::Unavailable(detail) | AuthError::Failed(detail),
             ..
         }) => {
             error!(error = %detail, "authentication could not complete");
@@ -73,13 +75,8 @@ pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
             let outcome = refusal.reason.outcome();
             let issue = outcome.issues.first();
             let route = method_arn.splitn(3, '/').nth(2).unwrap_or_default();
-            let record = AuditRecord::new(
-                None,
-                Action::Authenticate,
-                auth_status(&refusal.reason),
-                now,
-            )
-            .detail(format!("{} {route}", refusal.reason.name()));
+            let record = AuditRecord::new(None, Action::Authenticate, refusal.reason.status(), now)
+                .detail(format!("{} {route}", refusal.reason.name()));
             audit.record(&naming_client(record, &refusal)).await?;
             response.principal_id = Some(audit::ANONYMOUS.to_owned());
             response.policy_document = policy(IamPolicyEffect::Deny, method_arn);

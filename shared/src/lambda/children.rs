@@ -11,13 +11,14 @@ use crate::aws::{
 };
 use crate::catalogue::EventType;
 use crate::error::HubError;
+use crate::events::Retention;
 use crate::history;
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
 
 use super::audited::audited;
-use super::events::RETENTION;
+use super::events::retention_from_env;
 use super::http::{fhir_response, respond, response_encoding};
 use super::runtime::{Error, serve_api, start};
 
@@ -79,6 +80,7 @@ pub async fn read_child_events<E, S, G, A>(
     register: &G,
     audit: &A,
     request: &ApiGatewayProxyRequest,
+    retention: Retention,
 ) -> ApiGatewayProxyResponse
 where
     E: EventStore,
@@ -116,7 +118,8 @@ where
                         "nhsNumber",
                         "only operators, and subscribers with an active explicit subscription \
                          for this child, may read the child's events",
-                    ));
+                    )
+                    .into());
                 }
                 // What is withheld from delivery is withheld from history,
                 // and answered before any event is read: the empty history
@@ -127,7 +130,7 @@ where
                     .is_some_and(|record| record.value.is_sensitive());
                 if sensitive {
                     let body =
-                        history::searchset(nhs_number, &query, &[], 0, *RETENTION, now, encoding);
+                        history::searchset(nhs_number, &query, &[], 0, retention, now, encoding);
                     let record = record
                         .patient(Some(nhs_number))
                         .detail("withheld: the patient is flagged sensitive");
@@ -160,7 +163,7 @@ where
                 &query,
                 &page,
                 selected.len(),
-                *RETENTION,
+                retention,
                 now,
                 encoding,
             );
@@ -231,9 +234,10 @@ pub async fn run_read_child_events() -> Result<(), Error> {
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
     let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let retention = retention_from_env()?;
     let (events, subscriptions, register, audit) = (&events, &subscriptions, &register, &audit);
     serve_api(move |request| async move {
-        read_child_events(events, subscriptions, register, audit, &request).await
+        read_child_events(events, subscriptions, register, audit, &request, retention).await
     })
     .await
 }

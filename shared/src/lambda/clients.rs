@@ -71,7 +71,7 @@ pub async fn disable_client<C: ClientStore, A: AuditLog>(
                 .filter(|id| !id.is_empty() && id.len() <= auth::MAX_CLIENT_ID_LENGTH)
                 .ok_or_else(|| HubError::NotFound("that client".into()))?;
             if !clients.disable(id).await? {
-                return Err(HubError::NotFound(format!("client {id}")));
+                return Err(HubError::NotFound(format!("client {id}")).into());
             }
             info!(client_id = %id, "client disabled");
             let mut response = ApiGatewayProxyResponse::default();

@@ -12,25 +12,37 @@ use crate::aws::{
 };
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{self, PublishOutcome, StoredEvent};
+use crate::events::{self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent};
+use crate::message::Encoding;
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
-use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
+use crate::ports::{AuditLog, EventStore, RegisterStore, StoreError, SubscriptionStore};
 
 use super::audited::{audited, audited_outcome, refused_asking_for};
 use super::children::subscribed_types;
-use super::http::{body_bytes, fhir_response, header, respond, response_encoding};
-use super::http_status::{error_status, publish_status};
+use super::http::{body_bytes, fhir_response, header, respond, response_encoding, text_within};
+use super::http_status::Answer;
+use super::request_error::{BodyError, FHIR_MEDIA_TYPES, RequestError};
 use super::runtime::{
     Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, serve_api, service_fn,
     start,
 };
 
-/// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
-pub static RETENTION: std::sync::LazyLock<events::Retention> = std::sync::LazyLock::new(|| {
-    events::Retention::from_setting(std::env::var("EVENT_RETENTION_DAYS").ok().as_deref())
-});
+/// How long events are kept: EVENT_RETENTION_DAYS, read by the `run_*`
+/// of each function that needs it, so that a value set but invalid fails
+/// the function's start rather than its requests (absent, the default).
+pub fn retention_from_env() -> Result<Retention, StoreError> {
+    retention_of(std::env::var("EVENT_RETENTION_DAYS").ok().as_deref())
+}
+
+fn retention_of(setting: Option<&str>) -> Result<Retention, StoreError> {
+    Retention::from_setting(setting).map_err(|problem| {
+        StoreError::Configuration(format!(
+            "environment variable EVENT_RETENTION_DAYS: {problem}"
+        ))
+    })
+}
 
 /// `POST /events/{event-type}`: validate, authorise, then store once.
 pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
@@ -39,6 +51,7 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     register: &G,
     event_type: EventType,
     request: &ApiGatewayProxyRequest,
+    retention: Retention,
 ) -> ApiGatewayProxyResponse {
     let started = std::time::Instant::now();
     let encoding = response_encoding(request);
@@ -53,23 +66,27 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     };
     let (response, outcome) = audited_outcome(audit, request, Action::Publish, encoding, on_refusal, |caller, record| async move {
         let body = body_bytes(request)?;
+        // The event type before the body is read: a publisher learns
+        // nothing of the body limits of a type it may not publish.
+        caller.may_publish_type(event_type)?;
+        let (message_encoding, text) = publish_body(header(request, "content-type"), &body)?;
         let outcome = crate::app::events::publish(
             store,
             register,
             audit,
             &caller,
             event_type,
-            header(request, "content-type"),
-            &body,
+            message_encoding,
+            text,
             OffsetDateTime::now_utc(),
-            *RETENTION,
+            retention,
         )
         .await?;
         let kind = match &outcome {
             PublishOutcome::Accepted { .. } => "accepted",
             PublishOutcome::Duplicate { .. } => "duplicate",
         };
-        let status = publish_status(&outcome);
+        let status = outcome.status();
         info!(status, event_type = %event_type, event_id = outcome.event_id(), outcome = kind, "publish");
         let record = record
             .event(events::event_key(event_type, outcome.event_id()))
@@ -82,19 +99,32 @@ pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
     response
 }
 
+/// A published body as the message it holds: its encoding (a FHIR media
+/// type, else 415), then its text (within the size limit, else 413, checked
+/// before it is decoded; UTF-8, else 400).
+fn publish_body<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+) -> Result<(Encoding, &'a str), BodyError> {
+    let encoding = content_type
+        .and_then(Encoding::from_content_type)
+        .ok_or_else(|| BodyError::unsupported_media_type(content_type, FHIR_MEDIA_TYPES))?;
+    Ok((encoding, text_within(body, MAX_PAYLOAD_BYTES)?))
+}
+
 /// What one publish counts for: the outcome the publisher was answered
 /// (stored, duplicate, refused for the publisher's fault, or failed for the
 /// hub's: a 5xx, an accepted message whose audit record could not be written
 /// included), and how long it took.
 fn publish_metrics(
     event_type: EventType,
-    outcome: Result<&PublishOutcome, &HubError>,
+    outcome: Result<&PublishOutcome, &RequestError>,
     elapsed: std::time::Duration,
 ) -> metrics::MetricRecord {
     let outcome = match outcome {
         Ok(PublishOutcome::Accepted { .. }) => metrics::PUBLISH_ACCEPTED,
         Ok(PublishOutcome::Duplicate { .. }) => metrics::PUBLISH_DUPLICATE,
-        Err(error) if error_status(error) < 500 => metrics::PUBLISH_REJECTED,
+        Err(error) if error.status() < 500 => metrics::PUBLISH_REJECTED,
         Err(_) => metrics::PUBLISH_FAILED,
     };
     metrics::MetricRecord::for_event_type(event_type)
@@ -110,10 +140,21 @@ pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     let store = crate::aws::DynamoEventStore::from_env(dynamodb.clone())?;
     let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
     let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
+    let retention = retention_from_env()?;
     let (store, audit, register) = (&store, &audit, &register);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
-            Ok::<_, Error>(publish(store, audit, register, event_type, &event.payload).await)
+            Ok::<_, Error>(
+                publish(
+                    store,
+                    audit,
+                    register,
+                    event_type,
+                    &event.payload,
+                    retention,
+                )
+                .await,
+            )
         },
     ))
     .await
@@ -197,7 +238,7 @@ where
             // Refused as not found: whether an event exists for a patient is
             // itself patient information.
             let Some(event) = readable.first() else {
-                return Err(HubError::NotFound(format!("event {id}")));
+                return Err(HubError::NotFound(format!("event {id}")).into());
             };
             if readable.len() > 1 {
                 let choices: Vec<&str> = readable
@@ -366,6 +407,17 @@ pub async fn run_release_event() -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// A retention set but invalid is a configuration error naming the
+    /// variable, which fails the function's start; none is the default.
+    #[test]
+    fn a_retention_set_but_invalid_names_its_variable() {
+        assert_eq!(retention_of(None).unwrap(), Retention::DEFAULT);
+        let StoreError::Configuration(text) = retention_of(Some("0")).unwrap_err() else {
+            panic!("not a configuration error");
+        };
+        assert!(text.contains("EVENT_RETENTION_DAYS"), "{text}");
+    }
+
     #[test]
     fn a_publish_counts_for_the_outcome_it_was_answered() {
         let accepted = PublishOutcome::Accepted {
@@ -379,10 +431,10 @@ mod tests {
             event_id: "e".into(),
             nhs_number: None,
         };
-        let bad_request = HubError::bad_request("$", "bad");
-        let too_large = HubError::PayloadTooLarge { size: 2, limit: 1 };
-        let internal = HubError::Internal("bug".into());
-        let unavailable = HubError::Store(crate::ports::StoreError::Unavailable("down".into()));
+        let bad_request = HubError::bad_request("$", "bad").into();
+        let too_large = BodyError::PayloadTooLarge { size: 2, limit: 1 }.into();
+        let internal = HubError::Internal("bug".into()).into();
+        let unavailable = HubError::Store(StoreError::Unavailable("down".into())).into();
         for (case, outcome, metric) in [
             ("accepted", Ok(&accepted), metrics::PUBLISH_ACCEPTED),
             ("duplicate", Ok(&duplicate), metrics::PUBLISH_DUPLICATE),

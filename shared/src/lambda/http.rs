@@ -9,6 +9,8 @@ use crate::error::HubError;
 use crate::message::Encoding;
 use crate::subscription;
 
+use super::request_error::BodyError;
+
 pub fn header<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Option<&'a str> {
     request
         .headers
@@ -24,37 +26,43 @@ pub(super) const MAX_REQUEST_BYTES: usize = 16 * 1024;
 pub(super) fn limited_text_body(
     request: &ApiGatewayProxyRequest,
     limit: usize,
-) -> Result<String, HubError> {
+) -> Result<String, BodyError> {
     let body = body_bytes(request)?;
+    text_within(&body, limit).map(str::to_owned)
+}
+
+/// A body as text, refused (413) above `limit` bytes before it is decoded,
+/// so that a large body of garbage is refused for its size.
+pub(super) fn text_within(body: &[u8], limit: usize) -> Result<&str, BodyError> {
     if body.len() > limit {
-        return Err(HubError::PayloadTooLarge {
+        return Err(BodyError::PayloadTooLarge {
             size: body.len(),
             limit,
         });
     }
-    String::from_utf8(body).map_err(|_| HubError::NotText)
+    std::str::from_utf8(body).map_err(|_| BodyError::NotText)
 }
 
-pub(super) fn body_bytes(request: &ApiGatewayProxyRequest) -> Result<Vec<u8>, HubError> {
+pub(super) fn body_bytes(request: &ApiGatewayProxyRequest) -> Result<Vec<u8>, BodyError> {
     let body = request.body.as_deref().unwrap_or_default();
     if request.is_base64_encoded {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|_| HubError::bad_request("body", "the body is marked base64 but is not"))
+            .map_err(|_| BodyError::NotBase64)
     } else {
         Ok(body.as_bytes().to_vec())
     }
 }
 
 /// A JSON request body (operators' APIs), within the request size limit.
-pub(super) fn json_body(request: &ApiGatewayProxyRequest) -> Result<String, HubError> {
+pub(super) fn json_body(request: &ApiGatewayProxyRequest) -> Result<String, BodyError> {
     let media_type = header(request, "content-type").unwrap_or_default();
     if !media_type
         .to_ascii_lowercase()
         .starts_with("application/json")
     {
-        return Err(HubError::unsupported_media_type(
+        return Err(BodyError::unsupported_media_type(
             Some(media_type),
             "application/json",
         ));

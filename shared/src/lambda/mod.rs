@@ -5,8 +5,9 @@
 //!
 //! One file per route group, each with its handlers and the `run_*` main of
 //! each function (the binaries in functions/ only call one); start-up in
-//! `runtime`, request and response helpers in `http`, every HTTP status in
-//! `http_status`. The public paths stay flat (`hub::lambda::publish`,
+//! `runtime`, request and response helpers in `http`, every HTTP status and
+//! OperationOutcome in `http_status`, the Lambda layer's own errors in
+//! `request_error`. The public paths stay flat (`hub::lambda::publish`,
 //! `hub::lambda::run_publish`, ...).
 
 mod audit;
@@ -18,6 +19,7 @@ mod events;
 mod http;
 mod http_status;
 mod replays;
+mod request_error;
 mod runtime;
 mod stream;
 mod subscribers;
@@ -30,11 +32,13 @@ pub use authorizer::{authorize, run_authorizer};
 pub use children::{read_child, read_child_events, run_read_child, run_read_child_events};
 pub use clients::{disable_client, register_client, run_disable_client, run_register_client};
 pub use events::{
-    RETENTION, publish, read_event, release_event, run_publish, run_read_event, run_release_event,
+    publish, read_event, release_event, retention_from_env, run_publish, run_read_event,
+    run_release_event,
 };
 pub use http::{fhir_response, header, response_encoding};
-pub use http_status::{auth_status, error_response, error_status, publish_status};
+pub use http_status::{Answer, error_response};
 pub use replays::{read_replay, run_read_replay, run_start_replay, start_replay};
+pub use request_error::{BodyError, FHIR_MEDIA_TYPES, RequestError};
 pub use runtime::{
     Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, service_fn, sns_client,
 };

@@ -7,15 +7,17 @@ use tracing::info;
 use crate::audit::{Action, AuditRecord};
 use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
 use crate::error::HubError;
+use crate::events::Retention;
 use crate::message::Encoding;
 use crate::ports::{AuditLog, ReplayStore, SubscriptionStore};
 use crate::replay;
 
 use super::audited::{audited, refused_asking_for, refused_subscription};
-use super::events::RETENTION;
+use super::events::retention_from_env;
 use super::http::{
     MAX_REQUEST_BYTES, body_bytes, header, limited_text_body, path_id, respond, response_encoding,
 };
+use super::request_error::{BodyError, RequestError};
 use super::runtime::{Error, serve_api, start};
 use super::subscriptions::own_subscription;
 
@@ -23,7 +25,7 @@ use super::subscriptions::own_subscription;
 /// Parameters body (valueInstant, valueDateTime or valueDate).
 fn replay_window(
     request: &ApiGatewayProxyRequest,
-) -> Result<(Option<String>, Option<String>), HubError> {
+) -> Result<(Option<String>, Option<String>), RequestError> {
     let parameters = &request.query_string_parameters;
     let from_query = (
         parameters.first("since").map(str::to_owned),
@@ -36,17 +38,19 @@ fn replay_window(
     let media_type = header(request, "content-type").unwrap_or_default();
     let json = media_type.to_ascii_lowercase();
     if !(json.starts_with("application/fhir+json") || json.starts_with("application/json")) {
-        return Err(HubError::unsupported_media_type(
+        return Err(BodyError::unsupported_media_type(
             Some(media_type),
             "application/fhir+json (a Parameters resource)",
-        ));
+        )
+        .into());
     }
     let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
     if from_query != (None, None) {
         return Err(HubError::bad_request(
             "Parameters",
             "give since and until either as query parameters or in a Parameters body, not both",
-        ));
+        )
+        .into());
     }
     let bad = |problem: &str| HubError::bad_request("Parameters", problem.to_owned());
     let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
@@ -56,7 +60,7 @@ fn replay_window(
         )
     })?;
     if value["resourceType"] != "Parameters" {
-        return Err(bad("the body is a FHIR Parameters resource in JSON"));
+        return Err(bad("the body is a FHIR Parameters resource in JSON").into());
     }
     let named = |name: &str| -> Option<String> {
         value["parameter"].as_array()?.iter().find_map(|parameter| {
@@ -77,6 +81,7 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
     jobs: &J,
     audit: &A,
     request: &ApiGatewayProxyRequest,
+    retention: Retention,
 ) -> ApiGatewayProxyResponse {
     let encoding = response_encoding(request);
     audited(
@@ -92,11 +97,12 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
                 return Err(HubError::unprocessable(
                     "Subscription.status",
                     "the subscription is off: it matches nothing to replay",
-                ));
+                )
+                .into());
             }
             let (since, until) = replay_window(request)?;
             let window =
-                replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), *RETENTION, now)?;
+                replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), retention, now)?;
             let job = window.job(&subscription, now);
             match jobs.start(&job, &replay::Admission::of(&job, now)).await? {
                 Ok(()) => {}
@@ -106,7 +112,8 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
                         problem: "a replay of this subscription is running: wait for it to \
                                   complete (GET its Content-Location) before starting another"
                             .into(),
-                    });
+                    }
+                    .into());
                 }
                 Err(replay::NotStarted::QuotaSpent) => {
                     return Err(HubError::TooManyRequests {
@@ -116,7 +123,8 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
                             replay::REPLAYS_PER_SUBSCRIBER_PER_DAY
                         ),
                         retry_after_seconds: replay::quota_renews_in(now),
-                    });
+                    }
+                    .into());
                 }
             }
             info!(replay_id = %job.replay_id, subscription_id = %subscription.id, "replay started");
@@ -189,10 +197,11 @@ pub async fn run_start_replay() -> Result<(), Error> {
         DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
     let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let retention = retention_from_env()?;
     let (subscriptions, jobs, audit) = (&subscriptions, &jobs, &audit);
-    serve_api(
-        move |request| async move { start_replay(subscriptions, jobs, audit, &request).await },
-    )
+    serve_api(move |request| async move {
+        start_replay(subscriptions, jobs, audit, &request, retention).await
+    })
     .await
 }
 

@@ -184,7 +184,7 @@ pub async fn run_dispatch() -> Result<(), Error> {
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let events = DynamoEventStore::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let topics = topic_arns_from_env();
+    let topics = topic_arns_from_env()?;
     let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
     let dispatcher = Dispatcher {
         subscriptions: &subscriptions,
@@ -217,7 +217,7 @@ pub async fn run_replay_worker() -> Result<(), Error> {
     let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let topics = topic_arns_from_env();
+    let topics = topic_arns_from_env()?;
     let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
     let replayer = crate::app::replay::Replayer {
         events: &events,

@@ -290,7 +290,7 @@ pub async fn run_subscriber_status() -> Result<(), Error> {
         DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
     let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
     let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config))
-        .with_subscriptions(aws_sdk_sns::Client::new(&config), topic_arns_from_env());
+        .with_subscriptions(aws_sdk_sns::Client::new(&config), topic_arns_from_env()?);
     let audit = DynamoAuditLog::from_env(dynamodb)?;
     let (subscribers, stats, queues, audit) = (&subscribers, &stats, &queues, &audit);
     serve_api(move |request| async move {

@@ -17,6 +17,7 @@ use super::http::{
     MAX_REQUEST_BYTES, fhir_response, header, limited_text_body, page_size, path_id,
     response_encoding,
 };
+use super::request_error::{BodyError, FHIR_MEDIA_TYPES};
 use super::runtime::{Error, serve_api, start};
 
 /// `POST /Subscription`: create a subscription for the calling subscriber.
@@ -44,7 +45,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
         let request_encoding = content_type
             .and_then(Encoding::from_content_type)
             .ok_or_else(|| {
-                HubError::unsupported_media_type(content_type, crate::error::FHIR_MEDIA_TYPES)
+                BodyError::unsupported_media_type(content_type, FHIR_MEDIA_TYPES)
             })?;
         let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
         let subscription_request = SubscriptionRequest::read(&body, request_encoding, now)?;
@@ -52,7 +53,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: Au
             return Err(HubError::forbidden_element(
                 "Subscription.channel.endpoint",
                 "a client may create subscriptions only for its own subscriber",
-            ));
+            ).into());
         }
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();

@@ -19,6 +19,7 @@ use super::audited::{finish_audited, refusal_detail};
 use super::authorizer::naming_client;
 use super::http::{MAX_REQUEST_BYTES, header, limited_text_body, respond};
 use super::http_status::error_response;
+use super::request_error::{BodyError, RequestError};
 
 pub use crate::auth::CLIENT_ASSERTION_TYPE;
 
@@ -57,10 +58,11 @@ pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: Aud
             .to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded")
         {
-            return Err(HubError::unsupported_media_type(
+            return Err(BodyError::unsupported_media_type(
                 Some(media_type),
                 "application/x-www-form-urlencoded",
-            ));
+            )
+            .into());
         }
         let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
         let fields = text::form_fields(&body)
@@ -75,17 +77,20 @@ pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: Aud
             return Err(HubError::bad_request(
                 "grant_type",
                 "grant_type must be client_credentials",
-            ));
+            )
+            .into());
         }
         if field("client_assertion_type").as_deref() != Some(CLIENT_ASSERTION_TYPE) {
             return Err(HubError::bad_request(
                 "client_assertion_type",
                 format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}"),
-            ));
+            )
+            .into());
         }
-        field("client_assertion").ok_or_else(|| {
+        let assertion = field("client_assertion").ok_or_else(|| {
             HubError::bad_request("client_assertion", "client_assertion is required")
-        })
+        })?;
+        Ok::<_, RequestError>(assertion)
     }
     .await;
     let issued = match assertion {
@@ -93,7 +98,7 @@ pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: Aud
             let url = token_endpoint_url(request, configured_url);
             crate::app::auth::exchange(&assertion, clients, used_ids, &url, signer, now)
                 .await
-                .map_err(|refusal| (HubError::from(refusal.reason.clone()), Some(refusal)))
+                .map_err(|refusal| (RequestError::from(refusal.reason.clone()), Some(refusal)))
         }
         Err(error) => Err((error, None)),
     };

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use hub::auth::AuthError;
+use hub::lambda::Answer;
 use hub::outcome::{Issue, OperationOutcome, Severity};
 use serde_json::{Value, json};
 

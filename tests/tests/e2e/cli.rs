@@ -1,5 +1,5 @@
-//! The `hub` command line (infra/hub-cli) end to end, through the real
-//! binary against the local stack: `hub poll` reads a subscriber's queue
+//! The `hub-cli` command line (infra/hub-cli) end to end, through the real
+//! binary against the local stack: `hub-cli poll` reads a subscriber's queue
 //! with the subscriber's own AWS credentials (the emulator's), shows, saves
 //! and deletes deliveries; publishers publish folders; subscribers manage
 //! subscriptions and replays; operators onboard, read and redrive, each
@@ -18,12 +18,12 @@ use hub_cli::subscriber::{Delivery, DeliveryError, Outcome, Poller, ReceiveOptio
 const PATIENT: &str = "9912003888";
 const VACCINATION_NEW: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
 
-/// The `hub` binary, as `cargo build --workspace --bins` builds it.
+/// The `hub-cli` binary, as `cargo build --workspace --bins` builds it.
 fn hub_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let binary = target.join("debug/hub");
+    let binary = target.join("debug/hub-cli");
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
@@ -32,14 +32,14 @@ fn hub_binary() -> PathBuf {
     binary
 }
 
-/// Runs `hub` as a subscriber would, with AWS credentials and region in the
+/// Runs `hub-cli` as a subscriber would, with AWS credentials and region in the
 /// environment and AWS_ENDPOINT_URL at the emulator; nothing of the
 /// developer's own AWS or hub set-up reaches it.
 async fn run_hub(endpoint: Option<&str>, args: &[&str]) -> Output {
     run_with_config(None, endpoint, args).await
 }
 
-/// Runs `hub --profile PROFILE ARGS` with the profiles the hub wrote.
+/// Runs `hub-cli --profile PROFILE ARGS` with the profiles the hub wrote.
 async fn run_as(hub: &Hub, profile: &str, args: &[&str]) -> Output {
     let config = hub.state_dir.join("config.toml");
     let mut all = vec!["--profile", profile];
@@ -74,7 +74,7 @@ async fn run_with_config(config: Option<&Path>, endpoint: Option<&str>, args: &[
     }
     tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
-        .expect("hub finishes within a minute")
+        .expect("hub-cli finishes within a minute")
         .expect("running hub")
 }
 
@@ -86,9 +86,9 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The JSON lines `hub poll --json` printed.
+/// The JSON lines `hub-cli poll --json` printed.
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    assert!(output.status.success(), "hub poll: {}", stderr(output));
+    assert!(output.status.success(), "hub-cli poll: {}", stderr(output));
     stdout(output)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
@@ -265,11 +265,11 @@ async fn hub_poll_shows_a_delivery_then_saves_and_deletes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
+async fn hub_cli_and_its_poll_explain_themselves_and_fail_cleanly() {
     for args in [&["--help"][..], &["poll", "--help"], &["help", "poll"]] {
         let run = run_hub(None, args).await;
         assert!(run.status.success(), "{args:?}: {}", stderr(&run));
-        assert!(stdout(&run).contains("Usage: hub"), "{args:?}");
+        assert!(stdout(&run).contains("Usage: hub-cli"), "{args:?}");
     }
     assert!(stdout(&run_hub(None, &["poll", "--help"]).await).contains("--queue-url <URL>"));
 
@@ -277,7 +277,7 @@ async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
     let run = run_hub(None, &["poll"]).await;
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(
-        stderr(&run).starts_with("hub: no queue_url: give --queue-url, set HUB_QUEUE_URL, or set queue_url in a profile of "),
+        stderr(&run).starts_with("hub-cli: no queue_url: give --queue-url, set HUB_QUEUE_URL, or set queue_url in a profile of "),
         "{}",
         stderr(&run)
     );
@@ -292,7 +292,7 @@ async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(
         stderr(&run).trim_end(),
-        "hub: no AWS region: give --region, set AWS_REGION, or set a region in your AWS profile"
+        "hub-cli: no AWS region: give --region, set AWS_REGION, or set a region in your AWS profile"
     );
 
     // Nothing listening at the endpoint: one line naming the queue.
@@ -310,7 +310,7 @@ async fn hub_and_hub_poll_explain_themselves_and_fail_cleanly() {
     let error = stderr(&run);
     assert_eq!(error.lines().count(), 1, "{error}");
     assert!(
-        error.starts_with(&format!("hub: receiving from {queue}: ")),
+        error.starts_with(&format!("hub-cli: receiving from {queue}: ")),
         "{error}"
     );
     assert!(!error.contains("panicked"), "{error}");
@@ -449,7 +449,7 @@ async fn every_command_explains_itself() {
         let run = run_hub(None, &args).await;
         assert!(run.status.success(), "{args:?}: {}", stderr(&run));
         let help = stdout(&run);
-        let usage = format!("Usage: hub {}", path.join(" "));
+        let usage = format!("Usage: hub-cli {}", path.join(" "));
         assert!(help.contains(usage.trim_end()), "{args:?}: {help}");
         for name in subcommands(&help) {
             let mut child = path.clone();
@@ -743,7 +743,7 @@ async fn a_subscriber_subscribes_polls_replays_and_unsubscribes_with_the_cli() {
     assert_eq!(run.status.code(), Some(1));
     let error = stderr(&run);
     assert!(
-        error.starts_with("hub: the hub refused POST /Subscription (4"),
+        error.starts_with("hub-cli: the hub refused POST /Subscription (4"),
         "{error}"
     );
     assert_eq!(error.lines().count(), 1, "{error}");
@@ -902,7 +902,7 @@ async fn an_operator_onboards_reads_and_offboards_with_the_cli() {
     let run = run_as(&hub, "local-publisher", &["audit", "--client", &client_id]).await;
     assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
     assert!(
-        stderr(&run).starts_with("hub: the hub refused GET /audit?client="),
+        stderr(&run).starts_with("hub-cli: the hub refused GET /audit?client="),
         "{}",
         stderr(&run)
     );

@@ -252,8 +252,8 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
             &audit,
             &caller(published.publisher),
             event_type,
-            Some(XML),
-            body.as_bytes(),
+            Encoding::Xml,
+            &body,
             published.event.received_at,
             Retention::DEFAULT,
         )

@@ -12,6 +12,7 @@ use hub::EventType;
 use hub::app::auth::HubSigner;
 use hub::audit::{Action, AuditRecord};
 use hub::auth::{Caller, Client, Role};
+use hub::events::Retention;
 use hub::lambda;
 use hub::memory::PemSigningKey;
 use hub::memory::{
@@ -122,6 +123,7 @@ impl World {
                 &self.register,
                 event_type,
                 &request,
+                Retention::DEFAULT,
             )
             .await,
         )
@@ -216,6 +218,7 @@ impl World {
                 &self.register,
                 &self.audit,
                 &request,
+                Retention::DEFAULT,
             )
             .await,
         )
@@ -232,7 +235,14 @@ impl World {
         request.query_string_parameters =
             HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
         answer(
-            lambda::start_replay(&self.subscriptions, &self.replays, &self.audit, &request).await,
+            lambda::start_replay(
+                &self.subscriptions,
+                &self.replays,
+                &self.audit,
+                &request,
+                Retention::DEFAULT,
+            )
+            .await,
         )
     }
 
@@ -423,6 +433,7 @@ async fn a_refused_publish_names_the_element_at_fault() {
             &world.register,
             EventType::Vaccinations,
             &request,
+            Retention::DEFAULT,
         )
         .await,
     );
@@ -1348,6 +1359,7 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
             &world.register,
             EventType::Vaccinations,
             &request,
+            Retention::DEFAULT,
         )
         .await,
     );
@@ -1505,6 +1517,7 @@ async fn history_through(
             &world.register,
             &world.audit,
             &request,
+            Retention::DEFAULT,
         )
         .await,
     )
@@ -1688,6 +1701,7 @@ async fn a_request_whose_function_panics_is_answered_and_audited() {
             &world.register,
             &world.audit,
             &request,
+            Retention::DEFAULT,
         )
         .await,
     );

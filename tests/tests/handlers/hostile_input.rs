@@ -21,6 +21,7 @@ use e2e_tests::api_request;
 use hub::EventType;
 use hub::app::auth::HubSigner;
 use hub::auth::{Caller, Client, Role};
+use hub::events::Retention;
 use hub::lambda;
 use hub::memory::PemSigningKey;
 use hub::memory::{
@@ -173,7 +174,15 @@ fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
 async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let s = stores;
     for &event_type in EventType::ALL {
-        let response = lambda::publish(&s.events, &s.audit, &s.register, event_type, request).await;
+        let response = lambda::publish(
+            &s.events,
+            &s.audit,
+            &s.register,
+            event_type,
+            request,
+            Retention::DEFAULT,
+        )
+        .await;
         assert_not_5xx(event_type.code(), &response);
     }
     let answers = [
@@ -253,12 +262,26 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         ),
         (
             "read child events",
-            lambda::read_child_events(&s.events, &s.subscriptions, &s.register, &s.audit, request)
-                .await,
+            lambda::read_child_events(
+                &s.events,
+                &s.subscriptions,
+                &s.register,
+                &s.audit,
+                request,
+                Retention::DEFAULT,
+            )
+            .await,
         ),
         (
             "start replay",
-            lambda::start_replay(&s.subscriptions, &s.replays, &s.audit, request).await,
+            lambda::start_replay(
+                &s.subscriptions,
+                &s.replays,
+                &s.audit,
+                request,
+                Retention::DEFAULT,
+            )
+            .await,
         ),
         (
             "read replay",
@@ -536,6 +559,7 @@ impl Bench {
                     &s.register,
                     EventType::Vaccinations,
                     &request,
+                    Retention::DEFAULT,
                 )
                 .await
             }
@@ -568,7 +592,14 @@ impl Bench {
             // otherwise find the previous one still running (409).
             Route::StartReplay => {
                 let replays = hub::memory::MemoryReplayStore::default();
-                lambda::start_replay(&s.subscriptions, &replays, &s.audit, &request).await
+                lambda::start_replay(
+                    &s.subscriptions,
+                    &replays,
+                    &s.audit,
+                    &request,
+                    Retention::DEFAULT,
+                )
+                .await
             }
         }
     }

@@ -5,4 +5,5 @@
 mod authorisation;
 mod children;
 mod hostile_input;
+mod publish_body;
 mod sample_events;

@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use aws_lambda_events::encodings::Body;
 use e2e_tests::fixture;
 use hub::EventType;
+use hub::events::Retention;
 use hub::lambda;
 use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
@@ -51,10 +52,20 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
             let audit = MemoryAuditLog::default();
             let register = hub::memory::MemoryRegisterStore::default();
             let request = sample(&name);
-            let response = lambda::publish(&store, &audit, &register, event_type, &request).await;
+            let publish = |event_type| {
+                lambda::publish(
+                    &store,
+                    &audit,
+                    &register,
+                    event_type,
+                    &request,
+                    Retention::DEFAULT,
+                )
+            };
+            let response = publish(event_type).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(&store, &audit, &register, event_type, &request).await;
+            let again = publish(event_type).await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -68,13 +79,7 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .copied()
                 .find(|other| *other != event_type)
                 .unwrap();
-            assert_eq!(
-                lambda::publish(&store, &audit, &register, other, &request)
-                    .await
-                    .status_code,
-                422,
-                "{name}"
-            );
+            assert_eq!(publish(other).await.status_code, 422, "{name}");
         }
     }
 }

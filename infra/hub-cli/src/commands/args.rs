@@ -10,7 +10,7 @@ pub enum Subscriptions {
     ///
     /// Prints the new subscription's id (with --json, the subscription).
     #[command(
-        after_help = "Example:\n  hub --profile local-subscriber-1 subscriptions create \\\n    \
+        after_help = "Example:\n  hub-cli --profile local-subscriber-1 subscriptions create \\\n    \
         --criteria '/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888&MessageHeader.event=vaccinations-1&tag=gp-care'"
     )]
     Create(CreateSubscription),
@@ -79,7 +79,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplayIdArgs {
-    /// The replay's id (`hub replay` prints it)
+    /// The replay's id (`hub-cli replay` prints it)
     pub id: String,
 }
 
@@ -153,7 +153,7 @@ pub struct RegisterArgs {
 pub enum Subscribers {
     /// Onboard a subscriber for a registered subscriber client: its queue, its topics
     #[command(
-        after_help = "Example:\n  hub --profile local-operator subscribers onboard --client demo-subscriber-2 \\\n    \
+        after_help = "Example:\n  hub-cli --profile local-operator subscribers onboard --client demo-subscriber-2 \\\n    \
         --ods Y12345 --name 'Health visiting team' --event-types vaccinations-1,newborn-hearing-1"
     )]
     Onboard(OnboardArgs),
@@ -218,14 +218,14 @@ pub struct SubscriberIdArgs {
 pub enum Reference {
     /// Load the ONS Postcode Directory, ODS epraccur and the sub-ICB lookup
     ///
-    /// Runs `hub-local reference load` (installed beside `hub`) with the
+    /// Runs `hub-local reference load` (installed beside `hub-cli`) with the
     /// arguments given: it writes the reference table directly, with AWS
     /// credentials, not through the API. Its options: --onspd FILE
     /// --epraccur FILE --sub-icb FILE [--table NAME] [--endpoint URL]
     /// [--region R] [--in-flight N] [--progress-every N] [--create-table]
     /// [--check]; without --table, the running local stack's table.
     #[command(
-        after_help = "Example:\n  hub reference load --sub-icb SICBL.csv --onspd ONSPD.csv --epraccur epraccur.csv --check"
+        after_help = "Example:\n  hub-cli reference load --sub-icb SICBL.csv --onspd ONSPD.csv --epraccur epraccur.csv --check"
     )]
     Load(ReferenceArgs),
 }

@@ -177,7 +177,7 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// `hub reference load`: `hub-local reference load`, the one loader, with
+/// `hub-cli reference load`: `hub-local reference load`, the one loader, with
 /// the arguments as given.
 pub fn reference(command: Reference) -> Result<ExitCode> {
     let Reference::Load(args) = command;
@@ -202,7 +202,7 @@ pub fn reference(command: Reference) -> Result<ExitCode> {
     })
 }
 
-/// `hub config`: the settings in force, the key file's path but never the key.
+/// `hub-cli config`: the settings in force, the key file's path but never the key.
 pub fn show_config(settings: &Settings, json: bool) -> Result<()> {
     let profile = &settings.profile;
     let value = json!({

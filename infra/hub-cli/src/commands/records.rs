@@ -53,7 +53,7 @@ pub(super) async fn children(
     for entry in bundle["entry"].as_array().into_iter().flatten() {
         if entry["search"]["mode"] == "outcome" {
             for reason in hub_cli::api::outcome_reasons(&entry["resource"].to_string()) {
-                eprintln!("hub: {reason}");
+                eprintln!("hub-cli: {reason}");
             }
             continue;
         }

@@ -62,7 +62,7 @@ pub(super) async fn subscriptions(
             if json {
                 writeln!(out, "{answer:#}")?;
             } else {
-                // The id alone on stdout, for `SUB=$(hub subscriptions create ...)`.
+                // The id alone on stdout, for `SUB=$(hub-cli subscriptions create ...)`.
                 writeln!(out, "{}", text(&answer["id"]))?;
                 eprintln!("subscription created ({})", text(&answer["status"]));
             }
