@@ -3,6 +3,7 @@
 //! API Gateway would pass on). The same rules are exercised through the
 //! local stack's authorizer in tests/auth.rs.
 
+use hub::ports::Adapters;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
@@ -117,9 +118,10 @@ impl World {
         let request = request(caller, "application/fhir+xml", Some(body), &[]);
         status(
             &lambda::publish(
-                &self.events,
-                &self.audit,
-                &self.register,
+                &Adapters::new()
+                    .events(&self.events)
+                    .audit(&self.audit)
+                    .register(&self.register),
                 event_type,
                 &request,
             )
@@ -131,10 +133,11 @@ impl World {
         let request = request(caller, "application/json", Some(body), &[]);
         answer(
             lambda::onboard(
-                &self.subscribers,
-                &self.provisioner,
-                &self.clients,
-                &self.audit,
+                &Adapters::new()
+                    .subscribers(&self.subscribers)
+                    .provisioner(&self.provisioner)
+                    .clients(&self.clients)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -152,9 +155,10 @@ impl World {
         let request = request(caller, "application/fhir+json", Some(&body), &[]);
         answer(
             lambda::create_subscription(
-                &self.subscriptions,
-                &self.subscribers,
-                &self.audit,
+                &Adapters::new()
+                    .subscriptions(&self.subscriptions)
+                    .subscribers(&self.subscribers)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -170,17 +174,41 @@ impl World {
 
     async fn read_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::read_subscription(&self.subscriptions, &self.audit, &request).await)
+        status(
+            &lambda::read_subscription(
+                &Adapters::new()
+                    .subscriptions(&self.subscriptions)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn delete_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::delete_subscription(&self.subscriptions, &self.audit, &request).await)
+        status(
+            &lambda::delete_subscription(
+                &Adapters::new()
+                    .subscriptions(&self.subscriptions)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn list_subscriptions(&self, caller: Option<&Caller>) -> (u16, Value) {
         let request = request(caller, "application/fhir+json", None, &[]);
-        answer(lambda::list_subscriptions(&self.subscriptions, &self.audit, &request).await)
+        answer(
+            lambda::list_subscriptions(
+                &Adapters::new()
+                    .subscriptions(&self.subscriptions)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn read_event(&self, caller: Option<&Caller>) -> u16 {
@@ -192,10 +220,11 @@ impl World {
         );
         status(
             &lambda::read_event(
-                &self.events,
-                &self.subscriptions,
-                &self.register,
-                &self.audit,
+                &Adapters::new()
+                    .events(&self.events)
+                    .subscriptions(&self.subscriptions)
+                    .register(&self.register)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -211,10 +240,11 @@ impl World {
         );
         answer(
             lambda::read_child_events(
-                &self.events,
-                &self.subscriptions,
-                &self.register,
-                &self.audit,
+                &Adapters::new()
+                    .events(&self.events)
+                    .subscriptions(&self.subscriptions)
+                    .register(&self.register)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -232,13 +262,26 @@ impl World {
         request.query_string_parameters =
             HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
         answer(
-            lambda::start_replay(&self.subscriptions, &self.replays, &self.audit, &request).await,
+            lambda::start_replay(
+                &Adapters::new()
+                    .subscriptions(&self.subscriptions)
+                    .replays(&self.replays)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
         )
     }
 
     async fn read_replay(&self, caller: Option<&Caller>, replay_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", replay_id)]);
-        answer(lambda::read_replay(&self.replays, &self.audit, &request).await)
+        answer(
+            lambda::read_replay(
+                &Adapters::new().replays(&self.replays).audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
@@ -248,7 +291,7 @@ impl World {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         request.query_string_parameters = query.into();
-        answer(lambda::read_audit(&self.audit, &request).await)
+        answer(lambda::read_audit(&Adapters::new().audit(&self.audit), &request).await)
     }
 
     async fn register_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
@@ -266,12 +309,24 @@ impl World {
             Some(&registration.to_string()),
             &[],
         );
-        status(&lambda::register_client(&self.clients, &self.audit, &request).await)
+        status(
+            &lambda::register_client(
+                &Adapters::new().clients(&self.clients).audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", client_id)]);
-        status(&lambda::disable_client(&self.clients, &self.audit, &request).await)
+        status(
+            &lambda::disable_client(
+                &Adapters::new().clients(&self.clients).audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn subscriber_status(
@@ -282,10 +337,11 @@ impl World {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
         answer(
             lambda::subscriber_status(
-                &self.subscribers,
-                &self.stats,
-                &self.queues,
-                &self.audit,
+                &Adapters::new()
+                    .subscribers(&self.subscribers)
+                    .stats(&self.stats)
+                    .queues(&self.queues)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -294,7 +350,16 @@ impl World {
 
     async fn redrive(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(lambda::redrive(&self.subscribers, &self.queues, &self.audit, &request).await)
+        answer(
+            lambda::redrive(
+                &Adapters::new()
+                    .subscribers(&self.subscribers)
+                    .queues(&self.queues)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     async fn change_subscriber(
@@ -311,10 +376,11 @@ impl World {
         );
         status(
             &lambda::change_subscriber(
-                &self.subscribers,
-                &self.subscriptions,
-                &self.provisioner,
-                &self.audit,
+                &Adapters::new()
+                    .subscribers(&self.subscribers)
+                    .subscriptions(&self.subscriptions)
+                    .provisioner(&self.provisioner)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -325,10 +391,11 @@ impl World {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
         status(
             &lambda::offboard(
-                &self.subscribers,
-                &self.subscriptions,
-                &self.provisioner,
-                &self.audit,
+                &Adapters::new()
+                    .subscribers(&self.subscribers)
+                    .subscriptions(&self.subscriptions)
+                    .provisioner(&self.provisioner)
+                    .audit(&self.audit),
                 &request,
             )
             .await,
@@ -418,9 +485,10 @@ async fn a_refused_publish_names_the_element_at_fault() {
     );
     let (status, outcome) = answer(
         lambda::publish(
-            &world.events,
-            &world.audit,
-            &world.register,
+            &Adapters::new()
+                .events(&world.events)
+                .audit(&world.audit)
+                .register(&world.register),
             EventType::Vaccinations,
             &request,
         )
@@ -931,7 +999,8 @@ async fn a_success_the_audit_cannot_record_is_not_returned() {
     let mut request = request;
     request.query_string_parameters =
         HashMap::from([("patient".to_owned(), PATIENT.to_owned())]).into();
-    let (status, outcome) = answer(lambda::read_audit(&BrokenAudit, &request).await);
+    let (status, outcome) =
+        answer(lambda::read_audit(&Adapters::new().audit(&BrokenAudit), &request).await);
     assert_eq!(status, 503);
     assert_eq!(outcome["issue"][0]["code"], "transient");
 }
@@ -987,10 +1056,11 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     let request = token_request_as("publisher");
     let (status, body) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1003,10 +1073,11 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     // The same assertion again is a replay.
     let (status, outcome) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1026,9 +1097,8 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     };
     let verifier = vec![signer.verifier().clone()];
     let allowed = lambda::authorize(
+        &Adapters::new().clients(&clients).audit(&audit),
         &verifier,
-        &clients,
-        &audit,
         &authorize(Some(format!("Bearer {token}"))),
     )
     .await
@@ -1050,9 +1120,13 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
         if token.is_some() {
             clients.disable("publisher").await.unwrap();
         }
-        let denied = lambda::authorize(&verifier, &clients, &audit, &authorize(token))
-            .await
-            .unwrap();
+        let denied = lambda::authorize(
+            &Adapters::new().clients(&clients).audit(&audit),
+            &verifier,
+            &authorize(token),
+        )
+        .await
+        .unwrap();
         let policy = serde_json::to_value(&denied.policy_document).unwrap();
         assert_eq!(policy["Statement"][0]["Effect"], "Deny");
         assert_eq!(denied.context["code"], code);
@@ -1094,10 +1168,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     ] {
         let (status, outcome) = answer(
             lambda::token(
-                &clients,
-                &replay,
-                &signer,
-                &audit,
+                &Adapters::new()
+                    .clients(&clients)
+                    .used_ids(&replay)
+                    .signing_key(signer.key())
+                    .audit(&audit),
                 Some(TOKEN_URL),
                 &token_request(form),
             )
@@ -1112,10 +1187,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
         .insert("content-type", HeaderValue::from_static("application/json"));
     let (status, _) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &json_body,
         )
@@ -1126,10 +1202,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     let request = token_request_as("stranger");
     let (status, _) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1201,9 +1278,13 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     request.authorization_token = Some(format!("Bearer {token}"));
     request.method_arn = Some("arn:aws:execute-api:eu-west-2:1:api/dev/GET/audit".into());
     let keys = vec![signer.verifier().clone()];
-    lambda::authorize(&keys, &world.clients, &audit, &request)
-        .await
-        .unwrap();
+    lambda::authorize(
+        &Adapters::new().clients(&world.clients).audit(&audit),
+        &keys,
+        &request,
+    )
+    .await
+    .unwrap();
     let record = audit.records().pop().unwrap();
     assert_eq!(record.action, Action::Authenticate);
     assert_eq!(record.client_id, "publisher");
@@ -1216,10 +1297,11 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     let request = token_request_as("sub-client");
     for expected in [200, 401] {
         let response = lambda::token(
-            &world.clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&world.clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1250,10 +1332,11 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     );
     let request = token_request(&hub::auth::token_request_form(&unsigned));
     let response = lambda::token(
-        &world.clients,
-        &replay,
-        &signer,
-        &audit,
+        &Adapters::new()
+            .clients(&world.clients)
+            .used_ids(&replay)
+            .signing_key(signer.key())
+            .audit(&audit),
         Some(TOKEN_URL),
         &request,
     )
@@ -1343,9 +1426,10 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         .insert("accept", HeaderValue::from_static("application/fhir+json"));
     let (status, outcome) = answer(
         lambda::publish(
-            &world.events,
-            &world.audit,
-            &world.register,
+            &Adapters::new()
+                .events(&world.events)
+                .audit(&world.audit)
+                .register(&world.register),
             EventType::Vaccinations,
             &request,
         )
@@ -1500,10 +1584,11 @@ async fn history_through(
     );
     answer(
         lambda::read_child_events(
-            events,
-            &world.subscriptions,
-            &world.register,
-            &world.audit,
+            &Adapters::new()
+                .events(events)
+                .subscriptions(&world.subscriptions)
+                .register(&world.register)
+                .audit(&world.audit),
             &request,
         )
         .await,
@@ -1683,10 +1768,11 @@ async fn a_request_whose_function_panics_is_answered_and_audited() {
     );
     let (status, outcome) = answer(
         lambda::read_child_events(
-            &events,
-            &world.subscriptions,
-            &world.register,
-            &world.audit,
+            &Adapters::new()
+                .events(&events)
+                .subscriptions(&world.subscriptions)
+                .register(&world.register)
+                .audit(&world.audit),
             &request,
         )
         .await,

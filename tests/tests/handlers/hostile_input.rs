@@ -10,6 +10,7 @@
 //! patient, repeated singletons, XML subscribers' parsers refuse, active
 //! narratives) are refused, each at the element at fault.
 
+use hub::ports::Adapters;
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
@@ -173,33 +174,67 @@ fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
 async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let s = stores;
     for &event_type in EventType::ALL {
-        let response = lambda::publish(&s.events, &s.audit, &s.register, event_type, request).await;
+        let response = lambda::publish(
+            &Adapters::new()
+                .events(&s.events)
+                .audit(&s.audit)
+                .register(&s.register),
+            event_type,
+            request,
+        )
+        .await;
         assert_not_5xx(event_type.code(), &response);
     }
     let answers = [
         (
             "create subscription",
-            lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, request).await,
+            lambda::create_subscription(
+                &Adapters::new()
+                    .subscriptions(&s.subscriptions)
+                    .subscribers(&s.subscribers)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "read subscription",
-            lambda::read_subscription(&s.subscriptions, &s.audit, request).await,
+            lambda::read_subscription(
+                &Adapters::new()
+                    .subscriptions(&s.subscriptions)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "list subscriptions",
-            lambda::list_subscriptions(&s.subscriptions, &s.audit, request).await,
+            lambda::list_subscriptions(
+                &Adapters::new()
+                    .subscriptions(&s.subscriptions)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "delete subscription",
-            lambda::delete_subscription(&s.subscriptions, &s.audit, request).await,
+            lambda::delete_subscription(
+                &Adapters::new()
+                    .subscriptions(&s.subscriptions)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "onboard",
             lambda::onboard(
-                &s.subscribers,
-                &s.provisioner,
-                &s.clients,
-                &s.audit,
+                &Adapters::new()
+                    .subscribers(&s.subscribers)
+                    .provisioner(&s.provisioner)
+                    .clients(&s.clients)
+                    .audit(&s.audit),
                 request,
             )
             .await,
@@ -207,10 +242,11 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         (
             "offboard",
             lambda::offboard(
-                &s.subscribers,
-                &s.subscriptions,
-                &s.provisioner,
-                &s.audit,
+                &Adapters::new()
+                    .subscribers(&s.subscribers)
+                    .subscriptions(&s.subscriptions)
+                    .provisioner(&s.provisioner)
+                    .audit(&s.audit),
                 request,
             )
             .await,
@@ -218,59 +254,117 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         (
             "change subscriber",
             lambda::change_subscriber(
-                &s.subscribers,
-                &s.subscriptions,
-                &s.provisioner,
-                &s.audit,
+                &Adapters::new()
+                    .subscribers(&s.subscribers)
+                    .subscriptions(&s.subscriptions)
+                    .provisioner(&s.provisioner)
+                    .audit(&s.audit),
                 request,
             )
             .await,
         ),
         (
             "register client",
-            lambda::register_client(&s.clients, &s.audit, request).await,
+            lambda::register_client(
+                &Adapters::new().clients(&s.clients).audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "disable client",
-            lambda::disable_client(&s.clients, &s.audit, request).await,
+            lambda::disable_client(
+                &Adapters::new().clients(&s.clients).audit(&s.audit),
+                request,
+            )
+            .await,
         ),
-        ("read audit", lambda::read_audit(&s.audit, request).await),
+        (
+            "read audit",
+            lambda::read_audit(&Adapters::new().audit(&s.audit), request).await,
+        ),
         (
             "read event",
-            lambda::read_event(&s.events, &s.subscriptions, &s.register, &s.audit, request).await,
+            lambda::read_event(
+                &Adapters::new()
+                    .events(&s.events)
+                    .subscriptions(&s.subscriptions)
+                    .register(&s.register)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "read child",
-            lambda::read_child(&s.register, &s.audit, request).await,
+            lambda::read_child(
+                &Adapters::new().register(&s.register).audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "subscriber status",
-            lambda::subscriber_status(&s.subscribers, &s.stats, &s.queues, &s.audit, request).await,
+            lambda::subscriber_status(
+                &Adapters::new()
+                    .subscribers(&s.subscribers)
+                    .stats(&s.stats)
+                    .queues(&s.queues)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "redrive",
-            lambda::redrive(&s.subscribers, &s.queues, &s.audit, request).await,
+            lambda::redrive(
+                &Adapters::new()
+                    .subscribers(&s.subscribers)
+                    .queues(&s.queues)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "read child events",
-            lambda::read_child_events(&s.events, &s.subscriptions, &s.register, &s.audit, request)
-                .await,
+            lambda::read_child_events(
+                &Adapters::new()
+                    .events(&s.events)
+                    .subscriptions(&s.subscriptions)
+                    .register(&s.register)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "start replay",
-            lambda::start_replay(&s.subscriptions, &s.replays, &s.audit, request).await,
+            lambda::start_replay(
+                &Adapters::new()
+                    .subscriptions(&s.subscriptions)
+                    .replays(&s.replays)
+                    .audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "read replay",
-            lambda::read_replay(&s.replays, &s.audit, request).await,
+            lambda::read_replay(
+                &Adapters::new().replays(&s.replays).audit(&s.audit),
+                request,
+            )
+            .await,
         ),
         (
             "token",
             lambda::token(
-                &s.clients,
-                &s.replay,
-                &s.signer,
-                &s.audit,
+                &Adapters::new()
+                    .clients(&s.clients)
+                    .used_ids(&s.replay)
+                    .signing_key(s.signer.key())
+                    .audit(&s.audit),
                 Some("https://hub.example/oauth2/token"),
                 request,
             )
@@ -360,7 +454,7 @@ proptest! {
             let keys = vec![stores.signer.verifier().clone()];
             // A refusal is a Deny answer; only a store failure is an error,
             // and the in-memory stores do not fail.
-            let answer = lambda::authorize(&keys, &stores.clients, &stores.audit, &request).await;
+            let answer = lambda::authorize(&Adapters::new().clients(&stores.clients).audit(&stores.audit), &keys, &request).await;
             prop_assert!(answer.is_ok());
             Ok(())
         })?;
@@ -531,44 +625,66 @@ impl Bench {
         match route {
             Route::PublishXml | Route::PublishJson => {
                 lambda::publish(
-                    &s.events,
-                    &s.audit,
-                    &s.register,
+                    &Adapters::new()
+                        .events(&s.events)
+                        .audit(&s.audit)
+                        .register(&s.register),
                     EventType::Vaccinations,
                     &request,
                 )
                 .await
             }
-            Route::RegisterClient => lambda::register_client(&s.clients, &s.audit, &request).await,
+            Route::RegisterClient => {
+                lambda::register_client(
+                    &Adapters::new().clients(&s.clients).audit(&s.audit),
+                    &request,
+                )
+                .await
+            }
             Route::Onboard => {
                 lambda::onboard(
-                    &s.subscribers,
-                    &s.provisioner,
-                    &s.clients,
-                    &s.audit,
+                    &Adapters::new()
+                        .subscribers(&s.subscribers)
+                        .provisioner(&s.provisioner)
+                        .clients(&s.clients)
+                        .audit(&s.audit),
                     &request,
                 )
                 .await
             }
             Route::ChangeSubscriber => {
                 lambda::change_subscriber(
-                    &s.subscribers,
-                    &s.subscriptions,
-                    &s.provisioner,
-                    &s.audit,
+                    &Adapters::new()
+                        .subscribers(&s.subscribers)
+                        .subscriptions(&s.subscriptions)
+                        .provisioner(&s.provisioner)
+                        .audit(&s.audit),
                     &request,
                 )
                 .await
             }
             Route::CreateSubscription => {
-                lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, &request)
-                    .await
+                lambda::create_subscription(
+                    &Adapters::new()
+                        .subscriptions(&s.subscriptions)
+                        .subscribers(&s.subscribers)
+                        .audit(&s.audit),
+                    &request,
+                )
+                .await
             }
             // A store of its own each time: a well-formed start would
             // otherwise find the previous one still running (409).
             Route::StartReplay => {
                 let replays = hub::memory::MemoryReplayStore::default();
-                lambda::start_replay(&s.subscriptions, &replays, &s.audit, &request).await
+                lambda::start_replay(
+                    &Adapters::new()
+                        .subscriptions(&s.subscriptions)
+                        .replays(&replays)
+                        .audit(&s.audit),
+                    &request,
+                )
+                .await
             }
         }
     }
@@ -883,12 +999,17 @@ async fn query_numbers_out_of_range_are_refused() {
             for (what, response) in [
                 (
                     "list subscriptions",
-                    lambda::list_subscriptions(&stores.subscriptions, &stores.audit, &request)
-                        .await,
+                    lambda::list_subscriptions(
+                        &Adapters::new()
+                            .subscriptions(&stores.subscriptions)
+                            .audit(&stores.audit),
+                        &request,
+                    )
+                    .await,
                 ),
                 (
                     "read audit",
-                    lambda::read_audit(&stores.audit, &request).await,
+                    lambda::read_audit(&Adapters::new().audit(&stores.audit), &request).await,
                 ),
             ] {
                 let what = format!("{what} with {name}={value}");

@@ -11,6 +11,7 @@ use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
     MemorySubscriberStore, MemorySubscriptionStore,
 };
+use hub::ports::Adapters;
 
 fn sample(name: &str) -> ApiGatewayProxyRequest {
     serde_json::from_str(&fixture(&format!("apigw/{name}.json")))
@@ -51,10 +52,26 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
             let audit = MemoryAuditLog::default();
             let register = hub::memory::MemoryRegisterStore::default();
             let request = sample(&name);
-            let response = lambda::publish(&store, &audit, &register, event_type, &request).await;
+            let response = lambda::publish(
+                &Adapters::new()
+                    .events(&store)
+                    .audit(&audit)
+                    .register(&register),
+                event_type,
+                &request,
+            )
+            .await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(&store, &audit, &register, event_type, &request).await;
+            let again = lambda::publish(
+                &Adapters::new()
+                    .events(&store)
+                    .audit(&audit)
+                    .register(&register),
+                event_type,
+                &request,
+            )
+            .await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -69,9 +86,16 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .find(|other| *other != event_type)
                 .unwrap();
             assert_eq!(
-                lambda::publish(&store, &audit, &register, other, &request)
-                    .await
-                    .status_code,
+                lambda::publish(
+                    &Adapters::new()
+                        .events(&store)
+                        .audit(&audit)
+                        .register(&register),
+                    other,
+                    &request
+                )
+                .await
+                .status_code,
                 422,
                 "{name}"
             );
@@ -105,10 +129,11 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         .unwrap();
 
     let onboarded = lambda::onboard(
-        &subscribers,
-        &provisioner,
-        &clients,
-        &audit,
+        &Adapters::new()
+            .subscribers(&subscribers)
+            .provisioner(&provisioner)
+            .clients(&clients)
+            .audit(&audit),
         &sample("onboard-subscriber"),
     )
     .await;
@@ -123,7 +148,14 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     );
 
     let create = for_subscriber(sample("subscription-create"), &subscriber_id);
-    let created = lambda::create_subscription(&subscriptions, &subscribers, &audit, &create).await;
+    let created = lambda::create_subscription(
+        &Adapters::new()
+            .subscriptions(&subscriptions)
+            .subscribers(&subscribers)
+            .audit(&audit),
+        &create,
+    )
+    .await;
     assert_eq!(created.status_code, 201);
     let resource = body_json(&created.body);
     let id = resource["id"].as_str().unwrap().to_owned();
@@ -134,12 +166,20 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
 
     let mut read = for_subscriber(sample("subscription-read"), &subscriber_id);
     read.path_parameters.insert("id".into(), id);
-    let found = lambda::read_subscription(&subscriptions, &audit, &read).await;
+    let found = lambda::read_subscription(
+        &Adapters::new().subscriptions(&subscriptions).audit(&audit),
+        &read,
+    )
+    .await;
     assert_eq!(found.status_code, 200);
     assert_eq!(body_json(&found.body), resource);
 
     let unknown = for_subscriber(sample("subscription-read"), &subscriber_id);
-    let unknown = lambda::read_subscription(&subscriptions, &audit, &unknown).await;
+    let unknown = lambda::read_subscription(
+        &Adapters::new().subscriptions(&subscriptions).audit(&audit),
+        &unknown,
+    )
+    .await;
     assert_eq!(unknown.status_code, 404);
 
     let actions: Vec<(hub::audit::Action, u16)> = audit
@@ -239,13 +279,14 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let register = hub::memory::MemoryRegisterStore::default();
     let stats = hub::memory::MemoryDeliveryStats::default();
     let dispatcher = hub::app::dispatch::Dispatcher {
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &hub::memory::MemoryReferenceData::default(),
-        stats: &stats,
-        events: &MemoryEventStore::default(),
+        ports: &Adapters::new()
+            .subscriptions(&subscriptions)
+            .publisher(&publisher)
+            .audit(&audit)
+            .register(&register)
+            .reference(hub::memory::MemoryReferenceData::default())
+            .stats(&stats)
+            .events(MemoryEventStore::default()),
     };
     let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());
@@ -282,13 +323,14 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
     let mut event = Event::default();
     event.records = vec![broken, later];
     let dispatcher = hub::app::dispatch::Dispatcher {
-        subscriptions: &MemorySubscriptionStore::default(),
-        publisher: &MemoryPublisher::default(),
-        audit: &MemoryAuditLog::default(),
-        register: &hub::memory::MemoryRegisterStore::default(),
-        reference: &hub::memory::MemoryReferenceData::default(),
-        stats: &hub::memory::MemoryDeliveryStats::default(),
-        events: &MemoryEventStore::default(),
+        ports: &Adapters::new()
+            .subscriptions(MemorySubscriptionStore::default())
+            .publisher(MemoryPublisher::default())
+            .audit(MemoryAuditLog::default())
+            .register(hub::memory::MemoryRegisterStore::default())
+            .reference(hub::memory::MemoryReferenceData::default())
+            .stats(hub::memory::MemoryDeliveryStats::default())
+            .events(MemoryEventStore::default()),
     };
     let response = lambda::dispatch_batch(&dispatcher, event).await;
     let failed: Vec<_> = response
@@ -332,10 +374,11 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
         )
         .unwrap();
     let onboarded = lambda::onboard(
-        &subscribers,
-        &provisioner,
-        &clients,
-        &audit,
+        &Adapters::new()
+            .subscribers(&subscribers)
+            .provisioner(&provisioner)
+            .clients(&clients)
+            .audit(&audit),
         &sample("onboard-subscriber"),
     )
     .await;
@@ -359,10 +402,11 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
         request
     };
     let status = lambda::subscriber_status(
-        &subscribers,
-        &stats,
-        &queues,
-        &audit,
+        &Adapters::new()
+            .subscribers(&subscribers)
+            .stats(&stats)
+            .queues(&queues)
+            .audit(&audit),
         &for_id("subscriber-status"),
     )
     .await;
@@ -372,7 +416,14 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
     assert_eq!(status["lastDeliveryAt"], "2026-01-05T09:30:00.000Z");
     assert_eq!(status["deadLetterQueue"]["waiting"], 1);
 
-    let moved = lambda::redrive(&subscribers, &queues, &audit, &for_id("subscriber-redrive")).await;
+    let moved = lambda::redrive(
+        &Adapters::new()
+            .subscribers(&subscribers)
+            .queues(&queues)
+            .audit(&audit),
+        &for_id("subscriber-redrive"),
+    )
+    .await;
     assert_eq!(moved.status_code, 200);
     assert_eq!(
         body_json(&moved.body),
@@ -382,7 +433,13 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
     assert!(queues.messages(&dead_letter_queue).is_empty());
 
     // As they are, the samples name a subscriber this hub never onboarded.
-    let unknown =
-        lambda::redrive(&subscribers, &queues, &audit, &sample("subscriber-redrive")).await;
+    let unknown = lambda::redrive(
+        &Adapters::new()
+            .subscribers(&subscribers)
+            .queues(&queues)
+            .audit(&audit),
+        &sample("subscriber-redrive"),
+    )
+    .await;
     assert_eq!(unknown.status_code, 404);
 }
