@@ -84,330 +84,57 @@ impl Default for Adapters {
     }
 }
 
-// Each builder method's return type names the fourteen adapters, one changed.
+/// The builder methods, one per port: `$field` takes an adapter of `$port`
+/// in place of the `$param` it had. Written out, each would restate every
+/// other field; the recursion carries the fields before it (`done`) and
+/// after it (`rest`).
+macro_rules! connectors {
+    ([$($done:ident: $done_param:ident,)*] []) => {};
+    (
+        [$($done:ident: $done_param:ident,)*]
+        [$field:ident: $param:ident: $port:ident, $($rest:ident: $rest_param:ident: $rest_port:ident,)*]
+    ) => {
+        #[doc = concat!("Connects the ", stringify!($port), ".")]
+        pub fn $field<T: $port>(
+            self,
+            $field: T,
+        ) -> Adapters<$($done_param,)* T, $($rest_param,)*> {
+            Adapters {
+                $($done: self.$done,)*
+                $field,
+                $($rest: self.$rest,)*
+            }
+        }
+
+        connectors!(
+            [$($done: $done_param,)* $field: $param,]
+            [$($rest: $rest_param: $rest_port,)*]
+        );
+    };
+}
+
+// The return types name the fourteen adapters, one changed.
 #[allow(clippy::type_complexity)]
 impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> {
-    /// Connects the EventStore.
-    pub fn events<T: EventStore>(
-        self,
-        events: T,
-    ) -> Adapters<T, S, B, P, Q, C, A, J, U, G, D, M, R, K> {
-        Adapters {
-            events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the SubscriptionStore.
-    pub fn subscriptions<T: SubscriptionStore>(
-        self,
-        subscriptions: T,
-    ) -> Adapters<E, T, B, P, Q, C, A, J, U, G, D, M, R, K> {
-        Adapters {
-            subscriptions,
-            events: self.events,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the SubscriberStore.
-    pub fn subscribers<T: SubscriberStore>(
-        self,
-        subscribers: T,
-    ) -> Adapters<E, S, T, P, Q, C, A, J, U, G, D, M, R, K> {
-        Adapters {
-            subscribers,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the DeliveryPublisher.
-    pub fn publisher<T: DeliveryPublisher>(
-        self,
-        publisher: T,
-    ) -> Adapters<E, S, B, T, Q, C, A, J, U, G, D, M, R, K> {
-        Adapters {
-            publisher,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the QueueProvisioner.
-    pub fn provisioner<T: QueueProvisioner>(
-        self,
-        provisioner: T,
-    ) -> Adapters<E, S, B, P, T, C, A, J, U, G, D, M, R, K> {
-        Adapters {
-            provisioner,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the ClientStore.
-    pub fn clients<T: ClientStore>(
-        self,
-        clients: T,
-    ) -> Adapters<E, S, B, P, Q, T, A, J, U, G, D, M, R, K> {
-        Adapters {
-            clients,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the AuditLog.
-    pub fn audit<T: AuditLog>(
-        self,
-        audit: T,
-    ) -> Adapters<E, S, B, P, Q, C, T, J, U, G, D, M, R, K> {
-        Adapters {
-            audit,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the ReplayStore.
-    pub fn replays<T: ReplayStore>(
-        self,
-        replays: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, T, U, G, D, M, R, K> {
-        Adapters {
-            replays,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the UsedAssertionIds.
-    pub fn used_ids<T: UsedAssertionIds>(
-        self,
-        used_ids: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, T, G, D, M, R, K> {
-        Adapters {
-            used_ids,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the RegisterStore.
-    pub fn register<T: RegisterStore>(
-        self,
-        register: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, U, T, D, M, R, K> {
-        Adapters {
-            register,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the DeliveryStats.
-    pub fn stats<T: DeliveryStats>(
-        self,
-        stats: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, U, G, T, M, R, K> {
-        Adapters {
-            stats,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            queues: self.queues,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the QueueMonitor.
-    pub fn queues<T: QueueMonitor>(
-        self,
-        queues: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, U, G, D, T, R, K> {
-        Adapters {
-            queues,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            reference: self.reference,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the ReferenceData.
-    pub fn reference<T: ReferenceData>(
-        self,
-        reference: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, T, K> {
-        Adapters {
-            reference,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            signing_key: self.signing_key,
-        }
-    }
-
-    /// Connects the HubSigningKey.
-    pub fn signing_key<T: HubSigningKey>(
-        self,
-        signing_key: T,
-    ) -> Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, T> {
-        Adapters {
-            signing_key,
-            events: self.events,
-            subscriptions: self.subscriptions,
-            subscribers: self.subscribers,
-            publisher: self.publisher,
-            provisioner: self.provisioner,
-            clients: self.clients,
-            audit: self.audit,
-            replays: self.replays,
-            used_ids: self.used_ids,
-            register: self.register,
-            stats: self.stats,
-            queues: self.queues,
-            reference: self.reference,
-        }
-    }
+    connectors!(
+        []
+        [
+            events: E: EventStore,
+            subscriptions: S: SubscriptionStore,
+            subscribers: B: SubscriberStore,
+            publisher: P: DeliveryPublisher,
+            provisioner: Q: QueueProvisioner,
+            clients: C: ClientStore,
+            audit: A: AuditLog,
+            replays: J: ReplayStore,
+            used_ids: U: UsedAssertionIds,
+            register: G: RegisterStore,
+            stats: D: DeliveryStats,
+            queues: M: QueueMonitor,
+            reference: R: ReferenceData,
+            signing_key: K: HubSigningKey,
+        ]
+    );
 }
 
 impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Ports

@@ -3,7 +3,7 @@
 //! API Gateway would pass on). The same rules are exercised through the
 //! local stack's authorizer in tests/auth.rs.
 
-use hub::ports::Adapters;
+use hub::ports::{Adapters, Ports};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
@@ -101,6 +101,21 @@ impl World {
         world
     }
 
+    /// The handlers' ports: the world's stores.
+    fn ports(&self) -> impl Ports + '_ {
+        Adapters::new()
+            .events(&self.events)
+            .subscribers(&self.subscribers)
+            .subscriptions(&self.subscriptions)
+            .provisioner(&self.provisioner)
+            .clients(&self.clients)
+            .audit(&self.audit)
+            .register(&self.register)
+            .stats(&self.stats)
+            .queues(&self.queues)
+            .replays(&self.replays)
+    }
+
     /// A subscriber client, onboarded by the operator through the handler.
     async fn onboarded(&self, client_id: &str, ods: &str) -> Caller {
         let mut registered = client(client_id, ods, &[Role::Subscriber]);
@@ -116,32 +131,12 @@ impl World {
 
     async fn publish(&self, caller: Option<&Caller>, event_type: EventType, body: &str) -> u16 {
         let request = request(caller, "application/fhir+xml", Some(body), &[]);
-        status(
-            &lambda::publish(
-                &Adapters::new()
-                    .events(&self.events)
-                    .audit(&self.audit)
-                    .register(&self.register),
-                event_type,
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::publish(&self.ports(), event_type, &request).await)
     }
 
     async fn onboard(&self, caller: Option<&Caller>, body: &str) -> (u16, Value) {
         let request = request(caller, "application/json", Some(body), &[]);
-        answer(
-            lambda::onboard(
-                &Adapters::new()
-                    .subscribers(&self.subscribers)
-                    .provisioner(&self.provisioner)
-                    .clients(&self.clients)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::onboard(&self.ports(), &request).await)
     }
 
     async fn subscribe(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
@@ -153,16 +148,7 @@ impl World {
             .unwrap_or_else(|| "A83627".into());
         let body = subscription_resource(subscriber_id, &ods, &criteria).to_string();
         let request = request(caller, "application/fhir+json", Some(&body), &[]);
-        answer(
-            lambda::create_subscription(
-                &Adapters::new()
-                    .subscriptions(&self.subscriptions)
-                    .subscribers(&self.subscribers)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::create_subscription(&self.ports(), &request).await)
     }
 
     fn subscribers_ods(&self, subscriber_id: &str) -> Option<String> {
@@ -174,41 +160,17 @@ impl World {
 
     async fn read_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(
-            &lambda::read_subscription(
-                &Adapters::new()
-                    .subscriptions(&self.subscriptions)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::read_subscription(&self.ports(), &request).await)
     }
 
     async fn delete_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(
-            &lambda::delete_subscription(
-                &Adapters::new()
-                    .subscriptions(&self.subscriptions)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::delete_subscription(&self.ports(), &request).await)
     }
 
     async fn list_subscriptions(&self, caller: Option<&Caller>) -> (u16, Value) {
         let request = request(caller, "application/fhir+json", None, &[]);
-        answer(
-            lambda::list_subscriptions(
-                &Adapters::new()
-                    .subscriptions(&self.subscriptions)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::list_subscriptions(&self.ports(), &request).await)
     }
 
     async fn read_event(&self, caller: Option<&Caller>) -> u16 {
@@ -218,17 +180,7 @@ impl World {
             None,
             &[("id", VACCINATION_ID)],
         );
-        status(
-            &lambda::read_event(
-                &Adapters::new()
-                    .events(&self.events)
-                    .subscriptions(&self.subscriptions)
-                    .register(&self.register)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::read_event(&self.ports(), &request).await)
     }
 
     async fn read_child_events(&self, caller: Option<&Caller>) -> (u16, Value) {
@@ -238,17 +190,7 @@ impl World {
             None,
             &[("nhsNumber", PATIENT)],
         );
-        answer(
-            lambda::read_child_events(
-                &Adapters::new()
-                    .events(&self.events)
-                    .subscriptions(&self.subscriptions)
-                    .register(&self.register)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::read_child_events(&self.ports(), &request).await)
     }
 
     /// `POST /Subscription/{id}/$replay?since=2026-01-01`.
@@ -261,27 +203,12 @@ impl World {
         );
         request.query_string_parameters =
             HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
-        answer(
-            lambda::start_replay(
-                &Adapters::new()
-                    .subscriptions(&self.subscriptions)
-                    .replays(&self.replays)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::start_replay(&self.ports(), &request).await)
     }
 
     async fn read_replay(&self, caller: Option<&Caller>, replay_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", replay_id)]);
-        answer(
-            lambda::read_replay(
-                &Adapters::new().replays(&self.replays).audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::read_replay(&self.ports(), &request).await)
     }
 
     async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
@@ -291,7 +218,7 @@ impl World {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         request.query_string_parameters = query.into();
-        answer(lambda::read_audit(&Adapters::new().audit(&self.audit), &request).await)
+        answer(lambda::read_audit(&self.ports(), &request).await)
     }
 
     async fn register_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
@@ -309,24 +236,12 @@ impl World {
             Some(&registration.to_string()),
             &[],
         );
-        status(
-            &lambda::register_client(
-                &Adapters::new().clients(&self.clients).audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::register_client(&self.ports(), &request).await)
     }
 
     async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", client_id)]);
-        status(
-            &lambda::disable_client(
-                &Adapters::new().clients(&self.clients).audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::disable_client(&self.ports(), &request).await)
     }
 
     async fn subscriber_status(
@@ -335,31 +250,12 @@ impl World {
         subscriber_id: &str,
     ) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(
-            lambda::subscriber_status(
-                &Adapters::new()
-                    .subscribers(&self.subscribers)
-                    .stats(&self.stats)
-                    .queues(&self.queues)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::subscriber_status(&self.ports(), &request).await)
     }
 
     async fn redrive(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(
-            lambda::redrive(
-                &Adapters::new()
-                    .subscribers(&self.subscribers)
-                    .queues(&self.queues)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::redrive(&self.ports(), &request).await)
     }
 
     async fn change_subscriber(
@@ -374,32 +270,12 @@ impl World {
             Some(body),
             &[("id", subscriber_id)],
         );
-        status(
-            &lambda::change_subscriber(
-                &Adapters::new()
-                    .subscribers(&self.subscribers)
-                    .subscriptions(&self.subscriptions)
-                    .provisioner(&self.provisioner)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::change_subscriber(&self.ports(), &request).await)
     }
 
     async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        status(
-            &lambda::offboard(
-                &Adapters::new()
-                    .subscribers(&self.subscribers)
-                    .subscriptions(&self.subscriptions)
-                    .provisioner(&self.provisioner)
-                    .audit(&self.audit),
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::offboard(&self.ports(), &request).await)
     }
 }
 
@@ -483,17 +359,8 @@ async fn a_refused_publish_names_the_element_at_fault() {
         "content-type",
         HeaderValue::from_static("application/fhir+xml"),
     );
-    let (status, outcome) = answer(
-        lambda::publish(
-            &Adapters::new()
-                .events(&world.events)
-                .audit(&world.audit)
-                .register(&world.register),
-            EventType::Vaccinations,
-            &request,
-        )
-        .await,
-    );
+    let (status, outcome) =
+        answer(lambda::publish(&world.ports(), EventType::Vaccinations, &request).await);
     assert_eq!(status, 403);
     assert_eq!(outcome["issue"][0]["code"], "forbidden");
     assert_eq!(
@@ -1424,17 +1291,8 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
     request
         .headers
         .insert("accept", HeaderValue::from_static("application/fhir+json"));
-    let (status, outcome) = answer(
-        lambda::publish(
-            &Adapters::new()
-                .events(&world.events)
-                .audit(&world.audit)
-                .register(&world.register),
-            EventType::Vaccinations,
-            &request,
-        )
-        .await,
-    );
+    let (status, outcome) =
+        answer(lambda::publish(&world.ports(), EventType::Vaccinations, &request).await);
     assert_eq!(status, 202);
     let codes: Vec<&Value> = outcome["issue"]
         .as_array()

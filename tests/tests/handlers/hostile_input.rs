@@ -10,7 +10,7 @@
 //! patient, repeated singletons, XML subscribers' parsers refuse, active
 //! narratives) are refused, each at the element at fault.
 
-use hub::ports::Adapters;
+use hub::ports::{Adapters, Ports};
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
@@ -64,6 +64,25 @@ fn key_file(name: &str) -> Vec<u8> {
             .join(name),
     )
     .unwrap()
+}
+
+impl Stores {
+    /// The handlers' ports: these stores and the hub's signing key.
+    fn ports(&self) -> impl Ports + '_ {
+        Adapters::new()
+            .events(&self.events)
+            .subscribers(&self.subscribers)
+            .subscriptions(&self.subscriptions)
+            .provisioner(&self.provisioner)
+            .clients(&self.clients)
+            .audit(&self.audit)
+            .register(&self.register)
+            .stats(&self.stats)
+            .queues(&self.queues)
+            .replays(&self.replays)
+            .used_ids(&self.replay)
+            .signing_key(self.signer.key())
+    }
 }
 
 fn stores() -> Stores {
@@ -174,197 +193,64 @@ fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
 async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let s = stores;
     for &event_type in EventType::ALL {
-        let response = lambda::publish(
-            &Adapters::new()
-                .events(&s.events)
-                .audit(&s.audit)
-                .register(&s.register),
-            event_type,
-            request,
-        )
-        .await;
+        let response = lambda::publish(&s.ports(), event_type, request).await;
         assert_not_5xx(event_type.code(), &response);
     }
     let answers = [
         (
             "create subscription",
-            lambda::create_subscription(
-                &Adapters::new()
-                    .subscriptions(&s.subscriptions)
-                    .subscribers(&s.subscribers)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::create_subscription(&s.ports(), request).await,
         ),
         (
             "read subscription",
-            lambda::read_subscription(
-                &Adapters::new()
-                    .subscriptions(&s.subscriptions)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::read_subscription(&s.ports(), request).await,
         ),
         (
             "list subscriptions",
-            lambda::list_subscriptions(
-                &Adapters::new()
-                    .subscriptions(&s.subscriptions)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::list_subscriptions(&s.ports(), request).await,
         ),
         (
             "delete subscription",
-            lambda::delete_subscription(
-                &Adapters::new()
-                    .subscriptions(&s.subscriptions)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::delete_subscription(&s.ports(), request).await,
         ),
-        (
-            "onboard",
-            lambda::onboard(
-                &Adapters::new()
-                    .subscribers(&s.subscribers)
-                    .provisioner(&s.provisioner)
-                    .clients(&s.clients)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
-        ),
-        (
-            "offboard",
-            lambda::offboard(
-                &Adapters::new()
-                    .subscribers(&s.subscribers)
-                    .subscriptions(&s.subscriptions)
-                    .provisioner(&s.provisioner)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
-        ),
+        ("onboard", lambda::onboard(&s.ports(), request).await),
+        ("offboard", lambda::offboard(&s.ports(), request).await),
         (
             "change subscriber",
-            lambda::change_subscriber(
-                &Adapters::new()
-                    .subscribers(&s.subscribers)
-                    .subscriptions(&s.subscriptions)
-                    .provisioner(&s.provisioner)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::change_subscriber(&s.ports(), request).await,
         ),
         (
             "register client",
-            lambda::register_client(
-                &Adapters::new().clients(&s.clients).audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::register_client(&s.ports(), request).await,
         ),
         (
             "disable client",
-            lambda::disable_client(
-                &Adapters::new().clients(&s.clients).audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::disable_client(&s.ports(), request).await,
         ),
-        (
-            "read audit",
-            lambda::read_audit(&Adapters::new().audit(&s.audit), request).await,
-        ),
-        (
-            "read event",
-            lambda::read_event(
-                &Adapters::new()
-                    .events(&s.events)
-                    .subscriptions(&s.subscriptions)
-                    .register(&s.register)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
-        ),
-        (
-            "read child",
-            lambda::read_child(
-                &Adapters::new().register(&s.register).audit(&s.audit),
-                request,
-            )
-            .await,
-        ),
+        ("read audit", lambda::read_audit(&s.ports(), request).await),
+        ("read event", lambda::read_event(&s.ports(), request).await),
+        ("read child", lambda::read_child(&s.ports(), request).await),
         (
             "subscriber status",
-            lambda::subscriber_status(
-                &Adapters::new()
-                    .subscribers(&s.subscribers)
-                    .stats(&s.stats)
-                    .queues(&s.queues)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::subscriber_status(&s.ports(), request).await,
         ),
-        (
-            "redrive",
-            lambda::redrive(
-                &Adapters::new()
-                    .subscribers(&s.subscribers)
-                    .queues(&s.queues)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
-        ),
+        ("redrive", lambda::redrive(&s.ports(), request).await),
         (
             "read child events",
-            lambda::read_child_events(
-                &Adapters::new()
-                    .events(&s.events)
-                    .subscriptions(&s.subscriptions)
-                    .register(&s.register)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::read_child_events(&s.ports(), request).await,
         ),
         (
             "start replay",
-            lambda::start_replay(
-                &Adapters::new()
-                    .subscriptions(&s.subscriptions)
-                    .replays(&s.replays)
-                    .audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::start_replay(&s.ports(), request).await,
         ),
         (
             "read replay",
-            lambda::read_replay(
-                &Adapters::new().replays(&s.replays).audit(&s.audit),
-                request,
-            )
-            .await,
+            lambda::read_replay(&s.ports(), request).await,
         ),
         (
             "token",
             lambda::token(
-                &Adapters::new()
-                    .clients(&s.clients)
-                    .used_ids(&s.replay)
-                    .signing_key(s.signer.key())
-                    .audit(&s.audit),
+                &s.ports(),
                 Some("https://hub.example/oauth2/token"),
                 request,
             )
@@ -454,7 +340,7 @@ proptest! {
             let keys = vec![stores.signer.verifier().clone()];
             // A refusal is a Deny answer; only a store failure is an error,
             // and the in-memory stores do not fail.
-            let answer = lambda::authorize(&Adapters::new().clients(&stores.clients).audit(&stores.audit), &keys, &request).await;
+            let answer = lambda::authorize(&stores.ports(), &keys, &request).await;
             prop_assert!(answer.is_ok());
             Ok(())
         })?;
@@ -624,55 +510,12 @@ impl Bench {
         let s = &self.stores;
         match route {
             Route::PublishXml | Route::PublishJson => {
-                lambda::publish(
-                    &Adapters::new()
-                        .events(&s.events)
-                        .audit(&s.audit)
-                        .register(&s.register),
-                    EventType::Vaccinations,
-                    &request,
-                )
-                .await
+                lambda::publish(&s.ports(), EventType::Vaccinations, &request).await
             }
-            Route::RegisterClient => {
-                lambda::register_client(
-                    &Adapters::new().clients(&s.clients).audit(&s.audit),
-                    &request,
-                )
-                .await
-            }
-            Route::Onboard => {
-                lambda::onboard(
-                    &Adapters::new()
-                        .subscribers(&s.subscribers)
-                        .provisioner(&s.provisioner)
-                        .clients(&s.clients)
-                        .audit(&s.audit),
-                    &request,
-                )
-                .await
-            }
-            Route::ChangeSubscriber => {
-                lambda::change_subscriber(
-                    &Adapters::new()
-                        .subscribers(&s.subscribers)
-                        .subscriptions(&s.subscriptions)
-                        .provisioner(&s.provisioner)
-                        .audit(&s.audit),
-                    &request,
-                )
-                .await
-            }
-            Route::CreateSubscription => {
-                lambda::create_subscription(
-                    &Adapters::new()
-                        .subscriptions(&s.subscriptions)
-                        .subscribers(&s.subscribers)
-                        .audit(&s.audit),
-                    &request,
-                )
-                .await
-            }
+            Route::RegisterClient => lambda::register_client(&s.ports(), &request).await,
+            Route::Onboard => lambda::onboard(&s.ports(), &request).await,
+            Route::ChangeSubscriber => lambda::change_subscriber(&s.ports(), &request).await,
+            Route::CreateSubscription => lambda::create_subscription(&s.ports(), &request).await,
             // A store of its own each time: a well-formed start would
             // otherwise find the previous one still running (409).
             Route::StartReplay => {
@@ -999,17 +842,11 @@ async fn query_numbers_out_of_range_are_refused() {
             for (what, response) in [
                 (
                     "list subscriptions",
-                    lambda::list_subscriptions(
-                        &Adapters::new()
-                            .subscriptions(&stores.subscriptions)
-                            .audit(&stores.audit),
-                        &request,
-                    )
-                    .await,
+                    lambda::list_subscriptions(&stores.ports(), &request).await,
                 ),
                 (
                     "read audit",
-                    lambda::read_audit(&Adapters::new().audit(&stores.audit), &request).await,
+                    lambda::read_audit(&stores.ports(), &request).await,
                 ),
             ] {
                 let what = format!("{what} with {name}={value}");

@@ -52,26 +52,14 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
             let audit = MemoryAuditLog::default();
             let register = hub::memory::MemoryRegisterStore::default();
             let request = sample(&name);
-            let response = lambda::publish(
-                &Adapters::new()
-                    .events(&store)
-                    .audit(&audit)
-                    .register(&register),
-                event_type,
-                &request,
-            )
-            .await;
+            let ports = Adapters::new()
+                .events(&store)
+                .audit(&audit)
+                .register(&register);
+            let response = lambda::publish(&ports, event_type, &request).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = lambda::publish(
-                &Adapters::new()
-                    .events(&store)
-                    .audit(&audit)
-                    .register(&register),
-                event_type,
-                &request,
-            )
-            .await;
+            let again = lambda::publish(&ports, event_type, &request).await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -86,16 +74,7 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .find(|other| *other != event_type)
                 .unwrap();
             assert_eq!(
-                lambda::publish(
-                    &Adapters::new()
-                        .events(&store)
-                        .audit(&audit)
-                        .register(&register),
-                    other,
-                    &request
-                )
-                .await
-                .status_code,
+                lambda::publish(&ports, other, &request).await.status_code,
                 422,
                 "{name}"
             );
@@ -128,15 +107,14 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         )
         .unwrap();
 
-    let onboarded = lambda::onboard(
-        &Adapters::new()
-            .subscribers(&subscribers)
-            .provisioner(&provisioner)
-            .clients(&clients)
-            .audit(&audit),
-        &sample("onboard-subscriber"),
-    )
-    .await;
+    let ports = Adapters::new()
+        .subscribers(&subscribers)
+        .provisioner(&provisioner)
+        .clients(&clients)
+        .audit(&audit)
+        .subscriptions(&subscriptions);
+
+    let onboarded = lambda::onboard(&ports, &sample("onboard-subscriber")).await;
     assert_eq!(onboarded.status_code, 201);
     let subscriber_id = body_json(&onboarded.body)["id"]
         .as_str()
@@ -148,14 +126,7 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     );
 
     let create = for_subscriber(sample("subscription-create"), &subscriber_id);
-    let created = lambda::create_subscription(
-        &Adapters::new()
-            .subscriptions(&subscriptions)
-            .subscribers(&subscribers)
-            .audit(&audit),
-        &create,
-    )
-    .await;
+    let created = lambda::create_subscription(&ports, &create).await;
     assert_eq!(created.status_code, 201);
     let resource = body_json(&created.body);
     let id = resource["id"].as_str().unwrap().to_owned();
@@ -166,20 +137,12 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
 
     let mut read = for_subscriber(sample("subscription-read"), &subscriber_id);
     read.path_parameters.insert("id".into(), id);
-    let found = lambda::read_subscription(
-        &Adapters::new().subscriptions(&subscriptions).audit(&audit),
-        &read,
-    )
-    .await;
+    let found = lambda::read_subscription(&ports, &read).await;
     assert_eq!(found.status_code, 200);
     assert_eq!(body_json(&found.body), resource);
 
     let unknown = for_subscriber(sample("subscription-read"), &subscriber_id);
-    let unknown = lambda::read_subscription(
-        &Adapters::new().subscriptions(&subscriptions).audit(&audit),
-        &unknown,
-    )
-    .await;
+    let unknown = lambda::read_subscription(&ports, &unknown).await;
     assert_eq!(unknown.status_code, 404);
 
     let actions: Vec<(hub::audit::Action, u16)> = audit
@@ -373,26 +336,25 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
             .unwrap(),
         )
         .unwrap();
-    let onboarded = lambda::onboard(
-        &Adapters::new()
-            .subscribers(&subscribers)
-            .provisioner(&provisioner)
-            .clients(&clients)
-            .audit(&audit),
-        &sample("onboard-subscriber"),
-    )
-    .await;
+    let stats = MemoryDeliveryStats::default();
+    let queues = MemoryQueues::default();
+    let ports = Adapters::new()
+        .subscribers(&subscribers)
+        .provisioner(&provisioner)
+        .clients(&clients)
+        .audit(&audit)
+        .stats(&stats)
+        .queues(&queues);
+    let onboarded = lambda::onboard(&ports, &sample("onboard-subscriber")).await;
     assert_eq!(onboarded.status_code, 201);
     let id = body_json(&onboarded.body)["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let stats = MemoryDeliveryStats::default();
     stats
         .record_deliveries(EventType::Vaccinations, &[&id], "2026-01-05T09:30:00.000Z")
         .await
         .unwrap();
-    let queues = MemoryQueues::default();
     let dead_letter_queue = format!("memory://queues/{id}-dlq");
     queues.push(&dead_letter_queue, "parked", &[("eventId", "e1")]);
 
@@ -401,29 +363,14 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
         request.path_parameters.insert("id".into(), id.clone());
         request
     };
-    let status = lambda::subscriber_status(
-        &Adapters::new()
-            .subscribers(&subscribers)
-            .stats(&stats)
-            .queues(&queues)
-            .audit(&audit),
-        &for_id("subscriber-status"),
-    )
-    .await;
+    let status = lambda::subscriber_status(&ports, &for_id("subscriber-status")).await;
     assert_eq!(status.status_code, 200);
     let status = body_json(&status.body);
     assert_eq!(status["eventTypes"][0]["delivered"], 1);
     assert_eq!(status["lastDeliveryAt"], "2026-01-05T09:30:00.000Z");
     assert_eq!(status["deadLetterQueue"]["waiting"], 1);
 
-    let moved = lambda::redrive(
-        &Adapters::new()
-            .subscribers(&subscribers)
-            .queues(&queues)
-            .audit(&audit),
-        &for_id("subscriber-redrive"),
-    )
-    .await;
+    let moved = lambda::redrive(&ports, &for_id("subscriber-redrive")).await;
     assert_eq!(moved.status_code, 200);
     assert_eq!(
         body_json(&moved.body),
@@ -433,13 +380,6 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
     assert!(queues.messages(&dead_letter_queue).is_empty());
 
     // As they are, the samples name a subscriber this hub never onboarded.
-    let unknown = lambda::redrive(
-        &Adapters::new()
-            .subscribers(&subscribers)
-            .queues(&queues)
-            .audit(&audit),
-        &sample("subscriber-redrive"),
-    )
-    .await;
+    let unknown = lambda::redrive(&ports, &sample("subscriber-redrive")).await;
     assert_eq!(unknown.status_code, 404);
 }
