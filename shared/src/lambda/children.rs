@@ -14,7 +14,7 @@ use crate::nhs_number::NhsNumber;
 use crate::ports::{Adapters, EventStore, Ports, RegisterStore, SubscriptionStore};
 
 use super::audited::audited;
-use super::events::RETENTION;
+use super::events::{RETENTION, event_reader_ports};
 use super::http::{fhir_response, respond, response_encoding};
 use super::runtime::{Error, serve_api, start};
 
@@ -221,11 +221,7 @@ pub async fn run_read_child() -> Result<(), Error> {
 /// The main of `GET /children/{nhsNumber}/events`.
 pub async fn run_read_child_events() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .events(aws.events()?)
-        .subscriptions(aws.subscriptions()?)
-        .register(aws.register()?)
-        .audit(aws.audit()?);
+    let ports = event_reader_ports(&aws)?;
     let ports = &ports;
     serve_api(move |request| async move { read_child_events(ports, &request).await }).await
 }

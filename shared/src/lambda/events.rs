@@ -13,13 +13,13 @@ use crate::events::{self, PublishOutcome, StoredEvent};
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
-use crate::ports::{Adapters, AuditLog, EventStore, Ports, RegisterStore};
+use crate::ports::{Adapters, AuditLog, EventStore, Ports, RegisterStore, StoreError};
 
 use super::audited::{audited, audited_outcome, refused_asking_for};
 use super::children::subscribed_types;
 use super::http::{body_bytes, fhir_response, header, respond, response_encoding};
 use super::http_status::{error_status, publish_status};
-use super::runtime::{Error, LambdaEvent, run, serve_api, service_fn, start};
+use super::runtime::{Aws, Error, LambdaEvent, run, serve_api, service_fn, start};
 
 /// How long events are kept: EVENT_RETENTION_DAYS, read once per process.
 pub static RETENTION: std::sync::LazyLock<events::Retention> = std::sync::LazyLock::new(|| {
@@ -98,10 +98,7 @@ fn publish_metrics(
 /// The main of every publish function: one per event type.
 pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .events(aws.events()?)
-        .register(aws.register()?)
-        .audit(aws.audit()?);
+    let ports = event_writer_ports(&aws)?;
     let ports = &ports;
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
@@ -319,11 +316,7 @@ pub async fn release_event<P: Ports>(
 /// The main of `GET /events/{id}`.
 pub async fn run_read_event() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .events(aws.events()?)
-        .subscriptions(aws.subscriptions()?)
-        .register(aws.register()?)
-        .audit(aws.audit()?);
+    let ports = event_reader_ports(&aws)?;
     let ports = &ports;
     serve_api(move |request| async move { read_event(ports, &request).await }).await
 }
@@ -331,12 +324,29 @@ pub async fn run_read_event() -> Result<(), Error> {
 /// The main of `POST /events/{id}/$release`.
 pub async fn run_release_event() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .events(aws.events()?)
-        .register(aws.register()?)
-        .audit(aws.audit()?);
+    let ports = event_writer_ports(&aws)?;
     let ports = &ports;
     serve_api(move |request| async move { release_event(ports, &request).await }).await
+}
+
+/// The ports of a function that stores or withholds events: the events,
+/// the child register and the audit trail.
+fn event_writer_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .events(aws.events()?)
+        .register(aws.register()?)
+        .audit(aws.audit()?))
+}
+
+/// The ports of a function that reads events for a caller: the events, the
+/// subscriptions and the register that decide what it may see, and the
+/// audit trail.
+pub(super) fn event_reader_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .events(aws.events()?)
+        .subscriptions(aws.subscriptions()?)
+        .register(aws.register()?)
+        .audit(aws.audit()?))
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use tracing::info;
 use crate::audit::Action;
 use crate::auth::Role;
 use crate::message::Encoding;
-use crate::ports::{Adapters, Ports};
+use crate::ports::{Adapters, Ports, StoreError};
 use crate::subscriber::{self, OnboardRequest};
 
 use super::audited::{audited, refused_subscriber};
 use super::http::{json_body, path_id, respond};
-use super::runtime::{Error, serve_api, start};
+use super::runtime::{Aws, Error, serve_api, start};
 
 /// `POST /subscribers`: onboard a subscriber for a registered client.
 pub async fn onboard<P: Ports>(
@@ -240,11 +240,7 @@ pub async fn run_onboard() -> Result<(), Error> {
 /// The main of `DELETE /subscribers/{id}`.
 pub async fn run_offboard() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .subscribers(aws.subscribers()?)
-        .subscriptions(aws.subscriptions()?)
-        .provisioner(aws.provisioner()?)
-        .audit(aws.audit()?);
+    let ports = subscriber_wiring(&aws)?;
     let ports = &ports;
     serve_api(move |request| async move { offboard(ports, &request).await }).await
 }
@@ -252,11 +248,7 @@ pub async fn run_offboard() -> Result<(), Error> {
 /// The main of `PATCH /subscribers/{id}`.
 pub async fn run_change_subscriber() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new()
-        .subscribers(aws.subscribers()?)
-        .subscriptions(aws.subscriptions()?)
-        .provisioner(aws.provisioner()?)
-        .audit(aws.audit()?);
+    let ports = subscriber_wiring(&aws)?;
     let ports = &ports;
     serve_api(move |request| async move { change_subscriber(ports, &request).await }).await
 }
@@ -282,4 +274,14 @@ pub async fn run_redrive() -> Result<(), Error> {
         .audit(aws.audit()?);
     let ports = &ports;
     serve_api(move |request| async move { redrive(ports, &request).await }).await
+}
+
+/// The ports of offboarding and of changing a subscriber: its record, its
+/// subscriptions and its queues' wiring.
+fn subscriber_wiring(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .subscribers(aws.subscribers()?)
+        .subscriptions(aws.subscriptions()?)
+        .provisioner(aws.provisioner()?)
+        .audit(aws.audit()?))
 }
