@@ -23,7 +23,9 @@ pub(super) fn not_connected(port: &str) -> StoreError {
 
 /// The adapters of one function, connected one at a time
 /// (`Adapters::new().events(...).audit(...)`); the ports left out stay
-/// [`Unconnected`].
+/// [`Unconnected`]. On an `Adapters` value `.events(x)` is the builder;
+/// the accessor of the same name is `Ports::events(&adapters)`, and is what
+/// a handler, generic over `P: Ports`, calls.
 pub struct Adapters<
     E = Unconnected,
     S = Unconnected,
@@ -224,5 +226,30 @@ where
 
     fn signing_key(&self) -> &K {
         &self.signing_key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_left_unconnected_fails_with_a_configuration_error_naming_it() {
+        let ports = Adapters::new().audit(Unconnected);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(EventStore::get(Ports::events(&ports), "vaccinations-1/id"))
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Configuration(text) if text.contains("EventStore")),
+            "{error}"
+        );
+        assert_eq!(Ports::signing_key(&ports).key_id(), "");
+        assert!(matches!(
+            runtime.block_on(Ports::signing_key(&ports).sign(b"x")),
+            Err(StoreError::Configuration(_))
+        ));
     }
 }
