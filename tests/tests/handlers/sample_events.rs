@@ -48,14 +48,9 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
     for &event_type in EventType::ALL {
         for encoding in ["xml", "json"] {
             let name = format!("publish-{event_type}-{encoding}");
-            let store = MemoryEventStore::default();
-            let audit = MemoryAuditLog::default();
-            let register = hub::memory::MemoryRegisterStore::default();
+            let ports = hub::memory::MemoryPorts::default();
+            let (store, audit) = (&ports.events, &ports.audit);
             let request = sample(&name);
-            let ports = Adapters::new()
-                .events(&store)
-                .audit(&audit)
-                .register(&register);
             let response = lambda::publish(&ports, event_type, &request).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
