@@ -38,7 +38,8 @@ fn policy(effect: IamPolicyEffect, method_arn: &str) -> ApiGatewayCustomAuthoriz
 /// allowed, with the caller in the context; anything else is denied, with
 /// the reason in the context for the gateway response (fixed texts only).
 /// When the hub cannot decide (a store is down) it fails, which API Gateway
-/// answers 503.
+/// answers 503. `keys` are the hub's public keys, values read once at init
+/// (`HubKeys` is not a port: nothing is asked of a service per request).
 pub async fn authorize<P: Ports>(
     ports: &P,
     keys: &(dyn HubKeys + Sync),
