@@ -16,6 +16,7 @@
 //!
 //! Run: cargo bench -p hub --bench dispatch_scaling
 
+use hub::ports::Adapters;
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -641,13 +642,14 @@ fn dispatch_scaling(c: &mut Criterion) {
                 counters: &counters,
             };
             let dispatcher = Dispatcher {
-                subscriptions: &subscriptions,
-                publisher: &publisher,
-                audit: &audit,
-                register: &register,
-                reference: &counted_reference,
-                stats: &hub::memory::MemoryDeliveryStats::default(),
-                events: &hub::memory::MemoryEventStore::default(),
+                ports: &Adapters::new()
+                    .subscriptions(&subscriptions)
+                    .publisher(&publisher)
+                    .audit(&audit)
+                    .register(&register)
+                    .reference(&counted_reference)
+                    .stats(hub::memory::MemoryDeliveryStats::default())
+                    .events(hub::memory::MemoryEventStore::default()),
             };
             runtime
                 .block_on(dispatcher.route(black_box(&event), NOW))

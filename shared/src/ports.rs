@@ -23,6 +23,12 @@ pub use crate::store::{BoxError, Page, StoreError};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::Subscription;
 
+mod by_ref;
+mod connect;
+mod unconnected;
+
+pub use connect::{Adapters, Unconnected};
+
 /// The result of offering an event to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -403,4 +409,67 @@ pub trait HubSigningKey: Send + Sync {
         &self,
         signing_input: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+}
+
+/// Every port a handler may need, one associated type each: a handler
+/// takes one `P: Ports` instead of a type parameter per port. A function
+/// builds an [`Adapters`] with the adapters it uses (the others are
+/// [`Unconnected`]); tests use `memory::MemoryPorts`.
+pub trait Ports: Send + Sync {
+    type Events: EventStore;
+    type Subscriptions: SubscriptionStore;
+    type Subscribers: SubscriberStore;
+    type Publisher: DeliveryPublisher;
+    type Provisioner: QueueProvisioner;
+    type Clients: ClientStore;
+    type Audit: AuditLog;
+    type Replays: ReplayStore;
+    type UsedIds: UsedAssertionIds;
+    type Register: RegisterStore;
+    type Stats: DeliveryStats;
+    type Queues: QueueMonitor;
+    type Reference: ReferenceData;
+    type SigningKey: HubSigningKey;
+
+    /// The accepted events.
+    fn events(&self) -> &Self::Events;
+
+    /// The subscriptions and their match items.
+    fn subscriptions(&self) -> &Self::Subscriptions;
+
+    /// The subscribers.
+    fn subscribers(&self) -> &Self::Subscribers;
+
+    /// The event types' topics.
+    fn publisher(&self) -> &Self::Publisher;
+
+    /// Creates and wires subscriber queues.
+    fn provisioner(&self) -> &Self::Provisioner;
+
+    /// The registered client systems.
+    fn clients(&self) -> &Self::Clients;
+
+    /// The audit trail.
+    fn audit(&self) -> &Self::Audit;
+
+    /// The replay jobs.
+    fn replays(&self) -> &Self::Replays;
+
+    /// The client assertion ids already exchanged.
+    fn used_ids(&self) -> &Self::UsedIds;
+
+    /// The child register.
+    fn register(&self) -> &Self::Register;
+
+    /// The delivery counts.
+    fn stats(&self) -> &Self::Stats;
+
+    /// Looks into subscriber queues.
+    fn queues(&self) -> &Self::Queues;
+
+    /// The reference data (postcodes, practices).
+    fn reference(&self) -> &Self::Reference;
+
+    /// The key the hub signs its access tokens with.
+    fn signing_key(&self) -> &Self::SigningKey;
 }

@@ -1,6 +1,7 @@
 //! The whole domain flow with the in-memory adapters: publishing (checks,
 //! refusals, duplicates), onboarding, subscribing, and dispatch.
 
+use hub::ports::Adapters;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -1007,13 +1008,14 @@ impl Hub {
 
     async fn dispatch(&self, event: &StoredEvent, now: OffsetDateTime) -> Dispatched {
         let dispatcher = Dispatcher {
-            subscriptions: &self.subscriptions,
-            publisher: &self.publisher,
-            audit: &self.audit,
-            register: &self.register,
-            reference: &self.reference,
-            stats: &hub::memory::MemoryDeliveryStats::default(),
-            events: &MemoryEventStore::default(),
+            ports: &Adapters::new()
+                .subscriptions(&self.subscriptions)
+                .publisher(&self.publisher)
+                .audit(&self.audit)
+                .register(&self.register)
+                .reference(&self.reference)
+                .stats(hub::memory::MemoryDeliveryStats::default())
+                .events(MemoryEventStore::default()),
         };
         dispatcher.dispatch(event, now).await.unwrap()
     }
@@ -2456,13 +2458,14 @@ async fn a_label_flags_the_child_as_it_is_accepted_before_any_dispatch() {
     let subscriptions = MemorySubscriptionStore::default();
     let publisher = MemoryPublisher::default();
     let dispatcher = Dispatcher {
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &MemoryReferenceData::default(),
-        stats: &hub::memory::MemoryDeliveryStats::default(),
-        events: &store,
+        ports: &Adapters::new()
+            .subscriptions(&subscriptions)
+            .publisher(&publisher)
+            .audit(&audit)
+            .register(&register)
+            .reference(MemoryReferenceData::default())
+            .stats(hub::memory::MemoryDeliveryStats::default())
+            .events(&store),
     };
     assert_eq!(
         dispatcher.dispatch(&stored, NOW).await.unwrap(),

@@ -2,6 +2,7 @@
 //! matching now, bounded steps, and resuming after a failure without
 //! re-sending what was sent.
 
+use hub::ports::Adapters;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hub::app::replay::Replayer;
@@ -132,30 +133,23 @@ impl World {
         job
     }
 
-    fn replayer<'a, P: DeliveryPublisher>(
-        &'a self,
-        publisher: &'a P,
-    ) -> Replayer<
-        'a,
-        MemoryEventStore,
-        MemorySubscriptionStore,
-        P,
-        MemoryAuditLog,
-        MemoryRegisterStore,
-        MemoryReferenceData,
-        MemoryReplayStore,
-        MemoryDeliveryStats,
-    > {
-        Replayer {
-            events: &self.events,
-            subscriptions: &self.subscriptions,
-            publisher,
-            audit: &self.audit,
-            register: &self.register,
-            reference: &self.reference,
-            jobs: &self.jobs,
-            stats: &self.stats,
-        }
+    /// One step of the replay, sending through `publisher`.
+    async fn step<P: DeliveryPublisher>(
+        &self,
+        publisher: &P,
+        replay_id: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<hub::replay::ReplayJob>, StoreError> {
+        let ports = Adapters::new()
+            .events(&self.events)
+            .subscriptions(&self.subscriptions)
+            .publisher(publisher)
+            .audit(&self.audit)
+            .register(&self.register)
+            .reference(&self.reference)
+            .replays(&self.jobs)
+            .stats(&self.stats);
+        Replayer { ports: &ports }.step(replay_id, now).await
     }
 }
 
@@ -193,8 +187,7 @@ async fn a_late_joiner_replays_a_week_of_its_childs_events_oldest_first() {
     let job = world.start(&subscription, Duration::days(7)).await;
     let publisher = MemoryPublisher::default();
     let done = world
-        .replayer(&publisher)
-        .step(&job.replay_id, NOW)
+        .step(&publisher, &job.replay_id, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -206,11 +199,7 @@ async fn a_late_joiner_replays_a_week_of_its_childs_events_oldest_first() {
         .collect();
     assert_eq!(sent_ids(&publisher), expected);
     // Another step of a finished replay sends nothing more.
-    world
-        .replayer(&publisher)
-        .step(&job.replay_id, NOW)
-        .await
-        .unwrap();
+    world.step(&publisher, &job.replay_id, NOW).await.unwrap();
     assert_eq!(publisher.sent().len(), 3);
 }
 
@@ -233,7 +222,7 @@ async fn a_replay_interrupted_by_a_failure_resumes_without_resending() {
         calls: AtomicUsize::new(0),
         fail_at: 3,
     };
-    let failed = world.replayer(&publisher).step(&job.replay_id, NOW).await;
+    let failed = world.step(&publisher, &job.replay_id, NOW).await;
     assert!(
         failed.is_err(),
         "the third send fails, and the step with it"
@@ -244,8 +233,7 @@ async fn a_replay_interrupted_by_a_failure_resumes_without_resending() {
     assert_eq!(sent_ids(&publisher.inner).len(), 2);
 
     let resumed = world
-        .replayer(&publisher)
-        .step(&job.replay_id, NOW)
+        .step(&publisher, &job.replay_id, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -282,8 +270,7 @@ async fn a_generic_subscription_replays_day_by_day_in_bounded_steps() {
     let job = world.start(&subscription, Duration::days(30)).await;
     let publisher = MemoryPublisher::default();
     let first = world
-        .replayer(&publisher)
-        .step(&job.replay_id, NOW)
+        .step(&publisher, &job.replay_id, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -292,8 +279,7 @@ async fn a_generic_subscription_replays_day_by_day_in_bounded_steps() {
     let mut steps = 1;
     loop {
         let job = world
-            .replayer(&publisher)
-            .step(&job.replay_id, NOW)
+            .step(&publisher, &job.replay_id, NOW)
             .await
             .unwrap()
             .unwrap();
@@ -326,8 +312,7 @@ async fn a_replay_stops_when_its_subscription_is_deleted_and_reaches_back_no_fur
     world.subscriptions.delete(&subscription).await.unwrap();
     let publisher = MemoryPublisher::default();
     let stopped = world
-        .replayer(&publisher)
-        .step(&job.replay_id, NOW)
+        .step(&publisher, &job.replay_id, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -380,8 +365,7 @@ async fn one_replay_runs_per_subscription_and_a_subscriber_starts_a_bounded_numb
     // The first completes: its hold ends with it.
     let publisher = MemoryPublisher::default();
     let done = world
-        .replayer(&publisher)
-        .step(&first.replay_id, NOW)
+        .step(&publisher, &first.replay_id, NOW)
         .await
         .unwrap()
         .unwrap();

@@ -12,8 +12,8 @@ use crate::dispatch::{ChildFacts, Delivery, Dispatched, Registering, Route, by_s
 use crate::events::StoredEvent;
 use crate::generic;
 use crate::ports::{
-    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, ReferenceData, RegisterStore,
-    StoreError, SubscriptionStore,
+    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore, StoreError,
+    SubscriptionStore,
 };
 use crate::reference::Postcode;
 use crate::register::{self, Recorded};
@@ -22,26 +22,11 @@ use crate::subscription::Subscription;
 /// What dispatch reads and writes: the subscriptions, the topics, the audit
 /// trail, the child register, the reference data, the delivery counts and
 /// the events (to mark one withheld).
-pub struct Dispatcher<'a, S, P, A, G, R, D, E> {
-    pub subscriptions: &'a S,
-    pub publisher: &'a P,
-    pub audit: &'a A,
-    pub register: &'a G,
-    pub reference: &'a R,
-    pub stats: &'a D,
-    pub events: &'a E,
+pub struct Dispatcher<'a, P> {
+    pub ports: &'a P,
 }
 
-impl<S, P, A, G, R, D, E> Dispatcher<'_, S, P, A, G, R, D, E>
-where
-    S: SubscriptionStore,
-    P: DeliveryPublisher,
-    A: AuditLog,
-    G: RegisterStore,
-    R: ReferenceData,
-    D: DeliveryStats,
-    E: EventStore,
-{
+impl<P: Ports> Dispatcher<'_, P> {
     /// Routes one accepted event: records what it says of the child in the
     /// register, then delivers it to every subscriber with a matching
     /// explicit or generic subscription, unless the child is sensitive.
@@ -52,13 +37,17 @@ where
     ) -> Result<Dispatched, StoreError> {
         let (deliveries, patient) = match self.route(event, now).await? {
             Route::Withheld { patient } => {
-                self.audit
+                self.ports
+                    .audit()
                     .record(&AuditRecord::withheld(&event.event_key, patient, now))
                     .await?;
                 // Withheld for good: clearing the child's flag later must not
                 // open this event to history, event reads or replays.
                 if !event.sensitive {
-                    self.events.set_withheld(&event.event_key, true).await?;
+                    self.ports
+                        .events()
+                        .set_withheld(&event.event_key, true)
+                        .await?;
                 }
                 return Ok(Dispatched::Withheld);
             }
@@ -78,8 +67,8 @@ where
                     AuditRecord::delivery(&event.event_key, &delivery.subscriber_id, patient, now)
                 })
                 .collect();
-            self.audit.record_all(&records).await?;
-            self.publisher.publish(event, &deliveries).await?;
+            self.ports.audit().record_all(&records).await?;
+            self.ports.publisher().publish(event, &deliveries).await?;
             self.count_deliveries(event, &deliveries, now).await;
         }
         Ok(Dispatched::Delivered {
@@ -105,7 +94,8 @@ where
             .collect();
         let at = crate::audit::timestamp(now);
         if let Err(error) = self
-            .stats
+            .ports
+            .stats()
             .record_deliveries(event.event_type, &recipients, &at)
             .await
         {
@@ -136,8 +126,10 @@ where
         let mut children = Vec::new();
         for update in register::updates_for(event) {
             children.push(match registering {
-                Registering::Record => record_event(self.register, self.audit, update, now).await?,
-                Registering::ReadOnly => preview(self.register, update).await?,
+                Registering::Record => {
+                    record_event(self.ports.register(), self.ports.audit(), update, now).await?
+                }
+                Registering::ReadOnly => preview(self.ports.register(), update).await?,
             });
         }
         // The child the event is about: the baby of a birth notification,
@@ -161,7 +153,8 @@ where
                 .any(|recorded| recorded.after.nhs_number == routed)
         {
             sensitive = self
-                .register
+                .ports
+                .register()
                 .get(routed)
                 .await?
                 .is_some_and(|record| record.value.is_sensitive());
@@ -171,7 +164,8 @@ where
         }
         let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
         let at_event = facts.at_event(event, now);
-        let mut matched = explicit_matches(self.subscriptions, event, &at_event, now).await?;
+        let mut matched =
+            explicit_matches(self.ports.subscriptions(), event, &at_event, now).await?;
         matched.extend(
             self.generic_matches(event, &facts, child, &at_event, now)
                 .await?,
@@ -204,7 +198,7 @@ where
                 .and_then(|postcode| Postcode::parse(postcode).ok())
         });
         let location = locate(
-            self.reference,
+            self.ports.reference(),
             facts.postcode.as_ref(),
             previous_postcode.as_ref(),
             facts.practice.as_deref(),
@@ -216,7 +210,8 @@ where
             return Ok(Vec::new());
         }
         Ok(self
-            .subscriptions
+            .ports
+            .subscriptions()
             .generic_candidates(&keys)
             .await?
             .into_iter()

@@ -12,8 +12,8 @@ use crate::events::StoredEvent;
 use crate::generic;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Page, ReferenceData, RegisterStore,
-    ReplayStore, StoreError, SubscriptionStore,
+    Adapters, AuditLog, DeliveryPublisher, EventStore, Page, Ports, ReplayStore, StoreError,
+    SubscriptionStore,
 };
 use crate::replay::{ReplayJob, ReplayStatus, STEP_DAYS, STEP_EVENTS, next_day};
 use crate::subscription::Subscription;
@@ -72,15 +72,8 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
 }
 
 /// What one step of a replay reads and writes.
-pub struct Replayer<'a, E, S, P, A, G, R, J, D> {
-    pub events: &'a E,
-    pub subscriptions: &'a S,
-    pub publisher: &'a P,
-    pub audit: &'a A,
-    pub register: &'a G,
-    pub reference: &'a R,
-    pub jobs: &'a J,
-    pub stats: &'a D,
+pub struct Replayer<'a, P> {
+    pub ports: &'a P,
 }
 
 /// The next events of a window, and where the scan stands after them.
@@ -93,17 +86,7 @@ struct Batch {
     finished: bool,
 }
 
-impl<E, S, P, A, G, R, J, D> Replayer<'_, E, S, P, A, G, R, J, D>
-where
-    E: EventStore,
-    S: SubscriptionStore,
-    P: DeliveryPublisher,
-    A: AuditLog,
-    G: RegisterStore,
-    R: ReferenceData,
-    J: ReplayStore,
-    D: DeliveryStats,
-{
+impl<P: Ports> Replayer<'_, P> {
     /// Advances the replay by one bounded step. The job is saved after each
     /// delivery; an error leaves it where the last save put it, for the
     /// next step (the stream's retry) to resume from. None: no such job.
@@ -112,19 +95,20 @@ where
         replay_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ReplayJob>, StoreError> {
-        let Some(mut job) = self.jobs.get(replay_id).await? else {
+        let Some(mut job) = self.ports.replays().get(replay_id).await? else {
             return Ok(None);
         };
         if job.status != ReplayStatus::Running {
             return Ok(Some(job));
         }
-        let subscription =
-            self.subscriptions
-                .get(&job.subscription_id)
-                .await?
-                .filter(|subscription| {
-                    subscription.subscriber_id == job.subscriber_id && subscription.is_active(now)
-                });
+        let subscription = self
+            .ports
+            .subscriptions()
+            .get(&job.subscription_id)
+            .await?
+            .filter(|subscription| {
+                subscription.subscriber_id == job.subscriber_id && subscription.is_active(now)
+            });
         let Some(subscription) = subscription else {
             job.status = ReplayStatus::Stopped;
             job.completed_at = Some(audit::timestamp(now));
@@ -134,21 +118,22 @@ where
         };
         let batch = self.next_batch(&job, &subscription).await?;
         let keys: Vec<String> = batch.events.iter().map(|(_, key)| key.clone()).collect();
-        let mut found = self.events.get_many(&keys).await?;
+        let mut found = self.ports.events().get_many(&keys).await?;
         found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
-        let only = Only {
-            store: self.subscriptions,
-            subscription: &subscription,
-        };
-        let dispatcher = Dispatcher {
-            subscriptions: &only,
-            publisher: self.publisher,
-            audit: self.audit,
-            register: self.register,
-            reference: self.reference,
-            stats: self.stats,
-            events: self.events,
-        };
+        // Dispatch's ports, but with this subscription as the only one.
+        let ports = &self.ports;
+        let only = Adapters::new()
+            .events(ports.events())
+            .subscriptions(Only {
+                store: ports.subscriptions(),
+                subscription: &subscription,
+            })
+            .publisher(ports.publisher())
+            .audit(ports.audit())
+            .register(ports.register())
+            .reference(ports.reference())
+            .stats(ports.stats());
+        let dispatcher = Dispatcher { ports: &only };
         for event in &found {
             job.scanned += 1;
             job.position = event.received_sort.clone();
@@ -171,7 +156,7 @@ where
                 self.record_delivery(&job, event, &delivery.subscriber_id, patient, now)
                     .await?;
                 let sent = [delivery];
-                self.publisher.publish(event, &sent).await?;
+                self.ports.publisher().publish(event, &sent).await?;
                 crate::metrics::MetricRecord::for_event_type(event.event_type)
                     .count(crate::metrics::REPLAY_DELIVERIES, 1)
                     .emit();
@@ -207,7 +192,7 @@ where
                 .detail(format!("replay {}", job.replay_id)),
         ];
         let first = audit::delivery_id(&event.event_key, subscriber_id);
-        if self.audit.get(&first).await?.is_none() {
+        if self.ports.audit().get(&first).await?.is_none() {
             records.push(AuditRecord::delivery(
                 &event.event_key,
                 subscriber_id,
@@ -215,17 +200,17 @@ where
                 now,
             ));
         }
-        self.audit.record_all(&records).await
+        self.ports.audit().record_all(&records).await
     }
 
     async fn save(&self, job: &mut ReplayJob, now: OffsetDateTime) -> Result<(), StoreError> {
         job.revision += 1;
         job.updated_at = audit::timestamp(now);
-        if self.jobs.save(job).await? {
+        if self.ports.replays().save(job).await? {
             if job.status != ReplayStatus::Running {
                 // Finished: the subscription may replay again. (Should this
                 // fail, the worker releases it on the finished job's record.)
-                self.jobs.release(job).await?;
+                self.ports.replays().release(job).await?;
             }
             Ok(())
         } else {
@@ -248,7 +233,7 @@ where
             // An explicit subscription's events are its patient's: read
             // through the patient index, not day by day.
             Target::Explicit(nhs_number) => {
-                let all = self.events.patient_events(nhs_number).await?;
+                let all = self.ports.events().patient_events(nhs_number).await?;
                 let mut remaining = all.iter().filter(|summary| {
                     summary.received_sort > job.position
                         && summary.received_sort < job.until
@@ -280,7 +265,8 @@ where
         for _ in 0..STEP_DAYS {
             let day = position.get(..10).unwrap_or_default().to_owned();
             let page = self
-                .events
+                .ports
+                .events()
                 .received_on(&day, Some(&position), STEP_EVENTS - events.len())
                 .await?;
             for found in page.items {

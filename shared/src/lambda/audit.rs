@@ -4,11 +4,10 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 
 use crate::audit::{Action, AuditQuery};
 use crate::auth::{self, Role};
-use crate::aws::DynamoAuditLog;
 use crate::error::HubError;
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
-use crate::ports::AuditLog;
+use crate::ports::{Adapters, AuditLog, Ports};
 
 use super::audited::audited;
 use super::http::{page_size, respond};
@@ -16,10 +15,11 @@ use super::runtime::{Error, serve_api, start};
 
 /// `GET /audit?patient=<NHS number>` or `GET /audit?client=<client id>`,
 /// with `_count` and `_page`: the trail, newest first (operators).
-pub async fn read_audit<A: AuditLog>(
-    audit: &A,
+pub async fn read_audit<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let audit = ports.audit();
     audited(
         audit,
         request,
@@ -71,8 +71,8 @@ pub async fn read_audit<A: AuditLog>(
 
 /// The main of `GET /audit`.
 pub async fn run_read_audit() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let audit = &audit;
-    serve_api(move |request| async move { read_audit(audit, &request).await }).await
+    let aws = start().await;
+    let ports = Adapters::new().audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { read_audit(ports, &request).await }).await
 }

@@ -12,8 +12,7 @@ use super::http_status::Answer;
 use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{AuthError, HubKeys, Refusal};
-use crate::aws::{DynamoAuditLog, DynamoClientStore, kms_verifiers, required_env};
-use crate::ports::{AuditLog, ClientStore};
+use crate::ports::{Adapters, AuditLog, Ports};
 
 /// The authorizer's policy: the whole API for an authenticated caller (the
 /// functions decide what each role may do), nothing otherwise.
@@ -39,13 +38,14 @@ fn policy(effect: IamPolicyEffect, method_arn: &str) -> ApiGatewayCustomAuthoriz
 /// allowed, with the caller in the context; anything else is denied, with
 /// the reason in the context for the gateway response (fixed texts only).
 /// When the hub cannot decide (a store is down) it fails, which API Gateway
-/// answers 503.
-pub async fn authorize<K: HubKeys + ?Sized, C: ClientStore, A: AuditLog>(
-    keys: &K,
-    clients: &C,
-    audit: &A,
+/// answers 503. `keys` are the hub's public keys, values read once at init
+/// (`HubKeys` is not a port: nothing is asked of a service per request).
+pub async fn authorize<P: Ports>(
+    ports: &P,
+    keys: &(dyn HubKeys + Sync),
     request: &ApiGatewayCustomAuthorizerRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, Error> {
+    let (clients, audit) = (ports.clients(), ports.audit());
     let method_arn = request.method_arn.as_deref().unwrap_or_default();
     let now = OffsetDateTime::now_utc();
     let authenticated =
@@ -107,19 +107,12 @@ pub(super) fn naming_client(mut record: AuditRecord, refusal: &Refusal) -> Audit
 
 /// The main of the API's TOKEN authorizer.
 pub async fn run_authorizer() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    // The hub's public keys, read once: the current one and, during a
-    // rotation, the previous one.
-    let keys = kms_verifiers(
-        &aws_sdk_kms::Client::new(&config),
-        &required_env("HUB_VERIFYING_KEY_IDS")?,
-    )
-    .await?;
-    let (keys, clients, audit) = (keys.as_slice(), &clients, &audit);
+    let aws = start().await;
+    let ports = Adapters::new().clients(aws.clients()?).audit(aws.audit()?);
+    let keys = aws.verifiers().await?;
+    let (ports, keys) = (&ports, &keys);
     run(service_fn(move |event: LambdaEvent<_>| async move {
-        authorize(keys, clients, audit, &event.payload).await
+        authorize(ports, keys, &event.payload).await
     }))
     .await
 }

@@ -6,19 +6,16 @@ use time::OffsetDateTime;
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{Caller, Role};
-use crate::aws::{
-    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
-};
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::events::Retention;
 use crate::history;
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
-use crate::ports::{AuditLog, EventStore, RegisterStore, SubscriptionStore};
+use crate::ports::{Adapters, EventStore, Ports, RegisterStore, SubscriptionStore};
 
 use super::audited::audited;
-use super::events::retention_from_env;
+use super::events::{event_reader_ports, retention_from_env};
 use super::http::{fhir_response, respond, response_encoding};
 use super::runtime::{Error, serve_api, start};
 
@@ -36,11 +33,11 @@ fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubErr
 /// `GET /children/{nhsNumber}`: what the register holds about a child, each
 /// fact with when and by which event it was stated (operators). A child the
 /// register has learnt nothing about is not found.
-pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
-    register: &R,
-    audit: &A,
+pub async fn read_child<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (register, audit) = (ports.register(), ports.audit());
     // A refused or unanswered look-up is in the child's trail too.
     let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
     audited(
@@ -74,20 +71,17 @@ pub async fn read_child<R: crate::ports::RegisterStore, A: AuditLog>(
 /// operators, and for subscribers with an active explicit subscription for
 /// the child, who see the event types those subscriptions name and nothing
 /// of a child the hub knows to be sensitive.
-pub async fn read_child_events<E, S, G, A>(
-    events: &E,
-    subscriptions: &S,
-    register: &G,
-    audit: &A,
+pub async fn read_child_events<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
     retention: Retention,
-) -> ApiGatewayProxyResponse
-where
-    E: EventStore,
-    S: SubscriptionStore,
-    G: RegisterStore,
-    A: AuditLog,
-{
+) -> ApiGatewayProxyResponse {
+    let (events, subscriptions, register, audit) = (
+        ports.events(),
+        ports.subscriptions(),
+        ports.register(),
+        ports.audit(),
+    );
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
     audited(
@@ -219,25 +213,20 @@ pub(super) async fn subscribed_types<S: SubscriptionStore>(
 
 /// The main of `GET /children/{nhsNumber}`.
 pub async fn run_read_child() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (register, audit) = (&register, &audit);
-    serve_api(move |request| async move { read_child(register, audit, &request).await }).await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .register(aws.register()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { read_child(ports, &request).await }).await
 }
 
 /// The main of `GET /children/{nhsNumber}/events`.
 pub async fn run_read_child_events() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let events = DynamoEventStore::from_env(dynamodb.clone())?;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let aws = start().await;
+    let ports = event_reader_ports(&aws)?;
     let retention = retention_from_env()?;
-    let (events, subscriptions, register, audit) = (&events, &subscriptions, &register, &audit);
-    serve_api(move |request| async move {
-        read_child_events(events, subscriptions, register, audit, &request, retention).await
-    })
-    .await
+    let ports = &ports;
+    serve_api(move |request| async move { read_child_events(ports, &request, retention).await })
+        .await
 }

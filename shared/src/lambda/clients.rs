@@ -5,10 +5,9 @@ use tracing::info;
 
 use crate::audit::Action;
 use crate::auth::{self, Client, Role};
-use crate::aws::{DynamoAuditLog, DynamoClientStore, required_env};
 use crate::error::HubError;
 use crate::message::Encoding;
-use crate::ports::{AuditLog, ClientStore};
+use crate::ports::{Adapters, ClientStore, Ports};
 
 use super::audited::audited;
 use super::http::{json_body, respond};
@@ -16,11 +15,11 @@ use super::runtime::{Error, serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
 /// (operators). 201 when new, 200 when replaced.
-pub async fn register_client<C: ClientStore, A: AuditLog>(
-    clients: &C,
-    audit: &A,
+pub async fn register_client<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (clients, audit) = (ports.clients(), ports.audit());
     audited(
         audit,
         request,
@@ -51,11 +50,11 @@ pub async fn register_client<C: ClientStore, A: AuditLog>(
 
 /// `DELETE /clients/{id}`: disable a client (operators). Its tokens stop
 /// working at once; its registration stays for the audit trail.
-pub async fn disable_client<C: ClientStore, A: AuditLog>(
-    clients: &C,
-    audit: &A,
+pub async fn disable_client<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (clients, audit) = (ports.clients(), ports.audit());
     audited(
         audit,
         request,
@@ -84,18 +83,16 @@ pub async fn disable_client<C: ClientStore, A: AuditLog>(
 
 /// The main of `POST /clients`.
 pub async fn run_register_client() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (clients, audit) = (&clients, &audit);
-    serve_api(move |request| async move { register_client(clients, audit, &request).await }).await
+    let aws = start().await;
+    let ports = Adapters::new().clients(aws.clients()?).audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { register_client(ports, &request).await }).await
 }
 
 /// The main of `DELETE /clients/{id}`.
 pub async fn run_disable_client() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (clients, audit) = (&clients, &audit);
-    serve_api(move |request| async move { disable_client(clients, audit, &request).await }).await
+    let aws = start().await;
+    let ports = Adapters::new().clients(aws.clients()?).audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { disable_client(ports, &request).await }).await
 }

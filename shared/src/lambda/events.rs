@@ -7,9 +7,6 @@ use tracing::info;
 
 use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{Caller, Role};
-use crate::aws::{
-    DynamoAuditLog, DynamoEventStore, DynamoRegisterStore, DynamoSubscriptionStore, required_env,
-};
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::events::{self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent};
@@ -17,17 +14,14 @@ use crate::message::Encoding;
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
 use crate::outcome::OperationOutcome;
-use crate::ports::{AuditLog, EventStore, RegisterStore, StoreError, SubscriptionStore};
+use crate::ports::{Adapters, AuditLog, EventStore, Ports, RegisterStore, StoreError};
 
 use super::audited::{audited, audited_outcome, refused_asking_for};
 use super::children::subscribed_types;
 use super::http::{body_bytes, fhir_response, header, respond, response_encoding, text_within};
 use super::http_status::Answer;
 use super::request_error::{BodyError, FHIR_MEDIA_TYPES, RequestError};
-use super::runtime::{
-    Error, LambdaEvent, dynamodb_client, init_tracing, run, sdk_config, serve_api, service_fn,
-    start,
-};
+use super::runtime::{Aws, Error, LambdaEvent, run, serve_api, service_fn, start};
 
 /// How long events are kept: EVENT_RETENTION_DAYS, read by the `run_*`
 /// of each function that needs it, so that a value set but invalid fails
@@ -45,14 +39,13 @@ fn retention_of(setting: Option<&str>) -> Result<Retention, StoreError> {
 }
 
 /// `POST /events/{event-type}`: validate, authorise, then store once.
-pub async fn publish<S: EventStore, A: AuditLog, G: RegisterStore>(
-    store: &S,
-    audit: &A,
-    register: &G,
+pub async fn publish<P: Ports>(
+    ports: &P,
     event_type: EventType,
     request: &ApiGatewayProxyRequest,
     retention: Retention,
 ) -> ApiGatewayProxyResponse {
+    let (store, audit, register) = (ports.events(), ports.audit(), ports.register());
     let started = std::time::Instant::now();
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| {
@@ -134,27 +127,13 @@ fn publish_metrics(
 
 /// The main of every publish function: one per event type.
 pub async fn run_publish(event_type: EventType) -> Result<(), Error> {
-    init_tracing();
-    let config = sdk_config().await;
-    let dynamodb = dynamodb_client(&config).await;
-    let store = crate::aws::DynamoEventStore::from_env(dynamodb.clone())?;
-    let register = crate::aws::DynamoRegisterStore::from_env(dynamodb.clone())?;
-    let audit = crate::aws::DynamoAuditLog::from_env(dynamodb)?;
+    let aws = start().await;
+    let ports = event_writer_ports(&aws)?;
     let retention = retention_from_env()?;
-    let (store, audit, register) = (&store, &audit, &register);
+    let ports = &ports;
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
-            Ok::<_, Error>(
-                publish(
-                    store,
-                    audit,
-                    register,
-                    event_type,
-                    &event.payload,
-                    retention,
-                )
-                .await,
-            )
+            Ok::<_, Error>(publish(ports, event_type, &event.payload, retention).await)
         },
     ))
     .await
@@ -175,19 +154,16 @@ fn path_message_id(request: &ApiGatewayProxyRequest) -> Result<String, HubError>
 /// an id was published under several): the stored message exactly as
 /// published, to the publishing organisation, the subscribers it was
 /// delivered to, and operators. Anyone else is answered 404.
-pub async fn read_event<E, S, G, A>(
-    store: &E,
-    subscriptions: &S,
-    register: &G,
-    audit: &A,
+pub async fn read_event<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
-) -> ApiGatewayProxyResponse
-where
-    E: EventStore,
-    S: SubscriptionStore,
-    G: RegisterStore,
-    A: AuditLog,
-{
+) -> ApiGatewayProxyResponse {
+    let (store, _subscriptions, _register, audit) = (
+        ports.events(),
+        ports.subscriptions(),
+        ports.register(),
+        ports.audit(),
+    );
     let encoding = response_encoding(request);
     // A refused read of a stored event names the event and its patient, so
     // that probing for a child's events shows in the child's trail.
@@ -229,9 +205,7 @@ where
             }
             let mut readable = Vec::new();
             for event in found {
-                if event.is_live(now)
-                    && may_read_event(subscriptions, register, audit, &caller, &event, now).await?
-                {
+                if event.is_live(now) && may_read_event(ports, &caller, &event, now).await? {
                     readable.push(event);
                 }
             }
@@ -272,19 +246,13 @@ where
 /// event was delivered to (its delivery's audit record says so), or that
 /// may see it in the child's history (an active explicit subscription for
 /// the child and the event type, the child not sensitive).
-async fn may_read_event<S, G, A>(
-    subscriptions: &S,
-    register: &G,
-    audit: &A,
+async fn may_read_event<P: Ports>(
+    ports: &P,
     caller: &Caller,
     event: &StoredEvent,
     now: OffsetDateTime,
-) -> Result<bool, HubError>
-where
-    S: SubscriptionStore,
-    G: RegisterStore,
-    A: AuditLog,
-{
+) -> Result<bool, HubError> {
+    let (subscriptions, register, audit) = (ports.subscriptions(), ports.register(), ports.audit());
     if caller.has_role(Role::Operator) {
         return Ok(true);
     }
@@ -327,12 +295,11 @@ where
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
 /// event withheld while its child was flagged sensitive, once the flag is
 /// cleared (crate::app::events::release). The release is in the child's audit trail.
-pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
-    store: &E,
-    register: &G,
-    audit: &A,
+pub async fn release_event<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (store, register, audit) = (ports.events(), ports.register(), ports.audit());
     let encoding = response_encoding(request);
     audited(
         audit,
@@ -379,28 +346,38 @@ pub async fn release_event<E: EventStore, G: RegisterStore, A: AuditLog>(
 
 /// The main of `GET /events/{id}`.
 pub async fn run_read_event() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let store = DynamoEventStore::from_env(dynamodb.clone())?;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (store, subscriptions, register, audit) = (&store, &subscriptions, &register, &audit);
-    serve_api(move |request| async move {
-        read_event(store, subscriptions, register, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = event_reader_ports(&aws)?;
+    let ports = &ports;
+    serve_api(move |request| async move { read_event(ports, &request).await }).await
 }
 
 /// The main of `POST /events/{id}/$release`.
 pub async fn run_release_event() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let store = DynamoEventStore::from_env(dynamodb.clone())?;
-    let register = DynamoRegisterStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (store, register, audit) = (&store, &register, &audit);
-    serve_api(move |request| async move { release_event(store, register, audit, &request).await })
-        .await
+    let aws = start().await;
+    let ports = event_writer_ports(&aws)?;
+    let ports = &ports;
+    serve_api(move |request| async move { release_event(ports, &request).await }).await
+}
+
+/// The ports of a function that stores or withholds events: the events,
+/// the child register and the audit trail.
+fn event_writer_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .events(aws.events()?)
+        .register(aws.register()?)
+        .audit(aws.audit()?))
+}
+
+/// The ports of a function that reads events for a caller: the events, the
+/// subscriptions and the register that decide what it may see, and the
+/// audit trail.
+pub(super) fn event_reader_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .events(aws.events()?)
+        .subscriptions(aws.subscriptions()?)
+        .register(aws.register()?)
+        .audit(aws.audit()?))
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@ use time::OffsetDateTime;
 use tracing::info;
 
 use crate::audit::{Action, AuditRecord};
-use crate::aws::{DynamoAuditLog, DynamoReplayStore, DynamoSubscriptionStore, required_env};
 use crate::error::HubError;
 use crate::events::Retention;
 use crate::message::Encoding;
-use crate::ports::{AuditLog, ReplayStore, SubscriptionStore};
+use crate::ports::{Adapters, Ports, ReplayStore};
 use crate::replay;
 
 use super::audited::{audited, refused_asking_for, refused_subscription};
@@ -76,13 +75,12 @@ fn replay_window(
 
 /// `POST /Subscription/{id}/$replay`: starts re-delivering the window's
 /// events the subscription matches now; answers at once with the replay.
-pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
-    subscriptions: &S,
-    jobs: &J,
-    audit: &A,
+pub async fn start_replay<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
     retention: Retention,
 ) -> ApiGatewayProxyResponse {
+    let (subscriptions, jobs, audit) = (ports.subscriptions(), ports.replays(), ports.audit());
     let encoding = response_encoding(request);
     audited(
         audit,
@@ -145,11 +143,11 @@ pub async fn start_replay<S: SubscriptionStore, J: ReplayStore, A: AuditLog>(
 }
 
 /// `GET /replays/{id}`: a replay's progress, to its subscriber and operators.
-pub async fn read_replay<J: ReplayStore, A: AuditLog>(
-    jobs: &J,
-    audit: &A,
+pub async fn read_replay<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (jobs, audit) = (ports.replays(), ports.audit());
     // A refused read of an existing replay names its subscription and
     // subscriber too.
     let found_job: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
@@ -192,24 +190,20 @@ pub async fn read_replay<J: ReplayStore, A: AuditLog>(
 
 /// The main of `POST /Subscription/{id}/$replay`.
 pub async fn run_start_replay() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .replays(aws.replays()?)
+        .audit(aws.audit()?);
     let retention = retention_from_env()?;
-    let (subscriptions, jobs, audit) = (&subscriptions, &jobs, &audit);
-    serve_api(move |request| async move {
-        start_replay(subscriptions, jobs, audit, &request, retention).await
-    })
-    .await
+    let ports = &ports;
+    serve_api(move |request| async move { start_replay(ports, &request, retention).await }).await
 }
 
 /// The main of `GET /replays/{id}`.
 pub async fn run_read_replay() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (jobs, audit) = (&jobs, &audit);
-    serve_api(move |request| async move { read_replay(jobs, audit, &request).await }).await
+    let aws = start().await;
+    let ports = Adapters::new().replays(aws.replays()?).audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { read_replay(ports, &request).await }).await
 }

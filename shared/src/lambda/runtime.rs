@@ -6,7 +6,15 @@ use std::future::Future;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use tracing::info;
 
+use crate::auth::HubVerifier;
+use crate::aws::{
+    DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
+    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriberStore, DynamoSubscriptionStore,
+    DynamoUsedAssertionIds, KmsSigningKey, SnsDeliveryPublisher, SqsQueueMonitor,
+    SqsQueueProvisioner, kms_verifiers, required_env, topic_arns_from_env,
+};
 use crate::catalogue::EventType;
+use crate::ports::StoreError;
 
 pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -155,11 +163,122 @@ async fn warm_up<T, E>(service: &'static str, call: impl Future<Output = Result<
 
 /// Every function's start: tracing, the SDK configuration, and the DynamoDB
 /// client every function uses, its connection opened during init.
-pub(super) async fn start() -> (aws_config::SdkConfig, aws_sdk_dynamodb::Client) {
+pub(super) async fn start() -> Aws {
     init_tracing();
     let config = sdk_config().await;
     let dynamodb = dynamodb_client(&config).await;
-    (config, dynamodb)
+    Aws { config, dynamodb }
+}
+
+/// What a function's adapters are built from: the one place that says which
+/// settings (environment variables) each AWS adapter reads. A function's
+/// main connects the adapters it uses to `ports::Adapters`, at init, so a
+/// missing setting fails the start, as the function's template entry
+/// provides only its own tables and topics.
+pub(super) struct Aws {
+    config: aws_config::SdkConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Aws {
+    pub(super) fn events(&self) -> Result<DynamoEventStore, StoreError> {
+        DynamoEventStore::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn subscriptions(&self) -> Result<DynamoSubscriptionStore, StoreError> {
+        Ok(DynamoSubscriptionStore::new(
+            self.dynamodb.clone(),
+            required_env("SUBSCRIPTIONS_TABLE")?,
+        ))
+    }
+
+    pub(super) fn subscribers(&self) -> Result<DynamoSubscriberStore, StoreError> {
+        Ok(DynamoSubscriberStore::new(
+            self.dynamodb.clone(),
+            required_env("SUBSCRIBERS_TABLE")?,
+        ))
+    }
+
+    pub(super) fn clients(&self) -> Result<DynamoClientStore, StoreError> {
+        Ok(DynamoClientStore::new(
+            self.dynamodb.clone(),
+            required_env("CLIENTS_TABLE")?,
+        ))
+    }
+
+    /// The assertion ids already exchanged (the template's REPLAY_TABLE).
+    pub(super) fn used_ids(&self) -> Result<DynamoUsedAssertionIds, StoreError> {
+        Ok(DynamoUsedAssertionIds::new(
+            self.dynamodb.clone(),
+            required_env("REPLAY_TABLE")?,
+        ))
+    }
+
+    pub(super) fn audit(&self) -> Result<DynamoAuditLog, StoreError> {
+        DynamoAuditLog::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn replays(&self) -> Result<DynamoReplayStore, StoreError> {
+        DynamoReplayStore::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn register(&self) -> Result<DynamoRegisterStore, StoreError> {
+        DynamoRegisterStore::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn stats(&self) -> Result<DynamoDeliveryStats, StoreError> {
+        DynamoDeliveryStats::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn reference(&self) -> Result<DynamoReferenceData, StoreError> {
+        DynamoReferenceData::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn provisioner(&self) -> Result<SqsQueueProvisioner, StoreError> {
+        SqsQueueProvisioner::from_env(&self.config)
+    }
+
+    /// The event types' topics, the SNS connection opened during init.
+    pub(super) async fn publisher(&self) -> Result<SnsDeliveryPublisher, StoreError> {
+        let topics = topic_arns_from_env()?;
+        Ok(SnsDeliveryPublisher::new(
+            sns_client(&self.config, &topics).await,
+            topics,
+        ))
+    }
+
+    /// The subscriber queues' depths and DLQs.
+    pub(super) fn queues(&self) -> SqsQueueMonitor {
+        SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&self.config))
+    }
+
+    /// The queues as [`Aws::queues`], and the states of their topic
+    /// subscriptions.
+    pub(super) fn queues_with_subscriptions(&self) -> Result<SqsQueueMonitor, StoreError> {
+        Ok(self.queues().with_subscriptions(
+            aws_sdk_sns::Client::new(&self.config),
+            topic_arns_from_env()?,
+        ))
+    }
+
+    /// The KMS key the hub signs its access tokens with.
+    pub(super) async fn signing_key(&self) -> Result<KmsSigningKey, StoreError> {
+        KmsSigningKey::load(
+            aws_sdk_kms::Client::new(&self.config),
+            &required_env("HUB_SIGNING_KEY_ID")?,
+        )
+        .await
+    }
+
+    /// The hub's public keys, read once: the current one and, during a
+    /// rotation, the previous one.
+    pub(super) async fn verifiers(&self) -> Result<Vec<HubVerifier>, StoreError> {
+        kms_verifiers(
+            &aws_sdk_kms::Client::new(&self.config),
+            &required_env("HUB_VERIFYING_KEY_IDS")?,
+        )
+        .await
+    }
 }
 
 /// Answers API Gateway requests with `handler` until the runtime stops.

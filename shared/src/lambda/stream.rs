@@ -8,37 +8,21 @@ use time::OffsetDateTime;
 use tracing::{error, info};
 
 use crate::app::dispatch::Dispatcher;
-use crate::aws::{
-    DynamoAuditLog, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
-    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriptionStore, SnsDeliveryPublisher,
-    required_env, topic_arns_from_env,
-};
+use crate::app::replay::Replayer;
 use crate::dispatch::Dispatched;
 use crate::events::StoredEvent;
-use crate::ports::ReferenceData;
-use crate::ports::{
-    AuditLog, DeliveryPublisher, EventStore, RegisterStore, ReplayStore, SubscriptionStore,
-};
+use crate::ports::{Adapters, Ports, ReplayStore};
 use crate::{metrics, replay};
 
-use super::runtime::{Error, LambdaEvent, run, service_fn, sns_client, start};
+use super::runtime::{Error, LambdaEvent, run, service_fn, start};
 
 /// The events table's stream: dispatch every newly stored event. On the
 /// first failure the rest of the batch is left for the retry, which restarts
 /// at the failed record (the stream keeps order per shard).
-pub async fn dispatch_batch<S, P, A, G, R, D, E>(
-    dispatcher: &Dispatcher<'_, S, P, A, G, R, D, E>,
+pub async fn dispatch_batch<P: Ports>(
+    dispatcher: &Dispatcher<'_, P>,
     batch: StreamEvent,
-) -> DynamoDbEventResponse
-where
-    S: SubscriptionStore,
-    P: DeliveryPublisher,
-    A: AuditLog,
-    G: RegisterStore,
-    R: ReferenceData,
-    D: crate::ports::DeliveryStats,
-    E: EventStore,
-{
+) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for record in batch.records {
         // Events are written once: only an INSERT is a new event.
@@ -110,20 +94,10 @@ fn record_dispatch_delay(
 /// creation, then each save) prompts one bounded step of it. A step that
 /// fails is reported, so that the stream retries from it; the job resumes
 /// from its last save.
-pub async fn replay_batch<E, S, P, A, G, R, J, D>(
-    replayer: &crate::app::replay::Replayer<'_, E, S, P, A, G, R, J, D>,
+pub async fn replay_batch<P: Ports>(
+    replayer: &Replayer<'_, P>,
     batch: StreamEvent,
-) -> DynamoDbEventResponse
-where
-    E: EventStore,
-    S: SubscriptionStore,
-    P: DeliveryPublisher,
-    A: AuditLog,
-    G: RegisterStore,
-    R: ReferenceData,
-    J: ReplayStore,
-    D: crate::ports::DeliveryStats,
-{
+) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     let mut stepped = BTreeSet::new();
     for record in batch.records {
@@ -138,7 +112,7 @@ where
             // A finished job's hold on its subscription is released by the
             // step that finished it; again here in case that step failed
             // after its save.
-            if let Err(error) = replayer.jobs.release(&job).await {
+            if let Err(error) = replayer.ports.replays().release(&job).await {
                 error!(replay_id = %job.replay_id, error = %error, "a finished replay's subscription could not be released");
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = sequence_number;
@@ -176,26 +150,16 @@ where
 
 /// The main of dispatch: the events table's stream.
 pub async fn run_dispatch() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
-    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
-    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
-    let events = DynamoEventStore::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let topics = topic_arns_from_env()?;
-    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
-    let dispatcher = Dispatcher {
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &reference,
-        stats: &stats,
-        events: &events,
-    };
-    let dispatcher = &dispatcher;
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .register(aws.register()?)
+        .reference(aws.reference()?)
+        .stats(aws.stats()?)
+        .events(aws.events()?)
+        .audit(aws.audit()?)
+        .publisher(aws.publisher().await?);
+    let dispatcher = &Dispatcher { ports: &ports };
     run(service_fn(move |event: LambdaEvent<_>| async move {
         // Boxed: the batch's future nests every port's calls, and laid out
         // inside the runtime's future it passes rustc's default query depth.
@@ -208,28 +172,17 @@ pub async fn run_dispatch() -> Result<(), Error> {
 
 /// The main of the replay worker: the replays table's stream.
 pub async fn run_replay_worker() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let events = DynamoEventStore::from_env(dynamodb.clone())?;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let register = DynamoRegisterStore::new(dynamodb.clone(), required_env("REGISTER_TABLE")?);
-    let reference = DynamoReferenceData::new(dynamodb.clone(), required_env("REFERENCE_TABLE")?);
-    let jobs = DynamoReplayStore::from_env(dynamodb.clone())?;
-    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let topics = topic_arns_from_env()?;
-    let publisher = SnsDeliveryPublisher::new(sns_client(&config, &topics).await, topics);
-    let replayer = crate::app::replay::Replayer {
-        events: &events,
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &reference,
-        jobs: &jobs,
-        stats: &stats,
-    };
-    let replayer = &replayer;
+    let aws = start().await;
+    let ports = Adapters::new()
+        .events(aws.events()?)
+        .subscriptions(aws.subscriptions()?)
+        .register(aws.register()?)
+        .reference(aws.reference()?)
+        .replays(aws.replays()?)
+        .stats(aws.stats()?)
+        .audit(aws.audit()?)
+        .publisher(aws.publisher().await?);
+    let replayer = &Replayer { ports: &ports };
     run(service_fn(move |event: LambdaEvent<_>| async move {
         // Boxed, as dispatch's batch is.
         let batch: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =

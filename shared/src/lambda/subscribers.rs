@@ -7,27 +7,25 @@ use tracing::info;
 
 use crate::audit::Action;
 use crate::auth::Role;
-use crate::aws::{
-    DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoSubscriberStore,
-    DynamoSubscriptionStore, SqsQueueMonitor, SqsQueueProvisioner, required_env,
-    topic_arns_from_env,
-};
 use crate::message::Encoding;
-use crate::ports::{AuditLog, ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
+use crate::ports::{Adapters, Ports, StoreError};
 use crate::subscriber::{self, OnboardRequest};
 
 use super::audited::{audited, refused_subscriber};
 use super::http::{json_body, path_id, respond};
-use super::runtime::{Error, serve_api, start};
+use super::runtime::{Aws, Error, serve_api, start};
 
 /// `POST /subscribers`: onboard a subscriber for a registered client.
-pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A: AuditLog>(
-    store: &S,
-    provisioner: &Q,
-    clients: &C,
-    audit: &A,
+pub async fn onboard<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (store, provisioner, clients, audit) = (
+        ports.subscribers(),
+        ports.provisioner(),
+        ports.clients(),
+        ports.audit(),
+    );
     audited(
         audit,
         request,
@@ -64,18 +62,16 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore, A:
 }
 
 /// `DELETE /subscribers/{id}`: offboard a subscriber (operators).
-pub async fn offboard<
-    R: SubscriberStore,
-    S: SubscriptionStore,
-    Q: QueueProvisioner,
-    A: AuditLog,
->(
-    subscribers: &R,
-    subscriptions: &S,
-    provisioner: &Q,
-    audit: &A,
+pub async fn offboard<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscribers, subscriptions, provisioner, audit) = (
+        ports.subscribers(),
+        ports.subscriptions(),
+        ports.provisioner(),
+        ports.audit(),
+    );
     audited(
         audit,
         request,
@@ -108,18 +104,16 @@ pub async fn offboard<
 /// `PATCH /subscribers/{id}`: change the event types a subscriber may
 /// receive or the AWS principal that reads its queue (operators). Its
 /// queues, and what they hold, stay.
-pub async fn change_subscriber<
-    R: SubscriberStore,
-    S: SubscriptionStore,
-    Q: QueueProvisioner,
-    A: AuditLog,
->(
-    subscribers: &R,
-    subscriptions: &S,
-    provisioner: &Q,
-    audit: &A,
+pub async fn change_subscriber<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscribers, subscriptions, provisioner, audit) = (
+        ports.subscribers(),
+        ports.subscriptions(),
+        ports.provisioner(),
+        ports.audit(),
+    );
     audited(
         audit,
         request,
@@ -162,18 +156,16 @@ pub async fn change_subscriber<
 /// `GET /subscribers/{id}/status`: messages sent per event type, the last
 /// delivery, and what waits in the queue and its DLQ (operators, or the
 /// subscriber itself; anyone else is told it does not exist).
-pub async fn subscriber_status<
-    S: SubscriberStore,
-    D: crate::ports::DeliveryStats,
-    Q: crate::ports::QueueMonitor,
-    A: AuditLog,
->(
-    subscribers: &S,
-    stats: &D,
-    queues: &Q,
-    audit: &A,
+pub async fn subscriber_status<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscribers, stats, queues, audit) = (
+        ports.subscribers(),
+        ports.stats(),
+        ports.queues(),
+        ports.audit(),
+    );
     audited(
         audit,
         request,
@@ -196,12 +188,11 @@ pub async fn subscriber_status<
 /// subscriber's DLQ back to its queue, at most [`crate::status::REDRIVE_LIMITS`]
 /// a request; the answer says how many moved and whether some remain
 /// (operators, or the subscriber itself).
-pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: AuditLog>(
-    subscribers: &S,
-    queues: &Q,
-    audit: &A,
+pub async fn redrive<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscribers, queues, audit) = (ports.subscribers(), ports.queues(), ports.audit());
     audited(
         audit,
         request,
@@ -236,77 +227,61 @@ pub async fn redrive<S: SubscriberStore, Q: crate::ports::QueueMonitor, A: Audit
 
 /// The main of `POST /subscribers`.
 pub async fn run_onboard() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let provisioner = SqsQueueProvisioner::from_env(&config)?;
-    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscribers, provisioner, clients, audit) = (&subscribers, &provisioner, &clients, &audit);
-    serve_api(move |request| async move {
-        onboard(subscribers, provisioner, clients, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscribers(aws.subscribers()?)
+        .provisioner(aws.provisioner()?)
+        .clients(aws.clients()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { onboard(ports, &request).await }).await
 }
 
 /// The main of `DELETE /subscribers/{id}`.
 pub async fn run_offboard() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let provisioner = SqsQueueProvisioner::from_env(&config)?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscribers, subscriptions, provisioner, audit) =
-        (&subscribers, &subscriptions, &provisioner, &audit);
-    serve_api(move |request| async move {
-        offboard(subscribers, subscriptions, provisioner, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = subscriber_wiring(&aws)?;
+    let ports = &ports;
+    serve_api(move |request| async move { offboard(ports, &request).await }).await
 }
 
 /// The main of `PATCH /subscribers/{id}`.
 pub async fn run_change_subscriber() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let provisioner = SqsQueueProvisioner::from_env(&config)?;
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscribers, subscriptions, provisioner, audit) =
-        (&subscribers, &subscriptions, &provisioner, &audit);
-    serve_api(move |request| async move {
-        change_subscriber(subscribers, subscriptions, provisioner, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = subscriber_wiring(&aws)?;
+    let ports = &ports;
+    serve_api(move |request| async move { change_subscriber(ports, &request).await }).await
 }
 
 /// The main of `GET /subscribers/{id}/status`.
 pub async fn run_subscriber_status() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let stats = DynamoDeliveryStats::from_env(dynamodb.clone())?;
-    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config))
-        .with_subscriptions(aws_sdk_sns::Client::new(&config), topic_arns_from_env()?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscribers, stats, queues, audit) = (&subscribers, &stats, &queues, &audit);
-    serve_api(move |request| async move {
-        subscriber_status(subscribers, stats, queues, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscribers(aws.subscribers()?)
+        .stats(aws.stats()?)
+        .queues(aws.queues_with_subscriptions()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { subscriber_status(ports, &request).await }).await
 }
 
 /// The main of `POST /subscribers/{id}/$redrive`.
 pub async fn run_redrive() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let queues = SqsQueueMonitor::new(aws_sdk_sqs::Client::new(&config));
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscribers, queues, audit) = (&subscribers, &queues, &audit);
-    serve_api(move |request| async move { redrive(subscribers, queues, audit, &request).await })
-        .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscribers(aws.subscribers()?)
+        .queues(aws.queues())
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { redrive(ports, &request).await }).await
+}
+
+/// The ports of offboarding and of changing a subscriber: its record, its
+/// subscriptions and its queues' wiring.
+fn subscriber_wiring(aws: &Aws) -> Result<impl Ports, StoreError> {
+    Ok(Adapters::new()
+        .subscribers(aws.subscribers()?)
+        .subscriptions(aws.subscriptions()?)
+        .provisioner(aws.provisioner()?)
+        .audit(aws.audit()?))
 }

@@ -6,10 +6,9 @@ use tracing::info;
 
 use crate::audit::{Action, AuditRecord};
 use crate::auth::Caller;
-use crate::aws::{DynamoAuditLog, DynamoSubscriberStore, DynamoSubscriptionStore, required_env};
 use crate::error::HubError;
 use crate::message::Encoding;
-use crate::ports::{AuditLog, SubscriberStore, SubscriptionStore};
+use crate::ports::{Adapters, Ports, SubscriptionStore};
 use crate::subscription::{self, Subscription, SubscriptionRequest};
 
 use super::audited::{audited, refused_subscription};
@@ -21,12 +20,12 @@ use super::request_error::{BodyError, FHIR_MEDIA_TYPES};
 use super::runtime::{Error, serve_api, start};
 
 /// `POST /Subscription`: create a subscription for the calling subscriber.
-pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, A: AuditLog>(
-    subscriptions: &S,
-    subscribers: &R,
-    audit: &A,
+pub async fn create_subscription<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscriptions, subscribers, audit) =
+        (ports.subscriptions(), ports.subscribers(), ports.audit());
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| {
         let patient = header(request, "content-type")
@@ -94,11 +93,11 @@ pub(super) async fn own_subscription<S: SubscriptionStore>(
 }
 
 /// `GET /Subscription/{id}`.
-pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
-    subscriptions: &S,
-    audit: &A,
+pub async fn read_subscription<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscriptions, audit) = (ports.subscriptions(), ports.audit());
     let encoding = response_encoding(request);
     audited(
         audit,
@@ -126,11 +125,11 @@ pub async fn read_subscription<S: SubscriptionStore, A: AuditLog>(
 
 /// `GET /Subscription?_count=..&_page=..`: the caller's subscriptions, a
 /// searchset Bundle.
-pub async fn list_subscriptions<S: SubscriptionStore, A: AuditLog>(
-    subscriptions: &S,
-    audit: &A,
+pub async fn list_subscriptions<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscriptions, audit) = (ports.subscriptions(), ports.audit());
     let encoding = response_encoding(request);
     audited(
         audit,
@@ -157,11 +156,11 @@ pub async fn list_subscriptions<S: SubscriptionStore, A: AuditLog>(
 }
 
 /// `DELETE /Subscription/{id}`: 204, and no delivery for it afterwards.
-pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
-    subscriptions: &S,
-    audit: &A,
+pub async fn delete_subscription<P: Ports>(
+    ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (subscriptions, audit) = (ports.subscriptions(), ports.audit());
     let encoding = response_encoding(request);
     let on_refusal = |record| refused_subscription(request, record);
     audited(audit, request, Action::SubscriptionDelete, encoding, on_refusal, |caller, record| async move {
@@ -182,52 +181,41 @@ pub async fn delete_subscription<S: SubscriptionStore, A: AuditLog>(
 
 /// The main of `POST /Subscription`.
 pub async fn run_create_subscription() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let subscribers =
-        DynamoSubscriberStore::new(dynamodb.clone(), required_env("SUBSCRIBERS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscriptions, subscribers, audit) = (&subscriptions, &subscribers, &audit);
-    serve_api(move |request| async move {
-        create_subscription(subscriptions, subscribers, audit, &request).await
-    })
-    .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .subscribers(aws.subscribers()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { create_subscription(ports, &request).await }).await
 }
 
 /// The main of `GET /Subscription/{id}`.
 pub async fn run_read_subscription() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscriptions, audit) = (&subscriptions, &audit);
-    serve_api(move |request| async move { read_subscription(subscriptions, audit, &request).await })
-        .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { read_subscription(ports, &request).await }).await
 }
 
 /// The main of `GET /Subscription`.
 pub async fn run_list_subscriptions() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscriptions, audit) = (&subscriptions, &audit);
-    serve_api(
-        move |request| async move { list_subscriptions(subscriptions, audit, &request).await },
-    )
-    .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { list_subscriptions(ports, &request).await }).await
 }
 
 /// The main of `DELETE /Subscription/{id}`.
 pub async fn run_delete_subscription() -> Result<(), Error> {
-    let (_, dynamodb) = start().await;
-    let subscriptions =
-        DynamoSubscriptionStore::new(dynamodb.clone(), required_env("SUBSCRIPTIONS_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let (subscriptions, audit) = (&subscriptions, &audit);
-    serve_api(
-        move |request| async move { delete_subscription(subscriptions, audit, &request).await },
-    )
-    .await
+    let aws = start().await;
+    let ports = Adapters::new()
+        .subscriptions(aws.subscriptions()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { delete_subscription(ports, &request).await }).await
 }

@@ -6,13 +6,9 @@ use tracing::info;
 
 use crate::app::auth::HubSigner;
 use crate::audit::{Action, AuditRecord};
-use crate::aws::{
-    DynamoAuditLog, DynamoClientStore, DynamoUsedAssertionIds, KmsSigningKey, required_env,
-};
 use crate::error::HubError;
 use crate::message::Encoding;
-use crate::ports::HubSigningKey;
-use crate::ports::{AuditLog, ClientStore, UsedAssertionIds};
+use crate::ports::{Adapters, Ports};
 use crate::text;
 
 use super::audited::{finish_audited, refusal_detail};
@@ -43,14 +39,13 @@ fn token_endpoint_url(request: &ApiGatewayProxyRequest, configured: Option<&str>
 
 /// `POST /oauth2/token`: client credentials with a signed JWT assertion
 /// (RFC 7523). Answers `{access_token, expires_in, token_type}`.
-pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: AuditLog>(
-    clients: &C,
-    used_ids: &R,
-    signer: &HubSigner<K>,
-    audit: &A,
+pub async fn token<P: Ports>(
+    ports: &P,
     configured_url: Option<&str>,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    let (clients, used_ids, audit) = (ports.clients(), ports.used_ids(), ports.audit());
+    let signer = &HubSigner::new(ports.signing_key());
     let now = OffsetDateTime::now_utc();
     let assertion = async {
         let media_type = header(request, "content-type").unwrap_or_default();
@@ -142,26 +137,13 @@ pub async fn token<C: ClientStore, R: UsedAssertionIds, K: HubSigningKey, A: Aud
 
 /// The main of `POST /oauth2/token`.
 pub async fn run_token() -> Result<(), Error> {
-    let (config, dynamodb) = start().await;
-    let clients = DynamoClientStore::new(dynamodb.clone(), required_env("CLIENTS_TABLE")?);
-    let used_ids = DynamoUsedAssertionIds::new(dynamodb.clone(), required_env("REPLAY_TABLE")?);
-    let audit = DynamoAuditLog::from_env(dynamodb)?;
-    let key = KmsSigningKey::load(
-        aws_sdk_kms::Client::new(&config),
-        &required_env("HUB_SIGNING_KEY_ID")?,
-    )
-    .await?;
-    let signer = HubSigner::new(key);
+    let aws = start().await;
+    let ports = Adapters::new()
+        .clients(aws.clients()?)
+        .used_ids(aws.used_ids()?)
+        .audit(aws.audit()?)
+        .signing_key(aws.signing_key().await?);
     let configured_url = std::env::var("TOKEN_ENDPOINT_URL").ok();
-    let (clients, used_ids, signer, audit, configured_url) = (
-        &clients,
-        &used_ids,
-        &signer,
-        &audit,
-        configured_url.as_deref(),
-    );
-    serve_api(move |request| async move {
-        token(clients, used_ids, signer, audit, configured_url, &request).await
-    })
-    .await
+    let (ports, configured_url) = (&ports, configured_url.as_deref());
+    serve_api(move |request| async move { token(ports, configured_url, &request).await }).await
 }

@@ -165,6 +165,23 @@ impl HubSigningKey for PemSigningKey {
     }
 }
 
+/// The signing key of `MemoryPorts`: none until a test sets one, when
+/// signing fails as it would on an unconnected port.
+impl HubSigningKey for Option<PemSigningKey> {
+    fn key_id(&self) -> &str {
+        self.as_ref().map_or("", PemSigningKey::key_id)
+    }
+
+    async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Some(key) => key.sign(signing_input).await,
+            None => Err(StoreError::Configuration(
+                "no hub signing key is set in these in-memory ports".into(),
+            )),
+        }
+    }
+}
+
 impl HubSigner<PemSigningKey> {
     pub fn from_pem(private_key_pem: &[u8], public_key_pem: &[u8]) -> Result<Self, KeyError> {
         PemSigningKey::from_pem(private_key_pem, public_key_pem).map(HubSigner::new)

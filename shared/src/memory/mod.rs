@@ -25,3 +25,97 @@ pub use subscriptions::{MemorySubscriberStore, MemorySubscriptionStore};
 pub(crate) fn poisoned() -> StoreError {
     StoreError::Unavailable("in-memory store lock poisoned".into())
 }
+
+/// Every in-memory adapter, one per port: the `Ports` of the tests and
+/// benchmarks. The hub's signing key is none until a test sets one (a
+/// token asked for without it fails as an unconnected port would).
+#[derive(Default)]
+pub struct MemoryPorts {
+    pub events: MemoryEventStore,
+    pub subscriptions: MemorySubscriptionStore,
+    pub subscribers: MemorySubscriberStore,
+    pub publisher: MemoryPublisher,
+    pub provisioner: MemoryQueueProvisioner,
+    pub clients: MemoryClientStore,
+    pub audit: MemoryAuditLog,
+    pub replays: MemoryReplayStore,
+    pub used_ids: MemoryUsedAssertionIds,
+    pub register: MemoryRegisterStore,
+    pub stats: MemoryDeliveryStats,
+    pub queues: MemoryQueues,
+    pub reference: MemoryReferenceData,
+    pub signing_key: Option<PemSigningKey>,
+}
+
+impl crate::ports::Ports for MemoryPorts {
+    type Events = MemoryEventStore;
+    type Subscriptions = MemorySubscriptionStore;
+    type Subscribers = MemorySubscriberStore;
+    type Publisher = MemoryPublisher;
+    type Provisioner = MemoryQueueProvisioner;
+    type Clients = MemoryClientStore;
+    type Audit = MemoryAuditLog;
+    type Replays = MemoryReplayStore;
+    type UsedIds = MemoryUsedAssertionIds;
+    type Register = MemoryRegisterStore;
+    type Stats = MemoryDeliveryStats;
+    type Queues = MemoryQueues;
+    type Reference = MemoryReferenceData;
+    type SigningKey = Option<PemSigningKey>;
+
+    fn events(&self) -> &MemoryEventStore {
+        &self.events
+    }
+
+    fn subscriptions(&self) -> &MemorySubscriptionStore {
+        &self.subscriptions
+    }
+
+    fn subscribers(&self) -> &MemorySubscriberStore {
+        &self.subscribers
+    }
+
+    fn publisher(&self) -> &MemoryPublisher {
+        &self.publisher
+    }
+
+    fn provisioner(&self) -> &MemoryQueueProvisioner {
+        &self.provisioner
+    }
+
+    fn clients(&self) -> &MemoryClientStore {
+        &self.clients
+    }
+
+    fn audit(&self) -> &MemoryAuditLog {
+        &self.audit
+    }
+
+    fn replays(&self) -> &MemoryReplayStore {
+        &self.replays
+    }
+
+    fn used_ids(&self) -> &MemoryUsedAssertionIds {
+        &self.used_ids
+    }
+
+    fn register(&self) -> &MemoryRegisterStore {
+        &self.register
+    }
+
+    fn stats(&self) -> &MemoryDeliveryStats {
+        &self.stats
+    }
+
+    fn queues(&self) -> &MemoryQueues {
+        &self.queues
+    }
+
+    fn reference(&self) -> &MemoryReferenceData {
+        &self.reference
+    }
+
+    fn signing_key(&self) -> &Option<PemSigningKey> {
+        &self.signing_key
+    }
+}

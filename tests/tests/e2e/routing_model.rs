@@ -17,6 +17,7 @@
 mod generate;
 mod render;
 
+use hub::ports::Adapters;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -233,13 +234,14 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
         }
     }
     let dispatcher = Dispatcher {
-        events: &store,
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference,
-        stats: &stats,
+        ports: &Adapters::new()
+            .events(&store)
+            .subscriptions(&subscriptions)
+            .publisher(&publisher)
+            .audit(&audit)
+            .register(&register)
+            .reference(reference)
+            .stats(&stats),
     };
     let mut refused = Vec::new();
     let mut read = BTreeMap::new();

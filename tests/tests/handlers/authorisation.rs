@@ -3,6 +3,7 @@
 //! API Gateway would pass on). The same rules are exercised through the
 //! local stack's authorizer in tests/auth.rs.
 
+use hub::ports::{Adapters, Ports};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
@@ -101,6 +102,21 @@ impl World {
         world
     }
 
+    /// The handlers' ports: the world's stores.
+    fn ports(&self) -> impl Ports + '_ {
+        Adapters::new()
+            .events(&self.events)
+            .subscribers(&self.subscribers)
+            .subscriptions(&self.subscriptions)
+            .provisioner(&self.provisioner)
+            .clients(&self.clients)
+            .audit(&self.audit)
+            .register(&self.register)
+            .stats(&self.stats)
+            .queues(&self.queues)
+            .replays(&self.replays)
+    }
+
     /// A subscriber client, onboarded by the operator through the handler.
     async fn onboarded(&self, client_id: &str, ods: &str) -> Caller {
         let mut registered = client(client_id, ods, &[Role::Subscriber]);
@@ -116,31 +132,12 @@ impl World {
 
     async fn publish(&self, caller: Option<&Caller>, event_type: EventType, body: &str) -> u16 {
         let request = request(caller, "application/fhir+xml", Some(body), &[]);
-        status(
-            &lambda::publish(
-                &self.events,
-                &self.audit,
-                &self.register,
-                event_type,
-                &request,
-                Retention::DEFAULT,
-            )
-            .await,
-        )
+        status(&lambda::publish(&self.ports(), event_type, &request, Retention::DEFAULT).await)
     }
 
     async fn onboard(&self, caller: Option<&Caller>, body: &str) -> (u16, Value) {
         let request = request(caller, "application/json", Some(body), &[]);
-        answer(
-            lambda::onboard(
-                &self.subscribers,
-                &self.provisioner,
-                &self.clients,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::onboard(&self.ports(), &request).await)
     }
 
     async fn subscribe(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
@@ -152,15 +149,7 @@ impl World {
             .unwrap_or_else(|| "A83627".into());
         let body = subscription_resource(subscriber_id, &ods, &criteria).to_string();
         let request = request(caller, "application/fhir+json", Some(&body), &[]);
-        answer(
-            lambda::create_subscription(
-                &self.subscriptions,
-                &self.subscribers,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::create_subscription(&self.ports(), &request).await)
     }
 
     fn subscribers_ods(&self, subscriber_id: &str) -> Option<String> {
@@ -172,17 +161,17 @@ impl World {
 
     async fn read_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::read_subscription(&self.subscriptions, &self.audit, &request).await)
+        status(&lambda::read_subscription(&self.ports(), &request).await)
     }
 
     async fn delete_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::delete_subscription(&self.subscriptions, &self.audit, &request).await)
+        status(&lambda::delete_subscription(&self.ports(), &request).await)
     }
 
     async fn list_subscriptions(&self, caller: Option<&Caller>) -> (u16, Value) {
         let request = request(caller, "application/fhir+json", None, &[]);
-        answer(lambda::list_subscriptions(&self.subscriptions, &self.audit, &request).await)
+        answer(lambda::list_subscriptions(&self.ports(), &request).await)
     }
 
     async fn read_event(&self, caller: Option<&Caller>) -> u16 {
@@ -192,16 +181,7 @@ impl World {
             None,
             &[("id", VACCINATION_ID)],
         );
-        status(
-            &lambda::read_event(
-                &self.events,
-                &self.subscriptions,
-                &self.register,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::read_event(&self.ports(), &request).await)
     }
 
     async fn read_child_events(&self, caller: Option<&Caller>) -> (u16, Value) {
@@ -211,17 +191,7 @@ impl World {
             None,
             &[("nhsNumber", PATIENT)],
         );
-        answer(
-            lambda::read_child_events(
-                &self.events,
-                &self.subscriptions,
-                &self.register,
-                &self.audit,
-                &request,
-                Retention::DEFAULT,
-            )
-            .await,
-        )
+        answer(lambda::read_child_events(&self.ports(), &request, Retention::DEFAULT).await)
     }
 
     /// `POST /Subscription/{id}/$replay?since=2026-01-01`.
@@ -234,21 +204,12 @@ impl World {
         );
         request.query_string_parameters =
             HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
-        answer(
-            lambda::start_replay(
-                &self.subscriptions,
-                &self.replays,
-                &self.audit,
-                &request,
-                Retention::DEFAULT,
-            )
-            .await,
-        )
+        answer(lambda::start_replay(&self.ports(), &request, Retention::DEFAULT).await)
     }
 
     async fn read_replay(&self, caller: Option<&Caller>, replay_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", replay_id)]);
-        answer(lambda::read_replay(&self.replays, &self.audit, &request).await)
+        answer(lambda::read_replay(&self.ports(), &request).await)
     }
 
     async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
@@ -258,7 +219,7 @@ impl World {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         request.query_string_parameters = query.into();
-        answer(lambda::read_audit(&self.audit, &request).await)
+        answer(lambda::read_audit(&self.ports(), &request).await)
     }
 
     async fn register_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
@@ -276,12 +237,12 @@ impl World {
             Some(&registration.to_string()),
             &[],
         );
-        status(&lambda::register_client(&self.clients, &self.audit, &request).await)
+        status(&lambda::register_client(&self.ports(), &request).await)
     }
 
     async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", client_id)]);
-        status(&lambda::disable_client(&self.clients, &self.audit, &request).await)
+        status(&lambda::disable_client(&self.ports(), &request).await)
     }
 
     async fn subscriber_status(
@@ -290,21 +251,12 @@ impl World {
         subscriber_id: &str,
     ) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(
-            lambda::subscriber_status(
-                &self.subscribers,
-                &self.stats,
-                &self.queues,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        answer(lambda::subscriber_status(&self.ports(), &request).await)
     }
 
     async fn redrive(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(lambda::redrive(&self.subscribers, &self.queues, &self.audit, &request).await)
+        answer(lambda::redrive(&self.ports(), &request).await)
     }
 
     async fn change_subscriber(
@@ -319,30 +271,12 @@ impl World {
             Some(body),
             &[("id", subscriber_id)],
         );
-        status(
-            &lambda::change_subscriber(
-                &self.subscribers,
-                &self.subscriptions,
-                &self.provisioner,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::change_subscriber(&self.ports(), &request).await)
     }
 
     async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        status(
-            &lambda::offboard(
-                &self.subscribers,
-                &self.subscriptions,
-                &self.provisioner,
-                &self.audit,
-                &request,
-            )
-            .await,
-        )
+        status(&lambda::offboard(&self.ports(), &request).await)
     }
 }
 
@@ -428,9 +362,7 @@ async fn a_refused_publish_names_the_element_at_fault() {
     );
     let (status, outcome) = answer(
         lambda::publish(
-            &world.events,
-            &world.audit,
-            &world.register,
+            &world.ports(),
             EventType::Vaccinations,
             &request,
             Retention::DEFAULT,
@@ -942,7 +874,8 @@ async fn a_success_the_audit_cannot_record_is_not_returned() {
     let mut request = request;
     request.query_string_parameters =
         HashMap::from([("patient".to_owned(), PATIENT.to_owned())]).into();
-    let (status, outcome) = answer(lambda::read_audit(&BrokenAudit, &request).await);
+    let (status, outcome) =
+        answer(lambda::read_audit(&Adapters::new().audit(&BrokenAudit), &request).await);
     assert_eq!(status, 503);
     assert_eq!(outcome["issue"][0]["code"], "transient");
 }
@@ -998,10 +931,11 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     let request = token_request_as("publisher");
     let (status, body) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1014,10 +948,11 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     // The same assertion again is a replay.
     let (status, outcome) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1037,9 +972,8 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
     };
     let verifier = vec![signer.verifier().clone()];
     let allowed = lambda::authorize(
+        &Adapters::new().clients(&clients).audit(&audit),
         &verifier,
-        &clients,
-        &audit,
         &authorize(Some(format!("Bearer {token}"))),
     )
     .await
@@ -1061,9 +995,13 @@ async fn a_token_from_the_endpoint_passes_the_authorizer_with_the_clients_permis
         if token.is_some() {
             clients.disable("publisher").await.unwrap();
         }
-        let denied = lambda::authorize(&verifier, &clients, &audit, &authorize(token))
-            .await
-            .unwrap();
+        let denied = lambda::authorize(
+            &Adapters::new().clients(&clients).audit(&audit),
+            &verifier,
+            &authorize(token),
+        )
+        .await
+        .unwrap();
         let policy = serde_json::to_value(&denied.policy_document).unwrap();
         assert_eq!(policy["Statement"][0]["Effect"], "Deny");
         assert_eq!(denied.context["code"], code);
@@ -1105,10 +1043,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     ] {
         let (status, outcome) = answer(
             lambda::token(
-                &clients,
-                &replay,
-                &signer,
-                &audit,
+                &Adapters::new()
+                    .clients(&clients)
+                    .used_ids(&replay)
+                    .signing_key(signer.key())
+                    .audit(&audit),
                 Some(TOKEN_URL),
                 &token_request(form),
             )
@@ -1123,10 +1062,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
         .insert("content-type", HeaderValue::from_static("application/json"));
     let (status, _) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &json_body,
         )
@@ -1137,10 +1077,11 @@ async fn the_token_endpoint_refuses_malformed_requests_naming_the_field() {
     let request = token_request_as("stranger");
     let (status, _) = answer(
         lambda::token(
-            &clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1212,9 +1153,13 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     request.authorization_token = Some(format!("Bearer {token}"));
     request.method_arn = Some("arn:aws:execute-api:eu-west-2:1:api/dev/GET/audit".into());
     let keys = vec![signer.verifier().clone()];
-    lambda::authorize(&keys, &world.clients, &audit, &request)
-        .await
-        .unwrap();
+    lambda::authorize(
+        &Adapters::new().clients(&world.clients).audit(&audit),
+        &keys,
+        &request,
+    )
+    .await
+    .unwrap();
     let record = audit.records().pop().unwrap();
     assert_eq!(record.action, Action::Authenticate);
     assert_eq!(record.client_id, "publisher");
@@ -1227,10 +1172,11 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     let request = token_request_as("sub-client");
     for expected in [200, 401] {
         let response = lambda::token(
-            &world.clients,
-            &replay,
-            &signer,
-            &audit,
+            &Adapters::new()
+                .clients(&world.clients)
+                .used_ids(&replay)
+                .signing_key(signer.key())
+                .audit(&audit),
             Some(TOKEN_URL),
             &request,
         )
@@ -1261,10 +1207,11 @@ async fn refusals_name_the_patient_and_the_client_they_concern() {
     );
     let request = token_request(&hub::auth::token_request_form(&unsigned));
     let response = lambda::token(
-        &world.clients,
-        &replay,
-        &signer,
-        &audit,
+        &Adapters::new()
+            .clients(&world.clients)
+            .used_ids(&replay)
+            .signing_key(signer.key())
+            .audit(&audit),
         Some(TOKEN_URL),
         &request,
     )
@@ -1354,9 +1301,7 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         .insert("accept", HeaderValue::from_static("application/fhir+json"));
     let (status, outcome) = answer(
         lambda::publish(
-            &world.events,
-            &world.audit,
-            &world.register,
+            &world.ports(),
             EventType::Vaccinations,
             &request,
             Retention::DEFAULT,
@@ -1512,10 +1457,11 @@ async fn history_through(
     );
     answer(
         lambda::read_child_events(
-            events,
-            &world.subscriptions,
-            &world.register,
-            &world.audit,
+            &Adapters::new()
+                .events(events)
+                .subscriptions(&world.subscriptions)
+                .register(&world.register)
+                .audit(&world.audit),
             &request,
             Retention::DEFAULT,
         )
@@ -1696,10 +1642,11 @@ async fn a_request_whose_function_panics_is_answered_and_audited() {
     );
     let (status, outcome) = answer(
         lambda::read_child_events(
-            &events,
-            &world.subscriptions,
-            &world.register,
-            &world.audit,
+            &Adapters::new()
+                .events(&events)
+                .subscriptions(&world.subscriptions)
+                .register(&world.register)
+                .audit(&world.audit),
             &request,
             Retention::DEFAULT,
         )

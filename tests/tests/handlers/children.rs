@@ -1,6 +1,7 @@
 //! `GET /children/{nhsNumber}` through its handler with the in-memory
 //! adapters: operators only, every read audited with the child.
 
+use hub::ports::Adapters;
 use std::collections::{BTreeMap, BTreeSet};
 
 use e2e_tests::{api_answer, api_request, first_issue_expression};
@@ -84,7 +85,13 @@ impl World {
             None,
             &[("nhsNumber", nhs_number)],
         );
-        api_answer(lambda::read_child(&self.register, &self.audit, &request).await)
+        api_answer(
+            lambda::read_child(
+                &Adapters::new().register(&self.register).audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
     }
 
     /// The last audit record: the read's.
@@ -160,8 +167,15 @@ async fn an_invalid_nhs_number_is_a_bad_request_naming_it() {
     }
     // No path parameter at all.
     let request = api_request(Some(&operator), "application/json", None, &[]);
-    let (status, body) =
-        api_answer(lambda::read_child(&world.register, &world.audit, &request).await);
+    let (status, body) = api_answer(
+        lambda::read_child(
+            &Adapters::new()
+                .register(&world.register)
+                .audit(&world.audit),
+            &request,
+        )
+        .await,
+    );
     assert_eq!(status, 400);
     assert_eq!(first_issue_expression(&body), "nhsNumber");
 }

@@ -10,6 +10,7 @@
 //! patient, repeated singletons, XML subscribers' parsers refuse, active
 //! narratives) are refused, each at the element at fault.
 
+use hub::ports::{Adapters, Ports};
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
@@ -64,6 +65,25 @@ fn key_file(name: &str) -> Vec<u8> {
             .join(name),
     )
     .unwrap()
+}
+
+impl Stores {
+    /// The handlers' ports: these stores and the hub's signing key.
+    fn ports(&self) -> impl Ports + '_ {
+        Adapters::new()
+            .events(&self.events)
+            .subscribers(&self.subscribers)
+            .subscriptions(&self.subscriptions)
+            .provisioner(&self.provisioner)
+            .clients(&self.clients)
+            .audit(&self.audit)
+            .register(&self.register)
+            .stats(&self.stats)
+            .queues(&self.queues)
+            .replays(&self.replays)
+            .used_ids(&self.replay)
+            .signing_key(self.signer.key())
+    }
 }
 
 fn stores() -> Stores {
@@ -174,126 +194,64 @@ fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
 async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let s = stores;
     for &event_type in EventType::ALL {
-        let response = lambda::publish(
-            &s.events,
-            &s.audit,
-            &s.register,
-            event_type,
-            request,
-            Retention::DEFAULT,
-        )
-        .await;
+        let response = lambda::publish(&s.ports(), event_type, request, Retention::DEFAULT).await;
         assert_not_5xx(event_type.code(), &response);
     }
     let answers = [
         (
             "create subscription",
-            lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, request).await,
+            lambda::create_subscription(&s.ports(), request).await,
         ),
         (
             "read subscription",
-            lambda::read_subscription(&s.subscriptions, &s.audit, request).await,
+            lambda::read_subscription(&s.ports(), request).await,
         ),
         (
             "list subscriptions",
-            lambda::list_subscriptions(&s.subscriptions, &s.audit, request).await,
+            lambda::list_subscriptions(&s.ports(), request).await,
         ),
         (
             "delete subscription",
-            lambda::delete_subscription(&s.subscriptions, &s.audit, request).await,
+            lambda::delete_subscription(&s.ports(), request).await,
         ),
-        (
-            "onboard",
-            lambda::onboard(
-                &s.subscribers,
-                &s.provisioner,
-                &s.clients,
-                &s.audit,
-                request,
-            )
-            .await,
-        ),
-        (
-            "offboard",
-            lambda::offboard(
-                &s.subscribers,
-                &s.subscriptions,
-                &s.provisioner,
-                &s.audit,
-                request,
-            )
-            .await,
-        ),
+        ("onboard", lambda::onboard(&s.ports(), request).await),
+        ("offboard", lambda::offboard(&s.ports(), request).await),
         (
             "change subscriber",
-            lambda::change_subscriber(
-                &s.subscribers,
-                &s.subscriptions,
-                &s.provisioner,
-                &s.audit,
-                request,
-            )
-            .await,
+            lambda::change_subscriber(&s.ports(), request).await,
         ),
         (
             "register client",
-            lambda::register_client(&s.clients, &s.audit, request).await,
+            lambda::register_client(&s.ports(), request).await,
         ),
         (
             "disable client",
-            lambda::disable_client(&s.clients, &s.audit, request).await,
+            lambda::disable_client(&s.ports(), request).await,
         ),
-        ("read audit", lambda::read_audit(&s.audit, request).await),
-        (
-            "read event",
-            lambda::read_event(&s.events, &s.subscriptions, &s.register, &s.audit, request).await,
-        ),
-        (
-            "read child",
-            lambda::read_child(&s.register, &s.audit, request).await,
-        ),
+        ("read audit", lambda::read_audit(&s.ports(), request).await),
+        ("read event", lambda::read_event(&s.ports(), request).await),
+        ("read child", lambda::read_child(&s.ports(), request).await),
         (
             "subscriber status",
-            lambda::subscriber_status(&s.subscribers, &s.stats, &s.queues, &s.audit, request).await,
+            lambda::subscriber_status(&s.ports(), request).await,
         ),
-        (
-            "redrive",
-            lambda::redrive(&s.subscribers, &s.queues, &s.audit, request).await,
-        ),
+        ("redrive", lambda::redrive(&s.ports(), request).await),
         (
             "read child events",
-            lambda::read_child_events(
-                &s.events,
-                &s.subscriptions,
-                &s.register,
-                &s.audit,
-                request,
-                Retention::DEFAULT,
-            )
-            .await,
+            lambda::read_child_events(&s.ports(), request, Retention::DEFAULT).await,
         ),
         (
             "start replay",
-            lambda::start_replay(
-                &s.subscriptions,
-                &s.replays,
-                &s.audit,
-                request,
-                Retention::DEFAULT,
-            )
-            .await,
+            lambda::start_replay(&s.ports(), request, Retention::DEFAULT).await,
         ),
         (
             "read replay",
-            lambda::read_replay(&s.replays, &s.audit, request).await,
+            lambda::read_replay(&s.ports(), request).await,
         ),
         (
             "token",
             lambda::token(
-                &s.clients,
-                &s.replay,
-                &s.signer,
-                &s.audit,
+                &s.ports(),
                 Some("https://hub.example/oauth2/token"),
                 request,
             )
@@ -383,7 +341,7 @@ proptest! {
             let keys = vec![stores.signer.verifier().clone()];
             // A refusal is a Deny answer; only a store failure is an error,
             // and the in-memory stores do not fail.
-            let answer = lambda::authorize(&keys, &stores.clients, &stores.audit, &request).await;
+            let answer = lambda::authorize(&stores.ports(), &keys, &request).await;
             prop_assert!(answer.is_ok());
             Ok(())
         })?;
@@ -554,48 +512,26 @@ impl Bench {
         match route {
             Route::PublishXml | Route::PublishJson => {
                 lambda::publish(
-                    &s.events,
-                    &s.audit,
-                    &s.register,
+                    &s.ports(),
                     EventType::Vaccinations,
                     &request,
                     Retention::DEFAULT,
                 )
                 .await
             }
-            Route::RegisterClient => lambda::register_client(&s.clients, &s.audit, &request).await,
-            Route::Onboard => {
-                lambda::onboard(
-                    &s.subscribers,
-                    &s.provisioner,
-                    &s.clients,
-                    &s.audit,
-                    &request,
-                )
-                .await
-            }
-            Route::ChangeSubscriber => {
-                lambda::change_subscriber(
-                    &s.subscribers,
-                    &s.subscriptions,
-                    &s.provisioner,
-                    &s.audit,
-                    &request,
-                )
-                .await
-            }
-            Route::CreateSubscription => {
-                lambda::create_subscription(&s.subscriptions, &s.subscribers, &s.audit, &request)
-                    .await
-            }
+            Route::RegisterClient => lambda::register_client(&s.ports(), &request).await,
+            Route::Onboard => lambda::onboard(&s.ports(), &request).await,
+            Route::ChangeSubscriber => lambda::change_subscriber(&s.ports(), &request).await,
+            Route::CreateSubscription => lambda::create_subscription(&s.ports(), &request).await,
             // A store of its own each time: a well-formed start would
             // otherwise find the previous one still running (409).
             Route::StartReplay => {
                 let replays = hub::memory::MemoryReplayStore::default();
                 lambda::start_replay(
-                    &s.subscriptions,
-                    &replays,
-                    &s.audit,
+                    &Adapters::new()
+                        .subscriptions(&s.subscriptions)
+                        .replays(&replays)
+                        .audit(&s.audit),
                     &request,
                     Retention::DEFAULT,
                 )
@@ -914,12 +850,11 @@ async fn query_numbers_out_of_range_are_refused() {
             for (what, response) in [
                 (
                     "list subscriptions",
-                    lambda::list_subscriptions(&stores.subscriptions, &stores.audit, &request)
-                        .await,
+                    lambda::list_subscriptions(&stores.ports(), &request).await,
                 ),
                 (
                     "read audit",
-                    lambda::read_audit(&stores.audit, &request).await,
+                    lambda::read_audit(&stores.ports(), &request).await,
                 ),
             ] {
                 let what = format!("{what} with {name}={value}");

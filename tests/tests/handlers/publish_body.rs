@@ -12,6 +12,7 @@ use hub::EventType;
 use hub::events::{MAX_PAYLOAD_BYTES, Retention};
 use hub::lambda;
 use hub::memory::{MemoryAuditLog, MemoryEventStore, MemoryRegisterStore};
+use hub::ports::Adapters;
 use serde_json::Value;
 
 const FHIR_JSON: &str = "application/fhir+json";
@@ -54,15 +55,13 @@ fn body_of(request: &ApiGatewayProxyRequest) -> String {
 
 /// Publishes into `store`: the status and the first issue of the answer.
 async fn publish(store: &MemoryEventStore, request: &ApiGatewayProxyRequest) -> (i64, Value) {
-    let response = lambda::publish(
-        store,
-        &MemoryAuditLog::default(),
-        &MemoryRegisterStore::default(),
-        EventType::Vaccinations,
-        request,
-        Retention::DEFAULT,
-    )
-    .await;
+    let (audit, register) = (MemoryAuditLog::default(), MemoryRegisterStore::default());
+    let ports = Adapters::new()
+        .events(store)
+        .audit(&audit)
+        .register(&register);
+    let response =
+        lambda::publish(&ports, EventType::Vaccinations, request, Retention::DEFAULT).await;
     let Some(Body::Text(text)) = &response.body else {
         panic!("a text body: {:?}", response.body);
     };

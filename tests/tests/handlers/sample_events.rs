@@ -12,6 +12,7 @@ use hub::memory::{
     MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
     MemorySubscriberStore, MemorySubscriptionStore,
 };
+use hub::ports::Adapters;
 
 fn sample(name: &str) -> ApiGatewayProxyRequest {
     serde_json::from_str(&fixture(&format!("apigw/{name}.json")))
@@ -48,24 +49,13 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
     for &event_type in EventType::ALL {
         for encoding in ["xml", "json"] {
             let name = format!("publish-{event_type}-{encoding}");
-            let store = MemoryEventStore::default();
-            let audit = MemoryAuditLog::default();
-            let register = hub::memory::MemoryRegisterStore::default();
+            let ports = hub::memory::MemoryPorts::default();
+            let (store, audit) = (&ports.events, &ports.audit);
             let request = sample(&name);
-            let publish = |event_type| {
-                lambda::publish(
-                    &store,
-                    &audit,
-                    &register,
-                    event_type,
-                    &request,
-                    Retention::DEFAULT,
-                )
-            };
-            let response = publish(event_type).await;
+            let response = lambda::publish(&ports, event_type, &request, Retention::DEFAULT).await;
             assert_eq!(response.status_code, 202, "{name}: {:?}", response.body);
             assert_eq!(store.len(), 1, "{name}");
-            let again = publish(event_type).await;
+            let again = lambda::publish(&ports, event_type, &request, Retention::DEFAULT).await;
             assert_eq!(again.status_code, 200, "{name}");
             let statuses: Vec<u16> = audit.records().iter().map(|record| record.status).collect();
             assert_eq!(
@@ -79,7 +69,13 @@ async fn every_sample_publish_event_is_accepted_then_seen_as_a_duplicate() {
                 .copied()
                 .find(|other| *other != event_type)
                 .unwrap();
-            assert_eq!(publish(other).await.status_code, 422, "{name}");
+            assert_eq!(
+                lambda::publish(&ports, other, &request, Retention::DEFAULT)
+                    .await
+                    .status_code,
+                422,
+                "{name}"
+            );
         }
     }
 }
@@ -109,14 +105,14 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         )
         .unwrap();
 
-    let onboarded = lambda::onboard(
-        &subscribers,
-        &provisioner,
-        &clients,
-        &audit,
-        &sample("onboard-subscriber"),
-    )
-    .await;
+    let ports = Adapters::new()
+        .subscribers(&subscribers)
+        .provisioner(&provisioner)
+        .clients(&clients)
+        .audit(&audit)
+        .subscriptions(&subscriptions);
+
+    let onboarded = lambda::onboard(&ports, &sample("onboard-subscriber")).await;
     assert_eq!(onboarded.status_code, 201);
     let subscriber_id = body_json(&onboarded.body)["id"]
         .as_str()
@@ -128,7 +124,7 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     );
 
     let create = for_subscriber(sample("subscription-create"), &subscriber_id);
-    let created = lambda::create_subscription(&subscriptions, &subscribers, &audit, &create).await;
+    let created = lambda::create_subscription(&ports, &create).await;
     assert_eq!(created.status_code, 201);
     let resource = body_json(&created.body);
     let id = resource["id"].as_str().unwrap().to_owned();
@@ -139,12 +135,12 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
 
     let mut read = for_subscriber(sample("subscription-read"), &subscriber_id);
     read.path_parameters.insert("id".into(), id);
-    let found = lambda::read_subscription(&subscriptions, &audit, &read).await;
+    let found = lambda::read_subscription(&ports, &read).await;
     assert_eq!(found.status_code, 200);
     assert_eq!(body_json(&found.body), resource);
 
     let unknown = for_subscriber(sample("subscription-read"), &subscriber_id);
-    let unknown = lambda::read_subscription(&subscriptions, &audit, &unknown).await;
+    let unknown = lambda::read_subscription(&ports, &unknown).await;
     assert_eq!(unknown.status_code, 404);
 
     let actions: Vec<(hub::audit::Action, u16)> = audit
@@ -244,13 +240,14 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
     let register = hub::memory::MemoryRegisterStore::default();
     let stats = hub::memory::MemoryDeliveryStats::default();
     let dispatcher = hub::app::dispatch::Dispatcher {
-        subscriptions: &subscriptions,
-        publisher: &publisher,
-        audit: &audit,
-        register: &register,
-        reference: &hub::memory::MemoryReferenceData::default(),
-        stats: &stats,
-        events: &MemoryEventStore::default(),
+        ports: &Adapters::new()
+            .subscriptions(&subscriptions)
+            .publisher(&publisher)
+            .audit(&audit)
+            .register(&register)
+            .reference(hub::memory::MemoryReferenceData::default())
+            .stats(&stats)
+            .events(MemoryEventStore::default()),
     };
     let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());
@@ -287,13 +284,14 @@ async fn a_stream_record_that_is_not_an_event_is_reported_failed_and_stops_the_b
     let mut event = Event::default();
     event.records = vec![broken, later];
     let dispatcher = hub::app::dispatch::Dispatcher {
-        subscriptions: &MemorySubscriptionStore::default(),
-        publisher: &MemoryPublisher::default(),
-        audit: &MemoryAuditLog::default(),
-        register: &hub::memory::MemoryRegisterStore::default(),
-        reference: &hub::memory::MemoryReferenceData::default(),
-        stats: &hub::memory::MemoryDeliveryStats::default(),
-        events: &MemoryEventStore::default(),
+        ports: &Adapters::new()
+            .subscriptions(MemorySubscriptionStore::default())
+            .publisher(MemoryPublisher::default())
+            .audit(MemoryAuditLog::default())
+            .register(hub::memory::MemoryRegisterStore::default())
+            .reference(hub::memory::MemoryReferenceData::default())
+            .stats(hub::memory::MemoryDeliveryStats::default())
+            .events(MemoryEventStore::default()),
     };
     let response = lambda::dispatch_batch(&dispatcher, event).await;
     let failed: Vec<_> = response
@@ -336,25 +334,25 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
             .unwrap(),
         )
         .unwrap();
-    let onboarded = lambda::onboard(
-        &subscribers,
-        &provisioner,
-        &clients,
-        &audit,
-        &sample("onboard-subscriber"),
-    )
-    .await;
+    let stats = MemoryDeliveryStats::default();
+    let queues = MemoryQueues::default();
+    let ports = Adapters::new()
+        .subscribers(&subscribers)
+        .provisioner(&provisioner)
+        .clients(&clients)
+        .audit(&audit)
+        .stats(&stats)
+        .queues(&queues);
+    let onboarded = lambda::onboard(&ports, &sample("onboard-subscriber")).await;
     assert_eq!(onboarded.status_code, 201);
     let id = body_json(&onboarded.body)["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let stats = MemoryDeliveryStats::default();
     stats
         .record_deliveries(EventType::Vaccinations, &[&id], "2026-01-05T09:30:00.000Z")
         .await
         .unwrap();
-    let queues = MemoryQueues::default();
     let dead_letter_queue = format!("memory://queues/{id}-dlq");
     queues.push(&dead_letter_queue, "parked", &[("eventId", "e1")]);
 
@@ -363,21 +361,14 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
         request.path_parameters.insert("id".into(), id.clone());
         request
     };
-    let status = lambda::subscriber_status(
-        &subscribers,
-        &stats,
-        &queues,
-        &audit,
-        &for_id("subscriber-status"),
-    )
-    .await;
+    let status = lambda::subscriber_status(&ports, &for_id("subscriber-status")).await;
     assert_eq!(status.status_code, 200);
     let status = body_json(&status.body);
     assert_eq!(status["eventTypes"][0]["delivered"], 1);
     assert_eq!(status["lastDeliveryAt"], "2026-01-05T09:30:00.000Z");
     assert_eq!(status["deadLetterQueue"]["waiting"], 1);
 
-    let moved = lambda::redrive(&subscribers, &queues, &audit, &for_id("subscriber-redrive")).await;
+    let moved = lambda::redrive(&ports, &for_id("subscriber-redrive")).await;
     assert_eq!(moved.status_code, 200);
     assert_eq!(
         body_json(&moved.body),
@@ -387,7 +378,6 @@ async fn the_status_and_redrive_samples_answer_for_an_onboarded_subscriber() {
     assert!(queues.messages(&dead_letter_queue).is_empty());
 
     // As they are, the samples name a subscriber this hub never onboarded.
-    let unknown =
-        lambda::redrive(&subscribers, &queues, &audit, &sample("subscriber-redrive")).await;
+    let unknown = lambda::redrive(&ports, &sample("subscriber-redrive")).await;
     assert_eq!(unknown.status_code, 404);
 }
