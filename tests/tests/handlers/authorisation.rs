@@ -3,7 +3,7 @@
 //! API Gateway would pass on). The same rules are exercised through the
 //! local stack's authorizer in tests/auth.rs.
 
-use hub::ports::{Adapters, Ports};
+use hub::ports::Adapters;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
@@ -15,12 +15,8 @@ use hub::audit::{Action, AuditRecord};
 use hub::auth::{Caller, Client, Role};
 use hub::events::Retention;
 use hub::lambda;
-use hub::memory::PemSigningKey;
-use hub::memory::{
-    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
-    MemoryRegisterStore, MemoryReplayStore, MemorySubscriberStore, MemorySubscriptionStore,
-    MemoryUsedAssertionIds,
-};
+use hub::memory::{MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryUsedAssertionIds};
+use hub::memory::{MemoryPorts, PemSigningKey};
 use hub::ports::{AuditLog, ClientStore};
 use hub::subscriber::OdsCode;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -59,35 +55,26 @@ fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
 /// The hub, in memory, with a publisher of vaccinations for A83627, two
 /// onboarded subscribers and an operator.
 struct World {
-    events: MemoryEventStore,
-    subscribers: MemorySubscriberStore,
-    subscriptions: MemorySubscriptionStore,
-    provisioner: MemoryQueueProvisioner,
-    clients: MemoryClientStore,
-    audit: MemoryAuditLog,
-    register: MemoryRegisterStore,
-    stats: hub::memory::MemoryDeliveryStats,
-    queues: hub::memory::MemoryQueues,
-    replays: MemoryReplayStore,
+    stores: MemoryPorts,
     publisher: Caller,
     subscriber_a: Caller,
     subscriber_b: Caller,
     operator: Caller,
 }
 
+/// The world's stores read as its own fields (`world.audit`).
+impl std::ops::Deref for World {
+    type Target = MemoryPorts;
+
+    fn deref(&self) -> &MemoryPorts {
+        &self.stores
+    }
+}
+
 impl World {
     async fn new() -> World {
         let mut world = World {
-            events: MemoryEventStore::default(),
-            subscribers: MemorySubscriberStore::default(),
-            subscriptions: MemorySubscriptionStore::default(),
-            provisioner: MemoryQueueProvisioner::default(),
-            clients: MemoryClientStore::default(),
-            audit: MemoryAuditLog::default(),
-            register: MemoryRegisterStore::default(),
-            stats: hub::memory::MemoryDeliveryStats::default(),
-            queues: hub::memory::MemoryQueues::default(),
-            replays: MemoryReplayStore::default(),
+            stores: MemoryPorts::default(),
             publisher: Caller::of(&client("unused", "RR8", &[])),
             subscriber_a: Caller::of(&client("unused", "RR8", &[])),
             subscriber_b: Caller::of(&client("unused", "RR8", &[])),
@@ -103,18 +90,8 @@ impl World {
     }
 
     /// The handlers' ports: the world's stores.
-    fn ports(&self) -> impl Ports + '_ {
-        Adapters::new()
-            .events(&self.events)
-            .subscribers(&self.subscribers)
-            .subscriptions(&self.subscriptions)
-            .provisioner(&self.provisioner)
-            .clients(&self.clients)
-            .audit(&self.audit)
-            .register(&self.register)
-            .stats(&self.stats)
-            .queues(&self.queues)
-            .replays(&self.replays)
+    fn ports(&self) -> &MemoryPorts {
+        &self.stores
     }
 
     /// A subscriber client, onboarded by the operator through the handler.
@@ -132,12 +109,12 @@ impl World {
 
     async fn publish(&self, caller: Option<&Caller>, event_type: EventType, body: &str) -> u16 {
         let request = request(caller, "application/fhir+xml", Some(body), &[]);
-        status(&lambda::publish(&self.ports(), event_type, &request, Retention::DEFAULT).await)
+        status(&lambda::publish(self.ports(), event_type, &request, Retention::DEFAULT).await)
     }
 
     async fn onboard(&self, caller: Option<&Caller>, body: &str) -> (u16, Value) {
         let request = request(caller, "application/json", Some(body), &[]);
-        answer(lambda::onboard(&self.ports(), &request).await)
+        answer(lambda::onboard(self.ports(), &request).await)
     }
 
     async fn subscribe(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
@@ -149,7 +126,7 @@ impl World {
             .unwrap_or_else(|| "A83627".into());
         let body = subscription_resource(subscriber_id, &ods, &criteria).to_string();
         let request = request(caller, "application/fhir+json", Some(&body), &[]);
-        answer(lambda::create_subscription(&self.ports(), &request).await)
+        answer(lambda::create_subscription(self.ports(), &request).await)
     }
 
     fn subscribers_ods(&self, subscriber_id: &str) -> Option<String> {
@@ -161,17 +138,17 @@ impl World {
 
     async fn read_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::read_subscription(&self.ports(), &request).await)
+        status(&lambda::read_subscription(self.ports(), &request).await)
     }
 
     async fn delete_subscription(&self, caller: Option<&Caller>, id: &str) -> u16 {
         let request = request(caller, "application/fhir+json", None, &[("id", id)]);
-        status(&lambda::delete_subscription(&self.ports(), &request).await)
+        status(&lambda::delete_subscription(self.ports(), &request).await)
     }
 
     async fn list_subscriptions(&self, caller: Option<&Caller>) -> (u16, Value) {
         let request = request(caller, "application/fhir+json", None, &[]);
-        answer(lambda::list_subscriptions(&self.ports(), &request).await)
+        answer(lambda::list_subscriptions(self.ports(), &request).await)
     }
 
     async fn read_event(&self, caller: Option<&Caller>) -> u16 {
@@ -181,7 +158,7 @@ impl World {
             None,
             &[("id", VACCINATION_ID)],
         );
-        status(&lambda::read_event(&self.ports(), &request).await)
+        status(&lambda::read_event(self.ports(), &request).await)
     }
 
     async fn read_child_events(&self, caller: Option<&Caller>) -> (u16, Value) {
@@ -191,7 +168,7 @@ impl World {
             None,
             &[("nhsNumber", PATIENT)],
         );
-        answer(lambda::read_child_events(&self.ports(), &request, Retention::DEFAULT).await)
+        answer(lambda::read_child_events(self.ports(), &request, Retention::DEFAULT).await)
     }
 
     /// `POST /Subscription/{id}/$replay?since=2026-01-01`.
@@ -204,12 +181,12 @@ impl World {
         );
         request.query_string_parameters =
             HashMap::from([("since".to_owned(), "2026-01-01".to_owned())]).into();
-        answer(lambda::start_replay(&self.ports(), &request, Retention::DEFAULT).await)
+        answer(lambda::start_replay(self.ports(), &request, Retention::DEFAULT).await)
     }
 
     async fn read_replay(&self, caller: Option<&Caller>, replay_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", replay_id)]);
-        answer(lambda::read_replay(&self.ports(), &request).await)
+        answer(lambda::read_replay(self.ports(), &request).await)
     }
 
     async fn read_audit(&self, caller: Option<&Caller>, query: &[(&str, &str)]) -> (u16, Value) {
@@ -219,7 +196,7 @@ impl World {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         request.query_string_parameters = query.into();
-        answer(lambda::read_audit(&self.ports(), &request).await)
+        answer(lambda::read_audit(self.ports(), &request).await)
     }
 
     async fn register_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
@@ -237,12 +214,12 @@ impl World {
             Some(&registration.to_string()),
             &[],
         );
-        status(&lambda::register_client(&self.ports(), &request).await)
+        status(&lambda::register_client(self.ports(), &request).await)
     }
 
     async fn disable_client(&self, caller: Option<&Caller>, client_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", client_id)]);
-        status(&lambda::disable_client(&self.ports(), &request).await)
+        status(&lambda::disable_client(self.ports(), &request).await)
     }
 
     async fn subscriber_status(
@@ -251,12 +228,12 @@ impl World {
         subscriber_id: &str,
     ) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(lambda::subscriber_status(&self.ports(), &request).await)
+        answer(lambda::subscriber_status(self.ports(), &request).await)
     }
 
     async fn redrive(&self, caller: Option<&Caller>, subscriber_id: &str) -> (u16, Value) {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        answer(lambda::redrive(&self.ports(), &request).await)
+        answer(lambda::redrive(self.ports(), &request).await)
     }
 
     async fn change_subscriber(
@@ -271,12 +248,12 @@ impl World {
             Some(body),
             &[("id", subscriber_id)],
         );
-        status(&lambda::change_subscriber(&self.ports(), &request).await)
+        status(&lambda::change_subscriber(self.ports(), &request).await)
     }
 
     async fn offboard(&self, caller: Option<&Caller>, subscriber_id: &str) -> u16 {
         let request = request(caller, "application/json", None, &[("id", subscriber_id)]);
-        status(&lambda::offboard(&self.ports(), &request).await)
+        status(&lambda::offboard(self.ports(), &request).await)
     }
 }
 
@@ -362,7 +339,7 @@ async fn a_refused_publish_names_the_element_at_fault() {
     );
     let (status, outcome) = answer(
         lambda::publish(
-            &world.ports(),
+            world.ports(),
             EventType::Vaccinations,
             &request,
             Retention::DEFAULT,
@@ -1301,7 +1278,7 @@ async fn a_publish_about_a_child_the_register_knows_to_be_sensitive_says_so() {
         .insert("accept", HeaderValue::from_static("application/fhir+json"));
     let (status, outcome) = answer(
         lambda::publish(
-            &world.ports(),
+            world.ports(),
             EventType::Vaccinations,
             &request,
             Retention::DEFAULT,

@@ -10,7 +10,7 @@
 //! patient, repeated singletons, XML subscribers' parsers refuse, active
 //! narratives) are refused, each at the element at fault.
 
-use hub::ports::{Adapters, Ports};
+use hub::ports::Adapters;
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
@@ -24,11 +24,8 @@ use hub::app::auth::HubSigner;
 use hub::auth::{Caller, Client, Role};
 use hub::events::Retention;
 use hub::lambda;
+use hub::memory::MemoryPorts;
 use hub::memory::PemSigningKey;
-use hub::memory::{
-    MemoryAuditLog, MemoryClientStore, MemoryEventStore, MemoryQueueProvisioner,
-    MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, MemoryUsedAssertionIds,
-};
 use hub::subscriber::OdsCode;
 use proptest::prelude::*;
 
@@ -43,19 +40,20 @@ const CONTENT_TYPES: &[&str] = &[
     "application/fhir+json; charset=latin1",
 ];
 
+/// Every in-memory port, and the hub's signer (its verifier checks the
+/// tokens the token route issues).
 struct Stores {
-    events: MemoryEventStore,
-    subscribers: MemorySubscriberStore,
-    subscriptions: MemorySubscriptionStore,
-    provisioner: MemoryQueueProvisioner,
-    clients: MemoryClientStore,
-    audit: MemoryAuditLog,
-    register: MemoryRegisterStore,
-    replay: MemoryUsedAssertionIds,
+    ports: MemoryPorts,
     signer: HubSigner<PemSigningKey>,
-    stats: hub::memory::MemoryDeliveryStats,
-    queues: hub::memory::MemoryQueues,
-    replays: hub::memory::MemoryReplayStore,
+}
+
+/// The stores read as their own fields (`s.audit`).
+impl std::ops::Deref for Stores {
+    type Target = MemoryPorts;
+
+    fn deref(&self) -> &MemoryPorts {
+        &self.ports
+    }
 }
 
 fn key_file(name: &str) -> Vec<u8> {
@@ -69,37 +67,19 @@ fn key_file(name: &str) -> Vec<u8> {
 
 impl Stores {
     /// The handlers' ports: these stores and the hub's signing key.
-    fn ports(&self) -> impl Ports + '_ {
-        Adapters::new()
-            .events(&self.events)
-            .subscribers(&self.subscribers)
-            .subscriptions(&self.subscriptions)
-            .provisioner(&self.provisioner)
-            .clients(&self.clients)
-            .audit(&self.audit)
-            .register(&self.register)
-            .stats(&self.stats)
-            .queues(&self.queues)
-            .replays(&self.replays)
-            .used_ids(&self.replay)
-            .signing_key(self.signer.key())
+    fn ports(&self) -> &MemoryPorts {
+        &self.ports
     }
 }
 
 fn stores() -> Stores {
+    let (private, public) = (key_file("hub-ec.pem"), key_file("hub-ec.pub.pem"));
     Stores {
-        events: MemoryEventStore::default(),
-        subscribers: MemorySubscriberStore::default(),
-        subscriptions: MemorySubscriptionStore::default(),
-        provisioner: MemoryQueueProvisioner::default(),
-        clients: MemoryClientStore::default(),
-        audit: MemoryAuditLog::default(),
-        register: MemoryRegisterStore::default(),
-        replay: MemoryUsedAssertionIds::default(),
-        signer: HubSigner::from_pem(&key_file("hub-ec.pem"), &key_file("hub-ec.pub.pem")).unwrap(),
-        stats: hub::memory::MemoryDeliveryStats::default(),
-        queues: hub::memory::MemoryQueues::default(),
-        replays: hub::memory::MemoryReplayStore::default(),
+        ports: MemoryPorts {
+            signing_key: Some(PemSigningKey::from_pem(&private, &public).unwrap()),
+            ..MemoryPorts::default()
+        },
+        signer: HubSigner::from_pem(&private, &public).unwrap(),
     }
 }
 
@@ -194,68 +174,60 @@ fn assert_not_5xx(what: &str, response: &ApiGatewayProxyResponse) {
 async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let s = stores;
     for &event_type in EventType::ALL {
-        let response = lambda::publish(&s.ports(), event_type, request, Retention::DEFAULT).await;
+        let response = lambda::publish(s.ports(), event_type, request, Retention::DEFAULT).await;
         assert_not_5xx(event_type.code(), &response);
     }
     let answers = [
         (
             "create subscription",
-            lambda::create_subscription(&s.ports(), request).await,
+            lambda::create_subscription(s.ports(), request).await,
         ),
         (
             "read subscription",
-            lambda::read_subscription(&s.ports(), request).await,
+            lambda::read_subscription(s.ports(), request).await,
         ),
         (
             "list subscriptions",
-            lambda::list_subscriptions(&s.ports(), request).await,
+            lambda::list_subscriptions(s.ports(), request).await,
         ),
         (
             "delete subscription",
-            lambda::delete_subscription(&s.ports(), request).await,
+            lambda::delete_subscription(s.ports(), request).await,
         ),
-        ("onboard", lambda::onboard(&s.ports(), request).await),
-        ("offboard", lambda::offboard(&s.ports(), request).await),
+        ("onboard", lambda::onboard(s.ports(), request).await),
+        ("offboard", lambda::offboard(s.ports(), request).await),
         (
             "change subscriber",
-            lambda::change_subscriber(&s.ports(), request).await,
+            lambda::change_subscriber(s.ports(), request).await,
         ),
         (
             "register client",
-            lambda::register_client(&s.ports(), request).await,
+            lambda::register_client(s.ports(), request).await,
         ),
         (
             "disable client",
-            lambda::disable_client(&s.ports(), request).await,
+            lambda::disable_client(s.ports(), request).await,
         ),
-        ("read audit", lambda::read_audit(&s.ports(), request).await),
-        ("read event", lambda::read_event(&s.ports(), request).await),
-        ("read child", lambda::read_child(&s.ports(), request).await),
+        ("read audit", lambda::read_audit(s.ports(), request).await),
+        ("read event", lambda::read_event(s.ports(), request).await),
+        ("read child", lambda::read_child(s.ports(), request).await),
         (
             "subscriber status",
-            lambda::subscriber_status(&s.ports(), request).await,
+            lambda::subscriber_status(s.ports(), request).await,
         ),
-        ("redrive", lambda::redrive(&s.ports(), request).await),
+        ("redrive", lambda::redrive(s.ports(), request).await),
         (
             "read child events",
-            lambda::read_child_events(&s.ports(), request, Retention::DEFAULT).await,
+            lambda::read_child_events(s.ports(), request, Retention::DEFAULT).await,
         ),
         (
             "start replay",
-            lambda::start_replay(&s.ports(), request, Retention::DEFAULT).await,
+            lambda::start_replay(s.ports(), request, Retention::DEFAULT).await,
         ),
-        (
-            "read replay",
-            lambda::read_replay(&s.ports(), request).await,
-        ),
+        ("read replay", lambda::read_replay(s.ports(), request).await),
         (
             "token",
-            lambda::token(
-                &s.ports(),
-                Some("https://hub.example/oauth2/token"),
-                request,
-            )
-            .await,
+            lambda::token(s.ports(), Some("https://hub.example/oauth2/token"), request).await,
         ),
     ];
     for (what, response) in &answers {
@@ -341,7 +313,7 @@ proptest! {
             let keys = vec![stores.signer.verifier().clone()];
             // A refusal is a Deny answer; only a store failure is an error,
             // and the in-memory stores do not fail.
-            let answer = lambda::authorize(&stores.ports(), &keys, &request).await;
+            let answer = lambda::authorize(stores.ports(), &keys, &request).await;
             prop_assert!(answer.is_ok());
             Ok(())
         })?;
@@ -512,17 +484,17 @@ impl Bench {
         match route {
             Route::PublishXml | Route::PublishJson => {
                 lambda::publish(
-                    &s.ports(),
+                    s.ports(),
                     EventType::Vaccinations,
                     &request,
                     Retention::DEFAULT,
                 )
                 .await
             }
-            Route::RegisterClient => lambda::register_client(&s.ports(), &request).await,
-            Route::Onboard => lambda::onboard(&s.ports(), &request).await,
-            Route::ChangeSubscriber => lambda::change_subscriber(&s.ports(), &request).await,
-            Route::CreateSubscription => lambda::create_subscription(&s.ports(), &request).await,
+            Route::RegisterClient => lambda::register_client(s.ports(), &request).await,
+            Route::Onboard => lambda::onboard(s.ports(), &request).await,
+            Route::ChangeSubscriber => lambda::change_subscriber(s.ports(), &request).await,
+            Route::CreateSubscription => lambda::create_subscription(s.ports(), &request).await,
             // A store of its own each time: a well-formed start would
             // otherwise find the previous one still running (409).
             Route::StartReplay => {
@@ -850,11 +822,11 @@ async fn query_numbers_out_of_range_are_refused() {
             for (what, response) in [
                 (
                     "list subscriptions",
-                    lambda::list_subscriptions(&stores.ports(), &request).await,
+                    lambda::list_subscriptions(stores.ports(), &request).await,
                 ),
                 (
                     "read audit",
-                    lambda::read_audit(&stores.ports(), &request).await,
+                    lambda::read_audit(stores.ports(), &request).await,
                 ),
             ] {
                 let what = format!("{what} with {name}={value}");
