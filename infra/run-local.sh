@@ -4,5 +4,5 @@
 # The demo clients' keys are kept in .local (HUB_LOCAL_STATE_DIR moves it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash infra/setup.sh
+bash infra/setup.sh --binaries-only
 exec target/debug/hub-local run --template template.yaml "$@"

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the hub needs on a fresh machine: the project-local Python
-# venv (moto, cfn-lint, SAM CLI) and a build of every binary. Safe to re-run.
+# venv (moto, cfn-lint, SAM CLI) and a build of every binary, then (unless
+# --binaries-only) every test and clippy's check of every dependency, so the
+# first `infra/test.sh` compiles only what changed. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+binaries_only=false
+case "${1:-}" in
+  --binaries-only) binaries_only=true ;;
+  "") ;;
+  *) echo "usage: infra/setup.sh [--binaries-only]" >&2; exit 2 ;;
+esac
 
 python=${PYTHON:-python3}
 stamp=.venv/.requirements.sha256
@@ -29,3 +38,11 @@ chmod +x .venv/bin/hub-emulator
 
 echo "==> building the hub (cargo build --workspace --bins)"
 cargo build --workspace --bins --quiet
+$binaries_only && exit 0
+
+echo "==> building every test (cargo test --workspace --no-run)"
+cargo test --workspace --no-run --quiet
+# Clippy checks the dependencies as `cargo check` does and reuses its
+# output: on a fresh clone that is most of clippy's time.
+echo "==> checking every target (cargo check --workspace --all-targets)"
+cargo check --workspace --all-targets --quiet

@@ -12,7 +12,7 @@
 # each a free port the system picks when not set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash infra/setup.sh > /dev/null
+bash infra/setup.sh --binaries-only > /dev/null
 
 # A port nothing holds now, as the system picks it.
 free_port() {
