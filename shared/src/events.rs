@@ -335,6 +335,22 @@ pub fn received_sort(at: OffsetDateTime, event_key: &str) -> String {
     format!("{}#{event_key}", crate::audit::timestamp(at))
 }
 
+/// The first position (a `received_sort` prefix) surely accepted at or after
+/// `from`: positions hold milliseconds, so `from` is rounded up, and an
+/// event in the same millisecond counts as before it (never on doubt).
+pub fn first_position(from: OffsetDateTime) -> String {
+    let rounded_up = from
+        .checked_add(time::Duration::nanoseconds(999_999))
+        .unwrap_or(from);
+    crate::audit::timestamp(rounded_up)
+}
+
+/// Whether the event at this position (`received_sort`) was accepted at or
+/// after `from` (first_position).
+pub fn received_since(received_sort: &str, from: OffsetDateTime) -> bool {
+    received_sort >= first_position(from).as_str()
+}
+
 /// What the patient index holds of an event: enough to build a timeline
 /// (which versions are current, which match a filter) before any payload
 /// is read.
@@ -491,6 +507,34 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A subscription created part-way through a millisecond sees nothing
+    /// of that millisecond: positions cannot say which came first.
+    #[test]
+    fn a_position_in_the_creation_millisecond_counts_as_before_it() {
+        let created = time::macros::datetime!(2026-12-07 10:00:00.123_400 UTC);
+        assert_eq!(first_position(created), "2026-12-07T10:00:00.124Z");
+        assert!(!received_since(
+            "2026-12-07T10:00:00.123Z#vaccinations-1/a",
+            created
+        ));
+        assert!(received_since(
+            "2026-12-07T10:00:00.124Z#vaccinations-1/b",
+            created
+        ));
+        let exact = time::macros::datetime!(2026-12-07 10:00:00.123 UTC);
+        assert!(received_since(
+            "2026-12-07T10:00:00.123Z#vaccinations-1/c",
+            exact
+        ));
+        // The end of time (an unreadable creation) admits nothing, and
+        // does not overflow.
+        let end = time::PrimitiveDateTime::MAX.assume_utc();
+        assert!(!received_since(
+            "9999-12-31T23:59:59.998Z#vaccinations-1/d",
+            end
+        ));
+    }
 
     /// No setting keeps the default; a setting that is no whole number of
     /// days above zero is refused, never taken for the default.

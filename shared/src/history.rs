@@ -3,7 +3,7 @@
 //! needs: the current version of each record, or all of them, filtered by
 //! event type and date, a page at a time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use serde_json::json;
@@ -11,7 +11,7 @@ use time::{Date, Month, OffsetDateTime};
 
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{EventSummary, Retention, StoredEvent, current_versions};
+use crate::events::{EventSummary, Retention, StoredEvent, current_versions, received_since};
 use crate::fhir_time::{DateTimeValue, parse_date_time, parse_instant};
 use crate::message::Encoding;
 use crate::nhs_number::NhsNumber;
@@ -222,13 +222,19 @@ impl HistoryQuery {
     }
 }
 
+/// What a subscriber may see of a child's history: per event type, the
+/// first moment of arrival it may see (its subscription's creation:
+/// crate::subscription::Subscription::discloses_from).
+pub type VisibleFrom = BTreeMap<EventType, OffsetDateTime>;
+
 /// The events of a child a caller sees, in order of arrival: live ones, of
-/// the types it may see (None: all), without sensitive ones unless it may
-/// see them, then the versions and filters the query asks for.
+/// the types it may see and accepted since it may see them (None: all),
+/// without sensitive ones unless it may see them, then the versions and
+/// filters the query asks for.
 pub fn select<'a>(
     events: &'a [EventSummary],
     query: &HistoryQuery,
-    visible_types: Option<&BTreeSet<EventType>>,
+    visible: Option<&VisibleFrom>,
     include_sensitive: bool,
     now: OffsetDateTime,
 ) -> Vec<&'a EventSummary> {
@@ -240,7 +246,13 @@ pub fn select<'a>(
         .into_iter()
         .filter(|event| event.is_live(now))
         .filter(|event| include_sensitive || !event.sensitive)
-        .filter(|event| visible_types.is_none_or(|types| types.contains(&event.event_type)))
+        .filter(|event| {
+            visible.is_none_or(|visible| {
+                visible
+                    .get(&event.event_type)
+                    .is_some_and(|from| received_since(&event.received_sort, *from))
+            })
+        })
         .filter(|event| {
             query
                 .event_types

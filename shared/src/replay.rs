@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{self};
+use crate::criteria::Target;
 use crate::error::HubError;
-use crate::events::Retention;
+use crate::events::{Retention, first_position};
 use crate::fhir_time::{DateTimeValue, parse_date_time};
 use crate::subscription::Subscription;
 
@@ -209,8 +210,22 @@ impl ReplayRequest {
         })
     }
 
+    /// The job replaying this window to the subscription. An explicit
+    /// subscription replays nothing accepted before its creation
+    /// (Subscription::discloses_from): its window starts there.
     pub fn job(&self, subscription: &Subscription, now: OffsetDateTime) -> ReplayJob {
-        let since = audit::timestamp(self.since);
+        let floor = matches!(subscription.criteria.target, Target::Explicit(_))
+            .then(|| subscription.discloses_from())
+            .filter(|from| *from > self.since);
+        let detail = match floor {
+            Some(from) => Some(format!(
+                "events accepted before the subscription's creation ({}) are not disclosed to it: \
+                 the replay starts there",
+                audit::timestamp(from)
+            )),
+            None => self.clamped.clone(),
+        };
+        let since = floor.map_or_else(|| audit::timestamp(self.since), first_position);
         ReplayJob {
             replay_id: uuid::Uuid::new_v4().to_string(),
             subscription_id: subscription.id.clone(),
@@ -225,7 +240,7 @@ impl ReplayRequest {
             requested_at: audit::timestamp(now),
             updated_at: audit::timestamp(now),
             completed_at: None,
-            detail: self.clamped.clone(),
+            detail,
             expires_at: now.unix_timestamp() + JOB_DAYS_KEPT * 86_400,
         }
     }

@@ -69,6 +69,19 @@ impl Subscription {
         self.criteria.tag.as_deref()
     }
 
+    /// The first moment whose events this subscription may disclose beyond
+    /// what it was delivered: its creation. An explicit subscription rests
+    /// on the subscriber's declared direct care (NEMS's legitimate
+    /// relationship, which the hub cannot check), so it sees what happens
+    /// from its creation on: no history, event read or replay of anything
+    /// accepted before it. Subscriptions are never changed in place, so
+    /// `lastUpdated` is the creation instant; an unreadable one discloses
+    /// nothing (never on doubt).
+    pub fn discloses_from(&self) -> OffsetDateTime {
+        parse_instant(&self.last_updated)
+            .unwrap_or_else(|_| time::PrimitiveDateTime::MAX.assume_utc())
+    }
+
     fn status(&self, now: OffsetDateTime) -> &'static str {
         if self.is_active(now) { "active" } else { "off" }
     }

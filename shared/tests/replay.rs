@@ -58,7 +58,9 @@ fn subscription(id: &str, criteria: &str) -> Subscription {
         end: None,
         criteria: Criteria::parse(criteria).unwrap(),
         version_id: 1,
-        last_updated: "2026-11-24T12:00:00Z".into(),
+        // Created a month before NOW: an explicit subscription replays
+        // nothing from before its creation (the last test here).
+        last_updated: "2026-10-25T12:00:00Z".into(),
     }
 }
 
@@ -404,4 +406,50 @@ fn subscription_of_another_id(subscription: &Subscription, id: &str) -> Subscrip
         id: id.into(),
         ..subscription.clone()
     }
+}
+
+#[tokio::test]
+async fn an_explicit_subscription_replays_nothing_accepted_before_its_creation() {
+    let stored = [
+        accepted("nems/vaccinations-1-new.xml", Duration::days(5), 1),
+        accepted("nems/vaccinations-1-new.xml", Duration::days(1), 2),
+    ];
+    let mut subscription = explicit_vaccinations();
+    subscription.last_updated = "2026-11-21T12:00:00Z".into();
+    let world = World::new(&stored, &subscription).await;
+    let job = world.start(&subscription, Duration::days(7)).await;
+    assert_eq!(
+        job.since, "2026-11-21T12:00:00.000Z",
+        "moved up to its creation"
+    );
+    assert!(
+        job.detail
+            .as_deref()
+            .is_some_and(|detail| detail.contains("before the subscription's creation")),
+        "{:?}",
+        job.detail
+    );
+    let publisher = MemoryPublisher::default();
+    let done = world
+        .step(&publisher, &job.replay_id, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ReplayStatus::Completed);
+    let expected = vec![(stored[1].event_id.clone(), job.replay_id.clone())];
+    assert_eq!(sent_ids(&publisher), expected, "only what came after it");
+
+    // A generic subscription's rule is its basis: its window is as asked.
+    let generic = subscription_created_now_generic();
+    let request = ReplayRequest::parse(Some("2026-11-17"), None, Retention::DEFAULT, NOW).unwrap();
+    assert_eq!(request.job(&generic, NOW).since, "2026-11-17T00:00:00.000Z");
+}
+
+fn subscription_created_now_generic() -> Subscription {
+    let mut generic = subscription(
+        "generic-now",
+        "/Bundle?type=message&serviceType=GP&subscriptionRuleType=GP_GP_GP&Organization.identifier=A83627&MessageHeader.event=pds-change-of-gp-1",
+    );
+    generic.last_updated = "2026-11-24T12:00:00Z".into();
+    generic
 }

@@ -1,7 +1,6 @@
 //! The child register and a child's event history.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
-use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 use crate::audit::{Action, AuditRecord};
@@ -101,7 +100,7 @@ pub async fn read_child_events<P: Ports>(
                 parameters.first("_page"),
             )?;
             let now = OffsetDateTime::now_utc();
-            let (visible_types, include_sensitive) = if caller.has_role(Role::Operator) {
+            let (visible, include_sensitive) = if caller.has_role(Role::Operator) {
                 (None, true)
             } else {
                 let types =
@@ -133,13 +132,8 @@ pub async fn read_child_events<P: Ports>(
                 (Some(types), false)
             };
             let summaries = events.patient_events(nhs_number).await?;
-            let selected = history::select(
-                &summaries,
-                &query,
-                visible_types.as_ref(),
-                include_sensitive,
-                now,
-            );
+            let selected =
+                history::select(&summaries, &query, visible.as_ref(), include_sensitive, now);
             let keys: Vec<String> = selected
                 .iter()
                 .skip(query.offset)
@@ -181,14 +175,15 @@ fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str>
 }
 
 /// Which of these event types the caller's active explicit subscriptions
-/// for the child name: one keyed read per event type, together.
+/// for the child name, each from the creation of the earliest of them
+/// (history::VisibleFrom): one keyed read per event type, together.
 pub(super) async fn subscribed_types<S: SubscriptionStore>(
     subscriptions: &S,
     caller: &Caller,
     nhs_number: NhsNumber,
     event_types: &[EventType],
     now: OffsetDateTime,
-) -> Result<BTreeSet<EventType>, HubError> {
+) -> Result<history::VisibleFrom, HubError> {
     let subscriber_id = caller.subscriber()?;
     let found = futures_util::future::try_join_all(
         event_types
@@ -199,15 +194,20 @@ pub(super) async fn subscribed_types<S: SubscriptionStore>(
     Ok(event_types
         .iter()
         .zip(found)
-        .filter(|(event_type, candidates)| {
-            candidates.iter().any(|subscription| {
-                subscription.subscriber_id == subscriber_id
-                    && subscription.is_active(now)
-                    && subscription.criteria.target == crate::criteria::Target::Explicit(nhs_number)
-                    && subscription.criteria.events.contains(event_type)
-            })
+        .filter_map(|(event_type, candidates)| {
+            candidates
+                .iter()
+                .filter(|subscription| {
+                    subscription.subscriber_id == subscriber_id
+                        && subscription.is_active(now)
+                        && subscription.criteria.target
+                            == crate::criteria::Target::Explicit(nhs_number)
+                        && subscription.criteria.events.contains(event_type)
+                })
+                .map(|subscription| subscription.discloses_from())
+                .min()
+                .map(|from| (*event_type, from))
         })
-        .map(|(event_type, _)| *event_type)
         .collect())
 }
 

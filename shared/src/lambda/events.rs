@@ -9,7 +9,9 @@ use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{Caller, Role};
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent};
+use crate::events::{
+    self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent, received_since,
+};
 use crate::message::Encoding;
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
@@ -280,10 +282,13 @@ async fn may_read_event<P: Ports>(
     let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
         return Ok(false);
     };
-    if !subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now)
+    // Beyond what was delivered to it, a subscription discloses only what
+    // arrived since its creation: never an event delivered only to others.
+    let visible = subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now)
         .await?
-        .contains(&event.event_type)
-    {
+        .get(&event.event_type)
+        .is_some_and(|from| received_since(&event.received_sort, *from));
+    if !visible {
         return Ok(false);
     }
     Ok(!register

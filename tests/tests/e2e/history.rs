@@ -206,6 +206,9 @@ async fn versions_are_linked_by_business_identifier_and_late_ones_are_flagged() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
     let hub = Hub::start().await;
+    // Health visitors subscribed to the child's vaccinations before any of
+    // them was published.
+    let health_visitors = subscriber_of(&hub, "A83627", &["vaccinations-1"]).await;
     // The vaccination new and update (current: the update), and a contact.
     for (event_type, file) in [
         ("vaccinations-1", "vaccinations-1-new.xml"),
@@ -276,7 +279,6 @@ async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
 
     // A subscriber with an explicit subscription for the child sees the
     // types it subscribed to; one without is refused, naming the child.
-    let health_visitors = subscriber_of(&hub, "A83627", &["vaccinations-1"]).await;
     let (status, seen_by_subscriber) = history(&hub, &health_visitors.token, "?versions=all").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -287,11 +289,17 @@ async fn a_childs_history_is_filtered_paged_and_only_for_those_entitled() {
     let (status, refused) = history(&hub, &stranger.token, "").await;
     assert_eq!(status, 403, "{refused}");
     assert_eq!(refused["issue"][0]["expression"][0], "nhsNumber");
-    // What the history shows, the subscriber may read back (though it was
-    // published before the subscription existed); others may not.
+    // A subscription made now opens nothing from before it: an empty
+    // history, and the events delivered only to others are not found.
+    let late = subscriber_of(&hub, "B86016", &["vaccinations-1"]).await;
+    let (status, seen_late) = history(&hub, &late.token, "?versions=all").await;
+    assert_eq!(status, 200, "{seen_late}");
+    assert_eq!(seen_late["total"], 0, "{seen_late}");
+    // What the history shows, the subscriber may read back; others may not.
     let path = format!("/events/{VACCINATION_NEW}");
     assert_eq!(get(&hub, &path, &health_visitors.token, XML).await.0, 200);
     assert_eq!(get(&hub, &path, &stranger.token, XML).await.0, 404);
+    assert_eq!(get(&hub, &path, &late.token, XML).await.0, 404);
     let contact = format!("/events/{CONTACT_NEW}");
     assert_eq!(
         get(&hub, &contact, &health_visitors.token, XML).await.0,

@@ -1,14 +1,18 @@
-//! Replays end to end through the local stack: a subscriber that joins
-//! late replays a week, and a replay whose worker crashes part-way resumes
-//! without re-sending what it had sent.
+//! Replays end to end through the local stack: a subscriber replays a week
+//! it missed (and a subscription made today replays nothing from before
+//! it), and a replay whose worker crashes part-way resumes without
+//! re-sending what it had sent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e_tests::{Hub, Subscriber, attribute, fixture};
-use hub::aws::DynamoEventStore;
+use hub::aws::{DynamoEventStore, DynamoSubscriptionStore};
+use hub::criteria::Criteria;
 use hub::events::{Retention, StoredEvent};
-use hub::ports::EventStore;
+use hub::ports::{EventStore, SubscriptionStore};
+use hub::subscriber::OdsCode;
+use hub::subscription::Subscription;
 use hub::{Encoding, EventMessage};
 use reqwest::Method;
 use time::OffsetDateTime;
@@ -44,6 +48,41 @@ async fn accepted_days_ago(hub: &Hub, file: &str, n: usize, days_ago: i64) -> St
     );
     store.insert(&event).await.unwrap();
     id
+}
+
+/// Stores an explicit subscription as if the subscriber had made it
+/// `days_ago`: the API can only create subscriptions now, and a
+/// subscription replays nothing accepted before its creation.
+async fn subscribed_days_ago(
+    hub: &Hub,
+    subscriber: &Subscriber,
+    event_type: &str,
+    days_ago: i64,
+) -> String {
+    let subscription = Subscription {
+        // The form the hub issues (a UUID), unique to this instant.
+        id: format!(
+            "00000000-0000-4000-9000-{:012x}",
+            OffsetDateTime::now_utc().unix_timestamp_nanos() & 0xffff_ffff_ffff
+        ),
+        subscriber_id: subscriber.id.clone(),
+        contact_ods: OdsCode::parse("A83627").unwrap(),
+        reason: "direct care".into(),
+        end: None,
+        criteria: Criteria::parse(&explicit(event_type)).unwrap(),
+        version_id: 1,
+        last_updated: hub::fhir_time::format_instant(
+            OffsetDateTime::now_utc() - time::Duration::days(days_ago),
+        ),
+    };
+    DynamoSubscriptionStore::new(
+        aws_sdk_dynamodb::Client::new(&hub.config),
+        "chhub-local-SubscriptionsTable",
+    )
+    .create(&subscription)
+    .await
+    .unwrap();
+    subscription.id
 }
 
 async fn start_replay(
@@ -102,7 +141,7 @@ async fn subscribe(hub: &Hub, subscriber: &Subscriber, event_type: &str) -> Stri
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_subscriber_that_joins_late_replays_a_week() {
+async fn a_subscriber_replays_the_week_it_missed() {
     let hub = Hub::start().await;
     // Before the subscriber exists: one event eight days ago, one three
     // days ago, and two published now (a vaccination and a contact).
@@ -128,7 +167,9 @@ async fn a_subscriber_that_joins_late_replays_a_week() {
     let late = hub
         .onboard("A83627", &["vaccinations-1", "professional-contacts-1"])
         .await;
-    let vaccinations = subscribe(&hub, &late, "vaccinations-1").await;
+    // Its subscription dates from ten days ago, but it holds none of the
+    // week's messages (as when a subscriber's own store was lost).
+    let vaccinations = subscribed_days_ago(&hub, &late, "vaccinations-1", 10).await;
     assert!(
         hub.drain(&late.queue_url, Duration::from_secs(2))
             .await
@@ -200,6 +241,37 @@ async fn a_subscriber_that_joins_late_replays_a_week() {
         assert_eq!(status, 400, "{query}: {outcome}");
         assert_eq!(outcome["issue"][0]["expression"][0], parameter);
     }
+
+    // A subscription made today rests on declared direct care: its replay
+    // starts at its creation, and sends nothing of the week before it.
+    let today = hub.onboard("B86016", &["vaccinations-1"]).await;
+    let (status, made_now) = hub
+        .subscribe(&today, "B86016", &explicit("vaccinations-1"))
+        .await;
+    assert_eq!(status, 201, "{made_now}");
+    let made_now = made_now["id"].as_str().unwrap();
+    let (status, job, location) =
+        start_replay(&hub, &today, made_now, &format!("?since={since}")).await;
+    assert_eq!(status, 202, "{job}");
+    assert!(
+        job["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("before the subscription's creation")),
+        "{job}"
+    );
+    let done = finished(&hub, &today, &location.unwrap()).await;
+    assert_eq!(done["delivered"].as_u64(), Some(0), "{done}");
+    assert!(
+        hub.drain(&today.queue_url, Duration::from_secs(2))
+            .await
+            .is_empty()
+    );
+    let response = hub
+        .request(Method::GET, &format!("/events/{recent}"), &today.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404, "delivered only to another");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,7 +286,7 @@ async fn a_replay_whose_worker_crashes_resumes_without_resending() {
         published.push(id);
     }
     let late = hub.onboard("A83627", &["vaccinations-1"]).await;
-    let subscription = subscribe(&hub, &late, "vaccinations-1").await;
+    let subscription = subscribed_days_ago(&hub, &late, "vaccinations-1", 1).await;
     let (status, job, location) =
         start_replay(&hub, &late, &subscription, "?since=2026-01-01").await;
     assert_eq!(status, 202, "{job}");
@@ -280,7 +352,7 @@ async fn concurrent_replays_of_a_subscription_start_one_and_a_subscriber_has_a_d
         accepted_days_ago(&hub, "nems/vaccinations-1-new.xml", 1000 + n, 1).await;
     }
     let late = hub.onboard("A83627", &["vaccinations-1"]).await;
-    let subscription = subscribe(&hub, &late, "vaccinations-1").await;
+    let subscription = subscribed_days_ago(&hub, &late, "vaccinations-1", 2).await;
     let attempts: Vec<_> = (0..20)
         .map(|_| {
             let request = hub.request(

@@ -152,12 +152,11 @@ impl World {
     }
 
     async fn read_event(&self, caller: Option<&Caller>) -> u16 {
-        let request = request(
-            caller,
-            "application/fhir+json",
-            None,
-            &[("id", VACCINATION_ID)],
-        );
+        self.read_event_id(caller, VACCINATION_ID).await
+    }
+
+    async fn read_event_id(&self, caller: Option<&Caller>, id: &str) -> u16 {
+        let request = request(caller, "application/fhir+json", None, &[("id", id)]);
         status(&lambda::read_event(self.ports(), &request).await)
     }
 
@@ -647,6 +646,11 @@ async fn an_event_is_read_only_by_its_recipients_its_publisher_and_operators() {
 #[tokio::test]
 async fn a_childs_events_are_for_operators_and_subscribers_with_an_explicit_subscription() {
     let world = World::new().await;
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    // Subscriber A subscribes to the child's vaccinations; B does not.
+    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+    assert_eq!(status, 201, "{created}");
+    a_moment_later().await;
     assert_eq!(
         world
             .publish(
@@ -657,10 +661,6 @@ async fn a_childs_events_are_for_operators_and_subscribers_with_an_explicit_subs
             .await,
         202
     );
-    let a = world.subscriber_a.subscriber_id.clone().unwrap();
-    // Subscriber A subscribes to the child's vaccinations; B does not.
-    let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
-    assert_eq!(status, 201, "{created}");
     let nobody: Option<&Caller> = None;
     for (caller, expected) in [
         (nobody, 401),
@@ -1470,6 +1470,7 @@ async fn a_sensitive_childs_history_is_answered_without_reading_its_events() {
     let world = World::new().await;
     let a = world.subscriber_a.subscriber_id.clone().unwrap();
     assert_eq!(world.subscribe(Some(&world.subscriber_a), &a).await.0, 201);
+    a_moment_later().await;
     assert_eq!(
         world
             .publish(
@@ -1637,4 +1638,123 @@ async fn a_request_whose_function_panics_is_answered_and_audited() {
         (Action::HistoryRead, 500, "operator")
     );
     assert_eq!(record.nhs_number.as_deref(), Some(PATIENT));
+}
+
+/// Creation instants and arrival positions are compared to the millisecond
+/// (a tie counts as before, never on doubt): steps a test orders are taken
+/// apart.
+async fn a_moment_later() {
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+}
+
+/// Issue 20: an explicit subscription rests on the subscriber's declared
+/// direct care, which the hub cannot check, so it opens nothing accepted
+/// before its creation: no history, no event delivered only to others, no
+/// replay.
+mod disclosure_floor {
+    use super::*;
+
+    const LATER_ID: &str = "0d6c3f4e-5a7b-4c8d-9e0f-1a2b3c4d5e6f";
+
+    async fn publish_vaccination(world: &World, id: &str) {
+        let body = vaccination().replace(VACCINATION_ID, id);
+        let status = world
+            .publish(Some(&world.publisher), EventType::Vaccinations, &body)
+            .await;
+        assert_eq!(status, 202);
+    }
+
+    /// Subscriber B subscribes to the child's vaccinations now.
+    async fn b_subscribes(world: &World) -> Value {
+        let b = world.subscriber_b.subscriber_id.clone().unwrap();
+        let (status, created) = world.subscribe(Some(&world.subscriber_b), &b).await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    #[tokio::test]
+    async fn a_new_explicit_subscription_sees_no_history_from_before_it() {
+        let world = World::new().await;
+        publish_vaccination(&world, VACCINATION_ID).await;
+        a_moment_later().await;
+        b_subscribes(&world).await;
+        let (status, history) = world.read_child_events(Some(&world.subscriber_b)).await;
+        assert_eq!(status, 200, "{history}");
+        assert_eq!(history["total"], 0, "{history}");
+        let (_, everything) = world.read_child_events(Some(&world.operator)).await;
+        assert_eq!(everything["total"], 1, "operators see what the hub holds");
+
+        // What arrives after it (the vaccination's next version), it sees.
+        a_moment_later().await;
+        let update = fixture("nems/vaccinations-1-update.xml");
+        let status = world
+            .publish(Some(&world.publisher), EventType::Vaccinations, &update)
+            .await;
+        assert_eq!(status, 202);
+        let (_, history) = world.read_child_events(Some(&world.subscriber_b)).await;
+        assert_eq!(history["total"], 1, "{history}");
+        assert!(
+            !history.to_string().contains(VACCINATION_ID),
+            "only what arrived after it: {history}"
+        );
+    }
+
+    /// The issue's reproduction: an event delivered only to A, then B
+    /// subscribes to the child and asks for it.
+    #[tokio::test]
+    async fn an_event_delivered_only_to_another_is_not_read_through_a_later_subscription() {
+        let world = World::new().await;
+        publish_vaccination(&world, VACCINATION_ID).await;
+        let a = world.subscriber_a.subscriber_id.clone().unwrap();
+        world
+            .audit
+            .record(&AuditRecord::delivery(
+                &format!("vaccinations-1/{VACCINATION_ID}"),
+                &a,
+                hub::NhsNumber::parse(PATIENT).ok(),
+                time::OffsetDateTime::now_utc(),
+            ))
+            .await
+            .unwrap();
+        a_moment_later().await;
+        b_subscribes(&world).await;
+        assert_eq!(world.read_event(Some(&world.subscriber_a)).await, 200);
+        assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 404);
+
+        // An event accepted since B subscribed is B's to read, delivered
+        // or not yet.
+        a_moment_later().await;
+        publish_vaccination(&world, LATER_ID).await;
+        let later = world
+            .read_event_id(Some(&world.subscriber_b), LATER_ID)
+            .await;
+        assert_eq!(later, 200);
+    }
+
+    #[tokio::test]
+    async fn a_new_explicit_subscriptions_replay_starts_at_its_creation() {
+        let world = World::new().await;
+        publish_vaccination(&world, VACCINATION_ID).await;
+        a_moment_later().await;
+        let created = b_subscribes(&world).await;
+        let subscription = created["id"].as_str().unwrap();
+        let (status, job) = world
+            .start_replay(Some(&world.subscriber_b), subscription)
+            .await;
+        assert_eq!(status, 202, "{job}");
+        let creation =
+            hub::fhir_time::parse_instant(created["meta"]["lastUpdated"].as_str().unwrap())
+                .unwrap();
+        let since = hub::fhir_time::parse_instant(job["since"].as_str().unwrap()).unwrap();
+        assert!(
+            since >= creation && since < creation + time::Duration::milliseconds(1),
+            "since {since} moved up from 2026-01-01 to the creation {creation}"
+        );
+        assert!(
+            job["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains("before the subscription's creation")),
+            "{job}"
+        );
+    }
 }
