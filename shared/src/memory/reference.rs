@@ -1,12 +1,11 @@
 //! Reference data held in maps.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 
 use crate::ports::{ReferenceData, StoreError};
-use crate::reference::{
-    Postcode, PostcodeArea, PracticeArea, ReferenceItem, ReferenceRows, Rejected, practice_code,
-};
+use crate::reference::{Postcode, PostcodeArea, PracticeArea, ReferenceItem, practice_code};
+#[cfg(feature = "reference-files")]
+use crate::reference::{ReferenceRows, Rejected};
 
 /// Reference data held in maps: filled before use (by a test, or from the
 /// sample files), then shared read-only.
@@ -37,10 +36,11 @@ impl MemoryReferenceData {
     /// [`ReferenceRows`] reads them, keeping every good row; the rejections
     /// are the bad rows. Only what [`ReferenceRows::open`] refuses is an
     /// `Err`.
+    #[cfg(feature = "reference-files")]
     pub fn load(
-        sub_icb: impl BufRead,
-        onspd: impl BufRead,
-        epraccur: impl BufRead,
+        sub_icb: impl std::io::BufRead,
+        onspd: impl std::io::BufRead,
+        epraccur: impl std::io::BufRead,
     ) -> Result<(Self, Vec<Rejected>), Rejected> {
         let mut data = MemoryReferenceData::default();
         let mut rejected = Vec::new();

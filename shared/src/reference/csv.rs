@@ -152,17 +152,54 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// A GSS (ONS) area code: one letter and eight digits, `E08000035`. Pseudo
-/// codes such as `E99999999` ("no such area here") have the same shape.
-pub fn is_gss_code(code: &str) -> bool {
-    let bytes = code.as_bytes();
-    bytes.len() == 9 && bytes[0].is_ascii_uppercase() && bytes[1..].iter().all(u8::is_ascii_digit)
+// ---------------------------------------------------------------------------
+// Errors
+
+/// A row of a reference file that could not be read. The problem starts with
+/// the column at fault when there is one (`ctry: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct ReferenceError {
+    /// 1-based line of the file (the header, when there is one, is line 1).
+    pub line: usize,
+    pub problem: String,
 }
 
-/// An ODS organisation code: 3 to 10 letters and digits (`15F`, `X2C4Y`,
-/// `A83627`). Given back in upper case.
-pub fn ods_code(code: &str) -> Option<String> {
-    let code = code.trim();
-    ((3..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .then(|| code.to_ascii_uppercase())
+impl ReferenceError {
+    fn new(line: usize, problem: impl Into<String>) -> Self {
+        ReferenceError {
+            line,
+            problem: problem.into(),
+        }
+    }
+
+    fn column(line: usize, column: &str, problem: impl fmt::Display) -> Self {
+        Self::new(line, format!("{column}: {problem}"))
+    }
+}
+
+/// A value quoted in an error: reference values are public, but a corrupt
+/// row can hold anything, so only its start is shown.
+fn shown(value: &str) -> String {
+    const LIMIT: usize = 40;
+    match value.char_indices().nth(LIMIT) {
+        Some((end, _)) => format!("'{}...'", &value[..end]),
+        None => format!("'{value}'"),
+    }
+}
+
+/// Splits a reader's results into the records and the errors, for files
+/// small enough to hold (the samples, tests, a practice file).
+pub fn collect<T>(
+    rows: impl Iterator<Item = Result<(usize, T), ReferenceError>>,
+) -> (Vec<T>, Vec<ReferenceError>) {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for row in rows {
+        match row {
+            Ok((_, record)) => records.push(record),
+            Err(error) => errors.push(error),
+        }
+    }
+    (records, errors)
 }

@@ -9,46 +9,6 @@ use super::*;
 // ---------------------------------------------------------------------------
 // Loading: the three files into the items a store keeps
 
-/// The key prefix of postcode items: `POSTCODE#LS17 7DF`.
-pub const POSTCODE_KEY_PREFIX: &str = "POSTCODE#";
-/// The key prefix of practice items: `PRACTICE#A83627`.
-pub const PRACTICE_KEY_PREFIX: &str = "PRACTICE#";
-
-/// The store key of a postcode: its `pcds` form, one space, upper case.
-pub fn postcode_key(postcode: &Postcode) -> String {
-    format!("{POSTCODE_KEY_PREFIX}{}", postcode.as_str())
-}
-
-/// A practice code as it is stored and compared: trimmed, upper case.
-pub fn practice_code(code: &str) -> String {
-    code.trim().to_ascii_uppercase()
-}
-
-/// The store key of a practice.
-pub fn practice_key(code: &str) -> String {
-    format!("{PRACTICE_KEY_PREFIX}{}", practice_code(code))
-}
-
-/// What a reference store keeps: one item per postcode and per practice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReferenceItem {
-    Postcode {
-        postcode: Postcode,
-        area: PostcodeArea,
-        terminated: bool,
-    },
-    Practice(PracticeArea),
-}
-
-impl ReferenceItem {
-    pub fn key(&self) -> String {
-        match self {
-            ReferenceItem::Postcode { postcode, .. } => postcode_key(postcode),
-            ReferenceItem::Practice(practice) => practice_key(&practice.practice),
-        }
-    }
-}
-
 /// The files of a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ReferenceFile {

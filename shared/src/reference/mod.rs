@@ -25,16 +25,31 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod codes;
+pub use codes::*;
+
+// The readers of the national files and the loader: for `hub-local
+// reference load`, its tests and benchmarks; never in a Lambda.
+#[cfg(feature = "reference-files")]
 mod csv;
+#[cfg(feature = "reference-files")]
 mod epraccur;
+#[cfg(feature = "reference-files")]
 mod loading;
+#[cfg(feature = "reference-files")]
 mod onspd;
+#[cfg(feature = "reference-files")]
 mod sub_icb;
 
+#[cfg(feature = "reference-files")]
 pub use csv::*;
+#[cfg(feature = "reference-files")]
 pub use epraccur::*;
+#[cfg(feature = "reference-files")]
 pub use loading::*;
+#[cfg(feature = "reference-files")]
 pub use onspd::*;
+#[cfg(feature = "reference-files")]
 pub use sub_icb::*;
 
 // ---------------------------------------------------------------------------
@@ -190,58 +205,6 @@ pub struct PracticeArea {
     pub practice: String,
     /// The commissioner's ODS code as `epraccur.csv` gives it, e.g. `15F`.
     pub icb_sub_location: String,
-}
-
-// ---------------------------------------------------------------------------
-// Errors
-
-/// A row of a reference file that could not be read. The problem starts with
-/// the column at fault when there is one (`ctry: ...`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {problem}")]
-pub struct ReferenceError {
-    /// 1-based line of the file (the header, when there is one, is line 1).
-    pub line: usize,
-    pub problem: String,
-}
-
-impl ReferenceError {
-    fn new(line: usize, problem: impl Into<String>) -> Self {
-        ReferenceError {
-            line,
-            problem: problem.into(),
-        }
-    }
-
-    fn column(line: usize, column: &str, problem: impl fmt::Display) -> Self {
-        Self::new(line, format!("{column}: {problem}"))
-    }
-}
-
-/// A value quoted in an error: reference values are public, but a corrupt
-/// row can hold anything, so only its start is shown.
-fn shown(value: &str) -> String {
-    const LIMIT: usize = 40;
-    match value.char_indices().nth(LIMIT) {
-        Some((end, _)) => format!("'{}...'", &value[..end]),
-        None => format!("'{value}'"),
-    }
-}
-
-/// Splits a reader's results into the records and the errors, for files
-/// small enough to hold (the samples, tests, a practice file).
-pub fn collect<T>(
-    rows: impl Iterator<Item = Result<(usize, T), ReferenceError>>,
-) -> (Vec<T>, Vec<ReferenceError>) {
-    let mut records = Vec::new();
-    let mut errors = Vec::new();
-    for row in rows {
-        match row {
-            Ok((_, record)) => records.push(record),
-            Err(error) => errors.push(error),
-        }
-    }
-    (records, errors)
 }
 
 // ---------------------------------------------------------------------------
