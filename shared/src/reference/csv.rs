@@ -166,21 +166,21 @@ pub struct ReferenceError {
 }
 
 impl ReferenceError {
-    fn new(line: usize, problem: impl Into<String>) -> Self {
+    pub(super) fn new(line: usize, problem: impl Into<String>) -> Self {
         ReferenceError {
             line,
             problem: problem.into(),
         }
     }
 
-    fn column(line: usize, column: &str, problem: impl fmt::Display) -> Self {
+    pub(super) fn column(line: usize, column: &str, problem: impl fmt::Display) -> Self {
         Self::new(line, format!("{column}: {problem}"))
     }
 }
 
 /// A value quoted in an error: reference values are public, but a corrupt
 /// row can hold anything, so only its start is shown.
-fn shown(value: &str) -> String {
+pub(super) fn shown(value: &str) -> String {
     const LIMIT: usize = 40;
     match value.char_indices().nth(LIMIT) {
         Some((end, _)) => format!("'{}...'", &value[..end]),
