@@ -135,6 +135,18 @@ impl World {
         job
     }
 
+    /// One step of a replay that has room to finish in it, through a
+    /// publisher of its own: the job after it and what was sent.
+    async fn one_step(&self, job: &ReplayJob) -> (ReplayJob, MemoryPublisher) {
+        let publisher = MemoryPublisher::default();
+        let done = self
+            .step(&publisher, &job.replay_id, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        (done, publisher)
+    }
+
     /// One step of the replay, sending through `publisher`.
     async fn step<P: DeliveryPublisher>(
         &self,
@@ -187,12 +199,7 @@ async fn a_late_joiner_replays_a_week_of_its_childs_events_oldest_first() {
     let subscription = explicit_vaccinations();
     let world = World::new(&stored, &subscription).await;
     let job = world.start(&subscription, Duration::days(7)).await;
-    let publisher = MemoryPublisher::default();
-    let done = world
-        .step(&publisher, &job.replay_id, NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let (done, publisher) = world.one_step(&job).await;
     assert_eq!(done.status, ReplayStatus::Completed);
     assert_eq!((done.scanned, done.delivered), (3, 3));
     let expected: Vec<(String, String)> = [&stored[1], &stored[3], &stored[4]]
@@ -429,12 +436,7 @@ async fn an_explicit_subscription_replays_nothing_accepted_before_its_creation()
         "{:?}",
         job.detail
     );
-    let publisher = MemoryPublisher::default();
-    let done = world
-        .step(&publisher, &job.replay_id, NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let (done, publisher) = world.one_step(&job).await;
     assert_eq!(done.status, ReplayStatus::Completed);
     let expected = vec![(stored[1].event_id.clone(), job.replay_id.clone())];
     assert_eq!(sent_ids(&publisher), expected, "only what came after it");
