@@ -222,10 +222,70 @@ impl HistoryQuery {
     }
 }
 
-/// What a subscriber may see of a child's history: per event type, the
-/// first moment of arrival it may see (its subscription's creation:
-/// crate::subscription::Subscription::discloses_from).
-pub type VisibleFrom = BTreeMap<EventType, OffsetDateTime>;
+/// Why a subscriber may see a child's events beyond those delivered to it,
+/// and so from when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The register says the child is registered at the subscriber's
+    /// practice: the child's whole retained record, which follows the child
+    /// to its new practice.
+    RegisteredGp,
+    /// Declared direct care, which the hub cannot check: what arrived
+    /// since the subscription's creation
+    /// (crate::subscription::Subscription::discloses_from).
+    DeclaredDirectCare { from: OffsetDateTime },
+}
+
+impl Basis {
+    /// Whether the event at this position (`received_sort`) is disclosed.
+    pub fn admits(&self, received_sort: &str) -> bool {
+        match self {
+            Basis::RegisteredGp => true,
+            Basis::DeclaredDirectCare { from } => received_since(received_sort, *from),
+        }
+    }
+}
+
+/// What a subscriber may see of a child's history: the event types its
+/// explicit subscriptions name, each on its basis.
+pub type VisibleFrom = BTreeMap<EventType, Basis>;
+
+/// The basis of a read, for its audit record: `basis: registered GP`, or
+/// `basis: declared direct care since <the earliest creation>`.
+pub fn describe(visible: &VisibleFrom) -> String {
+    // None (the registered GP's whole record) orders before any moment.
+    let earliest = visible
+        .values()
+        .map(|basis| match basis {
+            Basis::RegisteredGp => None,
+            Basis::DeclaredDirectCare { from } => Some(*from),
+        })
+        .min();
+    match earliest {
+        Some(Some(from)) => format!(
+            "basis: declared direct care since {}",
+            crate::audit::timestamp(from)
+        ),
+        Some(None) => "basis: registered GP".to_owned(),
+        None => "basis: none".to_owned(),
+    }
+}
+
+/// The visibility of a subscriber at the practice `ods_code`: every type on
+/// the registered-GP basis when the register places the child there.
+pub fn for_practice(
+    visible: VisibleFrom,
+    registration: Option<Option<&str>>,
+    ods_code: &str,
+) -> VisibleFrom {
+    if registration.flatten() != Some(ods_code) {
+        return visible;
+    }
+    visible
+        .into_keys()
+        .map(|event_type| (event_type, Basis::RegisteredGp))
+        .collect()
+}
 
 /// The events of a child a caller sees, in order of arrival: live ones, of
 /// the types it may see and accepted since it may see them (None: all),
@@ -250,7 +310,7 @@ pub fn select<'a>(
             visible.is_none_or(|visible| {
                 visible
                     .get(&event.event_type)
-                    .is_some_and(|from| received_since(&event.received_sort, *from))
+                    .is_some_and(|basis| basis.admits(&event.received_sort))
             })
         })
         .filter(|event| {
@@ -410,6 +470,31 @@ fn without_declaration(payload: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the practice the register names lifts the creation floor; a
+    /// de-registration (no practice) or no registration at all leaves it.
+    #[test]
+    fn the_registered_practice_alone_sees_before_its_subscription() {
+        let from = time::macros::datetime!(2026-12-07 10:00 UTC);
+        let declared =
+            VisibleFrom::from([(EventType::Vaccinations, Basis::DeclaredDirectCare { from })]);
+        let lifted = for_practice(declared.clone(), Some(Some("A83627")), "A83627");
+        assert_eq!(lifted[&EventType::Vaccinations], Basis::RegisteredGp);
+        assert_eq!(describe(&lifted), "basis: registered GP");
+        for registration in [Some(Some("B82001")), Some(None), None] {
+            assert_eq!(
+                for_practice(declared.clone(), registration, "A83627"),
+                declared
+            );
+        }
+        assert_eq!(
+            describe(&declared),
+            "basis: declared direct care since 2026-12-07T10:00:00.000Z"
+        );
+        let before = "2026-12-07T09:59:59.999Z#vaccinations-1/a";
+        assert!(!declared[&EventType::Vaccinations].admits(before));
+        assert!(lifted[&EventType::Vaccinations].admits(before));
+    }
 
     fn dated(date: &str) -> Result<HistoryQuery, HubError> {
         HistoryQuery::parse(None, std::iter::empty(), std::iter::once(date), None, None)

@@ -117,10 +117,10 @@ pub async fn read_child_events<P: Ports>(
                 // What is withheld from delivery is withheld from history,
                 // and answered before any event is read: the empty history
                 // of a child the hub holds nothing of, in no more time.
-                let sensitive = register
-                    .get(nhs_number)
-                    .await?
-                    .is_some_and(|record| record.value.is_sensitive());
+                let child = register.get(nhs_number).await?;
+                let sensitive = child
+                    .as_ref()
+                    .is_some_and(|child| child.value.is_sensitive());
                 if sensitive {
                     let body =
                         history::searchset(nhs_number, &query, &[], 0, retention, now, encoding);
@@ -129,7 +129,9 @@ pub async fn read_child_events<P: Ports>(
                         .detail("withheld: the patient is flagged sensitive");
                     return Ok((fhir_response(200, encoding, body, &[]), record));
                 }
-                (Some(types), false)
+                let registration = child.as_ref().and_then(|child| child.value.registration());
+                let visible = history::for_practice(types, registration, caller.ods_code.as_str());
+                (Some(visible), false)
             };
             let summaries = events.patient_events(nhs_number).await?;
             let selected =
@@ -155,6 +157,10 @@ pub async fn read_child_events<P: Ports>(
                 now,
                 encoding,
             );
+            let record = match visible.as_ref() {
+                Some(visible) => record.detail(history::describe(visible)),
+                None => record,
+            };
             Ok((
                 fhir_response(200, encoding, body, &[]),
                 record.patient(Some(nhs_number)),
@@ -175,8 +181,9 @@ fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str>
 }
 
 /// Which of these event types the caller's active explicit subscriptions
-/// for the child name, each from the creation of the earliest of them
-/// (history::VisibleFrom): one keyed read per event type, together.
+/// for the child name, each as declared direct care from the creation of
+/// the earliest of them (history::for_practice then lifts that for the
+/// child's registered GP): one keyed read per event type, together.
 pub(super) async fn subscribed_types<S: SubscriptionStore>(
     subscriptions: &S,
     caller: &Caller,
@@ -206,7 +213,7 @@ pub(super) async fn subscribed_types<S: SubscriptionStore>(
                 })
                 .map(|subscription| subscription.discloses_from())
                 .min()
-                .map(|from| (*event_type, from))
+                .map(|from| (*event_type, history::Basis::DeclaredDirectCare { from }))
         })
         .collect())
 }

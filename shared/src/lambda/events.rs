@@ -9,9 +9,8 @@ use crate::audit::{self, Action, AuditRecord};
 use crate::auth::{Caller, Role};
 use crate::catalogue::EventType;
 use crate::error::HubError;
-use crate::events::{
-    self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent, received_since,
-};
+use crate::events::{self, MAX_PAYLOAD_BYTES, PublishOutcome, Retention, StoredEvent};
+use crate::history;
 use crate::message::Encoding;
 use crate::metrics;
 use crate::nhs_number::NhsNumber;
@@ -282,19 +281,23 @@ async fn may_read_event<P: Ports>(
     let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
         return Ok(false);
     };
-    // Beyond what was delivered to it, a subscription discloses only what
-    // arrived since its creation: never an event delivered only to others.
-    let visible = subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now)
-        .await?
-        .get(&event.event_type)
-        .is_some_and(|from| received_since(&event.received_sort, *from));
-    if !visible {
+    let child = register.get(nhs_number).await?;
+    if child
+        .as_ref()
+        .is_some_and(|child| child.value.is_sensitive())
+    {
         return Ok(false);
     }
-    Ok(!register
-        .get(nhs_number)
-        .await?
-        .is_some_and(|record| record.value.is_sensitive()))
+    // Beyond what was delivered to it, a subscription discloses only what
+    // arrived since its creation, unless the child is registered at the
+    // subscriber's practice: never an event delivered only to others.
+    let subscribed =
+        subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now).await?;
+    let registration = child.as_ref().and_then(|child| child.value.registration());
+    let visible = history::for_practice(subscribed, registration, caller.ods_code.as_str());
+    Ok(visible
+        .get(&event.event_type)
+        .is_some_and(|basis| basis.admits(&event.received_sort)))
 }
 
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an

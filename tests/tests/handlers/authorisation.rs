@@ -1453,6 +1453,11 @@ async fn flag_sensitive(world: &World) {
         time::OffsetDateTime::now_utc(),
     );
     update.sensitive = Some(true);
+    record_in_register(world, update).await;
+}
+
+/// The register records what an event said of the child.
+async fn record_in_register(world: &World, update: hub::register::RegisterUpdate) {
     hub::app::register::record_event(
         &world.register,
         &world.audit,
@@ -1756,5 +1761,60 @@ mod disclosure_floor {
                 .is_some_and(|detail| detail.contains("before the subscription's creation")),
             "{job}"
         );
+    }
+
+    /// The register places the child at `practice`, as a change of GP
+    /// accepted `seconds` from now says.
+    async fn registered_at(world: &World, practice: &str, seconds: i64) {
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+        let mut update = hub::register::RegisterUpdate::new(
+            hub::NhsNumber::parse(PATIENT).unwrap(),
+            format!("pds-change-of-gp-1/{practice}"),
+            at,
+        );
+        update.gp_practice = Some(Some(practice.to_owned()));
+        record_in_register(world, update).await;
+    }
+
+    /// The child's registered GP sees the whole record, whenever it
+    /// subscribed; when the child moves, that passes to the new practice and
+    /// the old one keeps only what arrived since its subscription.
+    #[tokio::test]
+    async fn the_registered_gp_sees_the_whole_history_until_the_child_moves() {
+        let world = World::new().await;
+        publish_vaccination(&world, VACCINATION_ID).await;
+        registered_at(&world, "A83627", 0).await;
+        a_moment_later().await;
+        let a = world.subscriber_a.subscriber_id.clone().unwrap();
+        assert_eq!(world.subscribe(Some(&world.subscriber_a), &a).await.0, 201);
+        b_subscribes(&world).await;
+
+        let (status, seen) = world.read_child_events(Some(&world.subscriber_a)).await;
+        assert_eq!((status, seen["total"].clone()), (200, json!(1)), "{seen}");
+        assert_eq!(world.read_event(Some(&world.subscriber_a)).await, 200);
+        let (_, seen) = world.read_child_events(Some(&world.subscriber_b)).await;
+        assert_eq!(seen["total"], 0, "B is not the child's practice: {seen}");
+        assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 404);
+        let basis = world
+            .audit
+            .records()
+            .into_iter()
+            .filter(|record| record.action == Action::HistoryRead && record.status == 200)
+            .filter_map(|record| record.detail)
+            .collect::<Vec<_>>();
+        assert!(basis[0].contains("registered GP"), "{basis:?}");
+        assert!(basis[1].contains("declared direct care since"), "{basis:?}");
+
+        // The child moves to B's practice.
+        registered_at(&world, "B82001", 1).await;
+        let (_, seen) = world.read_child_events(Some(&world.subscriber_a)).await;
+        assert_eq!(
+            seen["total"], 0,
+            "A is no longer the child's practice: {seen}"
+        );
+        assert_eq!(world.read_event(Some(&world.subscriber_a)).await, 404);
+        let (_, seen) = world.read_child_events(Some(&world.subscriber_b)).await;
+        assert_eq!(seen["total"], 1, "{seen}");
+        assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 200);
     }
 }
