@@ -416,6 +416,14 @@ impl<S: SubscriptionStore> SubscriptionStore for CountingSubscriptions<'_, S> {
         self.inner.create(subscription).await
     }
 
+    async fn count_explicit(
+        &self,
+        count: &hub::subscription::DailyCount,
+    ) -> Result<bool, StoreError> {
+        Counters::add(&self.counters.other_subscription_calls, 1);
+        self.inner.count_explicit(count).await
+    }
+
     async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {
         Counters::add(&self.counters.other_subscription_calls, 1);
         self.inner.delete(subscription).await

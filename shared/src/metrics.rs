@@ -48,9 +48,15 @@ pub const DISPATCH_FAILURES: &str = "DispatchFailures";
 pub const REPLAY_DELIVERIES: &str = "ReplayDeliveries";
 /// Replay steps that failed (retried from the job's last save).
 pub const REPLAY_FAILURES: &str = "ReplayFailures";
+/// Explicit subscriptions created (each opens a child's events to its
+/// subscriber).
+pub const EXPLICIT_SUBSCRIPTIONS_CREATED: &str = "ExplicitSubscriptionsCreated";
+/// Explicit subscriptions refused because the subscriber reached its daily
+/// limit.
+pub const SUBSCRIPTION_LIMIT_REACHED: &str = "SubscriptionLimitReached";
 
 /// Every metric the hub emits.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     PUBLISH_ACCEPTED,
     PUBLISH_DUPLICATE,
     PUBLISH_REJECTED,
@@ -62,6 +68,8 @@ pub const ALL: [&str; 11] = [
     DISPATCH_FAILURES,
     REPLAY_DELIVERIES,
     REPLAY_FAILURES,
+    EXPLICIT_SUBSCRIPTIONS_CREATED,
+    SUBSCRIPTION_LIMIT_REACHED,
 ];
 
 /// The namespace of this process, set once at start-up from

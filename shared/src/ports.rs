@@ -21,7 +21,7 @@ use crate::replay::{Admission, NotStarted, ReplayJob};
 pub use crate::status::{SubscriptionState, TopicSubscription};
 pub use crate::store::{BoxError, Page, StoreError};
 use crate::subscriber::{Queues, Subscriber};
-use crate::subscription::Subscription;
+use crate::subscription::{DailyCount, Subscription};
 
 mod by_ref;
 mod connect;
@@ -112,6 +112,14 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         subscription: &Subscription,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one more explicit subscription on the subscriber's count of
+    /// the day, atomically: false, and nothing counted, when the count has
+    /// reached its limit.
+    fn count_explicit(
+        &self,
+        count: &DailyCount,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn get(
         &self,

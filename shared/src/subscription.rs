@@ -21,6 +21,55 @@ const MAX_CRITERIA_CHARS: usize = 2000;
 /// one SNS message beside the largest payload.
 pub const MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE: usize = 20;
 
+/// A subscriber's count of the explicit subscriptions it created in one
+/// UTC day, kept by one conditional write: each opens a child's events to
+/// it, so a burst (a client walking through NHS numbers) stops at a limit
+/// and shows in the metrics, rather than being trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCount {
+    /// `COUNT#explicit#<subscriber>#<YYYY-MM-DD>`.
+    pub key: String,
+    pub per_day: u32,
+    /// When the count may leave the store (Unix seconds): two days on.
+    pub expires_at: i64,
+}
+
+impl DailyCount {
+    pub fn explicit(subscriber_id: &str, limit: DailyLimit, now: OffsetDateTime) -> Self {
+        let day = now.to_offset(time::UtcOffset::UTC).date();
+        DailyCount {
+            key: format!("COUNT#explicit#{subscriber_id}#{day}"),
+            per_day: limit.per_day,
+            expires_at: now.unix_timestamp().saturating_add(2 * 86_400),
+        }
+    }
+}
+
+/// How many explicit subscriptions one subscriber may create in a UTC day
+/// (setting EXPLICIT_SUBSCRIPTIONS_PER_DAY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyLimit {
+    pub per_day: u32,
+}
+
+impl DailyLimit {
+    /// A practice registering its new patients, or a health visiting team
+    /// its caseload, stays well under it.
+    pub const DEFAULT: DailyLimit = DailyLimit { per_day: 200 };
+
+    pub fn from_setting(setting: Option<&str>) -> Result<Self, String> {
+        match setting.map(str::trim).filter(|setting| !setting.is_empty()) {
+            None => Ok(Self::DEFAULT),
+            Some(setting) => setting
+                .parse()
+                .ok()
+                .filter(|&per_day| per_day > 0)
+                .map(|per_day| DailyLimit { per_day })
+                .ok_or_else(|| format!("'{setting}' is not a whole number above zero")),
+        }
+    }
+}
+
 pub const SUBSCRIPTION_PROFILE: &str =
     "https://fhir.nhs.uk/STU3/StructureDefinition/EMS-Subscription-1";
 /// The one delivery channel: a message on the subscriber's queue.
@@ -354,5 +403,38 @@ pub fn searchset(
             xml.push_str("</Bundle>");
             xml
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The setting is a whole number above zero, or absent (the default);
+    /// anything else is refused, never taken for the default.
+    #[test]
+    fn the_daily_limit_is_a_number_above_zero_or_refused() {
+        assert_eq!(DailyLimit::from_setting(None), Ok(DailyLimit::DEFAULT));
+        assert_eq!(DailyLimit::from_setting(Some(" ")), Ok(DailyLimit::DEFAULT));
+        assert_eq!(
+            DailyLimit::from_setting(Some("50")),
+            Ok(DailyLimit { per_day: 50 })
+        );
+        for refused in ["0", "-1", "ten", "2.5"] {
+            assert!(
+                DailyLimit::from_setting(Some(refused)).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    /// One count per subscriber and UTC day, kept two days.
+    #[test]
+    fn a_daily_count_is_keyed_by_subscriber_and_utc_day() {
+        let late_evening = time::macros::datetime!(2026-12-07 23:30 -01:00);
+        let count = DailyCount::explicit("sub-1", DailyLimit::DEFAULT, late_evening);
+        assert_eq!(count.key, "COUNT#explicit#sub-1#2026-12-08");
+        assert_eq!(count.per_day, 200);
+        assert_eq!(count.expires_at, late_evening.unix_timestamp() + 2 * 86_400);
     }
 }

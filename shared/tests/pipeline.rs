@@ -22,7 +22,7 @@ use hub::memory::{
 use hub::message::{EventMessage, MessageError, ProblemKind};
 use hub::ports::{ClientStore, SubscriberStore, SubscriptionStore};
 use hub::subscriber::{OdsCode, OnboardRequest, Subscriber};
-use hub::subscription::{Subscription, SubscriptionRequest};
+use hub::subscription::{DailyLimit, Subscription, SubscriptionRequest};
 use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
 use serde_json::{Value, json};
 use time::macros::datetime;
@@ -978,7 +978,14 @@ impl Hub {
         now: OffsetDateTime,
     ) -> Result<Subscription, HubError> {
         let request = SubscriptionRequest::read(body, encoding, now)?;
-        create_subscription(&self.subscriptions, &self.subscribers, request, now).await
+        create_subscription(
+            &self.subscriptions,
+            &self.subscribers,
+            request,
+            DailyLimit::DEFAULT,
+            now,
+        )
+        .await
     }
 
     /// Subscribes with explicit criteria, created at NOW.
@@ -2143,16 +2150,28 @@ async fn subscription_requests_are_bounded() {
         let request =
             SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
                 .unwrap();
-        create_subscription(subscriptions, subscribers, request, NOW)
-            .await
-            .unwrap();
+        create_subscription(
+            subscriptions,
+            subscribers,
+            request,
+            DailyLimit::DEFAULT,
+            NOW,
+        )
+        .await
+        .unwrap();
     }
     let one_more =
         SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
             .unwrap();
-    let error = create_subscription(subscriptions, subscribers, one_more, NOW)
-        .await
-        .unwrap_err();
+    let error = create_subscription(
+        subscriptions,
+        subscribers,
+        one_more,
+        DailyLimit::DEFAULT,
+        NOW,
+    )
+    .await
+    .unwrap_err();
     assert!(refused_as_unprocessable(&error), "{error:?}");
     assert!(error.to_string().contains("already holds"), "{error}");
 

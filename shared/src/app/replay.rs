@@ -45,6 +45,13 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
         self.store.create(subscription).await
     }
 
+    async fn count_explicit(
+        &self,
+        count: &crate::subscription::DailyCount,
+    ) -> Result<bool, StoreError> {
+        self.store.count_explicit(count).await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         self.store.get(id).await
     }

@@ -4,18 +4,23 @@
 use time::OffsetDateTime;
 
 use crate::criteria::CriteriaError;
+use crate::criteria::Target;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
+use crate::metrics::{self, MetricRecord};
 use crate::ports::{SubscriberStore, SubscriptionStore};
 use crate::subscription::{
-    MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription, SubscriptionRequest,
+    DailyCount, DailyLimit, MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription,
+    SubscriptionRequest,
 };
 
-/// Checks a request against its subscriber and stores the subscription.
+/// Checks a request against its subscriber and stores the subscription;
+/// an explicit one also counts on the subscriber's limit of the day.
 pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
     subscriptions: &S,
     subscribers: &R,
     request: SubscriptionRequest,
+    limit: DailyLimit,
     now: OffsetDateTime,
 ) -> Result<Subscription, HubError> {
     let subscriber = subscribers
@@ -55,7 +60,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
         }));
     }
     for &event_type in &request.criteria.events {
-        if let crate::criteria::Target::Explicit(nhs_number) = request.criteria.target {
+        if let Target::Explicit(nhs_number) = request.criteria.target {
             let held = subscriptions
                 .explicit_candidates(nhs_number, event_type)
                 .await?
@@ -72,6 +77,27 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
                 ));
             }
         }
+    }
+    if matches!(request.criteria.target, Target::Explicit(_)) {
+        // Counted last, so that a refused request spends nothing; a store
+        // failure after it spends one place, never grants one.
+        let count = DailyCount::explicit(&subscriber.id, limit, now);
+        if !subscriptions.count_explicit(&count).await? {
+            MetricRecord::new()
+                .count(metrics::SUBSCRIPTION_LIMIT_REACHED, 1)
+                .emit();
+            return Err(HubError::TooManyRequests {
+                problem: format!(
+                    "the subscriber has created its {} explicit subscriptions of the day (UTC): \
+                     try again after midnight UTC, or ask the service desk",
+                    limit.per_day
+                ),
+                retry_after_seconds: crate::replay::quota_renews_in(now),
+            });
+        }
+        MetricRecord::new()
+            .count(metrics::EXPLICIT_SUBSCRIPTIONS_CREATED, 1)
+            .emit();
     }
     let subscription = Subscription {
         id: uuid::Uuid::new_v4().to_string(),

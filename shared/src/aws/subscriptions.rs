@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::page_token::{decode_page_token, encode_page_token};
-use super::{Item, from_item, to_item, unavailable};
+use super::{Item, conditionally_written, from_item, to_item, unavailable};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{Page, StoreError, SubscriptionStore};
-use crate::subscription::Subscription;
+use crate::subscription::{DailyCount, Subscription};
 
 /// The subscriptions table. Each subscription is one resource item
 /// (pk SUBSCRIPTION#id) plus one match item per event type it names
@@ -25,6 +25,8 @@ pub struct DynamoSubscriptionStore {
 }
 
 const RESOURCE_SORT_KEY: &str = "SUBSCRIPTION";
+/// The sort key of a daily count item (subscription::DailyCount).
+const COUNT_SORT_KEY: &str = "COUNT";
 
 fn resource_key(id: &str) -> String {
     format!("SUBSCRIPTION#{id}")
@@ -127,6 +129,30 @@ fn is_subscription_listing_key(key: &BTreeMap<String, String>, subscriber_id: &s
 }
 
 impl SubscriptionStore for DynamoSubscriptionStore {
+    /// One UpdateItem on the count's own item (`pk` = its key, `sk`
+    /// `COUNT`), conditional on the count being below the limit: concurrent
+    /// creations cannot both pass the last place. It expires with
+    /// `expiresAt` (the table's TTL).
+    async fn count_explicit(&self, count: &DailyCount) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(count.key.clone()))
+            .key("sk", AttributeValue::S(COUNT_SORT_KEY.into()))
+            .update_expression("SET expiresAt = :expires ADD n :one")
+            .condition_expression("attribute_not_exists(n) OR n < :limit")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(count.per_day.to_string()))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(count.expires_at.to_string()),
+            )
+            .send()
+            .await;
+        conditionally_written(result, "counting an explicit subscription")
+    }
+
     async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut writes = Vec::new();
         for (index, (pk, sk)) in subscription_keys(subscription).into_iter().enumerate() {

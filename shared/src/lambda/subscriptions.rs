@@ -8,8 +8,8 @@ use crate::audit::{Action, AuditRecord};
 use crate::auth::Caller;
 use crate::error::HubError;
 use crate::message::Encoding;
-use crate::ports::{Adapters, Ports, SubscriptionStore};
-use crate::subscription::{self, Subscription, SubscriptionRequest};
+use crate::ports::{Adapters, Ports, StoreError, SubscriptionStore};
+use crate::subscription::{self, DailyLimit, Subscription, SubscriptionRequest};
 
 use super::audited::{audited, refused_subscription};
 use super::http::{
@@ -23,6 +23,7 @@ use super::runtime::{Error, serve_api, start};
 pub async fn create_subscription<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
+    limit: DailyLimit,
 ) -> ApiGatewayProxyResponse {
     let (subscriptions, subscribers, audit) =
         (ports.subscriptions(), ports.subscribers(), ports.audit());
@@ -57,7 +58,7 @@ pub async fn create_subscription<P: Ports>(
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            crate::app::subscription::create_subscription(subscriptions, subscribers, subscription_request, now)
+            crate::app::subscription::create_subscription(subscriptions, subscribers, subscription_request, limit, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(
@@ -186,8 +187,20 @@ pub async fn run_create_subscription() -> Result<(), Error> {
         .subscriptions(aws.subscriptions()?)
         .subscribers(aws.subscribers()?)
         .audit(aws.audit()?);
+    let limit = explicit_limit_from_env()?;
     let ports = &ports;
-    serve_api(move |request| async move { create_subscription(ports, &request).await }).await
+    serve_api(move |request| async move { create_subscription(ports, &request, limit).await }).await
+}
+
+/// EXPLICIT_SUBSCRIPTIONS_PER_DAY, read at start-up: a value set but
+/// invalid fails the start, not the requests (absent, the default).
+fn explicit_limit_from_env() -> Result<DailyLimit, StoreError> {
+    let setting = std::env::var("EXPLICIT_SUBSCRIPTIONS_PER_DAY").ok();
+    DailyLimit::from_setting(setting.as_deref()).map_err(|problem| {
+        StoreError::Configuration(format!(
+            "environment variable EXPLICIT_SUBSCRIPTIONS_PER_DAY: {problem}"
+        ))
+    })
 }
 
 /// The main of `GET /Subscription/{id}`.

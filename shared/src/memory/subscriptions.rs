@@ -9,7 +9,7 @@ use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{Page, StoreError, SubscriberStore, SubscriptionStore};
 use crate::subscriber::Subscriber;
-use crate::subscription::Subscription;
+use crate::subscription::{DailyCount, Subscription};
 
 /// Subscriptions by id, with an index by (NHS number, event type): the same
 /// keyed access the DynamoDB adapter offers.
@@ -24,9 +24,21 @@ struct SubscriptionIndex {
     explicit: HashMap<(NhsNumber, EventType), Vec<String>>,
     generic: HashMap<String, Vec<String>>,
     by_subscriber: HashMap<String, BTreeSet<String>>,
+    /// Daily counts by key (DailyCount).
+    counts: HashMap<String, u32>,
 }
 
 impl SubscriptionStore for MemorySubscriptionStore {
+    async fn count_explicit(&self, count: &DailyCount) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let counted = inner.counts.entry(count.key.clone()).or_default();
+        if *counted >= count.per_day {
+            return Ok(false);
+        }
+        *counted += 1;
+        Ok(true)
+    }
+
     async fn create(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
         if let Target::Explicit(nhs_number) = subscription.criteria.target {

@@ -21,7 +21,7 @@ use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
-use crate::subscription::Subscription;
+use crate::subscription::{DailyCount, Subscription};
 
 impl<T: EventStore + ?Sized> EventStore for &T {
     fn insert(
@@ -92,6 +92,13 @@ impl<T: SubscriptionStore + ?Sized> SubscriptionStore for &T {
         subscription: &Subscription,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).create(subscription)
+    }
+
+    fn count_explicit(
+        &self,
+        count: &DailyCount,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).count_explicit(count)
     }
 
     fn get(

@@ -19,7 +19,7 @@ use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
-use crate::subscription::Subscription;
+use crate::subscription::{DailyCount, Subscription};
 
 impl EventStore for Unconnected {
     async fn insert(&self, _event: &StoredEvent) -> Result<Insert, StoreError> {
@@ -70,6 +70,10 @@ impl SubscriptionStore for Unconnected {
     }
 
     async fn create(&self, _subscription: &Subscription) -> Result<(), StoreError> {
+        Err(not_connected("SubscriptionStore"))
+    }
+
+    async fn count_explicit(&self, _count: &DailyCount) -> Result<bool, StoreError> {
         Err(not_connected("SubscriptionStore"))
     }
 

@@ -360,6 +360,48 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
     );
 }
 
+/// The daily count of explicit subscriptions: concurrent counts past the
+/// limit let exactly the limit through, each subscriber and day apart, and
+/// the count's item leaves a subscriber's listing alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_subscriptions_are_counted_to_the_daily_limit_atomically() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "SubscriptionsTable", "subscriptions").await;
+    let store = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
+    let now = time::macros::datetime!(2026-12-07 10:00 UTC);
+    let limit = hub::subscription::DailyLimit { per_day: 3 };
+    let count = hub::subscription::DailyCount::explicit("subscriber-1", limit, now);
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
+            let count = count.clone();
+            tokio::spawn(async move { store.count_explicit(&count).await })
+        })
+        .collect();
+    let mut passed = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap().unwrap() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 3, "exactly the limit");
+    assert!(!store.count_explicit(&count).await.unwrap());
+    let other = hub::subscription::DailyCount::explicit("subscriber-2", limit, now);
+    assert!(store.count_explicit(&other).await.unwrap());
+    let tomorrow = hub::subscription::DailyCount::explicit(
+        "subscriber-1",
+        limit,
+        now + time::Duration::days(1),
+    );
+    assert!(store.count_explicit(&tomorrow).await.unwrap());
+    let listed = store
+        .list_by_subscriber("subscriber-1", 10, None)
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty(), "a count is no subscription");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioned_queues_receive_only_their_own_deliveries() {
     let emulator = Emulator::start().await;

@@ -4,6 +4,7 @@
 //! local stack's authorizer in tests/auth.rs.
 
 use hub::ports::Adapters;
+use hub::subscription::DailyLimit;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
@@ -60,6 +61,8 @@ struct World {
     subscriber_a: Caller,
     subscriber_b: Caller,
     operator: Caller,
+    /// The explicit subscriptions a subscriber may create a day.
+    limit: DailyLimit,
 }
 
 /// The world's stores read as its own fields (`world.audit`).
@@ -79,6 +82,7 @@ impl World {
             subscriber_a: Caller::of(&client("unused", "RR8", &[])),
             subscriber_b: Caller::of(&client("unused", "RR8", &[])),
             operator: Caller::of(&client("operator", "X26", &[Role::Operator])),
+            limit: DailyLimit::DEFAULT,
         };
         let mut publisher = client("publisher", "A83627", &[Role::Publisher]);
         publisher.publish_event_types = BTreeSet::from([EventType::Vaccinations]);
@@ -126,7 +130,7 @@ impl World {
             .unwrap_or_else(|| "A83627".into());
         let body = subscription_resource(subscriber_id, &ods, &criteria).to_string();
         let request = request(caller, "application/fhir+json", Some(&body), &[]);
-        answer(lambda::create_subscription(self.ports(), &request).await)
+        answer(lambda::create_subscription(self.ports(), &request, self.limit).await)
     }
 
     fn subscribers_ods(&self, subscriber_id: &str) -> Option<String> {
@@ -1817,4 +1821,56 @@ mod disclosure_floor {
         assert_eq!(seen["total"], 1, "{seen}");
         assert_eq!(world.read_event(Some(&world.subscriber_b)).await, 200);
     }
+}
+
+/// Issue 20: nothing limited how many children a subscriber took. Explicit
+/// subscriptions are counted per subscriber and UTC day; past the limit the
+/// answer is 429 with Retry-After, audited.
+#[tokio::test]
+async fn explicit_subscriptions_stop_at_the_subscribers_daily_limit() {
+    let mut world = World::new().await;
+    world.limit = DailyLimit { per_day: 2 };
+    let a = world.subscriber_a.subscriber_id.clone().unwrap();
+    for _ in 0..2 {
+        let (status, created) = world.subscribe(Some(&world.subscriber_a), &a).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let request = request(
+        Some(&world.subscriber_a),
+        "application/fhir+json",
+        Some(
+            &subscription_resource(
+                &a,
+                "A83627",
+                &format!(
+                    "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|{PATIENT}&MessageHeader.event=vaccinations-1"
+                ),
+            )
+            .to_string(),
+        ),
+        &[],
+    );
+    let response = lambda::create_subscription(world.ports(), &request, world.limit).await;
+    assert_eq!(status(&response), 429);
+    let retry_after: u64 = response
+        .headers
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    let (_, outcome) = answer(response);
+    assert_eq!(outcome["issue"][0]["code"], "throttled", "{outcome}");
+    assert!(
+        world
+            .audit
+            .records()
+            .iter()
+            .any(|record| { record.action == Action::SubscriptionCreate && record.status == 429 }),
+        "the refusal is audited"
+    );
+    // Another subscriber's count is its own.
+    let b = world.subscriber_b.subscriber_id.clone().unwrap();
+    let (status, created) = world.subscribe(Some(&world.subscriber_b), &b).await;
+    assert_eq!(status, 201, "{created}");
 }

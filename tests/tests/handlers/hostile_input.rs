@@ -11,6 +11,7 @@
 //! narratives) are refused, each at the element at fault.
 
 use hub::ports::Adapters;
+use hub::subscription::DailyLimit;
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{
@@ -180,7 +181,7 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
     let answers = [
         (
             "create subscription",
-            lambda::create_subscription(s.ports(), request).await,
+            lambda::create_subscription(s.ports(), request, DailyLimit::DEFAULT).await,
         ),
         (
             "read subscription",
@@ -494,7 +495,9 @@ impl Bench {
             Route::RegisterClient => lambda::register_client(s.ports(), &request).await,
             Route::Onboard => lambda::onboard(s.ports(), &request).await,
             Route::ChangeSubscriber => lambda::change_subscriber(s.ports(), &request).await,
-            Route::CreateSubscription => lambda::create_subscription(s.ports(), &request).await,
+            Route::CreateSubscription => {
+                lambda::create_subscription(s.ports(), &request, DailyLimit::DEFAULT).await
+            }
             // A store of its own each time: a well-formed start would
             // otherwise find the previous one still running (409).
             Route::StartReplay => {

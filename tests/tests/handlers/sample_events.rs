@@ -13,6 +13,7 @@ use hub::memory::{
     MemorySubscriberStore, MemorySubscriptionStore,
 };
 use hub::ports::Adapters;
+use hub::subscription::DailyLimit;
 
 fn sample(name: &str) -> ApiGatewayProxyRequest {
     serde_json::from_str(&fixture(&format!("apigw/{name}.json")))
@@ -124,7 +125,7 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
     );
 
     let create = for_subscriber(sample("subscription-create"), &subscriber_id);
-    let created = lambda::create_subscription(&ports, &create).await;
+    let created = lambda::create_subscription(&ports, &create, DailyLimit::DEFAULT).await;
     assert_eq!(created.status_code, 201);
     let resource = body_json(&created.body);
     let id = resource["id"].as_str().unwrap().to_owned();
