@@ -305,15 +305,8 @@ impl Retention {
     /// number of days above zero is refused, not replaced by the default:
     /// an operator who set it meant something else.
     pub fn from_setting(days: Option<&str>) -> Result<Self, String> {
-        match days.map(str::trim).filter(|days| !days.is_empty()) {
-            None => Ok(Self::DEFAULT),
-            Some(setting) => setting
-                .parse()
-                .ok()
-                .filter(|&days| days > 0)
-                .map(|days| Retention { days })
-                .ok_or_else(|| format!("'{setting}' is not a whole number of days above zero")),
-        }
+        Ok(crate::text::whole_number_above_zero(days, "of days ")?
+            .map_or(Self::DEFAULT, |days| Retention { days }))
     }
 
     pub fn expiry(self, received_at: OffsetDateTime) -> i64 {

@@ -57,16 +57,10 @@ impl DailyLimit {
     /// its caseload, stays well under it.
     pub const DEFAULT: DailyLimit = DailyLimit { per_day: 200 };
 
+    /// From EXPLICIT_SUBSCRIPTIONS_PER_DAY (crate::text::whole_number_above_zero).
     pub fn from_setting(setting: Option<&str>) -> Result<Self, String> {
-        match setting.map(str::trim).filter(|setting| !setting.is_empty()) {
-            None => Ok(Self::DEFAULT),
-            Some(setting) => setting
-                .parse()
-                .ok()
-                .filter(|&per_day| per_day > 0)
-                .map(|per_day| DailyLimit { per_day })
-                .ok_or_else(|| format!("'{setting}' is not a whole number above zero")),
-        }
+        Ok(crate::text::whole_number_above_zero(setting, "")?
+            .map_or(Self::DEFAULT, |per_day| DailyLimit { per_day }))
     }
 }
 

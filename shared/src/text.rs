@@ -1,5 +1,5 @@
 //! Text decoding shared by the criteria parser, the token endpoint's form
-//! body and the local stack's paths.
+//! body, the local stack's paths and the deployment's numeric settings.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -49,6 +49,23 @@ pub fn form_fields(body: &str) -> Option<Vec<(String, String)>> {
             Some((decode(name)?, decode(value)?))
         })
         .collect()
+}
+
+/// A numeric setting (an environment variable the Lambda layer reads at
+/// start-up): None when there is none (absent or blank), else a whole number
+/// above zero. Anything else is refused, not replaced by a default: an
+/// operator who set it meant something else. `unit` names what it counts
+/// in the refusal (`of days `, or empty).
+pub fn whole_number_above_zero(setting: Option<&str>, unit: &str) -> Result<Option<u32>, String> {
+    match setting.map(str::trim).filter(|setting| !setting.is_empty()) {
+        None => Ok(None),
+        Some(setting) => setting
+            .parse()
+            .ok()
+            .filter(|&number: &u32| number > 0)
+            .map(Some)
+            .ok_or_else(|| format!("'{setting}' is not a whole number {unit}above zero")),
+    }
 }
 
 #[cfg(test)]
