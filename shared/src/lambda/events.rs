@@ -281,6 +281,15 @@ async fn may_read_event<P: Ports>(
     let Some(nhs_number) = event.nhs_number.filter(|_| !event.sensitive) else {
         return Ok(false);
     };
+    // Beyond what was delivered to it, a subscription discloses only what
+    // arrived since its creation, unless the child is registered at the
+    // subscriber's practice: never an event delivered only to others.
+    let subscribed =
+        subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now).await?;
+    if subscribed.is_empty() {
+        // No subscription for the child: the register need not be read.
+        return Ok(false);
+    }
     let child = register.get(nhs_number).await?;
     if child
         .as_ref()
@@ -288,11 +297,6 @@ async fn may_read_event<P: Ports>(
     {
         return Ok(false);
     }
-    // Beyond what was delivered to it, a subscription discloses only what
-    // arrived since its creation, unless the child is registered at the
-    // subscriber's practice: never an event delivered only to others.
-    let subscribed =
-        subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now).await?;
     let registration = child.as_ref().and_then(|child| child.value.registration());
     let visible = history::for_practice(subscribed, registration, caller.ods_code.as_str());
     Ok(visible
