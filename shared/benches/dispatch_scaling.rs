@@ -166,6 +166,8 @@ fn subscription(
         },
         version_id: 1,
         last_updated: "2026-01-01T00:00:00Z".into(),
+        basis: None,
+        ended: None,
     }
 }
 
@@ -444,6 +446,15 @@ impl<S: SubscriptionStore> SubscriptionStore for CountingSubscriptions<'_, S> {
     async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         Counters::add(&self.counters.other_subscription_calls, 1);
         self.inner.get(id).await
+    }
+
+    async fn end(
+        &self,
+        subscription: &Subscription,
+        ended: &hub::basis::Ended,
+    ) -> Result<bool, StoreError> {
+        Counters::add(&self.counters.other_subscription_calls, 1);
+        self.inner.end(subscription, ended).await
     }
 
     async fn explicit_candidates(

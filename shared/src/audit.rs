@@ -44,6 +44,9 @@ pub enum Action {
     /// An operator released an event withheld while its child was flagged
     /// sensitive.
     Release,
+    /// An explicit subscription ended because its basis was lost (the
+    /// child left the subscriber's practice).
+    BasisLost,
 }
 
 /// One entry of the trail.
@@ -182,6 +185,34 @@ impl AuditRecord {
                 }
                 .to_owned(),
             ),
+        }
+    }
+
+    /// The record of a subscription's end on the loss of its basis: one per
+    /// subscription, written before the end, so a retried dispatch writes
+    /// the same record and an end is never without one.
+    pub fn basis_lost(
+        event_key: &str,
+        subscription: &crate::subscription::Subscription,
+        ended: &crate::basis::Ended,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("basis-lost/{}", subscription.id),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::BasisLost,
+            status: 200,
+            nhs_number: subscription
+                .criteria
+                .target
+                .patient()
+                .map(|number| number.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: Some(subscription.id.clone()),
+            subscriber_id: Some(subscription.subscriber_id.clone()),
+            detail: Some(ended.detail.clone()),
         }
     }
 

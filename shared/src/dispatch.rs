@@ -69,15 +69,25 @@ impl Delivery {
     }
 }
 
+/// A subscription whose basis an event showed lost, and its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub subscription: Subscription,
+    pub ended: crate::basis::Ended,
+}
+
 /// Where an event goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// The child is sensitive: to no one.
     Withheld { patient: Option<NhsNumber> },
-    /// One delivery per recipient (possibly none), about this patient.
+    /// One delivery per recipient (possibly none), about this patient; and
+    /// the subscriptions whose basis the event ends (dispatch records their
+    /// end; a replay, which changes nothing, ignores them).
     Deliver {
         deliveries: Vec<Delivery>,
         patient: Option<NhsNumber>,
+        endings: Vec<Ending>,
     },
 }
 

@@ -222,10 +222,10 @@ impl HistoryQuery {
     }
 }
 
-/// Why a subscriber may see a child's events beyond those delivered to it,
-/// and so from when.
+/// What a subscriber may see of a child's events beyond those delivered to
+/// it, by the basis it sees them on (crate::basis): from when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Basis {
+pub enum Visibility {
     /// The register says the child is registered at the subscriber's
     /// practice: the child's whole retained record, which follows the child
     /// to its new practice.
@@ -236,19 +236,19 @@ pub enum Basis {
     DeclaredDirectCare { from: OffsetDateTime },
 }
 
-impl Basis {
+impl Visibility {
     /// Whether the event at this position (`received_sort`) is disclosed.
     pub fn admits(&self, received_sort: &str) -> bool {
         match self {
-            Basis::RegisteredGp => true,
-            Basis::DeclaredDirectCare { from } => received_since(received_sort, *from),
+            Visibility::RegisteredGp => true,
+            Visibility::DeclaredDirectCare { from } => received_since(received_sort, *from),
         }
     }
 }
 
 /// What a subscriber may see of a child's history: the event types its
 /// explicit subscriptions name, each on its basis.
-pub type VisibleFrom = BTreeMap<EventType, Basis>;
+pub type VisibleFrom = BTreeMap<EventType, Visibility>;
 
 /// The basis of a read, for its audit record: `basis: registered GP`, or
 /// `basis: declared direct care since <the earliest creation>`.
@@ -257,8 +257,8 @@ pub fn describe(visible: &VisibleFrom) -> String {
     let earliest = visible
         .values()
         .map(|basis| match basis {
-            Basis::RegisteredGp => None,
-            Basis::DeclaredDirectCare { from } => Some(*from),
+            Visibility::RegisteredGp => None,
+            Visibility::DeclaredDirectCare { from } => Some(*from),
         })
         .min();
     match earliest {
@@ -283,7 +283,7 @@ pub fn for_practice(
     }
     visible
         .into_keys()
-        .map(|event_type| (event_type, Basis::RegisteredGp))
+        .map(|event_type| (event_type, Visibility::RegisteredGp))
         .collect()
 }
 
@@ -476,10 +476,12 @@ mod tests {
     #[test]
     fn the_registered_practice_alone_sees_before_its_subscription() {
         let from = time::macros::datetime!(2026-12-07 10:00 UTC);
-        let declared =
-            VisibleFrom::from([(EventType::Vaccinations, Basis::DeclaredDirectCare { from })]);
+        let declared = VisibleFrom::from([(
+            EventType::Vaccinations,
+            Visibility::DeclaredDirectCare { from },
+        )]);
         let lifted = for_practice(declared.clone(), Some(Some("A83627")), "A83627");
-        assert_eq!(lifted[&EventType::Vaccinations], Basis::RegisteredGp);
+        assert_eq!(lifted[&EventType::Vaccinations], Visibility::RegisteredGp);
         assert_eq!(describe(&lifted), "basis: registered GP");
         for registration in [Some(Some("B82001")), Some(None), None] {
             assert_eq!(

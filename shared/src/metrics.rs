@@ -54,9 +54,11 @@ pub const EXPLICIT_SUBSCRIPTIONS_CREATED: &str = "ExplicitSubscriptionsCreated";
 /// Explicit subscriptions refused because the subscriber reached its daily
 /// limit.
 pub const SUBSCRIPTION_LIMIT_REACHED: &str = "SubscriptionLimitReached";
+/// Explicit subscriptions ended by dispatch because their basis was lost.
+pub const BASIS_LOST: &str = "BasisLost";
 
 /// Every metric the hub emits.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     PUBLISH_ACCEPTED,
     PUBLISH_DUPLICATE,
     PUBLISH_REJECTED,
@@ -70,6 +72,7 @@ pub const ALL: [&str; 13] = [
     REPLAY_FAILURES,
     EXPLICIT_SUBSCRIPTIONS_CREATED,
     SUBSCRIPTION_LIMIT_REACHED,
+    BASIS_LOST,
 ];
 
 /// The namespace of this process, set once at start-up from

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
+use crate::basis::Ended;
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
@@ -125,6 +126,16 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
+
+    /// Records that the subscription's basis was lost, on it and on every
+    /// copy dispatch reads, together: false, and nothing changed, when it
+    /// had already ended (a retried dispatch, or two events racing). Never a
+    /// delete: the owner still reads why it stopped.
+    fn end(
+        &self,
+        subscription: &Subscription,
+        ended: &Ended,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The explicit subscriptions for one patient and event type: the only
     /// candidates an event can match, found with one keyed read.

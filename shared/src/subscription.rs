@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::basis::{Basis, Ended};
 use crate::criteria::Criteria;
 use crate::error::HubError;
 use crate::fhir::Element;
@@ -95,11 +96,40 @@ pub struct Subscription {
     pub criteria: Criteria,
     pub version_id: u32,
     pub last_updated: String,
+    /// Why the subscriber may have the child's events (explicit
+    /// subscriptions; a generic one's rule is its basis). None on an
+    /// explicit subscription made before bases were recorded: it reads as
+    /// declared direct care (`Subscription::basis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
+    /// Set when its basis was lost: it matches nothing after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Ended>,
 }
 
 impl Subscription {
-    /// Active until its end instant; `off` after it.
+    /// Active until its end instant or the loss of its basis; `off` after.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.ended.is_none() && self.before_end(now)
+    }
+
+    /// Whether dispatch gives it this event: while active, and, once its
+    /// basis is lost, still the event that ended it (the move that reaches
+    /// the practice left), so that a retried dispatch delivers it too.
+    pub fn receives(&self, event_key: &str, now: OffsetDateTime) -> bool {
+        match &self.ended {
+            None => self.before_end(now),
+            Some(ended) => ended.last_event.as_deref() == Some(event_key) && self.before_end(now),
+        }
+    }
+
+    /// The basis of an explicit subscription, declared direct care when
+    /// none was recorded.
+    pub fn basis(&self) -> Basis {
+        self.basis.clone().unwrap_or(Basis::DeclaredDirectCare)
+    }
+
+    fn before_end(&self, now: OffsetDateTime) -> bool {
         match self.end.as_deref().map(parse_instant) {
             None => true,
             Some(Ok(end)) => now < end,
@@ -151,6 +181,9 @@ impl Subscription {
         if let Some(end) = &self.end {
             resource["end"] = json!(end);
         }
+        if let Some(ended) = &self.ended {
+            resource["error"] = json!(ended.detail);
+        }
         resource
     }
 
@@ -169,11 +202,17 @@ impl Subscription {
         if let Some(end) = &self.end {
             xml.push_str(&format!("<end value=\"{}\"/>", escape_xml(end)));
         }
+        xml.push_str(&format!("<reason value=\"{}\"/>", escape_xml(&self.reason)));
         xml.push_str(&format!(
-            "<reason value=\"{}\"/><criteria value=\"{}\"/><channel><type value=\"{CHANNEL_TYPE}\"/>\
+            "<criteria value=\"{}\"/>",
+            escape_xml(&self.criteria.to_criteria_string())
+        ));
+        if let Some(ended) = &self.ended {
+            xml.push_str(&format!("<error value=\"{}\"/>", escape_xml(&ended.detail)));
+        }
+        xml.push_str(&format!(
+            "<channel><type value=\"{CHANNEL_TYPE}\"/>\
              <endpoint value=\"{}\"/></channel></Subscription>",
-            escape_xml(&self.reason),
-            escape_xml(&self.criteria.to_criteria_string()),
             escape_xml(&self.subscriber_id),
         ));
         xml

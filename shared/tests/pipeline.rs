@@ -981,6 +981,7 @@ impl Hub {
         create_subscription(
             &self.subscriptions,
             &self.subscribers,
+            &self.register,
             request,
             DailyLimit::DEFAULT,
             now,
@@ -2153,6 +2154,7 @@ async fn subscription_requests_are_bounded() {
         create_subscription(
             subscriptions,
             subscribers,
+            &hub::memory::MemoryRegisterStore::default(),
             request,
             DailyLimit::DEFAULT,
             NOW,
@@ -2166,6 +2168,7 @@ async fn subscription_requests_are_bounded() {
     let error = create_subscription(
         subscriptions,
         subscribers,
+        &hub::memory::MemoryRegisterStore::default(),
         one_more,
         DailyLimit::DEFAULT,
         NOW,
@@ -2496,4 +2499,137 @@ async fn a_label_flags_the_child_as_it_is_accepted_before_any_dispatch() {
         Dispatched::Withheld
     );
     assert_eq!(changes(&audit), 1, "dispatch finds the flag already set");
+}
+
+// ---------------------------------------------------------------------------
+// The basis of explicit subscriptions (issue 20)
+// ---------------------------------------------------------------------------
+
+/// Registers PATIENT at `practice` in the hub's register, as an event long
+/// before the examples would.
+async fn registered_at(hub: &Hub, practice: &str) {
+    let mut update = hub::register::RegisterUpdate::new(
+        NhsNumber::parse(PATIENT).unwrap(),
+        "registration-before-the-tests",
+        datetime!(2000-01-01 00:00:00 UTC),
+    );
+    update.gp_practice = Some(Some(practice.to_owned()));
+    hub::app::register::record_event(&hub.register, &hub.audit, update, NOW)
+        .await
+        .unwrap();
+}
+
+fn deliveries_to(hub: &Hub, subscriber: &Subscriber) -> usize {
+    hub.publisher
+        .sent()
+        .iter()
+        .filter(|sent| sent.attribute(SUBSCRIBER_ATTRIBUTE) == Some(subscriber.id.as_str()))
+        .count()
+}
+
+/// A GP's explicit subscription rests on the register placing the child at
+/// its practice. The change of GP that moves the child away still reaches
+/// it (as NEMS sends a move to the place left), also when dispatch is
+/// retried; then the subscription is off, says why, and receives nothing
+/// more. A subscription on declared direct care goes on.
+#[tokio::test]
+async fn a_gps_subscription_ends_with_the_move_that_takes_the_child_away() {
+    let hub = Hub::default();
+    let types = [EventType::PdsChangeOfGp, EventType::Vaccinations];
+    // The change-of-GP example moves the child from B85612 to B86056.
+    registered_at(&hub, "B85612").await;
+    let old_gp = hub.onboard("B85612", &types).await;
+    let new_gp = hub.onboard("B86056", &types).await;
+    let health_visitor = hub.onboard("RR8", &types).await;
+    let criteria = criteria_for(PATIENT, &types, "");
+    let old_gps = hub.subscribe(&old_gp, &criteria).await;
+    let new_gps = hub.subscribe(&new_gp, &criteria).await;
+    let visitors = hub.subscribe(&health_visitor, &criteria).await;
+    assert_eq!(
+        old_gps.basis,
+        Some(hub::basis::Basis::RegisteredGp {
+            practice: OdsCode::parse("B85612").unwrap()
+        })
+    );
+    assert_eq!(new_gps.basis, Some(hub::basis::Basis::DeclaredDirectCare));
+    assert_eq!(visitors.basis, Some(hub::basis::Basis::DeclaredDirectCare));
+
+    let change = stored(
+        EventType::PdsChangeOfGp,
+        FHIR_XML,
+        &xml_fixture("PDS-Change-Of-GP-ems-example"),
+    )
+    .await;
+    assert_eq!(
+        hub.dispatch(&change, NOW).await,
+        Dispatched::Delivered { recipients: 3 }
+    );
+    let ended = hub
+        .subscriptions
+        .get(&old_gps.id)
+        .await
+        .unwrap()
+        .expect("the subscription is kept");
+    let end = ended.ended.clone().expect("ended by the move");
+    assert_eq!(end.reason, hub::basis::EndReason::GpChanged);
+    assert_eq!(end.last_event.as_deref(), Some(change.event_key.as_str()));
+    let shown = ended.to_json(NOW);
+    assert_eq!(shown["status"], "off", "{shown}");
+    assert!(
+        shown["error"].as_str().unwrap().contains("B85612"),
+        "{shown}"
+    );
+    assert!(ended.to_xml(NOW).contains("<error value=\"basis lost"));
+    let lost: Vec<_> = hub
+        .audit
+        .records()
+        .into_iter()
+        .filter(|record| record.action == hub::audit::Action::BasisLost)
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        lost[0].subscription_id.as_deref(),
+        Some(old_gps.id.as_str())
+    );
+    assert_eq!(lost[0].nhs_number.as_deref(), Some(PATIENT));
+    // The copies dispatch reads are ended too.
+    assert!(
+        hub.candidates(PATIENT, EventType::Vaccinations)
+            .await
+            .iter()
+            .any(|candidate| candidate.id == old_gps.id && candidate.ended.is_some())
+    );
+
+    // A retried dispatch of the move still delivers it to the practice left.
+    hub.dispatch(&change, NOW).await;
+    assert_eq!(deliveries_to(&hub, &old_gp), 2);
+    assert_eq!(
+        hub.audit
+            .records()
+            .iter()
+            .filter(|record| record.action == hub::audit::Action::BasisLost)
+            .count(),
+        1,
+        "one record of the end, however often dispatch is retried"
+    );
+
+    // Later events reach the others only.
+    let vaccination = stored(EventType::Vaccinations, FHIR_XML, &vaccination_xml()).await;
+    hub.dispatch(&vaccination, NOW).await;
+    assert_eq!(deliveries_to(&hub, &old_gp), 2);
+    assert_eq!(deliveries_to(&hub, &new_gp), 3);
+    assert_eq!(deliveries_to(&hub, &health_visitor), 3);
+
+    // The new practice's next subscription rests on the register; the old
+    // practice may still declare direct care.
+    assert_eq!(
+        hub.subscribe(&new_gp, &criteria).await.basis,
+        Some(hub::basis::Basis::RegisteredGp {
+            practice: OdsCode::parse("B86056").unwrap()
+        })
+    );
+    assert_eq!(
+        hub.subscribe(&old_gp, &criteria).await.basis,
+        Some(hub::basis::Basis::DeclaredDirectCare)
+    );
 }

@@ -61,6 +61,8 @@ fn subscription(id: &str, criteria: &str) -> Subscription {
         // Created a month before NOW: an explicit subscription replays
         // nothing from before its creation (the last test here).
         last_updated: "2026-10-25T12:00:00Z".into(),
+        basis: None,
+        ended: None,
     }
 }
 

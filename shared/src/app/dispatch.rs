@@ -7,10 +7,14 @@ use time::OffsetDateTime;
 use super::generic::locate;
 use super::register::{preview, record_event};
 use crate::audit::AuditRecord;
+use crate::basis::{self, Judgement, PracticeAtEvent};
 use crate::criteria::{PatientAtEvent, Target};
-use crate::dispatch::{ChildFacts, Delivery, Dispatched, Registering, Route, by_subscriber};
+use crate::dispatch::{
+    ChildFacts, Delivery, Dispatched, Ending, Registering, Route, by_subscriber,
+};
 use crate::events::StoredEvent;
 use crate::generic;
+use crate::metrics::{self, MetricRecord};
 use crate::ports::{
     AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore, StoreError,
     SubscriptionStore,
@@ -54,7 +58,11 @@ impl<P: Ports> Dispatcher<'_, P> {
             Route::Deliver {
                 deliveries,
                 patient,
-            } => (deliveries, patient),
+                endings,
+            } => {
+                self.end_subscriptions(event, &endings, now).await?;
+                (deliveries, patient)
+            }
         };
         if !deliveries.is_empty() {
             // Recorded first: a delivery record without the delivery is put
@@ -74,6 +82,44 @@ impl<P: Ports> Dispatcher<'_, P> {
         Ok(Dispatched::Delivered {
             recipients: deliveries.len(),
         })
+    }
+
+    /// Ends the subscriptions whose basis the event showed lost, before
+    /// anything is published: a retried dispatch finds each ended with this
+    /// event as its last, and delivers that event again rather than losing
+    /// it. Each end is audited first (one record per subscription), so that
+    /// no end is ever without its record.
+    async fn end_subscriptions(
+        &self,
+        event: &StoredEvent,
+        endings: &[Ending],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        for ending in endings {
+            self.ports
+                .audit()
+                .record(&AuditRecord::basis_lost(
+                    &event.event_key,
+                    &ending.subscription,
+                    &ending.ended,
+                    now,
+                ))
+                .await?;
+            if self
+                .ports
+                .subscriptions()
+                .end(&ending.subscription, &ending.ended)
+                .await?
+            {
+                tracing::info!(
+                    subscription_id = %ending.subscription.id,
+                    event_id = %event.event_id,
+                    "a subscription ended: its basis was lost"
+                );
+                MetricRecord::new().count(metrics::BASIS_LOST, 1).emit();
+            }
+        }
+        Ok(())
     }
 
     /// Adds the messages just sent to each recipient's delivery count
@@ -143,29 +189,52 @@ impl<P: Ports> Dispatcher<'_, P> {
             || children
                 .iter()
                 .any(|recorded| recorded.after.is_sensitive());
+        let routed_child = event.nhs_number.and_then(|routed| {
+            children
+                .iter()
+                .find(|recorded| recorded.after.nhs_number == routed)
+        });
+        // The routed patient's practice before and after the event: what a
+        // registered-GP basis is judged on.
+        let mut practice: (Option<String>, Option<String>) = routed_child
+            .map(|recorded| {
+                let after = recorded.after.registration().flatten().map(str::to_owned);
+                let before = recorded
+                    .moved
+                    .from_practice
+                    .clone()
+                    .or_else(|| after.clone());
+                (before, after)
+            })
+            .unwrap_or_default();
         // The routed patient, when the register was not updated for them (the
         // mother of a birth, or a payload that could not be read again):
         // their known sensitivity counts too, as the message is about them.
         if let Some(routed) = event.nhs_number
             && !sensitive
-            && !children
-                .iter()
-                .any(|recorded| recorded.after.nhs_number == routed)
+            && routed_child.is_none()
         {
-            sensitive = self
-                .ports
-                .register()
-                .get(routed)
-                .await?
+            let stored = self.ports.register().get(routed).await?;
+            sensitive = stored
+                .as_ref()
                 .is_some_and(|record| record.value.is_sensitive());
+            let registered = stored
+                .as_ref()
+                .and_then(|record| record.value.registration().flatten())
+                .map(str::to_owned);
+            practice = (registered.clone(), registered);
         }
         if sensitive {
             return Ok(Route::Withheld { patient });
         }
         let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
         let at_event = facts.at_event(event, now);
-        let mut matched =
-            explicit_matches(self.ports.subscriptions(), event, &at_event, now).await?;
+        let practice = PracticeAtEvent {
+            before: practice.0.as_deref(),
+            after: practice.1.as_deref(),
+        };
+        let (mut matched, endings) =
+            explicit_matches(self.ports.subscriptions(), event, &at_event, practice, now).await?;
         matched.extend(
             self.generic_matches(event, &facts, child, &at_event, now)
                 .await?,
@@ -173,6 +242,7 @@ impl<P: Ports> Dispatcher<'_, P> {
         Ok(Route::Deliver {
             deliveries: by_subscriber(matched),
             patient,
+            endings,
         })
     }
 
@@ -224,28 +294,61 @@ impl<P: Ports> Dispatcher<'_, P> {
     }
 }
 
-/// The explicit subscriptions for the routed patient that the event matches.
+/// The explicit subscriptions for the routed patient that the event matches
+/// and whose basis holds for it; and the ends of those whose basis the
+/// event shows lost (`basis::judge`).
 async fn explicit_matches<S: SubscriptionStore>(
     subscriptions: &S,
     event: &StoredEvent,
     at_event: &PatientAtEvent,
+    practice: PracticeAtEvent<'_>,
     now: OffsetDateTime,
-) -> Result<Vec<Subscription>, StoreError> {
+) -> Result<(Vec<Subscription>, Vec<Ending>), StoreError> {
     let Some(nhs_number) = event.nhs_number else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    Ok(subscriptions
+    let at = crate::audit::timestamp(now);
+    let mut matched = Vec::new();
+    let mut endings = Vec::new();
+    for subscription in subscriptions
         .explicit_candidates(nhs_number, event.event_type)
         .await?
-        .into_iter()
-        .filter(|subscription| {
-            // The store's key already selects this patient; checking again
-            // costs nothing and keeps a storage fault from delivering to the
-            // wrong party.
-            subscription.criteria.target == Target::Explicit(nhs_number)
-                && subscription.is_active(now)
-                && subscription.criteria.events.contains(&event.event_type)
-                && subscription.criteria.filters_allow(at_event)
-        })
-        .collect())
+    {
+        // The store's key already selects this patient; checking again
+        // costs nothing and keeps a storage fault from delivering to the
+        // wrong party.
+        let candidate = subscription.criteria.target == Target::Explicit(nhs_number)
+            && subscription.receives(&event.event_key, now)
+            && subscription.criteria.events.contains(&event.event_type)
+            && subscription.criteria.filters_allow(at_event);
+        if !candidate {
+            continue;
+        }
+        if subscription.ended.is_some() {
+            // Ended by this very event, which it still receives.
+            matched.push(subscription);
+            continue;
+        }
+        match basis::judge(
+            &subscription.basis(),
+            practice,
+            event.event_type,
+            &event.event_key,
+            &at,
+        ) {
+            Judgement::Holds => matched.push(subscription),
+            Judgement::HoldsForThisEvent(ended) => {
+                endings.push(Ending {
+                    subscription: subscription.clone(),
+                    ended,
+                });
+                matched.push(subscription);
+            }
+            Judgement::Lost(ended) => endings.push(Ending {
+                subscription,
+                ended,
+            }),
+        }
+    }
+    Ok((matched, endings))
 }

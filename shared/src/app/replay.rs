@@ -56,6 +56,14 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
         self.store.get(id).await
     }
 
+    async fn end(
+        &self,
+        subscription: &Subscription,
+        ended: &crate::basis::Ended,
+    ) -> Result<bool, StoreError> {
+        self.store.end(subscription, ended).await
+    }
+
     async fn explicit_candidates(
         &self,
         nhs_number: NhsNumber,
@@ -150,10 +158,13 @@ impl<P: Ports> Replayer<'_, P> {
             let route = dispatcher
                 .route_as(event, now, Registering::ReadOnly)
                 .await?;
-            // A sensitive child's events stay withheld, as at first dispatch.
+            // A sensitive child's events stay withheld, as at first dispatch;
+            // a replay ends no subscription (it changes nothing), while a lost
+            // basis still keeps the event from it.
             let Route::Deliver {
                 deliveries,
                 patient,
+                endings: _,
             } = route
             else {
                 continue;

@@ -3,22 +3,26 @@
 
 use time::OffsetDateTime;
 
+use crate::basis::Basis;
 use crate::criteria::CriteriaError;
 use crate::criteria::Target;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
 use crate::metrics::{self, MetricRecord};
-use crate::ports::{SubscriberStore, SubscriptionStore};
+use crate::ports::{RegisterStore, SubscriberStore, SubscriptionStore};
 use crate::subscription::{
     DailyCount, DailyLimit, MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription,
     SubscriptionRequest,
 };
 
 /// Checks a request against its subscriber and stores the subscription;
-/// an explicit one also counts on the subscriber's limit of the day.
-pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
+/// an explicit one also counts on the subscriber's limit of the day, and
+/// records its basis: the subscriber's practice when the child register
+/// places the child there, else declared direct care.
+pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: RegisterStore>(
     subscriptions: &S,
     subscribers: &R,
+    register: &G,
     request: SubscriptionRequest,
     limit: DailyLimit,
     now: OffsetDateTime,
@@ -78,6 +82,16 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
             }
         }
     }
+    let basis = match request.criteria.target {
+        Target::Explicit(nhs_number) => {
+            let child = register.get(nhs_number).await?;
+            let practice = child
+                .as_ref()
+                .and_then(|child| child.value.registration().flatten());
+            Some(Basis::for_new_subscription(&subscriber.ods_code, practice))
+        }
+        Target::Generic { .. } => None,
+    };
     if matches!(request.criteria.target, Target::Explicit(_)) {
         // Counted last, so that a refused request spends nothing; a store
         // failure after it spends one place, never grants one.
@@ -108,6 +122,8 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore>(
         criteria: request.criteria,
         version_id: 1,
         last_updated: format_instant(now),
+        basis,
+        ended: None,
     };
     subscriptions.create(&subscription).await?;
     Ok(subscription)

@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::page_token::{decode_page_token, encode_page_token};
-use super::{Item, conditionally_written, from_item, to_item, unavailable};
+use super::{
+    Item, cancellation_reasons, conditionally_written, from_item, to_item, unavailable,
+    unavailable_because,
+};
+use crate::basis::Ended;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
@@ -175,6 +179,54 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .await
             .map_err(|error| unavailable("storing the subscription", error))?;
         Ok(())
+    }
+
+    /// One transaction of UpdateItems that set `ended` inside the stored
+    /// copy, on the resource item and every match item: dispatch, which
+    /// reads the match items, and the owner, who reads the resource, see
+    /// the same end. The resource's condition makes it happen once; each
+    /// item's `attribute_exists` keeps a deleted subscription deleted.
+    async fn end(&self, subscription: &Subscription, ended: &Ended) -> Result<bool, StoreError> {
+        let ended_value = AttributeValue::M(to_item(ended)?);
+        let updates = subscription_keys(subscription)
+            .into_iter()
+            .enumerate()
+            .map(|(index, (pk, sk))| {
+                let condition = if index == 0 {
+                    "attribute_exists(pk) AND attribute_not_exists(#subscription.#ended)"
+                } else {
+                    "attribute_exists(pk)"
+                };
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(pk))
+                    .key("sk", AttributeValue::S(sk))
+                    .update_expression("SET #subscription.#ended = :ended")
+                    .condition_expression(condition)
+                    .expression_attribute_names("#subscription", "subscription")
+                    .expression_attribute_names("#ended", "ended")
+                    .expression_attribute_values(":ended", ended_value.clone())
+                    .build()
+                    .map_err(|error| unavailable("building an update", error))?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let written = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(updates))
+            .send()
+            .await;
+        let Err(error) = written else {
+            return Ok(true);
+        };
+        let failed = cancellation_reasons(error, "ending the subscription")?;
+        if failed.at(0, "ConditionalCheckFailed") {
+            return Ok(false);
+        }
+        Err(unavailable_because(format!(
+            "ending the subscription: the transaction was cancelled ({failed})"
+        )))
     }
 
     async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {

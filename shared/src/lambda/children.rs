@@ -213,7 +213,12 @@ pub(super) async fn subscribed_types<S: SubscriptionStore>(
                 })
                 .map(|subscription| subscription.discloses_from())
                 .min()
-                .map(|from| (*event_type, history::Basis::DeclaredDirectCare { from }))
+                .map(|from| {
+                    (
+                        *event_type,
+                        history::Visibility::DeclaredDirectCare { from },
+                    )
+                })
         })
         .collect())
 }

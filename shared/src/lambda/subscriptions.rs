@@ -25,8 +25,12 @@ pub async fn create_subscription<P: Ports>(
     request: &ApiGatewayProxyRequest,
     limit: DailyLimit,
 ) -> ApiGatewayProxyResponse {
-    let (subscriptions, subscribers, audit) =
-        (ports.subscriptions(), ports.subscribers(), ports.audit());
+    let (subscriptions, subscribers, register, audit) = (
+        ports.subscriptions(),
+        ports.subscribers(),
+        ports.register(),
+        ports.audit(),
+    );
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| {
         let patient = header(request, "content-type")
@@ -58,7 +62,7 @@ pub async fn create_subscription<P: Ports>(
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            crate::app::subscription::create_subscription(subscriptions, subscribers, subscription_request, limit, now)
+            crate::app::subscription::create_subscription(subscriptions, subscribers, register, subscription_request, limit, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(
@@ -67,10 +71,13 @@ pub async fn create_subscription<P: Ports>(
             subscription.render(encoding, now),
             &[("location", format!("/Subscription/{}", subscription.id))],
         );
-        let record = record
+        let mut record = record
             .subscription(subscription.id.clone())
             .subscriber(subscriber_id)
             .patient(patient);
+        if let Some(basis) = &subscription.basis {
+            record = record.detail(format!("basis: {}", basis.describe()));
+        }
         Ok((response, record))
     })
     .await
@@ -186,6 +193,7 @@ pub async fn run_create_subscription() -> Result<(), Error> {
     let ports = Adapters::new()
         .subscriptions(aws.subscriptions()?)
         .subscribers(aws.subscribers()?)
+        .register(aws.register()?)
         .audit(aws.audit()?);
     let limit = explicit_limit_from_env()?;
     let ports = &ports;

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::poisoned;
+use crate::basis::Ended;
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
@@ -66,6 +67,17 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .by_id
             .insert(subscription.id.clone(), subscription.clone());
         Ok(())
+    }
+
+    async fn end(&self, subscription: &Subscription, ended: &Ended) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        match inner.by_id.get_mut(&subscription.id) {
+            Some(stored) if stored.ended.is_none() => {
+                stored.ended = Some(ended.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {

@@ -6,6 +6,8 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::basis::Ended;
+
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Insert,
     Page, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
@@ -106,6 +108,14 @@ impl<T: SubscriptionStore + ?Sized> SubscriptionStore for &T {
         id: &str,
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send {
         (**self).get(id)
+    }
+
+    fn end(
+        &self,
+        subscription: &Subscription,
+        ended: &Ended,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).end(subscription, ended)
     }
 
     fn explicit_candidates(

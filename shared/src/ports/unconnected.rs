@@ -12,6 +12,7 @@ use super::{
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
+use crate::basis::Ended;
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
@@ -78,6 +79,10 @@ impl SubscriptionStore for Unconnected {
     }
 
     async fn get(&self, _id: &str) -> Result<Option<Subscription>, StoreError> {
+        Err(not_connected("SubscriptionStore"))
+    }
+
+    async fn end(&self, _subscription: &Subscription, _ended: &Ended) -> Result<bool, StoreError> {
         Err(not_connected("SubscriptionStore"))
     }
 

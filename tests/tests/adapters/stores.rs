@@ -221,6 +221,8 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
         .unwrap(),
         version_id: 1,
         last_updated: "2026-01-01T00:00:00Z".into(),
+        basis: None,
+        ended: None,
     };
     subscriptions.create(&subscription).await.unwrap();
     assert_eq!(
@@ -357,6 +359,82 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
     assert!(
         subscribers.create(&subscriber).await.is_err(),
         "a subscriber id is never overwritten"
+    );
+}
+
+/// Ending a subscription on the loss of its basis changes its resource and
+/// every copy dispatch reads, once; a deleted subscription stays deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "SubscriptionsTable", "subscriptions").await;
+    let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
+    let subscription = Subscription {
+        id: "sub-gp".into(),
+        subscriber_id: "subscriber-1".into(),
+        contact_ods: OdsCode::parse("B85612").unwrap(),
+        reason: "care".into(),
+        end: None,
+        criteria: Criteria::parse(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
+             &MessageHeader.event=vaccinations-1&MessageHeader.event=pds-change-of-gp-1",
+        )
+        .unwrap(),
+        version_id: 1,
+        last_updated: "2026-01-01T00:00:00Z".into(),
+        basis: Some(hub::basis::Basis::RegisteredGp {
+            practice: OdsCode::parse("B85612").unwrap(),
+        }),
+        ended: None,
+    };
+    subscriptions.create(&subscription).await.unwrap();
+    let ended = hub::basis::Ended {
+        at: "2026-02-01T00:00:00.000Z".into(),
+        reason: hub::basis::EndReason::GpChanged,
+        last_event: Some("event-1".into()),
+        detail: "basis lost: the child is no longer registered at B85612".into(),
+    };
+    assert!(subscriptions.end(&subscription, &ended).await.unwrap());
+    let expected = Subscription {
+        ended: Some(ended.clone()),
+        ..subscription.clone()
+    };
+    assert_eq!(
+        subscriptions.get("sub-gp").await.unwrap(),
+        Some(expected.clone())
+    );
+    let patient = NhsNumber::parse("9912003888").unwrap();
+    for event_type in [EventType::Vaccinations, EventType::PdsChangeOfGp] {
+        assert_eq!(
+            subscriptions
+                .explicit_candidates(patient, event_type)
+                .await
+                .unwrap(),
+            vec![expected.clone()]
+        );
+    }
+    // A second end (a retried dispatch, a racing event) changes nothing.
+    let later = hub::basis::Ended {
+        at: "2026-03-01T00:00:00.000Z".into(),
+        last_event: None,
+        ..ended.clone()
+    };
+    assert!(!subscriptions.end(&subscription, &later).await.unwrap());
+    assert_eq!(
+        subscriptions.get("sub-gp").await.unwrap(),
+        Some(expected.clone())
+    );
+    // Its owner may still delete it; ending it then writes nothing back.
+    subscriptions.delete(&expected).await.unwrap();
+    assert!(!subscriptions.end(&subscription, &ended).await.unwrap());
+    assert_eq!(subscriptions.get("sub-gp").await.unwrap(), None);
+    assert!(
+        subscriptions
+            .explicit_candidates(patient, EventType::Vaccinations)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

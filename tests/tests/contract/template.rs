@@ -1010,6 +1010,7 @@ fn every_function_may_do_what_its_code_does() {
             "SubscriptionCreateFunction",
             &[
                 ("dynamodb:GetItem", "SubscribersTable"),
+                ("dynamodb:GetItem", "RegisterTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "AuditTable"),
@@ -1126,6 +1127,7 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:PutItem", "RegisterTable"),
                 ("dynamodb:BatchGetItem", "ReferenceTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
                 ("dynamodb:BatchWriteItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
                 ("dynamodb:UpdateItem", "DeliveryStatsTable"),

@@ -74,6 +74,8 @@ async fn subscribed_days_ago(
         last_updated: hub::fhir_time::format_instant(
             OffsetDateTime::now_utc() - time::Duration::days(days_ago),
         ),
+        basis: None,
+        ended: None,
     };
     DynamoSubscriptionStore::new(
         aws_sdk_dynamodb::Client::new(&hub.config),

@@ -227,6 +227,8 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
                 .unwrap_or_else(|error| panic!("{}: {error}", criteria(subscription))),
             version_id: 1,
             last_updated: "2025-12-01T00:00:00Z".into(),
+            basis: None,
+            ended: None,
         };
         subscriptions.create(&stored).await.expect("stored");
         if subscription.deleted {

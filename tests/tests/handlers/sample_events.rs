@@ -111,7 +111,8 @@ async fn onboarding_then_subscribing_then_reading_through_the_handlers() {
         .provisioner(&provisioner)
         .clients(&clients)
         .audit(&audit)
-        .subscriptions(&subscriptions);
+        .subscriptions(&subscriptions)
+        .register(hub::memory::MemoryRegisterStore::default());
 
     let onboarded = lambda::onboard(&ports, &sample("onboard-subscriber")).await;
     assert_eq!(onboarded.status_code, 201);
@@ -233,6 +234,8 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
         .unwrap(),
         version_id: 1,
         last_updated: "2026-01-01T00:00:00Z".into(),
+        basis: None,
+        ended: None,
     };
     subscriptions.create(&subscription).await.unwrap();
     let publisher = MemoryPublisher::default();
