@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::{self};
+use crate::basis::Basis;
 use crate::criteria::Target;
 use crate::error::HubError;
 use crate::events::{Retention, first_position};
@@ -211,10 +212,16 @@ impl ReplayRequest {
     }
 
     /// The job replaying this window to the subscription. An explicit
-    /// subscription replays nothing accepted before its creation
-    /// (Subscription::discloses_from): its window starts there.
+    /// subscription on declared direct care replays nothing accepted before
+    /// its creation (Subscription::discloses_from): its window starts
+    /// there. One on the registered-GP basis replays the window asked for:
+    /// the record follows the child, and each step judges the basis again
+    /// on the register (app::dispatch), so a child who has moved away
+    /// replays nothing to the practice left.
     pub fn job(&self, subscription: &Subscription, now: OffsetDateTime) -> ReplayJob {
-        let floor = matches!(subscription.criteria.target, Target::Explicit(_))
+        let declared = matches!(subscription.criteria.target, Target::Explicit(_))
+            && !matches!(subscription.basis(), Basis::RegisteredGp { .. });
+        let floor = declared
             .then(|| subscription.discloses_from())
             .filter(|from| *from > self.since);
         let detail = match floor {

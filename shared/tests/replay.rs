@@ -457,3 +457,44 @@ fn subscription_created_now_generic() -> Subscription {
     generic.last_updated = "2026-11-24T12:00:00Z".into();
     generic
 }
+
+/// The child's registered GP replays the window it asks for, from before
+/// its subscription's creation, while the register keeps the child at its
+/// practice; once the child has moved away, each step finds the basis lost
+/// and the replay delivers nothing.
+#[tokio::test]
+async fn a_registered_gps_subscription_replays_before_its_creation_while_the_child_stays() {
+    let stored = [
+        accepted("nems/vaccinations-1-new.xml", Duration::days(5), 1),
+        accepted("nems/vaccinations-1-new.xml", Duration::days(1), 2),
+    ];
+    let mut subscription = explicit_vaccinations();
+    subscription.last_updated = "2026-11-21T12:00:00Z".into();
+    subscription.basis = Some(hub::basis::Basis::RegisteredGp {
+        practice: OdsCode::parse("A83627").unwrap(),
+    });
+    for (practice, replayed) in [("A83627", 2), ("B86056", 0)] {
+        let world = World::new(&stored, &subscription).await;
+        let mut registration = hub::register::RegisterUpdate::new(
+            hub::NhsNumber::parse(PATIENT).unwrap(),
+            "registration",
+            NOW - Duration::hours(1),
+        );
+        registration.gp_practice = Some(Some(practice.to_owned()));
+        hub::app::register::record_event(&world.register, &world.audit, registration, NOW)
+            .await
+            .unwrap();
+        let job = world.start(&subscription, Duration::days(7)).await;
+        assert_eq!(
+            job.since, "2026-11-17T12:00:00.000Z",
+            "the window asked for"
+        );
+        let (done, publisher) = world.one_step(&job).await;
+        assert_eq!(done.status, ReplayStatus::Completed);
+        assert_eq!(
+            sent_ids(&publisher).len(),
+            replayed,
+            "registered at {practice}"
+        );
+    }
+}

@@ -92,9 +92,14 @@ pub async fn start_replay<P: Ports>(
             let subscription = own_subscription(subscriptions, &caller, request).await?;
             let now = OffsetDateTime::now_utc();
             if !subscription.is_active(now) {
+                let why = subscription
+                    .ended
+                    .as_ref()
+                    .map(|ended| format!(" ({})", ended.detail))
+                    .unwrap_or_default();
                 return Err(HubError::unprocessable(
                     "Subscription.status",
-                    "the subscription is off: it matches nothing to replay",
+                    format!("the subscription is off{why}: it matches nothing to replay"),
                 )
                 .into());
             }
