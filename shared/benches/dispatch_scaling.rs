@@ -457,6 +457,15 @@ impl<S: SubscriptionStore> SubscriptionStore for CountingSubscriptions<'_, S> {
         self.inner.end(subscription, ended).await
     }
 
+    async fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &hub::basis::Basis,
+    ) -> Result<bool, StoreError> {
+        Counters::add(&self.counters.other_subscription_calls, 1);
+        self.inner.assign_basis(subscription, basis).await
+    }
+
     async fn explicit_candidates(
         &self,
         nhs_number: NhsNumber,

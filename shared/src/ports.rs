@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
-use crate::basis::Ended;
+use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
@@ -135,6 +135,15 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         subscription: &Subscription,
         ended: &Ended,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the basis of a subscription made before bases were recorded
+    /// (the migration), on it and on every copy: false, and nothing
+    /// changed, when it already had one.
+    fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &Basis,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The explicit subscriptions for one patient and event type: the only

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod emulator;
 pub mod faults;
 pub mod gateway;
+pub mod migrate;
 pub mod reference;
 pub mod resources;
 pub mod runtime;

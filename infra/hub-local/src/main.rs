@@ -7,6 +7,9 @@
 //!   hub-local reference load --onspd FILE --epraccur FILE --sub-icb FILE
 //!       [--table NAME] [--endpoint URL] [--region R] [--emulator-port N]
 //!       [--in-flight N] [--progress-every N] [--create-table] [--check]
+//!   hub-local migrate subscription-bases [--subscriptions-table NAME
+//!       --register-table NAME] [--endpoint URL] [--region R]
+//!       [--emulator-port N] [--dry-run]
 //!
 //! `run` starts the local stack (hub_local::stack) and loads the sample
 //! reference data of events/reference, so that generic subscriptions match
@@ -23,7 +26,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use clap::{Parser, Subcommand};
 
 use hub_local::emulator::{DEFAULT_EMULATOR_PORT, emulator_config, emulator_endpoint};
-use hub_local::{demo, reference, stack};
+use hub_local::{demo, migrate, reference, stack};
 
 const DEFAULT_API_PORT: u16 = 3000;
 
@@ -90,6 +93,17 @@ enum Command {
         #[command(subcommand)]
         command: ReferenceCommand,
     },
+    /// One-off changes to stored data, run by operators.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Record a basis on each explicit subscription made without one.
+    SubscriptionBases(migrate::BasesArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +142,16 @@ async fn main() -> ExitCode {
             DEFAULT_EMULATOR_PORT,
         ) {
             Ok(emulator_port) => reference::command(args, emulator_port).await,
+            Err(error) => Err(error),
+        },
+        Command::Migrate {
+            command: MigrateCommand::SubscriptionBases(args),
+        } => match port(
+            args.emulator_port,
+            "HUB_EMULATOR_PORT",
+            DEFAULT_EMULATOR_PORT,
+        ) {
+            Ok(emulator_port) => migrate::command(args, emulator_port).await,
             Err(error) => Err(error),
         },
     };

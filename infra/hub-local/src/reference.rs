@@ -436,7 +436,8 @@ pub fn local_table() -> String {
     format!("{STACK_NAME}-{REFERENCE_TABLE}")
 }
 
-async fn client(target: &Target) -> aws_sdk_dynamodb::Client {
+/// A DynamoDB client for the target's endpoint (an emulator) or AWS.
+pub async fn dynamodb_client(target: &Target) -> aws_sdk_dynamodb::Client {
     let config = match &target.endpoint {
         Some(endpoint) => {
             let mut config = crate::emulator::emulator_config(endpoint)
@@ -542,7 +543,7 @@ pub async fn command(args: LoadArgs, emulator_port: u16) -> Result<ExitCode, Str
         println!("{}", summary(&report).replacen("Loaded", "Read", 1));
         return Ok(exit_status(&report));
     }
-    let client = client(&target).await;
+    let client = dynamodb_client(&target).await;
     ensure_table(&client, &target.table, args.create_table).await?;
     println!(
         "Loading {}, {} and {} into {} ({}), {} requests in flight.",

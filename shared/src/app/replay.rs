@@ -64,6 +64,14 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
         self.store.end(subscription, ended).await
     }
 
+    async fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &crate::basis::Basis,
+    ) -> Result<bool, StoreError> {
+        self.store.assign_basis(subscription, basis).await
+    }
+
     async fn explicit_candidates(
         &self,
         nhs_number: NhsNumber,

@@ -9,7 +9,9 @@ use crate::criteria::Target;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
 use crate::metrics::{self, MetricRecord};
-use crate::ports::{RegisterStore, SubscriberStore, SubscriptionStore};
+use crate::nhs_number::NhsNumber;
+use crate::ods::OdsCode;
+use crate::ports::{RegisterStore, StoreError, SubscriberStore, SubscriptionStore};
 use crate::subscription::{
     DailyCount, DailyLimit, MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription,
     SubscriptionRequest,
@@ -84,11 +86,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: Re
     }
     let basis = match request.criteria.target {
         Target::Explicit(nhs_number) => {
-            let child = register.get(nhs_number).await?;
-            let practice = child
-                .as_ref()
-                .and_then(|child| child.value.registration().flatten());
-            Some(Basis::for_new_subscription(&subscriber.ods_code, practice))
+            Some(basis_now(register, nhs_number, &subscriber.ods_code).await?)
         }
         Target::Generic { .. } => None,
     };
@@ -127,4 +125,42 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: Re
     };
     subscriptions.create(&subscription).await?;
     Ok(subscription)
+}
+
+/// The basis an explicit subscription of the subscriber at `ods_code` rests
+/// on now (`Basis::for_new_subscription`): one keyed register read.
+pub async fn basis_now<G: RegisterStore>(
+    register: &G,
+    nhs_number: NhsNumber,
+    ods_code: &OdsCode,
+) -> Result<Basis, StoreError> {
+    let child = register.get(nhs_number).await?;
+    let practice = child
+        .as_ref()
+        .and_then(|child| child.value.registration().flatten());
+    Ok(Basis::for_new_subscription(ods_code, practice))
+}
+
+/// The migration of one subscription made before bases were recorded: an
+/// explicit one without a basis gets the one that holds now, as if created
+/// now (registered-gp when the register places the child at its contact's
+/// practice, else declared-direct-care, which is how such a subscription
+/// has been read until then). None when there is nothing to record: a
+/// generic one, one that has a basis, or one another run recorded first.
+pub async fn migrate_basis<S: SubscriptionStore, G: RegisterStore>(
+    subscriptions: &S,
+    register: &G,
+    subscription: &Subscription,
+) -> Result<Option<Basis>, StoreError> {
+    let Target::Explicit(nhs_number) = subscription.criteria.target else {
+        return Ok(None);
+    };
+    if subscription.basis.is_some() {
+        return Ok(None);
+    }
+    let basis = basis_now(register, nhs_number, &subscription.contact_ods).await?;
+    Ok(subscriptions
+        .assign_basis(subscription, &basis)
+        .await?
+        .then_some(basis))
 }

@@ -10,7 +10,7 @@ use super::{
     Item, cancellation_reasons, conditionally_written, from_item, to_item, unavailable,
     unavailable_because,
 };
-use crate::basis::Ended;
+use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
@@ -66,6 +66,103 @@ impl DynamoSubscriptionStore {
             AttributeValue::M(to_item(subscription)?),
         );
         Ok(item)
+    }
+
+    /// One transaction of UpdateItems that set one member inside the stored
+    /// copy, on the resource item and every match item: dispatch, which
+    /// reads the match items, and the owner, who reads the resource, see the
+    /// same subscription. The resource's condition makes it happen once
+    /// (false when the member was already set); each item's
+    /// `attribute_exists` keeps a deleted subscription deleted.
+    async fn set_once(
+        &self,
+        subscription: &Subscription,
+        member: &str,
+        value: Item,
+        what: &str,
+    ) -> Result<bool, StoreError> {
+        let value = AttributeValue::M(value);
+        let updates = subscription_keys(subscription)
+            .into_iter()
+            .enumerate()
+            .map(|(index, (pk, sk))| {
+                let condition = if index == 0 {
+                    "attribute_exists(pk) AND attribute_not_exists(#subscription.#member)"
+                } else {
+                    "attribute_exists(pk)"
+                };
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(pk))
+                    .key("sk", AttributeValue::S(sk))
+                    .update_expression("SET #subscription.#member = :value")
+                    .condition_expression(condition)
+                    .expression_attribute_names("#subscription", "subscription")
+                    .expression_attribute_names("#member", member)
+                    .expression_attribute_values(":value", value.clone())
+                    .build()
+                    .map_err(|error| unavailable("building an update", error))?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let written = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(updates))
+            .send()
+            .await;
+        let Err(error) = written else {
+            return Ok(true);
+        };
+        let failed = cancellation_reasons(error, what)?;
+        if failed.at(0, "ConditionalCheckFailed") {
+            return Ok(false);
+        }
+        Err(unavailable_because(format!(
+            "{what}: the transaction was cancelled ({failed})"
+        )))
+    }
+
+    /// Every subscription of the table, a page at a time: for offline tools
+    /// run by operators (`hub-local migrate subscription-bases`). No
+    /// function's role allows a Scan. The page token is the last key the
+    /// scan read (`[pk, sk]` as JSON), a match item's as often as not.
+    pub async fn scan_page(
+        &self,
+        page_token: Option<&str>,
+    ) -> Result<Page<Subscription>, StoreError> {
+        let start_key = page_token
+            .map(|token| {
+                let [pk, sk]: [String; 2] = serde_json::from_str(token)
+                    .map_err(|error| StoreError::Corrupt(format!("a scan page token: {error}")))?;
+                Ok::<_, StoreError>(Item::from([
+                    ("pk".to_owned(), AttributeValue::S(pk)),
+                    ("sk".to_owned(), AttributeValue::S(sk)),
+                ]))
+            })
+            .transpose()?;
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :resource")
+            .expression_attribute_values(":resource", AttributeValue::S(RESOURCE_SORT_KEY.into()))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|error| unavailable("scanning the subscriptions", error))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| subscription_of(&self.table, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = output.last_evaluated_key.as_ref().and_then(|key| {
+            let pk = super::text_attribute(key, "pk")?;
+            let sk = super::text_attribute(key, "sk")?;
+            Some(serde_json::json!([pk, sk]).to_string())
+        });
+        Ok(Page { items, next })
     }
 
     fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
@@ -181,52 +278,30 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         Ok(())
     }
 
-    /// One transaction of UpdateItems that set `ended` inside the stored
-    /// copy, on the resource item and every match item: dispatch, which
-    /// reads the match items, and the owner, who reads the resource, see
-    /// the same end. The resource's condition makes it happen once; each
-    /// item's `attribute_exists` keeps a deleted subscription deleted.
+    /// Sets `ended` inside the stored copies, once (`set_once`).
     async fn end(&self, subscription: &Subscription, ended: &Ended) -> Result<bool, StoreError> {
-        let ended_value = AttributeValue::M(to_item(ended)?);
-        let updates = subscription_keys(subscription)
-            .into_iter()
-            .enumerate()
-            .map(|(index, (pk, sk))| {
-                let condition = if index == 0 {
-                    "attribute_exists(pk) AND attribute_not_exists(#subscription.#ended)"
-                } else {
-                    "attribute_exists(pk)"
-                };
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", AttributeValue::S(pk))
-                    .key("sk", AttributeValue::S(sk))
-                    .update_expression("SET #subscription.#ended = :ended")
-                    .condition_expression(condition)
-                    .expression_attribute_names("#subscription", "subscription")
-                    .expression_attribute_names("#ended", "ended")
-                    .expression_attribute_values(":ended", ended_value.clone())
-                    .build()
-                    .map_err(|error| unavailable("building an update", error))?;
-                Ok(TransactWriteItem::builder().update(update).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let written = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(updates))
-            .send()
-            .await;
-        let Err(error) = written else {
-            return Ok(true);
-        };
-        let failed = cancellation_reasons(error, "ending the subscription")?;
-        if failed.at(0, "ConditionalCheckFailed") {
-            return Ok(false);
-        }
-        Err(unavailable_because(format!(
-            "ending the subscription: the transaction was cancelled ({failed})"
-        )))
+        self.set_once(
+            subscription,
+            "ended",
+            to_item(ended)?,
+            "ending the subscription",
+        )
+        .await
+    }
+
+    /// Sets `basis` inside the stored copies, once (`set_once`).
+    async fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &Basis,
+    ) -> Result<bool, StoreError> {
+        self.set_once(
+            subscription,
+            "basis",
+            to_item(basis)?,
+            "recording the subscription's basis",
+        )
+        .await
     }
 
     async fn delete(&self, subscription: &Subscription) -> Result<(), StoreError> {

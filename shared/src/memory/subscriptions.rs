@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::poisoned;
-use crate::basis::Ended;
+use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
@@ -74,6 +74,21 @@ impl SubscriptionStore for MemorySubscriptionStore {
         match inner.by_id.get_mut(&subscription.id) {
             Some(stored) if stored.ended.is_none() => {
                 stored.ended = Some(ended.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &Basis,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        match inner.by_id.get_mut(&subscription.id) {
+            Some(stored) if stored.basis.is_none() => {
+                stored.basis = Some(basis.clone());
                 Ok(true)
             }
             _ => Ok(false),

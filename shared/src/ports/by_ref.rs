@@ -6,7 +6,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::basis::Ended;
+use crate::basis::{Basis, Ended};
 
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Insert,
@@ -116,6 +116,14 @@ impl<T: SubscriptionStore + ?Sized> SubscriptionStore for &T {
         ended: &Ended,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).end(subscription, ended)
+    }
+
+    fn assign_basis(
+        &self,
+        subscription: &Subscription,
+        basis: &Basis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).assign_basis(subscription, basis)
     }
 
     fn explicit_candidates(

@@ -12,7 +12,7 @@ use super::{
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
-use crate::basis::Ended;
+use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
@@ -83,6 +83,14 @@ impl SubscriptionStore for Unconnected {
     }
 
     async fn end(&self, _subscription: &Subscription, _ended: &Ended) -> Result<bool, StoreError> {
+        Err(not_connected("SubscriptionStore"))
+    }
+
+    async fn assign_basis(
+        &self,
+        _subscription: &Subscription,
+        _basis: &Basis,
+    ) -> Result<bool, StoreError> {
         Err(not_connected("SubscriptionStore"))
     }
 

@@ -1,6 +1,7 @@
 //! The adapter tier: the SDK adapters against the emulator, each test with
 //! an emulator of its own (moto alone, no functions).
 
+mod migration;
 mod reference_data;
 mod register_store;
 mod stores;
