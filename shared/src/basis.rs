@@ -4,9 +4,12 @@
 //! each event dispatched to it; when it no longer holds the subscription
 //! ends, with a reason its owner reads (`status` off, `error`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue::EventType;
+use crate::generic::{self, ChildLocation};
 use crate::ods::OdsCode;
 
 /// Why a subscriber may have a child's events.
@@ -16,6 +19,13 @@ pub enum Basis {
     /// The child register places the child at the subscriber's practice.
     /// It lasts while the child stays registered there.
     RegisteredGp { practice: OdsCode },
+    /// The child is at a place the subscriber is registered to serve: one
+    /// of its client's generic-subscription grants (`subscribeGeneric`: a
+    /// rule type and an organisation code, e.g. `CHO_POSTCODE_CCG` `15F`,
+    /// the sub-ICB location of the child's home) selects the child, as a
+    /// generic subscription of that rule would. It lasts while the child
+    /// stays there.
+    Area { rule: String, code: String },
     /// The subscriber declares that it cares for the child directly (NEMS's
     /// legitimate relationship, which the hub cannot check): it holds for
     /// as long as the subscription does, and discloses nothing accepted
@@ -28,22 +38,52 @@ impl Basis {
     pub fn describe(&self) -> String {
         match self {
             Basis::RegisteredGp { practice } => format!("registered-gp {}", practice.as_str()),
+            Basis::Area { rule, code } => format!("area {rule} {code}"),
             Basis::DeclaredDirectCare => "declared-direct-care".to_owned(),
         }
     }
 
     /// The basis a new explicit subscription rests on: its subscriber's
-    /// practice when the register places the child there, else the
-    /// subscriber's declaration of direct care.
-    pub fn for_new_subscription(subscriber_ods: &OdsCode, registered_at: Option<&str>) -> Self {
+    /// practice when the register places the child there, else the first
+    /// of the subscriber's grants (in `generic::RULE_TYPES` order) that
+    /// selects where the child is now, else the subscriber's declaration of
+    /// direct care.
+    pub fn for_new_subscription(
+        subscriber_ods: &OdsCode,
+        registered_at: Option<&str>,
+        grants: &Grants,
+        child: &ChildLocation,
+    ) -> Self {
         if registered_at == Some(subscriber_ods.as_str()) {
-            Basis::RegisteredGp {
+            return Basis::RegisteredGp {
                 practice: subscriber_ods.clone(),
-            }
-        } else {
-            Basis::DeclaredDirectCare
+            };
         }
+        generic::RULE_TYPES
+            .into_iter()
+            .find_map(|rule| {
+                let code = generic::code_at(child, rule)?;
+                granted(grants, rule.code(), code).then(|| Basis::Area {
+                    rule: rule.code().to_owned(),
+                    code: code.to_ascii_uppercase(),
+                })
+            })
+            .unwrap_or(Basis::DeclaredDirectCare)
     }
+}
+
+/// A client's generic-subscription grants: rule type code to the
+/// organisation codes it may name (`Client::subscribe_generic`).
+pub type Grants = BTreeMap<String, BTreeSet<String>>;
+
+/// Whether the grants name this rule and code (ODS and ONS codes, and rule
+/// codes, are compared without regard to case, as generic criteria are).
+fn granted(grants: &Grants, rule: &str, code: &str) -> bool {
+    grants
+        .iter()
+        .filter(|(granted_rule, _)| granted_rule.eq_ignore_ascii_case(rule))
+        .flat_map(|(_, codes)| codes)
+        .any(|granted| granted.eq_ignore_ascii_case(code))
 }
 
 /// Why a subscription stopped.
@@ -52,6 +92,8 @@ impl Basis {
 pub enum EndReason {
     /// The child is no longer registered at the subscriber's practice.
     GpChanged,
+    /// The child is no longer in the area the subscriber serves.
+    MovedOutOfArea,
 }
 
 /// A subscription's end: when, why, and the event that showed it.
@@ -82,6 +124,17 @@ pub struct PracticeAtEvent<'a> {
     pub after: Option<&'a str>,
 }
 
+/// Where the child was when the event arrived and where it is once the
+/// event is recorded: the facts a basis is judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaceAtEvent<'a> {
+    pub practice: PracticeAtEvent<'a>,
+    /// The areas and practice before the event (the place a move leaves).
+    pub before: &'a ChildLocation,
+    /// The areas and practice after it.
+    pub after: &'a ChildLocation,
+}
+
 /// What a basis says of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
@@ -98,26 +151,49 @@ pub enum Judgement {
 /// away still reaches the practice left, and nothing after it does.
 pub fn judge(
     basis: &Basis,
-    practice: PracticeAtEvent<'_>,
+    place: PlaceAtEvent<'_>,
     event_type: EventType,
     event_key: &str,
     at: &str,
 ) -> Judgement {
-    let Basis::RegisteredGp { practice: ours } = basis else {
-        return Judgement::Holds;
+    let (reason, lost, held_before, holds_after) = match basis {
+        Basis::DeclaredDirectCare => return Judgement::Holds,
+        Basis::RegisteredGp { practice: ours } => {
+            let ours = ours.as_str();
+            (
+                EndReason::GpChanged,
+                format!("the child is no longer registered at {ours}"),
+                place.practice.before == Some(ours),
+                place.practice.after == Some(ours),
+            )
+        }
+        Basis::Area { rule, code } => {
+            // An unknown rule selects nothing: never deliver on doubt.
+            let rule_type = generic::RULE_TYPES
+                .into_iter()
+                .find(|known| known.code() == rule);
+            let at_place = |location: &ChildLocation| {
+                rule_type
+                    .and_then(|rule| generic::code_at(location, rule))
+                    .is_some_and(|found| found.eq_ignore_ascii_case(code))
+            };
+            (
+                EndReason::MovedOutOfArea,
+                format!("the child is no longer at {rule} {code}"),
+                at_place(place.before),
+                at_place(place.after),
+            )
+        }
     };
-    let ours = ours.as_str();
     let ended = |last_event: Option<&str>| Ended {
         at: at.to_owned(),
-        reason: EndReason::GpChanged,
+        reason,
         last_event: last_event.map(str::to_owned),
-        detail: format!(
-            "basis lost: the child is no longer registered at {ours} (shown by {event_type} event {event_key})"
-        ),
+        detail: format!("basis lost: {lost} (shown by {event_type} event {event_key})"),
     };
-    if practice.before != Some(ours) {
+    if !held_before {
         Judgement::Lost(ended(None))
-    } else if practice.after != Some(ours) {
+    } else if !holds_after {
         Judgement::HoldsForThisEvent(ended(Some(event_key)))
     } else {
         Judgement::Holds
@@ -127,6 +203,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::PostcodeArea;
 
     fn gp(code: &str) -> Basis {
         Basis::RegisteredGp {
@@ -134,14 +211,52 @@ mod tests {
         }
     }
 
-    fn judged(basis: &Basis, before: Option<&str>, after: Option<&str>) -> Judgement {
+    fn area(rule: &str, code: &str) -> Basis {
+        Basis::Area {
+            rule: rule.into(),
+            code: code.into(),
+        }
+    }
+
+    /// A child living in sub-ICB `sub_icb` and local authority `la`,
+    /// registered at `practice`.
+    fn living_in(sub_icb: &str, la: &str, practice: Option<&str>) -> ChildLocation {
+        ChildLocation {
+            postcode_area: Some(PostcodeArea {
+                local_authority: la.into(),
+                icb_sub_location: Some(sub_icb.into()),
+                country: "E92000001".into(),
+            }),
+            practice: practice.map(str::to_owned),
+            ..ChildLocation::default()
+        }
+    }
+
+    fn judged_at(
+        basis: &Basis,
+        practice: (Option<&str>, Option<&str>),
+        before: &ChildLocation,
+        after: &ChildLocation,
+    ) -> Judgement {
         judge(
             basis,
-            PracticeAtEvent { before, after },
+            PlaceAtEvent {
+                practice: PracticeAtEvent {
+                    before: practice.0,
+                    after: practice.1,
+                },
+                before,
+                after,
+            },
             EventType::PdsChangeOfGp,
             "E1",
             "2026-12-07T10:00:00.000Z",
         )
+    }
+
+    fn judged(basis: &Basis, before: Option<&str>, after: Option<&str>) -> Judgement {
+        let nowhere = ChildLocation::default();
+        judged_at(basis, (before, after), &nowhere, &nowhere)
     }
 
     #[test]
@@ -171,6 +286,45 @@ mod tests {
     }
 
     #[test]
+    fn an_area_basis_holds_while_the_child_lives_there_and_ends_with_the_move_out() {
+        let leeds = living_in("15F", "E08000035", Some("B86056"));
+        let durham = living_in("84H", "E06000047", Some("A83627"));
+        for basis in [
+            area("CHO_POSTCODE_CCG", "15F"),
+            area("UHV_POSTCODE_LACODE", "E08000035"),
+            area("CHO_GP_CCG", "15F"),
+            area("GP_GP_GP", "B86056"),
+        ] {
+            let leeds_practice_icb = ChildLocation {
+                practice_icb: Some("15F".into()),
+                ..leeds.clone()
+            };
+            let none = (None, None);
+            assert_eq!(
+                judged_at(&basis, none, &leeds_practice_icb, &leeds_practice_icb),
+                Judgement::Holds,
+                "{basis:?}"
+            );
+            let Judgement::HoldsForThisEvent(ended) =
+                judged_at(&basis, none, &leeds_practice_icb, &durham)
+            else {
+                panic!("{basis:?}: the move out should reach the area left, as its last event");
+            };
+            assert_eq!(ended.reason, EndReason::MovedOutOfArea);
+            assert!(matches!(
+                judged_at(&basis, none, &durham, &durham),
+                Judgement::Lost(_)
+            ));
+        }
+        // A rule the hub does not know selects nothing.
+        let leeds = living_in("15F", "E08000035", None);
+        assert!(matches!(
+            judged_at(&area("NO_SUCH_RULE", "15F"), (None, None), &leeds, &leeds),
+            Judgement::Lost(_)
+        ));
+    }
+
+    #[test]
     fn a_declared_basis_holds_wherever_the_child_is() {
         assert_eq!(
             judged(&Basis::DeclaredDirectCare, Some("B86056"), None),
@@ -179,18 +333,43 @@ mod tests {
     }
 
     #[test]
-    fn a_new_subscription_rests_on_the_register_when_it_places_the_child_at_the_subscriber() {
+    fn a_new_subscription_rests_on_the_register_then_the_grants_then_the_declaration() {
         let ours = OdsCode::parse("A83627").expect("an ODS code");
+        let none = Grants::new();
+        let nowhere = ChildLocation::default();
         assert_eq!(
-            Basis::for_new_subscription(&ours, Some("A83627")),
+            Basis::for_new_subscription(&ours, Some("A83627"), &none, &nowhere),
             gp("A83627")
         );
         assert_eq!(
-            Basis::for_new_subscription(&ours, Some("B86056")),
+            Basis::for_new_subscription(&ours, Some("B86056"), &none, &nowhere),
             Basis::DeclaredDirectCare
         );
         assert_eq!(
-            Basis::for_new_subscription(&ours, None),
+            Basis::for_new_subscription(&ours, None, &none, &nowhere),
+            Basis::DeclaredDirectCare
+        );
+        let leeds = living_in("15F", "E08000035", Some("B86056"));
+        let grants = Grants::from([
+            (
+                "uhv_postcode_lacode".to_owned(),
+                ["e08000035".to_owned()].into(),
+            ),
+            ("CHO_POSTCODE_CCG".to_owned(), ["84H".to_owned()].into()),
+        ]);
+        assert_eq!(
+            Basis::for_new_subscription(&ours, Some("B86056"), &grants, &leeds),
+            area("UHV_POSTCODE_LACODE", "E08000035"),
+            "a grant for the child's local authority, in any case"
+        );
+        let durham = living_in("84H", "E06000047", None);
+        assert_eq!(
+            Basis::for_new_subscription(&ours, None, &grants, &durham),
+            area("CHO_POSTCODE_CCG", "84H")
+        );
+        let elsewhere = living_in("X2C4Y", "E06000001", None);
+        assert_eq!(
+            Basis::for_new_subscription(&ours, None, &grants, &elsewhere),
             Basis::DeclaredDirectCare
         );
     }
@@ -206,5 +385,10 @@ mod tests {
             serde_json::from_value(serde_json::json!({"kind": "declared-direct-care"}))
                 .expect("reads");
         assert_eq!(read, Basis::DeclaredDirectCare);
+        let stored = serde_json::to_value(area("CHO_POSTCODE_CCG", "15F")).expect("serialises");
+        assert_eq!(
+            stored,
+            serde_json::json!({"kind": "area", "rule": "CHO_POSTCODE_CCG", "code": "15F"})
+        );
     }
 }

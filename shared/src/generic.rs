@@ -84,14 +84,52 @@ fn area_code(area: Option<&PostcodeArea>, rule: RuleType) -> Option<&str> {
     }
 }
 
-/// The codes a rule compares the organisation with, for this event: the
-/// current place's, and the previous place's when the event is the move.
-fn codes(location: &ChildLocation, rule: RuleType, event_type: EventType) -> [Option<&str>; 2] {
-    let current = match rule {
+/// The code a rule compares the organisation with where the child is now
+/// (the location's current place).
+pub fn code_at(location: &ChildLocation, rule: RuleType) -> Option<&str> {
+    match rule {
         RuleType::GpGpGp => location.practice.as_deref(),
         RuleType::ChoGpCcg => location.practice_icb.as_deref(),
         _ => area_code(location.postcode_area.as_ref(), rule),
-    };
+    }
+}
+
+/// The place a location says the child was before the event: the place a
+/// move left, else where the child is.
+pub fn before_event(location: &ChildLocation) -> ChildLocation {
+    ChildLocation {
+        postcode_area: location
+            .previous_postcode_area
+            .clone()
+            .or_else(|| location.postcode_area.clone()),
+        previous_postcode_area: None,
+        practice: location
+            .previous_practice
+            .clone()
+            .or_else(|| location.practice.clone()),
+        practice_icb: location
+            .previous_practice_icb
+            .clone()
+            .or_else(|| location.practice_icb.clone()),
+        previous_practice: None,
+        previous_practice_icb: None,
+    }
+}
+
+/// Where a location says the child is once the event is recorded.
+pub fn after_event(location: &ChildLocation) -> ChildLocation {
+    ChildLocation {
+        previous_postcode_area: None,
+        previous_practice: None,
+        previous_practice_icb: None,
+        ..location.clone()
+    }
+}
+
+/// The codes a rule compares the organisation with, for this event: the
+/// current place's, and the previous place's when the event is the move.
+fn codes(location: &ChildLocation, rule: RuleType, event_type: EventType) -> [Option<&str>; 2] {
+    let current = code_at(location, rule);
     let previous = match rule {
         RuleType::GpGpGp if event_type == EventType::PdsChangeOfGp => {
             location.previous_practice.as_deref()

@@ -938,6 +938,9 @@ struct Hub {
     audit: MemoryAuditLog,
     register: MemoryRegisterStore,
     reference: MemoryReferenceData,
+    /// The generic-subscription grants of the subscribers' clients (the
+    /// area basis of explicit subscriptions).
+    grants: hub::basis::Grants,
 }
 
 impl Hub {
@@ -978,15 +981,12 @@ impl Hub {
         now: OffsetDateTime,
     ) -> Result<Subscription, HubError> {
         let request = SubscriptionRequest::read(body, encoding, now)?;
-        create_subscription(
-            &self.subscriptions,
-            &self.subscribers,
-            &self.register,
-            request,
-            DailyLimit::DEFAULT,
-            now,
-        )
-        .await
+        let ports = Adapters::new()
+            .subscriptions(&self.subscriptions)
+            .subscribers(&self.subscribers)
+            .register(&self.register)
+            .reference(&self.reference);
+        create_subscription(&ports, request, &self.grants, DailyLimit::DEFAULT, now).await
     }
 
     /// Subscribes with explicit criteria, created at NOW.
@@ -2152,10 +2152,12 @@ async fn subscription_requests_are_bounded() {
             SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
                 .unwrap();
         create_subscription(
-            subscriptions,
-            subscribers,
-            &hub::memory::MemoryRegisterStore::default(),
+            &Adapters::new()
+                .subscriptions(subscriptions)
+                .subscribers(subscribers)
+                .register(hub::memory::MemoryRegisterStore::default()),
             request,
+            &Default::default(),
             DailyLimit::DEFAULT,
             NOW,
         )
@@ -2166,10 +2168,12 @@ async fn subscription_requests_are_bounded() {
         SubscriptionRequest::read(&body(criteria, &subscriber.id, "care"), Encoding::Json, NOW)
             .unwrap();
     let error = create_subscription(
-        subscriptions,
-        subscribers,
-        &hub::memory::MemoryRegisterStore::default(),
+        &Adapters::new()
+            .subscriptions(subscriptions)
+            .subscribers(subscribers)
+            .register(hub::memory::MemoryRegisterStore::default()),
         one_more,
+        &Default::default(),
         DailyLimit::DEFAULT,
         NOW,
     )
@@ -2630,6 +2634,64 @@ async fn a_gps_subscription_ends_with_the_move_that_takes_the_child_away() {
     );
     assert_eq!(
         hub.subscribe(&old_gp, &criteria).await.basis,
+        Some(hub::basis::Basis::DeclaredDirectCare)
+    );
+}
+
+/// An area service's explicit subscription rests on the area its client is
+/// registered to serve (its generic-subscription grants) when the child
+/// lives there; the event that shows the child has moved out still reaches
+/// it, then it ends. A subscriber granted another area declares direct
+/// care.
+#[tokio::test]
+async fn an_area_services_subscription_ends_when_the_child_moves_out_of_its_area() {
+    let mut hub = hub_with_sample_areas();
+    hub.grants = hub::basis::Grants::from([(
+        "CHO_POSTCODE_CCG".to_owned(),
+        BTreeSet::from(["15F".to_owned()]),
+    )]);
+    let vaccinations = EventType::Vaccinations;
+    // The birth puts the baby in area A (sub-ICB 15F).
+    let birth = stored(
+        EventType::PdsBirthNotification,
+        FHIR_XML,
+        &birth_in_area_a(),
+    )
+    .await;
+    hub.dispatch(&birth, NOW).await;
+    let area_a = hub.onboard("RR8", &[vaccinations]).await;
+    let criteria = criteria_for(BABY, &[vaccinations], "");
+    let subscription = hub.subscribe(&area_a, &criteria).await;
+    assert_eq!(
+        subscription.basis,
+        Some(hub::basis::Basis::Area {
+            rule: "CHO_POSTCODE_CCG".into(),
+            code: "15F".into()
+        })
+    );
+    // The vaccination gives a home in area C: it still reaches A, the area
+    // the child has left, and ends A's subscription.
+    let later = vaccination_xml().replace(
+        r#"<lastUpdated value="2017-11-01T15:00:33+00:00"/>"#,
+        r#"<lastUpdated value="2018-01-01T09:00:00+00:00"/>"#,
+    );
+    let vaccination = stored(vaccinations, FHIR_XML, &later).await;
+    hub.dispatch(&vaccination, NOW).await;
+    assert_eq!(deliveries_to(&hub, &area_a), 1);
+    let ended = hub.subscriptions.get(&subscription.id).await.unwrap().unwrap();
+    let end = ended.ended.expect("ended by the move out");
+    assert_eq!(end.reason, hub::basis::EndReason::MovedOutOfArea);
+    assert!(end.detail.contains("CHO_POSTCODE_CCG 15F"), "{}", end.detail);
+    // Nothing more reaches it, and a new subscription declares direct care.
+    let again = later
+        .replace("2018-01-01T09:00:00", "2018-02-01T09:00:00")
+        .replace(VACCINATION_ID, "0b1e7a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    assert!(!again.contains(VACCINATION_ID));
+    let next = stored(vaccinations, FHIR_XML, &again).await;
+    hub.dispatch(&next, NOW).await;
+    assert_eq!(deliveries_to(&hub, &area_a), 1);
+    assert_eq!(
+        hub.subscribe(&area_a, &criteria).await.basis,
         Some(hub::basis::Basis::DeclaredDirectCare)
     );
 }

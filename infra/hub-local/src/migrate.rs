@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 use hub::app::subscription::{basis_now, migrate_basis};
 use hub::aws::{DynamoRegisterStore, DynamoSubscriptionStore};
-use hub::basis::Basis;
+use hub::basis::{Basis, Grants};
 use hub::criteria::Target;
+use hub::ports::Adapters;
 
 use crate::reference::{Target as TableTarget, dynamodb_client, target};
 use crate::template::STACK_NAME;
@@ -55,6 +56,7 @@ pub struct Migrated {
 fn kind(basis: &Basis) -> &'static str {
     match basis {
         Basis::RegisteredGp { .. } => "registered-gp",
+        Basis::Area { .. } => "area",
         Basis::DeclaredDirectCare => "declared-direct-care",
     }
 }
@@ -66,6 +68,9 @@ pub async fn subscription_bases(
     register: &DynamoRegisterStore,
     dry_run: bool,
 ) -> Result<Migrated, String> {
+    let ports = Adapters::new()
+        .subscriptions(subscriptions)
+        .register(register);
     let mut migrated = Migrated::default();
     let mut page_token = None;
     loop {
@@ -87,12 +92,17 @@ pub async fn subscription_bases(
                 let Target::Explicit(nhs_number) = subscription.criteria.target else {
                     continue;
                 };
-                let basis = basis_now(register, nhs_number, &subscription.contact_ods)
-                    .await
-                    .map_err(|error| format!("reading the register: {error}"))?;
+                let basis = basis_now(
+                    &ports,
+                    nhs_number,
+                    &subscription.contact_ods,
+                    &Grants::new(),
+                )
+                .await
+                .map_err(|error| format!("reading the register: {error}"))?;
                 Some(basis)
             } else {
-                migrate_basis(subscriptions, register, subscription)
+                migrate_basis(&ports, subscription)
                     .await
                     .map_err(|error| format!("subscription {}: {error}", subscription.id))?
             };

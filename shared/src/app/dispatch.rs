@@ -7,13 +7,13 @@ use time::OffsetDateTime;
 use super::generic::locate;
 use super::register::{preview, record_event};
 use crate::audit::AuditRecord;
-use crate::basis::{self, Judgement, PracticeAtEvent};
+use crate::basis::{self, Judgement, PlaceAtEvent, PracticeAtEvent};
 use crate::criteria::{PatientAtEvent, Target};
 use crate::dispatch::{
     ChildFacts, Delivery, Dispatched, Ending, Registering, Route, by_subscriber,
 };
 use crate::events::StoredEvent;
-use crate::generic;
+use crate::generic::{self, ChildLocation};
 use crate::metrics::{self, MetricRecord};
 use crate::ports::{
     AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore, StoreError,
@@ -229,14 +229,23 @@ impl<P: Ports> Dispatcher<'_, P> {
         }
         let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
         let at_event = facts.at_event(event, now);
-        let practice = PracticeAtEvent {
-            before: practice.0.as_deref(),
-            after: practice.1.as_deref(),
+        let location = self.locate(event, &facts, child).await?;
+        let (before, after) = (
+            generic::before_event(&location),
+            generic::after_event(&location),
+        );
+        let place = PlaceAtEvent {
+            practice: PracticeAtEvent {
+                before: practice.0.as_deref(),
+                after: practice.1.as_deref(),
+            },
+            before: &before,
+            after: &after,
         };
         let (mut matched, endings) =
-            explicit_matches(self.ports.subscriptions(), event, &at_event, practice, now).await?;
+            explicit_matches(self.ports.subscriptions(), event, &at_event, place, now).await?;
         matched.extend(
-            self.generic_matches(event, &facts, child, &at_event, now)
+            self.generic_matches(event, &location, &at_event, now)
                 .await?,
         );
         Ok(Route::Deliver {
@@ -246,18 +255,15 @@ impl<P: Ports> Dispatcher<'_, P> {
         })
     }
 
-    /// The generic subscriptions the child's place selects: where the
-    /// register says the child is (else what the message says), and, for a
-    /// move, where the child was. At most ten keyed reads, however many
-    /// subscriptions exist.
-    async fn generic_matches(
+    /// The child's place: where the register says the child is (else what
+    /// the message says), and, for a move, where the child was; resolved
+    /// against the reference data in one lookup.
+    async fn locate(
         &self,
         event: &StoredEvent,
         facts: &ChildFacts,
         child: Option<&Recorded>,
-        at_event: &PatientAtEvent,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Subscription>, StoreError> {
+    ) -> Result<ChildLocation, StoreError> {
         let moved = child
             .map(|recorded| recorded.moved.clone())
             .unwrap_or_default();
@@ -267,15 +273,26 @@ impl<P: Ports> Dispatcher<'_, P> {
                 .as_deref()
                 .and_then(|postcode| Postcode::parse(postcode).ok())
         });
-        let location = locate(
+        locate(
             self.ports.reference(),
             facts.postcode.as_ref(),
             previous_postcode.as_ref(),
             facts.practice.as_deref(),
             moved.from_practice.as_deref(),
         )
-        .await?;
-        let keys = generic::match_keys(&location, event.event_type);
+        .await
+    }
+
+    /// The generic subscriptions the child's place selects. At most ten
+    /// keyed reads, however many subscriptions exist.
+    async fn generic_matches(
+        &self,
+        event: &StoredEvent,
+        location: &ChildLocation,
+        at_event: &PatientAtEvent,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let keys = generic::match_keys(location, event.event_type);
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -287,7 +304,7 @@ impl<P: Ports> Dispatcher<'_, P> {
             .into_iter()
             .filter(|subscription| {
                 subscription.is_active(now)
-                    && generic::matches(&subscription.criteria, &location, event.event_type)
+                    && generic::matches(&subscription.criteria, location, event.event_type)
                     && subscription.criteria.filters_allow(at_event)
             })
             .collect())
@@ -301,7 +318,7 @@ async fn explicit_matches<S: SubscriptionStore>(
     subscriptions: &S,
     event: &StoredEvent,
     at_event: &PatientAtEvent,
-    practice: PracticeAtEvent<'_>,
+    place: PlaceAtEvent<'_>,
     now: OffsetDateTime,
 ) -> Result<(Vec<Subscription>, Vec<Ending>), StoreError> {
     let Some(nhs_number) = event.nhs_number else {
@@ -331,7 +348,7 @@ async fn explicit_matches<S: SubscriptionStore>(
         }
         match basis::judge(
             &subscription.basis(),
-            practice,
+            place,
             event.event_type,
             &event.event_key,
             &at,

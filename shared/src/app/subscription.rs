@@ -3,15 +3,17 @@
 
 use time::OffsetDateTime;
 
-use crate::basis::Basis;
+use super::generic::locate;
+use crate::basis::{Basis, Grants};
 use crate::criteria::CriteriaError;
 use crate::criteria::Target;
 use crate::error::HubError;
 use crate::fhir_time::format_instant;
+use crate::generic::ChildLocation;
 use crate::metrics::{self, MetricRecord};
 use crate::nhs_number::NhsNumber;
 use crate::ods::OdsCode;
-use crate::ports::{RegisterStore, StoreError, SubscriberStore, SubscriptionStore};
+use crate::ports::{Ports, RegisterStore, StoreError, SubscriberStore, SubscriptionStore};
 use crate::subscription::{
     DailyCount, DailyLimit, MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription,
     SubscriptionRequest,
@@ -19,16 +21,16 @@ use crate::subscription::{
 
 /// Checks a request against its subscriber and stores the subscription;
 /// an explicit one also counts on the subscriber's limit of the day, and
-/// records its basis: the subscriber's practice when the child register
-/// places the child there, else declared direct care.
-pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: RegisterStore>(
-    subscriptions: &S,
-    subscribers: &R,
-    register: &G,
+/// records its basis (`basis_now`), given the grants of the caller's
+/// client.
+pub async fn create_subscription<P: Ports>(
+    ports: &P,
     request: SubscriptionRequest,
+    grants: &Grants,
     limit: DailyLimit,
     now: OffsetDateTime,
 ) -> Result<Subscription, HubError> {
+    let (subscriptions, subscribers) = (ports.subscriptions(), ports.subscribers());
     let subscriber = subscribers
         .get(&request.subscriber_id)
         .await?
@@ -86,7 +88,7 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: Re
     }
     let basis = match request.criteria.target {
         Target::Explicit(nhs_number) => {
-            Some(basis_now(register, nhs_number, &subscriber.ods_code).await?)
+            Some(basis_now(ports, nhs_number, &subscriber.ods_code, grants).await?)
         }
         Target::Generic { .. } => None,
     };
@@ -127,18 +129,34 @@ pub async fn create_subscription<S: SubscriptionStore, R: SubscriberStore, G: Re
     Ok(subscription)
 }
 
-/// The basis an explicit subscription of the subscriber at `ods_code` rests
-/// on now (`Basis::for_new_subscription`): one keyed register read.
-pub async fn basis_now<G: RegisterStore>(
-    register: &G,
+/// The basis an explicit subscription of the subscriber at `ods_code`, with
+/// these grants, rests on now (`Basis::for_new_subscription`): one keyed
+/// register read, and, for a client with grants, one reference lookup of
+/// where the register places the child.
+pub async fn basis_now<P: Ports>(
+    ports: &P,
     nhs_number: NhsNumber,
     ods_code: &OdsCode,
+    grants: &Grants,
 ) -> Result<Basis, StoreError> {
-    let child = register.get(nhs_number).await?;
+    let child = ports
+        .register()
+        .get(nhs_number)
+        .await?
+        .map(|child| child.value);
     let practice = child
         .as_ref()
-        .and_then(|child| child.value.registration().flatten());
-    Ok(Basis::for_new_subscription(ods_code, practice))
+        .and_then(|child| child.registration().flatten());
+    let location = match &child {
+        Some(child) if !grants.is_empty() => {
+            let postcode = child.home_postcode.as_ref().map(|field| &field.value);
+            locate(ports.reference(), postcode, None, practice, None).await?
+        }
+        _ => ChildLocation::default(),
+    };
+    Ok(Basis::for_new_subscription(
+        ods_code, practice, grants, &location,
+    ))
 }
 
 /// The migration of one subscription made before bases were recorded: an
@@ -147,9 +165,12 @@ pub async fn basis_now<G: RegisterStore>(
 /// practice, else declared-direct-care, which is how such a subscription
 /// has been read until then). None when there is nothing to record: a
 /// generic one, one that has a basis, or one another run recorded first.
-pub async fn migrate_basis<S: SubscriptionStore, G: RegisterStore>(
-    subscriptions: &S,
-    register: &G,
+///
+/// The grants of the subscription's client are not at hand offline, so an
+/// area basis is not found here: such a subscription reads as declared
+/// direct care, as before, until it is made again.
+pub async fn migrate_basis<P: Ports>(
+    ports: &P,
     subscription: &Subscription,
 ) -> Result<Option<Basis>, StoreError> {
     let Target::Explicit(nhs_number) = subscription.criteria.target else {
@@ -158,8 +179,9 @@ pub async fn migrate_basis<S: SubscriptionStore, G: RegisterStore>(
     if subscription.basis.is_some() {
         return Ok(None);
     }
-    let basis = basis_now(register, nhs_number, &subscription.contact_ods).await?;
-    Ok(subscriptions
+    let basis = basis_now(ports, nhs_number, &subscription.contact_ods, &Grants::new()).await?;
+    Ok(ports
+        .subscriptions()
         .assign_basis(subscription, &basis)
         .await?
         .then_some(basis))

@@ -25,12 +25,7 @@ pub async fn create_subscription<P: Ports>(
     request: &ApiGatewayProxyRequest,
     limit: DailyLimit,
 ) -> ApiGatewayProxyResponse {
-    let (subscriptions, subscribers, register, audit) = (
-        ports.subscriptions(),
-        ports.subscribers(),
-        ports.register(),
-        ports.audit(),
-    );
+    let audit = ports.audit();
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| {
         let patient = header(request, "content-type")
@@ -62,7 +57,7 @@ pub async fn create_subscription<P: Ports>(
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            crate::app::subscription::create_subscription(subscriptions, subscribers, register, subscription_request, limit, now)
+            crate::app::subscription::create_subscription(ports, subscription_request, &caller.subscribe_generic, limit, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(
@@ -194,6 +189,7 @@ pub async fn run_create_subscription() -> Result<(), Error> {
         .subscriptions(aws.subscriptions()?)
         .subscribers(aws.subscribers()?)
         .register(aws.register()?)
+        .reference(aws.reference()?)
         .audit(aws.audit()?);
     let limit = explicit_limit_from_env()?;
     let ports = &ports;

@@ -1011,6 +1011,7 @@ fn every_function_may_do_what_its_code_does() {
             &[
                 ("dynamodb:GetItem", "SubscribersTable"),
                 ("dynamodb:GetItem", "RegisterTable"),
+                ("dynamodb:BatchGetItem", "ReferenceTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "AuditTable"),
