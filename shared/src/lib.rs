@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod nhs_number;
 pub mod ods;
 pub mod outcome;
+pub mod pchr;
 pub mod ports;
 pub mod reference;
 pub mod register;
