@@ -101,8 +101,8 @@ impl Attestation {
         let parsed: AttestationBody = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request("$", format!("the body is not a valid attestation: {error}"))
         })?;
-        let verification_level = VerificationLevel::parse(&parsed.verification_level)
-            .ok_or_else(|| {
+        let verification_level =
+            VerificationLevel::parse(&parsed.verification_level).ok_or_else(|| {
                 HubError::unprocessable(
                     "verificationLevel",
                     format!(
@@ -167,15 +167,23 @@ mod tests {
         .expect("a good attestation");
         assert_eq!(read.verification_level, VerificationLevel::P9);
         for (text, member) in [
-            (body("P5", "nhs-login", "2026-12-07T10:00:00Z"), "verificationLevel"),
-            (body("P7", "nhs-login", "2026-12-07T10:00:00Z"), "verificationLevel"),
+            (
+                body("P5", "nhs-login", "2026-12-07T10:00:00Z"),
+                "verificationLevel",
+            ),
+            (
+                body("P7", "nhs-login", "2026-12-07T10:00:00Z"),
+                "verificationLevel",
+            ),
             (body("P9", "NHS Login", "2026-12-07T10:00:00Z"), "method"),
             (body("P9", "nhs-login", "yesterday"), "verifiedAt"),
         ] {
             let error = Attestation::read(&text, VerificationLevel::P9).unwrap_err();
             assert!(format!("{error:?}").contains(member), "{text}: {error:?}");
         }
-        assert!(Attestation::read("{\"verificationLevel\":\"P9\"}", VerificationLevel::P5).is_err());
+        assert!(
+            Attestation::read("{\"verificationLevel\":\"P9\"}", VerificationLevel::P5).is_err()
+        );
     }
 
     #[test]

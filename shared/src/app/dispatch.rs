@@ -241,6 +241,7 @@ impl<P: Ports> Dispatcher<'_, P> {
             },
             before: &before,
             after: &after,
+            related: false,
         };
         let (mut matched, endings) =
             explicit_matches(self.ports.subscriptions(), event, &at_event, place, now).await?;
