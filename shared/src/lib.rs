@@ -38,6 +38,7 @@ pub mod outcome;
 pub mod ports;
 pub mod reference;
 pub mod register;
+pub mod relationship;
 pub mod replay;
 pub mod status;
 pub mod store;
