@@ -178,6 +178,7 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
         subscribe_explicit: client.role == Role::Subscriber,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
     })
 }
 

@@ -671,6 +671,7 @@ fn registered_client() -> hub::auth::Client {
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
     }
 }
 

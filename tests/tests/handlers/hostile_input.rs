@@ -99,6 +99,7 @@ fn everything(subscriber_id: &str) -> Client {
         subscribe_explicit: true,
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
     }
 }
 
