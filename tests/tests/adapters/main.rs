@@ -3,4 +3,5 @@
 
 mod reference_data;
 mod register_store;
+mod relationship_store;
 mod stores;
