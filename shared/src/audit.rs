@@ -44,6 +44,9 @@ pub enum Action {
     /// An operator released an event withheld while its child was flagged
     /// sensitive.
     Release,
+    /// A relationship between a child and a person stated by a relationship
+    /// publisher (`POST /relationship-events`), recorded under the child.
+    RelationshipChange,
 }
 
 /// One entry of the trail.

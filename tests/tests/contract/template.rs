@@ -1120,6 +1120,14 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "RelationshipPublishFunction",
+            &[
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "DispatchFunction",
             &[
                 ("dynamodb:GetItem", "RegisterTable"),
