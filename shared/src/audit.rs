@@ -47,6 +47,8 @@ pub enum Action {
     /// A relationship between a child and a person stated by a relationship
     /// publisher (`POST /relationship-events`), recorded under the child.
     RelationshipChange,
+    /// A child's relationships read (`GET /children/{nhsNumber}/relationships`).
+    RelationshipRead,
 }
 
 /// One entry of the trail.

@@ -1,5 +1,6 @@
 //! `POST /relationship-events`: parent and carer relationships, from
-//! relationship publishers.
+//! relationship publishers; `GET /children/{nhsNumber}/relationships`: a
+//! child's, for operators.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use time::OffsetDateTime;
@@ -7,12 +8,14 @@ use tracing::info;
 
 use crate::app::relationship::publish_relationship_event;
 use crate::audit::{Action, AuditRecord};
+use crate::auth::Role;
 use crate::message::Encoding;
-use crate::ports::{Adapters, Ports, Recorded};
+use crate::ports::{Adapters, Ports, Recorded, RelationshipStore};
 use crate::relationship::read_vrs_signal;
 
 use super::audited::audited;
-use super::http::{body_bytes, fhir_response, header, text_within};
+use super::children::path_nhs_number;
+use super::http::{body_bytes, fhir_response, header, respond, text_within};
 use super::http_status::Answer;
 use super::request_error::BodyError;
 use super::runtime::{Error, serve_api, start};
@@ -100,6 +103,58 @@ pub async fn publish_relationship<P: Ports>(
         },
     )
     .await
+}
+
+/// `GET /children/{nhsNumber}/relationships`: every relationship the hub
+/// holds for the child, active or not, each with whether it holds now
+/// (operators; audited under the child). A child with none has an empty
+/// list: the hub cannot tell a child without relationships from one it
+/// has never heard of.
+pub async fn read_child_relationships<P: Ports>(
+    ports: &P,
+    request: &ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let (relationships, audit) = (ports.relationships(), ports.audit());
+    let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
+    audited(
+        audit,
+        request,
+        Action::RelationshipRead,
+        Encoding::Json,
+        on_refusal,
+        |caller, record| async move {
+            caller.require(Role::Operator)?;
+            let child = path_nhs_number(request)?;
+            let now = OffsetDateTime::now_utc();
+            let held = relationships.for_child(child).await?;
+            let listed: Vec<serde_json::Value> = held
+                .iter()
+                .map(|relationship| {
+                    let mut json = serde_json::to_value(relationship).unwrap_or_default();
+                    json["active"] = relationship.is_active(now).into();
+                    json
+                })
+                .collect();
+            let body = serde_json::json!({"nhsNumber": child, "relationships": listed});
+            Ok((
+                respond(200, "application/json", body.to_string(), &[]),
+                record
+                    .patient(Some(child))
+                    .detail(format!("{} relationships", held.len())),
+            ))
+        },
+    )
+    .await
+}
+
+/// The main of `GET /children/{nhsNumber}/relationships`.
+pub async fn run_read_child_relationships() -> Result<(), Error> {
+    let aws = start().await;
+    let ports = Adapters::new()
+        .relationships(aws.relationships()?)
+        .audit(aws.audit()?);
+    let ports = &ports;
+    serve_api(move |request| async move { read_child_relationships(ports, &request).await }).await
 }
 
 /// The main of `POST /relationship-events`.

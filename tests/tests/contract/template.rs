@@ -1120,6 +1120,13 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "ChildRelationshipsFunction",
+            &[
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "RelationshipPublishFunction",
             &[
                 ("dynamodb:GetItem", "RelationshipsTable"),

@@ -244,3 +244,71 @@ async fn no_caller_is_refused_and_nothing_read() {
     assert_eq!(world.last_audit().nhs_number, None);
     assert!(world.held().await.is_empty());
 }
+
+impl World {
+    async fn read_as(&self, caller: Option<&Caller>, nhs_number: &str) -> (u16, Value) {
+        let request = api_request(
+            caller,
+            "application/json",
+            None,
+            &[("nhsNumber", nhs_number)],
+        );
+        api_answer(
+            lambda::read_child_relationships(
+                &Adapters::new()
+                    .relationships(&self.relationships)
+                    .audit(&self.audit),
+                &request,
+            )
+            .await,
+        )
+    }
+}
+
+#[tokio::test]
+async fn an_operator_reads_a_childs_relationships_audited_under_the_child() {
+    let world = World::default();
+    world.publish(&sample("vrs-proxy-role-created-1")).await;
+    let operator = caller(&[Role::Operator], &[]);
+    let (status, body) = world.read_as(Some(&operator), CHILD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nhsNumber"], CHILD);
+    let listed = &body["relationships"][0];
+    assert_eq!(listed["personNhs"], MOTHER);
+    assert_eq!(listed["relationshipType"], "MTH");
+    assert_eq!(listed["verificationLevel"], "P9");
+    assert_eq!(listed["status"], "active");
+    assert_eq!(listed["active"], true);
+    let record = world.last_audit();
+    assert_eq!(record.action, Action::RelationshipRead);
+    assert_eq!(record.nhs_number.as_deref(), Some(CHILD));
+    assert_eq!(record.status, 200);
+
+    // Ended: listed, no longer active.
+    world.publish(&sample("vrs-proxy-role-deleted-1")).await;
+    let (_, body) = world.read_as(Some(&operator), CHILD).await;
+    assert_eq!(body["relationships"][0]["status"], "inactive");
+    assert_eq!(body["relationships"][0]["active"], false);
+
+    // A child with none: an empty list.
+    let (status, body) = world.read_as(Some(&operator), "9434765919").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["relationships"], json!([]));
+}
+
+#[tokio::test]
+async fn only_operators_read_relationships() {
+    let world = World::default();
+    world.publish(&sample("vrs-proxy-role-created-1")).await;
+    for refused in [publisher(), caller(&[Role::Subscriber], &[])] {
+        let (status, body) = world.read_as(Some(&refused), CHILD).await;
+        assert_eq!(status, 403, "{body}");
+        let record = world.last_audit();
+        assert_eq!(record.status, 403);
+        assert_eq!(record.nhs_number.as_deref(), Some(CHILD));
+    }
+    let operator = caller(&[Role::Operator], &[]);
+    let (status, body) = world.read_as(Some(&operator), "9912003889").await;
+    assert_eq!(status, 400);
+    assert_eq!(first_issue_expression(&body), "nhsNumber");
+}
