@@ -74,6 +74,11 @@ async fn a_relationship_publisher_records_and_ends_a_relationship_that_operators
     assert_eq!(ours[0]["status"], "inactive");
     assert_eq!(ours[0]["active"], false);
 
+    // The local stack's demo relationship publisher is registered for VRS.
+    let demo = hub.token("demo-relationship-publisher").await;
+    let (status, body) = post(&hub, &demo, sample("vrs-proxy-role-changed-1")).await;
+    assert!([200, 202].contains(&status), "{status} {body}");
+
     // A subscriber may not publish relationships.
     let subscriber = hub.token("demo-subscriber-1").await;
     let (status, _) = post(&hub, &subscriber, sample("vrs-proxy-role-created-1")).await;
