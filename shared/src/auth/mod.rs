@@ -113,8 +113,10 @@ pub struct Client {
     pub sensitivity_authority: bool,
     /// The relationship event sources it may publish for (the signal's
     /// `source`, e.g. `uk.nhs.validated-relationships-service`), as a
-    /// relationship publisher.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    /// relationship publisher. Written even when empty: the clients store
+    /// replaces only the members a registration writes, and a
+    /// re-registration without sources must leave none behind.
+    #[serde(default)]
     pub relationship_sources: BTreeSet<String>,
 }
 
