@@ -45,8 +45,14 @@ pub enum Action {
     /// sensitive.
     Release,
     /// An explicit subscription ended because its basis was lost (the
-    /// child left the subscriber's practice).
+    /// child left the subscriber's practice or area, or the relationship
+    /// it rested on ended).
     BasisLost,
+    /// A relationship between a child and a person stated by a relationship
+    /// publisher (`POST /relationship-events`), recorded under the child.
+    RelationshipChange,
+    /// A child's relationships read (`GET /children/{nhsNumber}/relationships`).
+    RelationshipRead,
 }
 
 /// One entry of the trail.

@@ -40,6 +40,7 @@ pub mod pchr;
 pub mod ports;
 pub mod reference;
 pub mod register;
+pub mod relationship;
 pub mod replay;
 pub mod status;
 pub mod store;

@@ -18,6 +18,8 @@ use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas, practice_code};
+pub use crate::relationship::Recorded;
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 pub use crate::status::{SubscriptionState, TopicSubscription};
 pub use crate::store::{BoxError, Page, StoreError};
@@ -426,6 +428,41 @@ pub trait ReferenceData: Send + Sync {
     }
 }
 
+/// Parent and carer relationships, and the relationship events seen
+/// (docs/architecture.md, the relationships table).
+pub trait RelationshipStore: Send + Sync {
+    /// Records a relationship event: the event as seen (keyed on its source
+    /// and Bundle.id, with the SHA-256 of its body) and the relationship it
+    /// states, in one atomic step. The same event again is `Duplicate`, its
+    /// id with another body `Conflict` (neither changes anything); a
+    /// statement no newer than the one held (`sourceLastUpdated`) is
+    /// recorded as seen and otherwise ignored (`OutOfOrder`).
+    fn record(
+        &self,
+        change: &RelationshipChange,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Every relationship held for the child, active or not.
+    fn for_child(
+        &self,
+        child: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// The relationships between the child and the person, one per source.
+    fn between(
+        &self,
+        child: NhsNumber,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// Every relationship held for the person, to any child (an index read:
+    /// a change of a moment ago may be missing).
+    fn children_of(
+        &self,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+}
+
 /// A key the hub signs its access tokens with: ES256. Deployed, a KMS key
 /// whose private half never leaves KMS; in tests, a PEM key.
 pub trait HubSigningKey: Send + Sync {
@@ -458,6 +495,7 @@ pub trait Ports: Send + Sync {
     type Queues: QueueMonitor;
     type Reference: ReferenceData;
     type SigningKey: HubSigningKey;
+    type Relationships: RelationshipStore;
 
     /// The accepted events.
     fn events(&self) -> &Self::Events;
@@ -500,4 +538,7 @@ pub trait Ports: Send + Sync {
 
     /// The key the hub signs its access tokens with.
     fn signing_key(&self) -> &Self::SigningKey;
+
+    /// The parent and carer relationships.
+    fn relationships(&self) -> &Self::Relationships;
 }

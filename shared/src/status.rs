@@ -267,6 +267,7 @@ pub(crate) mod tests {
             subscribe_explicit: false,
             subscribe_generic: BTreeMap::new(),
             sensitivity_authority: false,
+            relationship_sources: Default::default(),
         })
     }
 

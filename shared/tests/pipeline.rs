@@ -194,6 +194,7 @@ fn publisher_of(body: &[u8]) -> Caller {
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
     }
 }
 
@@ -959,6 +960,7 @@ impl Hub {
             subscribe_explicit: true,
             subscribe_generic: Default::default(),
             sensitivity_authority: false,
+            relationship_sources: Default::default(),
         };
         self.clients.register(&client).await.unwrap();
         let body = json!({"clientId": client_id, "odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});

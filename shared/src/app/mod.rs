@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod events;
 pub mod generic;
 pub mod register;
+pub mod relationship;
 pub mod replay;
 pub mod status;
 pub mod subscriber;

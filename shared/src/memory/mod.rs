@@ -10,6 +10,7 @@ mod events;
 mod messaging;
 mod records;
 mod reference;
+mod relationships;
 mod subscriptions;
 
 pub use clients::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
@@ -20,6 +21,7 @@ pub use messaging::{
 };
 pub use records::{MemoryAuditLog, MemoryRegisterStore, MemoryReplayStore};
 pub use reference::MemoryReferenceData;
+pub use relationships::MemoryRelationshipStore;
 pub use subscriptions::{MemorySubscriberStore, MemorySubscriptionStore};
 
 pub(crate) fn poisoned() -> StoreError {
@@ -45,6 +47,7 @@ pub struct MemoryPorts {
     pub queues: MemoryQueues,
     pub reference: MemoryReferenceData,
     pub signing_key: Option<PemSigningKey>,
+    pub relationships: MemoryRelationshipStore,
 }
 
 impl crate::ports::Ports for MemoryPorts {
@@ -62,6 +65,7 @@ impl crate::ports::Ports for MemoryPorts {
     type Queues = MemoryQueues;
     type Reference = MemoryReferenceData;
     type SigningKey = Option<PemSigningKey>;
+    type Relationships = MemoryRelationshipStore;
 
     fn events(&self) -> &MemoryEventStore {
         &self.events
@@ -117,5 +121,9 @@ impl crate::ports::Ports for MemoryPorts {
 
     fn signing_key(&self) -> &Option<PemSigningKey> {
         &self.signing_key
+    }
+
+    fn relationships(&self) -> &MemoryRelationshipStore {
+        &self.relationships
     }
 }

@@ -13,6 +13,7 @@ use super::{
     Page, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
     SubscriberStore, SubscriptionStore, TopicSubscription, UsedAssertionIds, Versioned,
 };
+use super::{Recorded, RelationshipStore};
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
@@ -21,6 +22,7 @@ use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
 use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas};
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::{DailyCount, Subscription};
@@ -387,5 +389,36 @@ impl<T: HubSigningKey + ?Sized> HubSigningKey for &T {
         signing_input: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
         (**self).sign(signing_input)
+    }
+}
+
+impl<T: RelationshipStore + ?Sized> RelationshipStore for &T {
+    fn record(
+        &self,
+        change: &RelationshipChange,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send {
+        (**self).record(change)
+    }
+
+    fn for_child(
+        &self,
+        child: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).for_child(child)
+    }
+
+    fn between(
+        &self,
+        child: NhsNumber,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).between(child, person)
+    }
+
+    fn children_of(
+        &self,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).children_of(person)
     }
 }

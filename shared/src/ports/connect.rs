@@ -5,6 +5,7 @@
 //! reference to an adapter, so that a set may borrow adapters it does not
 //! own (the replay worker's single subscription, a test's counting store).
 
+use super::RelationshipStore;
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Ports,
     QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
@@ -41,6 +42,7 @@ pub struct Adapters<
     M = Unconnected,
     R = Unconnected,
     K = Unconnected,
+    L = Unconnected,
 > {
     events: E,
     subscriptions: S,
@@ -56,6 +58,7 @@ pub struct Adapters<
     queues: M,
     reference: R,
     signing_key: K,
+    relationships: L,
 }
 
 impl Adapters {
@@ -76,6 +79,7 @@ impl Adapters {
             queues: Unconnected,
             reference: Unconnected,
             signing_key: Unconnected,
+            relationships: Unconnected,
         }
     }
 }
@@ -115,9 +119,11 @@ macro_rules! connectors {
     };
 }
 
-// The return types name the fourteen adapters, one changed.
+// The return types name the fifteen adapters, one changed.
 #[allow(clippy::type_complexity)]
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> {
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
+    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
+{
     connectors!(
         []
         [
@@ -135,12 +141,13 @@ impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Adapters<E, S, B, P, Q, C, A, J, 
             queues: M: QueueMonitor,
             reference: R: ReferenceData,
             signing_key: K: HubSigningKey,
+            relationships: L: RelationshipStore,
         ]
     );
 }
 
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Ports
-    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L> Ports
+    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
 where
     E: EventStore,
     S: SubscriptionStore,
@@ -156,6 +163,7 @@ where
     M: QueueMonitor,
     R: ReferenceData,
     K: HubSigningKey,
+    L: RelationshipStore,
 {
     type Events = E;
     type Subscriptions = S;
@@ -171,6 +179,7 @@ where
     type Queues = M;
     type Reference = R;
     type SigningKey = K;
+    type Relationships = L;
 
     fn events(&self) -> &E {
         &self.events
@@ -226,6 +235,10 @@ where
 
     fn signing_key(&self) -> &K {
         &self.signing_key
+    }
+
+    fn relationships(&self) -> &L {
+        &self.relationships
     }
 }
 

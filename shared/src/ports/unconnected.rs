@@ -9,6 +9,7 @@ use super::{
     Page, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
     SubscriberStore, SubscriptionStore, TopicSubscription, UsedAssertionIds, Versioned,
 };
+use super::{Recorded, RelationshipStore};
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
@@ -18,6 +19,7 @@ use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
 use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea};
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::{DailyCount, Subscription};
@@ -316,5 +318,27 @@ impl HubSigningKey for Unconnected {
 
     async fn sign(&self, _signing_input: &[u8]) -> Result<Vec<u8>, StoreError> {
         Err(not_connected("HubSigningKey"))
+    }
+}
+
+impl RelationshipStore for Unconnected {
+    async fn record(&self, _change: &RelationshipChange) -> Result<Recorded, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn for_child(&self, _child: NhsNumber) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn between(
+        &self,
+        _child: NhsNumber,
+        _person: NhsNumber,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn children_of(&self, _person: NhsNumber) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
     }
 }

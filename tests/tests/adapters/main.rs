@@ -4,4 +4,5 @@
 mod migration;
 mod reference_data;
 mod register_store;
+mod relationship_store;
 mod stores;

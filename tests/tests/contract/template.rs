@@ -1122,6 +1122,21 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "ChildRelationshipsFunction",
+            &[
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "RelationshipPublishFunction",
+            &[
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "DispatchFunction",
             &[
                 ("dynamodb:GetItem", "RegisterTable"),

@@ -6,4 +6,5 @@ mod authorisation;
 mod children;
 mod hostile_input;
 mod publish_body;
+mod relationships;
 mod sample_events;
