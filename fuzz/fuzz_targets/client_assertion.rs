@@ -40,6 +40,7 @@ static CLIENT: LazyLock<(EncodingKey, Client)> = LazyLock::new(|| {
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
         relationship_sources: Default::default(),
+        pchr: None,
     };
     (ec, client)
 });

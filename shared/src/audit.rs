@@ -222,6 +222,29 @@ impl AuditRecord {
         }
     }
 
+    /// The record of the mother-baby link a birth notification made, under
+    /// the baby: one per event, however often dispatch is retried.
+    pub fn birth_link(
+        event_key: &str,
+        baby: NhsNumber,
+        mother: NhsNumber,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("birth-link/{event_key}"),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::RelationshipChange,
+            status: 200,
+            nhs_number: Some(baby.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: None,
+            detail: Some(format!("birth-notification linked MTH person={mother}")),
+        }
+    }
+
     /// The same record under another id (a replay's delivery is a record
     /// of its own beside the first delivery's).
     pub fn with_id(mut self, audit_id: impl Into<String>) -> Self {

@@ -12,6 +12,7 @@ use crate::catalogue::EventType;
 use crate::generic::{self, ChildLocation};
 use crate::nhs_number::NhsNumber;
 use crate::ods::OdsCode;
+use crate::pchr::PchrRegistration;
 
 /// Why a subscriber may have a child's events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,15 @@ impl Basis {
 /// A client's generic-subscription grants: rule type code to the
 /// organisation codes it may name (`Client::subscribe_generic`).
 pub type Grants = BTreeMap<String, BTreeSet<String>>;
+
+/// What a client's registration lets its explicit subscriptions rest on,
+/// beside its practice: the areas it serves (its grants), or, for a
+/// parent's app, the people it acts for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permits {
+    pub grants: Grants,
+    pub pchr: Option<PchrRegistration>,
+}
 
 /// Whether the grants name this rule and code (ODS and ONS codes, and rule
 /// codes, are compared without regard to case, as generic criteria are).

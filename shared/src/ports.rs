@@ -17,6 +17,7 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::pchr::ActedFor;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas, practice_code};
 pub use crate::relationship::Recorded;
 use crate::relationship::{Relationship, RelationshipChange};
@@ -461,6 +462,27 @@ pub trait RelationshipStore: Send + Sync {
         &self,
         person: NhsNumber,
     ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// Records that a PCHR (its subscriber) acts for a person, replacing
+    /// an earlier attestation of the same person.
+    fn act_for(&self, acted: &ActedFor) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The PCHR's attestation of the person, ended or not (a consistent
+    /// read: an attestation ended a moment ago must not still count).
+    fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Option<ActedFor>, StoreError>> + Send;
+
+    /// Ends the PCHR's acting for the person (kept, for the trail): false
+    /// when it was not acting for them.
+    fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A key the hub signs its access tokens with: ES256. Deployed, a KMS key

@@ -268,6 +268,7 @@ pub(crate) mod tests {
             subscribe_generic: BTreeMap::new(),
             sensitivity_authority: false,
             relationship_sources: Default::default(),
+            pchr: None,
         })
     }
 

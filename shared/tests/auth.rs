@@ -86,6 +86,7 @@ fn client() -> Client {
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
         relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

@@ -194,6 +194,7 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
         } else {
             BTreeSet::new()
         },
+        pchr: None,
     })
 }
 

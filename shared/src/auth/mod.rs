@@ -118,6 +118,11 @@ pub struct Client {
     /// re-registration without sources must leave none behind.
     #[serde(default)]
     pub relationship_sources: BTreeSet<String>,
+    /// A parent's app (PCHR, serviceType EPCHR): the lowest identity level
+    /// it may act for a person at. It subscribes only to the children of
+    /// the people it acts for. Written even when absent, as above.
+    #[serde(default)]
+    pub pchr: Option<crate::pchr::PchrRegistration>,
 }
 
 /// The authenticated client of a request: who it is and what it was
@@ -142,6 +147,8 @@ pub struct Caller {
     pub sensitivity_authority: bool,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub relationship_sources: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pchr: Option<crate::pchr::PchrRegistration>,
 }
 
 /// The authorizer context key that carries the caller (as JSON: API
@@ -161,6 +168,15 @@ impl Caller {
             subscribe_generic: client.subscribe_generic.clone(),
             sensitivity_authority: client.sensitivity_authority,
             relationship_sources: client.relationship_sources.clone(),
+            pchr: client.pchr,
+        }
+    }
+
+    /// What its explicit subscriptions may rest on (crate::basis).
+    pub fn permits(&self) -> crate::basis::Permits {
+        crate::basis::Permits {
+            grants: self.subscribe_generic.clone(),
+            pchr: self.pchr,
         }
     }
 
@@ -249,7 +265,7 @@ impl Caller {
     /// rule types and organisation codes it was registered for.
     pub fn may_subscribe(&self, target: &Target) -> Result<(), HubError> {
         match target {
-            Target::Explicit(_) if self.subscribe_explicit => Ok(()),
+            Target::Explicit(_) if self.subscribe_explicit || self.pchr.is_some() => Ok(()),
             Target::Explicit(_) => Err(HubError::forbidden_element(
                 "Subscription.criteria",
                 "the client is not registered for explicit (named patient) subscriptions",

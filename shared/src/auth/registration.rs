@@ -220,6 +220,38 @@ fn check_relationship_sources(
     Ok(())
 }
 
+/// A parent's app is a subscriber that reaches children only through the
+/// people it acts for: never by an area rule, never on a declaration.
+fn check_pchr(
+    roles: &BTreeSet<Role>,
+    pchr: Option<&crate::pchr::PchrRegistration>,
+    subscribe_explicit: bool,
+    subscribe_generic: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), HubError> {
+    if pchr.is_none() {
+        return Ok(());
+    }
+    if !roles.contains(&Role::Subscriber) {
+        return Err(HubError::unprocessable(
+            "pchr",
+            "a parent's app (pchr) is a client with the subscriber role",
+        ));
+    }
+    if !subscribe_generic.is_empty() {
+        return Err(HubError::unprocessable(
+            "subscribeGeneric",
+            "a parent's app subscribes to the children of the people it acts for,              never to an area or practice",
+        ));
+    }
+    if subscribe_explicit {
+        return Err(HubError::unprocessable(
+            "subscribeExplicit",
+            "a parent's app may not declare direct care: it subscribes through the              relationships of the people it acts for (pchr)",
+        ));
+    }
+    Ok(())
+}
+
 impl Client {
     /// `POST /clients`: a registration as an operator sends it. The hub
     /// decides `enabled` and the subscriber link; keys must be public,
@@ -243,6 +275,8 @@ impl Client {
             sensitivity_authority: Option<bool>,
             #[serde(default)]
             relationship_sources: BTreeSet<String>,
+            #[serde(default)]
+            pchr: Option<crate::pchr::PchrRegistration>,
         }
         let registration: Registration = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
@@ -333,6 +367,12 @@ impl Client {
             ));
         }
         check_relationship_sources(&registration.roles, &registration.relationship_sources)?;
+        check_pchr(
+            &registration.roles,
+            registration.pchr.as_ref(),
+            registration.subscribe_explicit,
+            &registration.subscribe_generic,
+        )?;
         Ok(Client {
             client_id: registration.client_id,
             ods_code,
@@ -346,6 +386,7 @@ impl Client {
             subscribe_generic: registration.subscribe_generic,
             sensitivity_authority,
             relationship_sources: registration.relationship_sources,
+            pchr: registration.pchr,
         })
     }
 

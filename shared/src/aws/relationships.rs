@@ -8,6 +8,7 @@ use super::{
     to_item, unavailable, unavailable_because,
 };
 use crate::nhs_number::NhsNumber;
+use crate::pchr::ActedFor;
 use crate::ports::{Recorded, RelationshipStore, StoreError};
 use crate::relationship::{Relationship, RelationshipChange, relationship_key};
 
@@ -32,6 +33,15 @@ const RECORD_ATTEMPTS: u32 = 5;
 
 fn child_pk(child: NhsNumber) -> String {
     format!("CHILD#{child}")
+}
+
+/// The partition of the people one PCHR (its subscriber) acts for.
+fn actor_pk(subscriber_id: &str) -> String {
+    format!("ACTOR#{subscriber_id}")
+}
+
+fn person_sk(person: NhsNumber) -> String {
+    format!("PERSON#{person}")
 }
 
 /// The event-seen item: the body's hash, what the event was, when seen.
@@ -265,5 +275,74 @@ impl RelationshipStore for DynamoRelationshipStore {
             .expression_attribute_values(":person", AttributeValue::S(person.as_string()));
         self.query(request, "reading a person's relationships")
             .await
+    }
+
+    /// `ACTOR#<subscriber>` / `PERSON#<person>`: a PutItem, replacing an
+    /// earlier attestation. It carries no `personNhs`, so the ByPerson
+    /// index holds relationships only.
+    async fn act_for(&self, acted: &ActedFor) -> Result<(), StoreError> {
+        let mut item = to_item(acted)?;
+        item.insert(
+            "pk".to_owned(),
+            AttributeValue::S(actor_pk(&acted.subscriber_id)),
+        );
+        item.insert("sk".to_owned(), AttributeValue::S(person_sk(acted.person)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|error| unavailable("recording a person acted for", error))?;
+        Ok(())
+    }
+
+    async fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> Result<Option<ActedFor>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(actor_pk(subscriber_id)))
+            .key("sk", AttributeValue::S(person_sk(person)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable("reading a person acted for", error))?;
+        output
+            .item
+            .map(|mut item| {
+                item.remove("pk");
+                item.remove("sk");
+                from_item(item, &format!("a person-acted-for item of {}", self.table))
+            })
+            .transpose()
+    }
+
+    /// An UpdateItem, conditional on acting now: never a delete.
+    async fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(actor_pk(subscriber_id)))
+            .key("sk", AttributeValue::S(person_sk(person)))
+            .update_expression("SET #status = :ended, endedAt = :at")
+            .condition_expression("#status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", AttributeValue::S("ended".into()))
+            .expression_attribute_values(":active", AttributeValue::S("active".into()))
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await;
+        conditionally_written(result, "ending a person acted for")
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use super::poisoned;
 use crate::nhs_number::NhsNumber;
+use crate::pchr::{ActedFor, ActingStatus};
 use crate::ports::{Recorded, RelationshipStore, StoreError};
 use crate::relationship::{Relationship, RelationshipChange};
 
@@ -19,6 +20,8 @@ pub struct MemoryRelationshipStore {
 struct State {
     relationships: BTreeMap<(NhsNumber, String), Relationship>,
     seen: HashMap<String, String>,
+    /// The people each PCHR acts for, by subscriber and person.
+    acting: HashMap<(String, NhsNumber), ActedFor>,
 }
 
 impl MemoryRelationshipStore {
@@ -88,5 +91,42 @@ impl RelationshipStore for MemoryRelationshipStore {
             .filter(|relationship| relationship.person_nhs == person)
             .cloned()
             .collect())
+    }
+
+    async fn act_for(&self, acted: &ActedFor) -> Result<(), StoreError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state
+            .acting
+            .insert((acted.subscriber_id.clone(), acted.person), acted.clone());
+        Ok(())
+    }
+
+    async fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> Result<Option<ActedFor>, StoreError> {
+        let state = self.state.lock().map_err(|_| poisoned())?;
+        Ok(state
+            .acting
+            .get(&(subscriber_id.to_owned(), person))
+            .cloned())
+    }
+
+    async fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        match state.acting.get_mut(&(subscriber_id.to_owned(), person)) {
+            Some(acted) if acted.status == ActingStatus::Active => {
+                acted.status = ActingStatus::Ended;
+                acted.ended_at = Some(at.to_owned());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::basis::{Basis, Ended};
+use crate::pchr::ActedFor;
 
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Insert,
@@ -420,5 +421,26 @@ impl<T: RelationshipStore + ?Sized> RelationshipStore for &T {
         person: NhsNumber,
     ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
         (**self).children_of(person)
+    }
+
+    fn act_for(&self, acted: &ActedFor) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).act_for(acted)
+    }
+
+    fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Option<ActedFor>, StoreError>> + Send {
+        (**self).acted_for(subscriber_id, person)
+    }
+
+    fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).stop_acting_for(subscriber_id, person, at)
     }
 }

@@ -18,6 +18,7 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::pchr::ActedFor;
 use crate::reference::{Postcode, PostcodeArea};
 use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
@@ -339,6 +340,27 @@ impl RelationshipStore for Unconnected {
     }
 
     async fn children_of(&self, _person: NhsNumber) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn act_for(&self, _acted: &ActedFor) -> Result<(), StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn acted_for(
+        &self,
+        _subscriber_id: &str,
+        _person: NhsNumber,
+    ) -> Result<Option<ActedFor>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn stop_acting_for(
+        &self,
+        _subscriber_id: &str,
+        _person: NhsNumber,
+        _at: &str,
+    ) -> Result<bool, StoreError> {
         Err(not_connected("RelationshipStore"))
     }
 }

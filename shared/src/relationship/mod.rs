@@ -2,10 +2,12 @@
 //! authorised source stated it (docs/proposals/appropriate-access.md,
 //! sections 1 and 4). A relationship is the basis on which a personal child
 //! health record (PCHR) acting for the person may later see the child's
-//! events; here it is only kept, not yet used.
+//! events (crate::basis, `Basis::Relationship`).
 //!
-//! The one source so far is NHS England's Validated Relationships Service,
-//! whose events reach the hub as MNS's hydrated signals ([`vrs`]).
+//! The sources: NHS England's Validated Relationships Service, whose events
+//! reach the hub as MNS's hydrated signals ([`vrs`]); and a birth
+//! notification, which links the mother it names to the baby
+//! ([`RelationshipChange::birth_link`]).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -164,7 +166,47 @@ pub struct RelationshipChange {
     pub body_sha256: String,
 }
 
+/// The source of the links birth notifications make.
+pub const BIRTH_NOTIFICATION_SOURCE: &str = "birth-notification";
+
 impl RelationshipChange {
+    /// The link a birth notification makes between the mother it names and
+    /// the baby: type MTH, legal basis `birth-mother`, verification level
+    /// `none` (the demographics service states it; the mother's identity
+    /// level is what her app attests), from the birth date. Keyed on the
+    /// event, so a retried dispatch records it once.
+    pub fn birth_link(
+        baby: NhsNumber,
+        mother: NhsNumber,
+        birth_date: Option<time::Date>,
+        event_key: &str,
+        payload_sha256: &str,
+        stated_at: OffsetDateTime,
+        recorded_at: &str,
+    ) -> Self {
+        RelationshipChange {
+            relationship: Relationship {
+                child_nhs: baby,
+                person_nhs: mother,
+                relationship_type: "MTH".to_owned(),
+                legal_basis: Some("birth-mother".to_owned()),
+                source: BIRTH_NOTIFICATION_SOURCE.to_owned(),
+                source_ref: event_key.to_owned(),
+                verification_level: "none".to_owned(),
+                start: birth_date.map(|date| date.to_string()),
+                end: None,
+                status: RelationshipStatus::Active,
+                source_last_updated: sortable_instant(stated_at),
+                by_event: event_key.to_owned(),
+                changed_at: recorded_at.to_owned(),
+            },
+            event_type: RelationshipEventType::Created,
+            event_source: BIRTH_NOTIFICATION_SOURCE.to_owned(),
+            bundle_id: event_key.to_owned(),
+            body_sha256: payload_sha256.to_owned(),
+        }
+    }
+
     /// `RELEVENT#<source>#<Bundle.id>`: the key of the event seen.
     pub fn event_key(&self) -> String {
         format!("RELEVENT#{}#{}", self.event_source, self.bundle_id)

@@ -750,6 +750,7 @@ fn registered_client() -> hub::auth::Client {
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
         relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
         relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

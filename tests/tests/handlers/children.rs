@@ -35,6 +35,7 @@ fn caller(client_id: &str, roles: &[Role]) -> Caller {
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
         relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

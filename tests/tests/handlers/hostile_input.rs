@@ -106,6 +106,7 @@ fn everything(subscriber_id: &str) -> Client {
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
         sensitivity_authority: false,
         relationship_sources: ["uk.nhs.validated-relationships-service".to_owned()].into(),
+        pchr: None,
     }
 }
 

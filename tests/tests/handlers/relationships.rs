@@ -40,6 +40,7 @@ fn caller(roles: &[Role], sources: &[&str]) -> Caller {
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
         relationship_sources: sources.iter().map(|source| (*source).to_owned()).collect(),
+        pchr: None,
     }
 }
 
