@@ -2735,15 +2735,21 @@ async fn a_mothers_app_subscribes_to_her_baby_through_the_birth_link() {
     let links = hub.relationships.all();
     assert_eq!(links.len(), 1, "one link, however often dispatched");
     assert_eq!(
-        (links[0].child_nhs, links[0].person_nhs, links[0].relationship_type.as_str()),
+        (
+            links[0].child_nhs,
+            links[0].person_nhs,
+            links[0].relationship_type.as_str()
+        ),
         (baby, mother, "MTH")
     );
     assert_eq!(
         hub.audit
             .records()
             .iter()
-            .filter(|record| record.action == hub::audit::Action::RelationshipChange
-                && record.nhs_number.as_deref() == Some(BABY))
+            .filter(
+                |record| record.action == hub::audit::Action::RelationshipChange
+                    && record.nhs_number.as_deref() == Some(BABY)
+            )
             .count(),
         1
     );
@@ -2758,7 +2764,10 @@ async fn a_mothers_app_subscribes_to_her_baby_through_the_birth_link() {
     )
     .to_string();
     // Not yet acting for the mother: no basis.
-    let refused = hub.create(&for_baby, Encoding::Json, NOW).await.unwrap_err();
+    let refused = hub
+        .create(&for_baby, Encoding::Json, NOW)
+        .await
+        .unwrap_err();
     assert!(format!("{refused:?}").contains("no basis"), "{refused:?}");
     let attest = |level| hub::pchr::ActedFor {
         subscriber_id: app.id.clone(),
@@ -2817,7 +2826,12 @@ async fn a_mothers_app_subscribes_to_her_baby_through_the_birth_link() {
     hub.dispatch(&stored(vaccinations, FHIR_XML, &next).await, NOW)
         .await;
     assert_eq!(deliveries_to(&hub, &app), 1);
-    let ended = hub.subscriptions.get(&subscription.id).await.unwrap().unwrap();
+    let ended = hub
+        .subscriptions
+        .get(&subscription.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         ended.ended.map(|ended| ended.reason),
         Some(hub::basis::EndReason::RelationshipEnded)

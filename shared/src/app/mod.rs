@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dispatch;
 pub mod events;
 pub mod generic;
+pub mod people;
 pub mod register;
 pub mod relationship;
 pub mod replay;
