@@ -377,7 +377,6 @@ fn event_writer_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
     Ok(Adapters::new()
         .events(aws.events()?)
         .register(aws.register()?)
-        .relationships(aws.relationships()?)
         .audit(aws.audit()?))
 }
 
@@ -389,6 +388,7 @@ pub(super) fn event_reader_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
         .events(aws.events()?)
         .subscriptions(aws.subscriptions()?)
         .register(aws.register()?)
+        .relationships(aws.relationships()?)
         .audit(aws.audit()?))
 }
 
