@@ -2794,6 +2794,40 @@ async fn a_mothers_app_subscribes_to_her_baby_through_the_birth_link() {
         subscription.basis,
         Some(hub::basis::Basis::Relationship { person: mother })
     );
+    // VRS relates them too, then ends its relationship: the birth link
+    // still holds, and so does the subscription.
+    let vrs = Caller {
+        client_id: "vrs-publisher".into(),
+        ods_code: OdsCode::parse("X26").unwrap(),
+        roles: BTreeSet::from([Role::RelationshipPublisher]),
+        subscriber_id: None,
+        publish_event_types: BTreeSet::new(),
+        publish_for_ods: BTreeSet::new(),
+        subscribe_explicit: false,
+        subscribe_generic: Default::default(),
+        sensitivity_authority: false,
+        relationship_sources: BTreeSet::from(["uk.nhs.validated-relationships-service".to_owned()]),
+        pchr: None,
+    };
+    let ports = Adapters::new()
+        .relationships(&hub.relationships)
+        .subscriptions(&hub.subscriptions)
+        .audit(&hub.audit);
+    for name in ["vrs-proxy-role-created-1", "vrs-proxy-role-deleted-1"] {
+        let body = std::fs::read_to_string(events_dir().join(format!("relationships/{name}.json")))
+            .unwrap();
+        hub::app::relationship::publish_relationship_event(&ports, &vrs, &body, NOW)
+            .await
+            .unwrap();
+    }
+    let kept = hub
+        .subscriptions
+        .get(&subscription.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.ended, None, "the birth link still relates them");
+
     // A child related to no one the app acts for stays out of reach.
     let other = subscription_json(
         "Y05PCH",

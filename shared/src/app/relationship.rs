@@ -7,7 +7,7 @@ use super::people::end_resting_on;
 use crate::auth::{Caller, Role};
 use crate::basis::{EndReason, Ended};
 use crate::error::HubError;
-use crate::ports::{Ports, Recorded, RelationshipStore};
+use crate::ports::{Ports, Recorded, RelationshipStore, StoreError};
 use crate::relationship::{RelationshipChange, read_vrs_signal};
 
 /// Where the signal names its source: what a 403 for a source not the
@@ -51,7 +51,19 @@ pub async fn publish_relationship_event<P: Ports>(
         });
     }
     let relationship = &change.relationship;
-    if recorded != Recorded::OutOfOrder && !relationship.is_active(now) {
+    // Another source may still relate the two (a birth notification's link
+    // beside a VRS relationship): the basis holds while any does.
+    let still_related = || async {
+        Ok::<_, StoreError>(
+            ports
+                .relationships()
+                .between(relationship.child_nhs, relationship.person_nhs)
+                .await?
+                .iter()
+                .any(|held| held.is_active(now)),
+        )
+    };
+    if recorded != Recorded::OutOfOrder && !relationship.is_active(now) && !still_related().await? {
         let ended = Ended {
             at: crate::audit::timestamp(now),
             reason: EndReason::RelationshipEnded,
