@@ -11,6 +11,7 @@ mod delivery_status;
 mod faults;
 mod generic_scenarios;
 mod history;
+mod parents;
 mod pipeline;
 mod queue_access;
 mod relationships;
