@@ -46,6 +46,10 @@ pub struct Subscriber {
     /// Whose queue it is, and who reads it.
     #[serde(default)]
     pub access: QueueAccess,
+    /// The kind of service it is, as registered at onboarding: what release
+    /// embargoes are keyed on (crate::embargo). None: no embargo applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<crate::criteria::ServiceType>,
 }
 
 impl Subscriber {
@@ -72,6 +76,9 @@ impl Subscriber {
             "createdAt": self.created_at,
             "offboardedAt": self.offboarded_at,
         });
+        if let Some(service_type) = self.service_type {
+            json["serviceType"] = service_type.code().into();
+        }
         match &self.access {
             QueueAccess::HubOwned { .. } => {
                 json["deadLetterQueueUrl"] = self.queues.dead_letter_queue_url.clone().into();
@@ -114,6 +121,7 @@ pub struct OnboardRequest {
     pub name: String,
     pub event_types: BTreeSet<EventType>,
     pub access: QueueAccess,
+    pub service_type: Option<crate::criteria::ServiceType>,
 }
 
 const MAX_NAME_LENGTH: usize = 200;
@@ -129,6 +137,7 @@ impl OnboardRequest {
             event_types: Option<Vec<String>>,
             aws_principal: Option<String>,
             queue_arn: Option<String>,
+            service_type: Option<String>,
         }
         let raw: Raw = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
@@ -187,12 +196,22 @@ impl OnboardRequest {
             },
             (None, None) => QueueAccess::HubOwned { principal: None },
         };
+        let service_type = match raw.service_type {
+            None => None,
+            Some(code) => Some(crate::criteria::ServiceType::parse(&code).ok_or_else(|| {
+                HubError::unprocessable(
+                    "serviceType",
+                    format!("'{code}' is not GP, CHO, UHV or EPCHR"),
+                )
+            })?),
+        };
         Ok(OnboardRequest {
             client_id,
             ods_code,
             name,
             event_types,
             access,
+            service_type,
         })
     }
 }

@@ -1023,7 +1023,8 @@ impl Hub {
                 .register(&self.register)
                 .reference(&self.reference)
                 .stats(hub::memory::MemoryDeliveryStats::default())
-                .events(MemoryEventStore::default()),
+                .events(MemoryEventStore::default())
+                .embargoes(hub::memory::MemoryEmbargoStore::default()),
         };
         dispatcher.dispatch(event, now).await.unwrap()
     }
@@ -2491,7 +2492,8 @@ async fn a_label_flags_the_child_as_it_is_accepted_before_any_dispatch() {
             .register(&register)
             .reference(MemoryReferenceData::default())
             .stats(hub::memory::MemoryDeliveryStats::default())
-            .events(&store),
+            .events(&store)
+            .embargoes(hub::memory::MemoryEmbargoStore::default()),
     };
     assert_eq!(
         dispatcher.dispatch(&stored, NOW).await.unwrap(),
@@ -2678,10 +2680,19 @@ async fn an_area_services_subscription_ends_when_the_child_moves_out_of_its_area
     let vaccination = stored(vaccinations, FHIR_XML, &later).await;
     hub.dispatch(&vaccination, NOW).await;
     assert_eq!(deliveries_to(&hub, &area_a), 1);
-    let ended = hub.subscriptions.get(&subscription.id).await.unwrap().unwrap();
+    let ended = hub
+        .subscriptions
+        .get(&subscription.id)
+        .await
+        .unwrap()
+        .unwrap();
     let end = ended.ended.expect("ended by the move out");
     assert_eq!(end.reason, hub::basis::EndReason::MovedOutOfArea);
-    assert!(end.detail.contains("CHO_POSTCODE_CCG 15F"), "{}", end.detail);
+    assert!(
+        end.detail.contains("CHO_POSTCODE_CCG 15F"),
+        "{}",
+        end.detail
+    );
     // Nothing more reaches it, and a new subscription declares direct care.
     let again = later
         .replace("2018-01-01T09:00:00", "2018-02-01T09:00:00")

@@ -6,6 +6,7 @@
 use crate::ports::StoreError;
 
 mod clients;
+mod embargoes;
 mod events;
 mod messaging;
 mod records;
@@ -13,6 +14,7 @@ mod reference;
 mod subscriptions;
 
 pub use clients::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
+pub use embargoes::MemoryEmbargoStore;
 pub use events::MemoryEventStore;
 pub use messaging::{
     MemoryDeliveryStats, MemoryPublisher, MemoryQueueProvisioner, MemoryQueues, QueuedMessage,
@@ -45,6 +47,7 @@ pub struct MemoryPorts {
     pub queues: MemoryQueues,
     pub reference: MemoryReferenceData,
     pub signing_key: Option<PemSigningKey>,
+    pub embargoes: MemoryEmbargoStore,
 }
 
 impl crate::ports::Ports for MemoryPorts {
@@ -62,6 +65,7 @@ impl crate::ports::Ports for MemoryPorts {
     type Queues = MemoryQueues;
     type Reference = MemoryReferenceData;
     type SigningKey = Option<PemSigningKey>;
+    type Embargoes = MemoryEmbargoStore;
 
     fn events(&self) -> &MemoryEventStore {
         &self.events
@@ -117,5 +121,9 @@ impl crate::ports::Ports for MemoryPorts {
 
     fn signing_key(&self) -> &Option<PemSigningKey> {
         &self.signing_key
+    }
+
+    fn embargoes(&self) -> &MemoryEmbargoStore {
+        &self.embargoes
     }
 }

@@ -6,9 +6,9 @@
 //! own (the replay worker's single subscription, a test's counting store).
 
 use super::{
-    AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Ports,
-    QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
-    SubscriberStore, SubscriptionStore, UsedAssertionIds,
+    AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EmbargoStore, EventStore,
+    HubSigningKey, Ports, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore,
+    ReplayStore, StoreError, SubscriberStore, SubscriptionStore, UsedAssertionIds,
 };
 
 /// The adapter of a port a function does not use: every call fails with
@@ -41,6 +41,7 @@ pub struct Adapters<
     M = Unconnected,
     R = Unconnected,
     K = Unconnected,
+    X = Unconnected,
 > {
     events: E,
     subscriptions: S,
@@ -56,6 +57,7 @@ pub struct Adapters<
     queues: M,
     reference: R,
     signing_key: K,
+    embargoes: X,
 }
 
 impl Adapters {
@@ -76,6 +78,7 @@ impl Adapters {
             queues: Unconnected,
             reference: Unconnected,
             signing_key: Unconnected,
+            embargoes: Unconnected,
         }
     }
 }
@@ -115,9 +118,11 @@ macro_rules! connectors {
     };
 }
 
-// The return types name the fourteen adapters, one changed.
+// The return types name the fifteen adapters, one changed.
 #[allow(clippy::type_complexity)]
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> {
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
+    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
+{
     connectors!(
         []
         [
@@ -135,12 +140,13 @@ impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Adapters<E, S, B, P, Q, C, A, J, 
             queues: M: QueueMonitor,
             reference: R: ReferenceData,
             signing_key: K: HubSigningKey,
+            embargoes: X: EmbargoStore,
         ]
     );
 }
 
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K> Ports
-    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X> Ports
+    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
 where
     E: EventStore,
     S: SubscriptionStore,
@@ -156,6 +162,7 @@ where
     M: QueueMonitor,
     R: ReferenceData,
     K: HubSigningKey,
+    X: EmbargoStore,
 {
     type Events = E;
     type Subscriptions = S;
@@ -171,6 +178,7 @@ where
     type Queues = M;
     type Reference = R;
     type SigningKey = K;
+    type Embargoes = X;
 
     fn events(&self) -> &E {
         &self.events
@@ -226,6 +234,10 @@ where
 
     fn signing_key(&self) -> &K {
         &self.signing_key
+    }
+
+    fn embargoes(&self) -> &X {
+        &self.embargoes
     }
 }
 
