@@ -306,3 +306,31 @@ impl ChangeRequest {
 /// How long an offboarded subscriber's queues are kept: SQS keeps a message
 /// at most 14 days, so after that nothing in flight can remain in them.
 pub const QUEUE_GRACE_DAYS: i64 = 14;
+
+#[cfg(test)]
+mod service_type_tests {
+    use super::*;
+
+    fn onboarding(service_type: Option<&str>) -> Result<OnboardRequest, HubError> {
+        let mut body = serde_json::json!({
+            "clientId": "pchr", "odsCode": "A83627", "name": "PCHR",
+            "eventTypes": ["blood-spot-test-outcome-1"],
+        });
+        if let Some(service_type) = service_type {
+            body["serviceType"] = service_type.into();
+        }
+        OnboardRequest::parse(&body.to_string())
+    }
+
+    #[test]
+    fn a_subscriber_is_registered_with_its_service_type_or_none() {
+        use crate::criteria::ServiceType;
+        assert_eq!(onboarding(None).unwrap().service_type, None);
+        assert_eq!(
+            onboarding(Some("EPCHR")).unwrap().service_type,
+            Some(ServiceType::Epchr)
+        );
+        let refused = onboarding(Some("PARENT")).unwrap_err();
+        assert!(refused.to_string().contains("serviceType"), "{refused}");
+    }
+}

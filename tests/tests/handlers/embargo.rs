@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use e2e_tests::{api_answer, api_request};
+use e2e_tests::{api_answer, api_request, first_issue_expression};
 use hub::app::dispatch::Dispatcher;
 use hub::app::embargo::release_due;
 use hub::app::replay::Replayer;
@@ -28,6 +28,7 @@ use hub::replay::{Admission, ReplayRequest};
 use hub::subscriber::{OdsCode, Queues, Subscriber};
 use hub::subscription::Subscription;
 use hub::{Encoding, EventMessage};
+use serde_json::Value;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -422,4 +423,104 @@ async fn a_change_of_setting_applies_to_later_events_and_leaves_existing_holds()
         .await
         .unwrap();
     assert_eq!(run.released, 1, "the existing hold kept its time");
+}
+
+fn operator() -> Caller {
+    let mut operator = caller("operator");
+    operator.subscriber_id = None;
+    operator.roles = BTreeSet::from([Role::Operator]);
+    operator
+}
+
+async fn put(ports: &MemoryPorts, who: &Caller, service_type: &str, body: &str) -> (u16, Value) {
+    let request = api_request(
+        Some(who),
+        "application/json",
+        Some(body),
+        &[
+            ("eventType", "blood-spot-test-outcome-1"),
+            ("serviceType", service_type),
+        ],
+    );
+    api_answer(lambda::put_embargo(ports, &request).await)
+}
+
+#[tokio::test]
+async fn operators_set_list_and_end_embargoes_and_each_change_is_audited() {
+    let ports = MemoryPorts::default();
+    let body = r#"{"delay": "P42D", "reason": "the 42-day rule"}"#;
+    let (status, _) = put(&ports, &caller(PCHR), "EPCHR", body).await;
+    assert_eq!(status, 403, "operators only");
+    let (status, outcome) = put(&ports, &operator(), "PARENT", body).await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (422, "serviceType")
+    );
+    for bad in [
+        r#"{"delay": "42 days", "reason": "r"}"#,
+        r#"{"delay": "P0D", "reason": "r"}"#,
+    ] {
+        let (status, outcome) = put(&ports, &operator(), "EPCHR", bad).await;
+        assert_eq!(
+            (status, first_issue_expression(&outcome).as_str()),
+            (422, "delay")
+        );
+    }
+    let (status, outcome) = put(
+        &ports,
+        &operator(),
+        "EPCHR",
+        r#"{"delay": "P42D", "reason": " "}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (422, "reason")
+    );
+    assert!(ports.embargoes.settings().await.unwrap().is_empty());
+
+    let (status, setting) = put(&ports, &operator(), "EPCHR", body).await;
+    assert_eq!(status, 200, "{setting}");
+    assert_eq!(setting["delay"], "P42D");
+    assert_eq!(setting["setBy"], "operator");
+    let request = api_request(Some(&operator()), "application/json", None, &[]);
+    let (status, listed) = api_answer(lambda::list_embargoes(&ports, &request).await);
+    assert_eq!(status, 200);
+    assert_eq!(listed["embargoes"][0]["serviceType"], "EPCHR");
+
+    let delete = || {
+        api_request(
+            Some(&operator()),
+            "application/json",
+            None,
+            &[
+                ("eventType", "blood-spot-test-outcome-1"),
+                ("serviceType", "EPCHR"),
+            ],
+        )
+    };
+    assert_eq!(
+        api_answer(lambda::delete_embargo(&ports, &delete()).await).0,
+        204
+    );
+    assert_eq!(
+        api_answer(lambda::delete_embargo(&ports, &delete()).await).0,
+        404
+    );
+    assert!(ports.embargoes.settings().await.unwrap().is_empty());
+    let actions: Vec<Action> = ports
+        .audit
+        .records()
+        .iter()
+        .filter(|record| record.status < 300)
+        .map(|record| record.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            Action::EmbargoSet,
+            Action::EmbargoRead,
+            Action::EmbargoRemove
+        ]
+    );
 }
