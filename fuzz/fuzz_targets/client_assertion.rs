@@ -39,6 +39,8 @@ static CLIENT: LazyLock<(EncodingKey, Client)> = LazyLock::new(|| {
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     };
     (ec, client)
 });

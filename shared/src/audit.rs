@@ -45,7 +45,8 @@ pub enum Action {
     /// sensitive.
     Release,
     /// An explicit subscription ended because its basis was lost (the
-    /// child left the subscriber's practice).
+    /// child left the subscriber's practice or area, or the relationship
+    /// it rested on ended).
     BasisLost,
     /// A delivery held back by a release embargo (crate::embargo).
     EmbargoHold,
@@ -58,6 +59,11 @@ pub enum Action {
     EmbargoSet,
     /// An operator removed an embargo setting.
     EmbargoRemove,
+    /// A relationship between a child and a person stated by a relationship
+    /// publisher (`POST /relationship-events`), recorded under the child.
+    RelationshipChange,
+    /// A child's relationships read (`GET /children/{nhsNumber}/relationships`).
+    RelationshipRead,
 }
 
 /// One entry of the trail.
@@ -270,6 +276,29 @@ impl AuditRecord {
             subscription_id: None,
             subscriber_id: Some(subscriber_id.to_owned()),
             detail: Some(reason.to_owned()),
+        }
+    }
+
+    /// The record of the mother-baby link a birth notification made, under
+    /// the baby: one per event, however often dispatch is retried.
+    pub fn birth_link(
+        event_key: &str,
+        baby: NhsNumber,
+        mother: NhsNumber,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("birth-link/{event_key}"),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::RelationshipChange,
+            status: 200,
+            nhs_number: Some(baby.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: None,
+            detail: Some(format!("birth-notification linked MTH person={mother}")),
         }
     }
 

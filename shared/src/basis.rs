@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::EventType;
 use crate::generic::{self, ChildLocation};
+use crate::nhs_number::NhsNumber;
 use crate::ods::OdsCode;
+use crate::pchr::PchrRegistration;
 
 /// Why a subscriber may have a child's events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,11 @@ pub enum Basis {
     /// generic subscription of that rule would. It lasts while the child
     /// stays there.
     Area { rule: String, code: String },
+    /// A parent's app (PCHR) acts for `person`, and the hub holds an active
+    /// relationship between the child and that person (a VRS relationship,
+    /// or the mother named in the child's birth notification). It lasts
+    /// while both do.
+    Relationship { person: NhsNumber },
     /// The subscriber declares that it cares for the child directly (NEMS's
     /// legitimate relationship, which the hub cannot check): it holds for
     /// as long as the subscription does, and discloses nothing accepted
@@ -34,11 +41,22 @@ pub enum Basis {
 }
 
 impl Basis {
+    /// Its kind, as stored (`kind`) and counted.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Basis::RegisteredGp { .. } => "registered-gp",
+            Basis::Area { .. } => "area",
+            Basis::Relationship { .. } => "relationship",
+            Basis::DeclaredDirectCare => "declared-direct-care",
+        }
+    }
+
     /// The words the audit trail and the subscription's owner read.
     pub fn describe(&self) -> String {
         match self {
             Basis::RegisteredGp { practice } => format!("registered-gp {}", practice.as_str()),
             Basis::Area { rule, code } => format!("area {rule} {code}"),
+            Basis::Relationship { person } => format!("relationship person={person}"),
             Basis::DeclaredDirectCare => "declared-direct-care".to_owned(),
         }
     }
@@ -76,6 +94,15 @@ impl Basis {
 /// organisation codes it may name (`Client::subscribe_generic`).
 pub type Grants = BTreeMap<String, BTreeSet<String>>;
 
+/// What a client's registration lets its explicit subscriptions rest on,
+/// beside its practice: the areas it serves (its grants), or, for a
+/// parent's app, the people it acts for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permits {
+    pub grants: Grants,
+    pub pchr: Option<PchrRegistration>,
+}
+
 /// Whether the grants name this rule and code (ODS and ONS codes, and rule
 /// codes, are compared without regard to case, as generic criteria are).
 fn granted(grants: &Grants, rule: &str, code: &str) -> bool {
@@ -94,6 +121,9 @@ pub enum EndReason {
     GpChanged,
     /// The child is no longer in the area the subscriber serves.
     MovedOutOfArea,
+    /// The relationship between the child and the person ended, or the
+    /// PCHR no longer acts for the person.
+    RelationshipEnded,
 }
 
 /// A subscription's end: when, why, and the event that showed it.
@@ -133,6 +163,10 @@ pub struct PlaceAtEvent<'a> {
     pub before: &'a ChildLocation,
     /// The areas and practice after it.
     pub after: &'a ChildLocation,
+    /// For a relationship basis: whether the child's relationship with the
+    /// person still holds, and the PCHR still acts for them (the app layer
+    /// reads both; relationships do not change with the child's events).
+    pub related: bool,
 }
 
 /// What a basis says of one event.
@@ -167,6 +201,14 @@ pub fn judge(
                 place.practice.after == Some(ours),
             )
         }
+        Basis::Relationship { person } => (
+            EndReason::RelationshipEnded,
+            format!(
+                "the child's relationship with person {person} ended, or the app no longer acts for them"
+            ),
+            place.related,
+            place.related,
+        ),
         Basis::Area { rule, code } => {
             // An unknown rule selects nothing: never deliver on doubt.
             let rule_type = generic::RULE_TYPES
@@ -247,6 +289,7 @@ mod tests {
                 },
                 before,
                 after,
+                related: false,
             },
             EventType::PdsChangeOfGp,
             "E1",

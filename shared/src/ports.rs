@@ -17,7 +17,10 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, OutOfOrder, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::pchr::ActedFor;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas, practice_code};
+pub use crate::relationship::Recorded;
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 pub use crate::status::{SubscriptionState, TopicSubscription};
 pub use crate::store::{BoxError, Page, StoreError};
@@ -499,6 +502,62 @@ pub trait EmbargoStore: Send + Sync {
     fn set_watermark(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Parent and carer relationships, and the relationship events seen
+/// (docs/architecture.md, the relationships table).
+pub trait RelationshipStore: Send + Sync {
+    /// Records a relationship event: the event as seen (keyed on its source
+    /// and Bundle.id, with the SHA-256 of its body) and the relationship it
+    /// states, in one atomic step. The same event again is `Duplicate`, its
+    /// id with another body `Conflict` (neither changes anything); a
+    /// statement no newer than the one held (`sourceLastUpdated`) is
+    /// recorded as seen and otherwise ignored (`OutOfOrder`).
+    fn record(
+        &self,
+        change: &RelationshipChange,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Every relationship held for the child, active or not.
+    fn for_child(
+        &self,
+        child: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// The relationships between the child and the person, one per source.
+    fn between(
+        &self,
+        child: NhsNumber,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// Every relationship held for the person, to any child (an index read:
+    /// a change of a moment ago may be missing).
+    fn children_of(
+        &self,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send;
+
+    /// Records that a PCHR (its subscriber) acts for a person, replacing
+    /// an earlier attestation of the same person.
+    fn act_for(&self, acted: &ActedFor) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The PCHR's attestation of the person, ended or not (a consistent
+    /// read: an attestation ended a moment ago must not still count).
+    fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Option<ActedFor>, StoreError>> + Send;
+
+    /// Ends the PCHR's acting for the person (kept, for the trail): false
+    /// when it was not acting for them.
+    fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// A key the hub signs its access tokens with: ES256. Deployed, a KMS key
 /// whose private half never leaves KMS; in tests, a PEM key.
 pub trait HubSigningKey: Send + Sync {
@@ -532,6 +591,7 @@ pub trait Ports: Send + Sync {
     type Reference: ReferenceData;
     type SigningKey: HubSigningKey;
     type Embargoes: EmbargoStore;
+    type Relationships: RelationshipStore;
 
     /// The accepted events.
     fn events(&self) -> &Self::Events;
@@ -577,4 +637,6 @@ pub trait Ports: Send + Sync {
 
     /// The release embargoes and the held deliveries.
     fn embargoes(&self) -> &Self::Embargoes;
+    /// The parent and carer relationships.
+    fn relationships(&self) -> &Self::Relationships;
 }

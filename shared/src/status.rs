@@ -268,6 +268,8 @@ pub(crate) mod tests {
             subscribe_explicit: false,
             subscribe_generic: BTreeMap::new(),
             sensitivity_authority: false,
+            relationship_sources: Default::default(),
+            pchr: None,
         })
     }
 

@@ -85,6 +85,8 @@ fn client() -> Client {
         subscribe_explicit: true,
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

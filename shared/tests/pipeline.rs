@@ -20,7 +20,7 @@ use hub::memory::{
     MemoryRegisterStore, MemorySubscriberStore, MemorySubscriptionStore, SentMessage,
 };
 use hub::message::{EventMessage, MessageError, ProblemKind};
-use hub::ports::{ClientStore, SubscriberStore, SubscriptionStore};
+use hub::ports::{ClientStore, RelationshipStore, SubscriberStore, SubscriptionStore};
 use hub::subscriber::{OdsCode, OnboardRequest, Subscriber};
 use hub::subscription::{DailyLimit, Subscription, SubscriptionRequest};
 use hub::{Encoding, EventType, HubError, Lifecycle, NhsNumber};
@@ -194,6 +194,8 @@ fn publisher_of(body: &[u8]) -> Caller {
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 
@@ -938,9 +940,10 @@ struct Hub {
     audit: MemoryAuditLog,
     register: MemoryRegisterStore,
     reference: MemoryReferenceData,
-    /// The generic-subscription grants of the subscribers' clients (the
-    /// area basis of explicit subscriptions).
-    grants: hub::basis::Grants,
+    relationships: hub::memory::MemoryRelationshipStore,
+    /// What the subscribers' clients' registrations permit (the area basis
+    /// of explicit subscriptions).
+    permits: hub::basis::Permits,
 }
 
 impl Hub {
@@ -959,6 +962,8 @@ impl Hub {
             subscribe_explicit: true,
             subscribe_generic: Default::default(),
             sensitivity_authority: false,
+            relationship_sources: Default::default(),
+            pchr: None,
         };
         self.clients.register(&client).await.unwrap();
         let body = json!({"clientId": client_id, "odsCode": ods, "name": format!("System of {ods}"), "eventTypes": codes});
@@ -985,8 +990,9 @@ impl Hub {
             .subscriptions(&self.subscriptions)
             .subscribers(&self.subscribers)
             .register(&self.register)
-            .reference(&self.reference);
-        create_subscription(&ports, request, &self.grants, DailyLimit::DEFAULT, now).await
+            .reference(&self.reference)
+            .relationships(&self.relationships);
+        create_subscription(&ports, request, &self.permits, DailyLimit::DEFAULT, now).await
     }
 
     /// Subscribes with explicit criteria, created at NOW.
@@ -1022,6 +1028,7 @@ impl Hub {
                 .audit(&self.audit)
                 .register(&self.register)
                 .reference(&self.reference)
+                .relationships(&self.relationships)
                 .stats(hub::memory::MemoryDeliveryStats::default())
                 .events(MemoryEventStore::default())
                 .embargoes(hub::memory::MemoryEmbargoStore::default()),
@@ -2648,7 +2655,7 @@ async fn a_gps_subscription_ends_with_the_move_that_takes_the_child_away() {
 #[tokio::test]
 async fn an_area_services_subscription_ends_when_the_child_moves_out_of_its_area() {
     let mut hub = hub_with_sample_areas();
-    hub.grants = hub::basis::Grants::from([(
+    hub.permits.grants = hub::basis::Grants::from([(
         "CHO_POSTCODE_CCG".to_owned(),
         BTreeSet::from(["15F".to_owned()]),
     )]);
@@ -2704,5 +2711,131 @@ async fn an_area_services_subscription_ends_when_the_child_moves_out_of_its_area
     assert_eq!(
         hub.subscribe(&area_a, &criteria).await.basis,
         Some(hub::basis::Basis::DeclaredDirectCare)
+    );
+}
+
+/// A birth notification links the mother to the baby; a parent's app
+/// acting for the mother subscribes to the baby through that link, and to
+/// no other child; when it stops acting for her, the next event finds the
+/// basis lost and the subscription ends.
+#[tokio::test]
+async fn a_mothers_app_subscribes_to_her_baby_through_the_birth_link() {
+    let mut hub = hub_with_sample_areas();
+    hub.permits.pchr = Some(hub::pchr::PchrRegistration {
+        minimum_verification: hub::pchr::VerificationLevel::P9,
+    });
+    let birth = stored(
+        EventType::PdsBirthNotification,
+        FHIR_XML,
+        &birth_in_area_a(),
+    )
+    .await;
+    let mother = birth.nhs_number.expect("the birth is routed on the mother");
+    let baby = NhsNumber::parse(BABY).unwrap();
+    hub.dispatch(&birth, NOW).await;
+    hub.dispatch(&birth, NOW).await;
+    let links = hub.relationships.all();
+    assert_eq!(links.len(), 1, "one link, however often dispatched");
+    assert_eq!(
+        (
+            links[0].child_nhs,
+            links[0].person_nhs,
+            links[0].relationship_type.as_str()
+        ),
+        (baby, mother, "MTH")
+    );
+    assert_eq!(
+        hub.audit
+            .records()
+            .iter()
+            .filter(
+                |record| record.action == hub::audit::Action::RelationshipChange
+                    && record.nhs_number.as_deref() == Some(BABY)
+            )
+            .count(),
+        1
+    );
+
+    let vaccinations = EventType::Vaccinations;
+    let app = hub.onboard("Y05PCH", &[vaccinations]).await;
+    let for_baby = subscription_json(
+        "Y05PCH",
+        &criteria_for(BABY, &[vaccinations], ""),
+        &app.id,
+        None,
+    )
+    .to_string();
+    // Not yet acting for the mother: no basis.
+    let refused = hub
+        .create(&for_baby, Encoding::Json, NOW)
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("no basis"), "{refused:?}");
+    let attest = |level| hub::pchr::ActedFor {
+        subscriber_id: app.id.clone(),
+        person: mother,
+        verification_level: level,
+        method: "nhs-login".into(),
+        verified_at: "2024-06-01T10:00:00Z".into(),
+        attested_at: "2024-06-01T10:00:01.000Z".into(),
+        status: hub::pchr::ActingStatus::Active,
+        ended_at: None,
+    };
+    // Acting for her below the app's minimum is no basis either.
+    hub.relationships
+        .act_for(&attest(hub::pchr::VerificationLevel::P5))
+        .await
+        .unwrap();
+    assert!(hub.create(&for_baby, Encoding::Json, NOW).await.is_err());
+    hub.relationships
+        .act_for(&attest(hub::pchr::VerificationLevel::P9))
+        .await
+        .unwrap();
+    let subscription = hub.create(&for_baby, Encoding::Json, NOW).await.unwrap();
+    assert_eq!(
+        subscription.basis,
+        Some(hub::basis::Basis::Relationship { person: mother })
+    );
+    // A child related to no one the app acts for stays out of reach.
+    let other = subscription_json(
+        "Y05PCH",
+        &criteria_for(OTHER_PATIENT, &[vaccinations], ""),
+        &app.id,
+        None,
+    )
+    .to_string();
+    assert!(hub.create(&other, Encoding::Json, NOW).await.is_err());
+
+    let later = vaccination_xml().replace(
+        r#"<lastUpdated value="2017-11-01T15:00:33+00:00"/>"#,
+        r#"<lastUpdated value="2018-01-01T09:00:00+00:00"/>"#,
+    );
+    hub.dispatch(&stored(vaccinations, FHIR_XML, &later).await, NOW)
+        .await;
+    assert_eq!(deliveries_to(&hub, &app), 1);
+
+    // The app stops acting for the mother: the next event ends the
+    // subscription and does not reach it.
+    assert!(
+        hub.relationships
+            .stop_acting_for(&app.id, mother, "2024-06-01T11:00:00.000Z")
+            .await
+            .unwrap()
+    );
+    let next = later
+        .replace("2018-01-01T09:00:00", "2018-02-01T09:00:00")
+        .replace(VACCINATION_ID, "0b1e7a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    hub.dispatch(&stored(vaccinations, FHIR_XML, &next).await, NOW)
+        .await;
+    assert_eq!(deliveries_to(&hub, &app), 1);
+    let ended = hub
+        .subscriptions
+        .get(&subscription.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ended.ended.map(|ended| ended.reason),
+        Some(hub::basis::EndReason::RelationshipEnded)
     );
 }

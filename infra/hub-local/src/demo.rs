@@ -66,7 +66,18 @@ pub const DEMO_CLIENTS: &[DemoClient] = &[
         ods: "X26",
         label: "Demo hub operator",
     },
+    DemoClient {
+        name: "demo-relationship-publisher",
+        role: Role::RelationshipPublisher,
+        ods: "X26",
+        label: "Demo relay of the Validated Relationships Service's events",
+    },
 ];
+
+/// The relationship event source the demo relationship publisher may
+/// publish for: the Validated Relationships Service, as in the samples of
+/// events/relationships/.
+const DEMO_RELATIONSHIP_SOURCE: &str = hub::relationship::VRS_SOURCE;
 
 /// Where the local stack keeps what outlives a run: HUB_LOCAL_STATE_DIR,
 /// else `.local` beside the template.
@@ -178,6 +189,12 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
         subscribe_explicit: client.role == Role::Subscriber,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: if client.role == Role::RelationshipPublisher {
+            BTreeSet::from([DEMO_RELATIONSHIP_SOURCE.to_owned()])
+        } else {
+            BTreeSet::new()
+        },
+        pchr: None,
     })
 }
 

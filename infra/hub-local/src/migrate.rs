@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use hub::app::subscription::{basis_now, migrate_basis};
 use hub::aws::{DynamoRegisterStore, DynamoSubscriptionStore};
-use hub::basis::{Basis, Grants};
+use hub::basis::Grants;
 use hub::criteria::Target;
 use hub::ports::Adapters;
 
@@ -51,14 +51,6 @@ pub struct Migrated {
     pub already: usize,
     /// Generic subscriptions: their rule is their basis.
     pub generic: usize,
-}
-
-fn kind(basis: &Basis) -> &'static str {
-    match basis {
-        Basis::RegisteredGp { .. } => "registered-gp",
-        Basis::Area { .. } => "area",
-        Basis::DeclaredDirectCare => "declared-direct-care",
-    }
 }
 
 /// Walks the subscriptions table a page at a time and records a basis on
@@ -107,7 +99,7 @@ pub async fn subscription_bases(
                     .map_err(|error| format!("subscription {}: {error}", subscription.id))?
             };
             match assigned {
-                Some(basis) => *migrated.assigned.entry(kind(&basis)).or_default() += 1,
+                Some(basis) => *migrated.assigned.entry(basis.kind()).or_default() += 1,
                 None => migrated.already += 1,
             }
         }

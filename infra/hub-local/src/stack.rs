@@ -656,10 +656,10 @@ fn print_summary(
         let role = client.role.name();
         match demo.onboarded.iter().find(|o| o.client == client.name) {
             Some(subscriber) => println!(
-                "  {:<18} {role:<10} {:<7} subscriber {}  queue {}",
+                "  {:<27} {role:<22} {:<7} subscriber {}  queue {}",
                 client.name, subscriber.ods, subscriber.subscriber_id, subscriber.queue_url
             ),
-            None => println!("  {:<18} {role:<10} {}", client.name, client.ods),
+            None => println!("  {:<27} {role:<22} {}", client.name, client.ods),
         }
     }
     if let Some(env_file) = &demo.env_file {

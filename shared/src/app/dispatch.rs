@@ -6,21 +6,25 @@ use time::OffsetDateTime;
 
 use super::generic::locate;
 use super::register::{preview, record_event};
+use super::subscription::relationship_holds;
 use crate::audit::AuditRecord;
-use crate::basis::{self, Judgement, PlaceAtEvent, PracticeAtEvent};
+use crate::basis::{self, Basis, Judgement, PlaceAtEvent, PracticeAtEvent};
+use crate::catalogue::EventType;
 use crate::criteria::{PatientAtEvent, Target};
 use crate::dispatch::{
     ChildFacts, Delivery, Dispatched, Ending, Registering, Route, by_subscriber,
 };
 use crate::events::StoredEvent;
+use crate::fhir_time::parse_instant;
 use crate::generic::{self, ChildLocation};
 use crate::metrics::{self, MetricRecord};
 use crate::ports::{
-    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore, StoreError,
-    SubscriptionStore,
+    AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore,
+    RelationshipStore, StoreError, SubscriptionStore,
 };
 use crate::reference::Postcode;
 use crate::register::{self, Recorded};
+use crate::relationship::RelationshipChange;
 use crate::subscription::Subscription;
 
 /// What dispatch reads and writes: the subscriptions, the topics, the audit
@@ -231,6 +235,9 @@ impl<P: Ports> Dispatcher<'_, P> {
         if sensitive {
             return Ok(Route::Withheld { patient });
         }
+        if registering == Registering::Record {
+            self.link_mother(event, child, now).await?;
+        }
         let facts = ChildFacts::of(event, child.map(|recorded| &recorded.after));
         let at_event = facts.at_event(event, now);
         let location = self.locate(event, &facts, child).await?;
@@ -245,9 +252,10 @@ impl<P: Ports> Dispatcher<'_, P> {
             },
             before: &before,
             after: &after,
+            related: false,
         };
         let (mut matched, endings) =
-            explicit_matches(self.ports.subscriptions(), event, &at_event, place, now).await?;
+            explicit_matches(self.ports, event, &at_event, place, now).await?;
         matched.extend(
             self.generic_matches(event, &location, &at_event, now)
                 .await?,
@@ -257,6 +265,54 @@ impl<P: Ports> Dispatcher<'_, P> {
             patient,
             endings,
         })
+    }
+
+    /// A birth notification links the mother it names to the baby (the
+    /// relationship a mother's app subscribes to the baby through); never
+    /// for a withheld birth (the caller returns first), never in a replay.
+    /// Recorded and audited under the baby once, however often dispatch is
+    /// retried.
+    async fn link_mother(
+        &self,
+        event: &StoredEvent,
+        baby: Option<&Recorded>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (Some(baby), Some(mother)) = (baby, event.nhs_number) else {
+            return Ok(());
+        };
+        let baby_nhs = baby.after.nhs_number;
+        if event.event_type != EventType::PdsBirthNotification || baby_nhs == mother {
+            return Ok(());
+        }
+        let stated_at = event.last_updated.as_deref().unwrap_or(&event.timestamp);
+        let stated_at = parse_instant(stated_at).unwrap_or(now);
+        let at = crate::audit::timestamp(now);
+        let link = RelationshipChange::birth_link(
+            baby_nhs,
+            mother,
+            baby.after.birth_date.as_ref().map(|field| field.value),
+            &event.event_key,
+            &event.payload_sha256,
+            stated_at,
+            &at,
+        );
+        let recorded = self.ports.relationships().record(&link).await?;
+        if matches!(
+            recorded,
+            crate::relationship::Recorded::Created | crate::relationship::Recorded::Updated
+        ) {
+            self.ports
+                .audit()
+                .record(&AuditRecord::birth_link(
+                    &event.event_key,
+                    baby_nhs,
+                    mother,
+                    now,
+                ))
+                .await?;
+        }
+        Ok(())
     }
 
     /// The child's place: where the register says the child is (else what
@@ -318,8 +374,8 @@ impl<P: Ports> Dispatcher<'_, P> {
 /// The explicit subscriptions for the routed patient that the event matches
 /// and whose basis holds for it; and the ends of those whose basis the
 /// event shows lost (`basis::judge`).
-async fn explicit_matches<S: SubscriptionStore>(
-    subscriptions: &S,
+async fn explicit_matches<P: Ports>(
+    ports: &P,
     event: &StoredEvent,
     at_event: &PatientAtEvent,
     place: PlaceAtEvent<'_>,
@@ -331,7 +387,8 @@ async fn explicit_matches<S: SubscriptionStore>(
     let at = crate::audit::timestamp(now);
     let mut matched = Vec::new();
     let mut endings = Vec::new();
-    for subscription in subscriptions
+    for subscription in ports
+        .subscriptions()
         .explicit_candidates(nhs_number, event.event_type)
         .await?
     {
@@ -350,9 +407,19 @@ async fn explicit_matches<S: SubscriptionStore>(
             matched.push(subscription);
             continue;
         }
+        let basis = subscription.basis();
+        // Relationships do not change with the child's events: read whether
+        // one still holds only for the subscriptions resting on one.
+        let related = match &basis {
+            Basis::Relationship { person } => {
+                relationship_holds(ports, nhs_number, *person, &subscription.subscriber_id, now)
+                    .await?
+            }
+            _ => false,
+        };
         match basis::judge(
-            &subscription.basis(),
-            place,
+            &basis,
+            PlaceAtEvent { related, ..place },
             event.event_type,
             &event.event_key,
             &at,

@@ -9,6 +9,7 @@ pub mod embargo;
 pub mod events;
 pub mod generic;
 pub mod register;
+pub mod relationship;
 pub mod replay;
 pub mod status;
 pub mod subscriber;

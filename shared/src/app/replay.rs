@@ -166,6 +166,7 @@ impl<P: Ports> Replayer<'_, P> {
             .audit(ports.audit())
             .register(ports.register())
             .reference(ports.reference())
+            .relationships(ports.relationships())
             .stats(ports.stats());
         let dispatcher = Dispatcher { ports: &only };
         for event in &found {

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::generic::locate;
-use crate::basis::{Basis, Grants};
+use crate::basis::{Basis, Grants, Permits};
 use crate::criteria::CriteriaError;
 use crate::criteria::Target;
 use crate::error::HubError;
@@ -13,7 +13,10 @@ use crate::generic::ChildLocation;
 use crate::metrics::{self, MetricRecord};
 use crate::nhs_number::NhsNumber;
 use crate::ods::OdsCode;
-use crate::ports::{Ports, RegisterStore, StoreError, SubscriberStore, SubscriptionStore};
+use crate::pchr::{ActingStatus, VerificationLevel};
+use crate::ports::{
+    Ports, RegisterStore, RelationshipStore, StoreError, SubscriberStore, SubscriptionStore,
+};
 use crate::subscription::{
     DailyCount, DailyLimit, MAX_SUBSCRIPTIONS_PER_PATIENT_AND_TYPE, Subscription,
     SubscriptionRequest,
@@ -26,7 +29,7 @@ use crate::subscription::{
 pub async fn create_subscription<P: Ports>(
     ports: &P,
     request: SubscriptionRequest,
-    grants: &Grants,
+    permits: &Permits,
     limit: DailyLimit,
     now: OffsetDateTime,
 ) -> Result<Subscription, HubError> {
@@ -86,11 +89,33 @@ pub async fn create_subscription<P: Ports>(
             }
         }
     }
-    let basis = match request.criteria.target {
-        Target::Explicit(nhs_number) => {
-            Some(basis_now(ports, nhs_number, &subscriber.ods_code, grants).await?)
+    let basis = match (&request.criteria.target, permits.pchr) {
+        (&Target::Explicit(nhs_number), Some(pchr)) => Some(
+            relationship_basis(
+                ports,
+                nhs_number,
+                &subscriber.id,
+                pchr.minimum_verification,
+                now,
+            )
+            .await?
+            .ok_or_else(|| {
+                HubError::forbidden_element(
+                    "Subscription.criteria",
+                    format!(
+                        "no basis: the child is related to no one this app acts for at {} or above \
+                             (PUT /subscribers/{}/people/{{nhsNumber}}, then \
+                             GET .../children lists the children it may subscribe to)",
+                        pchr.minimum_verification.code(),
+                        subscriber.id
+                    ),
+                )
+            })?,
+        ),
+        (&Target::Explicit(nhs_number), None) => {
+            Some(basis_now(ports, nhs_number, &subscriber.ods_code, &permits.grants).await?)
         }
-        Target::Generic { .. } => None,
+        (Target::Generic { .. }, _) => None,
     };
     if matches!(request.criteria.target, Target::Explicit(_)) {
         // Counted last, so that a refused request spends nothing; a store
@@ -157,6 +182,63 @@ pub async fn basis_now<P: Ports>(
     Ok(Basis::for_new_subscription(
         ods_code, practice, grants, &location,
     ))
+}
+
+/// The relationship a parent's app (its subscriber) may subscribe to a
+/// child through: an active relationship between the child and a person the
+/// app acts for at the identity level it requires, the best attested
+/// person first. None when there is none.
+pub async fn relationship_basis<P: Ports>(
+    ports: &P,
+    child: NhsNumber,
+    subscriber_id: &str,
+    minimum: VerificationLevel,
+    now: OffsetDateTime,
+) -> Result<Option<Basis>, StoreError> {
+    let mut best: Option<(VerificationLevel, NhsNumber)> = None;
+    for relationship in ports.relationships().for_child(child).await? {
+        if !relationship.is_active(now) {
+            continue;
+        }
+        let person = relationship.person_nhs;
+        let Some(acted) = ports
+            .relationships()
+            .acted_for(subscriber_id, person)
+            .await?
+        else {
+            continue;
+        };
+        if acted.holds(minimum) && best.is_none_or(|(level, _)| acted.verification_level > level) {
+            best = Some((acted.verification_level, person));
+        }
+    }
+    Ok(best.map(|(_, person)| Basis::Relationship { person }))
+}
+
+/// Whether a relationship basis still holds: the child's relationship with
+/// the person is active and the app still acts for them (its level was
+/// checked when it attested the person, and again when it subscribed).
+pub async fn relationship_holds<P: Ports>(
+    ports: &P,
+    child: NhsNumber,
+    person: NhsNumber,
+    subscriber_id: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let related = ports
+        .relationships()
+        .between(child, person)
+        .await?
+        .iter()
+        .any(|relationship| relationship.is_active(now));
+    if !related {
+        return Ok(false);
+    }
+    Ok(ports
+        .relationships()
+        .acted_for(subscriber_id, person)
+        .await?
+        .is_some_and(|acted| acted.status == ActingStatus::Active))
 }
 
 /// The migration of one subscription made before bases were recorded: an

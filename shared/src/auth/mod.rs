@@ -71,6 +71,10 @@ pub enum Role {
     Subscriber,
     /// Onboards and offboards subscribers.
     Operator,
+    /// Publishes parent and carer relationship events (VRS's) for the
+    /// sources it is registered for (`relationshipSources`).
+    #[serde(rename = "relationship-publisher")]
+    RelationshipPublisher,
 }
 
 /// A client system registered with the hub.
@@ -107,6 +111,18 @@ pub struct Client {
     /// only the demographics authority may lift it (docs/subscriptions.md).
     #[serde(default)]
     pub sensitivity_authority: bool,
+    /// The relationship event sources it may publish for (the signal's
+    /// `source`, e.g. `uk.nhs.validated-relationships-service`), as a
+    /// relationship publisher. Written even when empty: the clients store
+    /// replaces only the members a registration writes, and a
+    /// re-registration without sources must leave none behind.
+    #[serde(default)]
+    pub relationship_sources: BTreeSet<String>,
+    /// A parent's app (PCHR, serviceType EPCHR): the lowest identity level
+    /// it may act for a person at. It subscribes only to the children of
+    /// the people it acts for. Written even when absent, as above.
+    #[serde(default)]
+    pub pchr: Option<crate::pchr::PchrRegistration>,
 }
 
 /// The authenticated client of a request: who it is and what it was
@@ -129,6 +145,10 @@ pub struct Caller {
     pub subscribe_generic: BTreeMap<String, BTreeSet<String>>,
     #[serde(default)]
     pub sensitivity_authority: bool,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub relationship_sources: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pchr: Option<crate::pchr::PchrRegistration>,
 }
 
 /// The authorizer context key that carries the caller (as JSON: API
@@ -147,6 +167,16 @@ impl Caller {
             subscribe_explicit: client.subscribe_explicit,
             subscribe_generic: client.subscribe_generic.clone(),
             sensitivity_authority: client.sensitivity_authority,
+            relationship_sources: client.relationship_sources.clone(),
+            pchr: client.pchr,
+        }
+    }
+
+    /// What its explicit subscriptions may rest on (crate::basis).
+    pub fn permits(&self) -> crate::basis::Permits {
+        crate::basis::Permits {
+            grants: self.subscribe_generic.clone(),
+            pchr: self.pchr,
         }
     }
 
@@ -204,6 +234,24 @@ impl Caller {
         Ok(())
     }
 
+    /// 403 unless it is a relationship publisher registered for this
+    /// source (the signal's `source`, `expression` in the body).
+    pub fn may_publish_relationships(
+        &self,
+        source: &str,
+        expression: &str,
+    ) -> Result<(), HubError> {
+        self.require(Role::RelationshipPublisher)?;
+        if self.relationship_sources.contains(source) {
+            Ok(())
+        } else {
+            Err(HubError::forbidden_element(
+                expression,
+                "the client is not registered to publish relationships from this source",
+            ))
+        }
+    }
+
     /// The subscriber the caller acts as; 403 when it is none.
     pub fn subscriber(&self) -> Result<&str, HubError> {
         self.require(Role::Subscriber)?;
@@ -217,7 +265,7 @@ impl Caller {
     /// rule types and organisation codes it was registered for.
     pub fn may_subscribe(&self, target: &Target) -> Result<(), HubError> {
         match target {
-            Target::Explicit(_) if self.subscribe_explicit => Ok(()),
+            Target::Explicit(_) if self.subscribe_explicit || self.pchr.is_some() => Ok(()),
             Target::Explicit(_) => Err(HubError::forbidden_element(
                 "Subscription.criteria",
                 "the client is not registered for explicit (named patient) subscriptions",
@@ -285,6 +333,7 @@ impl Role {
             Role::Publisher => "publisher",
             Role::Subscriber => "subscriber",
             Role::Operator => "operator",
+            Role::RelationshipPublisher => "relationship-publisher",
         }
     }
 }

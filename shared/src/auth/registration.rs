@@ -177,6 +177,81 @@ fn registrable_p256(x: &str, y: &str) -> Result<(), (&'static str, String)> {
     })
 }
 
+/// The longest relationship source name (the signal's `source`, a URI).
+const MAX_RELATIONSHIP_SOURCE_LENGTH: usize = 128;
+
+/// A relationship publisher names the sources it publishes for, and only it
+/// names any: a source list on another client would be a permission that
+/// looks granted and is not.
+fn check_relationship_sources(
+    roles: &BTreeSet<Role>,
+    sources: &BTreeSet<String>,
+) -> Result<(), HubError> {
+    let publisher = roles.contains(&Role::RelationshipPublisher);
+    if publisher && sources.is_empty() {
+        return Err(HubError::unprocessable(
+            "relationshipSources",
+            "a relationship publisher names the sources it publishes for \
+             (e.g. uk.nhs.validated-relationships-service)",
+        ));
+    }
+    if !publisher && !sources.is_empty() {
+        return Err(HubError::unprocessable(
+            "relationshipSources",
+            "only a client with the relationship-publisher role has relationship sources",
+        ));
+    }
+    let valid = |source: &String| {
+        !source.is_empty()
+            && source.len() <= MAX_RELATIONSHIP_SOURCE_LENGTH
+            && source
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:/".contains(&byte))
+    };
+    if let Some(source) = sources.iter().find(|source| !valid(source)) {
+        return Err(HubError::unprocessable(
+            "relationshipSources",
+            format!(
+                "'{source}' is not a source name: 1 to {MAX_RELATIONSHIP_SOURCE_LENGTH} letters, \
+                 digits, '-', '_', '.', ':' or '/'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A parent's app is a subscriber that reaches children only through the
+/// people it acts for: never by an area rule, never on a declaration.
+fn check_pchr(
+    roles: &BTreeSet<Role>,
+    pchr: Option<&crate::pchr::PchrRegistration>,
+    subscribe_explicit: bool,
+    subscribe_generic: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), HubError> {
+    if pchr.is_none() {
+        return Ok(());
+    }
+    if !roles.contains(&Role::Subscriber) {
+        return Err(HubError::unprocessable(
+            "pchr",
+            "a parent's app (pchr) is a client with the subscriber role",
+        ));
+    }
+    if !subscribe_generic.is_empty() {
+        return Err(HubError::unprocessable(
+            "subscribeGeneric",
+            "a parent's app subscribes to the children of the people it acts for,              never to an area or practice",
+        ));
+    }
+    if subscribe_explicit {
+        return Err(HubError::unprocessable(
+            "subscribeExplicit",
+            "a parent's app may not declare direct care: it subscribes through the              relationships of the people it acts for (pchr)",
+        ));
+    }
+    Ok(())
+}
+
 impl Client {
     /// `POST /clients`: a registration as an operator sends it. The hub
     /// decides `enabled` and the subscriber link; keys must be public,
@@ -198,6 +273,10 @@ impl Client {
             #[serde(default)]
             subscribe_generic: BTreeMap<String, BTreeSet<String>>,
             sensitivity_authority: Option<bool>,
+            #[serde(default)]
+            relationship_sources: BTreeSet<String>,
+            #[serde(default)]
+            pchr: Option<crate::pchr::PchrRegistration>,
         }
         let registration: Registration = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
@@ -287,6 +366,13 @@ impl Client {
                 "only a publisher of pds-record-change-1 can clear a sensitive flag",
             ));
         }
+        check_relationship_sources(&registration.roles, &registration.relationship_sources)?;
+        check_pchr(
+            &registration.roles,
+            registration.pchr.as_ref(),
+            registration.subscribe_explicit,
+            &registration.subscribe_generic,
+        )?;
         Ok(Client {
             client_id: registration.client_id,
             ods_code,
@@ -299,6 +385,8 @@ impl Client {
             subscribe_explicit: registration.subscribe_explicit,
             subscribe_generic: registration.subscribe_generic,
             sensitivity_authority,
+            relationship_sources: registration.relationship_sources,
+            pchr: registration.pchr,
         })
     }
 

@@ -80,3 +80,91 @@ fn malformed_der_is_refused() {
     der.pop();
     assert!(ecdsa_der_to_fixed(&der).is_some());
 }
+
+fn relationship_registration(roles: &[&str], sources: Option<&[&str]>) -> String {
+    let mut registration: serde_json::Value = serde_json::from_str(&ec_registration(
+        "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    ))
+    .unwrap();
+    registration["roles"] = serde_json::json!(roles);
+    if let Some(sources) = sources {
+        registration["relationshipSources"] = serde_json::json!(sources);
+    }
+    registration.to_string()
+}
+
+const VRS: &str = "uk.nhs.validated-relationships-service";
+
+#[test]
+fn a_relationship_publisher_names_its_sources_and_only_it_does() {
+    let client = Client::from_registration(&relationship_registration(
+        &["relationship-publisher"],
+        Some(&[VRS]),
+    ))
+    .unwrap();
+    assert!(client.roles.contains(&Role::RelationshipPublisher));
+    assert_eq!(
+        client.to_json()["relationshipSources"],
+        serde_json::json!([VRS])
+    );
+    for (roles, sources) in [
+        (&["relationship-publisher"][..], None),
+        (&["relationship-publisher"][..], Some(&[][..])),
+        (&["subscriber"][..], Some(&[VRS][..])),
+        (
+            &["relationship-publisher"][..],
+            Some(&["no spaces please"][..]),
+        ),
+    ] {
+        let error =
+            Client::from_registration(&relationship_registration(roles, sources)).unwrap_err();
+        assert!(
+            matches!(&error, HubError::Unprocessable { expression, .. } if expression == "relationshipSources"),
+            "{roles:?} {sources:?}: {error:?}"
+        );
+    }
+    // A registration without the member reads as before, with no sources.
+    let subscriber = Client::from_registration(&ec_registration(
+        "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    ))
+    .unwrap();
+    assert!(subscriber.relationship_sources.is_empty());
+    assert_eq!(
+        subscriber.to_json()["relationshipSources"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_relationship_publisher_publishes_only_for_its_sources() {
+    let client = Client::from_registration(&relationship_registration(
+        &["relationship-publisher"],
+        Some(&[VRS]),
+    ))
+    .unwrap();
+    let caller = Caller::of(&client);
+    assert!(caller.may_publish_relationships(VRS, "source").is_ok());
+    let other = caller
+        .may_publish_relationships("uk.nhs.other", "source")
+        .unwrap_err();
+    assert!(
+        matches!(&other, HubError::Forbidden { expression: Some(e), .. } if e == "source"),
+        "{other:?}"
+    );
+    let mut publisher = caller.clone();
+    publisher.roles = BTreeSet::from([Role::Publisher]);
+    assert!(matches!(
+        publisher.may_publish_relationships(VRS, "source"),
+        Err(HubError::Forbidden {
+            expression: None,
+            ..
+        })
+    ));
+    // The caller survives the authorizer's context.
+    let context: HashMap<String, serde_json::Value> = caller
+        .to_context()
+        .into_iter()
+        .map(|(key, value)| (key, serde_json::Value::String(value)))
+        .collect();
+    assert_eq!(Caller::from_context(&context), Some(caller));
+}

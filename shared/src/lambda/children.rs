@@ -19,7 +19,7 @@ use super::http::{fhir_response, respond, response_encoding};
 use super::runtime::{Error, serve_api, start};
 
 /// The NHS number of the path, for `GET /children/{nhsNumber}`.
-fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {
+pub(super) fn path_nhs_number(request: &ApiGatewayProxyRequest) -> Result<NhsNumber, HubError> {
     request
         .path_parameters
         .get("nhsNumber")

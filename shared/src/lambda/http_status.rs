@@ -8,11 +8,13 @@
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use tracing::{error, warn};
 
+use crate::app::relationship::RelationshipOutcome;
 use crate::auth::AuthError;
 use crate::error::HubError;
 use crate::events::{OutOfOrder, PublishOutcome};
 use crate::message::{Encoding, MessageError, ProblemKind};
 use crate::outcome::{Issue, OperationOutcome, Severity};
+use crate::ports::Recorded;
 use crate::ports::StoreError;
 
 use super::http::fhir_response;
@@ -285,6 +287,48 @@ impl Answer for PublishOutcome {
                 "DUPLICATE",
                 format!("event {event_id} was already accepted; it is not delivered again"),
             ),
+        }
+    }
+}
+
+/// A relationship event recorded (202), or seen before or older than what
+/// is held (200): `app::relationship` refuses a conflict before this.
+impl Answer for RelationshipOutcome {
+    fn status(&self) -> u16 {
+        match self.recorded {
+            Recorded::Created | Recorded::Updated => 202,
+            Recorded::Duplicate | Recorded::OutOfOrder => 200,
+            Recorded::Conflict => 409,
+        }
+    }
+
+    fn outcome(&self) -> OperationOutcome {
+        let event = format!(
+            "relationship event {} from {}",
+            self.change.bundle_id, self.change.event_source
+        );
+        match self.recorded {
+            Recorded::Created | Recorded::Updated => {
+                OperationOutcome::information("ACCEPTED", format!("{event} recorded"))
+            }
+            Recorded::Duplicate => OperationOutcome::information(
+                "DUPLICATE",
+                format!("{event} was already received; nothing changed"),
+            ),
+            Recorded::OutOfOrder => OperationOutcome::information(
+                "OUT_OF_ORDER",
+                format!(
+                    "{event} is no newer (Consent.meta.lastUpdated) than the relationship the \
+                     hub holds from this source: recorded as received, and ignored"
+                ),
+            ),
+            Recorded::Conflict => OperationOutcome::single(Issue {
+                severity: Severity::Error,
+                code: "conflict",
+                spine_code: "DUPLICATE_REJECTED",
+                diagnostics: format!("{event} was already received with a different body"),
+                expression: vec!["Bundle.id".into()],
+            }),
         }
     }
 }

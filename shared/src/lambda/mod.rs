@@ -19,6 +19,7 @@ mod embargoes;
 mod events;
 mod http;
 mod http_status;
+mod relationships;
 mod replays;
 mod request_error;
 mod runtime;
@@ -42,6 +43,10 @@ pub use events::{
 };
 pub use http::{fhir_response, header, response_encoding};
 pub use http_status::{Answer, error_response};
+pub use relationships::{
+    publish_relationship, read_child_relationships, run_publish_relationship,
+    run_read_child_relationships,
+};
 pub use replays::{read_replay, run_read_replay, run_start_replay, start_replay};
 pub use request_error::{BodyError, FHIR_MEDIA_TYPES, RequestError};
 pub use runtime::{

@@ -9,9 +9,9 @@ use tracing::info;
 use crate::auth::HubVerifier;
 use crate::aws::{
     DynamoAuditLog, DynamoClientStore, DynamoDeliveryStats, DynamoEventStore, DynamoReferenceData,
-    DynamoRegisterStore, DynamoReplayStore, DynamoSubscriberStore, DynamoSubscriptionStore,
-    DynamoUsedAssertionIds, KmsSigningKey, SnsDeliveryPublisher, SqsQueueMonitor,
-    SqsQueueProvisioner, kms_verifiers, required_env, topic_arns_from_env,
+    DynamoRegisterStore, DynamoRelationshipStore, DynamoReplayStore, DynamoSubscriberStore,
+    DynamoSubscriptionStore, DynamoUsedAssertionIds, KmsSigningKey, SnsDeliveryPublisher,
+    SqsQueueMonitor, SqsQueueProvisioner, kms_verifiers, required_env, topic_arns_from_env,
 };
 use crate::catalogue::EventType;
 use crate::ports::StoreError;
@@ -224,6 +224,10 @@ impl Aws {
 
     pub(super) fn register(&self) -> Result<DynamoRegisterStore, StoreError> {
         DynamoRegisterStore::from_env(self.dynamodb.clone())
+    }
+
+    pub(super) fn relationships(&self) -> Result<DynamoRelationshipStore, StoreError> {
+        DynamoRelationshipStore::from_env(self.dynamodb.clone())
     }
 
     pub(super) fn stats(&self) -> Result<DynamoDeliveryStats, StoreError> {

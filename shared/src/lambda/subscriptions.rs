@@ -57,7 +57,7 @@ pub async fn create_subscription<P: Ports>(
         caller.may_subscribe(&subscription_request.criteria.target)?;
         let patient = subscription_request.criteria.target.patient();
         let subscription =
-            crate::app::subscription::create_subscription(ports, subscription_request, &caller.subscribe_generic, limit, now)
+            crate::app::subscription::create_subscription(ports, subscription_request, &caller.permits(), limit, now)
                 .await?;
         info!(subscription_id = %subscription.id, subscriber_id = %subscription.subscriber_id, "subscription created");
         let response = fhir_response(
@@ -190,6 +190,7 @@ pub async fn run_create_subscription() -> Result<(), Error> {
         .subscribers(aws.subscribers()?)
         .register(aws.register()?)
         .reference(aws.reference()?)
+        .relationships(aws.relationships()?)
         .audit(aws.audit()?);
     let limit = explicit_limit_from_env()?;
     let ports = &ports;

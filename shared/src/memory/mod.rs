@@ -11,6 +11,7 @@ mod events;
 mod messaging;
 mod records;
 mod reference;
+mod relationships;
 mod subscriptions;
 
 pub use clients::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
@@ -22,6 +23,7 @@ pub use messaging::{
 };
 pub use records::{MemoryAuditLog, MemoryRegisterStore, MemoryReplayStore};
 pub use reference::MemoryReferenceData;
+pub use relationships::MemoryRelationshipStore;
 pub use subscriptions::{MemorySubscriberStore, MemorySubscriptionStore};
 
 pub(crate) fn poisoned() -> StoreError {
@@ -48,6 +50,7 @@ pub struct MemoryPorts {
     pub reference: MemoryReferenceData,
     pub signing_key: Option<PemSigningKey>,
     pub embargoes: MemoryEmbargoStore,
+    pub relationships: MemoryRelationshipStore,
 }
 
 impl crate::ports::Ports for MemoryPorts {
@@ -66,6 +69,7 @@ impl crate::ports::Ports for MemoryPorts {
     type Reference = MemoryReferenceData;
     type SigningKey = Option<PemSigningKey>;
     type Embargoes = MemoryEmbargoStore;
+    type Relationships = MemoryRelationshipStore;
 
     fn events(&self) -> &MemoryEventStore {
         &self.events
@@ -125,5 +129,9 @@ impl crate::ports::Ports for MemoryPorts {
 
     fn embargoes(&self) -> &MemoryEmbargoStore {
         &self.embargoes
+    }
+
+    fn relationships(&self) -> &MemoryRelationshipStore {
+        &self.relationships
     }
 }

@@ -7,12 +7,14 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::basis::{Basis, Ended};
+use crate::pchr::ActedFor;
 
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Insert,
     Page, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
     SubscriberStore, SubscriptionStore, TopicSubscription, UsedAssertionIds, Versioned,
 };
+use super::{Recorded, RelationshipStore};
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
@@ -21,6 +23,7 @@ use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
 use crate::nhs_number::NhsNumber;
 use crate::reference::{Postcode, PostcodeArea, ReferenceAreas};
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::{DailyCount, Subscription};
@@ -461,5 +464,57 @@ impl<T: super::EmbargoStore + ?Sized> super::EmbargoStore for &T {
 
     fn set_watermark(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).set_watermark(day)
+    }
+}
+
+impl<T: RelationshipStore + ?Sized> RelationshipStore for &T {
+    fn record(
+        &self,
+        change: &RelationshipChange,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send {
+        (**self).record(change)
+    }
+
+    fn for_child(
+        &self,
+        child: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).for_child(child)
+    }
+
+    fn between(
+        &self,
+        child: NhsNumber,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).between(child, person)
+    }
+
+    fn children_of(
+        &self,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Vec<Relationship>, StoreError>> + Send {
+        (**self).children_of(person)
+    }
+
+    fn act_for(&self, acted: &ActedFor) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).act_for(acted)
+    }
+
+    fn acted_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+    ) -> impl Future<Output = Result<Option<ActedFor>, StoreError>> + Send {
+        (**self).acted_for(subscriber_id, person)
+    }
+
+    fn stop_acting_for(
+        &self,
+        subscriber_id: &str,
+        person: NhsNumber,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).stop_acting_for(subscriber_id, person, at)
     }
 }

@@ -5,6 +5,7 @@
 //! reference to an adapter, so that a set may borrow adapters it does not
 //! own (the replay worker's single subscription, a test's counting store).
 
+use super::RelationshipStore;
 use super::{
     AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EmbargoStore, EventStore,
     HubSigningKey, Ports, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore,
@@ -42,6 +43,7 @@ pub struct Adapters<
     R = Unconnected,
     K = Unconnected,
     X = Unconnected,
+    L = Unconnected,
 > {
     events: E,
     subscriptions: S,
@@ -58,6 +60,7 @@ pub struct Adapters<
     reference: R,
     signing_key: K,
     embargoes: X,
+    relationships: L,
 }
 
 impl Adapters {
@@ -79,6 +82,7 @@ impl Adapters {
             reference: Unconnected,
             signing_key: Unconnected,
             embargoes: Unconnected,
+            relationships: Unconnected,
         }
     }
 }
@@ -118,10 +122,10 @@ macro_rules! connectors {
     };
 }
 
-// The return types name the fifteen adapters, one changed.
+// The return types name the sixteen adapters, one changed.
 #[allow(clippy::type_complexity)]
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
-    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
+    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
 {
     connectors!(
         []
@@ -141,12 +145,13 @@ impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
             reference: R: ReferenceData,
             signing_key: K: HubSigningKey,
             embargoes: X: EmbargoStore,
+            relationships: L: RelationshipStore,
         ]
     );
 }
 
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X> Ports
-    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L> Ports
+    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
 where
     E: EventStore,
     S: SubscriptionStore,
@@ -163,6 +168,7 @@ where
     R: ReferenceData,
     K: HubSigningKey,
     X: EmbargoStore,
+    L: RelationshipStore,
 {
     type Events = E;
     type Subscriptions = S;
@@ -179,6 +185,7 @@ where
     type Reference = R;
     type SigningKey = K;
     type Embargoes = X;
+    type Relationships = L;
 
     fn events(&self) -> &E {
         &self.events
@@ -238,6 +245,10 @@ where
 
     fn embargoes(&self) -> &X {
         &self.embargoes
+    }
+
+    fn relationships(&self) -> &L {
+        &self.relationships
     }
 }
 

@@ -9,6 +9,7 @@ use super::{
     Page, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
     SubscriberStore, SubscriptionStore, TopicSubscription, UsedAssertionIds, Versioned,
 };
+use super::{Recorded, RelationshipStore};
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
@@ -17,7 +18,9 @@ use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
 use crate::events::{EventSummary, StoredEvent};
 use crate::nhs_number::NhsNumber;
+use crate::pchr::ActedFor;
 use crate::reference::{Postcode, PostcodeArea};
+use crate::relationship::{Relationship, RelationshipChange};
 use crate::replay::{Admission, NotStarted, ReplayJob};
 use crate::subscriber::{Queues, Subscriber};
 use crate::subscription::{DailyCount, Subscription};
@@ -384,5 +387,48 @@ impl super::EmbargoStore for Unconnected {
 
     async fn set_watermark(&self, _day: &str) -> Result<(), StoreError> {
         Err(not_connected("EmbargoStore"))
+    }
+}
+
+impl RelationshipStore for Unconnected {
+    async fn record(&self, _change: &RelationshipChange) -> Result<Recorded, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn for_child(&self, _child: NhsNumber) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn between(
+        &self,
+        _child: NhsNumber,
+        _person: NhsNumber,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn children_of(&self, _person: NhsNumber) -> Result<Vec<Relationship>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn act_for(&self, _acted: &ActedFor) -> Result<(), StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn acted_for(
+        &self,
+        _subscriber_id: &str,
+        _person: NhsNumber,
+    ) -> Result<Option<ActedFor>, StoreError> {
+        Err(not_connected("RelationshipStore"))
+    }
+
+    async fn stop_acting_for(
+        &self,
+        _subscriber_id: &str,
+        _person: NhsNumber,
+        _at: &str,
+    ) -> Result<bool, StoreError> {
+        Err(not_connected("RelationshipStore"))
     }
 }

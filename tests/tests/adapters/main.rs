@@ -5,4 +5,5 @@ mod embargo_store;
 mod migration;
 mod reference_data;
 mod register_store;
+mod relationship_store;
 mod stores;

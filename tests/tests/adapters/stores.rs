@@ -750,6 +750,8 @@ fn registered_client() -> hub::auth::Client {
         subscribe_explicit: false,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 
@@ -805,6 +807,19 @@ async fn clients_are_registered_and_read_back_with_their_keys() {
     newcomer.client_id = "publisher-2".into();
     assert!(clients.register(&newcomer).await.unwrap(), "new");
     assert_eq!(clients.get("publisher-2").await.unwrap(), Some(newcomer));
+    // A relationship publisher's sources are kept, and a re-registration
+    // without them leaves none behind.
+    let mut relay = registered_client();
+    relay.client_id = "relay-1".into();
+    relay.roles = BTreeSet::from([hub::auth::Role::RelationshipPublisher]);
+    relay.relationship_sources = BTreeSet::from([hub::relationship::VRS_SOURCE.to_owned()]);
+    assert!(clients.register(&relay).await.unwrap());
+    assert_eq!(clients.get("relay-1").await.unwrap(), Some(relay.clone()));
+    let mut narrowed = relay;
+    narrowed.roles = BTreeSet::from([hub::auth::Role::Publisher]);
+    narrowed.relationship_sources = BTreeSet::new();
+    assert!(!clients.register(&narrowed).await.unwrap());
+    assert_eq!(clients.get("relay-1").await.unwrap(), Some(narrowed));
     assert!(!clients.disable("nobody").await.unwrap());
     assert_eq!(clients.get("nobody").await.unwrap(), None);
     assert!(

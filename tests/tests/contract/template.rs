@@ -1012,6 +1012,8 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:GetItem", "SubscribersTable"),
                 ("dynamodb:GetItem", "RegisterTable"),
                 ("dynamodb:BatchGetItem", "ReferenceTable"),
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "SubscriptionsTable"),
                 ("dynamodb:PutItem", "AuditTable"),
@@ -1122,6 +1124,21 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "ChildRelationshipsFunction",
+            &[
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "RelationshipPublishFunction",
+            &[
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "DispatchFunction",
             &[
                 ("dynamodb:GetItem", "RegisterTable"),
@@ -1129,6 +1146,9 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:BatchGetItem", "ReferenceTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
                 ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "RelationshipsTable"),
                 ("dynamodb:BatchWriteItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
                 ("dynamodb:UpdateItem", "DeliveryStatsTable"),

@@ -14,6 +14,7 @@ mod generic_scenarios;
 mod history;
 mod pipeline;
 mod queue_access;
+mod relationships;
 mod replay;
 mod routing_model;
 mod routing_safety;

@@ -18,7 +18,7 @@ const NHS_NUMBER: &str = "9912003888";
 const EVENT_ID: &str = "85c8a1c5-a8a1-41c9-bb99-20956fa66218";
 
 /// Examples per operation and phase: enough to reach every parameter and
-/// body schema, few enough for 28 operations to fit in the time limit.
+/// body schema, few enough for 31 operations to fit in the time limit.
 const MAX_EXAMPLES: &str = "25";
 const SEED: &str = "20261125";
 /// Well inside the 5 minutes an access token lives (every request carries
@@ -35,7 +35,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_description() 
             "publisher",
             ODS_CODE,
             serde_json::json!({
-                "roles": ["publisher", "subscriber", "operator"],
+                "roles": ["publisher", "subscriber", "operator", "relationship-publisher"],
+                "relationshipSources": ["uk.nhs.validated-relationships-service"],
                 "publishEventTypes": every_event_type,
                 "publishForOds": [ODS_CODE],
                 "subscribeExplicit": true,

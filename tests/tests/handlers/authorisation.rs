@@ -50,6 +50,8 @@ fn client(client_id: &str, ods: &str, roles: &[Role]) -> Client {
         subscribe_explicit: false,
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

@@ -34,6 +34,8 @@ fn caller(client_id: &str, roles: &[Role]) -> Caller {
         subscribe_explicit: false,
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

@@ -103,6 +103,8 @@ fn caller(subscriber_id: &str) -> Caller {
         subscribe_explicit: true,
         subscribe_generic: BTreeMap::new(),
         sensitivity_authority: false,
+        relationship_sources: Default::default(),
+        pchr: None,
     }
 }
 

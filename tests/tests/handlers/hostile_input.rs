@@ -90,7 +90,13 @@ fn everything(subscriber_id: &str) -> Client {
     Client {
         client_id: "everything".into(),
         ods_code: OdsCode::parse("A83627").unwrap(),
-        roles: [Role::Publisher, Role::Subscriber, Role::Operator].into(),
+        roles: [
+            Role::Publisher,
+            Role::Subscriber,
+            Role::Operator,
+            Role::RelationshipPublisher,
+        ]
+        .into(),
         keys: Default::default(),
         enabled: true,
         publish_event_types: EventType::ALL.iter().copied().collect(),
@@ -99,6 +105,8 @@ fn everything(subscriber_id: &str) -> Client {
         subscribe_explicit: true,
         subscribe_generic: [("GP_GP_GP".to_owned(), ["A83627".to_owned()].into())].into(),
         sensitivity_authority: false,
+        relationship_sources: ["uk.nhs.validated-relationships-service".to_owned()].into(),
+        pchr: None,
     }
 }
 
@@ -227,6 +235,14 @@ async fn every_handler(stores: &Stores, request: &ApiGatewayProxyRequest) {
         ),
         ("read replay", lambda::read_replay(s.ports(), request).await),
         (
+            "publish relationship",
+            lambda::publish_relationship(s.ports(), request).await,
+        ),
+        (
+            "read child relationships",
+            lambda::read_child_relationships(s.ports(), request).await,
+        ),
+        (
             "token",
             lambda::token(s.ports(), Some("https://hub.example/oauth2/token"), request).await,
         ),
@@ -249,6 +265,7 @@ fn near_miss_bodies() -> impl Strategy<Value = Vec<u8>> {
         e2e_tests::fixture("nems/vaccinations-1-new.xml"),
         e2e_tests::fixture("nems-json/vaccinations-1-new.json"),
         e2e_tests::fixture("subscriptions/explicit-vaccinations.json"),
+        e2e_tests::fixture("relationships/vrs-proxy-role-created-1.json"),
     ];
     (
         0..samples.len(),
@@ -335,15 +352,17 @@ enum Route {
     ChangeSubscriber,
     CreateSubscription,
     StartReplay,
+    RelationshipEvent,
 }
 
-const JSON_ROUTES: [Route; 6] = [
+const JSON_ROUTES: [Route; 7] = [
     Route::PublishJson,
     Route::RegisterClient,
     Route::Onboard,
     Route::ChangeSubscriber,
     Route::CreateSubscription,
     Route::StartReplay,
+    Route::RelationshipEvent,
 ];
 
 /// In-memory stores holding an onboarded subscriber with one subscription,
@@ -430,6 +449,10 @@ impl Bench {
                 "parameter": [{"name": "since", "valueDate": "2020-01-01"}],
             })
             .to_string(),
+            // Accepted the first time, a duplicate (200) after.
+            Route::RelationshipEvent => {
+                e2e_tests::fixture("relationships/vrs-proxy-role-created-1.json")
+            }
         };
         text.into_bytes()
     }
@@ -456,9 +479,10 @@ impl Bench {
     async fn send_as_is(&self, route: Route, body: Vec<u8>) -> ApiGatewayProxyResponse {
         let content_type = match route {
             Route::PublishXml => "application/fhir+xml",
-            Route::PublishJson | Route::CreateSubscription | Route::StartReplay => {
-                "application/fhir+json"
-            }
+            Route::PublishJson
+            | Route::CreateSubscription
+            | Route::StartReplay
+            | Route::RelationshipEvent => "application/fhir+json",
             Route::RegisterClient | Route::Onboard | Route::ChangeSubscriber => "application/json",
         };
         let path: &[(&str, &str)] = match route {
@@ -495,6 +519,7 @@ impl Bench {
             Route::RegisterClient => lambda::register_client(s.ports(), &request).await,
             Route::Onboard => lambda::onboard(s.ports(), &request).await,
             Route::ChangeSubscriber => lambda::change_subscriber(s.ports(), &request).await,
+            Route::RelationshipEvent => lambda::publish_relationship(s.ports(), &request).await,
             Route::CreateSubscription => {
                 lambda::create_subscription(s.ports(), &request, DailyLimit::DEFAULT).await
             }
@@ -772,6 +797,12 @@ async fn duplicate_json_keys_are_refused_in_every_body() {
             Route::CreateSubscription,
             r#""type":"#,
             r#""type":"rest-hook","#,
+        ),
+        (
+            Route::RelationshipEvent,
+            // The Consent's status.
+            r#""status": "active","#,
+            r#""status": "inactive","#,
         ),
     ];
     for (route, before, duplicate) in nested {

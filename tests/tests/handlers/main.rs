@@ -7,4 +7,5 @@ mod children;
 mod embargo;
 mod hostile_input;
 mod publish_body;
+mod relationships;
 mod sample_events;

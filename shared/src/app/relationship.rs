@@ -1,0 +1,47 @@
+//! Recording the relationship events a relationship publisher sends
+//! (`POST /relationship-events`).
+
+use time::OffsetDateTime;
+
+use crate::auth::{Caller, Role};
+use crate::error::HubError;
+use crate::ports::{Recorded, RelationshipStore};
+use crate::relationship::{RelationshipChange, read_vrs_signal};
+
+/// Where the signal names its source: what a 403 for a source not the
+/// caller's points at.
+pub const SOURCE_EXPRESSION: &str =
+    "Parameters.parameter.where(name='additional-context').part.where(name='source')";
+
+/// What became of a relationship event that was not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationshipOutcome {
+    pub change: RelationshipChange,
+    /// Never `Conflict`: that is refused (409).
+    pub recorded: Recorded,
+}
+
+/// Reads the event (`body`, FHIR JSON), checks that the caller may publish
+/// for its source, and records it. The role is checked before the body is
+/// read: a client without it learns nothing of the body's rules. The same
+/// event id with another body is refused as a conflict.
+pub async fn publish_relationship_event<S: RelationshipStore>(
+    relationships: &S,
+    caller: &Caller,
+    body: &str,
+    now: OffsetDateTime,
+) -> Result<RelationshipOutcome, HubError> {
+    caller.require(Role::RelationshipPublisher)?;
+    let change = read_vrs_signal(body, &caller.client_id, now)?;
+    caller.may_publish_relationships(&change.event_source, SOURCE_EXPRESSION)?;
+    match relationships.record(&change).await? {
+        Recorded::Conflict => Err(HubError::Conflict {
+            expression: "Bundle.id".into(),
+            problem: format!(
+                "relationship event {} from {} was already received with a different body",
+                change.bundle_id, change.event_source
+            ),
+        }),
+        recorded => Ok(RelationshipOutcome { change, recorded }),
+    }
+}
