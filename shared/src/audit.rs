@@ -64,6 +64,9 @@ pub enum Action {
     RelationshipChange,
     /// A child's relationships read (`GET /children/{nhsNumber}/relationships`).
     RelationshipRead,
+    /// A parent's app attested a person it acts for, or stopped acting for
+    /// them (`/subscribers/{id}/people/{nhsNumber}`), under the person.
+    PersonActedFor,
 }
 
 /// One entry of the trail.

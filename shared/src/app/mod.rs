@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod embargo;
 pub mod events;
 pub mod generic;
+pub mod people;
 pub mod register;
 pub mod relationship;
 pub mod replay;

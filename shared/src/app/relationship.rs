@@ -3,9 +3,11 @@
 
 use time::OffsetDateTime;
 
+use super::people::end_resting_on;
 use crate::auth::{Caller, Role};
+use crate::basis::{EndReason, Ended};
 use crate::error::HubError;
-use crate::ports::{Recorded, RelationshipStore};
+use crate::ports::{Ports, Recorded, RelationshipStore};
 use crate::relationship::{RelationshipChange, read_vrs_signal};
 
 /// Where the signal names its source: what a 403 for a source not the
@@ -25,8 +27,12 @@ pub struct RelationshipOutcome {
 /// for its source, and records it. The role is checked before the body is
 /// read: a client without it learns nothing of the body's rules. The same
 /// event id with another body is refused as a conflict.
-pub async fn publish_relationship_event<S: RelationshipStore>(
-    relationships: &S,
+///
+/// A relationship that no longer holds ends, at once, every subscription
+/// that rested on it (`people::end_resting_on`); a repeat of the event ends
+/// what a failed first attempt left.
+pub async fn publish_relationship_event<P: Ports>(
+    ports: &P,
     caller: &Caller,
     body: &str,
     now: OffsetDateTime,
@@ -34,14 +40,37 @@ pub async fn publish_relationship_event<S: RelationshipStore>(
     caller.require(Role::RelationshipPublisher)?;
     let change = read_vrs_signal(body, &caller.client_id, now)?;
     caller.may_publish_relationships(&change.event_source, SOURCE_EXPRESSION)?;
-    match relationships.record(&change).await? {
-        Recorded::Conflict => Err(HubError::Conflict {
+    let recorded = ports.relationships().record(&change).await?;
+    if recorded == Recorded::Conflict {
+        return Err(HubError::Conflict {
             expression: "Bundle.id".into(),
             problem: format!(
                 "relationship event {} from {} was already received with a different body",
                 change.bundle_id, change.event_source
             ),
-        }),
-        recorded => Ok(RelationshipOutcome { change, recorded }),
+        });
     }
+    let relationship = &change.relationship;
+    if recorded != Recorded::OutOfOrder && !relationship.is_active(now) {
+        let ended = Ended {
+            at: crate::audit::timestamp(now),
+            reason: EndReason::RelationshipEnded,
+            last_event: None,
+            detail: format!(
+                "basis lost: the child's relationship with person {} ended ({})",
+                relationship.person_nhs, relationship.by_event
+            ),
+        };
+        end_resting_on(
+            ports,
+            None,
+            relationship.child_nhs,
+            relationship.person_nhs,
+            &ended,
+            &relationship.by_event,
+            now,
+        )
+        .await?;
+    }
+    Ok(RelationshipOutcome { change, recorded })
 }

@@ -1,10 +1,14 @@
 //! The child register and a child's event history.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use std::collections::BTreeMap;
+
 use time::OffsetDateTime;
 
+use crate::app::subscription::relationship_holds;
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{Caller, Role};
+use crate::basis::Basis;
 use crate::catalogue::EventType;
 use crate::error::HubError;
 use crate::events::Retention;
@@ -75,12 +79,7 @@ pub async fn read_child_events<P: Ports>(
     request: &ApiGatewayProxyRequest,
     retention: Retention,
 ) -> ApiGatewayProxyResponse {
-    let (events, subscriptions, register, audit) = (
-        ports.events(),
-        ports.subscriptions(),
-        ports.register(),
-        ports.audit(),
-    );
+    let (events, register, audit) = (ports.events(), ports.register(), ports.audit());
     let encoding = response_encoding(request);
     let on_refusal = |record: AuditRecord| record.patient(path_nhs_number(request).ok());
     audited(
@@ -104,8 +103,7 @@ pub async fn read_child_events<P: Ports>(
                 (None, true)
             } else {
                 let types =
-                    subscribed_types(subscriptions, &caller, nhs_number, EventType::ALL, now)
-                        .await?;
+                    subscribed_types(ports, &caller, nhs_number, EventType::ALL, now).await?;
                 if types.is_empty() {
                     return Err(HubError::forbidden_element(
                         "nhsNumber",
@@ -199,44 +197,61 @@ fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str>
 /// Which of these event types the caller's active explicit subscriptions
 /// for the child name, each as declared direct care from the creation of
 /// the earliest of them (history::for_practice then lifts that for the
-/// child's registered GP): one keyed read per event type, together.
-pub(super) async fn subscribed_types<S: SubscriptionStore>(
-    subscriptions: &S,
+/// child's registered GP): one keyed read per event type, together. A
+/// subscription resting on a relationship counts only while the
+/// relationship and the app's acting for the person hold (one check per
+/// person).
+pub(super) async fn subscribed_types<P: Ports>(
+    ports: &P,
     caller: &Caller,
     nhs_number: NhsNumber,
     event_types: &[EventType],
     now: OffsetDateTime,
 ) -> Result<history::VisibleFrom, HubError> {
     let subscriber_id = caller.subscriber()?;
+    let subscriptions = ports.subscriptions();
     let found = futures_util::future::try_join_all(
         event_types
             .iter()
             .map(|&event_type| subscriptions.explicit_candidates(nhs_number, event_type)),
     )
     .await?;
-    Ok(event_types
-        .iter()
-        .zip(found)
-        .filter_map(|(event_type, candidates)| {
-            candidates
-                .iter()
-                .filter(|subscription| {
-                    subscription.subscriber_id == subscriber_id
-                        && subscription.is_active(now)
-                        && subscription.criteria.target
-                            == crate::criteria::Target::Explicit(nhs_number)
-                        && subscription.criteria.events.contains(event_type)
-                })
-                .map(|subscription| subscription.discloses_from())
-                .min()
-                .map(|from| {
-                    (
-                        *event_type,
-                        history::Visibility::DeclaredDirectCare { from },
-                    )
-                })
-        })
-        .collect())
+    let mut holding: BTreeMap<NhsNumber, bool> = BTreeMap::new();
+    let mut visible = history::VisibleFrom::new();
+    for (event_type, candidates) in event_types.iter().zip(found) {
+        let mut earliest: Option<OffsetDateTime> = None;
+        for subscription in candidates.iter().filter(|subscription| {
+            subscription.subscriber_id == subscriber_id
+                && subscription.is_active(now)
+                && subscription.criteria.target == crate::criteria::Target::Explicit(nhs_number)
+                && subscription.criteria.events.contains(event_type)
+        }) {
+            if let Basis::Relationship { person } = subscription.basis() {
+                let holds = match holding.get(&person) {
+                    Some(holds) => *holds,
+                    None => {
+                        let holds =
+                            relationship_holds(ports, nhs_number, person, subscriber_id, now)
+                                .await?;
+                        holding.insert(person, holds);
+                        holds
+                    }
+                };
+                if !holds {
+                    continue;
+                }
+            }
+            let from = subscription.discloses_from();
+            earliest = Some(earliest.map_or(from, |earliest| earliest.min(from)));
+        }
+        if let Some(from) = earliest {
+            visible.insert(
+                *event_type,
+                history::Visibility::DeclaredDirectCare { from },
+            );
+        }
+    }
+    Ok(visible)
 }
 
 /// The main of `GET /children/{nhsNumber}`.

@@ -253,7 +253,7 @@ async fn may_read_event<P: Ports>(
     event: &StoredEvent,
     now: OffsetDateTime,
 ) -> Result<bool, HubError> {
-    let (subscriptions, register, audit) = (ports.subscriptions(), ports.register(), ports.audit());
+    let (register, audit) = (ports.register(), ports.audit());
     if caller.has_role(Role::Operator) {
         return Ok(true);
     }
@@ -284,8 +284,7 @@ async fn may_read_event<P: Ports>(
     // Beyond what was delivered to it, a subscription discloses only what
     // arrived since its creation, unless the child is registered at the
     // subscriber's practice: never an event delivered only to others.
-    let subscribed =
-        subscribed_types(subscriptions, caller, nhs_number, &[event.event_type], now).await?;
+    let subscribed = subscribed_types(ports, caller, nhs_number, &[event.event_type], now).await?;
     if subscribed.is_empty() {
         // No subscription for the child: the register need not be read.
         return Ok(false);
@@ -401,6 +400,7 @@ pub(super) fn event_reader_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
         .events(aws.events()?)
         .subscriptions(aws.subscriptions()?)
         .register(aws.register()?)
+        .relationships(aws.relationships()?)
         .audit(aws.audit()?)
         .subscribers(aws.subscribers()?)
         .embargoes(aws.embargoes()?))

@@ -19,6 +19,7 @@ mod embargoes;
 mod events;
 mod http;
 mod http_status;
+mod people;
 mod relationships;
 mod replays;
 mod request_error;
@@ -43,6 +44,9 @@ pub use events::{
 };
 pub use http::{fhir_response, header, response_encoding};
 pub use http_status::{Answer, error_response};
+pub use people::{
+    PeopleOperation, attest_person, person_children, run_people, stop_acting_for_person,
+};
 pub use relationships::{
     publish_relationship, read_child_relationships, run_publish_relationship,
     run_read_child_relationships,

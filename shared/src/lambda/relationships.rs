@@ -48,7 +48,7 @@ pub async fn publish_relationship<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let (relationships, audit) = (ports.relationships(), ports.audit());
+    let audit = ports.audit();
     // A refused event that still reads (a source not the caller's, a
     // conflict) is in the child's trail too.
     let on_refusal = |record: AuditRecord| {
@@ -73,7 +73,7 @@ pub async fn publish_relationship<P: Ports>(
             let body = body_bytes(request)?;
             let text = relationship_body(header(request, "content-type"), &body)?;
             let outcome =
-                publish_relationship_event(relationships, &caller, text, OffsetDateTime::now_utc())
+                publish_relationship_event(ports, &caller, text, OffsetDateTime::now_utc())
                     .await?;
             let kind = match outcome.recorded {
                 Recorded::Created => "created",
@@ -162,6 +162,7 @@ pub async fn run_publish_relationship() -> Result<(), Error> {
     let aws = start().await;
     let ports = Adapters::new()
         .relationships(aws.relationships()?)
+        .subscriptions(aws.subscriptions()?)
         .audit(aws.audit()?);
     let ports = &ports;
     serve_api(move |request| async move { publish_relationship(ports, &request).await }).await

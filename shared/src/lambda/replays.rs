@@ -4,7 +4,10 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use time::OffsetDateTime;
 use tracing::info;
 
+use crate::app::subscription::relationship_holds;
 use crate::audit::{Action, AuditRecord};
+use crate::basis::Basis;
+use crate::criteria::Target;
 use crate::error::HubError;
 use crate::events::Retention;
 use crate::message::Encoding;
@@ -103,6 +106,22 @@ pub async fn start_replay<P: Ports>(
                 )
                 .into());
             }
+            // A relationship ended since the last event: the replay's
+            // steps would deliver nothing, so it is refused at once.
+            if let (Basis::Relationship { person }, Target::Explicit(child)) =
+                (subscription.basis(), &subscription.criteria.target)
+                && !relationship_holds(ports, *child, person, &subscription.subscriber_id, now)
+                    .await?
+            {
+                return Err(HubError::unprocessable(
+                    "Subscription.status",
+                    format!(
+                        "basis lost: the child's relationship with person {person} ended, or the \
+                         app no longer acts for them: nothing to replay"
+                    ),
+                )
+                .into());
+            }
             let (since, until) = replay_window(request)?;
             let window =
                 replay::ReplayRequest::parse(since.as_deref(), until.as_deref(), retention, now)?;
@@ -198,6 +217,7 @@ pub async fn run_start_replay() -> Result<(), Error> {
     let aws = start().await;
     let ports = Adapters::new()
         .subscriptions(aws.subscriptions()?)
+        .relationships(aws.relationships()?)
         .replays(aws.replays()?)
         .audit(aws.audit()?);
     let retention = retention_from_env()?;

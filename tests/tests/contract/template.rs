@@ -1069,6 +1069,8 @@ fn every_function_may_do_what_its_code_does() {
             &[
                 ("dynamodb:BatchGetItem", "EventsTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
                 ("dynamodb:GetItem", "RegisterTable"),
                 ("dynamodb:GetItem", "AuditTable"),
                 ("dynamodb:PutItem", "AuditTable"),
@@ -1080,6 +1082,8 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:Query", "EventsTable/index/ByPatient"),
                 ("dynamodb:BatchGetItem", "EventsTable"),
                 ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
                 ("dynamodb:GetItem", "RegisterTable"),
                 ("dynamodb:PutItem", "AuditTable"),
             ],
@@ -1088,6 +1092,8 @@ fn every_function_may_do_what_its_code_does() {
             "SubscriptionReplayFunction",
             &[
                 ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:Query", "RelationshipsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
                 ("dynamodb:PutItem", "ReplaysTable"),
                 ("dynamodb:PutItem", "AuditTable"),
             ],
@@ -1135,6 +1141,34 @@ fn every_function_may_do_what_its_code_does() {
             &[
                 ("dynamodb:GetItem", "RelationshipsTable"),
                 ("dynamodb:PutItem", "RelationshipsTable"),
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "PersonActedForPutFunction",
+            &[
+                ("dynamodb:PutItem", "RelationshipsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "PersonActedForDeleteFunction",
+            &[
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:Query", "RelationshipsTable/index/ByPerson"),
+                ("dynamodb:UpdateItem", "RelationshipsTable"),
+                ("dynamodb:Query", "SubscriptionsTable"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
+            "PersonChildrenFunction",
+            &[
+                ("dynamodb:GetItem", "RelationshipsTable"),
+                ("dynamodb:Query", "RelationshipsTable/index/ByPerson"),
                 ("dynamodb:PutItem", "AuditTable"),
             ],
         ),

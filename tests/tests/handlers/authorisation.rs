@@ -1668,7 +1668,7 @@ mod disclosure_floor {
 
     const LATER_ID: &str = "0d6c3f4e-5a7b-4c8d-9e0f-1a2b3c4d5e6f";
 
-    async fn publish_vaccination(world: &World, id: &str) {
+    pub(super) async fn publish_vaccination(world: &World, id: &str) {
         let body = vaccination().replace(VACCINATION_ID, id);
         let status = world
             .publish(Some(&world.publisher), EventType::Vaccinations, &body)
@@ -1877,3 +1877,5 @@ async fn explicit_subscriptions_stop_at_the_subscribers_daily_limit() {
     let (status, created) = world.subscribe(Some(&world.subscriber_b), &b).await;
     assert_eq!(status, 201, "{created}");
 }
+
+mod parents;

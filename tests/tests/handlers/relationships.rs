@@ -51,6 +51,8 @@ fn publisher() -> Caller {
 #[derive(Default)]
 struct World {
     relationships: MemoryRelationshipStore,
+    /// Where a relationship that ended ends its subscriptions.
+    subscriptions: hub::memory::MemorySubscriptionStore,
     audit: MemoryAuditLog,
 }
 
@@ -61,6 +63,7 @@ impl World {
             lambda::publish_relationship(
                 &Adapters::new()
                     .relationships(&self.relationships)
+                    .subscriptions(&self.subscriptions)
                     .audit(&self.audit),
                 &request,
             )
