@@ -48,6 +48,17 @@ pub enum Action {
     /// child left the subscriber's practice or area, or the relationship
     /// it rested on ended).
     BasisLost,
+    /// A delivery held back by a release embargo (crate::embargo).
+    EmbargoHold,
+    /// A held delivery cancelled before its release: the subscription
+    /// ended, or the child became sensitive.
+    EmbargoCancel,
+    /// An operator read the embargo settings.
+    EmbargoRead,
+    /// An operator set or changed an embargo setting.
+    EmbargoSet,
+    /// An operator removed an embargo setting.
+    EmbargoRemove,
     /// A relationship between a child and a person stated by a relationship
     /// publisher (`POST /relationship-events`), recorded under the child.
     RelationshipChange,
@@ -222,6 +233,52 @@ impl AuditRecord {
             subscription_id: Some(subscription.id.clone()),
             subscriber_id: Some(subscription.subscriber_id.clone()),
             detail: Some(ended.detail.clone()),
+        }
+    }
+
+    /// The record of a delivery held back by an embargo: one per event and
+    /// subscriber, however often dispatch is retried. It grants no event
+    /// read (only a `Deliver` record does).
+    pub fn embargo_hold(
+        (event_key, subscriber_id): (&str, &str),
+        release_at: &str,
+        nhs_number: Option<NhsNumber>,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("embargo-hold/{event_key}/{subscriber_id}"),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::EmbargoHold,
+            status: 202,
+            nhs_number: nhs_number.map(|number| number.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: Some(subscriber_id.to_owned()),
+            detail: Some(format!("held until {release_at}")),
+        }
+    }
+
+    /// The record of a held delivery cancelled before its release, with why.
+    pub fn embargo_cancel(
+        (event_key, subscriber_id): (&str, &str),
+        nhs_number: Option<NhsNumber>,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id: format!("embargo-cancel/{event_key}/{subscriber_id}"),
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action: Action::EmbargoCancel,
+            status: 204,
+            nhs_number: nhs_number.map(|number| number.as_string()),
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: Some(subscriber_id.to_owned()),
+            detail: Some(reason.to_owned()),
         }
     }
 

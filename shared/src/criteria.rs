@@ -29,7 +29,10 @@ fn fail<T>(component: &str, problem: impl Into<String>) -> Result<T, CriteriaErr
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ServiceType {
     Gp,
     Cho,
@@ -45,6 +48,18 @@ impl ServiceType {
             ServiceType::Uhv => "UHV",
             ServiceType::Epchr => "EPCHR",
         }
+    }
+
+    /// The service type a code names (`code`'s inverse).
+    pub fn parse(code: &str) -> Option<ServiceType> {
+        [
+            ServiceType::Gp,
+            ServiceType::Cho,
+            ServiceType::Uhv,
+            ServiceType::Epchr,
+        ]
+        .into_iter()
+        .find(|service_type| service_type.code() == code)
     }
 }
 

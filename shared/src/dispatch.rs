@@ -18,14 +18,16 @@ use crate::subscription::Subscription;
 pub const SUBSCRIBER_ATTRIBUTE: &str = "subscriber";
 
 /// One subscription of a recipient that matched the event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Match {
     pub subscription_id: String,
     pub tag: Option<String>,
 }
 
 /// One copy of the event for one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub subscriber_id: String,
     pub matches: Vec<Match>,

@@ -23,6 +23,7 @@ pub mod basis;
 pub mod catalogue;
 pub mod criteria;
 pub mod dispatch;
+pub mod embargo;
 pub mod error;
 pub mod events;
 pub mod fhir;

@@ -56,9 +56,16 @@ pub const EXPLICIT_SUBSCRIPTIONS_CREATED: &str = "ExplicitSubscriptionsCreated";
 pub const SUBSCRIPTION_LIMIT_REACHED: &str = "SubscriptionLimitReached";
 /// Explicit subscriptions ended by dispatch because their basis was lost.
 pub const BASIS_LOST: &str = "BasisLost";
+/// Deliveries held back by a release embargo.
+pub const EMBARGO_HELD: &str = "EmbargoHeld";
+/// Held deliveries released (published) by the release function.
+pub const EMBARGO_RELEASED: &str = "EmbargoReleased";
+/// Held deliveries the release function failed to release this run (kept
+/// held, retried the next run).
+pub const EMBARGO_RELEASE_FAILURES: &str = "EmbargoReleaseFailures";
 
 /// Every metric the hub emits.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 17] = [
     PUBLISH_ACCEPTED,
     PUBLISH_DUPLICATE,
     PUBLISH_REJECTED,
@@ -73,6 +80,9 @@ pub const ALL: [&str; 14] = [
     EXPLICIT_SUBSCRIPTIONS_CREATED,
     SUBSCRIPTION_LIMIT_REACHED,
     BASIS_LOST,
+    EMBARGO_HELD,
+    EMBARGO_RELEASED,
+    EMBARGO_RELEASE_FAILURES,
 ];
 
 /// The namespace of this process, set once at start-up from

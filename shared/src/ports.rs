@@ -429,6 +429,79 @@ pub trait ReferenceData: Send + Sync {
     }
 }
 
+/// Release embargoes (crate::embargo): the operators' settings and the
+/// deliveries held until their release.
+pub trait EmbargoStore: Send + Sync {
+    /// The settings in effect (one keyed read).
+    fn settings(
+        &self,
+    ) -> impl Future<Output = Result<crate::embargo::Embargoes, StoreError>> + Send;
+
+    /// Sets or replaces the setting of its event type and service type.
+    fn put_setting(
+        &self,
+        setting: &crate::embargo::EmbargoSetting,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends the setting (kept, marked removed: functions delete nothing);
+    /// false when none was in effect.
+    fn remove_setting(
+        &self,
+        event_type: EventType,
+        service_type: crate::criteria::ServiceType,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new hold and its index item together, each only if absent:
+    /// false, and nothing changed, when the delivery was held before (a
+    /// retried dispatch).
+    fn hold(
+        &self,
+        hold: &crate::embargo::Hold,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The holds still held on `day` (YYYY-MM-DD) whose release is at or
+    /// before `until` (audit::timestamp form), in order of release, after
+    /// the hold whose `due_key` is `after`; `next` (a due key) is set when
+    /// more may follow.
+    fn due(
+        &self,
+        day: &str,
+        until: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<crate::embargo::Hold>, StoreError>> + Send;
+
+    /// Counts a failed attempt at releasing the hold, with why.
+    fn attempt_failed(
+        &self,
+        hold: &crate::embargo::Hold,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks a held hold released or cancelled, with its index item, only
+    /// while it is held: false when it no longer was.
+    fn settle(
+        &self,
+        hold: &crate::embargo::Hold,
+        status: crate::embargo::HoldStatus,
+        detail: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Which of these (event key, subscriber id) pairs are still held (one
+    /// batch read of the index items).
+    fn held(
+        &self,
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<std::collections::HashSet<(String, String)>, StoreError>> + Send;
+
+    /// The oldest day that may still hold held items; None before the first
+    /// release run.
+    fn watermark(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    fn set_watermark(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Parent and carer relationships, and the relationship events seen
 /// (docs/architecture.md, the relationships table).
 pub trait RelationshipStore: Send + Sync {
@@ -517,6 +590,7 @@ pub trait Ports: Send + Sync {
     type Queues: QueueMonitor;
     type Reference: ReferenceData;
     type SigningKey: HubSigningKey;
+    type Embargoes: EmbargoStore;
     type Relationships: RelationshipStore;
 
     /// The accepted events.
@@ -561,6 +635,8 @@ pub trait Ports: Send + Sync {
     /// The key the hub signs its access tokens with.
     fn signing_key(&self) -> &Self::SigningKey;
 
+    /// The release embargoes and the held deliveries.
+    fn embargoes(&self) -> &Self::Embargoes;
     /// The parent and carer relationships.
     fn relationships(&self) -> &Self::Relationships;
 }

@@ -251,6 +251,7 @@ pub(crate) mod tests {
             client_id: Some("gp".into()),
             offboarded_at: None,
             access: Default::default(),
+            service_type: None,
         }
     }
 

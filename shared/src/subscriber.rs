@@ -46,6 +46,10 @@ pub struct Subscriber {
     /// Whose queue it is, and who reads it.
     #[serde(default)]
     pub access: QueueAccess,
+    /// The kind of service it is, as registered at onboarding: what release
+    /// embargoes are keyed on (crate::embargo). None: no embargo applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<crate::criteria::ServiceType>,
 }
 
 impl Subscriber {
@@ -72,6 +76,9 @@ impl Subscriber {
             "createdAt": self.created_at,
             "offboardedAt": self.offboarded_at,
         });
+        if let Some(service_type) = self.service_type {
+            json["serviceType"] = service_type.code().into();
+        }
         match &self.access {
             QueueAccess::HubOwned { .. } => {
                 json["deadLetterQueueUrl"] = self.queues.dead_letter_queue_url.clone().into();
@@ -114,6 +121,7 @@ pub struct OnboardRequest {
     pub name: String,
     pub event_types: BTreeSet<EventType>,
     pub access: QueueAccess,
+    pub service_type: Option<crate::criteria::ServiceType>,
 }
 
 const MAX_NAME_LENGTH: usize = 200;
@@ -129,6 +137,7 @@ impl OnboardRequest {
             event_types: Option<Vec<String>>,
             aws_principal: Option<String>,
             queue_arn: Option<String>,
+            service_type: Option<String>,
         }
         let raw: Raw = crate::fhir::from_json_unique(body).map_err(|error| {
             HubError::bad_request(
@@ -187,12 +196,22 @@ impl OnboardRequest {
             },
             (None, None) => QueueAccess::HubOwned { principal: None },
         };
+        let service_type = match raw.service_type {
+            None => None,
+            Some(code) => Some(crate::criteria::ServiceType::parse(&code).ok_or_else(|| {
+                HubError::unprocessable(
+                    "serviceType",
+                    format!("'{code}' is not GP, CHO, UHV or EPCHR"),
+                )
+            })?),
+        };
         Ok(OnboardRequest {
             client_id,
             ods_code,
             name,
             event_types,
             access,
+            service_type,
         })
     }
 }
@@ -287,3 +306,31 @@ impl ChangeRequest {
 /// How long an offboarded subscriber's queues are kept: SQS keeps a message
 /// at most 14 days, so after that nothing in flight can remain in them.
 pub const QUEUE_GRACE_DAYS: i64 = 14;
+
+#[cfg(test)]
+mod service_type_tests {
+    use super::*;
+
+    fn onboarding(service_type: Option<&str>) -> Result<OnboardRequest, HubError> {
+        let mut body = serde_json::json!({
+            "clientId": "pchr", "odsCode": "A83627", "name": "PCHR",
+            "eventTypes": ["blood-spot-test-outcome-1"],
+        });
+        if let Some(service_type) = service_type {
+            body["serviceType"] = service_type.into();
+        }
+        OnboardRequest::parse(&body.to_string())
+    }
+
+    #[test]
+    fn a_subscriber_is_registered_with_its_service_type_or_none() {
+        use crate::criteria::ServiceType;
+        assert_eq!(onboarding(None).unwrap().service_type, None);
+        assert_eq!(
+            onboarding(Some("EPCHR")).unwrap().service_type,
+            Some(ServiceType::Epchr)
+        );
+        let refused = onboarding(Some("PARENT")).unwrap_err();
+        assert!(refused.to_string().contains("serviceType"), "{refused}");
+    }
+}

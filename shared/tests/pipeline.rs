@@ -1030,7 +1030,8 @@ impl Hub {
                 .reference(&self.reference)
                 .relationships(&self.relationships)
                 .stats(hub::memory::MemoryDeliveryStats::default())
-                .events(MemoryEventStore::default()),
+                .events(MemoryEventStore::default())
+                .embargoes(hub::memory::MemoryEmbargoStore::default()),
         };
         dispatcher.dispatch(event, now).await.unwrap()
     }
@@ -2498,7 +2499,8 @@ async fn a_label_flags_the_child_as_it_is_accepted_before_any_dispatch() {
             .register(&register)
             .reference(MemoryReferenceData::default())
             .stats(hub::memory::MemoryDeliveryStats::default())
-            .events(&store),
+            .events(&store)
+            .embargoes(hub::memory::MemoryEmbargoStore::default()),
     };
     assert_eq!(
         dispatcher.dispatch(&stored, NOW).await.unwrap(),

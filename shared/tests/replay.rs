@@ -164,7 +164,8 @@ impl World {
             .register(&self.register)
             .reference(&self.reference)
             .replays(&self.jobs)
-            .stats(&self.stats);
+            .stats(&self.stats)
+            .embargoes(hub::memory::MemoryEmbargoStore::default());
         Replayer { ports: &ports }.step(replay_id, now).await
     }
 }

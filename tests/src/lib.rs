@@ -221,7 +221,13 @@ pub struct Hub {
 
 impl Hub {
     pub async fn start() -> Self {
-        Hub::start_with(None).await
+        Hub::start_with(None, &[]).await
+    }
+
+    /// A hub whose hub-local process has these environment variables set
+    /// (e.g. HUB_SCHEDULE_SECONDS, to run scheduled functions every second).
+    pub async fn start_with_env(variables: &[(&str, &str)]) -> Self {
+        Hub::start_with(None, variables).await
     }
 
     /// A hub whose functions and stream poller reach the emulator through
@@ -230,10 +236,10 @@ impl Hub {
     /// through it too, so rules that break onboarding stop the start-up:
     /// inject those with [`Hub::inject`] once it is up.
     pub async fn start_with_faults(rules: &str) -> Self {
-        Hub::start_with(Some(rules)).await
+        Hub::start_with(Some(rules), &[]).await
     }
 
-    async fn start_with(fault_rules: Option<&str>) -> Self {
+    async fn start_with(fault_rules: Option<&str>, variables: &[(&str, &str)]) -> Self {
         let binary = require(
             target_dir().join("debug/hub-local"),
             "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
@@ -257,6 +263,7 @@ impl Hub {
         if let Some(rules) = fault_rules {
             command.args(["--faults", rules]);
         }
+        command.envs(variables.iter().copied());
         let mut child = command.spawn().expect("starting hub-local");
         let stdout = child.stdout.take().expect("hub-local's stdout");
         let mut lines = BufReader::new(stdout).lines();

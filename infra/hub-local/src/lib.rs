@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod reference;
 pub mod resources;
 pub mod runtime;
+pub mod schedule;
 pub mod stack;
 pub mod streams;
 pub mod template;

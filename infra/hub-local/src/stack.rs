@@ -119,6 +119,22 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     for mapping in mappings {
         tokio::spawn(mapping.run());
     }
+    for spec in &template.functions {
+        for rate in &spec.schedules {
+            let function = functions
+                .get(&spec.logical_id)
+                .ok_or("a function did not start")?
+                .clone();
+            tokio::spawn(
+                crate::schedule::Schedule {
+                    logical_id: spec.logical_id.clone(),
+                    every: crate::schedule::Schedule::interval(*rate),
+                    function,
+                }
+                .run(),
+            );
+        }
+    }
     let route_count = routes.len();
     let has_token_route = routes
         .iter()

@@ -65,6 +65,10 @@ impl<P: Ports> Dispatcher<'_, P> {
                 endings,
             } => {
                 self.end_subscriptions(event, &endings, now).await?;
+                // Those a release embargo delays are held, not sent.
+                let deliveries =
+                    super::embargo::hold_embargoed(self.ports, event, deliveries, patient, now)
+                        .await?;
                 (deliveries, patient)
             }
         };

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod dispatch;
+pub mod embargo;
 pub mod events;
 pub mod generic;
 pub mod people;

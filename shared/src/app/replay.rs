@@ -143,6 +143,17 @@ impl<P: Ports> Replayer<'_, P> {
         let keys: Vec<String> = batch.events.iter().map(|(_, key)| key.clone()).collect();
         let mut found = self.ports.events().get_many(&keys).await?;
         found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
+        // An event a release embargo holds for the subscriber is left to
+        // the hold, which delivers it when released.
+        let shown: Vec<super::embargo::Shown> = found
+            .iter()
+            .map(|event| super::embargo::Shown {
+                event_key: &event.event_key,
+                event_type: event.event_type,
+                received_sort: &event.received_sort,
+            })
+            .collect();
+        let held = super::embargo::hidden(self.ports, &job.subscriber_id, &shown, now).await?;
         // Dispatch's ports, but with this subscription as the only one.
         let ports = &self.ports;
         let only = Adapters::new()
@@ -161,7 +172,7 @@ impl<P: Ports> Replayer<'_, P> {
         for event in &found {
             job.scanned += 1;
             job.position = event.received_sort.clone();
-            if !event.is_live(now) {
+            if !event.is_live(now) || held.contains(&event.event_key) {
                 continue;
             }
             let route = dispatcher

@@ -142,6 +142,7 @@ pub async fn onboard<S: SubscriberStore, Q: QueueProvisioner, C: ClientStore>(
         client_id: Some(client.client_id.clone()),
         offboarded_at: None,
         access: request.access,
+        service_type: request.service_type,
     };
     store.create(&subscriber).await?;
     clients

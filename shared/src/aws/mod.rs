@@ -10,6 +10,7 @@ mod assertion_ids;
 mod audit;
 mod batch;
 mod clients;
+mod embargoes;
 mod events;
 mod kms;
 mod monitor;
@@ -30,6 +31,7 @@ pub use assertion_ids::DynamoUsedAssertionIds;
 /// still uses it.
 pub use audit::DynamoAuditLog;
 pub use clients::DynamoClientStore;
+pub use embargoes::DynamoEmbargoStore;
 pub use events::{DAY_INDEX, DynamoEventStore, PATIENT_INDEX};
 pub use kms::{KmsSigningKey, kms_verifier, kms_verifiers};
 pub use monitor::SqsQueueMonitor;

@@ -131,7 +131,23 @@ pub async fn read_child_events<P: Ports>(
                 let visible = history::for_practice(types, registration, caller.ods_code.as_str());
                 (Some(visible), false)
             };
-            let summaries = events.patient_events(nhs_number).await?;
+            let mut summaries = events.patient_events(nhs_number).await?;
+            // What a release embargo still holds for the caller is not in
+            // its history until released.
+            if visible.is_some()
+                && let Some(subscriber_id) = caller.subscriber_id.as_deref()
+            {
+                let shown: Vec<crate::app::embargo::Shown> = summaries
+                    .iter()
+                    .map(|summary| crate::app::embargo::Shown {
+                        event_key: &summary.event_key,
+                        event_type: summary.event_type,
+                        received_sort: &summary.received_sort,
+                    })
+                    .collect();
+                let hidden = crate::app::embargo::hidden(ports, subscriber_id, &shown, now).await?;
+                summaries.retain(|summary| !hidden.contains(&summary.event_key));
+            }
             let selected =
                 history::select(&summaries, &query, visible.as_ref(), include_sensitive, now);
             let keys: Vec<String> = selected

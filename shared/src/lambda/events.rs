@@ -298,9 +298,21 @@ async fn may_read_event<P: Ports>(
     }
     let registration = child.as_ref().and_then(|child| child.value.registration());
     let visible = history::for_practice(subscribed, registration, caller.ods_code.as_str());
-    Ok(visible
+    if !visible
         .get(&event.event_type)
-        .is_some_and(|basis| basis.admits(&event.received_sort)))
+        .is_some_and(|basis| basis.admits(&event.received_sort))
+    {
+        return Ok(false);
+    }
+    // An event a release embargo still holds for this subscriber is not
+    // disclosed through its subscription either.
+    let shown = [crate::app::embargo::Shown {
+        event_key: &event.event_key,
+        event_type: event.event_type,
+        received_sort: &event.received_sort,
+    }];
+    let hidden = crate::app::embargo::hidden(ports, subscriber_id, &shown, now).await?;
+    Ok(hidden.is_empty())
 }
 
 /// `POST /events/{id}/$release?eventType=CODE` (operators): releases an
@@ -389,7 +401,9 @@ pub(super) fn event_reader_ports(aws: &Aws) -> Result<impl Ports, StoreError> {
         .subscriptions(aws.subscriptions()?)
         .register(aws.register()?)
         .relationships(aws.relationships()?)
-        .audit(aws.audit()?))
+        .audit(aws.audit()?)
+        .subscribers(aws.subscribers()?)
+        .embargoes(aws.embargoes()?))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod audited;
 mod authorizer;
 mod children;
 mod clients;
+mod embargoes;
 mod events;
 mod http;
 mod http_status;
@@ -33,6 +34,10 @@ pub use audited::{audited, caller_of};
 pub use authorizer::{authorize, run_authorizer};
 pub use children::{read_child, read_child_events, run_read_child, run_read_child_events};
 pub use clients::{disable_client, register_client, run_disable_client, run_register_client};
+pub use embargoes::{
+    delete_embargo, list_embargoes, put_embargo, run_delete_embargo, run_embargo_release,
+    run_list_embargoes, run_put_embargo,
+};
 pub use events::{
     publish, read_event, release_event, retention_from_env, run_publish, run_read_event,
     run_release_event,

@@ -238,6 +238,10 @@ impl Aws {
         DynamoReferenceData::from_env(self.dynamodb.clone())
     }
 
+    pub(super) fn embargoes(&self) -> Result<crate::aws::DynamoEmbargoStore, StoreError> {
+        crate::aws::DynamoEmbargoStore::from_env(self.dynamodb.clone())
+    }
+
     pub(super) fn provisioner(&self) -> Result<SqsQueueProvisioner, StoreError> {
         SqsQueueProvisioner::from_env(&self.config)
     }

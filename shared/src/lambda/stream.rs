@@ -159,7 +159,9 @@ pub async fn run_dispatch() -> Result<(), Error> {
         .stats(aws.stats()?)
         .events(aws.events()?)
         .audit(aws.audit()?)
-        .publisher(aws.publisher().await?);
+        .publisher(aws.publisher().await?)
+        .subscribers(aws.subscribers()?)
+        .embargoes(aws.embargoes()?);
     let dispatcher = &Dispatcher { ports: &ports };
     run(service_fn(move |event: LambdaEvent<_>| async move {
         // Boxed: the batch's future nests every port's calls, and laid out
@@ -183,7 +185,9 @@ pub async fn run_replay_worker() -> Result<(), Error> {
         .replays(aws.replays()?)
         .stats(aws.stats()?)
         .audit(aws.audit()?)
-        .publisher(aws.publisher().await?);
+        .publisher(aws.publisher().await?)
+        .subscribers(aws.subscribers()?)
+        .embargoes(aws.embargoes()?);
     let replayer = &Replayer { ports: &ports };
     run(service_fn(move |event: LambdaEvent<_>| async move {
         // Boxed, as dispatch's batch is.

@@ -6,6 +6,7 @@
 use crate::ports::StoreError;
 
 mod clients;
+mod embargoes;
 mod events;
 mod messaging;
 mod records;
@@ -14,6 +15,7 @@ mod relationships;
 mod subscriptions;
 
 pub use clients::{MemoryClientStore, MemoryUsedAssertionIds, PemSigningKey};
+pub use embargoes::MemoryEmbargoStore;
 pub use events::MemoryEventStore;
 pub use messaging::{
     MemoryDeliveryStats, MemoryPublisher, MemoryQueueProvisioner, MemoryQueues, QueuedMessage,
@@ -47,6 +49,7 @@ pub struct MemoryPorts {
     pub queues: MemoryQueues,
     pub reference: MemoryReferenceData,
     pub signing_key: Option<PemSigningKey>,
+    pub embargoes: MemoryEmbargoStore,
     pub relationships: MemoryRelationshipStore,
 }
 
@@ -65,6 +68,7 @@ impl crate::ports::Ports for MemoryPorts {
     type Queues = MemoryQueues;
     type Reference = MemoryReferenceData;
     type SigningKey = Option<PemSigningKey>;
+    type Embargoes = MemoryEmbargoStore;
     type Relationships = MemoryRelationshipStore;
 
     fn events(&self) -> &MemoryEventStore {
@@ -121,6 +125,10 @@ impl crate::ports::Ports for MemoryPorts {
 
     fn signing_key(&self) -> &Option<PemSigningKey> {
         &self.signing_key
+    }
+
+    fn embargoes(&self) -> &MemoryEmbargoStore {
+        &self.embargoes
     }
 
     fn relationships(&self) -> &MemoryRelationshipStore {

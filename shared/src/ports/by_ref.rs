@@ -393,6 +393,80 @@ impl<T: HubSigningKey + ?Sized> HubSigningKey for &T {
     }
 }
 
+impl<T: super::EmbargoStore + ?Sized> super::EmbargoStore for &T {
+    fn settings(
+        &self,
+    ) -> impl Future<Output = Result<crate::embargo::Embargoes, StoreError>> + Send {
+        (**self).settings()
+    }
+
+    fn put_setting(
+        &self,
+        setting: &crate::embargo::EmbargoSetting,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put_setting(setting)
+    }
+
+    fn remove_setting(
+        &self,
+        event_type: EventType,
+        service_type: crate::criteria::ServiceType,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).remove_setting(event_type, service_type, at)
+    }
+
+    fn hold(
+        &self,
+        hold: &crate::embargo::Hold,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).hold(hold)
+    }
+
+    fn due(
+        &self,
+        day: &str,
+        until: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<crate::embargo::Hold>, StoreError>> + Send {
+        (**self).due(day, until, after, limit)
+    }
+
+    fn attempt_failed(
+        &self,
+        hold: &crate::embargo::Hold,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).attempt_failed(hold, error)
+    }
+
+    fn settle(
+        &self,
+        hold: &crate::embargo::Hold,
+        status: crate::embargo::HoldStatus,
+        detail: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).settle(hold, status, detail)
+    }
+
+    fn held(
+        &self,
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<std::collections::HashSet<(String, String)>, StoreError>> + Send
+    {
+        (**self).held(keys)
+    }
+
+    fn watermark(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        (**self).watermark()
+    }
+
+    fn set_watermark(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_watermark(day)
+    }
+}
+
 impl<T: RelationshipStore + ?Sized> RelationshipStore for &T {
     fn record(
         &self,

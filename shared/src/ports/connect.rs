@@ -7,9 +7,9 @@
 
 use super::RelationshipStore;
 use super::{
-    AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EventStore, HubSigningKey, Ports,
-    QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore, ReplayStore, StoreError,
-    SubscriberStore, SubscriptionStore, UsedAssertionIds,
+    AuditLog, ClientStore, DeliveryPublisher, DeliveryStats, EmbargoStore, EventStore,
+    HubSigningKey, Ports, QueueMonitor, QueueProvisioner, ReferenceData, RegisterStore,
+    ReplayStore, StoreError, SubscriberStore, SubscriptionStore, UsedAssertionIds,
 };
 
 /// The adapter of a port a function does not use: every call fails with
@@ -42,6 +42,7 @@ pub struct Adapters<
     M = Unconnected,
     R = Unconnected,
     K = Unconnected,
+    X = Unconnected,
     L = Unconnected,
 > {
     events: E,
@@ -58,6 +59,7 @@ pub struct Adapters<
     queues: M,
     reference: R,
     signing_key: K,
+    embargoes: X,
     relationships: L,
 }
 
@@ -79,6 +81,7 @@ impl Adapters {
             queues: Unconnected,
             reference: Unconnected,
             signing_key: Unconnected,
+            embargoes: Unconnected,
             relationships: Unconnected,
         }
     }
@@ -119,10 +122,10 @@ macro_rules! connectors {
     };
 }
 
-// The return types name the fifteen adapters, one changed.
+// The return types name the sixteen adapters, one changed.
 #[allow(clippy::type_complexity)]
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
-    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
+    Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
 {
     connectors!(
         []
@@ -141,13 +144,14 @@ impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
             queues: M: QueueMonitor,
             reference: R: ReferenceData,
             signing_key: K: HubSigningKey,
+            embargoes: X: EmbargoStore,
             relationships: L: RelationshipStore,
         ]
     );
 }
 
-impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L> Ports
-    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, L>
+impl<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L> Ports
+    for Adapters<E, S, B, P, Q, C, A, J, U, G, D, M, R, K, X, L>
 where
     E: EventStore,
     S: SubscriptionStore,
@@ -163,6 +167,7 @@ where
     M: QueueMonitor,
     R: ReferenceData,
     K: HubSigningKey,
+    X: EmbargoStore,
     L: RelationshipStore,
 {
     type Events = E;
@@ -179,6 +184,7 @@ where
     type Queues = M;
     type Reference = R;
     type SigningKey = K;
+    type Embargoes = X;
     type Relationships = L;
 
     fn events(&self) -> &E {
@@ -235,6 +241,10 @@ where
 
     fn signing_key(&self) -> &K {
         &self.signing_key
+    }
+
+    fn embargoes(&self) -> &X {
+        &self.embargoes
     }
 
     fn relationships(&self) -> &L {

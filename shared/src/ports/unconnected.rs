@@ -322,6 +322,74 @@ impl HubSigningKey for Unconnected {
     }
 }
 
+impl super::EmbargoStore for Unconnected {
+    async fn settings(&self) -> Result<crate::embargo::Embargoes, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn put_setting(
+        &self,
+        _setting: &crate::embargo::EmbargoSetting,
+    ) -> Result<(), StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn remove_setting(
+        &self,
+        _event_type: EventType,
+        _service_type: crate::criteria::ServiceType,
+        _at: &str,
+    ) -> Result<bool, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn hold(&self, _hold: &crate::embargo::Hold) -> Result<bool, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn due(
+        &self,
+        _day: &str,
+        _until: &str,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Page<crate::embargo::Hold>, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn attempt_failed(
+        &self,
+        _hold: &crate::embargo::Hold,
+        _error: &str,
+    ) -> Result<(), StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn settle(
+        &self,
+        _hold: &crate::embargo::Hold,
+        _status: crate::embargo::HoldStatus,
+        _detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn held(
+        &self,
+        _keys: &[(String, String)],
+    ) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn watermark(&self) -> Result<Option<String>, StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+
+    async fn set_watermark(&self, _day: &str) -> Result<(), StoreError> {
+        Err(not_connected("EmbargoStore"))
+    }
+}
+
 impl RelationshipStore for Unconnected {
     async fn record(&self, _change: &RelationshipChange) -> Result<Recorded, StoreError> {
         Err(not_connected("RelationshipStore"))

@@ -347,6 +347,7 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
         created_at: "2026-01-01T00:00:00Z".into(),
         client_id: Some("gp-system".into()),
         offboarded_at: None,
+        service_type: None,
         access: hub::access::QueueAccess::HubOwned {
             principal: hub::access::AwsPrincipal::parse("111122223333"),
         },

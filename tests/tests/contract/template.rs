@@ -1262,7 +1262,9 @@ fn delivery_status_functions_stay_within_the_subscriber_queues() {
         {
             for action in statement.actions() {
                 let allowed = match statement.owner.as_str() {
-                    "DispatchFunction" | "ReplayWorkerFunction" => action == "dynamodb:UpdateItem",
+                    "DispatchFunction" | "ReplayWorkerFunction" | "EmbargoReleaseFunction" => {
+                        action == "dynamodb:UpdateItem"
+                    }
                     "SubscriberStatusFunction" => action == "dynamodb:Query",
                     _ => false,
                 };
@@ -1518,4 +1520,56 @@ fn functions_run_on_the_architecture_parameter() {
             "{id}: the architecture is the stack's (Globals), not the function's"
         );
     }
+}
+
+/// Release embargoes: the table holds its items under pk/sk with a TTL; the
+/// release function runs on a schedule, one run at a time, and may neither
+/// scan nor delete (the global checks above); the function reads held
+/// items by key and writes them with conditions only.
+#[test]
+fn the_embargo_release_runs_alone_on_a_schedule_over_its_keyed_table() {
+    let table = resource("EmbargoTable");
+    let keys: Vec<&str> = table["Properties"]["KeySchema"]
+        .as_array()
+        .expect("a key schema")
+        .iter()
+        .filter_map(|key| key["AttributeName"].as_str())
+        .collect();
+    assert_eq!(keys, ["pk", "sk"]);
+    assert_eq!(
+        table["Properties"]["TimeToLiveSpecification"]["AttributeName"],
+        "expiresAt"
+    );
+    let function = resource("EmbargoReleaseFunction");
+    assert_eq!(function["Properties"]["ReservedConcurrentExecutions"], 1);
+    let schedules: Vec<&Value> = function["Properties"]["Events"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, event)| event)
+        .filter(|event| event["Type"] == "Schedule")
+        .collect();
+    assert_eq!(schedules.len(), 1, "one schedule");
+    assert_eq!(schedules[0]["Properties"]["Schedule"], "rate(5 minutes)");
+    let actions: BTreeSet<String> = function_statements("EmbargoReleaseFunction", function)
+        .iter()
+        .filter(|statement| {
+            statement
+                .resource_names()
+                .iter()
+                .any(|name| name == "EmbargoTable")
+        })
+        .flat_map(|statement| statement.actions())
+        .collect();
+    for forbidden in [
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ] {
+        assert!(!actions.contains(forbidden), "{forbidden} on EmbargoTable");
+    }
+    assert!(
+        actions.contains("dynamodb:Query"),
+        "the holds due are queried"
+    );
 }

@@ -8,6 +8,7 @@ mod auth;
 mod catalogue;
 mod cli;
 mod delivery_status;
+mod embargo;
 mod faults;
 mod generic_scenarios;
 mod history;

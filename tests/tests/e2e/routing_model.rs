@@ -243,7 +243,8 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
             .audit(&audit)
             .register(&register)
             .reference(reference)
-            .stats(&stats),
+            .stats(&stats)
+            .embargoes(hub::memory::MemoryEmbargoStore::default()),
     };
     let mut refused = Vec::new();
     let mut read = BTreeMap::new();

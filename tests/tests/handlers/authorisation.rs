@@ -1444,7 +1444,8 @@ async fn history_through(
                 .events(events)
                 .subscriptions(&world.subscriptions)
                 .register(&world.register)
-                .audit(&world.audit),
+                .audit(&world.audit)
+                .embargoes(&world.embargoes),
             &request,
             Retention::DEFAULT,
         )

@@ -4,6 +4,7 @@
 
 mod authorisation;
 mod children;
+mod embargo;
 mod hostile_input;
 mod publish_body;
 mod relationships;

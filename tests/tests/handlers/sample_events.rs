@@ -251,7 +251,8 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
             .register(&register)
             .reference(hub::memory::MemoryReferenceData::default())
             .stats(&stats)
-            .events(MemoryEventStore::default()),
+            .events(MemoryEventStore::default())
+            .embargoes(hub::memory::MemoryEmbargoStore::default()),
     };
     let response = lambda::dispatch_batch(&dispatcher, sample).await;
     assert!(response.batch_item_failures.is_empty());

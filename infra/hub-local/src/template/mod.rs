@@ -26,6 +26,7 @@ mod specs;
 
 use conditions::*;
 pub use resolve::*;
+pub use specs::rate_seconds;
 use specs::*;
 
 pub const STACK_NAME: &str = "chhub-local";
@@ -114,6 +115,9 @@ pub struct FunctionSpec {
     pub log_level: Option<Value>,
     pub routes: Vec<Route>,
     pub streams: Vec<StreamSource>,
+    /// The seconds between runs of each `Type: Schedule` event's
+    /// `rate(...)` (crate::schedule).
+    pub schedules: Vec<u64>,
 }
 
 /// The one REST API the local stack serves (AWS::Serverless::Api).

@@ -47,6 +47,7 @@ pub(super) fn function_spec(
     let logging = setting("LoggingConfig");
     let mut routes = Vec::new();
     let mut streams = Vec::new();
+    let mut schedules = Vec::new();
     if let Some(events) = get(properties, "Events").and_then(Value::as_mapping) {
         for event in events.values() {
             let event_properties = get(event, "Properties");
@@ -78,6 +79,12 @@ pub(super) fn function_spec(
                         .and_then(|o| get(o, "Destination"))
                         .and_then(get_att_target),
                 }),
+                Some("Schedule") => {
+                    let expression = text(property("Schedule")).unwrap_or_default();
+                    schedules.push(rate_seconds(&expression).ok_or_else(
+                        || format!("{logical_id}: only rate(...) schedules run locally, not {expression}"),
+                    )?);
+                }
                 _ => {}
             }
         }
@@ -95,6 +102,7 @@ pub(super) fn function_spec(
         log_level: logging.and_then(|l| get(l, "ApplicationLogLevel")).cloned(),
         routes,
         streams,
+        schedules,
         logical_id,
     })
 }
@@ -232,4 +240,19 @@ fn gateway_response_spec(response: &Value) -> Result<GatewayResponseSpec, String
         headers,
         templates,
     })
+}
+
+/// The seconds between runs of `rate(<n> <unit>)`; None for any other
+/// expression (cron expressions are not run locally).
+pub fn rate_seconds(expression: &str) -> Option<u64> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (count, unit) = inner.trim().split_once(' ')?;
+    let count: u64 = count.parse().ok()?;
+    let scale = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3_600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    count.checked_mul(scale).filter(|seconds| *seconds > 0)
 }
