@@ -1,5 +1,6 @@
-//! The local stack's demo clients: a publisher, two subscribers and an
-//! operator, so the hub can be tried (and tested) with real signed-JWT
+//! The local stack's demo clients: a publisher, two subscribers (a GP
+//! practice and a health visiting team), an operator, a relationship
+//! publisher and a parent's app, so the hub can be tried (and tested) with real signed-JWT
 //! authentication and no setup.
 //!
 //! Their private keys live in the state directory (`<repo>/.local`, or
@@ -35,6 +36,9 @@ pub struct DemoClient {
     pub ods: &'static str,
     /// Shown as the subscriber's name when it is onboarded.
     pub label: &'static str,
+    /// The subscriber's service type, given at onboarding (what release
+    /// embargoes are keyed on): GP, CHO, UHV or EPCHR.
+    pub service_type: Option<&'static str>,
 }
 
 /// The organisations the repository's sample messages name as
@@ -47,32 +51,48 @@ pub const DEMO_CLIENTS: &[DemoClient] = &[
         role: Role::Publisher,
         ods: "RR8",
         label: "Demo child health information service",
+        service_type: None,
     },
     DemoClient {
         name: "demo-subscriber-1",
         role: Role::Subscriber,
         ods: "A83627",
         label: "Demo GP practice (Silverdale Family Practice)",
+        service_type: Some("GP"),
     },
     DemoClient {
         name: "demo-subscriber-2",
         role: Role::Subscriber,
         ods: "Y12345",
         label: "Demo health visiting team",
+        service_type: Some("UHV"),
     },
     DemoClient {
         name: OPERATOR,
         role: Role::Operator,
         ods: "X26",
         label: "Demo hub operator",
+        service_type: None,
     },
     DemoClient {
         name: "demo-relationship-publisher",
         role: Role::RelationshipPublisher,
         ods: "X26",
         label: "Demo relay of the Validated Relationships Service's events",
+        service_type: None,
+    },
+    DemoClient {
+        name: DEMO_PARENT_APP,
+        role: Role::Subscriber,
+        ods: "Y05PCH",
+        label: "Demo parent's app (e-Red Book)",
+        service_type: Some("EPCHR"),
     },
 ];
+
+/// The demo parent's app (a PCHR, registered with `pchr`): it reaches a
+/// child only through a person it acts for (docs/subscribers.md, 8a).
+pub const DEMO_PARENT_APP: &str = "demo-parent-app";
 
 /// The relationship event source the demo relationship publisher may
 /// publish for: the Validated Relationships Service, as in the samples of
@@ -160,6 +180,7 @@ pub fn read_key(state: &Path, client: &str) -> Result<EncodingKey, String> {
 /// A demo client's registration.
 pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, String> {
     let publisher = client.role == Role::Publisher;
+    let parent_app = client.name == DEMO_PARENT_APP;
     Ok(Client {
         client_id: client.name.to_owned(),
         ods_code: OdsCode::parse(client.ods)
@@ -186,7 +207,8 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
             BTreeSet::new()
         },
         subscriber_id: None,
-        subscribe_explicit: client.role == Role::Subscriber,
+        // A parent's app may not declare direct care (pchr below).
+        subscribe_explicit: client.role == Role::Subscriber && !parent_app,
         subscribe_generic: Default::default(),
         sensitivity_authority: false,
         relationship_sources: if client.role == Role::RelationshipPublisher {
@@ -194,7 +216,9 @@ pub fn registration(client: &DemoClient, key: &EncodingKey) -> Result<Client, St
         } else {
             BTreeSet::new()
         },
-        pchr: None,
+        pchr: parent_app.then_some(hub::pchr::PchrRegistration {
+            minimum_verification: hub::pchr::VerificationLevel::P9,
+        }),
     })
 }
 
@@ -237,12 +261,15 @@ pub async fn onboard(
     client: &'static DemoClient,
 ) -> Result<Onboarded, String> {
     let event_types: Vec<&str> = EventType::ALL.iter().map(|t| t.code()).collect();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "odsCode": client.ods,
         "name": client.label,
         "eventTypes": event_types,
         "clientId": client.name,
     });
+    if let Some(service_type) = client.service_type {
+        body["serviceType"] = service_type.into();
+    }
     let response = http
         .post(format!("{api}/subscribers"))
         .bearer_auth(operator_token)

@@ -36,7 +36,8 @@ const DEFAULT_API_PORT: u16 = 3000;
     about = "The child health events hub on this machine, with no AWS account.",
     after_help = "Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566. The demo\n\
      clients' keys are in HUB_LOCAL_STATE_DIR, else .local beside template.yaml;\n\
-     CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator.\n\
+     CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator,\n\
+     demo-relationship-publisher, demo-parent-app.\n\
      reference load writes to the local stack's ReferenceTable, to --table at --endpoint\n\
      (an emulator), or, given --table without --endpoint, to AWS (default credentials).\n\
      --faults (else HUB_FAULTS) puts a fault-injecting proxy between the functions and\n\
