@@ -44,12 +44,7 @@ pub async fn stop_acting<P: Ports>(
     now: OffsetDateTime,
 ) -> Result<Option<usize>, StoreError> {
     let at = audit::timestamp(now);
-    let acting = ports
-        .relationships()
-        .acted_for(subscriber_id, person)
-        .await?
-        .is_some_and(|acted| acted.status == ActingStatus::Active);
-    if !acting {
+    if !acting(ports, subscriber_id, person).await? {
         return Ok(None);
     }
     // Subscriptions first: a failure here leaves the acting in place, and
@@ -80,6 +75,19 @@ pub async fn stop_acting<P: Ports>(
         .stop_acting_for(subscriber_id, person, &at)
         .await?;
     Ok(Some(ended))
+}
+
+/// Whether the app (its subscriber) acts for the person now.
+pub(crate) async fn acting<P: Ports>(
+    ports: &P,
+    subscriber_id: &str,
+    person: NhsNumber,
+) -> Result<bool, StoreError> {
+    Ok(ports
+        .relationships()
+        .acted_for(subscriber_id, person)
+        .await?
+        .is_some_and(|acted| acted.status == ActingStatus::Active))
 }
 
 /// Ends the explicit subscriptions for the child that rest on a
@@ -138,12 +146,7 @@ pub async fn children<P: Ports>(
     person: NhsNumber,
     now: OffsetDateTime,
 ) -> Result<Option<Vec<Relationship>>, StoreError> {
-    let acting = ports
-        .relationships()
-        .acted_for(subscriber_id, person)
-        .await?
-        .is_some_and(|acted| acted.status == ActingStatus::Active);
-    if !acting {
+    if !acting(ports, subscriber_id, person).await? {
         return Ok(None);
     }
     let mut related: Vec<Relationship> = ports

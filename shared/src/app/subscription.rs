@@ -13,7 +13,7 @@ use crate::generic::ChildLocation;
 use crate::metrics::{self, MetricRecord};
 use crate::nhs_number::NhsNumber;
 use crate::ods::OdsCode;
-use crate::pchr::{ActingStatus, VerificationLevel};
+use crate::pchr::VerificationLevel;
 use crate::ports::{
     Ports, RegisterStore, RelationshipStore, StoreError, SubscriberStore, SubscriptionStore,
 };
@@ -234,11 +234,7 @@ pub async fn relationship_holds<P: Ports>(
     if !related {
         return Ok(false);
     }
-    Ok(ports
-        .relationships()
-        .acted_for(subscriber_id, person)
-        .await?
-        .is_some_and(|acted| acted.status == ActingStatus::Active))
+    super::people::acting(ports, subscriber_id, person).await
 }
 
 /// The migration of one subscription made before bases were recorded: an

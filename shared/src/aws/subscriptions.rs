@@ -151,12 +151,7 @@ impl DynamoSubscriptionStore {
             .send()
             .await
             .map_err(|error| unavailable("scanning the subscriptions", error))?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| subscription_of(&self.table, item))
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = subscriptions_of(&self.table, output.items)?;
         let next = output.last_evaluated_key.as_ref().and_then(|key| {
             let pk = super::text_attribute(key, "pk")?;
             let sk = super::text_attribute(key, "sk")?;
@@ -191,6 +186,18 @@ fn subscription_of(table: &str, mut item: Item) -> Result<Subscription, StoreErr
             "{described} has no subscription"
         ))),
     }
+}
+
+/// The subscriptions a page of items holds.
+fn subscriptions_of(
+    table: &str,
+    items: Option<Vec<Item>>,
+) -> Result<Vec<Subscription>, StoreError> {
+    items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| subscription_of(table, item))
+        .collect()
 }
 
 /// The keys a subscription is stored under: its resource item first, then
@@ -351,12 +358,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .send()
             .await
             .map_err(|error| unavailable("listing subscriptions", error))?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| subscription_of(&self.table, item))
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = subscriptions_of(&self.table, output.items)?;
         let next = output
             .last_evaluated_key
             .as_ref()
