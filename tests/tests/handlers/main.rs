@@ -7,4 +7,5 @@ mod children;
 mod hostile_input;
 mod publish_body;
 mod relationships;
+mod routing_bases;
 mod sample_events;
