@@ -241,11 +241,27 @@ fn place_left(before: Option<&Register>, event: &Event, moved: Moved) -> Places 
     places
 }
 
+/// Which events judge a subscription's basis. [bases: "Dispatch judges the
+/// basis for every event"; an `area` basis ends "with the event that moves
+/// the child out"; it "stays ended even if the child comes back"]: every
+/// event about the child (`EveryEvent`). The hub judges a subscription only
+/// on the events of the types it names (`NamedEvents`), so a move it does
+/// not name leaves it open, and it receives again when the child comes
+/// back (tests/tests/handlers/routing_bases/reproductions.rs). The docs can
+/// be read either way ("every event" it is matched against); reported to
+/// the lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    EveryEvent,
+    NamedEvents,
+}
+
 /// Runs the story.
 pub fn run(
     reference: &Reference,
     subscribers: &[Subscriber],
     steps: &[Step],
+    judged: Judged,
     now: OffsetDateTime,
 ) -> Outcome {
     let _ = now;
@@ -365,7 +381,12 @@ pub fn run(
                     BTreeMap::new();
                 for index in 0..state.held.len() {
                     let held = &state.held[index];
-                    if held.ended || event.routing_nhs_number.as_deref() != Some(&held.nhs_number) {
+                    let judged_here =
+                        judged == Judged::EveryEvent || held.events.contains(&event.kind);
+                    if held.ended
+                        || !judged_here
+                        || event.routing_nhs_number.as_deref() != Some(&held.nhs_number)
+                    {
                         continue;
                     }
                     let holds = match &held.basis {
@@ -403,6 +424,7 @@ pub fn run(
                 // child comes back"].
                 for held in &mut state.held {
                     if !held.ended
+                        && (judged == Judged::EveryEvent || held.events.contains(&event.kind))
                         && event.routing_nhs_number.as_deref() == Some(&held.nhs_number)
                         && !place_holds(&held.basis, &after, reference)
                     {
