@@ -214,29 +214,28 @@ fn place_holds(basis: &Basis, places: &Places, reference: &Reference) -> bool {
 
 /// Where the child was when the event arrived. [bases: "judged on where the
 /// child was when the event arrived"; the moving event is still received
-/// "as NEMS sends a move to the place left"]. An event that moves the child
-/// (replaces the register's home or practice) leaves the place routing says
-/// it leaves ([docs: Moves]: a change of address's `old` address, a change
-/// of GP's finished EpisodeOfCare, else what it replaced); a late one moves
-/// nothing ([docs: Moves], "A late event ... never overwrites newer
-/// facts"), and the child was where the register holds it. The docs do not
-/// say which counts when a moving message's previous place differs from the
-/// register's (after a late event): this is a reading, reported to the lead.
+/// "as NEMS sends a move to the place left"]: the place the event leaves,
+/// as routing defines it ([docs: Moves]: a change of address's `old`
+/// address, a change of GP's finished EpisodeOfCare, else what the event
+/// replaced in the register), else the register's place before it. The
+/// docs do not say which counts when the message's previous place differs
+/// from the register's (a late or out-of-order move): this reads it as
+/// routing does (reported to the lead).
 fn place_left(before: Option<&Register>, event: &Event, moved: Moved) -> Places {
     let mut places = places_of(before);
-    if let Some(replaced) = moved.practice_left {
-        let named = match event.kind {
-            EventKind::ChangeOfGp => event.previous_practice.clone(),
-            _ => None,
-        };
-        places.practices = vec![named.unwrap_or(replaced)];
+    let named_practice = match event.kind {
+        EventKind::ChangeOfGp => event.previous_practice.clone(),
+        _ => None,
+    };
+    if let Some(practice) = named_practice.or(moved.practice_left) {
+        places.practices = vec![practice];
     }
-    if let Some(replaced) = moved.postcode_left {
-        let named = match event.kind {
-            EventKind::ChangeOfAddress => event.old_postcode.clone(),
-            _ => None,
-        };
-        places.postcodes = vec![named.unwrap_or(replaced)];
+    let named_postcode = match event.kind {
+        EventKind::ChangeOfAddress => event.old_postcode.clone(),
+        _ => None,
+    };
+    if let Some(postcode) = named_postcode.or(moved.postcode_left) {
+        places.postcodes = vec![postcode];
     }
     places
 }
