@@ -246,7 +246,7 @@ fn place_left(before: Option<&Register>, event: &Event, moved: Moved) -> Places 
 /// event about the child (`EveryEvent`). The hub judges a subscription only
 /// on the events of the types it names (`NamedEvents`), so a move it does
 /// not name leaves it open, and it receives again when the child comes
-/// back (tests/tests/handlers/routing_bases/reproductions.rs). The docs can
+/// back (tests/tests/handlers/routing_bases/scenarios.rs). The docs can
 /// be read either way ("every event" it is matched against); reported to
 /// the lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

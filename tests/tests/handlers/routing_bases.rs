@@ -23,7 +23,7 @@ mod generate;
 #[allow(dead_code)]
 #[path = "../e2e/routing_model/render.rs"]
 mod render;
-mod reproductions;
+mod scenarios;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -264,6 +264,16 @@ fn world(seed: u64) -> World {
             } else if roll < 75 && !children.is_empty() {
                 let (child, person) = (rng.pick(&children).clone(), rng.pick(&proxies).clone());
                 related.push((child.clone(), person.clone()));
+                // Now and then the source ends a relationship and makes it
+                // again before the child's next event: what rested on it
+                // stays ended.
+                if rng.percent(25) {
+                    steps.push(Step::Relationship {
+                        child: child.clone(),
+                        person: person.clone(),
+                        active: false,
+                    });
+                }
                 Step::Relationship {
                     child,
                     person,
@@ -656,7 +666,7 @@ async fn the_hub_judges_bases_as_the_model_does() {
     for seed in seeds {
         let world = world(seed);
         // The hub's reading of which events judge a basis: the docs' other
-        // reading is reproductions.rs's (ignored) test.
+        // reading is scenarios.rs's ignored test.
         let expected = bases::run(
             &model_reference,
             &world.subscribers,
