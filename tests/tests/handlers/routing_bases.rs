@@ -412,6 +412,8 @@ fn rule_code(rule: Rule) -> &'static str {
 struct HubRun {
     deliveries: Vec<Delivery>,
     refused: BTreeSet<String>,
+    /// The basis the hub recorded on each subscription it created.
+    bases: BTreeMap<String, bases::Basis>,
 }
 
 async fn through_the_hub(world: &World, reference: &MemoryReferenceData) -> HubRun {
@@ -478,6 +480,7 @@ async fn through_the_hub(world: &World, reference: &MemoryReferenceData) -> HubR
         .collect();
     let mut model_subscription: BTreeMap<String, String> = BTreeMap::new();
     let mut refused = BTreeSet::new();
+    let mut hub_bases = BTreeMap::new();
     let dispatcher = Dispatcher { ports: &ports };
     for (index, step) in world.steps.iter().enumerate() {
         match step {
@@ -508,6 +511,23 @@ async fn through_the_hub(world: &World, reference: &MemoryReferenceData) -> HubR
                 match create_subscription(&ports, request, permits, DailyLimit::DEFAULT, NOW).await
                 {
                     Ok(made) => {
+                        let basis = match made.basis {
+                            Some(hub::basis::Basis::RegisteredGp { practice }) => {
+                                bases::Basis::RegisteredGp(practice.as_str().to_owned())
+                            }
+                            Some(hub::basis::Basis::Area { rule, code }) => bases::Basis::Area(
+                                *Rule::ALL
+                                    .iter()
+                                    .find(|r| r.code() == rule)
+                                    .expect("a rule type"),
+                                code,
+                            ),
+                            Some(hub::basis::Basis::Relationship { person }) => {
+                                bases::Basis::Relationship(person.as_string())
+                            }
+                            _ => bases::Basis::Declared,
+                        };
+                        hub_bases.insert(id.clone(), basis);
                         model_subscription.insert(made.id, id.clone());
                     }
                     Err(HubError::Forbidden { .. }) => {
@@ -632,6 +652,7 @@ async fn through_the_hub(world: &World, reference: &MemoryReferenceData) -> HubR
     HubRun {
         deliveries,
         refused,
+        bases: hub_bases,
     }
 }
 
@@ -686,12 +707,16 @@ async fn the_hub_judges_bases_as_the_model_does() {
             .filter(|d| !expected.deliveries.contains(d))
             .collect();
         assert!(
-            missing.is_empty() && extra.is_empty() && expected.refused == got.refused,
+            missing.is_empty()
+                && extra.is_empty()
+                && expected.refused == got.refused
+                && expected.bases == got.bases,
             "seed {seed} (BASES_SEED={seed} cargo test -p e2e-tests --test handlers routing_bases):\n\
-             missing {missing:#?}\nextra {extra:#?}\nrefused: model {:?}, hub {:?}\nbases {:?}\n{}",
+             missing {missing:#?}\nextra {extra:#?}\nrefused: model {:?}, hub {:?}\nbases and ended: model {:?}, hub bases {:?}\n{}",
             expected.refused,
             got.refused,
             (&expected.bases, &expected.ended),
+            got.bases,
             describe(&world)
         );
         created += expected.bases.len();
