@@ -6,8 +6,10 @@
 //! created and deleted, attestations and stops; and the child events of the
 //! routing model's generator (births, moves, changes of GP, screening,
 //! vaccinations...). The hub runs its application layer on the in-memory
-//! adapters; every delivery per (subscriber, event) and every refused
-//! creation must be the model's.
+//! adapters; every delivery per (subscriber, event), every refused
+//! creation and every recorded basis must be the model's. Which events
+//! judge a basis is the hub's reading (`Judged::NamedEvents`); the docs'
+//! other reading is routing_bases/scenarios.rs's ignored test.
 //!
 //! `BASES_WORLDS=N` sets the number of worlds, `BASES_SEED=S` runs one.
 //!
