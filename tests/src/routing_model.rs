@@ -765,3 +765,5 @@ fn registered(register: &Register, event: &Event) -> Option<bool> {
         None => event.patient.as_ref().map(|patient| patient.gp.is_some()),
     }
 }
+
+pub mod bases;

@@ -8,4 +8,5 @@ mod embargo;
 mod hostile_input;
 mod publish_body;
 mod relationships;
+mod routing_bases;
 mod sample_events;
