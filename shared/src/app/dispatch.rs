@@ -254,8 +254,15 @@ impl<P: Ports> Dispatcher<'_, P> {
             after: &after,
             related: false,
         };
-        let (mut matched, endings) =
+        let (mut matched, mut endings) =
             explicit_matches(self.ports, event, &at_event, place, now).await?;
+        // A move ends the practice's and area's subscriptions to the child
+        // whatever event types they name: access ends with the basis, not
+        // at the next event of their type.
+        let moved = place.practice.before != place.practice.after || before != after;
+        if registering == Registering::Record && moved {
+            endings.extend(moved_away(self.ports, event, place, &endings, now).await?);
+        }
         matched.extend(
             self.generic_matches(event, &location, &at_event, now)
                 .await?,
@@ -369,6 +376,69 @@ impl<P: Ports> Dispatcher<'_, P> {
             })
             .collect())
     }
+}
+
+/// The ends a move makes of the routed patient's registered-GP and area
+/// subscriptions that do not name the event's type (those that do are
+/// judged with the event, by `explicit_matches`): they never receive the
+/// move, and end with it. One keyed read per other event type, on a move
+/// only.
+async fn moved_away<P: Ports>(
+    ports: &P,
+    event: &StoredEvent,
+    place: PlaceAtEvent<'_>,
+    already: &[Ending],
+    now: OffsetDateTime,
+) -> Result<Vec<Ending>, StoreError> {
+    let Some(nhs_number) = event.nhs_number else {
+        return Ok(Vec::new());
+    };
+    let at = crate::audit::timestamp(now);
+    let mut judged: std::collections::BTreeSet<String> = already
+        .iter()
+        .map(|ending| ending.subscription.id.clone())
+        .collect();
+    let mut endings = Vec::new();
+    for &event_type in EventType::ALL {
+        if event_type == event.event_type {
+            continue;
+        }
+        for subscription in ports
+            .subscriptions()
+            .explicit_candidates(nhs_number, event_type)
+            .await?
+        {
+            let placed = matches!(
+                subscription.basis(),
+                Basis::RegisteredGp { .. } | Basis::Area { .. }
+            );
+            let candidate = placed
+                && subscription.ended.is_none()
+                && subscription.criteria.target == Target::Explicit(nhs_number)
+                && !subscription.criteria.events.contains(&event.event_type)
+                && judged.insert(subscription.id.clone());
+            if !candidate {
+                continue;
+            }
+            let judgement = basis::judge(
+                &subscription.basis(),
+                place,
+                event.event_type,
+                &event.event_key,
+                &at,
+            );
+            if let Judgement::HoldsForThisEvent(ended) | Judgement::Lost(ended) = judgement {
+                endings.push(Ending {
+                    subscription,
+                    ended: crate::basis::Ended {
+                        last_event: None,
+                        ..ended
+                    },
+                });
+            }
+        }
+    }
+    Ok(endings)
 }
 
 /// The explicit subscriptions for the routed patient that the event matches

@@ -7,9 +7,9 @@
 //! routing model's generator (births, moves, changes of GP, screening,
 //! vaccinations...). The hub runs its application layer on the in-memory
 //! adapters; every delivery per (subscriber, event), every refused
-//! creation and every recorded basis must be the model's. Which events
-//! judge a basis is the hub's reading (`Judged::NamedEvents`); the docs'
-//! other reading is routing_bases/scenarios.rs's ignored test.
+//! creation and every recorded basis must be the model's. Every event judges
+//! a basis, as the docs say (`Judged::EveryEvent`): a move ends a
+//! subscription whatever event types it names.
 //!
 //! `BASES_WORLDS=N` sets the number of worlds, `BASES_SEED=S` runs one.
 //!
@@ -688,13 +688,12 @@ async fn the_hub_judges_bases_as_the_model_does() {
         (0, 0, 0, 0, BTreeMap::new());
     for seed in seeds {
         let world = world(seed);
-        // The hub's reading of which events judge a basis: the docs' other
-        // reading is scenarios.rs's ignored test.
+        // The docs' reading: every event judges a basis.
         let expected = bases::run(
             &model_reference,
             &world.subscribers,
             &world.steps,
-            Judged::NamedEvents,
+            Judged::EveryEvent,
             NOW,
         );
         let got = through_the_hub(&world, &reference).await;
