@@ -244,7 +244,9 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
             .register(&register)
             .reference(reference)
             .stats(&stats)
-            .embargoes(hub::memory::MemoryEmbargoStore::default()),
+            .embargoes(hub::memory::MemoryEmbargoStore::default())
+            // A birth links the mother to the baby as it is dispatched.
+            .relationships(hub::memory::MemoryRelationshipStore::default()),
     };
     let mut refused = Vec::new();
     let mut read = BTreeMap::new();
