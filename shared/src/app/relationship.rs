@@ -4,10 +4,11 @@
 use time::OffsetDateTime;
 
 use super::people::end_resting_on;
+use super::subscription::related_now;
 use crate::auth::{Caller, Role};
 use crate::basis::{EndReason, Ended};
 use crate::error::HubError;
-use crate::ports::{Ports, Recorded, RelationshipStore, StoreError};
+use crate::ports::{Ports, Recorded, RelationshipStore};
 use crate::relationship::{RelationshipChange, read_vrs_signal};
 
 /// Where the signal names its source: what a 403 for a source not the
@@ -53,17 +54,10 @@ pub async fn publish_relationship_event<P: Ports>(
     let relationship = &change.relationship;
     // Another source may still relate the two (a birth notification's link
     // beside a VRS relationship): the basis holds while any does.
-    let still_related = || async {
-        Ok::<_, StoreError>(
-            ports
-                .relationships()
-                .between(relationship.child_nhs, relationship.person_nhs)
-                .await?
-                .iter()
-                .any(|held| held.is_active(now)),
-        )
-    };
-    if recorded != Recorded::OutOfOrder && !relationship.is_active(now) && !still_related().await? {
+    if recorded != Recorded::OutOfOrder
+        && !relationship.is_active(now)
+        && !related_now(ports, relationship.child_nhs, relationship.person_nhs, now).await?
+    {
         let ended = Ended {
             at: crate::audit::timestamp(now),
             reason: EndReason::RelationshipEnded,

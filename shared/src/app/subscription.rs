@@ -225,16 +225,26 @@ pub async fn relationship_holds<P: Ports>(
     subscriber_id: &str,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
-    let related = ports
+    if !related_now(ports, child, person, now).await? {
+        return Ok(false);
+    }
+    super::people::acting(ports, subscriber_id, person).await
+}
+
+/// Whether any source relates the child and the person now (a VRS
+/// relationship, a birth notification's link): one keyed read.
+pub async fn related_now<P: Ports>(
+    ports: &P,
+    child: NhsNumber,
+    person: NhsNumber,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    Ok(ports
         .relationships()
         .between(child, person)
         .await?
         .iter()
-        .any(|relationship| relationship.is_active(now));
-    if !related {
-        return Ok(false);
-    }
-    super::people::acting(ports, subscriber_id, person).await
+        .any(|relationship| relationship.is_active(now)))
 }
 
 /// The migration of one subscription made before bases were recorded: an
