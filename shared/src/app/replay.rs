@@ -72,6 +72,14 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
         self.store.assign_basis(subscription, basis).await
     }
 
+    async fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[crate::backfill::BackfillGrant],
+    ) -> Result<bool, StoreError> {
+        self.store.replace_backfills(subscription, grants).await
+    }
+
     async fn explicit_candidates(
         &self,
         nhs_number: NhsNumber,

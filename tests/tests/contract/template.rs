@@ -1099,6 +1099,14 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "SubscriptionBackfillFunction",
+            &[
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "ReplayReadFunction",
             &[
                 ("dynamodb:GetItem", "ReplaysTable"),
