@@ -129,6 +129,18 @@ impl Subscription {
         }
     }
 
+    /// What a delivery through it rests on, for the audit trail: an
+    /// explicit subscription's basis, or a generic one's rule and place.
+    pub fn basis_words(&self) -> String {
+        match &self.criteria.target {
+            crate::criteria::Target::Explicit(_) => self.basis().describe(),
+            _ => format!(
+                "generic {}",
+                crate::generic::subscription_key(&self.criteria).unwrap_or_default()
+            ),
+        }
+    }
+
     /// The basis of an explicit subscription, declared direct care when
     /// none was recorded.
     pub fn basis(&self) -> Basis {

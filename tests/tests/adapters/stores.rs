@@ -649,6 +649,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             matches: vec![Match {
                 subscription_id: format!("s{n}"),
                 tag: None,
+                basis: None,
             }],
             replay_id: None,
         })
@@ -659,10 +660,12 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             Match {
                 subscription_id: "s-a".into(),
                 tag: Some("a".into()),
+                basis: None,
             },
             Match {
                 subscription_id: "s-b".into(),
                 tag: None,
+                basis: None,
             },
         ],
         replay_id: None,
@@ -710,6 +713,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             matches: vec![Match {
                 subscription_id: format!("s-{id}"),
                 tag: None,
+                basis: None,
             }],
             replay_id: None,
         })
