@@ -403,20 +403,8 @@ async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted(
         ended: Some(ended.clone()),
         ..subscription.clone()
     };
-    assert_eq!(
-        subscriptions.get("sub-gp").await.unwrap(),
-        Some(expected.clone())
-    );
+    stored_everywhere(&subscriptions, &expected).await;
     let patient = NhsNumber::parse("9912003888").unwrap();
-    for event_type in [EventType::Vaccinations, EventType::PdsChangeOfGp] {
-        assert_eq!(
-            subscriptions
-                .explicit_candidates(patient, event_type)
-                .await
-                .unwrap(),
-            vec![expected.clone()]
-        );
-    }
     // A second end (a retried dispatch, a racing event) changes nothing.
     let later = hub::basis::Ended {
         at: "2026-03-01T00:00:00.000Z".into(),
@@ -439,6 +427,27 @@ async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted(
             .unwrap()
             .is_empty()
     );
+}
+
+/// The subscription as stored: its resource, and the copy under each event
+/// type it names, which dispatch reads.
+async fn stored_everywhere(subscriptions: &DynamoSubscriptionStore, expected: &Subscription) {
+    assert_eq!(
+        subscriptions.get(&expected.id).await.unwrap(),
+        Some(expected.clone())
+    );
+    let hub::criteria::Target::Explicit(patient) = expected.criteria.target else {
+        panic!("an explicit subscription");
+    };
+    for event_type in &expected.criteria.events {
+        assert_eq!(
+            subscriptions
+                .explicit_candidates(patient, *event_type)
+                .await
+                .unwrap(),
+            vec![expected.clone()]
+        );
+    }
 }
 
 /// Backfill grants are written on every copy, over the list read: a writer
@@ -489,20 +498,8 @@ async fn backfill_grants_change_every_copy_only_over_the_list_read() {
         backfills: first.clone(),
         ..subscription.clone()
     };
-    assert_eq!(
-        subscriptions.get("sub-declared").await.unwrap(),
-        Some(granted.clone())
-    );
+    stored_everywhere(&subscriptions, &granted).await;
     let patient = NhsNumber::parse("9912003888").unwrap();
-    for event_type in [EventType::Vaccinations, EventType::NewbornHearing] {
-        assert_eq!(
-            subscriptions
-                .explicit_candidates(patient, event_type)
-                .await
-                .unwrap(),
-            vec![granted.clone()]
-        );
-    }
     // A writer that read the subscription before the first grant loses.
     assert!(
         !subscriptions
