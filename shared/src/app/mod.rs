@@ -6,8 +6,10 @@
 pub mod auth;
 pub mod dispatch;
 pub mod embargo;
+pub mod ending;
 pub mod events;
 pub mod generic;
+pub mod narrowing;
 pub mod people;
 pub mod register;
 pub mod relationship;

@@ -1,8 +1,10 @@
 //! Client systems (operators): register and disable.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use time::OffsetDateTime;
 use tracing::info;
 
+use crate::app::narrowing;
 use crate::audit::Action;
 use crate::auth::{self, Client, Role};
 use crate::error::HubError;
@@ -14,7 +16,11 @@ use super::http::{json_body, respond};
 use super::runtime::{Error, serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
-/// (operators). 201 when new, 200 when replaced.
+/// (operators). 201 when new, 200 when replaced. A replacement then ends
+/// the subscriptions of the client's subscriber whose basis the new
+/// registration no longer gives (`app::narrowing`): after the replacement,
+/// so that a failure (503) leaves the new registration in place and the
+/// operator's retry completes the sweep.
 pub async fn register_client<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
@@ -33,6 +39,10 @@ pub async fn register_client<P: Ports>(
             let created = clients.register(&client).await?;
             info!(client_id = %client.client_id, created, "client registered");
             let registered = clients.get(&client.client_id).await?.unwrap_or(client);
+            let ended = narrowing::end_narrowed(ports, &registered, OffsetDateTime::now_utc()).await?;
+            if ended > 0 {
+                info!(client_id = %registered.client_id, ended, "registration narrowed: subscriptions ended");
+            }
             let response = respond(
                 if created { 201 } else { 200 },
                 "application/json",
@@ -41,7 +51,14 @@ pub async fn register_client<P: Ports>(
             );
             Ok((
                 response,
-                record.detail(format!("client {}", registered.client_id)),
+                record.detail(if ended > 0 {
+                    format!(
+                        "client {}; registration narrowed: {ended} subscriptions ended",
+                        registered.client_id
+                    )
+                } else {
+                    format!("client {}", registered.client_id)
+                }),
             ))
         },
     )
@@ -84,7 +101,11 @@ pub async fn disable_client<P: Ports>(
 /// The main of `POST /clients`.
 pub async fn run_register_client() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new().clients(aws.clients()?).audit(aws.audit()?);
+    let ports = Adapters::new()
+        .clients(aws.clients()?)
+        .audit(aws.audit()?)
+        .subscriptions(aws.subscriptions()?)
+        .relationships(aws.relationships()?);
     let ports = &ports;
     serve_api(move |request| async move { register_client(ports, &request).await }).await
 }
