@@ -1878,4 +1878,5 @@ async fn explicit_subscriptions_stop_at_the_subscribers_daily_limit() {
     assert_eq!(status, 201, "{created}");
 }
 
+mod narrowing;
 mod parents;
