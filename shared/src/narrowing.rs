@@ -3,12 +3,14 @@
 //! subscriptions rested on, that subscription ends, as it would on any
 //! other loss of its basis (`status` off, `error`, a `BasisLost` record).
 //!
-//! A subscription is judged on the new registration alone, not on what the
-//! old one gave: a sweep that failed part-way is completed by posting the
-//! same registration again, and posting an unchanged registration ends
-//! nothing that was given. Each subscriber is one client's (onboarding
-//! makes a new subscriber for one client, `Subscriber::client_id`), so no
-//! other client's registration can still give the basis.
+//! The subscriptions are read only when the new registration narrows what
+//! the stored one gave ([`narrows`]): a key rotation or a widening reads
+//! none, however many the subscriber holds. Each is then judged on the new
+//! registration alone ([`no_longer_given`]), so one the old registration
+//! no longer gave either ends too. Each subscriber is one client's
+//! (onboarding makes a new subscriber for one client,
+//! `Subscriber::client_id`), so no other client's registration can still
+//! give the basis.
 
 use crate::auth::{Caller, Role};
 use crate::basis::{Basis, EndReason, Ended, granted};
@@ -84,6 +86,31 @@ pub fn no_longer_given(
             }
         }
     }
+}
+
+/// Whether the registration `after` takes away anything `before` gave a
+/// subscription to rest on: the subscriber role, explicit subscriptions, a
+/// grant (a rule and code, compared without regard to case), or the
+/// parent's app's terms (it becomes or stops being one, or its
+/// `minimumVerification` rises). When it does not, no subscription the
+/// old registration gave loses its basis, and none need be read.
+pub fn narrows(before: &Caller, after: &Caller) -> bool {
+    let explicit = |caller: &Caller| caller.subscribe_explicit || caller.pchr.is_some();
+    let role_lost = before.has_role(Role::Subscriber) && !after.has_role(Role::Subscriber);
+    let explicit_lost = explicit(before) && !explicit(after);
+    let grant_lost = before.subscribe_generic.iter().any(|(rule, codes)| {
+        codes
+            .iter()
+            .any(|code| !granted(&after.subscribe_generic, rule, code))
+    });
+    let pchr_narrowed = match (before.pchr, after.pchr) {
+        (None, None) => false,
+        (Some(was), Some(now)) => now.minimum_verification > was.minimum_verification,
+        // Becoming a parent's app ends its other bases; ceasing to be one
+        // ends its relationship bases.
+        _ => true,
+    };
+    role_lost || explicit_lost || grant_lost || pchr_narrowed
 }
 
 /// The end of a subscription whose basis a new registration no longer
@@ -278,6 +305,111 @@ mod tests {
         );
         // Turned into a parent's app: only relationships remain.
         assert!(no_longer_given(&explicit(Basis::DeclaredDirectCare), &p5_app, None).is_some());
+    }
+
+    #[test]
+    fn only_a_registration_that_takes_something_away_narrows() {
+        let both = registered(
+            &[
+                ("CHO_POSTCODE_CCG", "84H"),
+                ("UHV_POSTCODE_LACODE", "E06000047"),
+            ],
+            true,
+            None,
+        );
+        let same_lower = registered(
+            &[
+                ("cho_postcode_ccg", "84h"),
+                ("UHV_POSTCODE_LACODE", "e06000047"),
+            ],
+            true,
+            None,
+        );
+        let wider = registered(
+            &[
+                ("CHO_POSTCODE_CCG", "84H"),
+                ("CHO_POSTCODE_CCG", "15F"),
+                ("UHV_POSTCODE_LACODE", "E06000047"),
+            ],
+            true,
+            None,
+        );
+        assert!(!narrows(&both, &both), "a key rotation");
+        assert!(!narrows(&both, &same_lower), "case aside, the same");
+        assert!(!narrows(&both, &wider));
+        assert!(!narrows(&registered(&[], false, None), &both));
+        let fewer = registered(&[("CHO_POSTCODE_CCG", "84H")], true, None);
+        assert!(narrows(&both, &fewer));
+        assert!(narrows(
+            &both,
+            &registered(
+                &[
+                    ("CHO_POSTCODE_CCG", "84H"),
+                    ("UHV_POSTCODE_LACODE", "E06000047")
+                ],
+                false,
+                None
+            )
+        ));
+        let mut no_role = both.clone();
+        no_role.roles.clear();
+        assert!(narrows(&both, &no_role));
+        let p5 = registered(&[], false, Some(VerificationLevel::P5));
+        let p9 = registered(&[], false, Some(VerificationLevel::P9));
+        assert!(narrows(&p5, &p9));
+        assert!(!narrows(&p9, &p5), "a lower minimum takes nothing away");
+        assert!(narrows(&p9, &registered(&[], true, None)));
+        assert!(narrows(&registered(&[], true, None), &p9));
+    }
+
+    /// What a registration that narrows nothing would end, the old one
+    /// did not give either: skipping the sweep then loses no end.
+    #[test]
+    fn what_a_registration_that_narrows_nothing_would_end_was_not_given_before() {
+        let callers = [
+            registered(&[], false, None),
+            registered(&[], true, None),
+            registered(&[("UHV_POSTCODE_LACODE", "E06000047")], true, None),
+            registered(
+                &[
+                    ("UHV_POSTCODE_LACODE", "E06000047"),
+                    ("CHO_POSTCODE_CCG", "84H"),
+                ],
+                true,
+                None,
+            ),
+            registered(&[("CHO_POSTCODE_CCG", "84H")], false, None),
+            registered(&[], false, Some(VerificationLevel::P5)),
+            registered(&[], false, Some(VerificationLevel::P9)),
+        ];
+        let subscriptions = [
+            explicit(area("UHV_POSTCODE_LACODE", "E06000047")),
+            explicit(area("CHO_POSTCODE_CCG", "84H")),
+            explicit(Basis::DeclaredDirectCare),
+            explicit(person()),
+            subscription(
+                "/Bundle?type=message&serviceType=CHO&subscriptionRuleType=CHO_POSTCODE_CCG&Organization.identifier=84H&MessageHeader.event=vaccinations-1",
+                None,
+            ),
+        ];
+        for before in &callers {
+            for after in callers.iter().filter(|after| !narrows(before, after)) {
+                for subscription in &subscriptions {
+                    for attested in [
+                        None,
+                        Some(VerificationLevel::P5),
+                        Some(VerificationLevel::P9),
+                    ] {
+                        if no_longer_given(subscription, after, attested).is_some() {
+                            assert!(
+                                no_longer_given(subscription, before, attested).is_some(),
+                                "{before:?} -> {after:?}: {subscription:?} at {attested:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

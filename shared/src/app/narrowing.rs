@@ -8,10 +8,70 @@ use super::ending::end_on_lost_basis;
 use crate::auth::{Caller, Client};
 use crate::basis::Basis;
 use crate::narrowing;
-use crate::ports::{Ports, RelationshipStore, StoreError, SubscriptionStore};
+use crate::ports::{ClientStore, Ports, RelationshipStore, StoreError, SubscriptionStore};
 
 /// Subscriptions read a page at a time.
 const PAGE: usize = 100;
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// True when the client is new.
+    pub created: bool,
+    /// The client as stored now (with the subscriber it acts as).
+    pub client: Client,
+    /// The subscriptions it ended.
+    pub ended: usize,
+}
+
+/// Registers a client, or replaces its registration; a replacement that
+/// narrows what the stored one gave (`narrowing::narrows`) then ends the
+/// subscriptions it no longer gives a basis ([`end_narrowed`]). Stored
+/// first, so that no subscription is made on the old registration after
+/// the sweep has passed it. Should the sweep fail, the previous
+/// registration is put back before the error is returned: the operator's
+/// retry then narrows again and completes it (a subscription already ended
+/// stays ended, which is the safe side).
+pub async fn register<P: Ports>(
+    ports: &P,
+    client: &Client,
+    now: OffsetDateTime,
+) -> Result<Registered, StoreError> {
+    let clients = ports.clients();
+    let before = clients.get(&client.client_id).await?;
+    let created = clients.register(client).await?;
+    let registered = clients
+        .get(&client.client_id)
+        .await?
+        .unwrap_or_else(|| client.clone());
+    let Some(before) =
+        before.filter(|before| narrowing::narrows(&Caller::of(before), &Caller::of(&registered)))
+    else {
+        return Ok(Registered {
+            created,
+            client: registered,
+            ended: 0,
+        });
+    };
+    match end_narrowed(ports, &registered, now).await {
+        Ok(ended) => Ok(Registered {
+            created,
+            client: registered,
+            ended,
+        }),
+        Err(error) => {
+            if let Err(restoring) = clients.register(&before).await {
+                tracing::error!(
+                    client_id = %before.client_id,
+                    error = %restoring,
+                    "the previous registration could not be put back after a failed narrowing: \
+                     post the previous registration, then the new one"
+                );
+            }
+            Err(error)
+        }
+    }
+}
 
 /// Ends every active subscription of the client's subscriber whose basis
 /// its registration, as now stored, no longer gives, each audited first

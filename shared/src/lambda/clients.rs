@@ -16,18 +16,16 @@ use super::http::{json_body, respond};
 use super::runtime::{Error, serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
-/// (operators). 201 when new, 200 when replaced. A replacement then ends
-/// the subscriptions of the client's subscriber whose basis the new
-/// registration no longer gives (`app::narrowing`): after the replacement,
-/// so that a failure (503) leaves the new registration in place and the
-/// operator's retry completes the sweep.
+/// (operators). 201 when new, 200 when replaced. A replacement that
+/// narrows what the client was registered for then ends the subscriptions
+/// of its subscriber whose basis the new registration no longer gives
+/// (`app::narrowing::register`).
 pub async fn register_client<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let (clients, audit) = (ports.clients(), ports.audit());
     audited(
-        audit,
+        ports.audit(),
         request,
         Action::ClientRegister,
         Encoding::Json,
@@ -36,13 +34,12 @@ pub async fn register_client<P: Ports>(
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
             let client = Client::from_registration(&body)?;
-            let created = clients.register(&client).await?;
-            info!(client_id = %client.client_id, created, "client registered");
-            let registered = clients.get(&client.client_id).await?.unwrap_or(client);
-            let ended = narrowing::end_narrowed(ports, &registered, OffsetDateTime::now_utc()).await?;
-            if ended > 0 {
-                info!(client_id = %registered.client_id, ended, "registration narrowed: subscriptions ended");
-            }
+            let narrowing::Registered {
+                created,
+                client: registered,
+                ended,
+            } = narrowing::register(ports, &client, OffsetDateTime::now_utc()).await?;
+            info!(client_id = %registered.client_id, created, ended, "client registered");
             let response = respond(
                 if created { 201 } else { 200 },
                 "application/json",

@@ -406,3 +406,58 @@ async fn raising_a_parents_apps_minimum_level_ends_what_rests_on_people_attested
         Some(subscription.as_str())
     );
 }
+
+/// A registration that narrows nothing (a key rotation, a wider grant)
+/// reads no subscription: it succeeds with the subscriptions store
+/// unreachable. One that narrows, and cannot end what it must, answers
+/// with the error and puts the previous registration back, so that the
+/// operator's retry narrows again and completes the ending.
+#[tokio::test]
+async fn a_failed_narrowing_puts_the_previous_registration_back() {
+    let AreaService {
+        world,
+        service,
+        on_la,
+        ..
+    } = area_service().await;
+    let without_subscriptions = Adapters::new().clients(&world.clients).audit(&world.audit);
+    let post = |registration: &Value| {
+        request(
+            Some(&world.operator),
+            "application/json",
+            Some(&registration.to_string()),
+            &[],
+        )
+    };
+    let mut wider = both_grants();
+    wider["subscribeGeneric"]["CHO_POSTCODE_CCG"] = json!(["84H", "15F"]);
+    let response = lambda::register_client(&without_subscriptions, &post(&wider)).await;
+    assert_eq!(status(&response), 200, "no subscription read");
+
+    let sub_icb_only = registration(
+        "area-service",
+        AREA_ODS,
+        true,
+        &[("CHO_POSTCODE_CCG", "84H")],
+    );
+    let response = lambda::register_client(&without_subscriptions, &post(&sub_icb_only)).await;
+    assert_eq!(
+        status(&response),
+        500,
+        "the subscriptions port is not connected"
+    );
+    let stored = world.clients.get("area-service").await.unwrap().unwrap();
+    assert_eq!(
+        stored.subscribe_generic,
+        Client::from_registration(&wider.to_string())
+            .unwrap()
+            .subscribe_generic,
+        "the previous registration is back"
+    );
+    assert_eq!(world.shown(&service, &on_la).await["status"], "active");
+
+    // The retry, with the store back, completes it.
+    let (status, service) = world.register_as_operator(&sub_icb_only).await;
+    assert_eq!(status, 200);
+    assert_eq!(world.shown(&service, &on_la).await["status"], "off");
+}
