@@ -11,8 +11,8 @@ use crate::ports::{AuditLog, Ports, StoreError, SubscriptionStore};
 use crate::subscription::Subscription;
 
 /// Ends the subscription, audited first (one `BasisLost` record per
-/// subscription, under its child, naming `reference`: the event that
-/// showed the loss, or what else did), so that no end is ever without its
+/// subscription, under its child for an explicit one, naming `reference`:
+/// the event that showed the loss, or what else did), so that no end is ever without its
 /// record and a retry writes the same record again. True when this call
 /// ended it; false when it had already ended (a retry, or two causes
 /// racing), which is counted once only.
