@@ -78,7 +78,7 @@ pub async fn register<P: Ports>(
 /// (`BasisLost`, naming `client-registration/<client id>`): how many it
 /// ended. A client linked to no subscriber has none. Safe to run again: an
 /// ended subscription is skipped, so a sweep that failed part-way is
-/// completed by the next registration of the client.
+/// completed by the retry ([`register`]).
 ///
 /// Cost: one Query per 100 of the subscriber's subscriptions, and one
 /// GetItem per relationship subscription of a parent's app (the level it
