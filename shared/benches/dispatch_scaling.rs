@@ -168,6 +168,7 @@ fn subscription(
         last_updated: "2026-01-01T00:00:00Z".into(),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     }
 }
 
@@ -464,6 +465,15 @@ impl<S: SubscriptionStore> SubscriptionStore for CountingSubscriptions<'_, S> {
     ) -> Result<bool, StoreError> {
         Counters::add(&self.counters.other_subscription_calls, 1);
         self.inner.assign_basis(subscription, basis).await
+    }
+
+    async fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[hub::backfill::BackfillGrant],
+    ) -> Result<bool, StoreError> {
+        Counters::add(&self.counters.other_subscription_calls, 1);
+        self.inner.replace_backfills(subscription, grants).await
     }
 
     async fn explicit_candidates(

@@ -67,6 +67,11 @@ pub enum Action {
     /// A parent's app attested a person it acts for, or stopped acting for
     /// them (`/subscribers/{id}/people/{nhsNumber}`), under the person.
     PersonActedFor,
+    /// An operator opened a backfill grant on a subscription
+    /// (crate::backfill): its reason, window and expiry in the detail.
+    BackfillGrant,
+    /// An operator revoked a backfill grant.
+    BackfillRevoke,
 }
 
 /// One entry of the trail.

@@ -23,6 +23,10 @@ pub const SUBSCRIBER_ATTRIBUTE: &str = "subscriber";
 pub struct Match {
     pub subscription_id: String,
     pub tag: Option<String>,
+    /// What the delivery rests on through this subscription
+    /// (`Subscription::basis_words`), for the audit trail; never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 /// One copy of the event for one subscriber.
@@ -36,6 +40,23 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The basis of each subscription it goes through, for its audit
+    /// record: `basis: registered-gp A83627 (<subscription id>); ...`.
+    pub fn basis_detail(&self) -> String {
+        let each: Vec<String> = self
+            .matches
+            .iter()
+            .map(|matched| {
+                format!(
+                    "{} ({})",
+                    matched.basis.as_deref().unwrap_or("unrecorded"),
+                    matched.subscription_id
+                )
+            })
+            .collect();
+        format!("basis: {}", each.join("; "))
+    }
+
     /// The message attributes the subscriber receives with the payload.
     /// SNS refuses empty attribute values, so absent facts are left out.
     pub fn attributes(&self, event: &StoredEvent) -> Vec<(&'static str, String)> {
@@ -191,6 +212,7 @@ pub fn by_subscriber(matched: Vec<Subscription>) -> Vec<Delivery> {
             .entry(subscription.id.clone())
             .or_insert_with(|| Match {
                 tag: subscription.tag().map(str::to_owned),
+                basis: Some(subscription.basis_words()),
                 subscription_id: subscription.id,
             });
     }
@@ -285,6 +307,7 @@ mod tests {
                 matches: vec![Match {
                     subscription_id: format!("subscription-{n}"),
                     tag: None,
+                    basis: None,
                 }],
                 replay_id: None,
             })

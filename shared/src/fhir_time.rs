@@ -36,6 +36,17 @@ impl DateTimeValue {
     }
 }
 
+/// A FHIR instant, dateTime precise to the second, or date (its first
+/// moment, UTC): where a window starts or ends (replays, backfill grants).
+/// None for anything else, a year or a month included.
+pub fn parse_moment(text: &str) -> Option<OffsetDateTime> {
+    match parse_date_time(text).ok()? {
+        DateTimeValue::DateTime(moment) => Some(moment),
+        DateTimeValue::Date(date) => Some(date.midnight().assume_utc()),
+        DateTimeValue::Year(_) | DateTimeValue::YearMonth(..) => None,
+    }
+}
+
 pub fn parse_instant(text: &str) -> Result<OffsetDateTime, TimeError> {
     if !text.contains('T') {
         return Err(TimeError::NotAnInstant);

@@ -231,9 +231,13 @@ pub enum Visibility {
     /// to its new practice.
     RegisteredGp,
     /// Declared direct care, which the hub cannot check: what arrived
-    /// since the subscription's creation
+    /// since the subscription's creation, or since the start of an
+    /// operator's open backfill grant (`backfill`)
     /// (crate::subscription::Subscription::discloses_from).
-    DeclaredDirectCare { from: OffsetDateTime },
+    DeclaredDirectCare {
+        from: OffsetDateTime,
+        backfill: bool,
+    },
 }
 
 impl Visibility {
@@ -241,7 +245,7 @@ impl Visibility {
     pub fn admits(&self, received_sort: &str) -> bool {
         match self {
             Visibility::RegisteredGp => true,
-            Visibility::DeclaredDirectCare { from } => received_since(received_sort, *from),
+            Visibility::DeclaredDirectCare { from, .. } => received_since(received_sort, *from),
         }
     }
 }
@@ -251,20 +255,22 @@ impl Visibility {
 pub type VisibleFrom = BTreeMap<EventType, Visibility>;
 
 /// The basis of a read, for its audit record: `basis: registered GP`, or
-/// `basis: declared direct care since <the earliest creation>`.
+/// `basis: declared direct care since <the earliest start>`, with
+/// `(backfill grant)` when an operator's grant opened that start.
 pub fn describe(visible: &VisibleFrom) -> String {
     // None (the registered GP's whole record) orders before any moment.
     let earliest = visible
         .values()
         .map(|basis| match basis {
             Visibility::RegisteredGp => None,
-            Visibility::DeclaredDirectCare { from } => Some(*from),
+            Visibility::DeclaredDirectCare { from, backfill } => Some((*from, *backfill)),
         })
         .min();
     match earliest {
-        Some(Some(from)) => format!(
-            "basis: declared direct care since {}",
-            crate::audit::timestamp(from)
+        Some(Some((from, backfill))) => format!(
+            "basis: declared direct care since {}{}",
+            crate::audit::timestamp(from),
+            if backfill { " (backfill grant)" } else { "" }
         ),
         Some(None) => "basis: registered GP".to_owned(),
         None => "basis: none".to_owned(),
@@ -478,7 +484,10 @@ mod tests {
         let from = time::macros::datetime!(2026-12-07 10:00 UTC);
         let declared = VisibleFrom::from([(
             EventType::Vaccinations,
-            Visibility::DeclaredDirectCare { from },
+            Visibility::DeclaredDirectCare {
+                from,
+                backfill: false,
+            },
         )]);
         let lifted = for_practice(declared.clone(), Some(Some("A83627")), "A83627");
         assert_eq!(lifted[&EventType::Vaccinations], Visibility::RegisteredGp);

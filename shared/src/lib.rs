@@ -19,6 +19,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod auth_error;
+pub mod backfill;
 pub mod basis;
 pub mod catalogue;
 pub mod criteria;

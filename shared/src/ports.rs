@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
+use crate::backfill::BackfillGrant;
 use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
@@ -147,6 +148,15 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         subscription: &Subscription,
         basis: &Basis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the subscription's backfill grants (crate::backfill), on it
+    /// and on every copy, over the list it was read with: false, and
+    /// nothing changed, when they changed since or it was deleted.
+    fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[BackfillGrant],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The explicit subscriptions for one patient and event type: the only

@@ -15,7 +15,7 @@ use crate::basis::Basis;
 use crate::criteria::Target;
 use crate::error::HubError;
 use crate::events::{Retention, first_position};
-use crate::fhir_time::{DateTimeValue, parse_date_time};
+use crate::fhir_time::parse_moment;
 use crate::subscription::Subscription;
 
 /// Events read per step: a step's work is bounded whatever the window.
@@ -175,11 +175,7 @@ impl ReplayRequest {
                     format!("{name} is a FHIR instant or date, e.g. 2026-11-01T00:00:00Z"),
                 )
             };
-            match parse_date_time(text).map_err(|_| bad())? {
-                DateTimeValue::DateTime(moment) => Ok(moment),
-                DateTimeValue::Date(date) => Ok(date.midnight().assume_utc()),
-                DateTimeValue::Year(_) | DateTimeValue::YearMonth(..) => Err(bad()),
-            }
+            parse_moment(text).ok_or_else(bad)
         };
         let since = since
             .ok_or_else(|| {
@@ -213,8 +209,9 @@ impl ReplayRequest {
 
     /// The job replaying this window to the subscription. An explicit
     /// subscription on declared direct care replays nothing accepted before
-    /// its creation (Subscription::discloses_from): its window starts
-    /// there. One on the registered-GP basis replays the window asked for:
+    /// its creation, or before an operator's open backfill grant's start
+    /// (Subscription::discloses_from): its window starts there. A replay
+    /// started while a grant is open runs to its end. One on the registered-GP basis replays the window asked for:
     /// the record follows the child, and each step judges the basis again
     /// on the register (app::dispatch), so a child who has moved away
     /// replays nothing to the practice left.
@@ -222,12 +219,16 @@ impl ReplayRequest {
         let declared = matches!(subscription.criteria.target, Target::Explicit(_))
             && !matches!(subscription.basis(), Basis::RegisteredGp { .. });
         let floor = declared
-            .then(|| subscription.discloses_from())
+            .then(|| subscription.discloses_from(now))
             .filter(|from| *from > self.since);
         let detail = match floor {
             Some(from) => Some(format!(
-                "events accepted before the subscription's creation ({}) are not disclosed to it: \
-                 the replay starts there",
+                "events accepted before {} ({}) are not disclosed to it: the replay starts there",
+                if subscription.is_backfilled(now) {
+                    "the start of its backfill grant"
+                } else {
+                    "the subscription's creation"
+                },
                 audit::timestamp(from)
             )),
             None => self.clamped.clone(),

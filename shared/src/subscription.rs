@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::backfill::{self, BackfillGrant};
 use crate::basis::{Basis, Ended};
 use crate::criteria::Criteria;
 use crate::error::HubError;
@@ -105,6 +106,11 @@ pub struct Subscription {
     /// Set when its basis was lost: it matches nothing after that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Ended>,
+    /// Operators' grants opening a window before its creation
+    /// (crate::backfill): open, expired and revoked ones alike, for the
+    /// trail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backfills: Vec<BackfillGrant>,
 }
 
 impl Subscription {
@@ -120,6 +126,18 @@ impl Subscription {
         match &self.ended {
             None => self.before_end(now),
             Some(ended) => ended.last_event.as_deref() == Some(event_key) && self.before_end(now),
+        }
+    }
+
+    /// What a delivery through it rests on, for the audit trail: an
+    /// explicit subscription's basis, or a generic one's rule and place.
+    pub fn basis_words(&self) -> String {
+        match &self.criteria.target {
+            crate::criteria::Target::Explicit(_) => self.basis().describe(),
+            _ => format!(
+                "generic {}",
+                crate::generic::subscription_key(&self.criteria).unwrap_or_default()
+            ),
         }
     }
 
@@ -143,14 +161,30 @@ impl Subscription {
     }
 
     /// The first moment whose events this subscription may disclose beyond
-    /// what it was delivered: its creation. An explicit subscription rests
-    /// on the subscriber's declared direct care (NEMS's legitimate
-    /// relationship, which the hub cannot check), so it sees what happens
-    /// from its creation on: no history, event read or replay of anything
-    /// accepted before it. Subscriptions are never changed in place, so
+    /// what it was delivered: its creation, or the start of an operator's
+    /// open backfill grant when that is earlier. Such a subscription rests
+    /// on a basis that says nothing of the child's past with the
+    /// subscriber (declared direct care, which the hub cannot check; an
+    /// area; a relationship), so it sees what happens from its creation on:
+    /// no history, event read or replay of anything accepted before it,
+    /// unless a grant opens it. Subscriptions are never changed in place, so
     /// `lastUpdated` is the creation instant; an unreadable one discloses
     /// nothing (never on doubt).
-    pub fn discloses_from(&self) -> OffsetDateTime {
+    pub fn discloses_from(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let created = self.created_at();
+        match backfill::earliest_open(&self.backfills, now) {
+            Some(since) => since.min(created),
+            None => created,
+        }
+    }
+
+    /// Whether an open backfill grant reaches before the creation.
+    pub fn is_backfilled(&self, now: OffsetDateTime) -> bool {
+        self.discloses_from(now) < self.created_at()
+    }
+
+    /// When it was created (`lastUpdated`; the latest moment when unreadable).
+    pub fn created_at(&self) -> OffsetDateTime {
         parse_instant(&self.last_updated)
             .unwrap_or_else(|_| time::PrimitiveDateTime::MAX.assume_utc())
     }

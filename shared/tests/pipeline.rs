@@ -2577,6 +2577,26 @@ async fn a_gps_subscription_ends_with_the_move_that_takes_the_child_away() {
         hub.dispatch(&change, NOW).await,
         Dispatched::Delivered { recipients: 3 }
     );
+    // Each delivery's audit record names the basis it rests on.
+    let basis_of = |subscriber_id: &str| {
+        hub.audit
+            .records()
+            .into_iter()
+            .find(|record| {
+                record.action == hub::audit::Action::Deliver
+                    && record.subscriber_id.as_deref() == Some(subscriber_id)
+            })
+            .and_then(|record| record.detail)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        basis_of(&old_gp.id),
+        format!("basis: registered-gp B85612 ({})", old_gps.id)
+    );
+    assert_eq!(
+        basis_of(&health_visitor.id),
+        format!("basis: declared-direct-care ({})", visitors.id)
+    );
     let ended = hub
         .subscriptions
         .get(&old_gps.id)

@@ -63,6 +63,7 @@ fn subscription(id: &str, criteria: &str) -> Subscription {
         last_updated: "2026-10-25T12:00:00Z".into(),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     }
 }
 

@@ -80,6 +80,7 @@ impl<P: Ports> Dispatcher<'_, P> {
                 .iter()
                 .map(|delivery| {
                     AuditRecord::delivery(&event.event_key, &delivery.subscriber_id, patient, now)
+                        .detail(delivery.basis_detail())
                 })
                 .collect();
             self.ports.audit().record_all(&records).await?;

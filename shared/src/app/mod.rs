@@ -4,6 +4,7 @@
 //! the other way round.
 
 pub mod auth;
+pub mod backfill;
 pub mod dispatch;
 pub mod embargo;
 pub mod ending;

@@ -7,7 +7,7 @@ use super::dispatch::Dispatcher;
 use crate::audit::{self, AuditRecord};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
-use crate::dispatch::{Registering, Route};
+use crate::dispatch::{Delivery, Registering, Route};
 use crate::events::StoredEvent;
 use crate::generic;
 use crate::nhs_number::NhsNumber;
@@ -70,6 +70,14 @@ impl<S: SubscriptionStore> SubscriptionStore for Only<'_, S> {
         basis: &crate::basis::Basis,
     ) -> Result<bool, StoreError> {
         self.store.assign_basis(subscription, basis).await
+    }
+
+    async fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[crate::backfill::BackfillGrant],
+    ) -> Result<bool, StoreError> {
+        self.store.replace_backfills(subscription, grants).await
     }
 
     async fn explicit_candidates(
@@ -191,7 +199,7 @@ impl<P: Ports> Replayer<'_, P> {
             };
             for mut delivery in deliveries {
                 delivery.replay_id = Some(job.replay_id.clone());
-                self.record_delivery(&job, event, &delivery.subscriber_id, patient, now)
+                self.record_delivery(&job, event, &delivery, patient, now)
                     .await?;
                 let sent = [delivery];
                 self.ports.publisher().publish(event, &sent).await?;
@@ -219,24 +227,27 @@ impl<P: Ports> Replayer<'_, P> {
         &self,
         job: &ReplayJob,
         event: &StoredEvent,
-        subscriber_id: &str,
+        delivery: &Delivery,
         patient: Option<NhsNumber>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let subscriber_id = delivery.subscriber_id.as_str();
         let mut records = vec![
             AuditRecord::delivery(&event.event_key, subscriber_id, patient, now)
                 .with_id(format!("replay/{}/{}", job.replay_id, event.event_key))
                 .subscription(job.subscription_id.clone())
-                .detail(format!("replay {}", job.replay_id)),
+                .detail(format!(
+                    "replay {}; {}",
+                    job.replay_id,
+                    delivery.basis_detail()
+                )),
         ];
         let first = audit::delivery_id(&event.event_key, subscriber_id);
         if self.ports.audit().get(&first).await?.is_none() {
-            records.push(AuditRecord::delivery(
-                &event.event_key,
-                subscriber_id,
-                patient,
-                now,
-            ));
+            records.push(
+                AuditRecord::delivery(&event.event_key, subscriber_id, patient, now)
+                    .detail(delivery.basis_detail()),
+            );
         }
         self.ports.audit().record_all(&records).await
     }

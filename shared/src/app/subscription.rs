@@ -149,6 +149,7 @@ pub async fn create_subscription<P: Ports>(
         last_updated: format_instant(now),
         basis,
         ended: None,
+        backfills: Vec::new(),
     };
     subscriptions.create(&subscription).await?;
     Ok(subscription)

@@ -10,12 +10,21 @@ use super::{
     Item, cancellation_reasons, conditionally_written, from_item, to_item, unavailable,
     unavailable_because,
 };
+use crate::backfill::BackfillGrant;
 use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
 use crate::nhs_number::NhsNumber;
 use crate::ports::{Page, StoreError, SubscriptionStore};
 use crate::subscription::{DailyCount, Subscription};
+
+/// What the resource item's member must be for a `set_member` write.
+enum Guard {
+    /// Not set yet: the write happens once.
+    Unset,
+    /// As read (None: not set): a concurrent change makes the write fail.
+    Equals(Option<AttributeValue>),
+}
 
 /// The subscriptions table. Each subscription is one resource item
 /// (pk SUBSCRIPTION#id) plus one match item per event type it names
@@ -71,35 +80,41 @@ impl DynamoSubscriptionStore {
     /// One transaction of UpdateItems that set one member inside the stored
     /// copy, on the resource item and every match item: dispatch, which
     /// reads the match items, and the owner, who reads the resource, see the
-    /// same subscription. The resource's condition makes it happen once
-    /// (false when the member was already set); each item's
-    /// `attribute_exists` keeps a deleted subscription deleted.
-    async fn set_once(
+    /// same subscription. The resource's condition (the guard) makes it
+    /// happen once, or only over the value read (false when it fails); each
+    /// item's `attribute_exists` keeps a deleted subscription deleted.
+    async fn set_member(
         &self,
         subscription: &Subscription,
         member: &str,
-        value: Item,
+        value: AttributeValue,
+        guard: Guard,
         what: &str,
     ) -> Result<bool, StoreError> {
-        let value = AttributeValue::M(value);
         let updates = subscription_keys(subscription)
             .into_iter()
             .enumerate()
             .map(|(index, (pk, sk))| {
-                let condition = if index == 0 {
-                    "attribute_exists(pk) AND attribute_not_exists(#subscription.#member)"
-                } else {
-                    "attribute_exists(pk)"
-                };
-                let update = Update::builder()
+                let mut update = Update::builder()
                     .table_name(&self.table)
                     .key("pk", AttributeValue::S(pk))
                     .key("sk", AttributeValue::S(sk))
                     .update_expression("SET #subscription.#member = :value")
-                    .condition_expression(condition)
                     .expression_attribute_names("#subscription", "subscription")
                     .expression_attribute_names("#member", member)
-                    .expression_attribute_values(":value", value.clone())
+                    .expression_attribute_values(":value", value.clone());
+                update = match (&guard, index) {
+                    (Guard::Unset, 0) | (Guard::Equals(None), 0) => update.condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(#subscription.#member)",
+                    ),
+                    (Guard::Equals(Some(previous)), 0) => update
+                        .condition_expression(
+                            "attribute_exists(pk) AND #subscription.#member = :previous",
+                        )
+                        .expression_attribute_values(":previous", previous.clone()),
+                    _ => update.condition_expression("attribute_exists(pk)"),
+                };
+                let update = update
                     .build()
                     .map_err(|error| unavailable("building an update", error))?;
                 Ok(TransactWriteItem::builder().update(update).build())
@@ -285,28 +300,56 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         Ok(())
     }
 
-    /// Sets `ended` inside the stored copies, once (`set_once`).
+    /// Sets `ended` inside the stored copies, once (`set_member`).
     async fn end(&self, subscription: &Subscription, ended: &Ended) -> Result<bool, StoreError> {
-        self.set_once(
+        self.set_member(
             subscription,
             "ended",
-            to_item(ended)?,
+            AttributeValue::M(to_item(ended)?),
+            Guard::Unset,
             "ending the subscription",
         )
         .await
     }
 
-    /// Sets `basis` inside the stored copies, once (`set_once`).
+    /// Sets `basis` inside the stored copies, once (`set_member`).
     async fn assign_basis(
         &self,
         subscription: &Subscription,
         basis: &Basis,
     ) -> Result<bool, StoreError> {
-        self.set_once(
+        self.set_member(
             subscription,
             "basis",
-            to_item(basis)?,
+            AttributeValue::M(to_item(basis)?),
+            Guard::Unset,
             "recording the subscription's basis",
+        )
+        .await
+    }
+
+    /// Sets `backfills` inside the stored copies, over the list read
+    /// (`set_member`).
+    async fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[BackfillGrant],
+    ) -> Result<bool, StoreError> {
+        let encode = |grants: &[BackfillGrant]| {
+            serde_dynamo::to_attribute_value(grants)
+                .map_err(|error| unavailable("encoding the backfill grants", error))
+        };
+        let previous = if subscription.backfills.is_empty() {
+            None
+        } else {
+            Some(encode(&subscription.backfills)?)
+        };
+        self.set_member(
+            subscription,
+            "backfills",
+            encode(grants)?,
+            Guard::Equals(previous),
+            "recording the subscription's backfill grants",
         )
         .await
     }

@@ -196,7 +196,7 @@ fn repeated<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Vec<&'a str>
 
 /// Which of these event types the caller's active explicit subscriptions
 /// for the child name, each as declared direct care from the creation of
-/// the earliest of them (history::for_practice then lifts that for the
+/// the earliest of them (or an open backfill grant's earlier start) (history::for_practice then lifts that for the
 /// child's registered GP): one keyed read per event type, together. A
 /// subscription resting on a relationship counts only while the
 /// relationship and the app's acting for the person hold (one check per
@@ -219,7 +219,7 @@ pub(super) async fn subscribed_types<P: Ports>(
     let mut holding: BTreeMap<NhsNumber, bool> = BTreeMap::new();
     let mut visible = history::VisibleFrom::new();
     for (event_type, candidates) in event_types.iter().zip(found) {
-        let mut earliest: Option<OffsetDateTime> = None;
+        let mut earliest: Option<(OffsetDateTime, bool)> = None;
         for subscription in candidates.iter().filter(|subscription| {
             subscription.subscriber_id == subscriber_id
                 && subscription.is_active(now)
@@ -241,13 +241,16 @@ pub(super) async fn subscribed_types<P: Ports>(
                     continue;
                 }
             }
-            let from = subscription.discloses_from();
+            let from = (
+                subscription.discloses_from(now),
+                subscription.is_backfilled(now),
+            );
             earliest = Some(earliest.map_or(from, |earliest| earliest.min(from)));
         }
-        if let Some(from) = earliest {
+        if let Some((from, backfill)) = earliest {
             visible.insert(
                 *event_type,
-                history::Visibility::DeclaredDirectCare { from },
+                history::Visibility::DeclaredDirectCare { from, backfill },
             );
         }
     }

@@ -9,7 +9,7 @@ use crate::error::HubError;
 use crate::message::Encoding;
 use crate::subscription;
 
-use super::request_error::BodyError;
+use super::request_error::{BodyError, RequestError};
 
 pub fn header<'a>(request: &'a ApiGatewayProxyRequest, name: &str) -> Option<&'a str> {
     request
@@ -124,6 +124,71 @@ pub fn fhir_response(
 /// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
 /// cannot exist, and must not reach DynamoDB, which refuses keys over 2 KB
 /// with an error rather than a miss.
+/// A FHIR Parameters resource in JSON, the body of an operation
+/// (`$replay`, `$backfill`): None when the body is empty.
+pub(super) fn parameters_body(
+    request: &ApiGatewayProxyRequest,
+) -> Result<Option<serde_json::Value>, RequestError> {
+    let body = body_bytes(request)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let media_type = header(request, "content-type").unwrap_or_default();
+    let json = media_type.to_ascii_lowercase();
+    if !(json.starts_with("application/fhir+json") || json.starts_with("application/json")) {
+        return Err(BodyError::unsupported_media_type(
+            Some(media_type),
+            "application/fhir+json (a Parameters resource)",
+        )
+        .into());
+    }
+    let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+    let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
+        HubError::bad_request(
+            "Parameters",
+            format!("the body is not a FHIR Parameters resource in JSON: {error}"),
+        )
+    })?;
+    if value["resourceType"] != "Parameters" {
+        return Err(HubError::bad_request(
+            "Parameters",
+            "the body is a FHIR Parameters resource in JSON",
+        )
+        .into());
+    }
+    Ok(Some(value))
+}
+
+/// The value fields a moment may be given in.
+pub(super) const MOMENT_VALUES: &[&str] = &["valueInstant", "valueDateTime", "valueDate"];
+
+/// The parameter of that name, as the first of these value fields it has.
+/// A name given twice is refused: which one counts would be a guess.
+pub(super) fn parameter(
+    parameters: &serde_json::Value,
+    name: &str,
+    fields: &[&str],
+) -> Result<Option<String>, HubError> {
+    let mut named = parameters["parameter"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|parameter| parameter["name"] == name);
+    let Some(found) = named.next() else {
+        return Ok(None);
+    };
+    if named.next().is_some() {
+        return Err(HubError::bad_request(
+            format!("Parameters.parameter.where(name='{name}')"),
+            format!("{name} is given more than once"),
+        ));
+    }
+    Ok(fields
+        .iter()
+        .find_map(|field| found[*field].as_str().map(str::to_owned)))
+}
+
 pub(super) fn path_id<'a>(
     request: &'a ApiGatewayProxyRequest,
     what: &str,

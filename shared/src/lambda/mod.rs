@@ -13,6 +13,7 @@
 mod audit;
 mod audited;
 mod authorizer;
+mod backfills;
 mod children;
 mod clients;
 mod embargoes;
@@ -32,6 +33,7 @@ mod token;
 pub use audit::{read_audit, run_read_audit};
 pub use audited::{audited, caller_of};
 pub use authorizer::{authorize, run_authorizer};
+pub use backfills::{backfill, grant_backfill, revoke_backfill, run_backfill};
 pub use children::{read_child, read_child_events, run_read_child, run_read_child_events};
 pub use clients::{disable_client, register_client, run_disable_client, run_register_client};
 pub use embargoes::{

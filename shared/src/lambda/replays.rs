@@ -16,10 +16,8 @@ use crate::replay;
 
 use super::audited::{audited, refused_asking_for, refused_subscription};
 use super::events::retention_from_env;
-use super::http::{
-    MAX_REQUEST_BYTES, body_bytes, header, limited_text_body, path_id, respond, response_encoding,
-};
-use super::request_error::{BodyError, RequestError};
+use super::http::{MOMENT_VALUES, parameter, parameters_body, path_id, respond, response_encoding};
+use super::request_error::RequestError;
 use super::runtime::{Error, serve_api, start};
 use super::subscriptions::own_subscription;
 
@@ -33,20 +31,9 @@ fn replay_window(
         parameters.first("since").map(str::to_owned),
         parameters.first("until").map(str::to_owned),
     );
-    let body = body_bytes(request)?;
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(body) = parameters_body(request)? else {
         return Ok(from_query);
-    }
-    let media_type = header(request, "content-type").unwrap_or_default();
-    let json = media_type.to_ascii_lowercase();
-    if !(json.starts_with("application/fhir+json") || json.starts_with("application/json")) {
-        return Err(BodyError::unsupported_media_type(
-            Some(media_type),
-            "application/fhir+json (a Parameters resource)",
-        )
-        .into());
-    }
-    let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+    };
     if from_query != (None, None) {
         return Err(HubError::bad_request(
             "Parameters",
@@ -54,26 +41,10 @@ fn replay_window(
         )
         .into());
     }
-    let bad = |problem: &str| HubError::bad_request("Parameters", problem.to_owned());
-    let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
-        HubError::bad_request(
-            "Parameters",
-            format!("the body is not a FHIR Parameters resource in JSON: {error}"),
-        )
-    })?;
-    if value["resourceType"] != "Parameters" {
-        return Err(bad("the body is a FHIR Parameters resource in JSON").into());
-    }
-    let named = |name: &str| -> Option<String> {
-        value["parameter"].as_array()?.iter().find_map(|parameter| {
-            (parameter["name"] == name).then(|| {
-                ["valueInstant", "valueDateTime", "valueDate"]
-                    .iter()
-                    .find_map(|field| parameter[*field].as_str().map(str::to_owned))
-            })?
-        })
-    };
-    Ok((named("since"), named("until")))
+    Ok((
+        parameter(&body, "since", MOMENT_VALUES)?,
+        parameter(&body, "until", MOMENT_VALUES)?,
+    ))
 }
 
 /// `POST /Subscription/{id}/$replay`: starts re-delivering the window's

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::poisoned;
+use crate::backfill::BackfillGrant;
 use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::criteria::Target;
@@ -89,6 +90,21 @@ impl SubscriptionStore for MemorySubscriptionStore {
         match inner.by_id.get_mut(&subscription.id) {
             Some(stored) if stored.basis.is_none() => {
                 stored.basis = Some(basis.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[BackfillGrant],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        match inner.by_id.get_mut(&subscription.id) {
+            Some(stored) if stored.backfills == subscription.backfills => {
+                stored.backfills = grants.to_vec();
                 Ok(true)
             }
             _ => Ok(false),

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::backfill::BackfillGrant;
 use crate::basis::{Basis, Ended};
 use crate::pchr::ActedFor;
 
@@ -127,6 +128,14 @@ impl<T: SubscriptionStore + ?Sized> SubscriptionStore for &T {
         basis: &Basis,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).assign_basis(subscription, basis)
+    }
+
+    fn replace_backfills(
+        &self,
+        subscription: &Subscription,
+        grants: &[BackfillGrant],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).replace_backfills(subscription, grants)
     }
 
     fn explicit_candidates(

@@ -13,6 +13,7 @@ use super::{Recorded, RelationshipStore};
 use crate::access::QueueAccess;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::auth::Client;
+use crate::backfill::BackfillGrant;
 use crate::basis::{Basis, Ended};
 use crate::catalogue::EventType;
 use crate::dispatch::Delivery;
@@ -93,6 +94,14 @@ impl SubscriptionStore for Unconnected {
         &self,
         _subscription: &Subscription,
         _basis: &Basis,
+    ) -> Result<bool, StoreError> {
+        Err(not_connected("SubscriptionStore"))
+    }
+
+    async fn replace_backfills(
+        &self,
+        _subscription: &Subscription,
+        _grants: &[BackfillGrant],
     ) -> Result<bool, StoreError> {
         Err(not_connected("SubscriptionStore"))
     }

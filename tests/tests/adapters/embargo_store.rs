@@ -20,6 +20,7 @@ fn hold(event: &str, subscriber: &str, release_at: &str) -> Hold {
             matches: vec![Match {
                 subscription_id: format!("{subscriber}-subscription"),
                 tag: Some("tag".into()),
+                basis: None,
             }],
             replay_id: None,
         },

@@ -29,6 +29,7 @@ fn subscription(id: &str, ods: &str, criteria: &str) -> Subscription {
         last_updated: "2026-01-01T00:00:00Z".into(),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     }
 }
 

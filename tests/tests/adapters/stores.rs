@@ -223,6 +223,7 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
         last_updated: "2026-01-01T00:00:00Z".into(),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     };
     subscriptions.create(&subscription).await.unwrap();
     assert_eq!(
@@ -388,6 +389,7 @@ async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted(
             practice: OdsCode::parse("B85612").unwrap(),
         }),
         ended: None,
+        backfills: Vec::new(),
     };
     subscriptions.create(&subscription).await.unwrap();
     let ended = hub::basis::Ended {
@@ -430,6 +432,108 @@ async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted(
     subscriptions.delete(&expected).await.unwrap();
     assert!(!subscriptions.end(&subscription, &ended).await.unwrap());
     assert_eq!(subscriptions.get("sub-gp").await.unwrap(), None);
+    assert!(
+        subscriptions
+            .explicit_candidates(patient, EventType::Vaccinations)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Backfill grants are written on every copy, over the list read: a writer
+/// holding a stale list changes nothing, and a deleted subscription stays
+/// deleted.
+#[tokio::test]
+async fn backfill_grants_change_every_copy_only_over_the_list_read() {
+    let emulator = Emulator::start().await;
+    let client = aws_sdk_dynamodb::Client::new(&emulator.config);
+    table(&client, "SubscriptionsTable", "subscriptions").await;
+    let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
+    let subscription = Subscription {
+        id: "sub-declared".into(),
+        subscriber_id: "subscriber-1".into(),
+        contact_ods: OdsCode::parse("B85612").unwrap(),
+        reason: "care".into(),
+        end: None,
+        criteria: Criteria::parse(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
+             &MessageHeader.event=vaccinations-1&MessageHeader.event=newborn-hearing-1",
+        )
+        .unwrap(),
+        version_id: 1,
+        last_updated: "2026-06-01T00:00:00Z".into(),
+        basis: Some(hub::basis::Basis::DeclaredDirectCare),
+        ended: None,
+        backfills: Vec::new(),
+    };
+    subscriptions.create(&subscription).await.unwrap();
+    let grant = |id: &str| hub::backfill::BackfillGrant {
+        id: id.into(),
+        reason: "new to the caseload".into(),
+        since: "2026-01-01T00:00:00.000Z".into(),
+        expires: "2026-07-01T00:00:00.000Z".into(),
+        granted_by: "operator".into(),
+        granted_at: "2026-06-02T00:00:00.000Z".into(),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    let first = vec![grant("grant-1")];
+    assert!(
+        subscriptions
+            .replace_backfills(&subscription, &first)
+            .await
+            .unwrap()
+    );
+    let granted = Subscription {
+        backfills: first.clone(),
+        ..subscription.clone()
+    };
+    assert_eq!(
+        subscriptions.get("sub-declared").await.unwrap(),
+        Some(granted.clone())
+    );
+    let patient = NhsNumber::parse("9912003888").unwrap();
+    for event_type in [EventType::Vaccinations, EventType::NewbornHearing] {
+        assert_eq!(
+            subscriptions
+                .explicit_candidates(patient, event_type)
+                .await
+                .unwrap(),
+            vec![granted.clone()]
+        );
+    }
+    // A writer that read the subscription before the first grant loses.
+    assert!(
+        !subscriptions
+            .replace_backfills(&subscription, &[grant("grant-2")])
+            .await
+            .unwrap()
+    );
+    // One that read the granted list wins: a revocation.
+    let mut revoked = first.clone();
+    revoked[0].revoked_at = Some("2026-06-03T00:00:00.000Z".into());
+    assert!(
+        subscriptions
+            .replace_backfills(&granted, &revoked)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        subscriptions
+            .get("sub-declared")
+            .await
+            .unwrap()
+            .map(|s| s.backfills),
+        Some(revoked.clone())
+    );
+    subscriptions.delete(&granted).await.unwrap();
+    let gone = Subscription {
+        backfills: revoked,
+        ..subscription.clone()
+    };
+    assert!(!subscriptions.replace_backfills(&gone, &[]).await.unwrap());
+    assert_eq!(subscriptions.get("sub-declared").await.unwrap(), None);
     assert!(
         subscriptions
             .explicit_candidates(patient, EventType::Vaccinations)
@@ -545,6 +649,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             matches: vec![Match {
                 subscription_id: format!("s{n}"),
                 tag: None,
+                basis: None,
             }],
             replay_id: None,
         })
@@ -555,10 +660,12 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             Match {
                 subscription_id: "s-a".into(),
                 tag: Some("a".into()),
+                basis: None,
             },
             Match {
                 subscription_id: "s-b".into(),
                 tag: None,
+                basis: None,
             },
         ],
         replay_id: None,
@@ -606,6 +713,7 @@ async fn provisioned_queues_receive_only_their_own_deliveries() {
             matches: vec![Match {
                 subscription_id: format!("s-{id}"),
                 tag: None,
+                basis: None,
             }],
             replay_id: None,
         })

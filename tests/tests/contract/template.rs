@@ -1103,6 +1103,14 @@ fn every_function_may_do_what_its_code_does() {
             ],
         ),
         (
+            "SubscriptionBackfillFunction",
+            &[
+                ("dynamodb:GetItem", "SubscriptionsTable"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:PutItem", "AuditTable"),
+            ],
+        ),
+        (
             "ReplayReadFunction",
             &[
                 ("dynamodb:GetItem", "ReplaysTable"),

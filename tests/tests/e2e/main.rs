@@ -5,6 +5,7 @@
 //! others share one per module (`Hub::shared`).
 
 mod auth;
+mod backfill;
 mod catalogue;
 mod cli;
 mod delivery_status;

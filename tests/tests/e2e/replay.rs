@@ -76,6 +76,7 @@ async fn subscribed_days_ago(
         ),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     };
     DynamoSubscriptionStore::new(
         aws_sdk_dynamodb::Client::new(&hub.config),

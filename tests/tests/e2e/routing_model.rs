@@ -229,6 +229,7 @@ async fn through_the_hub(case: &Case, reference: &MemoryReferenceData) -> HubRun
             last_updated: "2025-12-01T00:00:00Z".into(),
             basis: None,
             ended: None,
+            backfills: Vec::new(),
         };
         subscriptions.create(&stored).await.expect("stored");
         if subscription.deleted {

@@ -1878,5 +1878,6 @@ async fn explicit_subscriptions_stop_at_the_subscribers_daily_limit() {
     assert_eq!(status, 201, "{created}");
 }
 
+mod backfill;
 mod narrowing;
 mod parents;

@@ -89,6 +89,7 @@ fn subscription(subscriber_id: &str, created: OffsetDateTime) -> Subscription {
         last_updated: hub::fhir_time::format_instant(created),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     }
 }
 

@@ -236,6 +236,7 @@ async fn the_sample_stream_event_is_current_and_dispatches_to_the_subscriber() {
         last_updated: "2026-01-01T00:00:00Z".into(),
         basis: None,
         ended: None,
+        backfills: Vec::new(),
     };
     subscriptions.create(&subscription).await.unwrap();
     let publisher = MemoryPublisher::default();
