@@ -105,7 +105,7 @@ pub struct Permits {
 
 /// Whether the grants name this rule and code (ODS and ONS codes, and rule
 /// codes, are compared without regard to case, as generic criteria are).
-fn granted(grants: &Grants, rule: &str, code: &str) -> bool {
+pub(crate) fn granted(grants: &Grants, rule: &str, code: &str) -> bool {
     grants
         .iter()
         .filter(|(granted_rule, _)| granted_rule.eq_ignore_ascii_case(rule))
@@ -124,6 +124,11 @@ pub enum EndReason {
     /// The relationship between the child and the person ended, or the
     /// PCHR no longer acts for the person.
     RelationshipEnded,
+    /// An operator replaced the client's registration with one that no
+    /// longer gives the basis (a grant removed, explicit subscriptions no
+    /// longer permitted, a parent's app's minimum identity level raised
+    /// above the person's): `crate::narrowing`.
+    RegistrationNarrowed,
 }
 
 /// A subscription's end: when, why, and the event that showed it.

@@ -35,6 +35,7 @@ pub mod history;
 pub mod memory;
 pub mod message;
 pub mod metrics;
+pub mod narrowing;
 pub mod nhs_number;
 pub mod ods;
 pub mod outcome;

@@ -54,7 +54,8 @@ pub const EXPLICIT_SUBSCRIPTIONS_CREATED: &str = "ExplicitSubscriptionsCreated";
 /// Explicit subscriptions refused because the subscriber reached its daily
 /// limit.
 pub const SUBSCRIPTION_LIMIT_REACHED: &str = "SubscriptionLimitReached";
-/// Explicit subscriptions ended by dispatch because their basis was lost.
+/// Subscriptions ended because their basis was lost (a move at dispatch, a
+/// relationship's end, a narrowed client registration).
 pub const BASIS_LOST: &str = "BasisLost";
 /// Deliveries held back by a release embargo.
 pub const EMBARGO_HELD: &str = "EmbargoHeld";

@@ -17,7 +17,6 @@ use crate::dispatch::{
 use crate::events::StoredEvent;
 use crate::fhir_time::parse_instant;
 use crate::generic::{self, ChildLocation};
-use crate::metrics::{self, MetricRecord};
 use crate::ports::{
     AuditLog, DeliveryPublisher, DeliveryStats, EventStore, Ports, RegisterStore,
     RelationshipStore, StoreError, SubscriptionStore,
@@ -105,28 +104,14 @@ impl<P: Ports> Dispatcher<'_, P> {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         for ending in endings {
-            self.ports
-                .audit()
-                .record(&AuditRecord::basis_lost(
-                    &event.event_key,
-                    &ending.subscription,
-                    &ending.ended,
-                    now,
-                ))
-                .await?;
-            if self
-                .ports
-                .subscriptions()
-                .end(&ending.subscription, &ending.ended)
-                .await?
-            {
-                tracing::info!(
-                    subscription_id = %ending.subscription.id,
-                    event_id = %event.event_id,
-                    "a subscription ended: its basis was lost"
-                );
-                MetricRecord::new().count(metrics::BASIS_LOST, 1).emit();
-            }
+            super::ending::end_on_lost_basis(
+                self.ports,
+                &event.event_key,
+                &ending.subscription,
+                &ending.ended,
+                now,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -4,12 +4,12 @@
 
 use time::OffsetDateTime;
 
-use crate::audit::{self, AuditRecord};
+use crate::audit;
 use crate::basis::{Basis, EndReason, Ended};
 use crate::catalogue::EventType;
 use crate::nhs_number::NhsNumber;
 use crate::pchr::{ActedFor, ActingStatus, Attestation};
-use crate::ports::{AuditLog, Ports, RelationshipStore, StoreError, SubscriptionStore};
+use crate::ports::{Ports, RelationshipStore, StoreError, SubscriptionStore};
 use crate::relationship::Relationship;
 
 /// Records that the app (its subscriber) acts for the person, as attested.
@@ -120,16 +120,8 @@ pub async fn end_resting_on<P: Ports>(
             {
                 continue;
             }
-            ports
-                .audit()
-                .record(&AuditRecord::basis_lost(
-                    reference,
-                    &subscription,
-                    ended,
-                    now,
-                ))
-                .await?;
-            if ports.subscriptions().end(&subscription, ended).await? {
+            if super::ending::end_on_lost_basis(ports, reference, &subscription, ended, now).await?
+            {
                 count += 1;
             }
         }

@@ -1,8 +1,10 @@
 //! Client systems (operators): register and disable.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use time::OffsetDateTime;
 use tracing::info;
 
+use crate::app::narrowing;
 use crate::audit::Action;
 use crate::auth::{self, Client, Role};
 use crate::error::HubError;
@@ -14,14 +16,16 @@ use super::http::{json_body, respond};
 use super::runtime::{Error, serve_api, start};
 
 /// `POST /clients`: register a client system, or replace its registration
-/// (operators). 201 when new, 200 when replaced.
+/// (operators). 201 when new, 200 when replaced. A replacement that
+/// narrows what the client was registered for then ends the subscriptions
+/// of its subscriber whose basis the new registration no longer gives
+/// (`app::narrowing::register`).
 pub async fn register_client<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let (clients, audit) = (ports.clients(), ports.audit());
     audited(
-        audit,
+        ports.audit(),
         request,
         Action::ClientRegister,
         Encoding::Json,
@@ -30,9 +34,12 @@ pub async fn register_client<P: Ports>(
             caller.require(Role::Operator)?;
             let body = json_body(request)?;
             let client = Client::from_registration(&body)?;
-            let created = clients.register(&client).await?;
-            info!(client_id = %client.client_id, created, "client registered");
-            let registered = clients.get(&client.client_id).await?.unwrap_or(client);
+            let narrowing::Registered {
+                created,
+                client: registered,
+                ended,
+            } = narrowing::register(ports, &client, OffsetDateTime::now_utc()).await?;
+            info!(client_id = %registered.client_id, created, ended, "client registered");
             let response = respond(
                 if created { 201 } else { 200 },
                 "application/json",
@@ -41,7 +48,14 @@ pub async fn register_client<P: Ports>(
             );
             Ok((
                 response,
-                record.detail(format!("client {}", registered.client_id)),
+                record.detail(if ended > 0 {
+                    format!(
+                        "client {}; registration narrowed: {ended} subscriptions ended",
+                        registered.client_id
+                    )
+                } else {
+                    format!("client {}", registered.client_id)
+                }),
             ))
         },
     )
@@ -84,7 +98,11 @@ pub async fn disable_client<P: Ports>(
 /// The main of `POST /clients`.
 pub async fn run_register_client() -> Result<(), Error> {
     let aws = start().await;
-    let ports = Adapters::new().clients(aws.clients()?).audit(aws.audit()?);
+    let ports = Adapters::new()
+        .clients(aws.clients()?)
+        .audit(aws.audit()?)
+        .subscriptions(aws.subscriptions()?)
+        .relationships(aws.relationships()?);
     let ports = &ports;
     serve_api(move |request| async move { register_client(ports, &request).await }).await
 }

@@ -1047,6 +1047,10 @@ fn every_function_may_do_what_its_code_does() {
                 ("dynamodb:UpdateItem", "ClientsTable"),
                 ("dynamodb:GetItem", "ClientsTable"),
                 ("dynamodb:PutItem", "AuditTable"),
+                // Client narrowing (app::narrowing).
+                ("dynamodb:Query", "SubscriptionsTable/index/BySubscriber"),
+                ("dynamodb:UpdateItem", "SubscriptionsTable"),
+                ("dynamodb:GetItem", "RelationshipsTable"),
             ],
         ),
         (

@@ -1879,4 +1879,5 @@ async fn explicit_subscriptions_stop_at_the_subscribers_daily_limit() {
 }
 
 mod backfill;
+mod narrowing;
 mod parents;

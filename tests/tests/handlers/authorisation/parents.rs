@@ -6,7 +6,7 @@
 
 use super::*;
 
-const MOTHER: &str = "9449305552";
+pub(super) const MOTHER: &str = "9449305552";
 const VRS: &str = "uk.nhs.validated-relationships-service";
 
 fn vrs_event(name: &str) -> String {
@@ -42,7 +42,7 @@ impl World {
         answer(lambda::create_subscription(self.ports(), &request, self.limit).await)
     }
 
-    async fn relationship_event(&self, name: &str) -> u16 {
+    pub(super) async fn relationship_event(&self, name: &str) -> u16 {
         let mut vrs = client("vrs", "X26", &[Role::RelationshipPublisher]);
         vrs.relationship_sources = BTreeSet::from([VRS.to_owned()]);
         let caller = Caller::of(&vrs);
@@ -55,7 +55,12 @@ impl World {
         status(&lambda::publish_relationship(self.ports(), &request).await)
     }
 
-    async fn person(&self, caller: &Caller, method: &str, body: Option<&str>) -> (u16, Value) {
+    pub(super) async fn person(
+        &self,
+        caller: &Caller,
+        method: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let subscriber = caller.subscriber_id.clone().unwrap();
         let request = request(
             Some(caller),
@@ -71,7 +76,7 @@ impl World {
     }
 }
 
-fn attestation(level: &str) -> String {
+pub(super) fn attestation(level: &str) -> String {
     json!({"verificationLevel": level, "method": "nhs-login", "verifiedAt": "2026-12-07T09:00:00Z"})
         .to_string()
 }
