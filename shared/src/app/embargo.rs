@@ -160,6 +160,9 @@ pub struct Released {
     pub released: usize,
     pub cancelled: usize,
     pub failed: usize,
+    /// The age in seconds of the oldest hold the run left held past its
+    /// release time; 0 when it left none (`EmbargoOverdue`).
+    pub overdue_seconds: u64,
 }
 
 /// Holds read per query.
@@ -168,6 +171,9 @@ const PAGE: usize = 100;
 /// One run of the release function: every hold due by `now`, from the
 /// watermark's day to today. A hold that fails stays held (its attempt and
 /// error recorded) for the next run, and keeps the watermark at its day.
+/// The run reads every held hold due by `now`, so those it fails are all
+/// the holds left overdue: the oldest of them is its `EmbargoOverdue`,
+/// with no further read.
 pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Released, StoreError> {
     let today = received_day(now);
     let until = timestamp(now);
@@ -176,6 +182,8 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
         None => received_day(now - time::Duration::days(LONGEST_DELAY_DAYS)),
     };
     let mut done = Released::default();
+    // The release time of the oldest hold left held.
+    let mut oldest_left: Option<String> = None;
     let mut watermark = None;
     let mut day = start;
     while day <= today {
@@ -193,6 +201,12 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
                     Err(error) => {
                         left_held = true;
                         done.failed += 1;
+                        if oldest_left
+                            .as_deref()
+                            .is_none_or(|oldest| hold.release_at.as_str() < oldest)
+                        {
+                            oldest_left = Some(hold.release_at.clone());
+                        }
                         tracing::warn!(
                             event_key = %hold.event_key,
                             subscriber_id = %hold.subscriber_id,
@@ -227,6 +241,12 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
             None => break,
         }
     }
+    done.overdue_seconds = oldest_left
+        .map(|release_at| embargo::overdue_seconds(&release_at, now))
+        .unwrap_or(0);
+    MetricRecord::new()
+        .seconds(metrics::EMBARGO_OVERDUE, done.overdue_seconds)
+        .emit();
     ports
         .embargoes()
         .set_watermark(watermark.as_deref().unwrap_or(&today))

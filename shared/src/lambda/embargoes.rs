@@ -243,12 +243,14 @@ pub async fn run_embargo_release() -> Result<(), Error> {
                 released = done.released,
                 cancelled = done.cancelled,
                 failed = done.failed,
+                overdue_seconds = done.overdue_seconds,
                 "embargo release run"
             );
             Ok::<_, Error>(serde_json::json!({
                 "released": done.released,
                 "cancelled": done.cancelled,
                 "failed": done.failed,
+                "overdueSeconds": done.overdue_seconds,
             }))
         },
     ))

@@ -350,6 +350,8 @@ async fn a_release_whose_publish_fails_stays_held_and_is_released_by_the_next_ru
     };
     let first = run(FIXED + Duration::seconds(10)).await;
     assert_eq!(first.failed, 1);
+    // Due at FIXED + 5 s and left held: five seconds overdue.
+    assert_eq!(first.overdue_seconds, 5, "{first:?}");
     let hold = &ports.embargoes.holds()[0];
     assert_eq!(hold.status, HoldStatus::Held, "nothing is lost");
     assert_eq!(hold.attempts, 1);
@@ -359,10 +361,49 @@ async fn a_release_whose_publish_fails_stays_held_and_is_released_by_the_next_ru
     // The next run, a day later: the watermark stayed at the failed day.
     let second = run(FIXED + Duration::days(1)).await;
     assert_eq!(second.released, 1, "{second:?}");
+    assert_eq!(second.overdue_seconds, 0, "nothing left held");
     assert_eq!(recipients(&publisher.inner), vec![PCHR.to_owned()]);
     let hold = &ports.embargoes.holds()[0];
     assert_eq!(hold.status, HoldStatus::Released);
     assert_eq!(hold.attempts, 2);
+}
+
+/// A publisher whose every call fails.
+struct Down;
+
+impl DeliveryPublisher for Down {
+    async fn publish(&self, _: &StoredEvent, _: &[Delivery]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("SNS is down".into()))
+    }
+}
+
+#[tokio::test]
+async fn each_release_run_reports_how_overdue_the_oldest_hold_it_left_is() {
+    let ports = hub(FIXED - Duration::days(1), "PT5S").await;
+    let older = blood_spot(8, FIXED);
+    let newer = blood_spot(9, FIXED + Duration::minutes(1));
+    accept_and_dispatch(&ports, &older, FIXED).await;
+    accept_and_dispatch(&ports, &newer, FIXED + Duration::minutes(1)).await;
+    let with_sns_down = Adapters::new()
+        .events(&ports.events)
+        .subscriptions(&ports.subscriptions)
+        .subscribers(&ports.subscribers)
+        .publisher(&Down)
+        .audit(&ports.audit)
+        .register(&ports.register)
+        .stats(&ports.stats)
+        .embargoes(&ports.embargoes);
+    let run = release_due(&with_sns_down, FIXED + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(run.failed, 2, "{run:?}");
+    // The older hold was due at FIXED + 5 s: an hour less five seconds.
+    assert_eq!(run.overdue_seconds, 3_595, "{run:?}");
+    // SNS back: the next run leaves nothing overdue.
+    let run = release_due(&ports, FIXED + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!((run.released, run.overdue_seconds), (2, 0), "{run:?}");
 }
 
 #[tokio::test]
