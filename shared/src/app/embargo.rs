@@ -2,6 +2,7 @@
 //! read paths apply, and the release run.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use time::OffsetDateTime;
 
@@ -17,6 +18,23 @@ use crate::ports::{
     SubscriberStore, SubscriptionStore,
 };
 
+/// The embargo settings for the events of one invocation: read when the
+/// first event with recipients needs them, then kept for the rest (one
+/// Query an invocation, not one an event). Made afresh for each
+/// invocation, so that a change of setting applies from the next one on.
+#[derive(Debug, Default)]
+pub struct BatchSettings(OnceLock<Embargoes>);
+
+impl BatchSettings {
+    async fn get<P: Ports>(&self, ports: &P) -> Result<&Embargoes, StoreError> {
+        if let Some(read) = self.0.get() {
+            return Ok(read);
+        }
+        let read = ports.embargoes().settings().await?;
+        Ok(self.0.get_or_init(|| read))
+    }
+}
+
 /// Holds the deliveries an embargo delays, and answers those to publish
 /// now. Only for an event type some setting names does it read each
 /// recipient's service type (one keyed read each). A hold is audited first
@@ -24,6 +42,7 @@ use crate::ports::{
 /// `Deliver` record is written for it, so it grants no event read.
 pub async fn hold_embargoed<P: Ports>(
     ports: &P,
+    settings: &BatchSettings,
     event: &StoredEvent,
     deliveries: Vec<Delivery>,
     patient: Option<NhsNumber>,
@@ -32,13 +51,13 @@ pub async fn hold_embargoed<P: Ports>(
     if deliveries.is_empty() {
         return Ok(deliveries);
     }
-    let embargoes = ports.embargoes().settings().await?;
+    let embargoes = settings.get(ports).await?;
     if !embargoes.covers(event.event_type) {
         return Ok(deliveries);
     }
     let mut now_set = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        let Some(release_at) = release_for(ports, &embargoes, event, &delivery, now).await? else {
+        let Some(release_at) = release_for(ports, embargoes, event, &delivery, now).await? else {
             now_set.push(delivery);
             continue;
         };

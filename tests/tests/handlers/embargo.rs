@@ -4,6 +4,8 @@
 //! and replays; the release survives a failed publish and cancels what the
 //! subscriber may no longer have.
 
+mod batch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
