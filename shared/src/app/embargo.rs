@@ -274,10 +274,13 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
 }
 
 /// Releases one hold, or cancels it when its recipient may no longer have
-/// it. The delivery record is written before the publish and the hold
-/// marked released after it: a failure before the publish leaves it held;
-/// one after it sends it again on the next run (at least once, as every
-/// delivery of the hub).
+/// it. The release is audited before the publish and the hold marked
+/// released after it: a failure before the publish leaves it held; one
+/// after it sends it again on the next run (at least once, as every
+/// delivery of the hub). The `Deliver` record that lets the subscriber
+/// read the event back is written only once the publish succeeded: a
+/// failed publish leaves the hold waiting for the next run, and the event
+/// must not be readable before it is received.
 async fn release_one<P: Ports>(
     ports: &P,
     hold: &Hold,
@@ -327,6 +330,22 @@ async fn release_one<P: Ports>(
         .await;
     }
     delivery.matches = matches;
+    // First the release's own record, which grants no read: should the
+    // run stop after the publish and the hold be cancelled by the next,
+    // the trail still shows what may have been sent.
+    ports
+        .audit()
+        .record(
+            &AuditRecord::delivery(&hold.event_key, &hold.subscriber_id, hold.patient, now)
+                .with_id(format!(
+                    "embargo-release/{}/{}",
+                    hold.event_key, hold.subscriber_id
+                ))
+                .detail("released from its embargo: published after this record"),
+        )
+        .await?;
+    let sent = [delivery];
+    ports.publisher().publish(&event, &sent).await?;
     ports
         .audit()
         .record(&AuditRecord::delivery(
@@ -336,8 +355,6 @@ async fn release_one<P: Ports>(
             now,
         ))
         .await?;
-    let sent = [delivery];
-    ports.publisher().publish(&event, &sent).await?;
     ports
         .embargoes()
         .settle(hold, HoldStatus::Released, None)

@@ -359,6 +359,15 @@ async fn a_release_whose_publish_fails_stays_held_and_is_released_by_the_next_ru
     assert_eq!(hold.attempts, 1);
     assert!(hold.last_error.as_deref().unwrap().contains("SNS is down"));
     assert!(publisher.inner.sent().is_empty());
+    // The attempt is in the trail, under the release's own record...
+    assert!(ports.audit.records().iter().any(|record| {
+        record.action == Action::Deliver
+            && record.audit_id.starts_with("embargo-release/")
+            && record.subscriber_id.as_deref() == Some(PCHR)
+    }));
+    // ...but not received, so not readable: no event read, no history.
+    assert_eq!(read_event(&ports, PCHR, &event).await, 404);
+    assert!(history(&ports, PCHR).await.is_empty());
 
     // The next run, a day later: the watermark stayed at the failed day.
     let second = run(FIXED + Duration::days(1)).await;
@@ -368,6 +377,8 @@ async fn a_release_whose_publish_fails_stays_held_and_is_released_by_the_next_ru
     let hold = &ports.embargoes.holds()[0];
     assert_eq!(hold.status, HoldStatus::Released);
     assert_eq!(hold.attempts, 2);
+    assert_eq!(read_event(&ports, PCHR, &event).await, 200);
+    assert_eq!(history(&ports, PCHR).await, vec![event.event_id.clone()]);
 }
 
 /// A publisher whose every call fails.
