@@ -580,3 +580,66 @@ async fn operators_set_list_and_end_embargoes_and_each_change_is_audited() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_operator_changes_a_subscribers_service_type_and_later_events_follow_it() {
+    // A second GP, under a subscriber id as onboarding makes them.
+    const OTHER_GP: &str = "2b8f3a52-4c1e-4d1a-9f4e-0c6a1d2e3f40";
+    let ports = hub(FIXED - Duration::days(1), "PT5S").await;
+    ports
+        .subscribers
+        .create(&subscriber(OTHER_GP, ServiceType::Gp))
+        .await
+        .unwrap();
+    ports
+        .subscriptions
+        .create(&subscription(OTHER_GP, FIXED - Duration::days(1)))
+        .await
+        .unwrap();
+    let change = |who: &Caller, body: &str| {
+        let request = api_request(
+            Some(who),
+            "application/json",
+            Some(body),
+            &[("id", OTHER_GP)],
+        );
+        let ports = &ports;
+        async move { api_answer(lambda::change_subscriber(ports, &request).await) }
+    };
+    let (status, _) = change(&caller(OTHER_GP), r#"{"serviceType": "EPCHR"}"#).await;
+    assert_eq!(status, 403, "operators only");
+    let (status, outcome) = change(&operator(), r#"{"serviceType": "PARENT"}"#).await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (422, "serviceType")
+    );
+    let (status, outcome) = change(&operator(), r#"{"serviceType": null}"#).await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (400, "serviceType"),
+        "a service type is changed, never removed"
+    );
+
+    let (status, changed) = change(&operator(), r#"{"serviceType": "EPCHR"}"#).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["serviceType"], "EPCHR");
+    assert!(ports.audit.records().iter().any(|record| {
+        record.action == Action::SubscriberChange
+            && record.status == 200
+            && record
+                .detail
+                .as_deref()
+                .is_some_and(|detail| detail.contains("serviceType EPCHR"))
+    }));
+    // Its copy is now held as the parent's record's is; the other GP's not.
+    accept_and_dispatch(&ports, &blood_spot(14, FIXED), FIXED).await;
+    assert_eq!(recipients(&ports.publisher), [GP]);
+    let mut held: Vec<String> = ports
+        .embargoes
+        .holds()
+        .into_iter()
+        .map(|hold| hold.subscriber_id)
+        .collect();
+    held.sort();
+    assert_eq!(held, [OTHER_GP, PCHR]);
+}
