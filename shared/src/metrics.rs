@@ -61,7 +61,8 @@ pub const EMBARGO_HELD: &str = "EmbargoHeld";
 /// Held deliveries released (published) by the release function.
 pub const EMBARGO_RELEASED: &str = "EmbargoReleased";
 /// Held deliveries the release function failed to release this run (kept
-/// held, retried the next run).
+/// held, retried the next run); 1, with no dimension, for a run that failed
+/// as a whole.
 pub const EMBARGO_RELEASE_FAILURES: &str = "EmbargoReleaseFailures";
 /// The age, after a release run, of the oldest hold it left held past its
 /// release time (0 when none): written by every run, so that a release
