@@ -161,6 +161,17 @@ pub fn release_at(received_sort: &str, delay: Duration) -> Option<OffsetDateTime
     accepted_at(received_sort).and_then(|at| at.checked_add(delay))
 }
 
+/// How many whole seconds past `release_at` (a hold's, audit::timestamp
+/// form) `now` is; 0 when not yet past. A time that does not read counts
+/// as not past: only a hand-edited item has one, and its failures are
+/// counted by `EmbargoReleaseFailures` each run.
+pub fn overdue_seconds(release_at: &str, now: OffsetDateTime) -> u64 {
+    parse_instant(release_at)
+        .ok()
+        .and_then(|at| u64::try_from((now - at).whole_seconds()).ok())
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum HoldStatus {
@@ -251,5 +262,14 @@ mod tests {
         .unwrap();
         assert_eq!(at, time::macros::datetime!(2026-02-12 10:00 UTC));
         assert_eq!(next_day("2026-02-28").unwrap(), "2026-03-01");
+    }
+
+    #[test]
+    fn a_hold_is_overdue_by_the_whole_seconds_past_its_release() {
+        let now = time::macros::datetime!(2026-02-12 11:00:30.900 UTC);
+        assert_eq!(overdue_seconds("2026-02-12T10:00:00.000Z", now), 3_630);
+        assert_eq!(overdue_seconds("2026-02-12T11:00:30.900Z", now), 0);
+        assert_eq!(overdue_seconds("2026-02-12T12:00:00.000Z", now), 0);
+        assert_eq!(overdue_seconds("not a time", now), 0);
     }
 }

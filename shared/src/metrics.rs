@@ -62,11 +62,16 @@ pub const EMBARGO_HELD: &str = "EmbargoHeld";
 /// Held deliveries released (published) by the release function.
 pub const EMBARGO_RELEASED: &str = "EmbargoReleased";
 /// Held deliveries the release function failed to release this run (kept
-/// held, retried the next run).
+/// held, retried the next run); 1, with no dimension, for a run that failed
+/// as a whole.
 pub const EMBARGO_RELEASE_FAILURES: &str = "EmbargoReleaseFailures";
+/// The age, after a release run, of the oldest hold it left held past its
+/// release time (0 when none): written by every run, so that a release
+/// failing for long shows how late it is, not only that it fails.
+pub const EMBARGO_OVERDUE: &str = "EmbargoOverdue";
 
 /// Every metric the hub emits.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
     PUBLISH_ACCEPTED,
     PUBLISH_DUPLICATE,
     PUBLISH_REJECTED,
@@ -84,6 +89,7 @@ pub const ALL: [&str; 17] = [
     EMBARGO_HELD,
     EMBARGO_RELEASED,
     EMBARGO_RELEASE_FAILURES,
+    EMBARGO_OVERDUE,
 ];
 
 /// The namespace of this process, set once at start-up from
@@ -107,6 +113,7 @@ fn namespace() -> &'static str {
 pub enum Unit {
     Count,
     Milliseconds,
+    Seconds,
 }
 
 impl Unit {
@@ -114,6 +121,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
         }
     }
 }
@@ -151,6 +159,14 @@ impl MetricRecord {
     pub fn milliseconds(mut self, name: &'static str, duration: std::time::Duration) -> Self {
         self.values
             .push((name, Unit::Milliseconds, duration.as_secs_f64() * 1000.0));
+        self
+    }
+
+    /// A value in whole seconds (ages of hours, where milliseconds would
+    /// only be noise).
+    pub fn seconds(mut self, name: &'static str, seconds: u64) -> Self {
+        // f64 holds every age in seconds a hub could see exactly.
+        self.values.push((name, Unit::Seconds, seconds as f64));
         self
     }
 

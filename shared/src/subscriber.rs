@@ -251,6 +251,10 @@ pub struct ChangeRequest {
     pub event_types: Option<BTreeSet<EventType>>,
     /// Some(None): no principal of another account reads the queue any more.
     pub aws_principal: Option<Option<AwsPrincipal>>,
+    /// What release embargoes apply to it from now on (set, never removed:
+    /// a subscriber that could drop its service type could drop its
+    /// embargoes).
+    pub service_type: Option<crate::criteria::ServiceType>,
 }
 
 impl ChangeRequest {
@@ -263,11 +267,11 @@ impl ChangeRequest {
             .ok_or_else(|| HubError::bad_request("$", "the body is a JSON object"))?;
         if let Some(unknown) = object
             .keys()
-            .find(|key| !["eventTypes", "awsPrincipal"].contains(&key.as_str()))
+            .find(|key| !["eventTypes", "awsPrincipal", "serviceType"].contains(&key.as_str()))
         {
             return Err(HubError::bad_request(
                 unknown.clone(),
-                "only eventTypes and awsPrincipal can change (a queue's mode is chosen at onboarding)",
+                "only eventTypes, awsPrincipal and serviceType can change (a queue's mode is chosen at onboarding)",
             ));
         }
         let event_types = match object.get("eventTypes") {
@@ -290,15 +294,33 @@ impl ChangeRequest {
                 ));
             }
         };
-        if event_types.is_none() && aws_principal.is_none() {
+        let service_type = match object.get("serviceType") {
+            None => None,
+            Some(serde_json::Value::String(code)) => {
+                Some(crate::criteria::ServiceType::parse(code).ok_or_else(|| {
+                    HubError::unprocessable(
+                        "serviceType",
+                        format!("'{code}' is not GP, CHO, UHV or EPCHR"),
+                    )
+                })?)
+            }
+            Some(_) => {
+                return Err(HubError::bad_request(
+                    "serviceType",
+                    "serviceType is GP, CHO, UHV or EPCHR (it can be changed, not removed)",
+                ));
+            }
+        };
+        if event_types.is_none() && aws_principal.is_none() && service_type.is_none() {
             return Err(HubError::bad_request(
                 "$",
-                "name eventTypes or awsPrincipal to change",
+                "name eventTypes, awsPrincipal or serviceType to change",
             ));
         }
         Ok(ChangeRequest {
             event_types,
             aws_principal,
+            service_type,
         })
     }
 }
@@ -332,5 +354,29 @@ mod service_type_tests {
         );
         let refused = onboarding(Some("PARENT")).unwrap_err();
         assert!(refused.to_string().contains("serviceType"), "{refused}");
+    }
+
+    #[test]
+    fn a_change_may_set_the_service_type_but_not_remove_it() {
+        use crate::criteria::ServiceType;
+        let change = ChangeRequest::parse(r#"{"serviceType": "EPCHR"}"#).unwrap();
+        assert_eq!(change.service_type, Some(ServiceType::Epchr));
+        assert_eq!((change.event_types, change.aws_principal), (None, None));
+        assert_eq!(
+            ChangeRequest::parse(r#"{"eventTypes": ["vaccinations-1"]}"#)
+                .unwrap()
+                .service_type,
+            None
+        );
+        assert!(matches!(
+            ChangeRequest::parse(r#"{"serviceType": "PARENT"}"#),
+            Err(HubError::Unprocessable { expression, .. }) if expression == "serviceType"
+        ));
+        for removed in [r#"{"serviceType": null}"#, r#"{"serviceType": 3}"#] {
+            assert!(matches!(
+                ChangeRequest::parse(removed),
+                Err(HubError::BadRequest { expression, .. }) if expression == "serviceType"
+            ));
+        }
     }
 }

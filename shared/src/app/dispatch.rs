@@ -4,6 +4,7 @@
 
 use time::OffsetDateTime;
 
+use super::embargo::BatchSettings;
 use super::generic::locate;
 use super::register::{preview, record_event};
 use super::subscription::relationship_holds;
@@ -42,6 +43,18 @@ impl<P: Ports> Dispatcher<'_, P> {
         event: &StoredEvent,
         now: OffsetDateTime,
     ) -> Result<Dispatched, StoreError> {
+        self.dispatch_in_batch(event, now, &BatchSettings::default())
+            .await
+    }
+
+    /// Dispatches one event of an invocation's batch: the release embargo
+    /// settings are read once for the whole batch.
+    pub async fn dispatch_in_batch(
+        &self,
+        event: &StoredEvent,
+        now: OffsetDateTime,
+        settings: &BatchSettings,
+    ) -> Result<Dispatched, StoreError> {
         let (deliveries, patient) = match self.route(event, now).await? {
             Route::Withheld { patient } => {
                 self.ports
@@ -65,9 +78,10 @@ impl<P: Ports> Dispatcher<'_, P> {
             } => {
                 self.end_subscriptions(event, &endings, now).await?;
                 // Those a release embargo delays are held, not sent.
-                let deliveries =
-                    super::embargo::hold_embargoed(self.ports, event, deliveries, patient, now)
-                        .await?;
+                let deliveries = super::embargo::hold_embargoed(
+                    self.ports, settings, event, deliveries, patient, now,
+                )
+                .await?;
                 (deliveries, patient)
             }
         };

@@ -2,6 +2,7 @@
 //! read paths apply, and the release run.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use time::OffsetDateTime;
 
@@ -17,6 +18,23 @@ use crate::ports::{
     SubscriberStore, SubscriptionStore,
 };
 
+/// The embargo settings for the events of one invocation: read when the
+/// first event with recipients needs them, then kept for the rest (one
+/// Query an invocation, not one an event). Made afresh for each
+/// invocation, so that a change of setting applies from the next one on.
+#[derive(Debug, Default)]
+pub struct BatchSettings(OnceLock<Embargoes>);
+
+impl BatchSettings {
+    async fn get<P: Ports>(&self, ports: &P) -> Result<&Embargoes, StoreError> {
+        if let Some(read) = self.0.get() {
+            return Ok(read);
+        }
+        let read = ports.embargoes().settings().await?;
+        Ok(self.0.get_or_init(|| read))
+    }
+}
+
 /// Holds the deliveries an embargo delays, and answers those to publish
 /// now. Only for an event type some setting names does it read each
 /// recipient's service type (one keyed read each). A hold is audited first
@@ -24,6 +42,7 @@ use crate::ports::{
 /// `Deliver` record is written for it, so it grants no event read.
 pub async fn hold_embargoed<P: Ports>(
     ports: &P,
+    settings: &BatchSettings,
     event: &StoredEvent,
     deliveries: Vec<Delivery>,
     patient: Option<NhsNumber>,
@@ -32,13 +51,13 @@ pub async fn hold_embargoed<P: Ports>(
     if deliveries.is_empty() {
         return Ok(deliveries);
     }
-    let embargoes = ports.embargoes().settings().await?;
+    let embargoes = settings.get(ports).await?;
     if !embargoes.covers(event.event_type) {
         return Ok(deliveries);
     }
     let mut now_set = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        let Some(release_at) = release_for(ports, &embargoes, event, &delivery, now).await? else {
+        let Some(release_at) = release_for(ports, embargoes, event, &delivery, now).await? else {
             now_set.push(delivery);
             continue;
         };
@@ -160,6 +179,9 @@ pub struct Released {
     pub released: usize,
     pub cancelled: usize,
     pub failed: usize,
+    /// The age in seconds of the oldest hold the run left held past its
+    /// release time; 0 when it left none (`EmbargoOverdue`).
+    pub overdue_seconds: u64,
 }
 
 /// Holds read per query.
@@ -168,6 +190,9 @@ const PAGE: usize = 100;
 /// One run of the release function: every hold due by `now`, from the
 /// watermark's day to today. A hold that fails stays held (its attempt and
 /// error recorded) for the next run, and keeps the watermark at its day.
+/// The run reads every held hold due by `now`, so those it fails are all
+/// the holds left overdue: the oldest of them is its `EmbargoOverdue`,
+/// with no further read.
 pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Released, StoreError> {
     let today = received_day(now);
     let until = timestamp(now);
@@ -176,6 +201,8 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
         None => received_day(now - time::Duration::days(LONGEST_DELAY_DAYS)),
     };
     let mut done = Released::default();
+    // The release time of the oldest hold left held.
+    let mut oldest_left: Option<String> = None;
     let mut watermark = None;
     let mut day = start;
     while day <= today {
@@ -193,6 +220,12 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
                     Err(error) => {
                         left_held = true;
                         done.failed += 1;
+                        if oldest_left
+                            .as_deref()
+                            .is_none_or(|oldest| hold.release_at.as_str() < oldest)
+                        {
+                            oldest_left = Some(hold.release_at.clone());
+                        }
                         tracing::warn!(
                             event_key = %hold.event_key,
                             subscriber_id = %hold.subscriber_id,
@@ -227,6 +260,12 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
             None => break,
         }
     }
+    done.overdue_seconds = oldest_left
+        .map(|release_at| embargo::overdue_seconds(&release_at, now))
+        .unwrap_or(0);
+    MetricRecord::new()
+        .seconds(metrics::EMBARGO_OVERDUE, done.overdue_seconds)
+        .emit();
     ports
         .embargoes()
         .set_watermark(watermark.as_deref().unwrap_or(&today))
@@ -235,10 +274,13 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
 }
 
 /// Releases one hold, or cancels it when its recipient may no longer have
-/// it. The delivery record is written before the publish and the hold
-/// marked released after it: a failure before the publish leaves it held;
-/// one after it sends it again on the next run (at least once, as every
-/// delivery of the hub).
+/// it. The release is audited before the publish and the hold marked
+/// released after it: a failure before the publish leaves it held; one
+/// after it sends it again on the next run (at least once, as every
+/// delivery of the hub). The `Deliver` record that lets the subscriber
+/// read the event back is written only once the publish succeeded: a
+/// failed publish leaves the hold waiting for the next run, and the event
+/// must not be readable before it is received.
 async fn release_one<P: Ports>(
     ports: &P,
     hold: &Hold,
@@ -288,6 +330,22 @@ async fn release_one<P: Ports>(
         .await;
     }
     delivery.matches = matches;
+    // First the release's own record, which grants no read: should the
+    // run stop after the publish and the hold be cancelled by the next,
+    // the trail still shows what may have been sent.
+    ports
+        .audit()
+        .record(
+            &AuditRecord::delivery(&hold.event_key, &hold.subscriber_id, hold.patient, now)
+                .with_id(format!(
+                    "embargo-release/{}/{}",
+                    hold.event_key, hold.subscriber_id
+                ))
+                .detail("released from its embargo: published after this record"),
+        )
+        .await?;
+    let sent = [delivery];
+    ports.publisher().publish(&event, &sent).await?;
     ports
         .audit()
         .record(&AuditRecord::delivery(
@@ -297,8 +355,6 @@ async fn release_one<P: Ports>(
             now,
         ))
         .await?;
-    let sent = [delivery];
-    ports.publisher().publish(&event, &sent).await?;
     ports
         .embargoes()
         .settle(hold, HoldStatus::Released, None)

@@ -14,10 +14,12 @@ use crate::fhir_time::format_instant;
 use crate::ports::{AuditLog, ClientStore, QueueProvisioner, SubscriberStore, SubscriptionStore};
 use crate::subscriber::{ChangeRequest, OnboardRequest, Subscriber};
 
-/// Changes what a subscriber may receive and who reads its queue, without
-/// touching what its queue holds. Narrowing its event types is refused
-/// while a subscription of its names a type being removed: deleting them
-/// is the subscriber's decision, not a side effect.
+/// Changes what a subscriber may receive, who reads its queue and its
+/// service type, without touching what its queue holds. Narrowing its
+/// event types is refused while a subscription of its names a type being
+/// removed: deleting them is the subscriber's decision, not a side effect.
+/// A new service type applies to events dispatched after it, as a change
+/// of embargo setting does: deliveries already held keep their release.
 pub async fn change<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisioner>(
     subscribers: &R,
     subscriptions: &S,
@@ -30,6 +32,8 @@ pub async fn change<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisione
         .await?
         .filter(Subscriber::is_active)
         .ok_or_else(|| HubError::NotFound(format!("subscriber {subscriber_id}")))?;
+    // Only a change of event types or principal touches the queues.
+    let queues_change = change.event_types.is_some() || change.aws_principal.is_some();
     let event_types = change
         .event_types
         .unwrap_or_else(|| subscriber.event_types.clone());
@@ -82,12 +86,17 @@ pub async fn change<R: SubscriberStore, S: SubscriptionStore, Q: QueueProvisione
             ));
         }
     };
-    let types: Vec<EventType> = event_types.iter().copied().collect();
-    subscriber.queues = provisioner
-        .reconfigure(&subscriber.id, &subscriber.queues, &types, &access)
-        .await?;
+    if queues_change {
+        let types: Vec<EventType> = event_types.iter().copied().collect();
+        subscriber.queues = provisioner
+            .reconfigure(&subscriber.id, &subscriber.queues, &types, &access)
+            .await?;
+    }
     subscriber.event_types = event_types;
     subscriber.access = access;
+    if let Some(service_type) = change.service_type {
+        subscriber.service_type = Some(service_type);
+    }
     subscribers.save(&subscriber).await?;
     Ok(subscriber)
 }

@@ -238,17 +238,32 @@ pub async fn run_embargo_release() -> Result<(), Error> {
     let ports = &ports;
     run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            let done = crate::app::embargo::release_due(ports, OffsetDateTime::now_utc()).await?;
+            let done =
+                match crate::app::embargo::release_due(ports, OffsetDateTime::now_utc()).await {
+                    Ok(done) => done,
+                    Err(error) => {
+                        // A run that cannot read or write the embargo table
+                        // releases nothing and writes no EmbargoOverdue, and
+                        // still counts as an invocation: counted as a failure,
+                        // so that embargo-release-failures fires if it lasts.
+                        crate::metrics::MetricRecord::new()
+                            .count(crate::metrics::EMBARGO_RELEASE_FAILURES, 1)
+                            .emit();
+                        return Err(error.into());
+                    }
+                };
             tracing::info!(
                 released = done.released,
                 cancelled = done.cancelled,
                 failed = done.failed,
+                overdue_seconds = done.overdue_seconds,
                 "embargo release run"
             );
             Ok::<_, Error>(serde_json::json!({
                 "released": done.released,
                 "cancelled": done.cancelled,
                 "failed": done.failed,
+                "overdueSeconds": done.overdue_seconds,
             }))
         },
     ))

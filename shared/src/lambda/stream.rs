@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use tracing::{error, info};
 
 use crate::app::dispatch::Dispatcher;
+use crate::app::embargo::BatchSettings;
 use crate::app::replay::Replayer;
 use crate::dispatch::Dispatched;
 use crate::events::StoredEvent;
@@ -24,6 +25,8 @@ pub async fn dispatch_batch<P: Ports>(
     batch: StreamEvent,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
+    // The embargo settings, read once for the batch.
+    let settings = BatchSettings::default();
     for record in batch.records {
         // Events are written once: only an INSERT is a new event.
         if record.event_name != "INSERT" {
@@ -32,7 +35,7 @@ pub async fn dispatch_batch<P: Ports>(
         let sequence_number = record.change.sequence_number.clone();
         let dispatched = match serde_dynamo::from_item::<_, StoredEvent>(record.change.new_image) {
             Ok(event) => dispatcher
-                .dispatch(&event, OffsetDateTime::now_utc())
+                .dispatch_in_batch(&event, OffsetDateTime::now_utc(), &settings)
                 .await
                 .map(|outcome| (event, outcome))
                 .map_err(|error| error.to_string()),

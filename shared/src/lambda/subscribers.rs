@@ -102,8 +102,9 @@ pub async fn offboard<P: Ports>(
 }
 
 /// `PATCH /subscribers/{id}`: change the event types a subscriber may
-/// receive or the AWS principal that reads its queue (operators). Its
-/// queues, and what they hold, stay.
+/// receive, the AWS principal that reads its queue, or its service type
+/// (what release embargoes apply to it) (operators). Its queues, and what
+/// they hold, stay.
 pub async fn change_subscriber<P: Ports>(
     ports: &P,
     request: &ApiGatewayProxyRequest,
@@ -125,7 +126,7 @@ pub async fn change_subscriber<P: Ports>(
             let id = path_id(request, "subscriber")?;
             let change = subscriber::ChangeRequest::parse(&json_body(request)?)?;
             let detail = format!(
-                "eventTypes {}, awsPrincipal {}",
+                "eventTypes {}, awsPrincipal {}, serviceType {}",
                 if change.event_types.is_some() {
                     "changed"
                 } else {
@@ -136,6 +137,11 @@ pub async fn change_subscriber<P: Ports>(
                 } else {
                     "kept"
                 },
+                // The new type itself: what embargoes it moves the
+                // subscriber into or out of.
+                change
+                    .service_type
+                    .map_or("kept", |service_type| service_type.code()),
             );
             let subscriber =
                 crate::app::subscriber::change(subscribers, subscriptions, provisioner, id, change)

@@ -1439,6 +1439,7 @@ fn alarms_and_dashboard_read_only_metrics_the_hub_emits() {
         ("DispatchRetriesAlarm", hub::metrics::DISPATCH_FAILURES),
         ("ReplayWorkerErrorsAlarm", hub::metrics::REPLAY_FAILURES),
         ("PublishFailuresAlarm", hub::metrics::PUBLISH_FAILED),
+        ("EmbargoOverdueAlarm", hub::metrics::EMBARGO_OVERDUE),
         ("HubDashboard", hub::metrics::PUBLISH_ACCEPTED),
         ("HubDashboard", hub::metrics::DELIVERIES),
         ("HubDashboard", hub::metrics::PUBLISH_LATENCY),

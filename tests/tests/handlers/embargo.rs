@@ -4,6 +4,8 @@
 //! and replays; the release survives a failed publish and cancels what the
 //! subscriber may no longer have.
 
+mod batch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -351,19 +353,71 @@ async fn a_release_whose_publish_fails_stays_held_and_is_released_by_the_next_ru
     };
     let first = run(FIXED + Duration::seconds(10)).await;
     assert_eq!(first.failed, 1);
+    // Due at FIXED + 5 s and left held: five seconds overdue.
+    assert_eq!(first.overdue_seconds, 5, "{first:?}");
     let hold = &ports.embargoes.holds()[0];
     assert_eq!(hold.status, HoldStatus::Held, "nothing is lost");
     assert_eq!(hold.attempts, 1);
     assert!(hold.last_error.as_deref().unwrap().contains("SNS is down"));
     assert!(publisher.inner.sent().is_empty());
+    // The attempt is in the trail, under the release's own record...
+    assert!(ports.audit.records().iter().any(|record| {
+        record.action == Action::Deliver
+            && record.audit_id.starts_with("embargo-release/")
+            && record.subscriber_id.as_deref() == Some(PCHR)
+    }));
+    // ...but not received, so not readable: no event read, no history.
+    assert_eq!(read_event(&ports, PCHR, &event).await, 404);
+    assert!(history(&ports, PCHR).await.is_empty());
 
     // The next run, a day later: the watermark stayed at the failed day.
     let second = run(FIXED + Duration::days(1)).await;
     assert_eq!(second.released, 1, "{second:?}");
+    assert_eq!(second.overdue_seconds, 0, "nothing left held");
     assert_eq!(recipients(&publisher.inner), vec![PCHR.to_owned()]);
     let hold = &ports.embargoes.holds()[0];
     assert_eq!(hold.status, HoldStatus::Released);
     assert_eq!(hold.attempts, 2);
+    assert_eq!(read_event(&ports, PCHR, &event).await, 200);
+    assert_eq!(history(&ports, PCHR).await, vec![event.event_id.clone()]);
+}
+
+/// A publisher whose every call fails.
+struct Down;
+
+impl DeliveryPublisher for Down {
+    async fn publish(&self, _: &StoredEvent, _: &[Delivery]) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("SNS is down".into()))
+    }
+}
+
+#[tokio::test]
+async fn each_release_run_reports_how_overdue_the_oldest_hold_it_left_is() {
+    let ports = hub(FIXED - Duration::days(1), "PT5S").await;
+    let older = blood_spot(8, FIXED);
+    let newer = blood_spot(9, FIXED + Duration::minutes(1));
+    accept_and_dispatch(&ports, &older, FIXED).await;
+    accept_and_dispatch(&ports, &newer, FIXED + Duration::minutes(1)).await;
+    let with_sns_down = Adapters::new()
+        .events(&ports.events)
+        .subscriptions(&ports.subscriptions)
+        .subscribers(&ports.subscribers)
+        .publisher(&Down)
+        .audit(&ports.audit)
+        .register(&ports.register)
+        .stats(&ports.stats)
+        .embargoes(&ports.embargoes);
+    let run = release_due(&with_sns_down, FIXED + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(run.failed, 2, "{run:?}");
+    // The older hold was due at FIXED + 5 s: an hour less five seconds.
+    assert_eq!(run.overdue_seconds, 3_595, "{run:?}");
+    // SNS back: the next run leaves nothing overdue.
+    let run = release_due(&ports, FIXED + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!((run.released, run.overdue_seconds), (2, 0), "{run:?}");
 }
 
 #[tokio::test]
@@ -526,4 +580,67 @@ async fn operators_set_list_and_end_embargoes_and_each_change_is_audited() {
             Action::EmbargoRemove
         ]
     );
+}
+
+#[tokio::test]
+async fn an_operator_changes_a_subscribers_service_type_and_later_events_follow_it() {
+    // A second GP, under a subscriber id as onboarding makes them.
+    const OTHER_GP: &str = "2b8f3a52-4c1e-4d1a-9f4e-0c6a1d2e3f40";
+    let ports = hub(FIXED - Duration::days(1), "PT5S").await;
+    ports
+        .subscribers
+        .create(&subscriber(OTHER_GP, ServiceType::Gp))
+        .await
+        .unwrap();
+    ports
+        .subscriptions
+        .create(&subscription(OTHER_GP, FIXED - Duration::days(1)))
+        .await
+        .unwrap();
+    let change = |who: &Caller, body: &str| {
+        let request = api_request(
+            Some(who),
+            "application/json",
+            Some(body),
+            &[("id", OTHER_GP)],
+        );
+        let ports = &ports;
+        async move { api_answer(lambda::change_subscriber(ports, &request).await) }
+    };
+    let (status, _) = change(&caller(OTHER_GP), r#"{"serviceType": "EPCHR"}"#).await;
+    assert_eq!(status, 403, "operators only");
+    let (status, outcome) = change(&operator(), r#"{"serviceType": "PARENT"}"#).await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (422, "serviceType")
+    );
+    let (status, outcome) = change(&operator(), r#"{"serviceType": null}"#).await;
+    assert_eq!(
+        (status, first_issue_expression(&outcome).as_str()),
+        (400, "serviceType"),
+        "a service type is changed, never removed"
+    );
+
+    let (status, changed) = change(&operator(), r#"{"serviceType": "EPCHR"}"#).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["serviceType"], "EPCHR");
+    assert!(ports.audit.records().iter().any(|record| {
+        record.action == Action::SubscriberChange
+            && record.status == 200
+            && record
+                .detail
+                .as_deref()
+                .is_some_and(|detail| detail.contains("serviceType EPCHR"))
+    }));
+    // Its copy is now held as the parent's record's is; the other GP's not.
+    accept_and_dispatch(&ports, &blood_spot(14, FIXED), FIXED).await;
+    assert_eq!(recipients(&ports.publisher), [GP]);
+    let mut held: Vec<String> = ports
+        .embargoes
+        .holds()
+        .into_iter()
+        .map(|hold| hold.subscriber_id)
+        .collect();
+    held.sort();
+    assert_eq!(held, [OTHER_GP, PCHR]);
 }

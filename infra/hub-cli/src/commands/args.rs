@@ -192,6 +192,10 @@ pub struct OnboardArgs {
     /// A queue in the subscriber's own account, instead of a hub-owned one
     #[arg(long, value_name = "ARN")]
     pub queue_arn: Option<String>,
+
+    /// Its service type (GP, CHO, UHV or EPCHR): what release embargoes apply to it
+    #[arg(long, value_name = "TYPE")]
+    pub service_type: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +210,11 @@ pub struct UpdateArgs {
     /// The AWS account or role that may read its queue
     #[arg(long, value_name = "ARN")]
     pub aws_principal: Option<String>,
+
+    /// Its service type (GP, CHO, UHV or EPCHR): what release embargoes apply
+    /// to events dispatched from now on
+    #[arg(long, value_name = "TYPE")]
+    pub service_type: Option<String>,
 }
 
 #[derive(Debug, Args)]

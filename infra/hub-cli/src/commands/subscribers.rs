@@ -47,6 +47,9 @@ pub(super) async fn subscribers(
             if let Some(queue) = &args.queue_arn {
                 body["queueArn"] = json!(queue);
             }
+            if let Some(service_type) = &args.service_type {
+                body["serviceType"] = json!(service_type);
+            }
             let answer = hub
                 .json(
                     Method::POST,
@@ -64,6 +67,9 @@ pub(super) async fn subscribers(
             }
             if let Some(principal) = &args.aws_principal {
                 body["awsPrincipal"] = json!(principal);
+            }
+            if let Some(service_type) = &args.service_type {
+                body["serviceType"] = json!(service_type);
             }
             let answer = hub
                 .json(
