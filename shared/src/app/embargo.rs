@@ -341,19 +341,21 @@ async fn release_one<P: Ports>(
                     "embargo-release/{}/{}",
                     hold.event_key, hold.subscriber_id
                 ))
-                .detail("released from its embargo: published after this record"),
+                .detail(format!(
+                    "released from its embargo: published after this record; {}",
+                    delivery.basis_detail()
+                )),
         )
         .await?;
+    let basis = delivery.basis_detail();
     let sent = [delivery];
     ports.publisher().publish(&event, &sent).await?;
     ports
         .audit()
-        .record(&AuditRecord::delivery(
-            &hold.event_key,
-            &hold.subscriber_id,
-            hold.patient,
-            now,
-        ))
+        .record(
+            &AuditRecord::delivery(&hold.event_key, &hold.subscriber_id, hold.patient, now)
+                .detail(basis),
+        )
         .await?;
     ports
         .embargoes()
