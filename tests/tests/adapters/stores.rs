@@ -364,6 +364,28 @@ async fn subscriptions_are_found_by_patient_and_event_type_with_one_query() {
     );
 }
 
+/// An explicit subscription of subscriber-1 to 9912003888's vaccinations
+/// and one more event type, on this basis, made on 2026-01-01.
+fn explicit_subscription(id: &str, other_event: &str, basis: hub::basis::Basis) -> Subscription {
+    Subscription {
+        id: id.into(),
+        subscriber_id: "subscriber-1".into(),
+        contact_ods: OdsCode::parse("B85612").unwrap(),
+        reason: "care".into(),
+        end: None,
+        criteria: Criteria::parse(&format!(
+            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
+             &MessageHeader.event=vaccinations-1&MessageHeader.event={other_event}"
+        ))
+        .unwrap(),
+        version_id: 1,
+        last_updated: "2026-01-01T00:00:00Z".into(),
+        basis: Some(basis),
+        ended: None,
+        backfills: Vec::new(),
+    }
+}
+
 /// Ending a subscription on the loss of its basis changes its resource and
 /// every copy dispatch reads, once; a deleted subscription stays deleted.
 #[tokio::test(flavor = "multi_thread")]
@@ -372,25 +394,13 @@ async fn a_subscription_ends_once_on_every_item_and_a_deleted_one_stays_deleted(
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
     table(&client, "SubscriptionsTable", "subscriptions").await;
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
-    let subscription = Subscription {
-        id: "sub-gp".into(),
-        subscriber_id: "subscriber-1".into(),
-        contact_ods: OdsCode::parse("B85612").unwrap(),
-        reason: "care".into(),
-        end: None,
-        criteria: Criteria::parse(
-            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
-             &MessageHeader.event=vaccinations-1&MessageHeader.event=pds-change-of-gp-1",
-        )
-        .unwrap(),
-        version_id: 1,
-        last_updated: "2026-01-01T00:00:00Z".into(),
-        basis: Some(hub::basis::Basis::RegisteredGp {
+    let subscription = explicit_subscription(
+        "sub-gp",
+        "pds-change-of-gp-1",
+        hub::basis::Basis::RegisteredGp {
             practice: OdsCode::parse("B85612").unwrap(),
-        }),
-        ended: None,
-        backfills: Vec::new(),
-    };
+        },
+    );
     subscriptions.create(&subscription).await.unwrap();
     let ended = hub::basis::Ended {
         at: "2026-02-01T00:00:00.000Z".into(),
@@ -459,28 +469,16 @@ async fn backfill_grants_change_every_copy_only_over_the_list_read() {
     let client = aws_sdk_dynamodb::Client::new(&emulator.config);
     table(&client, "SubscriptionsTable", "subscriptions").await;
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), "subscriptions");
-    let subscription = Subscription {
-        id: "sub-declared".into(),
-        subscriber_id: "subscriber-1".into(),
-        contact_ods: OdsCode::parse("B85612").unwrap(),
-        reason: "care".into(),
-        end: None,
-        criteria: Criteria::parse(
-            "/Bundle?type=message&Patient.identifier=http://fhir.nhs.net/Id/nhs-number|9912003888\
-             &MessageHeader.event=vaccinations-1&MessageHeader.event=newborn-hearing-1",
-        )
-        .unwrap(),
-        version_id: 1,
-        last_updated: "2026-06-01T00:00:00Z".into(),
-        basis: Some(hub::basis::Basis::DeclaredDirectCare),
-        ended: None,
-        backfills: Vec::new(),
-    };
+    let subscription = explicit_subscription(
+        "sub-declared",
+        "newborn-hearing-1",
+        hub::basis::Basis::DeclaredDirectCare,
+    );
     subscriptions.create(&subscription).await.unwrap();
     let grant = |id: &str| hub::backfill::BackfillGrant {
         id: id.into(),
         reason: "new to the caseload".into(),
-        since: "2026-01-01T00:00:00.000Z".into(),
+        since: "2025-06-01T00:00:00.000Z".into(),
         expires: "2026-07-01T00:00:00.000Z".into(),
         granted_by: "operator".into(),
         granted_at: "2026-06-02T00:00:00.000Z".into(),
