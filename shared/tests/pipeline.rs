@@ -2667,6 +2667,45 @@ async fn a_gps_subscription_ends_with_the_move_that_takes_the_child_away() {
     );
 }
 
+/// A practice's subscription that names the move's event type but whose
+/// filters keep the move from it still ends with the move: its basis is
+/// judged whether or not the event is delivered to it.
+#[tokio::test]
+async fn a_move_ends_a_gps_subscription_whose_filters_keep_the_move_from_it() {
+    let hub = Hub::default();
+    let types = [EventType::PdsChangeOfGp, EventType::Vaccinations];
+    registered_at(&hub, "B85612").await;
+    let old_gp = hub.onboard("B85612", &types).await;
+    let adults_only = hub
+        .subscribe(&old_gp, &criteria_for(PATIENT, &types, "&Patient.age=gt90"))
+        .await;
+    assert!(matches!(
+        adults_only.basis,
+        Some(hub::basis::Basis::RegisteredGp { .. })
+    ));
+    let change = stored(
+        EventType::PdsChangeOfGp,
+        FHIR_XML,
+        &xml_fixture("PDS-Change-Of-GP-ems-example"),
+    )
+    .await;
+    hub.dispatch(&change, NOW).await;
+    assert_eq!(
+        deliveries_to(&hub, &old_gp),
+        0,
+        "the filter keeps the move from it"
+    );
+    let ended = hub
+        .subscriptions
+        .get(&adults_only.id)
+        .await
+        .unwrap()
+        .and_then(|subscription| subscription.ended)
+        .expect("ended by the move");
+    assert_eq!(ended.reason, hub::basis::EndReason::GpChanged);
+    assert_eq!(ended.last_event, None, "it never received the move");
+}
+
 /// An area service's explicit subscription rests on the area its client is
 /// registered to serve (its generic-subscription grants) when the child
 /// lives there; the event that shows the child has moved out still reaches

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::embargo::BatchSettings;
 use super::generic::locate;
 use super::register::{preview, record_event};
-use super::subscription::relationship_holds;
+use super::subscription::{explicit_for_child, relationship_holds};
 use crate::audit::AuditRecord;
 use crate::basis::{self, Basis, Judgement, PlaceAtEvent, PracticeAtEvent};
 use crate::catalogue::EventType;
@@ -379,10 +379,10 @@ impl<P: Ports> Dispatcher<'_, P> {
 }
 
 /// The ends a move makes of the routed patient's registered-GP and area
-/// subscriptions that do not name the event's type (those that do are
-/// judged with the event, by `explicit_matches`): they never receive the
-/// move, and end with it. One keyed read per other event type, on a move
-/// only.
+/// subscriptions that `explicit_matches` did not judge: those that do not
+/// name the event's type, and those that do but whose filters keep this
+/// event from them. They never receive the move, and end with it. One
+/// keyed read per event type, together, on a move only.
 async fn moved_away<P: Ports>(
     ports: &P,
     event: &StoredEvent,
@@ -394,48 +394,35 @@ async fn moved_away<P: Ports>(
         return Ok(Vec::new());
     };
     let at = crate::audit::timestamp(now);
-    let mut judged: std::collections::BTreeSet<String> = already
-        .iter()
-        .map(|ending| ending.subscription.id.clone())
-        .collect();
     let mut endings = Vec::new();
-    for &event_type in EventType::ALL {
-        if event_type == event.event_type {
+    for subscription in explicit_for_child(ports, nhs_number).await? {
+        let placed = matches!(
+            subscription.basis(),
+            Basis::RegisteredGp { .. } | Basis::Area { .. }
+        );
+        let ending_already = already
+            .iter()
+            .any(|ending| ending.subscription.id == subscription.id);
+        if !placed || subscription.ended.is_some() || ending_already {
             continue;
         }
-        for subscription in ports
-            .subscriptions()
-            .explicit_candidates(nhs_number, event_type)
-            .await?
-        {
-            let placed = matches!(
-                subscription.basis(),
-                Basis::RegisteredGp { .. } | Basis::Area { .. }
-            );
-            let candidate = placed
-                && subscription.ended.is_none()
-                && subscription.criteria.target == Target::Explicit(nhs_number)
-                && !subscription.criteria.events.contains(&event.event_type)
-                && judged.insert(subscription.id.clone());
-            if !candidate {
-                continue;
-            }
-            let judgement = basis::judge(
-                &subscription.basis(),
-                place,
-                event.event_type,
-                &event.event_key,
-                &at,
-            );
-            if let Judgement::HoldsForThisEvent(ended) | Judgement::Lost(ended) = judgement {
-                endings.push(Ending {
-                    subscription,
-                    ended: crate::basis::Ended {
-                        last_event: None,
-                        ..ended
-                    },
-                });
-            }
+        // One explicit_matches found holding is judged alike here: the
+        // same basis on the same place.
+        let judgement = basis::judge(
+            &subscription.basis(),
+            place,
+            event.event_type,
+            &event.event_key,
+            &at,
+        );
+        if let Judgement::HoldsForThisEvent(ended) | Judgement::Lost(ended) = judgement {
+            endings.push(Ending {
+                subscription,
+                ended: crate::basis::Ended {
+                    last_event: None,
+                    ..ended
+                },
+            });
         }
     }
     Ok(endings)

@@ -6,10 +6,9 @@ use time::OffsetDateTime;
 
 use crate::audit;
 use crate::basis::{Basis, EndReason, Ended};
-use crate::catalogue::EventType;
 use crate::nhs_number::NhsNumber;
 use crate::pchr::{ActedFor, ActingStatus, Attestation};
-use crate::ports::{Ports, RelationshipStore, StoreError, SubscriptionStore};
+use crate::ports::{Ports, RelationshipStore, StoreError};
 use crate::relationship::Relationship;
 
 /// Records that the app (its subscriber) acts for the person, as attested.
@@ -52,17 +51,26 @@ pub async fn stop_acting<P: Ports>(
     // use, so nothing is disclosed meanwhile on an acting about to end.
     let mut ended = 0;
     let reference = format!("stop-acting/{subscriber_id}/{person}");
-    for relationship in ports.relationships().children_of(person).await? {
-        let end = Ended {
-            at: at.clone(),
-            reason: EndReason::RelationshipEnded,
-            last_event: None,
-            detail: format!("basis lost: the app no longer acts for person {person}"),
-        };
+    let end = Ended {
+        at: at.clone(),
+        reason: EndReason::RelationshipEnded,
+        last_event: None,
+        detail: format!("basis lost: the app no longer acts for person {person}"),
+    };
+    // A child related through several sources (a VRS record beside a birth
+    // link), or through an ended relationship too, is swept once.
+    let children: std::collections::BTreeSet<NhsNumber> = ports
+        .relationships()
+        .children_of(person)
+        .await?
+        .iter()
+        .map(|relationship| relationship.child_nhs)
+        .collect();
+    for child in children {
         ended += end_resting_on(
             ports,
             Some(subscriber_id),
-            relationship.child_nhs,
+            child,
             person,
             &end,
             &reference,
@@ -103,27 +111,15 @@ pub async fn end_resting_on<P: Ports>(
     reference: &str,
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
-    let mut seen = std::collections::BTreeSet::new();
     let mut count = 0;
-    for &event_type in EventType::ALL {
-        for subscription in ports
-            .subscriptions()
-            .explicit_candidates(child, event_type)
-            .await?
-        {
-            let rests_on_person = subscription.basis() == Basis::Relationship { person };
-            let owned = subscriber_id.is_none_or(|id| subscription.subscriber_id == id);
-            if !rests_on_person
-                || !owned
-                || subscription.ended.is_some()
-                || !seen.insert(subscription.id.clone())
-            {
-                continue;
-            }
-            if super::ending::end_on_lost_basis(ports, reference, &subscription, ended, now).await?
-            {
-                count += 1;
-            }
+    for subscription in super::subscription::explicit_for_child(ports, child).await? {
+        let rests_on_person = subscription.basis() == Basis::Relationship { person };
+        let owned = subscriber_id.is_none_or(|id| subscription.subscriber_id == id);
+        if !rests_on_person || !owned || subscription.ended.is_some() {
+            continue;
+        }
+        if super::ending::end_on_lost_basis(ports, reference, &subscription, ended, now).await? {
+            count += 1;
         }
     }
     Ok(count)

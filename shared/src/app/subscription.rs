@@ -232,6 +232,31 @@ pub async fn relationship_holds<P: Ports>(
     super::people::acting(ports, subscriber_id, person).await
 }
 
+/// Every explicit subscription to the child, whatever event types it
+/// names, each once: one keyed read per event type, together (the store
+/// keeps a copy under each type a subscription names).
+pub async fn explicit_for_child<P: Ports>(
+    ports: &P,
+    child: NhsNumber,
+) -> Result<Vec<Subscription>, StoreError> {
+    let subscriptions = ports.subscriptions();
+    let found = futures_util::future::try_join_all(
+        crate::catalogue::EventType::ALL
+            .iter()
+            .map(|&event_type| subscriptions.explicit_candidates(child, event_type)),
+    )
+    .await?;
+    let mut seen = std::collections::BTreeSet::new();
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(|subscription| {
+            subscription.criteria.target == Target::Explicit(child)
+                && seen.insert(subscription.id.clone())
+        })
+        .collect())
+}
+
 /// Whether any source relates the child and the person now (a VRS
 /// relationship, a birth notification's link): one keyed read.
 pub async fn related_now<P: Ports>(
