@@ -221,16 +221,6 @@ impl Hold {
     }
 }
 
-/// The first day on or after which `day` (YYYY-MM-DD) plus one falls.
-pub fn next_day(day: &str) -> Option<String> {
-    let date = time::Date::parse(
-        day,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
-    date.next_day().map(|next| next.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +251,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(at, time::macros::datetime!(2026-02-12 10:00 UTC));
-        assert_eq!(next_day("2026-02-28").unwrap(), "2026-03-01");
+        assert_eq!(crate::replay::next_day("2026-02-28").unwrap(), "2026-03-01");
     }
 
     #[test]

@@ -255,7 +255,7 @@ pub async fn release_due<P: Ports>(ports: &P, now: OffsetDateTime) -> Result<Rel
         if watermark.is_none() && (left_held || day == today) {
             watermark = Some(day.clone());
         }
-        match embargo::next_day(&day) {
+        match crate::replay::next_day(&day) {
             Some(next) => day = next,
             None => break,
         }

@@ -18,14 +18,6 @@ use crate::nhs_number::NhsNumber;
 use crate::ports::{Page, StoreError, SubscriptionStore};
 use crate::subscription::{DailyCount, Subscription};
 
-/// What the resource item's member must be for a `set_member` write.
-enum Guard {
-    /// Not set yet: the write happens once.
-    Unset,
-    /// As read (None: not set): a concurrent change makes the write fail.
-    Equals(Option<AttributeValue>),
-}
-
 /// The subscriptions table. Each subscription is one resource item
 /// (pk SUBSCRIPTION#id) plus one match item per event type it names
 /// (pk EXPLICIT#<nhs number>#<event type>, sk = subscription id) holding a
@@ -80,15 +72,16 @@ impl DynamoSubscriptionStore {
     /// One transaction of UpdateItems that set one member inside the stored
     /// copy, on the resource item and every match item: dispatch, which
     /// reads the match items, and the owner, who reads the resource, see the
-    /// same subscription. The resource's condition (the guard) makes it
-    /// happen once, or only over the value read (false when it fails); each
-    /// item's `attribute_exists` keeps a deleted subscription deleted.
+    /// same subscription. The resource's condition makes it happen only over
+    /// the value read, `previous` (None: not set, so the write happens
+    /// once); false when it fails. Each item's `attribute_exists` keeps a
+    /// deleted subscription deleted.
     async fn set_member(
         &self,
         subscription: &Subscription,
         member: &str,
         value: AttributeValue,
-        guard: Guard,
+        previous: Option<AttributeValue>,
         what: &str,
     ) -> Result<bool, StoreError> {
         let updates = subscription_keys(subscription)
@@ -103,11 +96,11 @@ impl DynamoSubscriptionStore {
                     .expression_attribute_names("#subscription", "subscription")
                     .expression_attribute_names("#member", member)
                     .expression_attribute_values(":value", value.clone());
-                update = match (&guard, index) {
-                    (Guard::Unset, 0) | (Guard::Equals(None), 0) => update.condition_expression(
+                update = match (&previous, index) {
+                    (None, 0) => update.condition_expression(
                         "attribute_exists(pk) AND attribute_not_exists(#subscription.#member)",
                     ),
-                    (Guard::Equals(Some(previous)), 0) => update
+                    (Some(previous), 0) => update
                         .condition_expression(
                             "attribute_exists(pk) AND #subscription.#member = :previous",
                         )
@@ -306,7 +299,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             subscription,
             "ended",
             AttributeValue::M(to_item(ended)?),
-            Guard::Unset,
+            None,
             "ending the subscription",
         )
         .await
@@ -322,7 +315,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             subscription,
             "basis",
             AttributeValue::M(to_item(basis)?),
-            Guard::Unset,
+            None,
             "recording the subscription's basis",
         )
         .await
@@ -348,7 +341,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             subscription,
             "backfills",
             encode(grants)?,
-            Guard::Equals(previous),
+            previous,
             "recording the subscription's backfill grants",
         )
         .await

@@ -12,12 +12,12 @@ use crate::auth::Role;
 use crate::backfill::BackfillRequest;
 use crate::error::HubError;
 use crate::message::Encoding;
-use crate::ports::{Adapters, Ports, SubscriptionStore};
-use crate::subscription::Subscription;
+use crate::ports::{Adapters, Ports};
 
 use super::audited::{audited, refused_subscription};
-use super::http::{MOMENT_VALUES, parameter, parameters_body, path_id, respond};
+use super::http::{MOMENT_VALUES, parameter, parameters_body, respond};
 use super::runtime::{Error, serve_api, start};
+use super::subscriptions::named_subscription;
 
 /// Either route, by its method: one function serves both, with one role.
 pub async fn backfill<P: Ports>(
@@ -29,18 +29,6 @@ pub async fn backfill<P: Ports>(
     } else {
         grant_backfill(ports, request).await
     }
-}
-
-/// The subscription the path names, whoever owns it.
-async fn named_subscription<S: SubscriptionStore>(
-    subscriptions: &S,
-    request: &ApiGatewayProxyRequest,
-) -> Result<Subscription, HubError> {
-    let id = path_id(request, "Subscription")?;
-    subscriptions
-        .get(id)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
 }
 
 /// `POST /Subscription/{id}/$backfill`: a Parameters body with `reason`

@@ -191,34 +191,43 @@ pub async fn delete_embargo<P: Ports>(
     .await
 }
 
-/// The main of `GET /embargoes`.
-pub async fn run_list_embargoes() -> Result<(), Error> {
+/// The three settings routes, each its own function with the same ports.
+#[derive(Clone, Copy)]
+enum SettingsRoute {
+    List,
+    Put,
+    Delete,
+}
+
+async fn serve_settings(route: SettingsRoute) -> Result<(), Error> {
     let aws = start().await;
     let ports = Adapters::new()
         .embargoes(aws.embargoes()?)
         .audit(aws.audit()?);
     let ports = &ports;
-    serve_api(move |request| async move { list_embargoes(ports, &request).await }).await
+    serve_api(move |request| async move {
+        match route {
+            SettingsRoute::List => list_embargoes(ports, &request).await,
+            SettingsRoute::Put => put_embargo(ports, &request).await,
+            SettingsRoute::Delete => delete_embargo(ports, &request).await,
+        }
+    })
+    .await
+}
+
+/// The main of `GET /embargoes`.
+pub async fn run_list_embargoes() -> Result<(), Error> {
+    serve_settings(SettingsRoute::List).await
 }
 
 /// The main of `PUT /embargoes/{eventType}/{serviceType}`.
 pub async fn run_put_embargo() -> Result<(), Error> {
-    let aws = start().await;
-    let ports = Adapters::new()
-        .embargoes(aws.embargoes()?)
-        .audit(aws.audit()?);
-    let ports = &ports;
-    serve_api(move |request| async move { put_embargo(ports, &request).await }).await
+    serve_settings(SettingsRoute::Put).await
 }
 
 /// The main of `DELETE /embargoes/{eventType}/{serviceType}`.
 pub async fn run_delete_embargo() -> Result<(), Error> {
-    let aws = start().await;
-    let ports = Adapters::new()
-        .embargoes(aws.embargoes()?)
-        .audit(aws.audit()?);
-    let ports = &ports;
-    serve_api(move |request| async move { delete_embargo(ports, &request).await }).await
+    serve_settings(SettingsRoute::Delete).await
 }
 
 /// The main of `embargo-release`, invoked by its schedule: one run

@@ -121,9 +121,6 @@ pub fn fhir_response(
     respond(status, encoding.media_type(), body, extra_headers)
 }
 
-/// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
-/// cannot exist, and must not reach DynamoDB, which refuses keys over 2 KB
-/// with an error rather than a miss.
 /// A FHIR Parameters resource in JSON, the body of an operation
 /// (`$replay`, `$backfill`): None when the body is empty.
 pub(super) fn parameters_body(
@@ -142,8 +139,8 @@ pub(super) fn parameters_body(
         )
         .into());
     }
-    let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
-    let value: serde_json::Value = crate::fhir::from_json_unique(&body).map_err(|error| {
+    let body = text_within(&body, MAX_REQUEST_BYTES)?;
+    let value: serde_json::Value = crate::fhir::from_json_unique(body).map_err(|error| {
         HubError::bad_request(
             "Parameters",
             format!("the body is not a FHIR Parameters resource in JSON: {error}"),
@@ -189,6 +186,9 @@ pub(super) fn parameter(
         .find_map(|field| found[*field].as_str().map(str::to_owned)))
 }
 
+/// The `{id}` of the path. Ids the hub issues are UUIDs: anything else
+/// cannot exist, and must not reach DynamoDB, which refuses keys over 2 KB
+/// with an error rather than a miss.
 pub(super) fn path_id<'a>(
     request: &'a ApiGatewayProxyRequest,
     what: &str,

@@ -87,11 +87,27 @@ pub(super) async fn own_subscription<S: SubscriptionStore>(
     request: &ApiGatewayProxyRequest,
 ) -> Result<Subscription, HubError> {
     let subscriber_id = caller.subscriber()?;
+    let subscription = named_subscription(subscriptions, request).await?;
+    if subscription.subscriber_id == subscriber_id {
+        Ok(subscription)
+    } else {
+        // Another's is as absent as one that does not exist.
+        Err(HubError::NotFound(format!(
+            "Subscription/{}",
+            subscription.id
+        )))
+    }
+}
+
+/// The subscription the path names, whoever owns it (operators' routes).
+pub(super) async fn named_subscription<S: SubscriptionStore>(
+    subscriptions: &S,
+    request: &ApiGatewayProxyRequest,
+) -> Result<Subscription, HubError> {
     let id = path_id(request, "Subscription")?;
     subscriptions
         .get(id)
         .await?
-        .filter(|subscription| subscription.subscriber_id == subscriber_id)
         .ok_or_else(|| HubError::NotFound(format!("Subscription/{id}")))
 }
 

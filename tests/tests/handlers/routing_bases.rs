@@ -313,24 +313,9 @@ fn world(seed: u64) -> World {
     }
 }
 
-fn sample_reference() -> MemoryReferenceData {
-    let file = |name: &str| {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../events/reference")
-            .join(name);
-        std::io::BufReader::new(
-            std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        )
-    };
-    let (reference, rejected) = MemoryReferenceData::load(
-        file("sub-icb-sample.csv"),
-        file("onspd-sample.csv"),
-        file("epraccur-sample.csv"),
-    )
-    .expect("the sample reference data");
-    assert!(rejected.is_empty(), "{rejected:?}");
-    reference
-}
+#[path = "../common/sample_reference.rs"]
+mod sample_reference;
+use sample_reference::sample_reference;
 
 /// One publisher for every event of the stream: labels are out of these
 /// worlds, so the sensitivity grant changes nothing.
