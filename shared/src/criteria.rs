@@ -61,6 +61,11 @@ impl ServiceType {
         .into_iter()
         .find(|service_type| service_type.code() == code)
     }
+
+    /// `parse`, with the problem to name when the code is none of them.
+    pub fn read(code: &str) -> Result<ServiceType, String> {
+        ServiceType::parse(code).ok_or_else(|| format!("'{code}' is not GP, CHO, UHV or EPCHR"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +200,9 @@ impl Criteria {
                 }
                 "serviceType" => {
                     once(key, service_type.is_some())?;
-                    service_type = Some(match value.as_str() {
-                        "GP" => ServiceType::Gp,
-                        "CHO" => ServiceType::Cho,
-                        "UHV" => ServiceType::Uhv,
-                        "EPCHR" => ServiceType::Epchr,
-                        _ => return fail(key, format!("'{value}' is not GP, CHO, UHV or EPCHR")),
+                    service_type = Some(match ServiceType::read(&value) {
+                        Ok(service_type) => service_type,
+                        Err(problem) => return fail(key, problem),
                     });
                 }
                 "Patient.identifier" => {

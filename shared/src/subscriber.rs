@@ -198,12 +198,10 @@ impl OnboardRequest {
         };
         let service_type = match raw.service_type {
             None => None,
-            Some(code) => Some(crate::criteria::ServiceType::parse(&code).ok_or_else(|| {
-                HubError::unprocessable(
-                    "serviceType",
-                    format!("'{code}' is not GP, CHO, UHV or EPCHR"),
-                )
-            })?),
+            Some(code) => Some(
+                crate::criteria::ServiceType::read(&code)
+                    .map_err(|problem| HubError::unprocessable("serviceType", problem))?,
+            ),
         };
         Ok(OnboardRequest {
             client_id,
@@ -296,14 +294,10 @@ impl ChangeRequest {
         };
         let service_type = match object.get("serviceType") {
             None => None,
-            Some(serde_json::Value::String(code)) => {
-                Some(crate::criteria::ServiceType::parse(code).ok_or_else(|| {
-                    HubError::unprocessable(
-                        "serviceType",
-                        format!("'{code}' is not GP, CHO, UHV or EPCHR"),
-                    )
-                })?)
-            }
+            Some(serde_json::Value::String(code)) => Some(
+                crate::criteria::ServiceType::read(code)
+                    .map_err(|problem| HubError::unprocessable("serviceType", problem))?,
+            ),
             Some(_) => {
                 return Err(HubError::bad_request(
                     "serviceType",

@@ -14,8 +14,8 @@ use crate::events::{StoredEvent, received_day};
 use crate::metrics::{self, MetricRecord};
 use crate::nhs_number::NhsNumber;
 use crate::ports::{
-    AuditLog, DeliveryPublisher, EmbargoStore, EventStore, Ports, RegisterStore, StoreError,
-    SubscriberStore, SubscriptionStore,
+    AuditLog, DeliveryPublisher, EmbargoStore, EventStore, Ports, StoreError, SubscriberStore,
+    SubscriptionStore,
 };
 
 /// The embargo settings for the events of one invocation: read when the
@@ -297,17 +297,14 @@ async fn release_one<P: Ports>(
     if event.sensitive {
         return cancel(ports, hold, "withheld: the event is withheld", now).await;
     }
-    for patient in [hold.patient, event.nhs_number].into_iter().flatten() {
-        let child = ports.register().get(patient).await?;
-        if child.is_some_and(|child| child.value.is_sensitive()) {
-            return cancel(
-                ports,
-                hold,
-                "withheld: the patient is flagged sensitive",
-                now,
-            )
-            .await;
-        }
+    if super::register::any_sensitive(ports.register(), [hold.patient, event.nhs_number]).await? {
+        return cancel(
+            ports,
+            hold,
+            "withheld: the patient is flagged sensitive",
+            now,
+        )
+        .await;
     }
     let mut delivery = hold.delivery.clone();
     let mut matches = Vec::with_capacity(delivery.matches.len());

@@ -20,18 +20,7 @@ async fn known_sensitive<R: RegisterStore>(
     register: &R,
     message: &EventMessage,
 ) -> Result<bool, StoreError> {
-    let mut people: Vec<NhsNumber> = message.subject.into_iter().collect();
-    people.extend(message.nhs_number.filter(|routed| !people.contains(routed)));
-    for nhs_number in people {
-        if register
-            .get(nhs_number)
-            .await?
-            .is_some_and(|record| record.value.is_sensitive())
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    super::register::any_sensitive(register, [message.subject, message.nhs_number]).await
 }
 
 /// `POST /events/{id}/$release`: an operator releases an event withheld

@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
+use crate::nhs_number::NhsNumber;
 use crate::ports::{AuditLog, RegisterStore, StoreError};
 use crate::register::{ChildRecord, Moved, Recorded, RegisterUpdate, apply, moved_from};
 
@@ -85,4 +86,27 @@ pub async fn preview<S: RegisterStore>(
         after,
         moved: Moved::default(),
     })
+}
+
+/// Whether the register flags any of these people sensitive: one read per
+/// person, each once (a message's subject is often the routed patient).
+pub async fn any_sensitive<R: RegisterStore>(
+    register: &R,
+    people: impl IntoIterator<Item = Option<NhsNumber>>,
+) -> Result<bool, StoreError> {
+    let mut read = Vec::new();
+    for nhs_number in people.into_iter().flatten() {
+        if read.contains(&nhs_number) {
+            continue;
+        }
+        read.push(nhs_number);
+        if register
+            .get(nhs_number)
+            .await?
+            .is_some_and(|record| record.value.is_sensitive())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -40,12 +40,8 @@ fn path_key(request: &ApiGatewayProxyRequest) -> Result<(EventType, ServiceType)
         )
     })?;
     let code = parameter("serviceType");
-    let service_type = ServiceType::parse(code).ok_or_else(|| {
-        HubError::unprocessable(
-            "serviceType",
-            format!("'{code}' is not GP, CHO, UHV or EPCHR"),
-        )
-    })?;
+    let service_type = ServiceType::read(code)
+        .map_err(|problem| HubError::unprocessable("serviceType", problem))?;
     Ok((event_type, service_type))
 }
 
