@@ -254,6 +254,14 @@ impl Visibility {
 /// explicit subscriptions name, each on its basis.
 pub type VisibleFrom = BTreeMap<EventType, Visibility>;
 
+/// Whether an event of this type, at this position, is one the subscriber
+/// may see.
+pub fn admitted(visible: &VisibleFrom, event_type: EventType, received_sort: &str) -> bool {
+    visible
+        .get(&event_type)
+        .is_some_and(|basis| basis.admits(received_sort))
+}
+
 /// The basis of a read, for its audit record: `basis: registered GP`, or
 /// `basis: declared direct care since <the earliest start>`, with
 /// `(backfill grant)` when an operator's grant opened that start.
@@ -313,11 +321,7 @@ pub fn select<'a>(
         .filter(|event| event.is_live(now))
         .filter(|event| include_sensitive || !event.sensitive)
         .filter(|event| {
-            visible.is_none_or(|visible| {
-                visible
-                    .get(&event.event_type)
-                    .is_some_and(|basis| basis.admits(&event.received_sort))
-            })
+            visible.is_none_or(|visible| admitted(visible, event.event_type, &event.received_sort))
         })
         .filter(|event| {
             query

@@ -127,6 +127,26 @@ pub struct Shown<'a> {
     pub received_sort: &'a str,
 }
 
+impl<'a> From<&'a crate::events::StoredEvent> for Shown<'a> {
+    fn from(event: &'a crate::events::StoredEvent) -> Self {
+        Shown {
+            event_key: &event.event_key,
+            event_type: event.event_type,
+            received_sort: &event.received_sort,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::events::EventSummary> for Shown<'a> {
+    fn from(summary: &'a crate::events::EventSummary) -> Self {
+        Shown {
+            event_key: &summary.event_key,
+            event_type: summary.event_type,
+            received_sort: &summary.received_sort,
+        }
+    }
+}
+
 /// The events of `shown` an embargo still hides from the subscriber: of a
 /// type with a delay for its service type, and accepted less than that
 /// delay ago, or past it but still held (the release has not run yet).

@@ -153,14 +153,8 @@ impl<P: Ports> Replayer<'_, P> {
         found.sort_by(|a, b| a.received_sort.cmp(&b.received_sort));
         // An event a release embargo holds for the subscriber is left to
         // the hold, which delivers it when released.
-        let shown: Vec<super::embargo::Shown> = found
-            .iter()
-            .map(|event| super::embargo::Shown {
-                event_key: &event.event_key,
-                event_type: event.event_type,
-                received_sort: &event.received_sort,
-            })
-            .collect();
+        let shown: Vec<super::embargo::Shown> =
+            found.iter().map(super::embargo::Shown::from).collect();
         let held = super::embargo::hidden(self.ports, &job.subscriber_id, &shown, now).await?;
         // Dispatch's ports, but with this subscription as the only one.
         let ports = &self.ports;

@@ -133,17 +133,17 @@ pub async fn read_child_events<P: Ports>(
             };
             let mut summaries = events.patient_events(nhs_number).await?;
             // What a release embargo still holds for the caller is not in
-            // its history until released.
-            if visible.is_some()
+            // its history until released. Only what its bases admit can be
+            // held for it, and only that is looked up.
+            if let Some(visible) = visible.as_ref()
                 && let Some(subscriber_id) = caller.subscriber_id.as_deref()
             {
                 let shown: Vec<crate::app::embargo::Shown> = summaries
                     .iter()
-                    .map(|summary| crate::app::embargo::Shown {
-                        event_key: &summary.event_key,
-                        event_type: summary.event_type,
-                        received_sort: &summary.received_sort,
+                    .filter(|summary| {
+                        history::admitted(visible, summary.event_type, &summary.received_sort)
                     })
+                    .map(crate::app::embargo::Shown::from)
                     .collect();
                 let hidden = crate::app::embargo::hidden(ports, subscriber_id, &shown, now).await?;
                 summaries.retain(|summary| !hidden.contains(&summary.event_key));

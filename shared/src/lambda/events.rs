@@ -306,11 +306,7 @@ async fn may_read_event<P: Ports>(
     }
     // An event a release embargo still holds for this subscriber is not
     // disclosed through its subscription either.
-    let shown = [crate::app::embargo::Shown {
-        event_key: &event.event_key,
-        event_type: event.event_type,
-        received_sort: &event.received_sort,
-    }];
+    let shown = [crate::app::embargo::Shown::from(event)];
     let hidden = crate::app::embargo::hidden(ports, subscriber_id, &shown, now).await?;
     Ok(hidden.is_empty())
 }
