@@ -11,9 +11,8 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use hub::app::subscription::{basis_now, migrate_basis};
+use hub::app::subscription::{basis_to_migrate, migrate_basis};
 use hub::aws::{DynamoRegisterStore, DynamoSubscriptionStore};
-use hub::basis::Grants;
 use hub::criteria::Target;
 use hub::ports::Adapters;
 
@@ -81,23 +80,11 @@ pub async fn subscription_bases(
                 continue;
             }
             let assigned = if dry_run {
-                let Target::Explicit(nhs_number) = subscription.criteria.target else {
-                    continue;
-                };
-                let basis = basis_now(
-                    &ports,
-                    nhs_number,
-                    &subscription.contact_ods,
-                    &Grants::new(),
-                )
-                .await
-                .map_err(|error| format!("reading the register: {error}"))?;
-                Some(basis)
+                basis_to_migrate(&ports, subscription).await
             } else {
-                migrate_basis(&ports, subscription)
-                    .await
-                    .map_err(|error| format!("subscription {}: {error}", subscription.id))?
-            };
+                migrate_basis(&ports, subscription).await
+            }
+            .map_err(|error| format!("subscription {}: {error}", subscription.id))?;
             match assigned {
                 Some(basis) => *migrated.assigned.entry(basis.kind()).or_default() += 1,
                 None => migrated.already += 1,

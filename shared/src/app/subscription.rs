@@ -273,6 +273,24 @@ pub async fn related_now<P: Ports>(
         .any(|relationship| relationship.is_active(now)))
 }
 
+/// The basis the migration would give the subscription ([`migrate_basis`]),
+/// written nowhere: what a dry run counts. None for a generic one or one
+/// that has a basis.
+pub async fn basis_to_migrate<P: Ports>(
+    ports: &P,
+    subscription: &Subscription,
+) -> Result<Option<Basis>, StoreError> {
+    let Target::Explicit(nhs_number) = subscription.criteria.target else {
+        return Ok(None);
+    };
+    if subscription.basis.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(
+        basis_now(ports, nhs_number, &subscription.contact_ods, &Grants::new()).await?,
+    ))
+}
+
 /// The migration of one subscription made before bases were recorded: an
 /// explicit one without a basis gets the one that holds now, as if created
 /// now (registered-gp when the register places the child at its contact's
@@ -287,13 +305,9 @@ pub async fn migrate_basis<P: Ports>(
     ports: &P,
     subscription: &Subscription,
 ) -> Result<Option<Basis>, StoreError> {
-    let Target::Explicit(nhs_number) = subscription.criteria.target else {
+    let Some(basis) = basis_to_migrate(ports, subscription).await? else {
         return Ok(None);
     };
-    if subscription.basis.is_some() {
-        return Ok(None);
-    }
-    let basis = basis_now(ports, nhs_number, &subscription.contact_ods, &Grants::new()).await?;
     Ok(ports
         .subscriptions()
         .assign_basis(subscription, &basis)
