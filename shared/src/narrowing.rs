@@ -95,9 +95,8 @@ pub fn no_longer_given(
 /// `minimumVerification` rises). When it does not, no subscription the
 /// old registration gave loses its basis, and none need be read.
 pub fn narrows(before: &Caller, after: &Caller) -> bool {
-    let explicit = |caller: &Caller| caller.subscribe_explicit || caller.pchr.is_some();
     let role_lost = before.has_role(Role::Subscriber) && !after.has_role(Role::Subscriber);
-    let explicit_lost = explicit(before) && !explicit(after);
+    let explicit_lost = before.may_subscribe_explicitly() && !after.may_subscribe_explicitly();
     let grant_lost = before.subscribe_generic.iter().any(|(rule, codes)| {
         codes
             .iter()

@@ -260,23 +260,28 @@ impl Caller {
         })
     }
 
+    /// Whether it may subscribe to named patients: registered for explicit
+    /// subscriptions, or a parent's app (through its relationships).
+    pub fn may_subscribe_explicitly(&self) -> bool {
+        self.subscribe_explicit || self.pchr.is_some()
+    }
+
     /// 403 unless the caller may create a subscription for this target:
     /// explicit ones when registered for them, generic ones only for the
     /// rule types and organisation codes it was registered for.
     pub fn may_subscribe(&self, target: &Target) -> Result<(), HubError> {
         match target {
-            Target::Explicit(_) if self.subscribe_explicit || self.pchr.is_some() => Ok(()),
+            Target::Explicit(_) if self.may_subscribe_explicitly() => Ok(()),
             Target::Explicit(_) => Err(HubError::forbidden_element(
                 "Subscription.criteria",
                 "the client is not registered for explicit (named patient) subscriptions",
             )),
             Target::Generic { rule, organisation } => {
-                let permitted = self
+                let registered = self
                     .subscribe_generic
-                    .iter()
-                    .find(|(permitted, _)| permitted.eq_ignore_ascii_case(rule.code()))
-                    .map(|(_, codes)| codes);
-                let Some(codes) = permitted else {
+                    .keys()
+                    .any(|permitted| permitted.eq_ignore_ascii_case(rule.code()));
+                if !registered {
                     return Err(HubError::forbidden_element(
                         "Subscription.criteria",
                         format!(
@@ -284,11 +289,9 @@ impl Caller {
                             rule.code()
                         ),
                     ));
-                };
+                }
                 let named = organisation.as_deref().is_some_and(|organisation| {
-                    codes
-                        .iter()
-                        .any(|code| code.eq_ignore_ascii_case(organisation))
+                    crate::basis::granted(&self.subscribe_generic, rule.code(), organisation)
                 });
                 if named {
                     Ok(())
