@@ -64,10 +64,8 @@ pub(super) async fn write_batches(
     Ok(())
 }
 
-/// Reads the items of `table` under these values of its string hash key,
-/// 100 to a BatchGetItem, asking again for what DynamoDB leaves
-/// unprocessed, with a growing pause. Keys with no item are left out; the
-/// keys must be unique (BatchGetItem refuses a request that repeats one).
+/// Reads the items of `table` under these values of its string hash key
+/// (`read_keyed`).
 pub(super) async fn read_batches(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -75,16 +73,27 @@ pub(super) async fn read_batches(
     keys: &[String],
     what: &str,
 ) -> Result<Vec<Item>, StoreError> {
+    let keys = keys
+        .iter()
+        .map(|key| HashMap::from([(key_name.to_owned(), AttributeValue::S(key.clone()))]))
+        .collect();
+    read_keyed(client, table, keys, what).await
+}
+
+/// Reads the items of `table` under these whole keys, 100 to a
+/// BatchGetItem, asking again for what DynamoDB leaves unprocessed, with a
+/// growing pause. Keys with no item are left out; the keys must be unique
+/// (BatchGetItem refuses a request that repeats one).
+pub(super) async fn read_keyed(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<Item>,
+    what: &str,
+) -> Result<Vec<Item>, StoreError> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(MAX_BATCH_GET) {
-        let mut request = KeysAndAttributes::builder();
-        for key in chunk {
-            request = request.keys(HashMap::from([(
-                key_name.to_owned(),
-                AttributeValue::S(key.clone()),
-            )]));
-        }
+        let request = KeysAndAttributes::builder().set_keys(Some(chunk.to_vec()));
         let mut pending = Some(
             request
                 .build()

@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::retry::Attempts;
+use super::batch::read_keyed;
 use super::{
     Item, cancellation_reasons, conditionally_written, from_item, required_env, text_attribute,
     to_item, unavailable, unavailable_because,
@@ -26,10 +26,6 @@ pub struct DynamoEmbargoStore {
 
 const SETTING: &str = "SETTING";
 const WATERMARK: &str = "WATERMARK";
-/// BatchGetItem's limit of keys per request.
-const MAX_BATCH_GET: usize = 100;
-/// Requests while DynamoDB leaves keys unprocessed.
-const BATCH_ATTEMPTS: u32 = 8;
 
 impl DynamoEmbargoStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -207,6 +203,10 @@ impl crate::ports::EmbargoStore for DynamoEmbargoStore {
                 .expression_attribute_values(":upper", text(&upper))
                 .expression_attribute_values(":held", text(status_code(HoldStatus::Held)))
                 .consistent_read(true)
+                // No more than the page still needs (one more tells whether
+                // a next page exists): the limit counts before the filter,
+                // so released holds only cost another round.
+                .limit(i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -299,56 +299,23 @@ impl crate::ports::EmbargoStore for DynamoEmbargoStore {
         &self,
         keys: &[(String, String)],
     ) -> Result<HashSet<(String, String)>, StoreError> {
-        let mut unique: Vec<&(String, String)> = keys.iter().collect();
-        unique.sort();
-        unique.dedup();
+        // The pairs by their index item's key: each item read is found by
+        // its own, and a repeated pair is asked for once.
+        let by_pk: HashMap<String, &(String, String)> = keys
+            .iter()
+            .map(|pair| (index_pk(&pair.0, &pair.1), pair))
+            .collect();
+        let requested = by_pk
+            .keys()
+            .map(|pk| HashMap::from([("pk".to_owned(), text(pk)), ("sk".to_owned(), text("HOLD"))]))
+            .collect();
         let mut held = HashSet::new();
-        for chunk in unique.chunks(MAX_BATCH_GET) {
-            let mut request = KeysAndAttributes::builder();
-            for (event_key, subscriber_id) in chunk {
-                request = request.keys(HashMap::from([
-                    ("pk".to_owned(), text(&index_pk(event_key, subscriber_id))),
-                    ("sk".to_owned(), text("HOLD")),
-                ]));
+        for item in read_keyed(&self.client, &self.table, requested, "holds").await? {
+            if text_attribute(&item, "status").as_deref() != Some(status_code(HoldStatus::Held)) {
+                continue;
             }
-            let mut pending = Some(request.build().map_err(build("a read of holds"))?);
-            let mut attempts = Attempts::new(BATCH_ATTEMPTS, self.client.config().sleep_impl());
-            while let Some(request) = pending.take() {
-                if !attempts.next().await {
-                    return Err(unavailable_because(format!(
-                        "DynamoDB left holds unprocessed after {BATCH_ATTEMPTS} requests"
-                    )));
-                }
-                let mut output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|error| unavailable("reading holds", error))?;
-                let found = output
-                    .responses
-                    .as_mut()
-                    .and_then(|responses| responses.remove(&self.table))
-                    .unwrap_or_default();
-                for item in found {
-                    if text_attribute(&item, "status").as_deref()
-                        != Some(status_code(HoldStatus::Held))
-                    {
-                        continue;
-                    }
-                    let pk = text_attribute(&item, "pk").unwrap_or_default();
-                    if let Some(pair) = chunk
-                        .iter()
-                        .find(|(event_key, subscriber_id)| index_pk(event_key, subscriber_id) == pk)
-                    {
-                        held.insert((*pair).clone());
-                    }
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .filter(|keys| !keys.keys.is_empty());
+            if let Some(pair) = text_attribute(&item, "pk").and_then(|pk| by_pk.get(&pk)) {
+                held.insert((*pair).clone());
             }
         }
         Ok(held)
