@@ -444,6 +444,9 @@ async fn explicit_matches<P: Ports>(
     let at = crate::audit::timestamp(now);
     let mut matched = Vec::new();
     let mut endings = Vec::new();
+    // Whether each app's relationship with a person holds, read once for
+    // all its subscriptions resting on it (tagged ones, say).
+    let mut holding = std::collections::BTreeMap::new();
     for subscription in ports
         .subscriptions()
         .explicit_candidates(nhs_number, event.event_type)
@@ -469,8 +472,22 @@ async fn explicit_matches<P: Ports>(
         // one still holds only for the subscriptions resting on one.
         let related = match &basis {
             Basis::Relationship { person } => {
-                relationship_holds(ports, nhs_number, *person, &subscription.subscriber_id, now)
-                    .await?
+                let key = (*person, subscription.subscriber_id.clone());
+                match holding.get(&key) {
+                    Some(holds) => *holds,
+                    None => {
+                        let holds = relationship_holds(
+                            ports,
+                            nhs_number,
+                            *person,
+                            &subscription.subscriber_id,
+                            now,
+                        )
+                        .await?;
+                        holding.insert(key, holds);
+                        holds
+                    }
+                }
             }
             _ => false,
         };

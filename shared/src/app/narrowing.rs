@@ -81,8 +81,8 @@ pub async fn register<P: Ports>(
 /// completed by the retry ([`register`]).
 ///
 /// Cost: one Query per 100 of the subscriber's subscriptions, and one
-/// GetItem per relationship subscription of a parent's app (the level it
-/// attested for the person).
+/// GetItem per person a parent's app's relationship subscriptions rest on
+/// (the level it attested for them).
 pub async fn end_narrowed<P: Ports>(
     ports: &P,
     client: &Client,
@@ -95,6 +95,9 @@ pub async fn end_narrowed<P: Ports>(
     let at = crate::audit::timestamp(now);
     let reference = format!("client-registration/{}", client.client_id);
     let mut ended = 0;
+    // The level the app attested for each person, read once per person:
+    // its subscriptions to several children rest on the same attestation.
+    let mut levels = std::collections::BTreeMap::new();
     let mut page_token: Option<String> = None;
     loop {
         let page = ports
@@ -108,11 +111,18 @@ pub async fn end_narrowed<P: Ports>(
                 (Basis::Relationship { person }, Some(_))
                     if subscription.criteria.target.patient().is_some() =>
                 {
-                    ports
-                        .relationships()
-                        .acted_for(subscriber_id, person)
-                        .await?
-                        .map(|acted| acted.verification_level)
+                    match levels.get(&person) {
+                        Some(level) => *level,
+                        None => {
+                            let level = ports
+                                .relationships()
+                                .acted_for(subscriber_id, person)
+                                .await?
+                                .map(|acted| acted.verification_level);
+                            levels.insert(person, level);
+                            level
+                        }
+                    }
                 }
                 _ => None,
             };
