@@ -1,13 +1,14 @@
 //! Release embargoes (crate::embargo): the hold at dispatch, the test the
 //! read paths apply, and the release run.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
 
 use time::OffsetDateTime;
 
 use crate::audit::{AuditRecord, timestamp};
 use crate::catalogue::EventType;
+use crate::criteria::ServiceType;
 use crate::dispatch::Delivery;
 use crate::embargo::{self, Embargoes, Hold, HoldStatus, LONGEST_DELAY_DAYS};
 use crate::events::{StoredEvent, received_day};
@@ -18,26 +19,57 @@ use crate::ports::{
     SubscriptionStore,
 };
 
-/// The embargo settings for the events of one invocation: read when the
-/// first event with recipients needs them, then kept for the rest (one
-/// Query an invocation, not one an event). Made afresh for each
-/// invocation, so that a change of setting applies from the next one on.
+/// The embargo settings for the events of one invocation, and the service
+/// type of each recipient of an embargoed type: each read when first
+/// needed, then kept for the rest (one Query an invocation, one keyed read
+/// a recipient, not one an event). Made afresh for each invocation, so that
+/// a change of setting or of service type applies from the next one on.
 #[derive(Debug, Default)]
-pub struct BatchSettings(OnceLock<Embargoes>);
+pub struct BatchSettings {
+    settings: OnceLock<Embargoes>,
+    service_types: Mutex<HashMap<String, Option<ServiceType>>>,
+}
 
 impl BatchSettings {
     async fn get<P: Ports>(&self, ports: &P) -> Result<&Embargoes, StoreError> {
-        if let Some(read) = self.0.get() {
+        if let Some(read) = self.settings.get() {
             return Ok(read);
         }
         let read = ports.embargoes().settings().await?;
-        Ok(self.0.get_or_init(|| read))
+        Ok(self.settings.get_or_init(|| read))
+    }
+
+    /// The subscriber's registered service type (None: none, or no such
+    /// subscriber).
+    async fn service_type<P: Ports>(
+        &self,
+        ports: &P,
+        subscriber_id: &str,
+    ) -> Result<Option<ServiceType>, StoreError> {
+        let known = |types: &Mutex<HashMap<String, Option<ServiceType>>>| {
+            types
+                .lock()
+                .map(|types| types.get(subscriber_id).copied())
+                .unwrap_or_default()
+        };
+        if let Some(service_type) = known(&self.service_types) {
+            return Ok(service_type);
+        }
+        let service_type = ports
+            .subscribers()
+            .get(subscriber_id)
+            .await?
+            .and_then(|subscriber| subscriber.service_type);
+        if let Ok(mut types) = self.service_types.lock() {
+            types.insert(subscriber_id.to_owned(), service_type);
+        }
+        Ok(service_type)
     }
 }
 
 /// Holds the deliveries an embargo delays, and answers those to publish
 /// now. Only for an event type some setting names does it read each
-/// recipient's service type (one keyed read each). A hold is audited first
+/// recipient's service type (once an invocation). A hold is audited first
 /// and written conditionally, so a retried dispatch holds it once; no
 /// `Deliver` record is written for it, so it grants no event read.
 pub async fn hold_embargoed<P: Ports>(
@@ -57,7 +89,10 @@ pub async fn hold_embargoed<P: Ports>(
     }
     let mut now_set = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        let Some(release_at) = release_for(ports, embargoes, event, &delivery, now).await? else {
+        let service_type = settings
+            .service_type(ports, &delivery.subscriber_id)
+            .await?;
+        let Some(release_at) = release_for(embargoes, service_type, event, now) else {
             now_set.push(delivery);
             continue;
         };
@@ -97,26 +132,17 @@ pub async fn hold_embargoed<P: Ports>(
     Ok(now_set)
 }
 
-/// When the delivery is released, if an embargo holds it: the recipient's
-/// registered service type has a delay for the event type, and the event
-/// was accepted less than that delay ago.
-async fn release_for<P: Ports>(
-    ports: &P,
+/// When a delivery to a recipient of this service type is released, if an
+/// embargo holds it: the service type has a delay for the event type, and
+/// the event was accepted less than that delay ago.
+fn release_for(
     embargoes: &Embargoes,
+    service_type: Option<ServiceType>,
     event: &StoredEvent,
-    delivery: &Delivery,
     now: OffsetDateTime,
-) -> Result<Option<OffsetDateTime>, StoreError> {
-    let Some(subscriber) = ports.subscribers().get(&delivery.subscriber_id).await? else {
-        return Ok(None);
-    };
-    let Some(delay) = subscriber
-        .service_type
-        .and_then(|service_type| embargoes.delay(event.event_type, service_type))
-    else {
-        return Ok(None);
-    };
-    Ok(embargo::release_at(&event.received_sort, delay).filter(|release_at| *release_at > now))
+) -> Option<OffsetDateTime> {
+    let delay = embargoes.delay(event.event_type, service_type?)?;
+    embargo::release_at(&event.received_sort, delay).filter(|release_at| *release_at > now)
 }
 
 /// One event a read path would show: its key, type and position
