@@ -18,7 +18,7 @@ use crate::ports::{Adapters, AuditLog, Ports, StoreError};
 
 use super::audited::audited;
 use super::children::path_nhs_number;
-use super::http::{MAX_REQUEST_BYTES, limited_text_body, path_id, respond};
+use super::http::{json_body, path_id, respond};
 use super::runtime::{Error, serve_api, start};
 
 /// The caller's registration as a parent's app acting through subscriber
@@ -62,7 +62,7 @@ pub async fn attest_person<P: Ports>(
         |caller, record| async move {
             let (subscriber_id, pchr) = own_app(&caller, request)?;
             let person = path_nhs_number(request)?;
-            let body = limited_text_body(request, MAX_REQUEST_BYTES)?;
+            let body = json_body(request)?;
             let attestation = Attestation::read(&body, pchr.minimum_verification)?;
             let acted = people::attest(
                 ports,
