@@ -142,6 +142,30 @@ impl AuditRecord {
         }
     }
 
+    /// A record of what the hub did on its own about an event: its id
+    /// fixed by what it records, so a retried dispatch writes it once.
+    fn by_hub(
+        audit_id: String,
+        action: Action,
+        status: u16,
+        event_key: &str,
+        at: OffsetDateTime,
+    ) -> Self {
+        AuditRecord {
+            audit_id,
+            at: timestamp(at),
+            client_id: HUB_ACTOR.to_owned(),
+            ods_code: None,
+            action,
+            status,
+            nhs_number: None,
+            event_key: Some(event_key.to_owned()),
+            subscription_id: None,
+            subscriber_id: None,
+            detail: None,
+        }
+    }
+
     /// The record of one delivery: one per event and subscriber, whatever
     /// the number of dispatch attempts.
     pub fn delivery(
@@ -150,37 +174,29 @@ impl AuditRecord {
         nhs_number: Option<NhsNumber>,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: delivery_id(event_key, subscriber_id),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::Deliver,
-            status: 200,
-            nhs_number: nhs_number.map(|number| number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: Some(subscriber_id.to_owned()),
-            detail: None,
-        }
+        Self::by_hub(
+            delivery_id(event_key, subscriber_id),
+            Action::Deliver,
+            200,
+            event_key,
+            at,
+        )
+        .patient(nhs_number)
+        .subscriber(subscriber_id)
     }
 
     /// The record of an event delivered to no one because its patient is
     /// flagged sensitive.
     pub fn withheld(event_key: &str, nhs_number: Option<NhsNumber>, at: OffsetDateTime) -> Self {
-        AuditRecord {
-            audit_id: format!("withheld/{event_key}"),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::Deliver,
-            status: 204,
-            nhs_number: nhs_number.map(|number| number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: None,
-            detail: Some("withheld: the patient is flagged sensitive".to_owned()),
-        }
+        Self::by_hub(
+            format!("withheld/{event_key}"),
+            Action::Deliver,
+            204,
+            event_key,
+            at,
+        )
+        .patient(nhs_number)
+        .detail("withheld: the patient is flagged sensitive")
     }
 
     /// The record of a child's sensitive flag changed by an event: one per
@@ -191,26 +207,19 @@ impl AuditRecord {
         sensitive: bool,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: format!("sensitivity/{event_key}/{nhs_number}"),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::SensitivityChange,
-            status: 200,
-            nhs_number: Some(nhs_number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: None,
-            detail: Some(
-                if sensitive {
-                    "flagged sensitive"
-                } else {
-                    "sensitive flag cleared by the demographics authority"
-                }
-                .to_owned(),
-            ),
-        }
+        Self::by_hub(
+            format!("sensitivity/{event_key}/{nhs_number}"),
+            Action::SensitivityChange,
+            200,
+            event_key,
+            at,
+        )
+        .patient(Some(nhs_number))
+        .detail(if sensitive {
+            "flagged sensitive"
+        } else {
+            "sensitive flag cleared by the demographics authority"
+        })
     }
 
     /// The record of a subscription's end on the loss of its basis: one per
@@ -222,23 +231,17 @@ impl AuditRecord {
         ended: &crate::basis::Ended,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: format!("basis-lost/{}", subscription.id),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::BasisLost,
-            status: 200,
-            nhs_number: subscription
-                .criteria
-                .target
-                .patient()
-                .map(|number| number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: Some(subscription.id.clone()),
-            subscriber_id: Some(subscription.subscriber_id.clone()),
-            detail: Some(ended.detail.clone()),
-        }
+        Self::by_hub(
+            format!("basis-lost/{}", subscription.id),
+            Action::BasisLost,
+            200,
+            event_key,
+            at,
+        )
+        .patient(subscription.criteria.target.patient())
+        .subscription(subscription.id.clone())
+        .subscriber(subscription.subscriber_id.clone())
+        .detail(ended.detail.clone())
     }
 
     /// The record of a delivery held back by an embargo: one per event and
@@ -250,19 +253,38 @@ impl AuditRecord {
         nhs_number: Option<NhsNumber>,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: format!("embargo-hold/{event_key}/{subscriber_id}"),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::EmbargoHold,
-            status: 202,
-            nhs_number: nhs_number.map(|number| number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: Some(subscriber_id.to_owned()),
-            detail: Some(format!("held until {release_at}")),
-        }
+        Self::by_hub(
+            format!("embargo-hold/{event_key}/{subscriber_id}"),
+            Action::EmbargoHold,
+            202,
+            event_key,
+            at,
+        )
+        .patient(nhs_number)
+        .subscriber(subscriber_id)
+        .detail(format!("held until {release_at}"))
+    }
+
+    /// The record of a held delivery's release, written before its publish
+    /// under an id of its own: it grants no event read (the `Deliver`
+    /// record written once the publish succeeded does), yet a run stopped
+    /// after the publish still leaves the release in the trail.
+    pub fn embargo_release(
+        (event_key, subscriber_id): (&str, &str),
+        nhs_number: Option<NhsNumber>,
+        detail: String,
+        at: OffsetDateTime,
+    ) -> Self {
+        Self::by_hub(
+            format!("embargo-release/{event_key}/{subscriber_id}"),
+            Action::Deliver,
+            200,
+            event_key,
+            at,
+        )
+        .patient(nhs_number)
+        .subscriber(subscriber_id)
+        .detail(detail)
     }
 
     /// The record of a held delivery cancelled before its release, with why.
@@ -272,19 +294,16 @@ impl AuditRecord {
         reason: &str,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: format!("embargo-cancel/{event_key}/{subscriber_id}"),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::EmbargoCancel,
-            status: 204,
-            nhs_number: nhs_number.map(|number| number.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: Some(subscriber_id.to_owned()),
-            detail: Some(reason.to_owned()),
-        }
+        Self::by_hub(
+            format!("embargo-cancel/{event_key}/{subscriber_id}"),
+            Action::EmbargoCancel,
+            204,
+            event_key,
+            at,
+        )
+        .patient(nhs_number)
+        .subscriber(subscriber_id)
+        .detail(reason)
     }
 
     /// The record of the mother-baby link a birth notification made, under
@@ -295,19 +314,15 @@ impl AuditRecord {
         mother: NhsNumber,
         at: OffsetDateTime,
     ) -> Self {
-        AuditRecord {
-            audit_id: format!("birth-link/{event_key}"),
-            at: timestamp(at),
-            client_id: HUB_ACTOR.to_owned(),
-            ods_code: None,
-            action: Action::RelationshipChange,
-            status: 200,
-            nhs_number: Some(baby.as_string()),
-            event_key: Some(event_key.to_owned()),
-            subscription_id: None,
-            subscriber_id: None,
-            detail: Some(format!("birth-notification linked MTH person={mother}")),
-        }
+        Self::by_hub(
+            format!("birth-link/{event_key}"),
+            Action::RelationshipChange,
+            200,
+            event_key,
+            at,
+        )
+        .patient(Some(baby))
+        .detail(format!("birth-notification linked MTH person={mother}"))
     }
 
     /// The same record under another id (a replay's delivery is a record

@@ -378,17 +378,15 @@ async fn release_one<P: Ports>(
     // the trail still shows what may have been sent.
     ports
         .audit()
-        .record(
-            &AuditRecord::delivery(&hold.event_key, &hold.subscriber_id, hold.patient, now)
-                .with_id(format!(
-                    "embargo-release/{}/{}",
-                    hold.event_key, hold.subscriber_id
-                ))
-                .detail(format!(
-                    "released from its embargo: published after this record; {}",
-                    delivery.basis_detail()
-                )),
-        )
+        .record(&AuditRecord::embargo_release(
+            (&hold.event_key, &hold.subscriber_id),
+            hold.patient,
+            format!(
+                "released from its embargo: published after this record; {}",
+                delivery.basis_detail()
+            ),
+            now,
+        ))
         .await?;
     let basis = delivery.basis_detail();
     let sent = [delivery];
