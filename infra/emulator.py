@@ -12,7 +12,13 @@ drops the stream records it wrote: the same outcome, in proportion to the
 transaction's own size.
 
     .venv/bin/python infra/emulator.py -H 127.0.0.1 -p 4566   # moto_server's options
+    .venv/bin/python infra/emulator.py -H 127.0.0.1 -p 0      # any free port, printed
     .venv/bin/python infra/emulator.py --self-test
+
+With port 0 the emulator binds a free port itself and prints `Port N` as its
+first line: a port chosen by the caller beforehand could be taken by another
+process before the emulator binds it, and the caller would then talk to that
+process instead.
 """
 
 import copy
@@ -168,10 +174,38 @@ def self_test():
     print("emulator self-test: 2 cancelled transactions left no item and no stream record; 1 passed")
 
 
+def serve_on_a_free_port(host):
+    """moto's server (as moto.server.main runs it) on a port the OS picks."""
+    import os
+    import signal
+
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    application = DomainDispatcherApplication(create_backend_app)
+    server = make_server(host, 0, application, threaded=True, request_handler=MotoRequestHandler)
+    # moto builds some URLs (queue URLs among them) from MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(server.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"Port {server.port}", flush=True)
+    server.serve_forever()
+
+
+def _port_argument(arguments):
+    for flag in ("-p", "--port"):
+        if flag in arguments[:-1]:
+            return arguments[arguments.index(flag) + 1]
+    return None
+
+
 if __name__ == "__main__":
     install()
     if sys.argv[1:] == ["--self-test"]:
         self_test()
+        sys.exit(0)
+    if _port_argument(sys.argv[1:]) == "0":
+        host = sys.argv[sys.argv.index("-H") + 1] if "-H" in sys.argv[:-1] else "127.0.0.1"
+        serve_on_a_free_port(host)
         sys.exit(0)
     from moto.server import main
 

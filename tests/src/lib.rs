@@ -46,11 +46,28 @@ pub fn venv_tool(name: &str) -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on loopback")
+/// The API and emulator URLs hub-local prints as it starts. The tests give
+/// it port 0 for both, so it binds free ports itself: a port a test picked
+/// first could be taken by another test's stack before hub-local bound it.
+#[derive(Default)]
+struct StackAddresses {
+    api: Option<String>,
+    emulator: Option<String>,
+}
+
+impl StackAddresses {
+    fn read(&mut self, line: &str) {
+        let first_word = |rest: &str| rest.split_whitespace().next().map(str::to_owned);
+        if let Some(rest) = line.strip_prefix("Hub API:") {
+            self.api = first_word(rest);
+        } else if let Some(rest) = line.strip_prefix("Emulator:") {
+            self.emulator = first_word(rest);
+        }
+    }
+
+    fn both(self) -> Option<(String, String)> {
+        Some((self.api?, self.emulator?))
+    }
 }
 
 pub fn fixture(relative: &str) -> String {
@@ -111,30 +128,18 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting moto_server");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                let endpoint = format!("http://127.0.0.1:{port}");
-                let config = sdk_config(&endpoint).await;
-                return Emulator {
-                    endpoint,
-                    config,
-                    child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // Port 0: the emulator binds a free port itself and reports it, so
+        // no other test's process can take it in between.
+        let (child, port) = hub_local::emulator::start_emulator(&moto_server(), 0)
+            .await
+            .unwrap_or_else(|error| panic!("starting the emulator: {error}"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let config = sdk_config(&endpoint).await;
+        Emulator {
+            endpoint,
+            config,
+            child,
         }
-        panic!("moto did not start on port {port}");
     }
 }
 
@@ -244,17 +249,18 @@ impl Hub {
             target_dir().join("debug/hub-local"),
             "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
         );
-        let (api_port, emulator_port) = (free_port(), free_port());
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let state_dir = std::env::temp_dir().join(format!(
-            "hub-e2e-{}-{api_port}-{emulator_port}",
-            std::process::id()
+            "hub-e2e-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let mut command = Command::new(binary);
         command
             .args(["run", "--template"])
             .arg(repository().join("template.yaml"))
-            .env("HUB_API_PORT", api_port.to_string())
-            .env("HUB_EMULATOR_PORT", emulator_port.to_string())
+            .env("HUB_API_PORT", "0")
+            .env("HUB_EMULATOR_PORT", "0")
             .env("HUB_LOCAL_STATE_DIR", &state_dir)
             .env_remove("HUB_FAULTS")
             .stdout(Stdio::piped())
@@ -270,11 +276,13 @@ impl Hub {
         // Start-up includes registering the demo clients and onboarding the
         // demo subscribers through the API; tests start many hubs at once.
         let mut faults = None;
+        let mut addresses = StackAddresses::default();
         let ready = tokio::time::timeout(Duration::from_secs(120), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.strip_prefix("Faults:") {
                     faults = rest.split_whitespace().next().map(str::to_owned);
                 }
+                addresses.read(&line);
                 if line.starts_with("Ready.") {
                     return true;
                 }
@@ -282,16 +290,20 @@ impl Hub {
             false
         })
         .await;
-        if ready != Ok(true) || faults.is_some() != fault_rules.is_some() {
+        let (Ok(true), Some((api, emulator))) = (ready, addresses.both()) else {
             stop(&mut child);
             let _ = std::fs::remove_dir_all(&state_dir);
             panic!("the local hub did not become ready");
+        };
+        if faults.is_some() != fault_rules.is_some() {
+            stop(&mut child);
+            let _ = std::fs::remove_dir_all(&state_dir);
+            panic!("the local hub did not report its fault proxy");
         }
         // Keep draining its output so the hub never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let emulator = format!("http://127.0.0.1:{emulator_port}");
         Hub {
-            api: format!("http://127.0.0.1:{api_port}"),
+            api,
             config: sdk_config(&emulator).await,
             emulator,
             http: reqwest::Client::new(),
@@ -310,9 +322,9 @@ impl Hub {
     /// starts its own with [`Hub::start`].
     pub async fn shared() -> Self {
         let stack = shared::stack().await;
-        let emulator = format!("http://127.0.0.1:{}", stack.emulator_port);
+        let emulator = stack.emulator.clone();
         Hub {
-            api: format!("http://127.0.0.1:{}", stack.api_port),
+            api: stack.api.clone(),
             config: sdk_config(&emulator).await,
             emulator,
             http: reqwest::Client::new(),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Where a shared stack listens, and its state directory (demo client keys).
 pub(crate) struct SharedStack {
-    pub api_port: u16,
-    pub emulator_port: u16,
+    pub api: String,
+    pub emulator: String,
     pub state_dir: PathBuf,
 }
 
@@ -40,7 +40,6 @@ fn start() -> SharedStack {
         super::target_dir().join("debug/hub-local"),
         "run `cargo build --workspace --bins` (infra/test.sh does) before the end-to-end tests",
     );
-    let (api_port, emulator_port) = (super::free_port(), super::free_port());
     let state_dir = std::env::temp_dir().join(format!("{STATE_DIR_PREFIX}{}", std::process::id()));
     if let Err(error) = std::fs::create_dir_all(&state_dir) {
         panic!("{}: {error}", state_dir.display());
@@ -54,8 +53,8 @@ fn start() -> SharedStack {
     command
         .args(["run", "--template"])
         .arg(super::repository().join("template.yaml"))
-        .env("HUB_API_PORT", api_port.to_string())
-        .env("HUB_EMULATOR_PORT", emulator_port.to_string())
+        .env("HUB_API_PORT", "0")
+        .env("HUB_EMULATOR_PORT", "0")
         .env("HUB_LOCAL_STATE_DIR", &state_dir)
         .env_remove("HUB_FAULTS")
         .stdout(output)
@@ -90,9 +89,14 @@ fn start() -> SharedStack {
     loop {
         let written = std::fs::read_to_string(&output_path).unwrap_or_default();
         if written.lines().any(|line| line.starts_with("Ready.")) {
+            let mut addresses = super::StackAddresses::default();
+            written.lines().for_each(|line| addresses.read(line));
+            let Some((api, emulator)) = addresses.both() else {
+                panic!("the shared stack did not print its addresses:\n{written}");
+            };
             return SharedStack {
-                api_port,
-                emulator_port,
+                api,
+                emulator,
                 state_dir,
             };
         }

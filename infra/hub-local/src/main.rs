@@ -34,7 +34,8 @@ const DEFAULT_API_PORT: u16 = 3000;
 #[command(
     name = "hub-local",
     about = "The child health events hub on this machine, with no AWS account.",
-    after_help = "Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566. The demo\n\
+    after_help = "Ports default to HUB_API_PORT / HUB_EMULATOR_PORT, else 3000 / 4566; port 0\n\
+     takes any free port, printed at start-up (run only). The demo\n\
      clients' keys are in HUB_LOCAL_STATE_DIR, else .local beside template.yaml;\n\
      CLIENT is one of demo-publisher, demo-subscriber-1, demo-subscriber-2, demo-operator,\n\
      demo-relationship-publisher, demo-parent-app.\n\

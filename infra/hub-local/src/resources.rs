@@ -234,21 +234,13 @@ mod tests {
     use crate::demo;
     use crate::emulator::{emulator_config, emulator_endpoint, moto_server, start_emulator};
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .unwrap()
-    }
-
     /// The template's signing key, made in the project's moto as `run`
     /// makes it, signs hub access tokens through KMS (by its alias) that
     /// verify with the public key KMS gives out.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_p256_kms_key_in_moto_signs_verifiable_access_tokens() {
         let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
-        let port = free_port();
-        let mut emulator = start_emulator(&moto_server(&template).unwrap(), port)
+        let (mut emulator, port) = start_emulator(&moto_server(&template).unwrap(), 0)
             .await
             .unwrap();
         let kms = aws_sdk_kms::Client::new(&emulator_config(&emulator_endpoint(port)).await);

@@ -79,7 +79,6 @@ struct DemoSetup {
 }
 
 pub async fn run(options: RunOptions) -> Result<(), String> {
-    let template = Template::load(&options.template, &local_parameters(options.api_port))?;
     let binaries = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .parent()
@@ -87,10 +86,20 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         .ok_or("cannot locate the function binaries")?;
     let state = demo::state_dir(&options.template);
     let demo_keys = demo::ensure_keys(&state)?;
-    let api_port = options.api_port;
-    let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
+    let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.api_port))
         .await
-        .map_err(|e| format!("port {api_port} for the API: {e} (set HUB_API_PORT)"))?;
+        .map_err(|e| {
+            format!(
+                "port {} for the API: {e} (set HUB_API_PORT; 0: any free port)",
+                options.api_port
+            )
+        })?;
+    // Port 0 binds any free port; the template's token URL names the real one.
+    let api_port = api_listener
+        .local_addr()
+        .map_err(|e| format!("the API's port: {e}"))?
+        .port();
+    let template = Template::load(&options.template, &local_parameters(api_port))?;
 
     let mut emulator = start_emulator(&options).await?;
     let provisioned = provision(&template, &options.template, &emulator.config).await?;
@@ -186,10 +195,10 @@ async fn start_emulator(options: &RunOptions) -> Result<Emulator, String> {
         Some(text) => Some(faults::Rule::parse_list(text)?),
         None => None,
     };
-    let endpoint = emulator_endpoint(options.emulator_port);
-    let process =
+    let (process, port) =
         crate::emulator::start_emulator(&moto_server(&options.template)?, options.emulator_port)
             .await?;
+    let endpoint = emulator_endpoint(port);
     let config = emulator_config(&endpoint).await;
     let (function_endpoint, fault_admin) = match fault_rules {
         Some(rules) => {
