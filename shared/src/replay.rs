@@ -207,20 +207,14 @@ impl ReplayRequest {
         })
     }
 
-    /// The job replaying this window to the subscription. An explicit
-    /// subscription on declared direct care replays nothing accepted before
-    /// its creation, or before an operator's open backfill grant's start
-    /// (Subscription::discloses_from): its window starts there. A replay
-    /// started while a grant is open runs to its end. One on the registered-GP basis replays the window asked for:
-    /// the record follows the child, and each step judges the basis again
-    /// on the register (app::dispatch), so a child who has moved away
-    /// replays nothing to the practice left.
+    /// The job replaying this window to the subscription. Its window starts
+    /// no earlier than the subscription's [`disclosure_floor`]. One on the
+    /// registered-GP basis replays the window asked for: the record follows
+    /// the child, and each step judges the basis again on the register
+    /// (app::dispatch), so a child who has moved away replays nothing to the
+    /// practice left.
     pub fn job(&self, subscription: &Subscription, now: OffsetDateTime) -> ReplayJob {
-        let declared = matches!(subscription.criteria.target, Target::Explicit(_))
-            && !matches!(subscription.basis(), Basis::RegisteredGp { .. });
-        let floor = declared
-            .then(|| subscription.discloses_from(now))
-            .filter(|from| *from > self.since);
+        let floor = disclosure_floor(subscription, now).filter(|from| *from > self.since);
         let detail = match floor {
             Some(from) => Some(format!(
                 "events accepted before {} ({}) are not disclosed to it: the replay starts there",
@@ -252,6 +246,22 @@ impl ReplayRequest {
             expires_at: now.unix_timestamp() + JOB_DAYS_KEPT * 86_400,
         }
     }
+}
+
+/// The first moment a replay may deliver from to this subscription now, for
+/// an explicit subscription whose basis says nothing of the child's past
+/// (declared direct care, an area, a relationship): its creation, or an
+/// operator's open backfill grant's start (Subscription::discloses_from).
+/// None for the registered GP and for generic subscriptions. Asked when the
+/// job is made and again at every step, so a grant that expires or is
+/// revoked during a replay stops opening it from the next step on.
+pub fn disclosure_floor(
+    subscription: &Subscription,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let limited = matches!(subscription.criteria.target, Target::Explicit(_))
+        && !matches!(subscription.basis(), Basis::RegisteredGp { .. });
+    limited.then(|| subscription.discloses_from(now))
 }
 
 /// The day after a YYYY-MM-DD day.

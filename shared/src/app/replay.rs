@@ -147,6 +147,10 @@ impl<P: Ports> Replayer<'_, P> {
             self.save(&mut job, now).await?;
             return Ok(Some(job));
         };
+        // Judged again at each step: a backfill grant that has expired or
+        // been revoked since the job began no longer opens the earlier record.
+        let floor = crate::replay::disclosure_floor(&subscription, now)
+            .map(|from| (from, crate::events::first_position(from)));
         let batch = self.next_batch(&job, &subscription).await?;
         let keys: Vec<String> = batch.events.iter().map(|(_, key)| key.clone()).collect();
         let mut found = self.ports.events().get_many(&keys).await?;
@@ -175,6 +179,16 @@ impl<P: Ports> Replayer<'_, P> {
             job.scanned += 1;
             job.position = event.received_sort.clone();
             if !event.is_live(now) || held.contains(&event.event_key) {
+                continue;
+            }
+            if let Some((from, position)) = &floor
+                && event.received_sort < *position
+            {
+                job.detail = Some(format!(
+                    "events accepted before {} are no longer disclosed to it (its backfill \
+                     grant ended during the replay): they were not replayed",
+                    audit::timestamp(*from)
+                ));
                 continue;
             }
             let route = dispatcher

@@ -53,6 +53,24 @@ impl World {
         created["id"].as_str().unwrap().to_owned()
     }
 
+    /// A vaccination is published, then B subscribes, and an operator
+    /// grants it the 30 days before (open for 7 more). The subscription's
+    /// id and the grant.
+    async fn b_subscribes_after_an_event_with_a_grant(&self) -> (String, Value) {
+        publish_vaccination(self, VACCINATION_ID).await;
+        a_moment_later().await;
+        let subscription = self.b_subscribes_now().await;
+        let (status, grant) = self
+            .grant_backfill(
+                &self.operator,
+                &subscription,
+                window(&days_from_now(-30), &days_from_now(7)),
+            )
+            .await;
+        assert_eq!(status, 201, "{grant}");
+        (subscription, grant)
+    }
+
     /// What B sees: the history's total and whether the first event reads.
     async fn what_b_sees(&self) -> (Value, u16) {
         let (status, history) = self.read_child_events(Some(&self.subscriber_b)).await;
@@ -164,20 +182,53 @@ async fn a_backfill_grant_opens_the_earlier_record_until_it_is_revoked() {
     }));
 }
 
+/// Starts B's replay while the grant is open, revokes the grant when
+/// `revoke_first`, then runs the replay to its end. The messages it sent.
+async fn replay_across_a_revocation(revoke_first: bool) -> usize {
+    let world = World::new().await;
+    let (subscription, grant) = world.b_subscribes_after_an_event_with_a_grant().await;
+    let (status, job) = world
+        .start_replay(Some(&world.subscriber_b), &subscription)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    if revoke_first {
+        let grant_id = grant["id"].as_str().unwrap();
+        let (status, _) = world
+            .revoke_backfill(&world.operator, &subscription, grant_id)
+            .await;
+        assert_eq!(status, 200);
+    }
+    let before = world.stores.publisher.sent().len();
+    let replay_id = job["id"].as_str().unwrap();
+    let replayer = hub::app::replay::Replayer {
+        ports: world.ports(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut done = replayer.step(replay_id, now).await.unwrap();
+    while let Some(job) = done.filter(|job| job.status == hub::replay::ReplayStatus::Running) {
+        done = replayer.step(&job.replay_id, now).await.unwrap();
+    }
+    world.stores.publisher.sent().len() - before
+}
+
+#[tokio::test]
+async fn a_replay_stops_reaching_back_once_its_grant_is_revoked() {
+    assert_eq!(
+        replay_across_a_revocation(false).await,
+        1,
+        "with the grant open, the earlier event is replayed"
+    );
+    assert_eq!(
+        replay_across_a_revocation(true).await,
+        0,
+        "revoked after the replay began: nothing before the creation"
+    );
+}
+
 #[tokio::test]
 async fn an_expired_grant_opens_nothing() {
     let world = World::new().await;
-    publish_vaccination(&world, VACCINATION_ID).await;
-    a_moment_later().await;
-    let subscription_id = world.b_subscribes_now().await;
-    let (status, _) = world
-        .grant_backfill(
-            &world.operator,
-            &subscription_id,
-            window(&days_from_now(-30), &days_from_now(7)),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let (subscription_id, _) = world.b_subscribes_after_an_event_with_a_grant().await;
     assert_eq!(world.what_b_sees().await, (json!(1), 200));
 
     // The grant as it would stand once its expiry has passed.
