@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::embargo::BatchSettings;
 use super::generic::locate;
 use super::register::{preview, record_event};
-use super::subscription::{explicit_for_child, relationship_holds};
+use super::subscription::{RelationshipsHeld, explicit_for_child};
 use crate::audit::AuditRecord;
 use crate::basis::{self, Basis, Judgement, PlaceAtEvent, PracticeAtEvent};
 use crate::catalogue::EventType;
@@ -444,9 +444,7 @@ async fn explicit_matches<P: Ports>(
     let at = crate::audit::timestamp(now);
     let mut matched = Vec::new();
     let mut endings = Vec::new();
-    // Whether each app's relationship with a person holds, read once for
-    // all its subscriptions resting on it (tagged ones, say).
-    let mut holding = std::collections::BTreeMap::new();
+    let mut holding = RelationshipsHeld::default();
     for subscription in ports
         .subscriptions()
         .explicit_candidates(nhs_number, event.event_type)
@@ -472,22 +470,9 @@ async fn explicit_matches<P: Ports>(
         // one still holds only for the subscriptions resting on one.
         let related = match &basis {
             Basis::Relationship { person } => {
-                let key = (*person, subscription.subscriber_id.clone());
-                match holding.get(&key) {
-                    Some(holds) => *holds,
-                    None => {
-                        let holds = relationship_holds(
-                            ports,
-                            nhs_number,
-                            *person,
-                            &subscription.subscriber_id,
-                            now,
-                        )
-                        .await?;
-                        holding.insert(key, holds);
-                        holds
-                    }
-                }
+                holding
+                    .holds(ports, nhs_number, *person, &subscription.subscriber_id, now)
+                    .await?
             }
             _ => false,
         };

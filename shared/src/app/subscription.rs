@@ -232,6 +232,31 @@ pub async fn relationship_holds<P: Ports>(
     super::people::acting(ports, subscriber_id, person).await
 }
 
+/// [`relationship_holds`] for one child, read once per person and app
+/// however many of the app's subscriptions rest on that person (tagged
+/// ones, say): for one event's dispatch or one read.
+#[derive(Debug, Default)]
+pub struct RelationshipsHeld(std::collections::BTreeMap<(NhsNumber, String), bool>);
+
+impl RelationshipsHeld {
+    pub async fn holds<P: Ports>(
+        &mut self,
+        ports: &P,
+        child: NhsNumber,
+        person: NhsNumber,
+        subscriber_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let key = (person, subscriber_id.to_owned());
+        if let Some(holds) = self.0.get(&key) {
+            return Ok(*holds);
+        }
+        let holds = relationship_holds(ports, child, person, subscriber_id, now).await?;
+        self.0.insert(key, holds);
+        Ok(holds)
+    }
+}
+
 /// Every explicit subscription to the child, whatever event types it
 /// names, each once: one keyed read per event type, together (the store
 /// keeps a copy under each type a subscription names).

@@ -1,11 +1,10 @@
 //! The child register and a child's event history.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
-use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::app::subscription::relationship_holds;
+use crate::app::subscription::RelationshipsHeld;
 use crate::audit::{Action, AuditRecord};
 use crate::auth::{Caller, Role};
 use crate::basis::Basis;
@@ -216,7 +215,7 @@ pub(super) async fn subscribed_types<P: Ports>(
             .map(|&event_type| subscriptions.explicit_candidates(nhs_number, event_type)),
     )
     .await?;
-    let mut holding: BTreeMap<NhsNumber, bool> = BTreeMap::new();
+    let mut holding = RelationshipsHeld::default();
     let mut visible = history::VisibleFrom::new();
     for (event_type, candidates) in event_types.iter().zip(found) {
         let mut earliest: Option<(OffsetDateTime, bool)> = None;
@@ -227,16 +226,9 @@ pub(super) async fn subscribed_types<P: Ports>(
                 && subscription.criteria.events.contains(event_type)
         }) {
             if let Basis::Relationship { person } = subscription.basis() {
-                let holds = match holding.get(&person) {
-                    Some(holds) => *holds,
-                    None => {
-                        let holds =
-                            relationship_holds(ports, nhs_number, person, subscriber_id, now)
-                                .await?;
-                        holding.insert(person, holds);
-                        holds
-                    }
-                };
+                let holds = holding
+                    .holds(ports, nhs_number, person, subscriber_id, now)
+                    .await?;
                 if !holds {
                     continue;
                 }
